@@ -1,0 +1,46 @@
+//! `GET /sync/download` (PROTOCOL.md §4.4).
+
+use serde::{Deserialize, Serialize};
+
+use super::Payload;
+
+/// The 200 response to a download. All four keys are always present.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DownloadResponse {
+    /// Log entries in `server_id` order; `[]` when empty.
+    pub changes: Vec<ChangeDownload>,
+    /// More entries exist within the window.
+    pub has_more: bool,
+    /// The cursor to send as `after` next.
+    pub next_after: i64,
+    /// Inclusive upper bound of this window.
+    pub window_until: i64,
+}
+
+/// One log entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeDownload {
+    /// Log position.
+    pub server_id: i64,
+    /// Normalised schema.
+    pub schema: String,
+    /// Normalised table.
+    pub table: String,
+    /// `INSERT`, `UPDATE` or `DELETE` as uploaded.
+    pub op: String,
+    /// Canonical pk.
+    pub pk: String,
+    /// The uploaded after-image; key absent for DELETE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
+    /// The version this change produced.
+    pub server_version: i64,
+    /// `op == "DELETE"`.
+    pub deleted: bool,
+    /// The originating device.
+    pub source_id: String,
+    /// The originating scid.
+    pub source_change_id: i64,
+    /// When the change was applied: RFC 3339 UTC with six fractional digits.
+    pub ts: String,
+}
