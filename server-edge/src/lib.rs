@@ -1,1 +1,58 @@
-//! placeholder
+//! The oversync sync server: the **oversync classic v1** protocol (see `shared/PROTOCOL.md`) on PostgreSQL.
+//!
+//! One core, two thin front doors. [`Service::handle`] takes a runtime-neutral [`http::Request`] and a
+//! [`Runtime`] (where connections and timers come from) and returns an [`http::Response`]; the native binary
+//! ([`native`], axum + deadpool-postgres) and the Worker entry only convert requests and provide the runtime.
+//!
+//! - [`upload`]: validation, then one transaction under a per-user advisory lock; decisions are made by the pure
+//!   [`upload::plan`] over a snapshot read in a few set-based queries, and written back set-based.
+//! - [`download`]: frozen windows with the `next_after` jump, in one statement.
+//! - [`materialize`]: owner-scoped upserts into business tables, failures recorded while changes stay applied.
+//! - [`registry`]: registered tables, FK graph and column types, built once at start-up by [`prepare`].
+
+pub mod auth;
+pub mod config;
+mod convert;
+pub mod download;
+pub mod error;
+pub mod http;
+pub mod materialize;
+pub mod registry;
+pub mod runtime;
+pub mod schema;
+pub mod service;
+mod sql;
+pub mod upload;
+
+#[cfg(feature = "native")]
+pub mod native;
+
+pub use config::Config;
+pub use registry::Registry;
+pub use runtime::Runtime;
+pub use service::Service;
+
+/// Start-up work shared by both front doors: ensure the sync schema (plus the optional start-up SQL), then build
+/// the registry from configuration and the catalogue.
+pub async fn prepare(
+    client: &mut tokio_postgres::Client,
+    cfg: &Config,
+    init_sql: Option<&str>,
+) -> Result<Service, StartupError> {
+    schema::ensure(client, init_sql).await?;
+    let mut registry = Registry::from_config(cfg)?;
+    let declared = cfg.tables.iter().any(|t| !t.fks.is_empty());
+    registry.discover(client, declared).await?;
+    Ok(Service::new(cfg, registry)?)
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The database refused the schema or the catalogue queries.
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}

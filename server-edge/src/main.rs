@@ -1,1 +1,51 @@
-fn main(){}
+//! `oversync-server --config demo.toml`: the native sync server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use oversync_server::Config;
+
+const USAGE: &str = "usage: oversync-server --config <file.toml|file.json>
+
+Environment overrides: DATABASE_URL, JWT_SECRET, PORT, OVERSYNC_LISTEN, OVERSYNC_DEV_SIGNIN,
+OVERSYNC_CORS_ORIGINS, OVERSYNC_MAX_UPLOAD_BATCH_SIZE, OVERSYNC_MAX_PAYLOAD_BYTES, OVERSYNC_MAX_REQUEST_BYTES,
+OVERSYNC_FK_PRECHECK, OVERSYNC_POOL_SIZE, OVERSYNC_TOKEN_TTL, OVERSYNC_SCHEMA_VERSION.
+Logs: RUST_LOG (default info), OVERSYNC_LOG_FORMAT=json for JSON lines.";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let json = std::env::var("OVERSYNC_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oversync-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut config: Option<PathBuf> = std::env::var_os("OVERSYNC_CONFIG").map(PathBuf::from);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => config = Some(args.next().ok_or_else(|| anyhow::anyhow!("--config needs a path\n{USAGE}"))?.into()),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let path = config.ok_or_else(|| anyhow::anyhow!("no configuration given\n{USAGE}"))?;
+    let mut cfg = Config::from_file(&path)?;
+    cfg.apply_env(|k| std::env::var(k).ok())?;
+    oversync_server::native::serve(cfg).await
+}

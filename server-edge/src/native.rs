@@ -1,0 +1,140 @@
+//! The native front door: axum on tokio, a deadpool-postgres pool, graceful shutdown.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use tokio_postgres::{Client, NoTls};
+
+use crate::http::Request;
+use crate::runtime::{BoxError, Runtime};
+use crate::{Config, Service};
+
+/// Connections from the pool, and tokio's timer.
+#[derive(Clone)]
+pub struct NativeRuntime {
+    pool: deadpool_postgres::Pool,
+}
+
+/// A pooled connection; returned to the pool on drop.
+pub struct PooledConn(deadpool_postgres::Object);
+
+impl Deref for PooledConn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.0
+    }
+}
+
+impl DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.0
+    }
+}
+
+impl Runtime for NativeRuntime {
+    type Conn = PooledConn;
+
+    async fn connect(&self) -> Result<PooledConn, BoxError> {
+        Ok(PooledConn(self.pool.get().await?))
+    }
+
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+}
+
+struct AppState {
+    service: Service,
+    runtime: NativeRuntime,
+}
+
+/// The axum router: every path goes to [`Service::handle`].
+fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let (parts, body) = req.into_parts();
+    let limit = state.service.settings.max_request_bytes;
+    let header_text = |name: HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let declared_too_large = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > limit);
+    // Never buffer more than the limit: an oversized body is cut off and answered with 413.
+    let (body, body_too_large) = if declared_too_large {
+        (Vec::new(), true)
+    } else {
+        match axum::body::to_bytes(body, limit).await {
+            Ok(b) => (b.to_vec(), false),
+            Err(_) => (Vec::new(), true),
+        }
+    };
+    let request = Request {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        authorization: header_text(header::AUTHORIZATION),
+        origin: header_text(header::ORIGIN),
+        body,
+        body_too_large,
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (method, path) = (request.method.clone(), request.path.clone());
+    let resp = state.service.handle(&state.runtime, request, now).await;
+    tracing::info!(%method, %path, status = resp.status, ms = started.elapsed().as_millis() as u64, "request");
+
+    let mut out = axum::response::Response::new(Body::from(resp.body));
+    *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in resp.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            out.headers_mut().append(name, v);
+        }
+    }
+    out
+}
+
+/// Connects, prepares the schema and registry, and serves until SIGINT/SIGTERM. Prints
+/// `oversync-server listening on http://ADDR` once the socket is bound (tests read it when the port is 0).
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    cfg.validate()?;
+    let url = cfg.database_url.clone().context("missing setting: database_url (or DATABASE_URL)")?;
+    let mut pool_cfg = deadpool_postgres::Config::new();
+    pool_cfg.url = Some(url);
+    pool_cfg.pool = Some(deadpool_postgres::PoolConfig::new(cfg.pool_size.max(1)));
+    let pool = pool_cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)?;
+    let init_sql = match &cfg.init_sql {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading init_sql {}", path.display()))?),
+        None => None,
+    };
+    let service = {
+        let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
+        crate::prepare(&mut conn, &cfg, init_sql.as_deref()).await?
+    };
+    let tables: Vec<String> = service.registry.tables().map(|t| t.table.to_string()).collect();
+    tracing::info!(?tables, dev_signin = cfg.dev_signin, "sync schema ready");
+
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    println!("oversync-server listening on http://{}", listener.local_addr()?);
+    let state = Arc::new(AppState { service, runtime: NativeRuntime { pool: pool.clone() } });
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    pool.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,247 @@
+//! The table registry: registered tables, their FK columns, apply order and materialisation targets. Built once
+//! at start-up from configuration plus the database catalogue, then shared read-only by every request (§6.1.5:
+//! the FK graph and column types are rebuildable caches).
+
+use std::collections::{BTreeMap, HashMap};
+
+use oversync_protocol::TableRef;
+use oversync_protocol::order::{FkEdge, parent_first};
+use tokio_postgres::Client;
+
+use crate::config::{Config, ConfigError, FkPrecheck};
+
+/// How a value is converted for a business column (§5.1, §6.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `uuid`: any UUID form or the base64 of 16 bytes.
+    Uuid,
+    /// `bytea`: UUID, hex or base64 per §5.1.
+    Bytea,
+    /// `timestamptz`, `timestamp`, `date`: Unix seconds or RFC 3339.
+    Timestamp,
+    /// `boolean`: 0/1 or true/false.
+    Bool,
+    /// `json` / `jsonb`: the JSON text as is.
+    Json,
+    /// Numeric types: the number's digits as sent.
+    Number,
+    /// Everything else: strings as text.
+    Text,
+}
+
+/// A business column.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// `format_type()` of the column, used as the cast target.
+    pub sql_type: String,
+    /// Conversion rule.
+    pub kind: Kind,
+}
+
+/// Where applied changes of a table are materialised (§6.7).
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Business schema.
+    pub schema: String,
+    /// Business table.
+    pub table: String,
+    /// Key column.
+    pub key: String,
+    /// Owner column, set to the user id.
+    pub owner: Option<String>,
+    /// Columns by name.
+    pub columns: HashMap<String, Column>,
+}
+
+/// A prechecked FK column of a registered table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FkColumn {
+    /// The payload key.
+    pub column: String,
+    /// The registered parent.
+    pub parent: TableRef,
+}
+
+/// One registered table.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// The registered pair.
+    pub table: TableRef,
+    /// FK columns in column order.
+    pub fks: Vec<FkColumn>,
+    /// Materialisation target, if any.
+    pub target: Option<Target>,
+}
+
+/// All registered tables.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    tables: BTreeMap<TableRef, TableInfo>,
+    rank: HashMap<TableRef, usize>,
+    /// FK precheck mode.
+    pub fk_precheck: FkPrecheck,
+}
+
+impl Registry {
+    /// Builds the registry from configuration alone (no materialisation column types, declared FKs only).
+    pub fn from_config(cfg: &Config) -> Result<Self, ConfigError> {
+        let mut tables = BTreeMap::new();
+        for t in &cfg.tables {
+            let table = t.table_ref()?;
+            let mut fks = Vec::new();
+            for fk in &t.fks {
+                let parent = TableRef::parse(&fk.parent).ok_or_else(|| ConfigError::BadName(fk.parent.clone()))?;
+                fks.push(FkColumn { column: fk.column.to_lowercase(), parent });
+            }
+            let target = if t.materialize {
+                let (schema, name) = match &t.target {
+                    Some(q) => {
+                        let r = TableRef::parse(q).ok_or_else(|| ConfigError::BadName(q.clone()))?;
+                        (r.schema, r.table)
+                    }
+                    None => (table.schema.clone(), table.table.clone()),
+                };
+                Some(Target {
+                    schema,
+                    table: name,
+                    key: t.target_key.clone().unwrap_or_else(|| t.sync_key.clone()),
+                    owner: t.owner_column.clone(),
+                    columns: HashMap::new(),
+                })
+            } else {
+                None
+            };
+            tables.insert(table.clone(), TableInfo { table, fks, target });
+        }
+        let mut reg = Self { tables, rank: HashMap::new(), fk_precheck: cfg.fk_precheck };
+        reg.rebuild_order();
+        Ok(reg)
+    }
+
+    /// Reads column types of the materialisation targets and, for tables without declared FKs, discovers FKs
+    /// from the business tables' constraints.
+    pub async fn discover(&mut self, client: &Client, declared_fks: bool) -> Result<(), tokio_postgres::Error> {
+        let targets: Vec<(String, String)> =
+            self.tables.values().filter_map(|t| t.target.as_ref()).map(|t| (t.schema.clone(), t.table.clone())).collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let (schemas, names): (Vec<String>, Vec<String>) = targets.into_iter().unzip();
+        let rows = client.query(COLUMNS_SQL, &[&schemas, &names]).await?;
+        for row in rows {
+            let (schema, table, column, sql_type, base): (String, String, String, String, String) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            let category: i8 = row.get(5);
+            let kind = kind_of(&base, category as u8 as char);
+            for info in self.tables.values_mut() {
+                if let Some(t) = info.target.as_mut().filter(|t| t.schema == schema && t.table == table) {
+                    t.columns.insert(column.clone(), Column { sql_type: sql_type.clone(), kind });
+                }
+            }
+        }
+        if !declared_fks {
+            self.discover_fks(client, &schemas).await?;
+        }
+        Ok(())
+    }
+
+    async fn discover_fks(&mut self, client: &Client, schemas: &[String]) -> Result<(), tokio_postgres::Error> {
+        let by_target: HashMap<(String, String), TableRef> = self
+            .tables
+            .values()
+            .filter_map(|i| i.target.as_ref().map(|t| ((t.schema.clone(), t.table.clone()), i.table.clone())))
+            .collect();
+        let rows = client.query(FKS_SQL, &[&schemas]).await?;
+        // Group the column pairs of each constraint: (constraint oid) → [(child col, parent col)].
+        let mut constraints: BTreeMap<u32, (TableRef, TableRef, Vec<(String, String)>)> = BTreeMap::new();
+        for row in rows {
+            let oid: u32 = row.get(0);
+            let child = by_target.get(&(row.get::<_, String>(1), row.get::<_, String>(2)));
+            let parent = by_target.get(&(row.get::<_, String>(4), row.get::<_, String>(5)));
+            let (Some(child), Some(parent)) = (child, parent) else { continue };
+            let entry = constraints.entry(oid).or_insert_with(|| (child.clone(), parent.clone(), Vec::new()));
+            entry.2.push((row.get(3), row.get(6)));
+        }
+        for (child, parent, pairs) in constraints.into_values() {
+            let child_owner = self.tables[&child].target.as_ref().and_then(|t| t.owner.clone());
+            let parent_key = self.tables[&parent].target.as_ref().map(|t| t.key.clone());
+            // A composite (owner, x) reference counts as x; other composite references are ignored.
+            let rest: Vec<_> = pairs.into_iter().filter(|(c, _)| Some(c) != child_owner.as_ref()).collect();
+            if let [(column, parent_col)] = rest.as_slice()
+                && Some(parent_col) == parent_key.as_ref()
+            {
+                let fk = FkColumn { column: column.clone(), parent: parent.clone() };
+                let info = self.tables.get_mut(&child).expect("registered");
+                if !info.fks.contains(&fk) {
+                    info.fks.push(fk);
+                }
+            }
+        }
+        self.rebuild_order();
+        Ok(())
+    }
+
+    fn rebuild_order(&mut self) {
+        let tables: Vec<TableRef> = self.tables.keys().cloned().collect();
+        let edges: Vec<FkEdge> = self
+            .tables
+            .values()
+            .flat_map(|i| i.fks.iter().map(|fk| FkEdge { child: i.table.clone(), parent: fk.parent.clone() }))
+            .collect();
+        self.rank = parent_first(&tables, &edges).into_iter().enumerate().map(|(i, t)| (t, i)).collect();
+    }
+
+    /// The registered table, if any.
+    pub fn get(&self, t: &TableRef) -> Option<&TableInfo> {
+        self.tables.get(t)
+    }
+
+    /// True when the pair is registered.
+    pub fn contains(&self, t: &TableRef) -> bool {
+        self.tables.contains_key(t)
+    }
+
+    /// Position in the parent-first order.
+    pub fn rank(&self, t: &TableRef) -> usize {
+        self.rank.get(t).copied().unwrap_or(usize::MAX)
+    }
+
+    /// All registered tables.
+    pub fn tables(&self) -> impl Iterator<Item = &TableInfo> {
+        self.tables.values()
+    }
+}
+
+fn kind_of(base: &str, category: char) -> Kind {
+    match base {
+        "uuid" => Kind::Uuid,
+        "bytea" => Kind::Bytea,
+        "timestamptz" | "timestamp" | "date" => Kind::Timestamp,
+        "bool" => Kind::Bool,
+        "json" | "jsonb" => Kind::Json,
+        _ if category == 'N' => Kind::Number,
+        _ => Kind::Text,
+    }
+}
+
+const COLUMNS_SQL: &str = "
+SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
+       coalesce(bt.typname, t.typname)::text, coalesce(bt.typcategory, t.typcategory)::\"char\"
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+WHERE a.attnum > 0 AND NOT a.attisdropped
+  AND (n.nspname::text, c.relname::text) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
+
+const FKS_SQL: &str = "
+SELECT con.oid, cn.nspname::text, cc.relname::text, ca.attname::text, pn.nspname::text, pc.relname::text, pa.attname::text
+FROM pg_constraint con
+JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+JOIN pg_class pc ON pc.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+CROSS JOIN LATERAL unnest(con.conkey, con.confkey) WITH ORDINALITY AS k(child_att, parent_att, ord)
+JOIN pg_attribute ca ON ca.attrelid = con.conrelid AND ca.attnum = k.child_att
+JOIN pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = k.parent_att
+WHERE con.contype = 'f' AND cn.nspname::text = ANY($1)
+ORDER BY con.oid, k.ord";

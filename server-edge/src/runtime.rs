@@ -1,0 +1,23 @@
+//! What the core needs from its host: a Postgres connection and a timer. The native binary provides them with a
+//! deadpool pool and tokio; the Worker with one Hyperdrive socket per request and the JS timer.
+
+use std::future::Future;
+use std::ops::DerefMut;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+/// A boxed error from the host (pool exhausted, socket refused, …).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The host environment of one request.
+pub trait Runtime {
+    /// A connection, returned to its pool (or closed) on drop.
+    type Conn: DerefMut<Target = Client>;
+
+    /// Obtains a connection. Called at most once per request, and only by routes that touch the database.
+    fn connect(&self) -> impl Future<Output = Result<Self::Conn, BoxError>>;
+
+    /// Waits before a retry.
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()>;
+}

@@ -1,0 +1,217 @@
+//! The sync service: routes, authentication, CORS and the handlers, shared unchanged by every front door.
+
+use std::time::Duration;
+
+use oversync_protocol::validate::{DOWNLOAD_LIMIT_DEFAULT, DOWNLOAD_LIMIT_MAX, DownloadQuery};
+use oversync_protocol::wire::*;
+
+use crate::auth::{Authenticator, Principal, generated_device_id};
+use crate::config::{Config, ConfigError};
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::{download, upload};
+
+/// Settings read per request.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// 0 = unlimited.
+    pub max_upload_batch_size: usize,
+    /// 0 = unlimited.
+    pub max_payload_bytes: usize,
+    /// Body limit.
+    pub max_request_bytes: usize,
+    /// Advisory lock wait bound.
+    pub lock_timeout_ms: u64,
+    /// Dev sign-in routes on.
+    pub dev_signin: bool,
+    /// Dev token lifetime, seconds.
+    pub token_ttl: i64,
+    /// `/sync/schema-version`.
+    pub schema_version: i64,
+    /// Origins given CORS headers.
+    pub cors_origins: Vec<String>,
+    /// `/health` service name.
+    pub service_name: String,
+}
+
+/// The service. Cheap to share: one per process (native) or per isolate (Worker).
+#[derive(Debug)]
+pub struct Service {
+    /// Settings.
+    pub settings: Settings,
+    /// Registered tables.
+    pub registry: Registry,
+    auth: Authenticator,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Health,
+    Signin,
+    DummySignin,
+    Upload,
+    Download,
+    SchemaVersion,
+    Capabilities,
+}
+
+impl Route {
+    fn parse(path: &str, dev_signin: bool) -> Option<Self> {
+        Some(match path {
+            "/health" => Self::Health,
+            "/signin" if dev_signin => Self::Signin,
+            "/dummy-signin" if dev_signin => Self::DummySignin,
+            "/sync/upload" => Self::Upload,
+            "/sync/download" => Self::Download,
+            "/sync/schema-version" => Self::SchemaVersion,
+            "/sync/capabilities" => Self::Capabilities,
+            _ => return None,
+        })
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            Self::Signin | Self::DummySignin | Self::Upload => "POST",
+            _ => "GET",
+        }
+    }
+}
+
+impl Service {
+    /// Builds the service from a validated configuration and a registry.
+    pub fn new(cfg: &Config, registry: Registry) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let secret = cfg.jwt_secret.as_deref().unwrap_or_default();
+        Ok(Self {
+            settings: Settings {
+                max_upload_batch_size: cfg.max_upload_batch_size,
+                max_payload_bytes: cfg.max_payload_bytes,
+                max_request_bytes: cfg.max_request_bytes,
+                lock_timeout_ms: cfg.lock_timeout_ms,
+                dev_signin: cfg.dev_signin,
+                token_ttl: cfg.token_ttl,
+                schema_version: cfg.schema_version,
+                cors_origins: cfg.cors_origins.clone(),
+                service_name: cfg.service_name.clone(),
+            },
+            registry,
+            auth: Authenticator::new(secret.as_bytes()),
+        })
+    }
+
+    /// Handles one request at time `now` (since the Unix epoch).
+    pub async fn handle<R: Runtime>(&self, rt: &R, req: Request, now: Duration) -> Response {
+        let origin = req.origin.clone();
+        let mut resp = match self.route(rt, req, now).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        if let Some(origin) = origin.filter(|o| self.settings.cors_origins.iter().any(|c| c == o || c == "*")) {
+            resp.headers.push(("access-control-allow-origin", origin));
+            resp.headers.push(("vary", "Origin".into()));
+        }
+        resp
+    }
+
+    async fn route<R: Runtime>(&self, rt: &R, req: Request, now: Duration) -> Result<Response, ApiError> {
+        let route = Route::parse(&req.path, self.settings.dev_signin).ok_or(ApiError::NotFound)?;
+        if req.method == "OPTIONS" {
+            let mut r = Response::empty(204);
+            r.headers.push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
+            r.headers.push(("access-control-allow-headers", "Authorization, Content-Type, Accept".into()));
+            r.headers.push(("access-control-max-age", "86400".into()));
+            return Ok(r);
+        }
+        if req.method != route.method() {
+            return Err(ApiError::MethodNotAllowed(route.method()));
+        }
+        if req.body_too_large || req.body.len() > self.settings.max_request_bytes {
+            return Err(ApiError::TooLarge(self.settings.max_request_bytes));
+        }
+        match route {
+            Route::Health => Ok(Response::json(
+                200,
+                &HealthResponse { status: "healthy".into(), service: self.settings.service_name.clone() },
+            )),
+            Route::Signin => self.signin(&req.body, now),
+            Route::DummySignin => self.dummy_signin(&req.body, now),
+            _ => {
+                let who = self.auth.authenticate(req.authorization.as_deref(), now)?;
+                self.synced(route, rt, &who, &req).await
+            }
+        }
+    }
+
+    async fn synced<R: Runtime>(&self, route: Route, rt: &R, who: &Principal, req: &Request) -> Result<Response, ApiError> {
+        Ok(match route {
+            Route::Upload => Response::json(200, &upload::upload(self, rt, who, &req.body).await?),
+            Route::Download => {
+                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+                let q = DownloadQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(ApiError::InvalidRequest)?;
+                Response::json(200, &download::download(rt, who, &q).await?)
+            }
+            Route::SchemaVersion => {
+                Response::json(200, &SchemaVersionResponse { schema_version: self.settings.schema_version })
+            }
+            _ => Response::json(200, &self.capabilities()),
+        })
+    }
+
+    /// What `/sync/capabilities` advertises.
+    pub fn capabilities(&self) -> Capabilities {
+        let s = &self.settings;
+        Capabilities {
+            protocol: "oversync-classic".into(),
+            protocol_version: 1,
+            schema_version: s.schema_version,
+            limits: Limits {
+                max_upload_batch_size: s.max_upload_batch_size as i64,
+                max_payload_bytes: s.max_payload_bytes as i64,
+                max_request_bytes: s.max_request_bytes as i64,
+                download_limit_default: DOWNLOAD_LIMIT_DEFAULT,
+                download_limit_max: DOWNLOAD_LIMIT_MAX,
+                snapshot_limit_max: 0,
+            },
+            features: Features {
+                replay_returns_version: true,
+                next_after_jumps: true,
+                fk_precheck: self.registry.fk_precheck.as_str().into(),
+                snapshot: false,
+                watch: Vec::new(),
+            },
+        }
+    }
+
+    fn signin(&self, body: &[u8], now: Duration) -> Result<Response, ApiError> {
+        let req: SigninRequest = parse_object(body)?;
+        if req.username.is_empty() {
+            return Err(ApiError::InvalidRequest("username required".into()));
+        }
+        let device_id = if req.device_id.is_empty() { generated_device_id(now) } else { req.device_id };
+        let user_id = format!("user-{}", req.username);
+        let token = self.auth.issue(&user_id, &device_id, now, self.settings.token_ttl).map_err(ApiError::Token)?;
+        Ok(Response::json(200, &SigninResponse { token, user_id, device_id }))
+    }
+
+    fn dummy_signin(&self, body: &[u8], now: Duration) -> Result<Response, ApiError> {
+        let req: DummySigninRequest = parse_object(body)?;
+        if req.user.is_empty() {
+            return Err(ApiError::InvalidRequest("user required".into()));
+        }
+        let device = if req.device.is_empty() { generated_device_id(now) } else { req.device };
+        let token = self.auth.issue(&req.user, &device, now, self.settings.token_ttl).map_err(ApiError::Token)?;
+        Ok(Response::json(200, &DummySigninResponse { token, expires_in: self.settings.token_ttl, user: req.user, device }))
+    }
+}
+
+fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let invalid = || ApiError::InvalidRequest("invalid JSON".into());
+    let trimmed = body.iter().position(|b| !b.is_ascii_whitespace()).map(|i| body[i]);
+    if trimmed != Some(b'{') {
+        return Err(invalid());
+    }
+    serde_json::from_slice(body).map_err(|_| invalid())
+}

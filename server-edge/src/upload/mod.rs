@@ -1,0 +1,148 @@
+//! `POST /sync/upload` (PROTOCOL.md §4.2, §6.1–§6.5): validation, then one transaction per attempt under the
+//! per-user advisory lock, retried on serialisation failures, deadlocks and lock timeouts.
+
+pub mod plan;
+pub mod store;
+
+use std::time::Duration;
+
+use oversync_protocol::validate::validate_batch;
+use oversync_protocol::wire::{ChangeStatus, Rejection, ServerRow, UploadRequest, UploadResponse};
+use oversync_protocol::TableRef;
+use serde_json::value::RawValue;
+use tokio_postgres::Transaction;
+use tokio_postgres::error::SqlState;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::materialize::materialize;
+use crate::runtime::Runtime;
+use crate::service::Service;
+use plan::{Outcome, Prepared, decide, prepare};
+
+/// Attempts per upload (§6.1.4).
+const ATTEMPTS: u32 = 3;
+
+/// Handles one upload body for an authenticated caller.
+pub async fn upload<R: Runtime>(svc: &Service, rt: &R, who: &Principal, body: &[u8]) -> Result<UploadResponse, ApiError> {
+    let req = UploadRequest::from_json(body).map_err(|_| ApiError::InvalidRequest("Failed to parse upload request".into()))?;
+    let changes = req.changes.unwrap_or_default();
+    let mut conn = rt.connect().await.map_err(ApiError::upload)?;
+    let limit = svc.settings.max_upload_batch_size;
+    if changes.is_empty() || (limit > 0 && changes.len() > limit) {
+        let highest = store::max_server_id(&*conn, &who.user_id).await.map_err(ApiError::upload)?;
+        let statuses: Vec<ChangeStatus> = changes
+            .iter()
+            .map(|c| ChangeStatus::invalid(c.source_change_id, Rejection::batch_too_large(changes.len(), limit)))
+            .collect();
+        return Ok(UploadResponse { accepted: statuses.is_empty(), highest_server_seq: highest, statuses });
+    }
+
+    let registry = &svc.registry;
+    let validated = validate_batch(&changes, &|t: &TableRef| registry.contains(t), svc.settings.max_payload_bytes);
+    let accepted = !validated.iter().any(|r| matches!(r, Err(e) if e.reason == oversync_protocol::Reason::UnregisteredTable));
+    let mut statuses: Vec<Option<ChangeStatus>> = Vec::with_capacity(changes.len());
+    let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(changes.len());
+    for (c, r) in changes.iter().zip(validated) {
+        match r {
+            Ok(v) => {
+                statuses.push(None);
+                prepared.push(Some(prepare(registry, v)));
+            }
+            Err(rejection) => {
+                statuses.push(Some(ChangeStatus::invalid(c.source_change_id, rejection)));
+                prepared.push(None);
+            }
+        }
+    }
+
+    let mut attempt = 1;
+    loop {
+        let tx = conn.transaction().await.map_err(ApiError::upload)?;
+        let result = match run(svc, &tx, who, &prepared).await {
+            Ok(out) => tx.commit().await.map(|()| out),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((decided, highest)) => {
+                for (slot, d) in statuses.iter_mut().zip(decided) {
+                    if let Some(d) = d {
+                        *slot = Some(d);
+                    }
+                }
+                let statuses = statuses.into_iter().map(|s| s.expect("every change has a status")).collect();
+                return Ok(UploadResponse { accepted, highest_server_seq: highest, statuses });
+            }
+            Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
+                tracing::info!(user = %who.user_id, attempt, error = %e, "upload transaction retried");
+                rt.sleep(Duration::from_millis(20 * u64::from(attempt * attempt))).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(ApiError::upload(e)),
+        }
+    }
+}
+
+fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::LOCK_NOT_AVAILABLE)
+}
+
+type Decided = Vec<Option<ChangeStatus>>;
+
+/// One attempt inside an open transaction: lock, read, decide, write, materialise.
+async fn run(
+    svc: &Service,
+    tx: &Transaction<'_>,
+    who: &Principal,
+    prepared: &[Option<Prepared>],
+) -> Result<(Decided, i64), tokio_postgres::Error> {
+    let (user, device) = (who.user_id.as_str(), who.source_id.as_str());
+    store::lock_user(tx, user, svc.settings.lock_timeout_ms).await?;
+    let (snapshot, max_before) = store::read_snapshot(tx, &svc.registry, user, device, prepared).await?;
+    let plan = decide(&svc.registry, prepared, &snapshot);
+
+    let live_conflicts: Vec<plan::RowKey> = plan
+        .outcomes
+        .iter()
+        .flatten()
+        .filter_map(|o| match o {
+            Outcome::Conflict { row, meta } if !meta.deleted => Some(row.clone()),
+            _ => None,
+        })
+        .collect();
+    let payloads = store::live_payloads(tx, user, &live_conflicts).await?;
+    let max_written = store::apply_writes(tx, user, device, &plan.writes).await?;
+    materialize(tx, &svc.registry, user, &plan.writes).await?;
+
+    let decided = plan
+        .outcomes
+        .into_iter()
+        .zip(prepared)
+        .map(|(o, p)| {
+            let scid = p.as_ref()?.change.scid;
+            Some(match o? {
+                Outcome::Applied(v) => ChangeStatus::applied(scid, v),
+                Outcome::Rejected(r) => ChangeStatus::invalid(scid, r),
+                Outcome::Conflict { row, meta } => {
+                    let payload = if meta.deleted {
+                        None
+                    } else {
+                        payloads.get(&row).and_then(|p| RawValue::from_string(p.clone()).ok())
+                    };
+                    ChangeStatus::conflict(
+                        scid,
+                        ServerRow {
+                            id: row.1.clone(),
+                            deleted: meta.deleted,
+                            payload,
+                            table_name: row.0.table.clone(),
+                            schema_name: row.0.schema.clone(),
+                            server_version: meta.version,
+                        },
+                    )
+                }
+            })
+        })
+        .collect();
+    Ok((decided, max_before.max(max_written)))
+}

@@ -1,0 +1,256 @@
+//! The upload decision, without IO (PROTOCOL.md §6.3–§6.5).
+//!
+//! The store reads what the decision needs in a few set-based queries (idempotency records, row metadata of
+//! every row and parent the request names), [`decide`] walks the changes in apply order against that snapshot,
+//! and the store writes the resulting [`Write`]s set-based. Keeping this pure makes the ordering and version
+//! rules unit-testable and keeps round trips independent of the number of changes.
+
+use std::collections::{HashMap, HashSet};
+
+use oversync_protocol::encoding::fk_value_to_uuid;
+use oversync_protocol::validate::{Op, ValidChange};
+use oversync_protocol::wire::{Reason, Rejection};
+use oversync_protocol::TableRef;
+use serde_json::value::RawValue;
+
+use crate::config::FkPrecheck;
+use crate::registry::Registry;
+
+/// A row of a registered table: `(table, canonical pk)`.
+pub type RowKey = (TableRef, String);
+
+/// The stored version and tombstone flag of a row (`sync.sync_row_meta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowMeta {
+    /// Current version.
+    pub version: i64,
+    /// Tombstone.
+    pub deleted: bool,
+}
+
+/// The log row recorded for an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    /// The row it applied to.
+    pub row: RowKey,
+    /// The version it produced.
+    pub version: i64,
+}
+
+/// What the store read before deciding.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Idempotency records of the request's scids for this device.
+    pub logged: HashMap<i64, Logged>,
+    /// Metadata of the request's rows and of every referenced parent.
+    pub meta: HashMap<RowKey, RowMeta>,
+    /// With `fk_precheck = business`: referenced parents that exist in their business table for this user.
+    pub business_parents: HashSet<RowKey>,
+}
+
+/// A FK reference of an upsert, converted to a UUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FkRef {
+    /// The parent row.
+    pub parent: RowKey,
+    /// `<parent schema>.<parent table>:<value exactly as in the payload>`.
+    pub label: String,
+}
+
+/// A valid change with its FK references resolved (or the precheck's `bad_payload` verdict).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The validated change.
+    pub change: ValidChange,
+    /// FK references in column order, or the rejection for an unconvertible value.
+    pub refs: Result<Vec<FkRef>, Rejection>,
+}
+
+/// The per-change result, in request order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// `applied`, with the version produced or stored (none for a DELETE of a never-known row).
+    Applied(Option<i64>),
+    /// `conflict`; the store attaches the server row.
+    Conflict {
+        /// The conflicting row.
+        row: RowKey,
+        /// Its current metadata.
+        meta: RowMeta,
+    },
+    /// `invalid`.
+    Rejected(Rejection),
+}
+
+/// One applied change to write.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// Index in the request.
+    pub index: usize,
+    /// The row.
+    pub row: RowKey,
+    /// Operation as uploaded.
+    pub op: Op,
+    /// The after-image (upserts).
+    pub payload: Option<Box<RawValue>>,
+    /// The change's scid.
+    pub scid: i64,
+    /// The version produced.
+    pub version: i64,
+}
+
+/// The decision for a whole request.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Outcomes by request index (`None` for indices that failed validation).
+    pub outcomes: Vec<Option<Outcome>>,
+    /// Writes in apply order: upserts parent-first, then deletes child-first.
+    pub writes: Vec<Write>,
+}
+
+/// Resolves the FK references of each upsert (§6.5 step 1).
+pub fn prepare(registry: &Registry, change: ValidChange) -> Prepared {
+    let refs = match (&change.payload, registry.get(&change.table)) {
+        (Some(payload), Some(info)) if !info.fks.is_empty() && registry.fk_precheck != FkPrecheck::Off => {
+            fk_refs(&change, payload, &info.fks)
+        }
+        _ => Ok(Vec::new()),
+    };
+    Prepared { change, refs }
+}
+
+fn fk_refs(change: &ValidChange, payload: &RawValue, fks: &[crate::registry::FkColumn]) -> Result<Vec<FkRef>, Rejection> {
+    let bad = || Rejection::bad_payload(format!("bad payload for {} pk={}", change.table, change.pk));
+    let map: HashMap<String, &RawValue> = serde_json::from_str(payload.get()).map_err(|_| bad())?;
+    let map: HashMap<String, &RawValue> = map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
+    let mut refs = Vec::new();
+    for fk in fks {
+        let Some(raw) = map.get(&fk.column) else { continue };
+        let value: serde_json::Value = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s,
+            _ => return Err(bad()),
+        };
+        let uuid = fk_value_to_uuid(&text).ok_or_else(bad)?;
+        refs.push(FkRef {
+            parent: (fk.parent.clone(), uuid.hyphenated().to_string()),
+            label: format!("{}:{text}", fk.parent),
+        });
+    }
+    Ok(refs)
+}
+
+/// Apply order: upserts by (table rank, request index), then deletes by (reverse rank, request index).
+pub fn apply_order(registry: &Registry, changes: &[(usize, &ValidChange)]) -> Vec<usize> {
+    let mut upserts: Vec<_> = changes.iter().filter(|(_, c)| !c.op.is_delete()).map(|(i, c)| (registry.rank(&c.table), *i)).collect();
+    let mut deletes: Vec<_> = changes.iter().filter(|(_, c)| c.op.is_delete()).map(|(i, c)| (registry.rank(&c.table), *i)).collect();
+    upserts.sort();
+    deletes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    upserts.into_iter().chain(deletes).map(|(_, i)| i).collect()
+}
+
+/// Decides every valid change against the snapshot. `prepared[i]` is `None` where validation failed.
+pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], snap: &Snapshot) -> Plan {
+    let valid: Vec<(usize, &ValidChange)> =
+        prepared.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i, &p.change))).collect();
+    let deleted_here: HashSet<RowKey> =
+        valid.iter().filter(|(_, c)| c.op.is_delete()).map(|(_, c)| (c.table.clone(), c.pk.clone())).collect();
+    let upserted_here: HashSet<RowKey> =
+        valid.iter().filter(|(_, c)| !c.op.is_delete()).map(|(_, c)| (c.table.clone(), c.pk.clone())).collect();
+    let mut meta = snap.meta.clone();
+    let mut applied_here: HashSet<RowKey> = HashSet::new();
+    let mut plan = Plan { outcomes: vec![None; prepared.len()], writes: Vec::new() };
+
+    for index in apply_order(registry, &valid) {
+        let p = prepared[index].as_ref().expect("valid index");
+        let c = &p.change;
+        let row: RowKey = (c.table.clone(), c.pk.clone());
+        let outcome = if let Some(logged) = snap.logged.get(&c.scid) {
+            if logged.row == row {
+                Outcome::Applied(Some(logged.version))
+            } else {
+                Outcome::Rejected(Rejection::bad_payload(format!(
+                    "source_change_id {} already used for {} pk={}",
+                    c.scid, logged.row.0, logged.row.1
+                )))
+            }
+        } else if let Some(rejection) = precheck(registry, p, &row, &meta, snap, &applied_here, &deleted_here, &upserted_here) {
+            Outcome::Rejected(rejection)
+        } else {
+            version_check(c, &row, meta.get(&row).copied())
+        };
+        if let Outcome::Applied(Some(version)) = outcome
+            && !snap.logged.contains_key(&c.scid)
+            && is_write(c.op, meta.get(&row).copied(), version)
+        {
+            meta.insert(row.clone(), RowMeta { version, deleted: c.op.is_delete() });
+            applied_here.insert(row.clone());
+            plan.writes.push(Write { index, row, op: c.op, payload: c.payload.clone(), scid: c.scid, version });
+        }
+        plan.outcomes[index] = Some(outcome);
+    }
+    plan
+}
+
+/// An `applied` outcome writes unless it is a DELETE of a tombstone (answered with the tombstone's version).
+fn is_write(op: Op, current: Option<RowMeta>, version: i64) -> bool {
+    !(op.is_delete() && current.is_some_and(|m| m.deleted && m.version == version))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn precheck(
+    registry: &Registry,
+    p: &Prepared,
+    row: &RowKey,
+    meta: &HashMap<RowKey, RowMeta>,
+    snap: &Snapshot,
+    applied_here: &HashSet<RowKey>,
+    deleted_here: &HashSet<RowKey>,
+    upserted_here: &HashSet<RowKey>,
+) -> Option<Rejection> {
+    if p.change.op.is_delete() || registry.fk_precheck == FkPrecheck::Off {
+        return None;
+    }
+    let refs = match &p.refs {
+        Ok(refs) => refs,
+        Err(rejection) => return Some(rejection.clone()),
+    };
+    let missing: Vec<String> = refs
+        .iter()
+        .filter(|r| {
+            if deleted_here.contains(&r.parent) {
+                return true;
+            }
+            // Self-references: another (or the same) upsert of this table in the request satisfies them.
+            let self_ref = r.parent.0 == row.0 && upserted_here.contains(&r.parent);
+            let live = match registry.fk_precheck {
+                FkPrecheck::Business => snap.business_parents.contains(&r.parent) || applied_here.contains(&r.parent),
+                _ => meta.get(&r.parent).is_some_and(|m| !m.deleted),
+            };
+            !(live || self_ref)
+        })
+        .map(|r| r.label.clone())
+        .collect();
+    (!missing.is_empty()).then(|| Rejection::fk_missing(missing))
+}
+
+/// The version rules of §6.4.
+fn version_check(c: &ValidChange, row: &RowKey, current: Option<RowMeta>) -> Outcome {
+    let base = c.base_version;
+    match (current, c.op.is_delete()) {
+        (None, true) => Outcome::Applied(None),
+        (None, false) if base == 0 => Outcome::Applied(Some(1)),
+        (None, false) => Outcome::Rejected(Rejection::with_error(
+            Reason::InternalError,
+            format!("conflict without server_row for {} pk={}", row.0, row.1),
+        )),
+        (Some(m), true) if m.deleted => Outcome::Applied(Some(m.version)),
+        (Some(m), _) if base == m.version => Outcome::Applied(Some(m.version + 1)),
+        (Some(m), _) => Outcome::Conflict { row: row.clone(), meta: m },
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

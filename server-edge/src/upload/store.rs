@@ -1,0 +1,237 @@
+//! The upload's SQL: a fixed number of set-based statements per phase, whatever the number of changes.
+//!
+//! Round trips of one upload: BEGIN; lock (with `lock_timeout`, pipelined); snapshot reads (pipelined);
+//! conflict rows (only when there are live conflicts); id allocation; the four sync-table writes (pipelined);
+//! materialisation (a few per touched table); COMMIT.
+
+use std::collections::HashMap;
+
+use futures_util::future::try_join_all;
+use oversync_protocol::TableRef;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Error, GenericClient, Transaction};
+
+use super::plan::{Logged, Prepared, RowKey, RowMeta, Snapshot, Write};
+use crate::config::FkPrecheck;
+use crate::registry::Registry;
+use crate::sql::quote_ident;
+
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// Takes the per-user transaction-scoped advisory lock (§6.1.2), bounded by `lock_timeout`.
+pub async fn lock_user(tx: &Transaction<'_>, user: &str, lock_timeout_ms: u64) -> Result<(), Error> {
+    let timeout = format!("{lock_timeout_ms}ms");
+    let (set_params, lock_params): ([Param; 1], [Param; 1]) = ([(&timeout, Type::TEXT)], [(&user, Type::TEXT)]);
+    let set = tx.query_typed("SELECT set_config('lock_timeout', $1, true)", &set_params);
+    let lock = tx.execute_typed("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &lock_params);
+    futures_util::try_join!(set, lock)?;
+    Ok(())
+}
+
+/// The user's highest `server_id`, or 0.
+pub async fn max_server_id(client: &impl GenericClient, user: &str) -> Result<i64, Error> {
+    let rows = client
+        .query_typed("SELECT coalesce(max(server_id), 0)::int8 FROM sync.server_change_log WHERE user_id = $1", &[(&user, Type::TEXT)])
+        .await?;
+    Ok(rows[0].get(0))
+}
+
+/// Reads everything [`super::plan::decide`] needs, in one pipelined round trip. Also returns the user's
+/// highest `server_id` before this upload.
+pub async fn read_snapshot(
+    tx: &Transaction<'_>,
+    registry: &Registry,
+    user: &str,
+    device: &str,
+    prepared: &[Option<Prepared>],
+) -> Result<(Snapshot, i64), Error> {
+    let valid = prepared.iter().flatten();
+    let scids: Vec<i64> = valid.clone().map(|p| p.change.scid).collect();
+    let mut keys: Vec<RowKey> = valid.clone().map(|p| (p.change.table.clone(), p.change.pk.clone())).collect();
+    let parents: Vec<RowKey> = valid.flat_map(|p| p.refs.iter().flatten().map(|r| r.parent.clone())).collect();
+    keys.extend(parents.iter().cloned());
+    keys.sort();
+    keys.dedup();
+    let (schemas, tables, pks) = unzip_keys(&keys);
+
+    let logged_params: [Param; 3] = [(&user, Type::TEXT), (&device, Type::TEXT), (&scids, Type::INT8_ARRAY)];
+    let meta_params: [Param; 4] =
+        [(&user, Type::TEXT), (&schemas, Type::TEXT_ARRAY), (&tables, Type::TEXT_ARRAY), (&pks, Type::TEXT_ARRAY)];
+    let logged = tx.query_typed(
+        "SELECT source_change_id, schema_name, table_name, pk_uuid::text, server_version FROM sync.server_change_log
+         WHERE user_id = $1 AND source_id = $2 AND source_change_id = ANY($3)",
+        &logged_params,
+    );
+    let meta = tx.query_typed(
+        "SELECT m.schema_name, m.table_name, m.pk_uuid::text, m.server_version, m.deleted
+         FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
+         JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t AND m.pk_uuid = k.p::uuid",
+        &meta_params,
+    );
+    let max = max_server_id(tx, user);
+    let business = business_parents(tx, registry, user, &parents);
+    let (logged, meta, max, business) = futures_util::try_join!(logged, meta, max, business)?;
+
+    let mut snap = Snapshot { business_parents: business, ..Snapshot::default() };
+    for r in logged {
+        let row = (TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2)), r.get(3));
+        snap.logged.insert(r.get(0), Logged { row, version: r.get(4) });
+    }
+    for r in meta {
+        let row = (TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2));
+        snap.meta.insert(row, RowMeta { version: r.get(3), deleted: r.get(4) });
+    }
+    Ok((snap, max))
+}
+
+/// With `fk_precheck = business`: which parents exist in their business table, owned by the user.
+async fn business_parents(
+    tx: &Transaction<'_>,
+    registry: &Registry,
+    user: &str,
+    parents: &[RowKey],
+) -> Result<std::collections::HashSet<RowKey>, Error> {
+    let mut found = std::collections::HashSet::new();
+    if registry.fk_precheck != FkPrecheck::Business {
+        return Ok(found);
+    }
+    let mut by_table: HashMap<&TableRef, Vec<String>> = HashMap::new();
+    for (t, pk) in parents {
+        by_table.entry(t).or_default().push(pk.clone());
+    }
+    let queries = by_table.into_iter().filter_map(|(table, pks)| {
+        let target = registry.get(table)?.target.as_ref()?;
+        let key = quote_ident(&target.key);
+        let owner = match &target.owner {
+            Some(o) => format!("AND {} = $2", quote_ident(o)),
+            None => "AND $2::text IS NOT NULL".into(),
+        };
+        let sql = format!(
+            "SELECT {key}::text FROM {}.{} WHERE {key}::text = ANY($1) {owner}",
+            quote_ident(&target.schema),
+            quote_ident(&target.table)
+        );
+        Some(async move {
+            let rows = tx.query_typed(&sql, &[(&pks, Type::TEXT_ARRAY), (&user, Type::TEXT)]).await?;
+            Ok::<_, Error>(rows.into_iter().map(|r| (table.clone(), r.get::<_, String>(0))).collect::<Vec<_>>())
+        })
+    });
+    for rows in try_join_all(queries).await? {
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// The current payloads of live rows (for `server_row` of conflicts).
+pub async fn live_payloads(tx: &Transaction<'_>, user: &str, keys: &[RowKey]) -> Result<HashMap<RowKey, String>, Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (schemas, tables, pks) = unzip_keys(keys);
+    let rows = tx
+        .query_typed(
+            "SELECT s.schema_name, s.table_name, s.pk_uuid::text, s.payload::text
+             FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
+             JOIN sync.sync_state s ON s.user_id = $1 AND s.schema_name = k.s AND s.table_name = k.t AND s.pk_uuid = k.p::uuid",
+            &[(&user, Type::TEXT), (&schemas, Type::TEXT_ARRAY), (&tables, Type::TEXT_ARRAY), (&pks, Type::TEXT_ARRAY)],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)), r.get(3)))
+        .collect())
+}
+
+/// Appends the log rows, updates metadata and row state for every write. Returns the highest `server_id`
+/// allocated (0 when there are no writes).
+pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes: &[Write]) -> Result<i64, Error> {
+    if writes.is_empty() {
+        return Ok(0);
+    }
+    let n = writes.len() as i64;
+    // Ids are allocated in one statement and handed out in apply order, so log order follows §6.5.
+    let mut ids: Vec<i64> = tx
+        .query_typed(
+            "SELECT nextval(pg_get_serial_sequence('sync.server_change_log', 'server_id')) FROM generate_series(1, $1)",
+            &[(&n, Type::INT8)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    ids.sort_unstable();
+    let col = |f: &dyn Fn(&Write) -> String| writes.iter().map(f).collect::<Vec<String>>();
+    let schemas = col(&|w| w.row.0.schema.clone());
+    let tables = col(&|w| w.row.0.table.clone());
+    let pks = col(&|w| w.row.1.clone());
+    let ops = col(&|w| w.op.as_str().to_owned());
+    let payloads: Vec<Option<&str>> = writes.iter().map(|w| w.payload.as_deref().map(|p| p.get())).collect();
+    let scids: Vec<i64> = writes.iter().map(|w| w.scid).collect();
+    let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
+    let deleted: Vec<bool> = writes.iter().map(|w| w.op.is_delete()).collect();
+
+    let log_params: [Param; 10] = [
+        (&user, Type::TEXT),
+        (&device, Type::TEXT),
+        (&ids, Type::INT8_ARRAY),
+        (&schemas, Type::TEXT_ARRAY),
+        (&tables, Type::TEXT_ARRAY),
+        (&ops, Type::TEXT_ARRAY),
+        (&pks, Type::TEXT_ARRAY),
+        (&payloads, Type::TEXT_ARRAY),
+        (&scids, Type::INT8_ARRAY),
+        (&versions, Type::INT8_ARRAY),
+    ];
+    let log = tx.execute_typed(
+        "INSERT INTO sync.server_change_log
+           (server_id, user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version)
+         SELECT i, $1, s, t, o, p::uuid, pl::json, $2, sc, v
+         FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[])
+           AS u(i, s, t, o, p, pl, sc, v)",
+        &log_params,
+    );
+    let meta_params: [Param; 6] = [
+        (&user, Type::TEXT),
+        (&schemas, Type::TEXT_ARRAY),
+        (&tables, Type::TEXT_ARRAY),
+        (&pks, Type::TEXT_ARRAY),
+        (&versions, Type::INT8_ARRAY),
+        (&deleted, Type::BOOL_ARRAY),
+    ];
+    let meta = tx.execute_typed(
+        "INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version, deleted, updated_at)
+         SELECT $1, s, t, p::uuid, v, d, now() FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::bool[]) AS u(s, t, p, v, d)
+         ON CONFLICT (user_id, schema_name, table_name, pk_uuid)
+         DO UPDATE SET server_version = excluded.server_version, deleted = excluded.deleted, updated_at = excluded.updated_at",
+        &meta_params,
+    );
+    let state_params: [Param; 6] = [
+        (&user, Type::TEXT),
+        (&schemas, Type::TEXT_ARRAY),
+        (&tables, Type::TEXT_ARRAY),
+        (&pks, Type::TEXT_ARRAY),
+        (&payloads, Type::TEXT_ARRAY),
+        (&deleted, Type::BOOL_ARRAY),
+    ];
+    let upsert_state = tx.execute_typed(
+        "INSERT INTO sync.sync_state (user_id, schema_name, table_name, pk_uuid, payload)
+         SELECT $1, s, t, p::uuid, pl::json FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[]) AS u(s, t, p, pl, d)
+         WHERE NOT d
+         ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE SET payload = excluded.payload",
+        &state_params,
+    );
+    let delete_state = tx.execute_typed(
+        "DELETE FROM sync.sync_state s USING unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[]) AS u(sc, t, p, pl, d)
+         WHERE u.d AND s.user_id = $1 AND s.schema_name = u.sc AND s.table_name = u.t AND s.pk_uuid = u.p::uuid",
+        &state_params,
+    );
+    futures_util::try_join!(log, meta, upsert_state, delete_state)?;
+    Ok(*ids.last().expect("non-empty"))
+}
+
+fn unzip_keys(keys: &[RowKey]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let schemas = keys.iter().map(|(t, _)| t.schema.clone()).collect();
+    let tables = keys.iter().map(|(t, _)| t.table.clone()).collect();
+    let pks = keys.iter().map(|(_, p)| p.clone()).collect();
+    (schemas, tables, pks)
+}
