@@ -79,11 +79,19 @@ impl Authenticator {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
-        Self { decoding: DecodingKey::from_secret(secret), encoding: EncodingKey::from_secret(secret), validation }
+        Self {
+            decoding: DecodingKey::from_secret(secret),
+            encoding: EncodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     /// Checks an `Authorization` header value at time `now` (since the Unix epoch).
-    pub fn authenticate(&self, header: Option<&str>, now: Duration) -> Result<Principal, AuthError> {
+    pub fn authenticate(
+        &self,
+        header: Option<&str>,
+        now: Duration,
+    ) -> Result<Principal, AuthError> {
         let header = header.ok_or(AuthError::MissingHeader)?;
         let token = header.strip_prefix("Bearer ").ok_or(AuthError::BadHeader)?;
         if token.is_empty() || token.contains(' ') {
@@ -115,9 +123,21 @@ impl Authenticator {
     }
 
     /// Issues a dev token: `sub`, `did`, `iat` = `nbf` = now, `exp` = now + ttl.
-    pub fn issue(&self, sub: &str, did: &str, now: Duration, ttl_secs: i64) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        sub: &str,
+        did: &str,
+        now: Duration,
+        ttl_secs: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let iat = now.as_secs();
-        let claims = IssuedClaims { sub, did, iat, nbf: iat, exp: iat.saturating_add_signed(ttl_secs) };
+        let claims = IssuedClaims {
+            sub,
+            did,
+            iat,
+            nbf: iat,
+            exp: iat.saturating_add_signed(ttl_secs),
+        };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 }
@@ -145,7 +165,12 @@ mod tests {
     const NOW: Duration = Duration::from_secs(1_767_225_600);
 
     fn token(alg: Algorithm, secret: &[u8], claims: Value) -> String {
-        encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret)).unwrap()
+        encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -154,9 +179,21 @@ mod tests {
         let t = a.issue("user-alice", "dev-1", NOW, 300).unwrap();
         let header = format!("Bearer {t}");
         let p = a.authenticate(Some(&header), NOW).unwrap();
-        assert_eq!(p, Principal { user_id: "user-alice".into(), source_id: "dev-1".into() });
-        assert_eq!(a.authenticate(Some(&header), NOW + Duration::from_secs(300)), Err(AuthError::InvalidToken));
-        assert_eq!(a.authenticate(Some(&header), NOW - Duration::from_secs(1)), Err(AuthError::InvalidToken));
+        assert_eq!(
+            p,
+            Principal {
+                user_id: "user-alice".into(),
+                source_id: "dev-1".into()
+            }
+        );
+        assert_eq!(
+            a.authenticate(Some(&header), NOW + Duration::from_secs(300)),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(
+            a.authenticate(Some(&header), NOW - Duration::from_secs(1)),
+            Err(AuthError::InvalidToken)
+        );
     }
 
     #[test]
@@ -170,23 +207,75 @@ mod tests {
             (Some("Bearer ".into()), AuthError::BadHeader),
             (Some("Bearer a b".into()), AuthError::BadHeader),
             (Some("Bearer not.a.jwt".into()), AuthError::InvalidToken),
-            (Some(format!("Bearer {}", token(Algorithm::HS256, b"wrong", ok.clone()))), AuthError::InvalidToken),
-            (Some(format!("Bearer {}", token(Algorithm::HS512, b"secret", serde_json::json!({"did": "d"})))), AuthError::MissingSub),
-            (Some(format!("Bearer {}", token(Algorithm::HS384, b"secret", serde_json::json!({"sub": "u", "did": ""})))), AuthError::MissingDid),
-            (Some(format!("Bearer {}", token(Algorithm::HS256, b"secret", serde_json::json!({"sub": 5, "did": "d"})))), AuthError::MissingSub),
-            (Some(format!("Bearer {}", token(Algorithm::HS256, b"secret", serde_json::json!({"sub": "u", "did": "d", "exp": "soon"})))), AuthError::InvalidToken),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    token(Algorithm::HS256, b"wrong", ok.clone())
+                )),
+                AuthError::InvalidToken,
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    token(Algorithm::HS512, b"secret", serde_json::json!({"did": "d"}))
+                )),
+                AuthError::MissingSub,
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    token(
+                        Algorithm::HS384,
+                        b"secret",
+                        serde_json::json!({"sub": "u", "did": ""})
+                    )
+                )),
+                AuthError::MissingDid,
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    token(
+                        Algorithm::HS256,
+                        b"secret",
+                        serde_json::json!({"sub": 5, "did": "d"})
+                    )
+                )),
+                AuthError::MissingSub,
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    token(
+                        Algorithm::HS256,
+                        b"secret",
+                        serde_json::json!({"sub": "u", "did": "d", "exp": "soon"})
+                    )
+                )),
+                AuthError::InvalidToken,
+            ),
         ];
         for (header, want) in cases {
-            assert_eq!(a.authenticate(header.as_deref(), NOW), Err(want), "{header:?}");
+            assert_eq!(
+                a.authenticate(header.as_deref(), NOW),
+                Err(want),
+                "{header:?}"
+            );
         }
         // alg=none: header {"alg":"none"} with an empty signature.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZGlkIjoiZCJ9.";
-        assert_eq!(a.authenticate(Some(&format!("Bearer {none}")), NOW), Err(AuthError::InvalidToken));
+        assert_eq!(
+            a.authenticate(Some(&format!("Bearer {none}")), NOW),
+            Err(AuthError::InvalidToken)
+        );
     }
 
     #[test]
     fn generated_device_ids_are_base36_nanoseconds() {
-        assert_eq!(generated_device_id(Duration::from_nanos(36 * 36 + 35)), "device-10z");
+        assert_eq!(
+            generated_device_id(Duration::from_nanos(36 * 36 + 35)),
+            "device-10z"
+        );
         assert_eq!(generated_device_id(Duration::ZERO), "device-0");
     }
 }

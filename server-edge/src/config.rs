@@ -73,7 +73,15 @@ pub struct TableConfig {
 impl TableConfig {
     /// The normalised registered pair.
     pub fn table_ref(&self) -> Result<TableRef, ConfigError> {
-        let name = format!("{}.{}", if self.schema.is_empty() { "public" } else { &self.schema }, self.table);
+        let name = format!(
+            "{}.{}",
+            if self.schema.is_empty() {
+                "public"
+            } else {
+                &self.schema
+            },
+            self.table
+        );
         TableRef::parse(&name).ok_or(ConfigError::BadName(name))
     }
 }
@@ -218,8 +226,15 @@ impl Config {
 
     /// Reads a `.json` or TOML file; `init_sql` is resolved relative to the file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let mut cfg = if path.extension().is_some_and(|e| e == "json") { Self::from_json(&text)? } else { Self::from_toml(&text)? };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut cfg = if path.extension().is_some_and(|e| e == "json") {
+            Self::from_json(&text)?
+        } else {
+            Self::from_toml(&text)?
+        };
         if let (Some(sql), Some(dir)) = (&cfg.init_sql, path.parent()) {
             cfg.init_sql = Some(dir.join(sql));
         }
@@ -239,7 +254,8 @@ impl Config {
             let port: u16 = parse_env("PORT", &v, "port")?;
             self.listen = format!("127.0.0.1:{port}");
         }
-        let var = |name: &str| get(&format!("OVERSYNC_{name}")).map(|v| (format!("OVERSYNC_{name}"), v));
+        let var =
+            |name: &str| get(&format!("OVERSYNC_{name}")).map(|v| (format!("OVERSYNC_{name}"), v));
         if let Some((_, v)) = var("LISTEN") {
             self.listen = v;
         }
@@ -250,7 +266,12 @@ impl Config {
             self.token_ttl = parse_env(&n, &v, "integer")?;
         }
         if let Some((_, v)) = var("CORS_ORIGINS") {
-            self.cors_origins = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            self.cors_origins = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
         }
         if let Some((n, v)) = var("SCHEMA_VERSION") {
             self.schema_version = parse_env(&n, &v, "integer")?;
@@ -269,7 +290,11 @@ impl Config {
         }
         if let Some((n, v)) = var("FK_PRECHECK") {
             self.fk_precheck = serde_json::from_value(serde_json::Value::String(v.clone()))
-                .map_err(|_| ConfigError::Env { name: n, value: v, kind: "fk_precheck (sync_state|business|off)" })?;
+                .map_err(|_| ConfigError::Env {
+                    name: n,
+                    value: v,
+                    kind: "fk_precheck (sync_state|business|off)",
+                })?;
         }
         Ok(())
     }
@@ -290,8 +315,16 @@ impl Config {
     }
 }
 
-fn parse_env<T: std::str::FromStr>(name: &str, value: &str, kind: &'static str) -> Result<T, ConfigError> {
-    value.trim().parse().map_err(|_| ConfigError::Env { name: name.into(), value: value.into(), kind })
+fn parse_env<T: std::str::FromStr>(
+    name: &str,
+    value: &str,
+    kind: &'static str,
+) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Env {
+        name: name.into(),
+        value: value.into(),
+        kind,
+    })
 }
 
 #[cfg(test)]
@@ -300,9 +333,22 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_protocol_and_env_overrides_apply() {
-        let mut c = Config::from_toml("[[tables]]\nschema = \"Business\"\ntable = \"users\"\nowner_column = \"owner_id\"\n").unwrap();
-        assert_eq!((c.max_upload_batch_size, c.max_payload_bytes, c.max_request_bytes), (200, 262_144, 64 << 20));
-        assert_eq!((c.token_ttl, c.schema_version, c.fk_precheck, c.dev_signin), (300, 1, FkPrecheck::SyncState, false));
+        let mut c = Config::from_toml(
+            "[[tables]]\nschema = \"Business\"\ntable = \"users\"\nowner_column = \"owner_id\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.max_upload_batch_size,
+                c.max_payload_bytes,
+                c.max_request_bytes
+            ),
+            (200, 262_144, 64 << 20)
+        );
+        assert_eq!(
+            (c.token_ttl, c.schema_version, c.fk_precheck, c.dev_signin),
+            (300, 1, FkPrecheck::SyncState, false)
+        );
         assert!(c.validate().is_err(), "a secret is required");
         let env = |k: &str| match k {
             "JWT_SECRET" => Some("s".to_owned()),
@@ -316,16 +362,27 @@ mod tests {
         assert!(c.dev_signin);
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
         assert_eq!(c.max_upload_batch_size, 2);
-        assert_eq!(c.tables[0].table_ref().unwrap(), TableRef::new("business", "users"));
+        assert_eq!(
+            c.tables[0].table_ref().unwrap(),
+            TableRef::new("business", "users")
+        );
     }
 
     #[test]
     fn bad_settings_are_reported_by_name() {
         let mut c = Config::from_json(r#"{"jwt_secret":"x"}"#).unwrap();
-        let err = c.apply_env(|k| (k == "OVERSYNC_MAX_PAYLOAD_BYTES").then(|| "lots".to_owned())).unwrap_err();
-        assert!(err.to_string().contains("OVERSYNC_MAX_PAYLOAD_BYTES"), "{err}");
+        let err = c
+            .apply_env(|k| (k == "OVERSYNC_MAX_PAYLOAD_BYTES").then(|| "lots".to_owned()))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("OVERSYNC_MAX_PAYLOAD_BYTES"),
+            "{err}"
+        );
         assert!(Config::from_toml("unknown_setting = 1").is_err());
-        let dup = Config::from_toml("jwt_secret='x'\n[[tables]]\ntable='a'\n[[tables]]\nschema='public'\ntable='A'").unwrap();
+        let dup = Config::from_toml(
+            "jwt_secret='x'\n[[tables]]\ntable='a'\n[[tables]]\nschema='public'\ntable='A'",
+        )
+        .unwrap();
         assert!(matches!(dup.validate(), Err(ConfigError::Duplicate(_))));
     }
 }

@@ -25,7 +25,11 @@ FROM w LEFT JOIN LATERAL (
 ORDER BY l.server_id";
 
 /// Serves one download page.
-pub async fn download<R: Runtime>(rt: &R, who: &Principal, q: &DownloadQuery) -> Result<DownloadResponse, ApiError> {
+pub async fn download<R: Runtime>(
+    rt: &R,
+    who: &Principal,
+    q: &DownloadQuery,
+) -> Result<DownloadResponse, ApiError> {
     let conn = rt.connect().await.map_err(ApiError::download)?;
     let fetch = q.limit + 1;
     let rows = conn
@@ -45,7 +49,12 @@ pub async fn download<R: Runtime>(rt: &R, who: &Principal, q: &DownloadQuery) ->
         .map_err(ApiError::download)?;
     let (m, w): (i64, i64) = (rows[0].get(0), rows[0].get(1));
     if q.after >= w {
-        return Ok(DownloadResponse { changes: vec![], has_more: false, next_after: q.after, window_until: w });
+        return Ok(DownloadResponse {
+            changes: vec![],
+            has_more: false,
+            next_after: q.after,
+            window_until: w,
+        });
     }
     let mut changes = Vec::with_capacity(rows.len());
     for r in rows.iter().filter(|r| r.get::<_, Option<i64>>(2).is_some()) {
@@ -58,7 +67,10 @@ pub async fn download<R: Runtime>(rt: &R, who: &Principal, q: &DownloadQuery) ->
             deleted: op == "DELETE",
             op,
             pk: r.get(6),
-            payload: payload.map(RawValue::from_string).transpose().map_err(|e| ApiError::Download(e.into()))?,
+            payload: payload
+                .map(RawValue::from_string)
+                .transpose()
+                .map_err(|e| ApiError::Download(e.into()))?,
             server_version: r.get(8),
             source_id: r.get(9),
             source_change_id: r.get(10),
@@ -67,6 +79,15 @@ pub async fn download<R: Runtime>(rt: &R, who: &Principal, q: &DownloadQuery) ->
     }
     let has_more = changes.len() as i64 > q.limit;
     changes.truncate(q.limit as usize);
-    let next_after = if has_more { changes.last().map_or(q.after, |c| c.server_id) } else { q.after.max(w.min(m)) };
-    Ok(DownloadResponse { changes, has_more, next_after, window_until: w })
+    let next_after = if has_more {
+        changes.last().map_or(q.after, |c| c.server_id)
+    } else {
+        q.after.max(w.min(m))
+    };
+    Ok(DownloadResponse {
+        changes,
+        has_more,
+        next_after,
+        window_until: w,
+    })
 }

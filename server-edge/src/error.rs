@@ -65,7 +65,13 @@ impl ApiError {
     pub fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
         if status >= 500 {
-            tracing::error!(error = %self, "request failed");
+            let mut chain = self.to_string();
+            let mut cause = std::error::Error::source(&self);
+            while let Some(c) = cause {
+                chain.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            tracing::error!(error = %chain, "request failed");
         }
         Response::json(status, &ErrorBody::new(code, message))
     }

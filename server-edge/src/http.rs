@@ -36,11 +36,19 @@ impl Response {
     /// A JSON response.
     pub fn json<T: Serialize>(status: u16, value: &T) -> Self {
         let body = serde_json::to_vec(value).expect("wire types serialise");
-        Self { status, headers: vec![("content-type", "application/json".into())], body }
+        Self {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body,
+        }
     }
 
     /// An empty response.
     pub fn empty(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new() }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 }

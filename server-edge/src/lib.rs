@@ -41,8 +41,7 @@ pub async fn prepare(
 ) -> Result<Service, StartupError> {
     schema::ensure(client, init_sql).await?;
     let mut registry = Registry::from_config(cfg)?;
-    let declared = cfg.tables.iter().any(|t| !t.fks.is_empty());
-    registry.discover(client, declared).await?;
+    registry.discover(client).await?;
     Ok(Service::new(cfg, registry)?)
 }
 

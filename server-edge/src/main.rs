@@ -15,8 +15,11 @@ Logs: RUST_LOG (default info), OVERSYNC_LOG_FORMAT=json for JSON lines.";
 #[tokio::main]
 async fn main() -> ExitCode {
     let json = std::env::var("OVERSYNC_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -36,7 +39,13 @@ async fn run() -> anyhow::Result<()> {
     let mut config: Option<PathBuf> = std::env::var_os("OVERSYNC_CONFIG").map(PathBuf::from);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--config" | "-c" => config = Some(args.next().ok_or_else(|| anyhow::anyhow!("--config needs a path\n{USAGE}"))?.into()),
+            "--config" | "-c" => {
+                config = Some(
+                    args.next()
+                        .ok_or_else(|| anyhow::anyhow!("--config needs a path\n{USAGE}"))?
+                        .into(),
+                )
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return Ok(());

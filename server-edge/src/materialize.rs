@@ -23,13 +23,27 @@ struct Failure<'a> {
 }
 
 /// Materialises `writes` (in apply order) and records failures.
-pub async fn materialize(tx: &Transaction<'_>, registry: &Registry, user: &str, writes: &[Write]) -> Result<(), Error> {
+pub async fn materialize(
+    tx: &Transaction<'_>,
+    registry: &Registry,
+    user: &str,
+    writes: &[Write],
+) -> Result<(), Error> {
     let mut failures = Vec::new();
-    for group in writes.chunk_by(|a, b| a.row.0 == b.row.0 && a.op.is_delete() == b.op.is_delete()) {
-        let Some(target) = registry.get(&group[0].row.0).and_then(|t| t.target.as_ref()) else { continue };
+    for group in writes.chunk_by(|a, b| a.row.0 == b.row.0 && a.op.is_delete() == b.op.is_delete())
+    {
+        let Some(target) = registry
+            .get(&group[0].row.0)
+            .and_then(|t| t.target.as_ref())
+        else {
+            continue;
+        };
         if target.columns.is_empty() {
             let error = format!("target table {}.{} not found", target.schema, target.table);
-            failures.extend(group.iter().map(|write| Failure { write, error: error.clone() }));
+            failures.extend(group.iter().map(|write| Failure {
+                write,
+                error: error.clone(),
+            }));
         } else if group[0].op.is_delete() {
             delete_group(tx, target, user, group, &mut failures).await?;
         } else {
@@ -56,7 +70,10 @@ async fn upsert_group<'a>(
     let mut by_columns: BTreeMap<Vec<String>, Vec<RowValues<'a>>> = BTreeMap::new();
     for write in group {
         match convert_row(target, write) {
-            Ok(values) => by_columns.entry(values.keys().cloned().collect()).or_default().push(RowValues { write, values }),
+            Ok(values) => by_columns
+                .entry(values.keys().cloned().collect())
+                .or_default()
+                .push(RowValues { write, values }),
             Err(error) => failures.push(Failure { write, error }),
         }
     }
@@ -64,15 +81,24 @@ async fn upsert_group<'a>(
         let sql = upsert_sql(target, &columns);
         let run = |rows: &[&RowValues<'a>]| {
             let keys: Vec<String> = rows.iter().map(|r| r.write.row.1.clone()).collect();
-            let cols: Vec<Vec<Option<String>>> =
-                columns.iter().map(|c| rows.iter().map(|r| r.values[c].clone()).collect()).collect();
+            let cols: Vec<Vec<Option<String>>> = columns
+                .iter()
+                .map(|c| rows.iter().map(|r| r.values[c].clone()).collect())
+                .collect();
             let sql = sql.clone();
             async move {
                 let mut params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
                     vec![(&user, Type::TEXT), (&keys, Type::TEXT_ARRAY)];
-                params.extend(cols.iter().map(|c| (c as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT_ARRAY)));
+                params.extend(cols.iter().map(|c| {
+                    (
+                        c as &(dyn tokio_postgres::types::ToSql + Sync),
+                        Type::TEXT_ARRAY,
+                    )
+                }));
                 let outcome = guarded(tx, tx.query_typed(&sql, &params)).await?;
-                Ok::<_, Error>(outcome.map(|rows| rows.iter().map(|r| r.get(0)).collect::<HashSet<String>>()))
+                Ok::<_, Error>(
+                    outcome.map(|rows| rows.iter().map(|r| r.get(0)).collect::<HashSet<String>>()),
+                )
             }
         };
         let all: Vec<&RowValues<'a>> = rows.iter().collect();
@@ -83,7 +109,10 @@ async fn upsert_group<'a>(
                 for row in &all {
                     match guarded_result(run(std::slice::from_ref(row)).await?) {
                         Ok(done) => note_unowned(std::slice::from_ref(row), &done, failures),
-                        Err(error) => failures.push(Failure { write: row.write, error }),
+                        Err(error) => failures.push(Failure {
+                            write: row.write,
+                            error,
+                        }),
                     }
                 }
             }
@@ -92,17 +121,25 @@ async fn upsert_group<'a>(
     Ok(())
 }
 
-fn note_unowned<'a>(rows: &[&RowValues<'a>], done: &HashSet<String>, failures: &mut Vec<Failure<'a>>) {
+fn note_unowned<'a>(
+    rows: &[&RowValues<'a>],
+    done: &HashSet<String>,
+    failures: &mut Vec<Failure<'a>>,
+) {
     for row in rows {
         if !done.contains(&row.write.row.1) {
-            failures.push(Failure { write: row.write, error: "row exists and belongs to another user".into() });
+            failures.push(Failure {
+                write: row.write,
+                error: "row exists and belongs to another user".into(),
+            });
         }
     }
 }
 
 fn convert_row(target: &Target, write: &Write) -> Result<BTreeMap<String, Option<String>>, String> {
     let payload = write.payload.as_deref().ok_or("upsert without payload")?;
-    let map: BTreeMap<String, &RawValue> = serde_json::from_str(payload.get()).map_err(|e| e.to_string())?;
+    let map: BTreeMap<String, &RawValue> =
+        serde_json::from_str(payload.get()).map_err(|e| e.to_string())?;
     let mut values = BTreeMap::new();
     for (key, raw) in map {
         let key = key.to_lowercase();
@@ -117,9 +154,16 @@ fn convert_row(target: &Target, write: &Write) -> Result<BTreeMap<String, Option
 }
 
 fn upsert_sql(target: &Target, columns: &[String]) -> String {
-    let table = format!("{}.{}", quote_ident(&target.schema), quote_ident(&target.table));
+    let table = format!(
+        "{}.{}",
+        quote_ident(&target.schema),
+        quote_ident(&target.table)
+    );
     let key = quote_ident(&target.key);
-    let key_type = target.columns.get(&target.key).map_or("text", |c| c.sql_type.as_str());
+    let key_type = target
+        .columns
+        .get(&target.key)
+        .map_or("text", |c| c.sql_type.as_str());
     let mut names = vec![key.clone()];
     let mut exprs = vec![format!("CAST(u.k AS {key_type})")];
     let mut updates = Vec::new();
@@ -141,7 +185,9 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
     if updates.is_empty() {
         updates.push(format!("{key} = excluded.{key}"));
     }
-    let arrays: Vec<String> = (0..aliases.len()).map(|i| format!("${}::text[]", i + 2)).collect();
+    let arrays: Vec<String> = (0..aliases.len())
+        .map(|i| format!("${}::text[]", i + 2))
+        .collect();
     format!(
         "INSERT INTO {table} ({names}) SELECT {exprs} FROM unnest({arrays}) AS u({aliases}) \
          ON CONFLICT ({key}) DO UPDATE SET {updates}{guard} RETURNING {key}::text",
@@ -160,7 +206,10 @@ async fn delete_group<'a>(
     group: &'a [Write],
     failures: &mut Vec<Failure<'a>>,
 ) -> Result<(), Error> {
-    let key_type = target.columns.get(&target.key).map_or("text", |c| c.sql_type.as_str());
+    let key_type = target
+        .columns
+        .get(&target.key)
+        .map_or("text", |c| c.sql_type.as_str());
     let owner = match &target.owner {
         Some(o) => format!("{} = $1", quote_ident(o)),
         None => "$1::text IS NOT NULL".into(),
@@ -174,7 +223,13 @@ async fn delete_group<'a>(
     let run = |writes: &[Write]| {
         let keys: Vec<String> = writes.iter().map(|w| w.row.1.clone()).collect();
         let sql = sql.clone();
-        async move { guarded(tx, tx.execute_typed(&sql, &[(&user, Type::TEXT), (&keys, Type::TEXT_ARRAY)])).await }
+        async move {
+            guarded(
+                tx,
+                tx.execute_typed(&sql, &[(&user, Type::TEXT), (&keys, Type::TEXT_ARRAY)]),
+            )
+            .await
+        }
     };
     if guarded_result(run(group).await?).is_err() {
         for write in group {
@@ -205,10 +260,17 @@ async fn guarded<T>(
 }
 
 fn guarded_result<T>(r: Result<T, Error>) -> Result<T, String> {
-    r.map_err(|e| e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned()))
+    r.map_err(|e| {
+        e.as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+    })
 }
 
-async fn record_failures(tx: &Transaction<'_>, user: &str, failures: &[Failure<'_>]) -> Result<(), Error> {
+async fn record_failures(
+    tx: &Transaction<'_>,
+    user: &str,
+    failures: &[Failure<'_>],
+) -> Result<(), Error> {
     if failures.is_empty() {
         return Ok(());
     }
@@ -220,7 +282,10 @@ async fn record_failures(tx: &Transaction<'_>, user: &str, failures: &[Failure<'
     let ops = col(&|f| f.write.op.as_str().to_owned());
     let errors = col(&|f| f.error.clone());
     let versions: Vec<i64> = failures.iter().map(|f| f.write.version).collect();
-    let payloads: Vec<Option<&str>> = failures.iter().map(|f| f.write.payload.as_deref().map(RawValue::get)).collect();
+    let payloads: Vec<Option<&str>> = failures
+        .iter()
+        .map(|f| f.write.payload.as_deref().map(RawValue::get))
+        .collect();
     tx.execute_typed(
         "INSERT INTO sync.materialize_failures (user_id, schema_name, table_name, pk_uuid, attempted_version, op, payload, error)
          SELECT $1, s, t, p::uuid, v, o, pl::json, e
@@ -241,4 +306,3 @@ async fn record_failures(tx: &Transaction<'_>, user: &str, failures: &[Failure<'
     .await?;
     Ok(())
 }
-

@@ -71,6 +71,8 @@ pub struct TableInfo {
     pub fks: Vec<FkColumn>,
     /// Materialisation target, if any.
     pub target: Option<Target>,
+    /// FKs were declared in configuration, so none are discovered for this table.
+    pub declared_fks: bool,
 }
 
 /// All registered tables.
@@ -90,13 +92,18 @@ impl Registry {
             let table = t.table_ref()?;
             let mut fks = Vec::new();
             for fk in &t.fks {
-                let parent = TableRef::parse(&fk.parent).ok_or_else(|| ConfigError::BadName(fk.parent.clone()))?;
-                fks.push(FkColumn { column: fk.column.to_lowercase(), parent });
+                let parent = TableRef::parse(&fk.parent)
+                    .ok_or_else(|| ConfigError::BadName(fk.parent.clone()))?;
+                fks.push(FkColumn {
+                    column: fk.column.to_lowercase(),
+                    parent,
+                });
             }
             let target = if t.materialize {
                 let (schema, name) = match &t.target {
                     Some(q) => {
-                        let r = TableRef::parse(q).ok_or_else(|| ConfigError::BadName(q.clone()))?;
+                        let r =
+                            TableRef::parse(q).ok_or_else(|| ConfigError::BadName(q.clone()))?;
                         (r.schema, r.table)
                     }
                     None => (table.schema.clone(), table.table.clone()),
@@ -111,18 +118,35 @@ impl Registry {
             } else {
                 None
             };
-            tables.insert(table.clone(), TableInfo { table, fks, target });
+            let declared_fks = !fks.is_empty();
+            tables.insert(
+                table.clone(),
+                TableInfo {
+                    table,
+                    fks,
+                    target,
+                    declared_fks,
+                },
+            );
         }
-        let mut reg = Self { tables, rank: HashMap::new(), fk_precheck: cfg.fk_precheck };
+        let mut reg = Self {
+            tables,
+            rank: HashMap::new(),
+            fk_precheck: cfg.fk_precheck,
+        };
         reg.rebuild_order();
         Ok(reg)
     }
 
     /// Reads column types of the materialisation targets and, for tables without declared FKs, discovers FKs
     /// from the business tables' constraints.
-    pub async fn discover(&mut self, client: &Client, declared_fks: bool) -> Result<(), tokio_postgres::Error> {
-        let targets: Vec<(String, String)> =
-            self.tables.values().filter_map(|t| t.target.as_ref()).map(|t| (t.schema.clone(), t.table.clone())).collect();
+    pub async fn discover(&mut self, client: &Client) -> Result<(), tokio_postgres::Error> {
+        let targets: Vec<(String, String)> = self
+            .tables
+            .values()
+            .filter_map(|t| t.target.as_ref())
+            .map(|t| (t.schema.clone(), t.table.clone()))
+            .collect();
         if targets.is_empty() {
             return Ok(());
         }
@@ -134,43 +158,74 @@ impl Registry {
             let category: i8 = row.get(5);
             let kind = kind_of(&base, category as u8 as char);
             for info in self.tables.values_mut() {
-                if let Some(t) = info.target.as_mut().filter(|t| t.schema == schema && t.table == table) {
-                    t.columns.insert(column.clone(), Column { sql_type: sql_type.clone(), kind });
+                if let Some(t) = info
+                    .target
+                    .as_mut()
+                    .filter(|t| t.schema == schema && t.table == table)
+                {
+                    t.columns.insert(
+                        column.clone(),
+                        Column {
+                            sql_type: sql_type.clone(),
+                            kind,
+                        },
+                    );
                 }
             }
         }
-        if !declared_fks {
-            self.discover_fks(client, &schemas).await?;
-        }
-        Ok(())
+        self.discover_fks(client, &schemas).await
     }
 
-    async fn discover_fks(&mut self, client: &Client, schemas: &[String]) -> Result<(), tokio_postgres::Error> {
+    async fn discover_fks(
+        &mut self,
+        client: &Client,
+        schemas: &[String],
+    ) -> Result<(), tokio_postgres::Error> {
         let by_target: HashMap<(String, String), TableRef> = self
             .tables
             .values()
-            .filter_map(|i| i.target.as_ref().map(|t| ((t.schema.clone(), t.table.clone()), i.table.clone())))
+            .filter_map(|i| {
+                i.target
+                    .as_ref()
+                    .map(|t| ((t.schema.clone(), t.table.clone()), i.table.clone()))
+            })
             .collect();
         let rows = client.query(FKS_SQL, &[&schemas]).await?;
         // Group the column pairs of each constraint: (constraint oid) → [(child col, parent col)].
-        let mut constraints: BTreeMap<u32, (TableRef, TableRef, Vec<(String, String)>)> = BTreeMap::new();
+        let mut constraints: BTreeMap<u32, ConstraintColumns> = BTreeMap::new();
         for row in rows {
             let oid: u32 = row.get(0);
             let child = by_target.get(&(row.get::<_, String>(1), row.get::<_, String>(2)));
             let parent = by_target.get(&(row.get::<_, String>(4), row.get::<_, String>(5)));
-            let (Some(child), Some(parent)) = (child, parent) else { continue };
-            let entry = constraints.entry(oid).or_insert_with(|| (child.clone(), parent.clone(), Vec::new()));
+            let (Some(child), Some(parent)) = (child, parent) else {
+                continue;
+            };
+            if self.tables[child].declared_fks {
+                continue;
+            }
+            let entry = constraints
+                .entry(oid)
+                .or_insert_with(|| (child.clone(), parent.clone(), Vec::new()));
             entry.2.push((row.get(3), row.get(6)));
         }
         for (child, parent, pairs) in constraints.into_values() {
-            let child_owner = self.tables[&child].target.as_ref().and_then(|t| t.owner.clone());
+            let child_owner = self.tables[&child]
+                .target
+                .as_ref()
+                .and_then(|t| t.owner.clone());
             let parent_key = self.tables[&parent].target.as_ref().map(|t| t.key.clone());
             // A composite (owner, x) reference counts as x; other composite references are ignored.
-            let rest: Vec<_> = pairs.into_iter().filter(|(c, _)| Some(c) != child_owner.as_ref()).collect();
+            let rest: Vec<_> = pairs
+                .into_iter()
+                .filter(|(c, _)| Some(c) != child_owner.as_ref())
+                .collect();
             if let [(column, parent_col)] = rest.as_slice()
                 && Some(parent_col) == parent_key.as_ref()
             {
-                let fk = FkColumn { column: column.clone(), parent: parent.clone() };
+                let fk = FkColumn {
+                    column: column.clone(),
+                    parent: parent.clone(),
+                };
                 let info = self.tables.get_mut(&child).expect("registered");
                 if !info.fks.contains(&fk) {
                     info.fks.push(fk);
@@ -186,9 +241,18 @@ impl Registry {
         let edges: Vec<FkEdge> = self
             .tables
             .values()
-            .flat_map(|i| i.fks.iter().map(|fk| FkEdge { child: i.table.clone(), parent: fk.parent.clone() }))
+            .flat_map(|i| {
+                i.fks.iter().map(|fk| FkEdge {
+                    child: i.table.clone(),
+                    parent: fk.parent.clone(),
+                })
+            })
             .collect();
-        self.rank = parent_first(&tables, &edges).into_iter().enumerate().map(|(i, t)| (t, i)).collect();
+        self.rank = parent_first(&tables, &edges)
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| (t, i))
+            .collect();
     }
 
     /// The registered table, if any.
@@ -211,6 +275,9 @@ impl Registry {
         self.tables.values()
     }
 }
+
+/// One FK constraint: child table, parent table, and its `(child column, parent column)` pairs.
+type ConstraintColumns = (TableRef, TableRef, Vec<(String, String)>);
 
 fn kind_of(base: &str, category: char) -> Kind {
     match base {

@@ -108,19 +108,33 @@ impl Service {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
-        if let Some(origin) = origin.filter(|o| self.settings.cors_origins.iter().any(|c| c == o || c == "*")) {
+        if let Some(origin) = origin.filter(|o| {
+            self.settings
+                .cors_origins
+                .iter()
+                .any(|c| c == o || c == "*")
+        }) {
             resp.headers.push(("access-control-allow-origin", origin));
             resp.headers.push(("vary", "Origin".into()));
         }
         resp
     }
 
-    async fn route<R: Runtime>(&self, rt: &R, req: Request, now: Duration) -> Result<Response, ApiError> {
+    async fn route<R: Runtime>(
+        &self,
+        rt: &R,
+        req: Request,
+        now: Duration,
+    ) -> Result<Response, ApiError> {
         let route = Route::parse(&req.path, self.settings.dev_signin).ok_or(ApiError::NotFound)?;
         if req.method == "OPTIONS" {
             let mut r = Response::empty(204);
-            r.headers.push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
-            r.headers.push(("access-control-allow-headers", "Authorization, Content-Type, Accept".into()));
+            r.headers
+                .push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
+            r.headers.push((
+                "access-control-allow-headers",
+                "Authorization, Content-Type, Accept".into(),
+            ));
             r.headers.push(("access-control-max-age", "86400".into()));
             return Ok(r);
         }
@@ -133,7 +147,10 @@ impl Service {
         match route {
             Route::Health => Ok(Response::json(
                 200,
-                &HealthResponse { status: "healthy".into(), service: self.settings.service_name.clone() },
+                &HealthResponse {
+                    status: "healthy".into(),
+                    service: self.settings.service_name.clone(),
+                },
             )),
             Route::Signin => self.signin(&req.body, now),
             Route::DummySignin => self.dummy_signin(&req.body, now),
@@ -144,18 +161,30 @@ impl Service {
         }
     }
 
-    async fn synced<R: Runtime>(&self, route: Route, rt: &R, who: &Principal, req: &Request) -> Result<Response, ApiError> {
+    async fn synced<R: Runtime>(
+        &self,
+        route: Route,
+        rt: &R,
+        who: &Principal,
+        req: &Request,
+    ) -> Result<Response, ApiError> {
         Ok(match route {
             Route::Upload => Response::json(200, &upload::upload(self, rt, who, &req.body).await?),
             Route::Download => {
-                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
-                let q = DownloadQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .map_err(ApiError::InvalidRequest)?;
+                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes())
+                    .into_owned()
+                    .collect();
+                let q =
+                    DownloadQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                        .map_err(ApiError::InvalidRequest)?;
                 Response::json(200, &download::download(rt, who, &q).await?)
             }
-            Route::SchemaVersion => {
-                Response::json(200, &SchemaVersionResponse { schema_version: self.settings.schema_version })
-            }
+            Route::SchemaVersion => Response::json(
+                200,
+                &SchemaVersionResponse {
+                    schema_version: self.settings.schema_version,
+                },
+            ),
             _ => Response::json(200, &self.capabilities()),
         })
     }
@@ -190,10 +219,24 @@ impl Service {
         if req.username.is_empty() {
             return Err(ApiError::InvalidRequest("username required".into()));
         }
-        let device_id = if req.device_id.is_empty() { generated_device_id(now) } else { req.device_id };
+        let device_id = if req.device_id.is_empty() {
+            generated_device_id(now)
+        } else {
+            req.device_id
+        };
         let user_id = format!("user-{}", req.username);
-        let token = self.auth.issue(&user_id, &device_id, now, self.settings.token_ttl).map_err(ApiError::Token)?;
-        Ok(Response::json(200, &SigninResponse { token, user_id, device_id }))
+        let token = self
+            .auth
+            .issue(&user_id, &device_id, now, self.settings.token_ttl)
+            .map_err(ApiError::Token)?;
+        Ok(Response::json(
+            200,
+            &SigninResponse {
+                token,
+                user_id,
+                device_id,
+            },
+        ))
     }
 
     fn dummy_signin(&self, body: &[u8], now: Duration) -> Result<Response, ApiError> {
@@ -201,15 +244,33 @@ impl Service {
         if req.user.is_empty() {
             return Err(ApiError::InvalidRequest("user required".into()));
         }
-        let device = if req.device.is_empty() { generated_device_id(now) } else { req.device };
-        let token = self.auth.issue(&req.user, &device, now, self.settings.token_ttl).map_err(ApiError::Token)?;
-        Ok(Response::json(200, &DummySigninResponse { token, expires_in: self.settings.token_ttl, user: req.user, device }))
+        let device = if req.device.is_empty() {
+            generated_device_id(now)
+        } else {
+            req.device
+        };
+        let token = self
+            .auth
+            .issue(&req.user, &device, now, self.settings.token_ttl)
+            .map_err(ApiError::Token)?;
+        Ok(Response::json(
+            200,
+            &DummySigninResponse {
+                token,
+                expires_in: self.settings.token_ttl,
+                user: req.user,
+                device,
+            },
+        ))
     }
 }
 
 fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let invalid = || ApiError::InvalidRequest("invalid JSON".into());
-    let trimmed = body.iter().position(|b| !b.is_ascii_whitespace()).map(|i| body[i]);
+    let trimmed = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| body[i]);
     if trimmed != Some(b'{') {
         return Err(invalid());
     }

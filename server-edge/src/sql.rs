@@ -10,6 +10,9 @@ mod tests {
     #[test]
     fn identifiers_are_quoted_and_embedded_quotes_doubled() {
         assert_eq!(super::quote_ident("users"), "\"users\"");
-        assert_eq!(super::quote_ident("a\"; drop table x; --"), "\"a\"\"; drop table x; --\"");
+        assert_eq!(
+            super::quote_ident("a\"; drop table x; --"),
+            "\"a\"\"; drop table x; --\""
+        );
     }
 }

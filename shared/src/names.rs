@@ -8,7 +8,11 @@ pub const DEFAULT_SCHEMA: &str = "public";
 /// Trims and lower-cases a schema name; an empty result becomes [`DEFAULT_SCHEMA`].
 pub fn normalize_schema(raw: &str) -> String {
     let s = raw.trim().to_lowercase();
-    if s.is_empty() { DEFAULT_SCHEMA.to_owned() } else { s }
+    if s.is_empty() {
+        DEFAULT_SCHEMA.to_owned()
+    } else {
+        s
+    }
 }
 
 /// Trims and lower-cases a table name.
@@ -36,7 +40,10 @@ pub struct TableRef {
 impl TableRef {
     /// Builds a pair from already-normalised names.
     pub fn new(schema: impl Into<String>, table: impl Into<String>) -> Self {
-        Self { schema: schema.into(), table: table.into() }
+        Self {
+            schema: schema.into(),
+            table: table.into(),
+        }
     }
 
     /// Parses `schema.table` (or a bare `table`, meaning `public.table`), normalising both parts.
@@ -77,8 +84,14 @@ mod tests {
 
     #[test]
     fn qualified_names_parse() {
-        assert_eq!(TableRef::parse("Business.Users"), Some(TableRef::new("business", "users")));
-        assert_eq!(TableRef::parse("users"), Some(TableRef::new("public", "users")));
+        assert_eq!(
+            TableRef::parse("Business.Users"),
+            Some(TableRef::new("business", "users"))
+        );
+        assert_eq!(
+            TableRef::parse("users"),
+            Some(TableRef::new("public", "users"))
+        );
         assert_eq!(TableRef::parse("a.b-c"), None);
     }
 }

@@ -31,10 +31,11 @@ pub fn parent_first(tables: &[TableRef], edges: &[FkEdge]) -> Vec<TableRef> {
     let mut remaining: BTreeSet<&TableRef> = in_graph.clone();
     let mut order = Vec::with_capacity(tables.len());
     while !remaining.is_empty() {
-        let ready = remaining
-            .iter()
-            .copied()
-            .find(|t| parents.get(t).is_none_or(|ps| ps.iter().all(|p| !remaining.contains(p))));
+        let ready = remaining.iter().copied().find(|t| {
+            parents
+                .get(t)
+                .is_none_or(|ps| ps.iter().all(|p| !remaining.contains(p)))
+        });
         // On a cycle nothing is ready: take the alphabetically first remaining table.
         let next = ready.unwrap_or_else(|| *remaining.iter().next().expect("non-empty"));
         remaining.remove(next);
@@ -54,7 +55,10 @@ mod tests {
     }
 
     fn edge(child: &str, parent: &str) -> FkEdge {
-        FkEdge { child: t(child), parent: t(parent) }
+        FkEdge {
+            child: t(child),
+            parent: t(parent),
+        }
     }
 
     fn names(v: Vec<TableRef>) -> Vec<String> {
@@ -63,15 +67,36 @@ mod tests {
 
     #[test]
     fn parents_come_first_and_ties_are_alphabetical() {
-        let tables = [t("b.posts"), t("b.comments"), t("b.users"), t("b.files"), t("a.tags")];
-        let edges = [edge("b.posts", "b.users"), edge("b.comments", "b.posts"), edge("b.comments", "b.users")];
-        assert_eq!(names(parent_first(&tables, &edges)), ["b.users", "b.posts", "b.comments", "a.tags", "b.files"]);
+        let tables = [
+            t("b.posts"),
+            t("b.comments"),
+            t("b.users"),
+            t("b.files"),
+            t("a.tags"),
+        ];
+        let edges = [
+            edge("b.posts", "b.users"),
+            edge("b.comments", "b.posts"),
+            edge("b.comments", "b.users"),
+        ];
+        assert_eq!(
+            names(parent_first(&tables, &edges)),
+            ["b.users", "b.posts", "b.comments", "a.tags", "b.files"]
+        );
     }
 
     #[test]
     fn self_references_are_ignored_and_cycles_break_alphabetically() {
         let tables = [t("x.c"), t("x.a"), t("x.b"), t("x.d")];
-        let edges = [edge("x.a", "x.b"), edge("x.b", "x.a"), edge("x.c", "x.a"), edge("x.d", "x.d")];
-        assert_eq!(names(parent_first(&tables, &edges)), ["x.a", "x.b", "x.c", "x.d"]);
+        let edges = [
+            edge("x.a", "x.b"),
+            edge("x.b", "x.a"),
+            edge("x.c", "x.a"),
+            edge("x.d", "x.d"),
+        ];
+        assert_eq!(
+            names(parent_first(&tables, &edges)),
+            ["x.a", "x.b", "x.c", "x.d"]
+        );
     }
 }

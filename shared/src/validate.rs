@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
+use crate::TableRef;
 use crate::names::{is_valid_name, normalize_schema, normalize_table};
 use crate::pk::canonical_pk;
 use crate::wire::{ChangeUpload, Payload, Rejection};
-use crate::TableRef;
 
 /// A change operation. INSERT and UPDATE both mean "upsert"; the op is only recorded and replayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,11 +71,17 @@ pub fn validate_change(
 ) -> Result<ValidChange, Rejection> {
     let schema = normalize_schema(&c.schema);
     if !is_valid_name(&schema) {
-        return Err(Rejection::bad_payload(format!("bad_payload: invalid schema name {}", quote(&schema))));
+        return Err(Rejection::bad_payload(format!(
+            "bad_payload: invalid schema name {}",
+            quote(&schema)
+        )));
     }
     let table = normalize_table(&c.table);
     if !is_valid_name(&table) {
-        return Err(Rejection::bad_payload(format!("bad_payload: invalid table name {}", quote(&table))));
+        return Err(Rejection::bad_payload(format!(
+            "bad_payload: invalid table name {}",
+            quote(&table)
+        )));
     }
     let table = TableRef { schema, table };
     if !registered(&table) {
@@ -84,16 +90,21 @@ pub fn validate_change(
     let op_text = c.op.trim().to_uppercase();
     let op = Op::parse(&op_text)
         .ok_or_else(|| Rejection::bad_payload(format!("invalid operation: {op_text}")))?;
-    let pk = canonical_pk(&c.pk)
-        .ok_or_else(|| Rejection::bad_payload(format!("bad_payload: invalid UUID format: {}", c.pk)))?;
+    let pk = canonical_pk(&c.pk).ok_or_else(|| {
+        Rejection::bad_payload(format!("bad_payload: invalid UUID format: {}", c.pk))
+    })?;
     let payload = c.payload.as_deref();
     if !op.is_delete() && payload.is_none() {
-        return Err(Rejection::bad_payload(format!("payload required for {op_text} operation")));
+        return Err(Rejection::bad_payload(format!(
+            "payload required for {op_text} operation"
+        )));
     }
     if let Some(p) = payload {
         let n = p.get().len();
         if max_payload_bytes > 0 && n > max_payload_bytes {
-            return Err(Rejection::bad_payload(format!("bad_payload: payload too large: {n} > {max_payload_bytes}")));
+            return Err(Rejection::bad_payload(format!(
+                "bad_payload: payload too large: {n} > {max_payload_bytes}"
+            )));
         }
         if !is_object(p) {
             return Err(Rejection::bad_payload("invalid JSON payload"));
@@ -108,7 +119,11 @@ pub fn validate_change(
         op,
         pk,
         base_version: c.server_version,
-        payload: if op.is_delete() { None } else { c.payload.clone() },
+        payload: if op.is_delete() {
+            None
+        } else {
+            c.payload.clone()
+        },
     })
 }
 
@@ -119,7 +134,10 @@ pub fn validate_batch(
     registered: &dyn Fn(&TableRef) -> bool,
     max_payload_bytes: usize,
 ) -> Vec<Result<ValidChange, Rejection>> {
-    let mut out: Vec<_> = changes.iter().map(|c| validate_change(c, registered, max_payload_bytes)).collect();
+    let mut out: Vec<_> = changes
+        .iter()
+        .map(|c| validate_change(c, registered, max_payload_bytes))
+        .collect();
     let mut by_scid: HashMap<i64, usize> = HashMap::new();
     let mut by_row: HashMap<(&TableRef, &str), usize> = HashMap::new();
     for v in out.iter().flatten() {
@@ -131,7 +149,10 @@ pub fn validate_batch(
         .map(|r| {
             let v = r.as_ref().ok()?;
             if by_scid[&v.scid] > 1 {
-                return Some(Rejection::bad_payload(format!("duplicate source_change_id {} in request", v.scid)));
+                return Some(Rejection::bad_payload(format!(
+                    "duplicate source_change_id {} in request",
+                    v.scid
+                )));
             }
             if by_row[&(&v.table, v.pk.as_str())] > 1 {
                 return Some(Rejection::bad_payload(format!(
@@ -182,7 +203,9 @@ pub struct DownloadQuery {
 impl DownloadQuery {
     /// Validates decoded query pairs in the order of §4.4; the first failure's message is returned. For a
     /// repeated parameter the first occurrence counts; unknown parameters are ignored; empty means absent.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
         let mut first: HashMap<&str, &str> = HashMap::new();
         for (k, v) in pairs {
             first.entry(k).or_insert(v);
@@ -192,7 +215,9 @@ impl DownloadQuery {
         let limit = match get("limit") {
             None => DOWNLOAD_LIMIT_DEFAULT,
             Some(v) => {
-                let n: i64 = v.parse().map_err(|_| "limit must be an integer".to_owned())?;
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| "limit must be an integer".to_owned())?;
                 if !(1..=DOWNLOAD_LIMIT_MAX).contains(&n) {
                     return Err("limit must be between 1 and 1000".into());
                 }
@@ -205,13 +230,21 @@ impl DownloadQuery {
         };
         let include_self = get("include_self") == Some("true");
         let until = int_param(get("until"), "until", 0)?;
-        Ok(Self { after, limit, schema, include_self, until })
+        Ok(Self {
+            after,
+            limit,
+            schema,
+            include_self,
+            until,
+        })
     }
 }
 
 fn int_param(v: Option<&str>, name: &str, default: i64) -> Result<i64, String> {
     let Some(v) = v else { return Ok(default) };
-    let n: i64 = v.parse().map_err(|_| format!("{name} must be an integer"))?;
+    let n: i64 = v
+        .parse()
+        .map_err(|_| format!("{name} must be an integer"))?;
     if n < 0 {
         return Err(format!("{name} must be >= 0"));
     }

@@ -19,17 +19,59 @@ fn reject(json: &str) -> Rejection {
 #[test]
 fn each_check_reports_its_exact_message_in_order() {
     let cases = [
-        (r#"{"schema":"Bus-iness","table":"users","op":"INSERT","pk":"x"}"#, "bad_payload: invalid schema name \"bus-iness\""),
-        (r#"{"schema":"business","op":"INSERT"}"#, "bad_payload: invalid table name \"\""),
-        (r#"{"schema":"business","table":"no tes"}"#, "bad_payload: invalid table name \"no tes\""),
-        (r#"{"schema":"business","table":"users","op":" upsert ","pk":"x"}"#, "invalid operation: UPSERT"),
-        (r#"{"schema":"business","table":"users","pk":"x"}"#, "invalid operation: "),
-        (r#"{"schema":"business","table":"users","op":"insert","pk":"12"}"#, "bad_payload: invalid UUID format: 12"),
-        (&format!(r#"{{"schema":"business","table":"users","op":"update","pk":"{PK}"}}"#), "payload required for UPDATE operation"),
-        (&format!(r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":null}}"#), "payload required for INSERT operation"),
-        (&format!(r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":{{"name":"{}"}}}}"#, "x".repeat(100)), "bad_payload: payload too large: 111 > 100"),
-        (&format!(r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":[1]}}"#), "invalid JSON payload"),
-        (&format!(r#"{{"schema":"business","table":"users","op":"DELETE","pk":"{PK}","payload":{{}}}}"#), "DELETE must not include payload"),
+        (
+            r#"{"schema":"Bus-iness","table":"users","op":"INSERT","pk":"x"}"#,
+            "bad_payload: invalid schema name \"bus-iness\"",
+        ),
+        (
+            r#"{"schema":"business","op":"INSERT"}"#,
+            "bad_payload: invalid table name \"\"",
+        ),
+        (
+            r#"{"schema":"business","table":"no tes"}"#,
+            "bad_payload: invalid table name \"no tes\"",
+        ),
+        (
+            r#"{"schema":"business","table":"users","op":" upsert ","pk":"x"}"#,
+            "invalid operation: UPSERT",
+        ),
+        (
+            r#"{"schema":"business","table":"users","pk":"x"}"#,
+            "invalid operation: ",
+        ),
+        (
+            r#"{"schema":"business","table":"users","op":"insert","pk":"12"}"#,
+            "bad_payload: invalid UUID format: 12",
+        ),
+        (
+            &format!(r#"{{"schema":"business","table":"users","op":"update","pk":"{PK}"}}"#),
+            "payload required for UPDATE operation",
+        ),
+        (
+            &format!(
+                r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":null}}"#
+            ),
+            "payload required for INSERT operation",
+        ),
+        (
+            &format!(
+                r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":{{"name":"{}"}}}}"#,
+                "x".repeat(100)
+            ),
+            "bad_payload: payload too large: 111 > 100",
+        ),
+        (
+            &format!(
+                r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":[1]}}"#
+            ),
+            "invalid JSON payload",
+        ),
+        (
+            &format!(
+                r#"{{"schema":"business","table":"users","op":"DELETE","pk":"{PK}","payload":{{}}}}"#
+            ),
+            "DELETE must not include payload",
+        ),
     ];
     for (json, message) in cases {
         let r = reject(json);
@@ -43,14 +85,20 @@ fn each_check_reports_its_exact_message_in_order() {
 fn unregistered_table_names_the_normalised_pair() {
     let r = reject(r#"{"schema":" Business ","table":"Notes","op":"DELETE","pk":"x"}"#);
     assert_eq!(r.reason, Reason::UnregisteredTable);
-    assert_eq!(r.message.as_deref(), Some("table not registered business.notes"));
+    assert_eq!(
+        r.message.as_deref(),
+        Some("table not registered business.notes")
+    );
     assert_eq!(r.details, json!({ "schema": "business", "table": "notes" }));
 }
 
 #[test]
 fn missing_schema_means_public() {
     let r = reject(r#"{"table":"users","op":"DELETE","pk":"x"}"#);
-    assert_eq!(r.message.as_deref(), Some("table not registered public.users"));
+    assert_eq!(
+        r.message.as_deref(),
+        Some("table not registered public.users")
+    );
 }
 
 #[test]
@@ -61,7 +109,10 @@ fn valid_changes_are_normalised() {
         0,
     )
     .unwrap();
-    assert_eq!((v.scid, v.op, v.pk.as_str(), v.base_version), (7, Op::Delete, PK, 3));
+    assert_eq!(
+        (v.scid, v.op, v.pk.as_str(), v.base_version),
+        (7, Op::Delete, PK, 3)
+    );
     assert_eq!(v.table, TableRef::new("business", "users"));
 }
 
@@ -86,25 +137,63 @@ fn duplicates_reject_every_change_involved_and_spare_the_rest() {
     let dup_row = format!("duplicate change for business.posts pk={third} in request");
     assert_eq!(msg(2), dup_row);
     assert_eq!(msg(3), dup_row);
-    assert!(out[4].is_ok(), "same pk in another table is a different row");
+    assert!(
+        out[4].is_ok(),
+        "same pk in another table is a different row"
+    );
 }
 
 #[test]
 fn download_parameters_are_checked_in_order_with_exact_messages() {
     let q = |s: &'static str| {
-        DownloadQuery::from_pairs(s.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))))
+        DownloadQuery::from_pairs(
+            s.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.split_once('=').unwrap_or((p, ""))),
+        )
     };
-    assert_eq!(q(""), Ok(DownloadQuery { after: 0, limit: 100, schema: None, include_self: false, until: 0 }));
-    assert_eq!(q("after=x&limit=0").unwrap_err(), "after must be an integer");
+    assert_eq!(
+        q(""),
+        Ok(DownloadQuery {
+            after: 0,
+            limit: 100,
+            schema: None,
+            include_self: false,
+            until: 0
+        })
+    );
+    assert_eq!(
+        q("after=x&limit=0").unwrap_err(),
+        "after must be an integer"
+    );
     assert_eq!(q("after=-1").unwrap_err(), "after must be >= 0");
-    assert_eq!(q("after=99999999999999999999").unwrap_err(), "after must be an integer");
+    assert_eq!(
+        q("after=99999999999999999999").unwrap_err(),
+        "after must be an integer"
+    );
     assert_eq!(q("limit=1.5").unwrap_err(), "limit must be an integer");
-    assert_eq!(q("limit=1001").unwrap_err(), "limit must be between 1 and 1000");
-    assert_eq!(q("limit=0&schema=Bad").unwrap_err(), "limit must be between 1 and 1000");
+    assert_eq!(
+        q("limit=1001").unwrap_err(),
+        "limit must be between 1 and 1000"
+    );
+    assert_eq!(
+        q("limit=0&schema=Bad").unwrap_err(),
+        "limit must be between 1 and 1000"
+    );
     assert_eq!(q("schema=Business").unwrap_err(), "invalid schema name");
     assert_eq!(q("until=x").unwrap_err(), "until must be an integer");
     assert_eq!(q("until=-5").unwrap_err(), "until must be >= 0");
-    let ok = q("after=5&after=9&limit=1000&schema=business&include_self=true&until=12&foo=bar").unwrap();
-    assert_eq!(ok, DownloadQuery { after: 5, limit: 1000, schema: Some("business".into()), include_self: true, until: 12 });
+    let ok =
+        q("after=5&after=9&limit=1000&schema=business&include_self=true&until=12&foo=bar").unwrap();
+    assert_eq!(
+        ok,
+        DownloadQuery {
+            after: 5,
+            limit: 1000,
+            schema: Some("business".into()),
+            include_self: true,
+            until: 12
+        }
+    );
     assert!(!q("include_self=TRUE").unwrap().include_self);
 }

@@ -6,9 +6,9 @@ pub mod store;
 
 use std::time::Duration;
 
+use oversync_protocol::TableRef;
 use oversync_protocol::validate::validate_batch;
 use oversync_protocol::wire::{ChangeStatus, Rejection, ServerRow, UploadRequest, UploadResponse};
-use oversync_protocol::TableRef;
 use serde_json::value::RawValue;
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
@@ -24,23 +24,46 @@ use plan::{Outcome, Prepared, decide, prepare};
 const ATTEMPTS: u32 = 3;
 
 /// Handles one upload body for an authenticated caller.
-pub async fn upload<R: Runtime>(svc: &Service, rt: &R, who: &Principal, body: &[u8]) -> Result<UploadResponse, ApiError> {
-    let req = UploadRequest::from_json(body).map_err(|_| ApiError::InvalidRequest("Failed to parse upload request".into()))?;
+pub async fn upload<R: Runtime>(
+    svc: &Service,
+    rt: &R,
+    who: &Principal,
+    body: &[u8],
+) -> Result<UploadResponse, ApiError> {
+    let req = UploadRequest::from_json(body)
+        .map_err(|_| ApiError::InvalidRequest("Failed to parse upload request".into()))?;
     let changes = req.changes.unwrap_or_default();
     let mut conn = rt.connect().await.map_err(ApiError::upload)?;
     let limit = svc.settings.max_upload_batch_size;
     if changes.is_empty() || (limit > 0 && changes.len() > limit) {
-        let highest = store::max_server_id(&*conn, &who.user_id).await.map_err(ApiError::upload)?;
+        let highest = store::max_server_id(&*conn, &who.user_id)
+            .await
+            .map_err(ApiError::upload)?;
         let statuses: Vec<ChangeStatus> = changes
             .iter()
-            .map(|c| ChangeStatus::invalid(c.source_change_id, Rejection::batch_too_large(changes.len(), limit)))
+            .map(|c| {
+                ChangeStatus::invalid(
+                    c.source_change_id,
+                    Rejection::batch_too_large(changes.len(), limit),
+                )
+            })
             .collect();
-        return Ok(UploadResponse { accepted: statuses.is_empty(), highest_server_seq: highest, statuses });
+        return Ok(UploadResponse {
+            accepted: statuses.is_empty(),
+            highest_server_seq: highest,
+            statuses,
+        });
     }
 
     let registry = &svc.registry;
-    let validated = validate_batch(&changes, &|t: &TableRef| registry.contains(t), svc.settings.max_payload_bytes);
-    let accepted = !validated.iter().any(|r| matches!(r, Err(e) if e.reason == oversync_protocol::Reason::UnregisteredTable));
+    let validated = validate_batch(
+        &changes,
+        &|t: &TableRef| registry.contains(t),
+        svc.settings.max_payload_bytes,
+    );
+    let accepted = !validated
+        .iter()
+        .any(|r| matches!(r, Err(e) if e.reason == oversync_protocol::Reason::UnregisteredTable));
     let mut statuses: Vec<Option<ChangeStatus>> = Vec::with_capacity(changes.len());
     let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(changes.len());
     for (c, r) in changes.iter().zip(validated) {
@@ -70,12 +93,20 @@ pub async fn upload<R: Runtime>(svc: &Service, rt: &R, who: &Principal, body: &[
                         *slot = Some(d);
                     }
                 }
-                let statuses = statuses.into_iter().map(|s| s.expect("every change has a status")).collect();
-                return Ok(UploadResponse { accepted, highest_server_seq: highest, statuses });
+                let statuses = statuses
+                    .into_iter()
+                    .map(|s| s.expect("every change has a status"))
+                    .collect();
+                return Ok(UploadResponse {
+                    accepted,
+                    highest_server_seq: highest,
+                    statuses,
+                });
             }
             Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
                 tracing::info!(user = %who.user_id, attempt, error = %e, "upload transaction retried");
-                rt.sleep(Duration::from_millis(20 * u64::from(attempt * attempt))).await;
+                rt.sleep(Duration::from_millis(20 * u64::from(attempt * attempt)))
+                    .await;
                 attempt += 1;
             }
             Err(e) => return Err(ApiError::upload(e)),
@@ -98,7 +129,8 @@ async fn run(
 ) -> Result<(Decided, i64), tokio_postgres::Error> {
     let (user, device) = (who.user_id.as_str(), who.source_id.as_str());
     store::lock_user(tx, user, svc.settings.lock_timeout_ms).await?;
-    let (snapshot, max_before) = store::read_snapshot(tx, &svc.registry, user, device, prepared).await?;
+    let (snapshot, max_before) =
+        store::read_snapshot(tx, &svc.registry, user, device, prepared).await?;
     let plan = decide(&svc.registry, prepared, &snapshot);
 
     let live_conflicts: Vec<plan::RowKey> = plan
@@ -127,7 +159,9 @@ async fn run(
                     let payload = if meta.deleted {
                         None
                     } else {
-                        payloads.get(&row).and_then(|p| RawValue::from_string(p.clone()).ok())
+                        payloads
+                            .get(&row)
+                            .and_then(|p| RawValue::from_string(p.clone()).ok())
                     };
                     ChangeStatus::conflict(
                         scid,

@@ -7,10 +7,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use oversync_protocol::TableRef;
 use oversync_protocol::encoding::fk_value_to_uuid;
 use oversync_protocol::validate::{Op, ValidChange};
 use oversync_protocol::wire::{Reason, Rejection};
-use oversync_protocol::TableRef;
 use serde_json::value::RawValue;
 
 use crate::config::FkPrecheck;
@@ -111,7 +111,9 @@ pub struct Plan {
 /// Resolves the FK references of each upsert (§6.5 step 1).
 pub fn prepare(registry: &Registry, change: ValidChange) -> Prepared {
     let refs = match (&change.payload, registry.get(&change.table)) {
-        (Some(payload), Some(info)) if !info.fks.is_empty() && registry.fk_precheck != FkPrecheck::Off => {
+        (Some(payload), Some(info))
+            if !info.fks.is_empty() && registry.fk_precheck != FkPrecheck::Off =>
+        {
             fk_refs(&change, payload, &info.fks)
         }
         _ => Ok(Vec::new()),
@@ -119,13 +121,23 @@ pub fn prepare(registry: &Registry, change: ValidChange) -> Prepared {
     Prepared { change, refs }
 }
 
-fn fk_refs(change: &ValidChange, payload: &RawValue, fks: &[crate::registry::FkColumn]) -> Result<Vec<FkRef>, Rejection> {
-    let bad = || Rejection::bad_payload(format!("bad payload for {} pk={}", change.table, change.pk));
+fn fk_refs(
+    change: &ValidChange,
+    payload: &RawValue,
+    fks: &[crate::registry::FkColumn],
+) -> Result<Vec<FkRef>, Rejection> {
+    let bad =
+        || Rejection::bad_payload(format!("bad payload for {} pk={}", change.table, change.pk));
     let map: HashMap<String, &RawValue> = serde_json::from_str(payload.get()).map_err(|_| bad())?;
-    let map: HashMap<String, &RawValue> = map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
+    let map: HashMap<String, &RawValue> = map
+        .into_iter()
+        .map(|(k, v)| (k.to_lowercase(), v))
+        .collect();
     let mut refs = Vec::new();
     for fk in fks {
-        let Some(raw) = map.get(&fk.column) else { continue };
+        let Some(raw) = map.get(&fk.column) else {
+            continue;
+        };
         let value: serde_json::Value = serde_json::from_str(raw.get()).map_err(|_| bad())?;
         let text = match value {
             serde_json::Value::Null => continue,
@@ -143,8 +155,16 @@ fn fk_refs(change: &ValidChange, payload: &RawValue, fks: &[crate::registry::FkC
 
 /// Apply order: upserts by (table rank, request index), then deletes by (reverse rank, request index).
 pub fn apply_order(registry: &Registry, changes: &[(usize, &ValidChange)]) -> Vec<usize> {
-    let mut upserts: Vec<_> = changes.iter().filter(|(_, c)| !c.op.is_delete()).map(|(i, c)| (registry.rank(&c.table), *i)).collect();
-    let mut deletes: Vec<_> = changes.iter().filter(|(_, c)| c.op.is_delete()).map(|(i, c)| (registry.rank(&c.table), *i)).collect();
+    let mut upserts: Vec<_> = changes
+        .iter()
+        .filter(|(_, c)| !c.op.is_delete())
+        .map(|(i, c)| (registry.rank(&c.table), *i))
+        .collect();
+    let mut deletes: Vec<_> = changes
+        .iter()
+        .filter(|(_, c)| c.op.is_delete())
+        .map(|(i, c)| (registry.rank(&c.table), *i))
+        .collect();
     upserts.sort();
     deletes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     upserts.into_iter().chain(deletes).map(|(_, i)| i).collect()
@@ -152,15 +172,27 @@ pub fn apply_order(registry: &Registry, changes: &[(usize, &ValidChange)]) -> Ve
 
 /// Decides every valid change against the snapshot. `prepared[i]` is `None` where validation failed.
 pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], snap: &Snapshot) -> Plan {
-    let valid: Vec<(usize, &ValidChange)> =
-        prepared.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i, &p.change))).collect();
-    let deleted_here: HashSet<RowKey> =
-        valid.iter().filter(|(_, c)| c.op.is_delete()).map(|(_, c)| (c.table.clone(), c.pk.clone())).collect();
-    let upserted_here: HashSet<RowKey> =
-        valid.iter().filter(|(_, c)| !c.op.is_delete()).map(|(_, c)| (c.table.clone(), c.pk.clone())).collect();
+    let valid: Vec<(usize, &ValidChange)> = prepared
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().map(|p| (i, &p.change)))
+        .collect();
+    let deleted_here: HashSet<RowKey> = valid
+        .iter()
+        .filter(|(_, c)| c.op.is_delete())
+        .map(|(_, c)| (c.table.clone(), c.pk.clone()))
+        .collect();
+    let upserted_here: HashSet<RowKey> = valid
+        .iter()
+        .filter(|(_, c)| !c.op.is_delete())
+        .map(|(_, c)| (c.table.clone(), c.pk.clone()))
+        .collect();
     let mut meta = snap.meta.clone();
     let mut applied_here: HashSet<RowKey> = HashSet::new();
-    let mut plan = Plan { outcomes: vec![None; prepared.len()], writes: Vec::new() };
+    let mut plan = Plan {
+        outcomes: vec![None; prepared.len()],
+        writes: Vec::new(),
+    };
 
     for index in apply_order(registry, &valid) {
         let p = prepared[index].as_ref().expect("valid index");
@@ -175,7 +207,16 @@ pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], snap: &Snapsho
                     c.scid, logged.row.0, logged.row.1
                 )))
             }
-        } else if let Some(rejection) = precheck(registry, p, &row, &meta, snap, &applied_here, &deleted_here, &upserted_here) {
+        } else if let Some(rejection) = precheck(
+            registry,
+            p,
+            &row,
+            &meta,
+            snap,
+            &applied_here,
+            &deleted_here,
+            &upserted_here,
+        ) {
             Outcome::Rejected(rejection)
         } else {
             version_check(c, &row, meta.get(&row).copied())
@@ -184,9 +225,22 @@ pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], snap: &Snapsho
             && !snap.logged.contains_key(&c.scid)
             && is_write(c.op, meta.get(&row).copied(), version)
         {
-            meta.insert(row.clone(), RowMeta { version, deleted: c.op.is_delete() });
+            meta.insert(
+                row.clone(),
+                RowMeta {
+                    version,
+                    deleted: c.op.is_delete(),
+                },
+            );
             applied_here.insert(row.clone());
-            plan.writes.push(Write { index, row, op: c.op, payload: c.payload.clone(), scid: c.scid, version });
+            plan.writes.push(Write {
+                index,
+                row,
+                op: c.op,
+                payload: c.payload.clone(),
+                scid: c.scid,
+                version,
+            });
         }
         plan.outcomes[index] = Some(outcome);
     }
@@ -225,7 +279,9 @@ fn precheck(
             // Self-references: another (or the same) upsert of this table in the request satisfies them.
             let self_ref = r.parent.0 == row.0 && upserted_here.contains(&r.parent);
             let live = match registry.fk_precheck {
-                FkPrecheck::Business => snap.business_parents.contains(&r.parent) || applied_here.contains(&r.parent),
+                FkPrecheck::Business => {
+                    snap.business_parents.contains(&r.parent) || applied_here.contains(&r.parent)
+                }
                 _ => meta.get(&r.parent).is_some_and(|m| !m.deleted),
             };
             !(live || self_ref)
@@ -247,7 +303,10 @@ fn version_check(c: &ValidChange, row: &RowKey, current: Option<RowMeta>) -> Out
         )),
         (Some(m), true) if m.deleted => Outcome::Applied(Some(m.version)),
         (Some(m), _) if base == m.version => Outcome::Applied(Some(m.version + 1)),
-        (Some(m), _) => Outcome::Conflict { row: row.clone(), meta: m },
+        (Some(m), _) => Outcome::Conflict {
+            row: row.clone(),
+            meta: m,
+        },
     }
 }
 

@@ -31,7 +31,14 @@ fn users() -> TableRef {
     TableRef::new("b", "users")
 }
 
-fn change(scid: i64, table: &str, op: &str, pk: &str, base: i64, payload: Option<&str>) -> ChangeUpload {
+fn change(
+    scid: i64,
+    table: &str,
+    op: &str,
+    pk: &str,
+    base: i64,
+    payload: Option<&str>,
+) -> ChangeUpload {
     let json = serde_json::json!({"source_change_id": scid, "schema": "b", "table": table, "op": op, "pk": pk, "server_version": base});
     let mut c: ChangeUpload = serde_json::from_value(json).unwrap();
     c.payload = payload.map(|p| RawValue::from_string(p.to_owned()).unwrap());
@@ -42,7 +49,11 @@ fn run(changes: &[ChangeUpload], snap: &Snapshot) -> Plan {
     let reg = registry();
     let prepared: Vec<Option<Prepared>> = changes
         .iter()
-        .map(|c| validate_change(c, &|t| reg.contains(t), 0).ok().map(|v| prepare(&reg, v)))
+        .map(|c| {
+            validate_change(c, &|t| reg.contains(t), 0)
+                .ok()
+                .map(|v| prepare(&reg, v))
+        })
         .collect();
     decide(&reg, &prepared, snap)
 }
@@ -65,13 +76,35 @@ fn upserts_apply_parent_first_and_deletes_child_first() {
         &Snapshot::default(),
     );
     let order: Vec<usize> = plan.writes.iter().map(|w| w.index).collect();
-    assert_eq!(order, [1, 0], "the author is written before the post that precedes it in the request");
+    assert_eq!(
+        order,
+        [1, 0],
+        "the author is written before the post that precedes it in the request"
+    );
     assert_eq!(plan.outcomes[0], Some(Outcome::Applied(Some(1))));
 
     let mut snap = Snapshot::default();
-    snap.meta.insert((users(), U1.into()), RowMeta { version: 1, deleted: false });
-    snap.meta.insert((TableRef::new("b", "posts"), P1.into()), RowMeta { version: 1, deleted: false });
-    let plan = run(&[change(3, "users", "DELETE", U1, 1, None), change(4, "posts", "DELETE", P1, 1, None)], &snap);
+    snap.meta.insert(
+        (users(), U1.into()),
+        RowMeta {
+            version: 1,
+            deleted: false,
+        },
+    );
+    snap.meta.insert(
+        (TableRef::new("b", "posts"), P1.into()),
+        RowMeta {
+            version: 1,
+            deleted: false,
+        },
+    );
+    let plan = run(
+        &[
+            change(3, "users", "DELETE", U1, 1, None),
+            change(4, "posts", "DELETE", P1, 1, None),
+        ],
+        &snap,
+    );
     let order: Vec<usize> = plan.writes.iter().map(|w| w.index).collect();
     assert_eq!(order, [1, 0]);
     assert_eq!(plan.writes[0].version, 2);
@@ -81,22 +114,48 @@ fn upserts_apply_parent_first_and_deletes_child_first() {
 fn fk_precheck_reports_missing_parents_with_the_value_as_sent() {
     let upper = U2.to_uppercase();
     let post = format!(r#"{{"id":"{P1}","author_id":"{upper}"}}"#);
-    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&post))], &Snapshot::default());
-    assert_eq!(rejection_message(&plan.outcomes[0]), format!(r#"{{"missing":["b.users:{upper}"]}}"#));
+    let plan = run(
+        &[change(1, "posts", "INSERT", P1, 0, Some(&post))],
+        &Snapshot::default(),
+    );
+    assert_eq!(
+        rejection_message(&plan.outcomes[0]),
+        format!(r#"{{"missing":["b.users:{upper}"]}}"#)
+    );
     assert!(plan.writes.is_empty());
 
     let bad = format!(r#"{{"id":"{P1}","author_id":42}}"#);
-    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&bad))], &Snapshot::default());
-    assert_eq!(rejection_message(&plan.outcomes[0]), format!("bad payload for b.posts pk={P1}"));
+    let plan = run(
+        &[change(1, "posts", "INSERT", P1, 0, Some(&bad))],
+        &Snapshot::default(),
+    );
+    assert_eq!(
+        rejection_message(&plan.outcomes[0]),
+        format!("bad payload for b.posts pk={P1}")
+    );
 }
 
 #[test]
 fn a_parent_deleted_by_the_same_request_counts_as_missing() {
     let mut snap = Snapshot::default();
-    snap.meta.insert((users(), U1.into()), RowMeta { version: 1, deleted: false });
+    snap.meta.insert(
+        (users(), U1.into()),
+        RowMeta {
+            version: 1,
+            deleted: false,
+        },
+    );
     let post = format!(r#"{{"id":"{P1}","author_id":"{U1}"}}"#);
-    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&post)), change(2, "users", "DELETE", U1, 1, None)], &snap);
-    assert!(matches!(plan.outcomes[0], Some(Outcome::Rejected(ref r)) if r.reason == Reason::FkMissing));
+    let plan = run(
+        &[
+            change(1, "posts", "INSERT", P1, 0, Some(&post)),
+            change(2, "users", "DELETE", U1, 1, None),
+        ],
+        &snap,
+    );
+    assert!(
+        matches!(plan.outcomes[0], Some(Outcome::Rejected(ref r)) if r.reason == Reason::FkMissing)
+    );
     assert_eq!(plan.outcomes[1], Some(Outcome::Applied(Some(2))));
 }
 
@@ -104,7 +163,10 @@ fn a_parent_deleted_by_the_same_request_counts_as_missing() {
 fn self_references_are_satisfied_by_upserts_in_the_same_request() {
     let child = format!(r#"{{"id":"{U1}","parent_id":"{U2}"}}"#);
     let plan = run(
-        &[change(1, "nodes", "INSERT", U1, 0, Some(&child)), change(2, "nodes", "INSERT", U2, 0, Some("{}"))],
+        &[
+            change(1, "nodes", "INSERT", U1, 0, Some(&child)),
+            change(2, "nodes", "INSERT", U2, 0, Some("{}")),
+        ],
         &Snapshot::default(),
     );
     assert_eq!(plan.writes.len(), 2);
@@ -113,26 +175,76 @@ fn self_references_are_satisfied_by_upserts_in_the_same_request() {
 #[test]
 fn version_rules_follow_the_table() {
     let mut snap = Snapshot::default();
-    snap.meta.insert((users(), U1.into()), RowMeta { version: 3, deleted: false });
-    snap.meta.insert((users(), U2.into()), RowMeta { version: 5, deleted: true });
+    snap.meta.insert(
+        (users(), U1.into()),
+        RowMeta {
+            version: 3,
+            deleted: false,
+        },
+    );
+    snap.meta.insert(
+        (users(), U2.into()),
+        RowMeta {
+            version: 5,
+            deleted: true,
+        },
+    );
     let never = "00000000-0000-4000-8000-00000000000f";
     let plan = run(
         &[
             change(1, "users", "UPDATE", U1, 2, Some("{}")),
             change(2, "users", "INSERT", U2, 0, Some("{}")),
             change(3, "users", "UPDATE", never, 4, Some("{}")),
-            change(4, "users", "DELETE", "00000000-0000-4000-8000-00000000000e", 0, None),
+            change(
+                4,
+                "users",
+                "DELETE",
+                "00000000-0000-4000-8000-00000000000e",
+                0,
+                None,
+            ),
         ],
         &snap,
     );
-    assert!(matches!(plan.outcomes[0], Some(Outcome::Conflict { meta: RowMeta { version: 3, deleted: false }, .. })));
-    assert!(matches!(plan.outcomes[1], Some(Outcome::Conflict { meta: RowMeta { version: 5, deleted: true }, .. })));
-    assert_eq!(rejection_message(&plan.outcomes[2]), format!("conflict without server_row for b.users pk={never}"));
+    assert!(matches!(
+        plan.outcomes[0],
+        Some(Outcome::Conflict {
+            meta: RowMeta {
+                version: 3,
+                deleted: false
+            },
+            ..
+        })
+    ));
+    assert!(matches!(
+        plan.outcomes[1],
+        Some(Outcome::Conflict {
+            meta: RowMeta {
+                version: 5,
+                deleted: true
+            },
+            ..
+        })
+    ));
+    assert_eq!(
+        rejection_message(&plan.outcomes[2]),
+        format!("conflict without server_row for b.users pk={never}")
+    );
     assert_eq!(plan.outcomes[3], Some(Outcome::Applied(None)));
     assert!(plan.writes.is_empty(), "no outcome here writes anything");
 
-    let plan = run(&[change(5, "users", "DELETE", U2, 1, None), change(6, "users", "INSERT", U1, 3, Some("{}"))], &snap);
-    assert_eq!(plan.outcomes[0], Some(Outcome::Applied(Some(5))), "DELETE of a tombstone answers its version");
+    let plan = run(
+        &[
+            change(5, "users", "DELETE", U2, 1, None),
+            change(6, "users", "INSERT", U1, 3, Some("{}")),
+        ],
+        &snap,
+    );
+    assert_eq!(
+        plan.outcomes[0],
+        Some(Outcome::Applied(Some(5))),
+        "DELETE of a tombstone answers its version"
+    );
     assert_eq!(plan.outcomes[1], Some(Outcome::Applied(Some(4))));
     assert_eq!(plan.writes.len(), 1);
 }
@@ -140,11 +252,26 @@ fn version_rules_follow_the_table() {
 #[test]
 fn replays_answer_the_stored_version_and_reused_scids_are_rejected() {
     let mut snap = Snapshot::default();
-    snap.logged.insert(7, Logged { row: (users(), U1.into()), version: 1 });
-    snap.meta.insert((users(), U1.into()), RowMeta { version: 4, deleted: false });
+    snap.logged.insert(
+        7,
+        Logged {
+            row: (users(), U1.into()),
+            version: 1,
+        },
+    );
+    snap.meta.insert(
+        (users(), U1.into()),
+        RowMeta {
+            version: 4,
+            deleted: false,
+        },
+    );
     let plan = run(&[change(7, "users", "UPDATE", U1, 0, Some("{}"))], &snap);
     assert_eq!(plan.outcomes[0], Some(Outcome::Applied(Some(1))));
     assert!(plan.writes.is_empty());
     let plan = run(&[change(7, "users", "DELETE", U2, 0, None)], &snap);
-    assert_eq!(rejection_message(&plan.outcomes[0]), format!("source_change_id 7 already used for b.users pk={U1}"));
+    assert_eq!(
+        rejection_message(&plan.outcomes[0]),
+        format!("source_change_id 7 already used for b.users pk={U1}")
+    );
 }

@@ -19,11 +19,19 @@ use crate::sql::quote_ident;
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// Takes the per-user transaction-scoped advisory lock (§6.1.2), bounded by `lock_timeout`.
-pub async fn lock_user(tx: &Transaction<'_>, user: &str, lock_timeout_ms: u64) -> Result<(), Error> {
+pub async fn lock_user(
+    tx: &Transaction<'_>,
+    user: &str,
+    lock_timeout_ms: u64,
+) -> Result<(), Error> {
     let timeout = format!("{lock_timeout_ms}ms");
-    let (set_params, lock_params): ([Param; 1], [Param; 1]) = ([(&timeout, Type::TEXT)], [(&user, Type::TEXT)]);
+    let (set_params, lock_params): ([Param; 1], [Param; 1]) =
+        ([(&timeout, Type::TEXT)], [(&user, Type::TEXT)]);
     let set = tx.query_typed("SELECT set_config('lock_timeout', $1, true)", &set_params);
-    let lock = tx.execute_typed("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &lock_params);
+    let lock = tx.execute_typed(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &lock_params,
+    );
     futures_util::try_join!(set, lock)?;
     Ok(())
 }
@@ -47,16 +55,29 @@ pub async fn read_snapshot(
 ) -> Result<(Snapshot, i64), Error> {
     let valid = prepared.iter().flatten();
     let scids: Vec<i64> = valid.clone().map(|p| p.change.scid).collect();
-    let mut keys: Vec<RowKey> = valid.clone().map(|p| (p.change.table.clone(), p.change.pk.clone())).collect();
-    let parents: Vec<RowKey> = valid.flat_map(|p| p.refs.iter().flatten().map(|r| r.parent.clone())).collect();
+    let mut keys: Vec<RowKey> = valid
+        .clone()
+        .map(|p| (p.change.table.clone(), p.change.pk.clone()))
+        .collect();
+    let parents: Vec<RowKey> = valid
+        .flat_map(|p| p.refs.iter().flatten().map(|r| r.parent.clone()))
+        .collect();
     keys.extend(parents.iter().cloned());
     keys.sort();
     keys.dedup();
     let (schemas, tables, pks) = unzip_keys(&keys);
 
-    let logged_params: [Param; 3] = [(&user, Type::TEXT), (&device, Type::TEXT), (&scids, Type::INT8_ARRAY)];
-    let meta_params: [Param; 4] =
-        [(&user, Type::TEXT), (&schemas, Type::TEXT_ARRAY), (&tables, Type::TEXT_ARRAY), (&pks, Type::TEXT_ARRAY)];
+    let logged_params: [Param; 3] = [
+        (&user, Type::TEXT),
+        (&device, Type::TEXT),
+        (&scids, Type::INT8_ARRAY),
+    ];
+    let meta_params: [Param; 4] = [
+        (&user, Type::TEXT),
+        (&schemas, Type::TEXT_ARRAY),
+        (&tables, Type::TEXT_ARRAY),
+        (&pks, Type::TEXT_ARRAY),
+    ];
     let logged = tx.query_typed(
         "SELECT source_change_id, schema_name, table_name, pk_uuid::text, server_version FROM sync.server_change_log
          WHERE user_id = $1 AND source_id = $2 AND source_change_id = ANY($3)",
@@ -72,14 +93,35 @@ pub async fn read_snapshot(
     let business = business_parents(tx, registry, user, &parents);
     let (logged, meta, max, business) = futures_util::try_join!(logged, meta, max, business)?;
 
-    let mut snap = Snapshot { business_parents: business, ..Snapshot::default() };
+    let mut snap = Snapshot {
+        business_parents: business,
+        ..Snapshot::default()
+    };
     for r in logged {
-        let row = (TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2)), r.get(3));
-        snap.logged.insert(r.get(0), Logged { row, version: r.get(4) });
+        let row = (
+            TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+            r.get(3),
+        );
+        snap.logged.insert(
+            r.get(0),
+            Logged {
+                row,
+                version: r.get(4),
+            },
+        );
     }
     for r in meta {
-        let row = (TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2));
-        snap.meta.insert(row, RowMeta { version: r.get(3), deleted: r.get(4) });
+        let row = (
+            TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+            r.get(2),
+        );
+        snap.meta.insert(
+            row,
+            RowMeta {
+                version: r.get(3),
+                deleted: r.get(4),
+            },
+        );
     }
     Ok((snap, max))
 }
@@ -112,8 +154,14 @@ async fn business_parents(
             quote_ident(&target.table)
         );
         Some(async move {
-            let rows = tx.query_typed(&sql, &[(&pks, Type::TEXT_ARRAY), (&user, Type::TEXT)]).await?;
-            Ok::<_, Error>(rows.into_iter().map(|r| (table.clone(), r.get::<_, String>(0))).collect::<Vec<_>>())
+            let rows = tx
+                .query_typed(&sql, &[(&pks, Type::TEXT_ARRAY), (&user, Type::TEXT)])
+                .await?;
+            Ok::<_, Error>(
+                rows.into_iter()
+                    .map(|r| (table.clone(), r.get::<_, String>(0)))
+                    .collect::<Vec<_>>(),
+            )
         })
     });
     for rows in try_join_all(queries).await? {
@@ -123,7 +171,11 @@ async fn business_parents(
 }
 
 /// The current payloads of live rows (for `server_row` of conflicts).
-pub async fn live_payloads(tx: &Transaction<'_>, user: &str, keys: &[RowKey]) -> Result<HashMap<RowKey, String>, Error> {
+pub async fn live_payloads(
+    tx: &Transaction<'_>,
+    user: &str,
+    keys: &[RowKey],
+) -> Result<HashMap<RowKey, String>, Error> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
@@ -138,13 +190,26 @@ pub async fn live_payloads(tx: &Transaction<'_>, user: &str, keys: &[RowKey]) ->
         .await?;
     Ok(rows
         .into_iter()
-        .map(|r| ((TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)), r.get(3)))
+        .map(|r| {
+            (
+                (
+                    TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+                    r.get(2),
+                ),
+                r.get(3),
+            )
+        })
         .collect())
 }
 
 /// Appends the log rows, updates metadata and row state for every write. Returns the highest `server_id`
 /// allocated (0 when there are no writes).
-pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes: &[Write]) -> Result<i64, Error> {
+pub async fn apply_writes(
+    tx: &Transaction<'_>,
+    user: &str,
+    device: &str,
+    writes: &[Write],
+) -> Result<i64, Error> {
     if writes.is_empty() {
         return Ok(0);
     }
@@ -165,7 +230,10 @@ pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes
     let tables = col(&|w| w.row.0.table.clone());
     let pks = col(&|w| w.row.1.clone());
     let ops = col(&|w| w.op.as_str().to_owned());
-    let payloads: Vec<Option<&str>> = writes.iter().map(|w| w.payload.as_deref().map(|p| p.get())).collect();
+    let payloads: Vec<Option<&str>> = writes
+        .iter()
+        .map(|w| w.payload.as_deref().map(|p| p.get()))
+        .collect();
     let scids: Vec<i64> = writes.iter().map(|w| w.scid).collect();
     let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
     let deleted: Vec<bool> = writes.iter().map(|w| w.op.is_delete()).collect();

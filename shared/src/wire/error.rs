@@ -14,6 +14,9 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// Builds an envelope.
     pub fn new(error: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { error: error.into(), message: message.into() }
+        Self {
+            error: error.into(),
+            message: message.into(),
+        }
     }
 }

@@ -23,7 +23,9 @@ impl UploadRequest {
     }
 }
 
-fn changes_as_objects<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ChangeUpload>>, D::Error> {
+fn changes_as_objects<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<ChangeUpload>>, D::Error> {
     let v = Option::<Vec<MapOnly<ChangeUpload>>>::deserialize(d)?;
     Ok(v.map(|v| v.into_iter().map(|m| m.0).collect()))
 }
@@ -89,12 +91,26 @@ pub struct ChangeStatus {
 impl ChangeStatus {
     /// `applied`, optionally with the version produced.
     pub fn applied(scid: i64, version: Option<i64>) -> Self {
-        Self { source_change_id: scid, status: Status::Applied, new_server_version: version, server_row: None, message: None, invalid: None }
+        Self {
+            source_change_id: scid,
+            status: Status::Applied,
+            new_server_version: version,
+            server_row: None,
+            message: None,
+            invalid: None,
+        }
     }
 
     /// `conflict` with the server's current row.
     pub fn conflict(scid: i64, row: ServerRow) -> Self {
-        Self { source_change_id: scid, status: Status::Conflict, new_server_version: None, server_row: Some(row), message: None, invalid: None }
+        Self {
+            source_change_id: scid,
+            status: Status::Conflict,
+            new_server_version: None,
+            server_row: Some(row),
+            message: None,
+            invalid: None,
+        }
     }
 
     /// `invalid` for a rejection.
@@ -105,7 +121,10 @@ impl ChangeStatus {
             new_server_version: None,
             server_row: None,
             message: rejection.message,
-            invalid: Some(InvalidInfo { reason: rejection.reason, details: rejection.details }),
+            invalid: Some(InvalidInfo {
+                reason: rejection.reason,
+                details: rejection.details,
+            }),
         }
     }
 }
@@ -230,7 +249,11 @@ impl Rejection {
     /// A rejection whose details are `{"error": message}` (every reason but `unregistered_table` and `fk_missing`).
     pub fn with_error(reason: Reason, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self { reason, details: json!({ "error": message }), message: Some(message) }
+        Self {
+            reason,
+            details: json!({ "error": message }),
+            message: Some(message),
+        }
     }
 
     /// `bad_payload` with `{"error": message}`.
@@ -249,12 +272,19 @@ impl Rejection {
 
     /// `fk_missing`: no message; `details.missing` lists `<schema>.<table>:<value as sent>`.
     pub fn fk_missing(missing: Vec<String>) -> Self {
-        Self { reason: Reason::FkMissing, message: None, details: json!({ "missing": missing }) }
+        Self {
+            reason: Reason::FkMissing,
+            message: None,
+            details: json!({ "missing": missing }),
+        }
     }
 
     /// `batch_too_large` for a request of `n` changes over a limit of `limit`.
     pub fn batch_too_large(n: usize, limit: usize) -> Self {
-        Self::with_error(Reason::BatchTooLarge, format!("batch too large: changes={n} limit={limit}"))
+        Self::with_error(
+            Reason::BatchTooLarge,
+            format!("batch too large: changes={n} limit={limit}"),
+        )
     }
 }
 

@@ -9,7 +9,11 @@ fn round_trip<T: Serialize + DeserializeOwned>(name: &str) -> T {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let text = text.trim_end();
     let value: T = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert_eq!(serde_json::to_string(&value).unwrap(), text, "{name} does not round-trip");
+    assert_eq!(
+        serde_json::to_string(&value).unwrap(),
+        text,
+        "{name} does not round-trip"
+    );
     value
 }
 
@@ -18,27 +22,47 @@ fn upload_example_round_trips() {
     let req: UploadRequest = round_trip("upload_request");
     let changes = req.changes.unwrap();
     assert_eq!(changes.len(), 4);
-    assert!(changes[3].payload.is_none(), "DELETE carries no payload key");
+    assert!(
+        changes[3].payload.is_none(),
+        "DELETE carries no payload key"
+    );
     let resp: UploadResponse = round_trip("upload_response");
     assert!(!resp.accepted);
     assert_eq!(resp.statuses[2].status, Status::Conflict);
-    assert_eq!(resp.statuses[3].invalid.as_ref().unwrap().reason, Reason::UnregisteredTable);
+    assert_eq!(
+        resp.statuses[3].invalid.as_ref().unwrap().reason,
+        Reason::UnregisteredTable
+    );
 }
 
 #[test]
 fn statuses_keep_unknown_values_and_tombstone_rows_send_null_payload() {
     let resp: UploadResponse = round_trip("upload_response_fk_missing");
     assert_eq!(resp.statuses[0].message, None, "fk_missing has no message");
-    assert!(resp.statuses[1].server_row.as_ref().unwrap().payload.is_none());
+    assert!(
+        resp.statuses[1]
+            .server_row
+            .as_ref()
+            .unwrap()
+            .payload
+            .is_none()
+    );
     assert_eq!(resp.statuses[2].new_server_version, None);
-    assert_eq!(resp.statuses[3].status, Status::Other("materialize_error".into()));
+    assert_eq!(
+        resp.statuses[3].status,
+        Status::Other("materialize_error".into())
+    );
 }
 
 #[test]
 fn download_examples_round_trip() {
     for name in ["download_page1", "download_page2", "download_empty"] {
         let page: DownloadResponse = round_trip(name);
-        assert!(page.changes.iter().all(|c| !c.deleted && c.payload.is_some()));
+        assert!(
+            page.changes
+                .iter()
+                .all(|c| !c.deleted && c.payload.is_some())
+        );
     }
     let page: DownloadResponse = round_trip("download_delete");
     assert!(page.changes[0].deleted && page.changes[0].payload.is_none());
@@ -66,7 +90,12 @@ fn extension_examples_round_trip() {
 #[test]
 fn payload_integers_beyond_2_pow_53_survive_verbatim() {
     let req: UploadRequest = round_trip("payload_big_integer");
-    let payload = req.changes.unwrap()[0].payload.as_ref().unwrap().get().to_owned();
+    let payload = req.changes.unwrap()[0]
+        .payload
+        .as_ref()
+        .unwrap()
+        .get()
+        .to_owned();
     assert!(payload.contains("9007199254740993") && payload.contains("-9223372036854775808"));
 }
 
@@ -85,11 +114,24 @@ fn wrong_json_types_are_parse_errors_and_nulls_read_as_defaults() {
     ] {
         assert!(UploadRequest::from_json(bad.as_bytes()).is_err(), "{bad}");
     }
-    let req =
-        UploadRequest::from_json(br#"{"last_server_seq_seen":null,"changes":[{"schema":null,"source_id":"ignored","x":1}]}"#).unwrap();
+    let req = UploadRequest::from_json(
+        br#"{"last_server_seq_seen":null,"changes":[{"schema":null,"source_id":"ignored","x":1}]}"#,
+    )
+    .unwrap();
     let c = &req.changes.unwrap()[0];
     assert_eq!((c.schema.as_str(), c.source_change_id), ("", 0));
-    let body = std::fs::read(format!("{}/tests/fixtures/payload_big_integer.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let body = std::fs::read(format!(
+        "{}/tests/fixtures/payload_big_integer.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let req = UploadRequest::from_json(&body).unwrap();
-    assert!(req.changes.unwrap()[0].payload.as_ref().unwrap().get().contains("9007199254740993"));
+    assert!(
+        req.changes.unwrap()[0]
+            .payload
+            .as_ref()
+            .unwrap()
+            .get()
+            .contains("9007199254740993")
+    );
 }

@@ -1,0 +1,36 @@
+# Sourced by scripts/test and scripts/demo: installs what is missing on a fresh Debian/Ubuntu machine with Rust,
+# Node and root. Every step is skipped when its tool is already there, so re-runs cost nothing.
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$@"
+}
+
+# The toolchain pinned in rust-toolchain.toml, with the wasm32 target.
+ensure_rust() {
+  command -v rustup >/dev/null || { echo "rustup is required (https://rustup.rs)" >&2; return 1; }
+  local target
+  target=$(rustup target list --installed 2>/dev/null || true)
+  case "$target" in
+    *wasm32-unknown-unknown*) ;;
+    *) say "adding the wasm32-unknown-unknown target"; rustup target add wasm32-unknown-unknown ;;
+  esac
+}
+
+# PostgreSQL server binaries (the tests and the demo start their own throwaway cluster from them).
+ensure_postgres() {
+  if [ -n "${DATABASE_URL:-}" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then return 0; fi
+  say "installing PostgreSQL"
+  apt_install postgresql
+}

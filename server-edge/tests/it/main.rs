@@ -1,0 +1,23 @@
+//! Black-box HTTP conformance suite for the sync server (PROTOCOL.md §9.3 and the server-side §9.2 cases).
+//!
+//! The suite only talks HTTP to a base URL (plus direct reads of the database for invariants), so the same tests
+//! run against every front door. The harness starts PostgreSQL and the server; `OVERSYNC_TEST_BASE_URL` points
+//! the default variant at a server started elsewhere.
+
+mod support;
+
+mod auth;
+mod concurrency;
+mod download;
+mod hostile;
+mod idempotency;
+mod isolation;
+mod limits;
+mod materialize;
+mod ordering;
+mod retries;
+mod roundtrips;
+mod routes;
+mod scale;
+mod upload;
+mod validation;

@@ -1,0 +1,86 @@
+//! §6.1: the per-user advisory lock, `lock_timeout`, retries and the 500 envelope.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+
+/// Holds `user`'s advisory lock in another session for `hold`.
+async fn hold_user_lock(t: &Target, user: &str, hold: Duration) -> tokio::task::JoinHandle<()> {
+    let conn = db(t).await;
+    conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&user])
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(hold).await;
+        conn.execute("SELECT pg_advisory_unlock_all()", &[])
+            .await
+            .unwrap();
+    })
+}
+
+#[tokio::test]
+async fn an_upload_waits_for_the_users_lock_and_retries_after_a_lock_timeout() {
+    let t = target_with("short_lock", "lock_timeout_ms = 150");
+    let user = new_user();
+    let d = Device::new(&t, &user, "d");
+    let pk = id();
+    // Released after the first attempt timed out: a retry succeeds.
+    let holder = hold_user_lock(&t, &user, Duration::from_millis(250)).await;
+    let r = d
+        .upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "x"))])
+        .await;
+    assert_eq!(statuses(&r)[0]["new_server_version"], 1);
+    holder.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upload_that_never_gets_the_lock_fails_whole_with_500() {
+    let t = target_with("short_lock", "lock_timeout_ms = 150");
+    let user = new_user();
+    let d = Device::new(&t, &user, "d");
+    let pk = id();
+    let holder = hold_user_lock(&t, &user, Duration::from_secs(3)).await;
+    let got = d
+        .upload_raw(
+            json!({"changes": [upsert(1, "users", &pk, 0, user_row(&pk, "x"))]}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        got,
+        (
+            500,
+            json!({"error": "upload_failed", "message": "Failed to process upload"})
+        )
+    );
+    assert_eq!(log_rows(&t, &user).await, 0, "nothing was applied");
+    holder.await.unwrap();
+    // The same upload goes through once the lock is free.
+    let r = d
+        .upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "x"))])
+        .await;
+    assert_eq!(statuses(&r)[0]["status"], "applied");
+}
+
+#[tokio::test]
+async fn the_business_precheck_reads_owner_scoped_parents() {
+    let t = target_with("business_precheck", "fk_precheck = \"business\"");
+    let (alice, bob) = (new_user(), new_user());
+    let (a, b) = (Device::new(&t, &alice, "d"), Device::new(&t, &bob, "d"));
+    let (u, p, q) = (id(), id(), id());
+    a.upload(vec![upsert(1, "users", &u, 0, user_row(&u, "alice"))])
+        .await;
+    let r = a
+        .upload(vec![upsert(2, "posts", &p, 0, post_row(&p, &u, "mine"))])
+        .await;
+    assert_eq!(statuses(&r)[0]["status"], "applied", "{r}");
+    // Bob cannot hang a post on Alice's business row.
+    let r = b
+        .upload(vec![upsert(1, "posts", &q, 0, post_row(&q, &u, "theirs"))])
+        .await;
+    assert_eq!(
+        statuses(&r)[0]["invalid"]["details"],
+        json!({"missing": [format!("business.users:{u}")]})
+    );
+}

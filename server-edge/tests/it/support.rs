@@ -1,0 +1,339 @@
+//! Black-box helpers: servers started by the harness, devices that speak HTTP, and direct reads of the database
+//! for the invariants the wire cannot show. Nothing here reaches into the server's code.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use oversync_tests::process::Server;
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "conformance-secret";
+
+/// Tables registered beside the demo schema, for isolation, ordering and materialisation cases.
+const TEST_SQL: &str = r#"
+CREATE SCHEMA IF NOT EXISTS other;
+CREATE TABLE IF NOT EXISTS other.users (id uuid PRIMARY KEY, name text, owner_id text);
+CREATE TABLE IF NOT EXISTS business.typed (
+  id uuid PRIMARY KEY, n bigint, r double precision, ok boolean, at timestamptz, doc jsonb, blob bytea, ref uuid,
+  label text NOT NULL DEFAULT 'x' CHECK (label <> 'forbidden'), owner_id text);
+"#;
+
+const TABLES: &str = r#"
+[[tables]]
+schema = "business"
+table = "users"
+owner_column = "owner_id"
+[[tables]]
+schema = "business"
+table = "posts"
+owner_column = "owner_id"
+[[tables]]
+schema = "business"
+table = "files"
+owner_column = "owner_id"
+[[tables]]
+schema = "business"
+table = "file_reviews"
+owner_column = "owner_id"
+[[tables]]
+schema = "business"
+table = "typed"
+owner_column = "owner_id"
+[[tables]]
+schema = "other"
+table = "users"
+owner_column = "owner_id"
+# Sync-state only (no business tables): FKs are declared, not discovered.
+[[tables]]
+schema = "app"
+table = "parents"
+materialize = false
+[[tables]]
+schema = "app"
+table = "children"
+materialize = false
+fks = [{ column = "parent_id", parent = "app.parents" }]
+[[tables]]
+schema = "app"
+table = "nodes"
+materialize = false
+fks = [{ column = "parent_id", parent = "app.nodes" }]
+"#;
+
+/// A started server and the database it uses.
+pub struct Target {
+    pub base: String,
+    pub db_url: String,
+    pub _server: Option<Server>,
+}
+
+static DB: OnceLock<String> = OnceLock::new();
+static TARGETS: OnceLock<Mutex<HashMap<&'static str, Arc<Target>>>> = OnceLock::new();
+
+fn database_url() -> String {
+    DB.get_or_init(|| {
+        let url = oversync_tests::pg::database("oversync_it").expect("test database");
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let business =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/demo/business.sql"))
+                .expect("business.sql");
+        std::fs::write(dir.join("init.sql"), format!("{business}\n{TEST_SQL}"))
+            .expect("write init.sql");
+        INIT_SQL
+            .set(dir.join("init.sql").display().to_string())
+            .expect("once");
+        url
+    })
+    .clone()
+}
+
+static INIT_SQL: OnceLock<String> = OnceLock::new();
+
+/// The server with the default test configuration plus `extra` settings, started once per variant.
+/// `OVERSYNC_TEST_BASE_URL` points the default variant at an already running server instead.
+pub fn target_with(variant: &'static str, extra: &str) -> Arc<Target> {
+    let db_url = database_url();
+    let mut targets = TARGETS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = targets.get(variant) {
+        return t.clone();
+    }
+    let target = match std::env::var("OVERSYNC_TEST_BASE_URL") {
+        Ok(base) if variant == "default" => Target {
+            base,
+            db_url: db_url.clone(),
+            _server: None,
+        },
+        _ => {
+            let signin = if extra.contains("dev_signin") {
+                ""
+            } else {
+                "dev_signin = true"
+            };
+            let config = format!(
+                "listen = \"127.0.0.1:0\"\n{signin}\ninit_sql = \"{}\"\npool_size = 24\n{extra}\n{TABLES}",
+                INIT_SQL.get().expect("init sql")
+            );
+            let env = [
+                ("DATABASE_URL", db_url.clone()),
+                ("JWT_SECRET", SECRET.to_owned()),
+            ];
+            let server = Server::start_native(
+                std::path::Path::new(env!("CARGO_BIN_EXE_oversync-server")),
+                &config,
+                &env,
+            )
+            .expect("start server");
+            Target {
+                base: server.base_url.clone(),
+                db_url: db_url.clone(),
+                _server: Some(server),
+            }
+        }
+    };
+    let target = Arc::new(target);
+    targets.insert(variant, target.clone());
+    target
+}
+
+/// A server with the default settings on a database of its own, for tests that measure the whole database.
+pub fn target_in_own_db() -> Target {
+    let shared = target();
+    let db_url = oversync_tests::pg::database("oversync_own").expect("database");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndev_signin = true\ninit_sql = \"{}\"\n{TABLES}",
+        INIT_SQL.get().expect("init sql")
+    );
+    let env = [
+        ("DATABASE_URL", db_url.clone()),
+        ("JWT_SECRET", SECRET.to_owned()),
+    ];
+    let server = Server::start_native(
+        std::path::Path::new(env!("CARGO_BIN_EXE_oversync-server")),
+        &config,
+        &env,
+    )
+    .expect("start server");
+    drop(shared);
+    Target {
+        base: server.base_url.clone(),
+        db_url,
+        _server: Some(server),
+    }
+}
+
+/// The default variant.
+pub fn target() -> Arc<Target> {
+    target_with("default", "cors_origins = [\"http://app.example\"]")
+}
+
+/// A fresh user id, so tests never see each other's state.
+pub fn new_user() -> String {
+    format!("user-{}", uuid::Uuid::new_v4())
+}
+
+/// A fresh canonical UUID.
+pub fn id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// An HS256 token with `claims` (an `exp` one hour ahead is added unless present).
+pub fn token_with(claims: Value) -> String {
+    let mut claims = claims;
+    if claims.get("exp").is_none() {
+        claims["exp"] = json!(now_secs() + 3600);
+    }
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// One device of one user.
+#[derive(Clone)]
+pub struct Device {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Device {
+    pub fn new(t: &Target, user: &str, device: &str) -> Self {
+        let token = token_with(json!({"sub": user, "did": device}));
+        Self {
+            base: t.base.clone(),
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// POST /sync/upload with a raw JSON body.
+    pub async fn upload_raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/sync/upload", self.base))
+            .bearer_auth(&self.token)
+            .body(body)
+            .send()
+            .await
+            .expect("upload request");
+        read(r).await
+    }
+
+    /// Uploads `changes` and expects 200.
+    pub async fn upload(&self, changes: Vec<Value>) -> Value {
+        let (status, body) = self
+            .upload_raw(json!({"last_server_seq_seen": 0, "changes": changes}).to_string())
+            .await;
+        assert_eq!(status, 200, "upload failed: {body}");
+        body
+    }
+
+    /// GET /sync/download?query.
+    pub async fn download_raw(&self, query: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}/sync/download?{query}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("download");
+        read(r).await
+    }
+
+    /// Downloads and expects 200.
+    pub async fn download(&self, query: &str) -> Value {
+        let (status, body) = self.download_raw(query).await;
+        assert_eq!(status, 200, "download failed: {body}");
+        body
+    }
+
+    /// Pages the whole current window (`after` = 0) and returns every entry.
+    pub async fn download_all(&self, extra: &str) -> Vec<Value> {
+        let (mut after, mut until, mut out) = (0_i64, 0_i64, Vec::new());
+        loop {
+            let page = self
+                .download(&format!("after={after}&limit=1000&until={until}{extra}"))
+                .await;
+            out.extend(page["changes"].as_array().unwrap().iter().cloned());
+            after = page["next_after"].as_i64().unwrap();
+            until = page["window_until"].as_i64().unwrap();
+            if !page["has_more"].as_bool().unwrap() {
+                return out;
+            }
+        }
+    }
+}
+
+pub async fn read(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// An upsert change.
+pub fn upsert(scid: i64, table: &str, pk: &str, base: i64, payload: Value) -> Value {
+    let (schema, table) = table.split_once('.').unwrap_or(("business", table));
+    json!({"source_change_id": scid, "schema": schema, "table": table, "op": if base == 0 { "INSERT" } else { "UPDATE" },
+           "pk": pk, "server_version": base, "payload": payload})
+}
+
+/// A delete change.
+pub fn delete(scid: i64, table: &str, pk: &str, base: i64) -> Value {
+    let (schema, table) = table.split_once('.').unwrap_or(("business", table));
+    json!({"source_change_id": scid, "schema": schema, "table": table, "op": "DELETE", "pk": pk, "server_version": base})
+}
+
+/// A `business.users` payload.
+pub fn user_row(pk: &str, name: &str) -> Value {
+    json!({"id": pk, "name": name, "email": format!("{name}@example.com"), "created_at": 1767225600})
+}
+
+/// A `business.posts` payload.
+pub fn post_row(pk: &str, author: &str, title: &str) -> Value {
+    json!({"id": pk, "title": title, "content": "body", "author_id": author, "created_at": 1767225600})
+}
+
+/// The statuses array.
+pub fn statuses(resp: &Value) -> &Vec<Value> {
+    resp["statuses"].as_array().expect("statuses")
+}
+
+/// A direct connection to the test database.
+pub async fn db(t: &Target) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&t.db_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to test db");
+    tokio::spawn(conn);
+    client
+}
+
+/// Number of log rows of `user`.
+pub async fn log_rows(t: &Target, user: &str) -> i64 {
+    db(t)
+        .await
+        .query_one(
+            "SELECT count(*) FROM sync.server_change_log WHERE user_id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}

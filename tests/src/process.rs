@@ -1,0 +1,147 @@
+//! Child processes tied to the life of the test process.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Wraps `program args…` in a watchdog: the program is stopped with `signal` once the test process (or the
+/// program itself) is gone, and `cleanup` (a shell snippet) runs afterwards.
+pub fn watched(program: &str, args: &[String], signal: &str, cleanup: &str) -> Command {
+    let quoted: Vec<String> = std::iter::once(program.to_owned())
+        .chain(args.iter().cloned())
+        .map(|a| shell_quote(&a))
+        .collect();
+    let script = format!(
+        "{cmd} & child=$!\n\
+         trap 'kill -{signal} $child 2>/dev/null' TERM INT\n\
+         while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done\n\
+         kill -{signal} $child 2>/dev/null; wait $child; status=$?\n{cleanup}\nexit $status",
+        cmd = quoted.join(" "),
+        parent = std::process::id(),
+    );
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(script);
+    c
+}
+
+/// Single-quotes a shell word.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// A running server process and its base URL.
+pub struct Server {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `binary --config <file>` with `env`; the configuration's `listen` should use port 0. Waits for the
+    /// `listening on http://…` line and returns the URL it names.
+    pub fn start_native(
+        binary: &Path,
+        config_toml: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let dir = tempdir("oversync-server")?;
+        let config = dir.join("server.toml");
+        std::fs::write(&config, config_toml)?;
+        Self::spawn(binary, &config, &dir, env)
+    }
+
+    /// Starts `binary --config <path>` with an existing configuration file (its `listen` overridden through
+    /// `env` when needed).
+    pub fn start_native_file(
+        binary: &Path,
+        config: &Path,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let dir = tempdir("oversync-server")?;
+        Self::spawn(binary, config, &dir, env)
+    }
+
+    fn spawn(
+        binary: &Path,
+        config: &Path,
+        dir: &Path,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let args = vec!["--config".to_owned(), config.display().to_string()];
+        let mut cmd = watched(
+            &binary.display().to_string(),
+            &args,
+            "TERM",
+            &format!("rm -rf {}", shell_quote(&dir.display().to_string())),
+        );
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
+        );
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent && let Some(url) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(url.trim().to_owned());
+                    sent = true;
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(base_url) => Ok(Self { base_url, child }),
+            Err(_) => {
+                let _ = child.kill();
+                bail!(
+                    "{} did not report its address within 60 s",
+                    binary.display()
+                )
+            }
+        }
+    }
+
+    /// Polls `path` until it answers 2xx or `timeout` passes.
+    pub fn wait_http(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let addr = self.base_url.trim_start_matches("http://").to_owned();
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("{} is not accepting connections", self.base_url)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM to the watchdog forwards the signal to the server.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh directory under the system temp dir.
+pub fn tempdir(prefix: &str) -> anyhow::Result<std::path::PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
