@@ -87,11 +87,7 @@ impl Authenticator {
     }
 
     /// Checks an `Authorization` header value at time `now` (since the Unix epoch).
-    pub fn authenticate(
-        &self,
-        header: Option<&str>,
-        now: Duration,
-    ) -> Result<Principal, AuthError> {
+    pub fn authenticate(&self, header: Option<&str>, now: Duration) -> Result<Principal, AuthError> {
         let header = header.ok_or(AuthError::MissingHeader)?;
         let token = header.strip_prefix("Bearer ").ok_or(AuthError::BadHeader)?;
         if token.is_empty() || token.contains(' ') {
@@ -165,12 +161,7 @@ mod tests {
     const NOW: Duration = Duration::from_secs(1_767_225_600);
 
     fn token(alg: Algorithm, secret: &[u8], claims: Value) -> String {
-        encode(
-            &Header::new(alg),
-            &claims,
-            &EncodingKey::from_secret(secret),
-        )
-        .unwrap()
+        encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret)).unwrap()
     }
 
     #[test]
@@ -208,10 +199,7 @@ mod tests {
             (Some("Bearer a b".into()), AuthError::BadHeader),
             (Some("Bearer not.a.jwt".into()), AuthError::InvalidToken),
             (
-                Some(format!(
-                    "Bearer {}",
-                    token(Algorithm::HS256, b"wrong", ok.clone())
-                )),
+                Some(format!("Bearer {}", token(Algorithm::HS256, b"wrong", ok.clone()))),
                 AuthError::InvalidToken,
             ),
             (
@@ -224,22 +212,14 @@ mod tests {
             (
                 Some(format!(
                     "Bearer {}",
-                    token(
-                        Algorithm::HS384,
-                        b"secret",
-                        serde_json::json!({"sub": "u", "did": ""})
-                    )
+                    token(Algorithm::HS384, b"secret", serde_json::json!({"sub": "u", "did": ""}))
                 )),
                 AuthError::MissingDid,
             ),
             (
                 Some(format!(
                     "Bearer {}",
-                    token(
-                        Algorithm::HS256,
-                        b"secret",
-                        serde_json::json!({"sub": 5, "did": "d"})
-                    )
+                    token(Algorithm::HS256, b"secret", serde_json::json!({"sub": 5, "did": "d"}))
                 )),
                 AuthError::MissingSub,
             ),
@@ -256,11 +236,7 @@ mod tests {
             ),
         ];
         for (header, want) in cases {
-            assert_eq!(
-                a.authenticate(header.as_deref(), NOW),
-                Err(want),
-                "{header:?}"
-            );
+            assert_eq!(a.authenticate(header.as_deref(), NOW), Err(want), "{header:?}");
         }
         // alg=none: header {"alg":"none"} with an empty signature.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZGlkIjoiZCJ9.";
@@ -272,10 +248,7 @@ mod tests {
 
     #[test]
     fn generated_device_ids_are_base36_nanoseconds() {
-        assert_eq!(
-            generated_device_id(Duration::from_nanos(36 * 36 + 35)),
-            "device-10z"
-        );
+        assert_eq!(generated_device_id(Duration::from_nanos(36 * 36 + 35)), "device-10z");
         assert_eq!(generated_device_id(Duration::ZERO), "device-0");
     }
 }

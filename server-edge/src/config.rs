@@ -75,11 +75,7 @@ impl TableConfig {
     pub fn table_ref(&self) -> Result<TableRef, ConfigError> {
         let name = format!(
             "{}.{}",
-            if self.schema.is_empty() {
-                "public"
-            } else {
-                &self.schema
-            },
+            if self.schema.is_empty() { "public" } else { &self.schema },
             self.table
         );
         TableRef::parse(&name).ok_or(ConfigError::BadName(name))
@@ -254,8 +250,7 @@ impl Config {
             let port: u16 = parse_env("PORT", &v, "port")?;
             self.listen = format!("127.0.0.1:{port}");
         }
-        let var =
-            |name: &str| get(&format!("OVERSYNC_{name}")).map(|v| (format!("OVERSYNC_{name}"), v));
+        let var = |name: &str| get(&format!("OVERSYNC_{name}")).map(|v| (format!("OVERSYNC_{name}"), v));
         if let Some((_, v)) = var("LISTEN") {
             self.listen = v;
         }
@@ -289,8 +284,8 @@ impl Config {
             self.pool_size = parse_env(&n, &v, "integer")?;
         }
         if let Some((n, v)) = var("FK_PRECHECK") {
-            self.fk_precheck = serde_json::from_value(serde_json::Value::String(v.clone()))
-                .map_err(|_| ConfigError::Env {
+            self.fk_precheck =
+                serde_json::from_value(serde_json::Value::String(v.clone())).map_err(|_| ConfigError::Env {
                     name: n,
                     value: v,
                     kind: "fk_precheck (sync_state|business|off)",
@@ -315,11 +310,7 @@ impl Config {
     }
 }
 
-fn parse_env<T: std::str::FromStr>(
-    name: &str,
-    value: &str,
-    kind: &'static str,
-) -> Result<T, ConfigError> {
+fn parse_env<T: std::str::FromStr>(name: &str, value: &str, kind: &'static str) -> Result<T, ConfigError> {
     value.trim().parse().map_err(|_| ConfigError::Env {
         name: name.into(),
         value: value.into(),
@@ -333,16 +324,11 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_protocol_and_env_overrides_apply() {
-        let mut c = Config::from_toml(
-            "[[tables]]\nschema = \"Business\"\ntable = \"users\"\nowner_column = \"owner_id\"\n",
-        )
-        .unwrap();
+        let mut c =
+            Config::from_toml("[[tables]]\nschema = \"Business\"\ntable = \"users\"\nowner_column = \"owner_id\"\n")
+                .unwrap();
         assert_eq!(
-            (
-                c.max_upload_batch_size,
-                c.max_payload_bytes,
-                c.max_request_bytes
-            ),
+            (c.max_upload_batch_size, c.max_payload_bytes, c.max_request_bytes),
             (200, 262_144, 64 << 20)
         );
         assert_eq!(
@@ -362,10 +348,7 @@ mod tests {
         assert!(c.dev_signin);
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
         assert_eq!(c.max_upload_batch_size, 2);
-        assert_eq!(
-            c.tables[0].table_ref().unwrap(),
-            TableRef::new("business", "users")
-        );
+        assert_eq!(c.tables[0].table_ref().unwrap(), TableRef::new("business", "users"));
     }
 
     #[test]
@@ -374,15 +357,10 @@ mod tests {
         let err = c
             .apply_env(|k| (k == "OVERSYNC_MAX_PAYLOAD_BYTES").then(|| "lots".to_owned()))
             .unwrap_err();
-        assert!(
-            err.to_string().contains("OVERSYNC_MAX_PAYLOAD_BYTES"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("OVERSYNC_MAX_PAYLOAD_BYTES"), "{err}");
         assert!(Config::from_toml("unknown_setting = 1").is_err());
-        let dup = Config::from_toml(
-            "jwt_secret='x'\n[[tables]]\ntable='a'\n[[tables]]\nschema='public'\ntable='A'",
-        )
-        .unwrap();
+        let dup =
+            Config::from_toml("jwt_secret='x'\n[[tables]]\ntable='a'\n[[tables]]\nschema='public'\ntable='A'").unwrap();
         assert!(matches!(dup.validate(), Err(ConfigError::Duplicate(_))));
     }
 }

@@ -9,11 +9,7 @@ use crate::registry::Kind;
 /// The SQL text for `raw` in a column of `kind` (`None` = NULL), or why it cannot be converted.
 pub fn to_sql_text(kind: Kind, column: &str, raw: &RawValue) -> Result<Option<String>, String> {
     let text = raw.get().trim();
-    let bad = |what: &str| {
-        Err(format!(
-            "cannot convert {what} to {kind:?} for column {column}"
-        ))
-    };
+    let bad = |what: &str| Err(format!("cannot convert {what} to {kind:?} for column {column}"));
     let first = text.as_bytes().first().copied().unwrap_or(b'n');
     match first {
         b'n' => Ok(None),
@@ -81,20 +77,13 @@ mod tests {
     fn values_convert_per_column_kind() {
         let u = "9d7e6f50-1a2b-4c3d-8e9f-001122334455";
         assert_eq!(
-            conv(Kind::Uuid, &format!("\"{}\"", u.to_uppercase()))
-                .unwrap()
-                .unwrap(),
+            conv(Kind::Uuid, &format!("\"{}\"", u.to_uppercase())).unwrap().unwrap(),
             u
         );
-        let b64 = oversync_protocol::encoding::encode_base64(
-            uuid::Uuid::parse_str(u).unwrap().as_bytes(),
-        );
+        let b64 = oversync_protocol::encoding::encode_base64(uuid::Uuid::parse_str(u).unwrap().as_bytes());
         assert_eq!(conv(Kind::Uuid, &format!("\"{b64}\"")).unwrap().unwrap(), u);
         assert!(conv(Kind::Uuid, "\"nope\"").is_err());
-        assert_eq!(
-            conv(Kind::Bytea, "\"AAEC/w==\"").unwrap().unwrap(),
-            "\\x000102ff"
-        );
+        assert_eq!(conv(Kind::Bytea, "\"AAEC/w==\"").unwrap().unwrap(), "\\x000102ff");
         assert_eq!(conv(Kind::Bytea, "\"\"").unwrap().unwrap(), "\\x");
         assert_eq!(conv(Kind::Bytea, "null").unwrap(), None);
         assert_eq!(
@@ -104,14 +93,8 @@ mod tests {
         assert_eq!(conv(Kind::Bool, "1").unwrap().unwrap(), "true");
         assert_eq!(conv(Kind::Bool, "false").unwrap().unwrap(), "false");
         assert!(conv(Kind::Bool, "2").is_err());
-        assert_eq!(
-            conv(Kind::Timestamp, "1767225600").unwrap().unwrap(),
-            "1767225600"
-        );
-        assert_eq!(
-            conv(Kind::Json, "{\"a\": [1]}").unwrap().unwrap(),
-            "{\"a\": [1]}"
-        );
+        assert_eq!(conv(Kind::Timestamp, "1767225600").unwrap().unwrap(), "1767225600");
+        assert_eq!(conv(Kind::Json, "{\"a\": [1]}").unwrap().unwrap(), "{\"a\": [1]}");
         assert_eq!(conv(Kind::Text, "\"x\\\"y\"").unwrap().unwrap(), "x\"y");
     }
 }

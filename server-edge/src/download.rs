@@ -9,6 +9,7 @@ use tokio_postgres::types::Type;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::runtime::Runtime;
+use crate::service::Service;
 
 /// `M` comes from the CTE; the LEFT JOIN keeps one row even when the page is empty, so `M` is always read.
 const DOWNLOAD_SQL: &str = "
@@ -26,11 +27,13 @@ ORDER BY l.server_id";
 
 /// Serves one download page.
 pub async fn download<R: Runtime>(
+    svc: &Service,
     rt: &R,
     who: &Principal,
     q: &DownloadQuery,
 ) -> Result<DownloadResponse, ApiError> {
-    let conn = rt.connect().await.map_err(ApiError::download)?;
+    let mut conn = rt.connect().await.map_err(ApiError::download)?;
+    svc.ready(&mut conn).await.map_err(ApiError::download)?;
     let fetch = q.limit + 1;
     let rows = conn
         .query_typed(

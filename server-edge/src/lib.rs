@@ -8,7 +8,8 @@
 //!   [`upload::plan`] over a snapshot read in a few set-based queries, and written back set-based.
 //! - [`download`]: frozen windows with the `next_after` jump, in one statement.
 //! - [`materialize`]: owner-scoped upserts into business tables, failures recorded while changes stay applied.
-//! - [`registry`]: registered tables, FK graph and column types, built once at start-up by [`prepare`].
+//! - [`registry`]: registered tables, FK graph and column types, discovered once per process (native: at
+//!   start-up; Worker: on the first request that touches the database) by [`Service::ready`].
 
 pub mod auth;
 pub mod config;
@@ -24,7 +25,9 @@ pub mod service;
 mod sql;
 pub mod upload;
 
-#[cfg(feature = "native")]
+#[cfg(target_arch = "wasm32")]
+mod edge;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 
 pub use config::Config;
@@ -32,20 +35,7 @@ pub use registry::Registry;
 pub use runtime::Runtime;
 pub use service::Service;
 
-/// Start-up work shared by both front doors: ensure the sync schema (plus the optional start-up SQL), then build
-/// the registry from configuration and the catalogue.
-pub async fn prepare(
-    client: &mut tokio_postgres::Client,
-    cfg: &Config,
-    init_sql: Option<&str>,
-) -> Result<Service, StartupError> {
-    schema::ensure(client, init_sql).await?;
-    let mut registry = Registry::from_config(cfg)?;
-    registry.discover(client).await?;
-    Ok(Service::new(cfg, registry)?)
-}
-
-/// Why the server could not start.
+/// Why the server could not start (or, on the edge, become ready).
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     /// Bad configuration.

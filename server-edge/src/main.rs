@@ -1,10 +1,12 @@
 //! `oversync-server --config demo.toml`: the native sync server.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+#[cfg(not(target_arch = "wasm32"))]
+use std::{path::PathBuf, process::ExitCode};
 
+#[cfg(not(target_arch = "wasm32"))]
 use oversync_server::Config;
 
+#[cfg(not(target_arch = "wasm32"))]
 const USAGE: &str = "usage: oversync-server --config <file.toml|file.json>
 
 Environment overrides: DATABASE_URL, JWT_SECRET, PORT, OVERSYNC_LISTEN, OVERSYNC_DEV_SIGNIN,
@@ -12,11 +14,14 @@ OVERSYNC_CORS_ORIGINS, OVERSYNC_MAX_UPLOAD_BATCH_SIZE, OVERSYNC_MAX_PAYLOAD_BYTE
 OVERSYNC_FK_PRECHECK, OVERSYNC_POOL_SIZE, OVERSYNC_TOKEN_TTL, OVERSYNC_SCHEMA_VERSION.
 Logs: RUST_LOG (default info), OVERSYNC_LOG_FORMAT=json for JSON lines.";
 
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
 #[tokio::main]
 async fn main() -> ExitCode {
     let json = std::env::var("OVERSYNC_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -34,6 +39,7 @@ async fn main() -> ExitCode {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 async fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut config: Option<PathBuf> = std::env::var_os("OVERSYNC_CONFIG").map(PathBuf::from);

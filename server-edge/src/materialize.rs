@@ -23,19 +23,10 @@ struct Failure<'a> {
 }
 
 /// Materialises `writes` (in apply order) and records failures.
-pub async fn materialize(
-    tx: &Transaction<'_>,
-    registry: &Registry,
-    user: &str,
-    writes: &[Write],
-) -> Result<(), Error> {
+pub async fn materialize(tx: &Transaction<'_>, registry: &Registry, user: &str, writes: &[Write]) -> Result<(), Error> {
     let mut failures = Vec::new();
-    for group in writes.chunk_by(|a, b| a.row.0 == b.row.0 && a.op.is_delete() == b.op.is_delete())
-    {
-        let Some(target) = registry
-            .get(&group[0].row.0)
-            .and_then(|t| t.target.as_ref())
-        else {
+    for group in writes.chunk_by(|a, b| a.row.0 == b.row.0 && a.op.is_delete() == b.op.is_delete()) {
+        let Some(target) = registry.get(&group[0].row.0).and_then(|t| t.target.as_ref()) else {
             continue;
         };
         if target.columns.is_empty() {
@@ -89,16 +80,12 @@ async fn upsert_group<'a>(
             async move {
                 let mut params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
                     vec![(&user, Type::TEXT), (&keys, Type::TEXT_ARRAY)];
-                params.extend(cols.iter().map(|c| {
-                    (
-                        c as &(dyn tokio_postgres::types::ToSql + Sync),
-                        Type::TEXT_ARRAY,
-                    )
-                }));
+                params.extend(
+                    cols.iter()
+                        .map(|c| (c as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT_ARRAY)),
+                );
                 let outcome = guarded(tx, tx.query_typed(&sql, &params)).await?;
-                Ok::<_, Error>(
-                    outcome.map(|rows| rows.iter().map(|r| r.get(0)).collect::<HashSet<String>>()),
-                )
+                Ok::<_, Error>(outcome.map(|rows| rows.iter().map(|r| r.get(0)).collect::<HashSet<String>>()))
             }
         };
         let all: Vec<&RowValues<'a>> = rows.iter().collect();
@@ -121,11 +108,7 @@ async fn upsert_group<'a>(
     Ok(())
 }
 
-fn note_unowned<'a>(
-    rows: &[&RowValues<'a>],
-    done: &HashSet<String>,
-    failures: &mut Vec<Failure<'a>>,
-) {
+fn note_unowned<'a>(rows: &[&RowValues<'a>], done: &HashSet<String>, failures: &mut Vec<Failure<'a>>) {
     for row in rows {
         if !done.contains(&row.write.row.1) {
             failures.push(Failure {
@@ -138,8 +121,7 @@ fn note_unowned<'a>(
 
 fn convert_row(target: &Target, write: &Write) -> Result<BTreeMap<String, Option<String>>, String> {
     let payload = write.payload.as_deref().ok_or("upsert without payload")?;
-    let map: BTreeMap<String, &RawValue> =
-        serde_json::from_str(payload.get()).map_err(|e| e.to_string())?;
+    let map: BTreeMap<String, &RawValue> = serde_json::from_str(payload.get()).map_err(|e| e.to_string())?;
     let mut values = BTreeMap::new();
     for (key, raw) in map {
         let key = key.to_lowercase();
@@ -154,16 +136,9 @@ fn convert_row(target: &Target, write: &Write) -> Result<BTreeMap<String, Option
 }
 
 fn upsert_sql(target: &Target, columns: &[String]) -> String {
-    let table = format!(
-        "{}.{}",
-        quote_ident(&target.schema),
-        quote_ident(&target.table)
-    );
+    let table = format!("{}.{}", quote_ident(&target.schema), quote_ident(&target.table));
     let key = quote_ident(&target.key);
-    let key_type = target
-        .columns
-        .get(&target.key)
-        .map_or("text", |c| c.sql_type.as_str());
+    let key_type = target.columns.get(&target.key).map_or("text", |c| c.sql_type.as_str());
     let mut names = vec![key.clone()];
     let mut exprs = vec![format!("CAST(u.k AS {key_type})")];
     let mut updates = Vec::new();
@@ -185,9 +160,7 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
     if updates.is_empty() {
         updates.push(format!("{key} = excluded.{key}"));
     }
-    let arrays: Vec<String> = (0..aliases.len())
-        .map(|i| format!("${}::text[]", i + 2))
-        .collect();
+    let arrays: Vec<String> = (0..aliases.len()).map(|i| format!("${}::text[]", i + 2)).collect();
     format!(
         "INSERT INTO {table} ({names}) SELECT {exprs} FROM unnest({arrays}) AS u({aliases}) \
          ON CONFLICT ({key}) DO UPDATE SET {updates}{guard} RETURNING {key}::text",
@@ -206,10 +179,7 @@ async fn delete_group<'a>(
     group: &'a [Write],
     failures: &mut Vec<Failure<'a>>,
 ) -> Result<(), Error> {
-    let key_type = target
-        .columns
-        .get(&target.key)
-        .map_or("text", |c| c.sql_type.as_str());
+    let key_type = target.columns.get(&target.key).map_or("text", |c| c.sql_type.as_str());
     let owner = match &target.owner {
         Some(o) => format!("{} = $1", quote_ident(o)),
         None => "$1::text IS NOT NULL".into(),
@@ -266,11 +236,7 @@ fn guarded_result<T>(r: Result<T, Error>) -> Result<T, String> {
     })
 }
 
-async fn record_failures(
-    tx: &Transaction<'_>,
-    user: &str,
-    failures: &[Failure<'_>],
-) -> Result<(), Error> {
+async fn record_failures(tx: &Transaction<'_>, user: &str, failures: &[Failure<'_>]) -> Result<(), Error> {
     if failures.is_empty() {
         return Ok(());
     }

@@ -58,20 +58,11 @@ fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(state)
 }
 
-async fn handle(
-    State(state): State<Arc<AppState>>,
-    req: axum::extract::Request,
-) -> axum::response::Response {
+async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> axum::response::Response {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let limit = state.service.settings.max_request_bytes;
-    let header_text = |name: HeaderName| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header_text = |name: HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let declared_too_large = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -95,16 +86,13 @@ async fn handle(
         body,
         body_too_large,
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let (method, path) = (request.method.clone(), request.path.clone());
     let resp = state.service.handle(&state.runtime, request, now).await;
     tracing::info!(%method, %path, status = resp.status, ms = started.elapsed().as_millis() as u64, "request");
 
     let mut out = axum::response::Response::new(Body::from(resp.body));
-    *out.status_mut() =
-        StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in resp.headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
             out.headers_mut().append(name, v);
@@ -126,30 +114,23 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     pool_cfg.pool = Some(deadpool_postgres::PoolConfig::new(cfg.pool_size.max(1)));
     let pool = pool_cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)?;
     let init_sql = match &cfg.init_sql {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading init_sql {}", path.display()))?,
-        ),
+        Some(path) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("reading init_sql {}", path.display()))?)
+        }
         None => None,
     };
-    let service = {
+    let service = Service::new(&cfg, init_sql)?;
+    {
         let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
-        crate::prepare(&mut conn, &cfg, init_sql.as_deref()).await?
-    };
-    let tables: Vec<String> = service
-        .registry
-        .tables()
-        .map(|t| t.table.to_string())
-        .collect();
+        service.ready(&mut conn).await.context("preparing the sync schema")?;
+    }
+    let tables: Vec<String> = service.registry().tables().map(|t| t.table.to_string()).collect();
     tracing::info!(?tables, dev_signin = cfg.dev_signin, "sync schema ready");
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
-    println!(
-        "oversync-server listening on http://{}",
-        listener.local_addr()?
-    );
+    println!("oversync-server listening on http://{}", listener.local_addr()?);
     let state = Arc::new(AppState {
         service,
         runtime: NativeRuntime { pool: pool.clone() },
@@ -163,8 +144,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

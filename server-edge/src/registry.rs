@@ -92,8 +92,7 @@ impl Registry {
             let table = t.table_ref()?;
             let mut fks = Vec::new();
             for fk in &t.fks {
-                let parent = TableRef::parse(&fk.parent)
-                    .ok_or_else(|| ConfigError::BadName(fk.parent.clone()))?;
+                let parent = TableRef::parse(&fk.parent).ok_or_else(|| ConfigError::BadName(fk.parent.clone()))?;
                 fks.push(FkColumn {
                     column: fk.column.to_lowercase(),
                     parent,
@@ -102,8 +101,7 @@ impl Registry {
             let target = if t.materialize {
                 let (schema, name) = match &t.target {
                     Some(q) => {
-                        let r =
-                            TableRef::parse(q).ok_or_else(|| ConfigError::BadName(q.clone()))?;
+                        let r = TableRef::parse(q).ok_or_else(|| ConfigError::BadName(q.clone()))?;
                         (r.schema, r.table)
                     }
                     None => (table.schema.clone(), table.table.clone()),
@@ -158,11 +156,7 @@ impl Registry {
             let category: i8 = row.get(5);
             let kind = kind_of(&base, category as u8 as char);
             for info in self.tables.values_mut() {
-                if let Some(t) = info
-                    .target
-                    .as_mut()
-                    .filter(|t| t.schema == schema && t.table == table)
-                {
+                if let Some(t) = info.target.as_mut().filter(|t| t.schema == schema && t.table == table) {
                     t.columns.insert(
                         column.clone(),
                         Column {
@@ -176,11 +170,7 @@ impl Registry {
         self.discover_fks(client, &schemas).await
     }
 
-    async fn discover_fks(
-        &mut self,
-        client: &Client,
-        schemas: &[String],
-    ) -> Result<(), tokio_postgres::Error> {
+    async fn discover_fks(&mut self, client: &Client, schemas: &[String]) -> Result<(), tokio_postgres::Error> {
         let by_target: HashMap<(String, String), TableRef> = self
             .tables
             .values()
@@ -209,10 +199,7 @@ impl Registry {
             entry.2.push((row.get(3), row.get(6)));
         }
         for (child, parent, pairs) in constraints.into_values() {
-            let child_owner = self.tables[&child]
-                .target
-                .as_ref()
-                .and_then(|t| t.owner.clone());
+            let child_owner = self.tables[&child].target.as_ref().and_then(|t| t.owner.clone());
             let parent_key = self.tables[&parent].target.as_ref().map(|t| t.key.clone());
             // A composite (owner, x) reference counts as x; other composite references are ignored.
             let rest: Vec<_> = pairs

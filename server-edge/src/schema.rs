@@ -36,10 +36,7 @@ CREATE TABLE IF NOT EXISTS sync.materialize_failures (
 
 /// Creates the sync schema (and runs the optional start-up SQL) in one transaction, serialised by an
 /// advisory lock so that concurrent start-ups do not race on `CREATE … IF NOT EXISTS`.
-pub async fn ensure(
-    client: &mut Client,
-    init_sql: Option<&str>,
-) -> Result<(), tokio_postgres::Error> {
+pub async fn ensure(client: &mut Client, init_sql: Option<&str>) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;

@@ -1,5 +1,6 @@
 //! The sync service: routes, authentication, CORS and the handlers, shared unchanged by every front door.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use oversync_protocol::validate::{DOWNLOAD_LIMIT_DEFAULT, DOWNLOAD_LIMIT_MAX, DownloadQuery};
@@ -41,8 +42,10 @@ pub struct Settings {
 pub struct Service {
     /// Settings.
     pub settings: Settings,
-    /// Registered tables.
-    pub registry: Registry,
+    /// Registered tables, from configuration; completed from the catalogue by [`Service::ready`].
+    configured: Registry,
+    ready: OnceLock<Registry>,
+    init_sql: Option<String>,
     auth: Authenticator,
 }
 
@@ -80,9 +83,11 @@ impl Route {
 }
 
 impl Service {
-    /// Builds the service from a validated configuration and a registry.
-    pub fn new(cfg: &Config, registry: Registry) -> Result<Self, ConfigError> {
+    /// Builds the service from a configuration, without touching the database. `init_sql` is run (idempotently)
+    /// when the service becomes ready, before the catalogue is read.
+    pub fn new(cfg: &Config, init_sql: Option<String>) -> Result<Self, ConfigError> {
         cfg.validate()?;
+        let configured = Registry::from_config(cfg)?;
         let secret = cfg.jwt_secret.as_deref().unwrap_or_default();
         Ok(Self {
             settings: Settings {
@@ -96,9 +101,29 @@ impl Service {
                 cors_origins: cfg.cors_origins.clone(),
                 service_name: cfg.service_name.clone(),
             },
-            registry,
+            configured,
+            ready: OnceLock::new(),
+            init_sql,
             auth: Authenticator::new(secret.as_bytes()),
         })
+    }
+
+    /// Ensures the sync schema (and the start-up SQL) and discovers FKs and column types, once per process;
+    /// afterwards it only returns the registry. Concurrent first calls may both do the (idempotent) work.
+    pub async fn ready(&self, client: &mut tokio_postgres::Client) -> Result<&Registry, tokio_postgres::Error> {
+        if let Some(r) = self.ready.get() {
+            return Ok(r);
+        }
+        crate::schema::ensure(client, self.init_sql.as_deref()).await?;
+        let mut registry = self.configured.clone();
+        registry.discover(client).await?;
+        let _ = self.ready.set(registry);
+        Ok(self.ready.get().expect("just set"))
+    }
+
+    /// The registry: discovered once ready, as configured before.
+    pub fn registry(&self) -> &Registry {
+        self.ready.get().unwrap_or(&self.configured)
     }
 
     /// Handles one request at time `now` (since the Unix epoch).
@@ -108,24 +133,14 @@ impl Service {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
-        if let Some(origin) = origin.filter(|o| {
-            self.settings
-                .cors_origins
-                .iter()
-                .any(|c| c == o || c == "*")
-        }) {
+        if let Some(origin) = origin.filter(|o| self.settings.cors_origins.iter().any(|c| c == o || c == "*")) {
             resp.headers.push(("access-control-allow-origin", origin));
             resp.headers.push(("vary", "Origin".into()));
         }
         resp
     }
 
-    async fn route<R: Runtime>(
-        &self,
-        rt: &R,
-        req: Request,
-        now: Duration,
-    ) -> Result<Response, ApiError> {
+    async fn route<R: Runtime>(&self, rt: &R, req: Request, now: Duration) -> Result<Response, ApiError> {
         let route = Route::parse(&req.path, self.settings.dev_signin).ok_or(ApiError::NotFound)?;
         if req.method == "OPTIONS" {
             let mut r = Response::empty(204);
@@ -171,13 +186,10 @@ impl Service {
         Ok(match route {
             Route::Upload => Response::json(200, &upload::upload(self, rt, who, &req.body).await?),
             Route::Download => {
-                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes())
-                    .into_owned()
-                    .collect();
-                let q =
-                    DownloadQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                        .map_err(ApiError::InvalidRequest)?;
-                Response::json(200, &download::download(rt, who, &q).await?)
+                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+                let q = DownloadQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(ApiError::InvalidRequest)?;
+                Response::json(200, &download::download(self, rt, who, &q).await?)
             }
             Route::SchemaVersion => Response::json(
                 200,
@@ -207,7 +219,7 @@ impl Service {
             features: Features {
                 replay_returns_version: true,
                 next_after_jumps: true,
-                fk_precheck: self.registry.fk_precheck.as_str().into(),
+                fk_precheck: self.configured.fk_precheck.as_str().into(),
                 snapshot: false,
                 watch: Vec::new(),
             },
@@ -267,10 +279,7 @@ impl Service {
 
 fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let invalid = || ApiError::InvalidRequest("invalid JSON".into());
-    let trimmed = body
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map(|i| body[i]);
+    let trimmed = body.iter().position(|b| !b.is_ascii_whitespace()).map(|i| body[i]);
     if trimmed != Some(b'{') {
         return Err(invalid());
     }

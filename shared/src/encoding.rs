@@ -92,10 +92,7 @@ mod tests {
         assert_eq!(decode_blob("AAEC/w==").unwrap(), vec![0, 1, 2, 255]);
         assert_eq!(decode_blob("").unwrap(), Vec::<u8>::new());
         // Valid padded base64 wins over hex when both read it.
-        assert_eq!(
-            decode_blob("abcd").unwrap(),
-            STANDARD.decode("abcd").unwrap()
-        );
+        assert_eq!(decode_blob("abcd").unwrap(), STANDARD.decode("abcd").unwrap());
         // Six characters cannot be padded base64, so this is hex.
         assert_eq!(decode_blob("00ff10").unwrap(), vec![0x00, 0xff, 0x10]);
         assert_eq!(decode_blob("0f"), Some(vec![0x0f]));
@@ -115,10 +112,7 @@ mod tests {
     #[test]
     fn fk_values_accept_uuid_forms_and_base64_of_16_bytes() {
         let u = Uuid::parse_str("9d7e6f50-1a2b-4c3d-8e9f-001122334455").unwrap();
-        assert_eq!(
-            fk_value_to_uuid("{9D7E6F50-1A2B-4C3D-8E9F-001122334455}"),
-            Some(u)
-        );
+        assert_eq!(fk_value_to_uuid("{9D7E6F50-1A2B-4C3D-8E9F-001122334455}"), Some(u));
         assert_eq!(fk_value_to_uuid(&encode_base64(u.as_bytes())), Some(u));
         assert_eq!(fk_value_to_uuid(&encode_base64(&[1, 2, 3])), None);
         assert_eq!(fk_value_to_uuid("nope"), None);

@@ -8,11 +8,7 @@ pub const DEFAULT_SCHEMA: &str = "public";
 /// Trims and lower-cases a schema name; an empty result becomes [`DEFAULT_SCHEMA`].
 pub fn normalize_schema(raw: &str) -> String {
     let s = raw.trim().to_lowercase();
-    if s.is_empty() {
-        DEFAULT_SCHEMA.to_owned()
-    } else {
-        s
-    }
+    if s.is_empty() { DEFAULT_SCHEMA.to_owned() } else { s }
 }
 
 /// Trims and lower-cases a table name.
@@ -88,10 +84,7 @@ mod tests {
             TableRef::parse("Business.Users"),
             Some(TableRef::new("business", "users"))
         );
-        assert_eq!(
-            TableRef::parse("users"),
-            Some(TableRef::new("public", "users"))
-        );
+        assert_eq!(TableRef::parse("users"), Some(TableRef::new("public", "users")));
         assert_eq!(TableRef::parse("a.b-c"), None);
     }
 }

@@ -67,13 +67,7 @@ mod tests {
 
     #[test]
     fn parents_come_first_and_ties_are_alphabetical() {
-        let tables = [
-            t("b.posts"),
-            t("b.comments"),
-            t("b.users"),
-            t("b.files"),
-            t("a.tags"),
-        ];
+        let tables = [t("b.posts"), t("b.comments"), t("b.users"), t("b.files"), t("a.tags")];
         let edges = [
             edge("b.posts", "b.users"),
             edge("b.comments", "b.posts"),
@@ -94,9 +88,6 @@ mod tests {
             edge("x.c", "x.a"),
             edge("x.d", "x.d"),
         ];
-        assert_eq!(
-            names(parent_first(&tables, &edges)),
-            ["x.a", "x.b", "x.c", "x.d"]
-        );
+        assert_eq!(names(parent_first(&tables, &edges)), ["x.a", "x.b", "x.c", "x.d"]);
     }
 }

@@ -88,11 +88,9 @@ pub fn validate_change(
         return Err(Rejection::unregistered(&table.schema, &table.table));
     }
     let op_text = c.op.trim().to_uppercase();
-    let op = Op::parse(&op_text)
-        .ok_or_else(|| Rejection::bad_payload(format!("invalid operation: {op_text}")))?;
-    let pk = canonical_pk(&c.pk).ok_or_else(|| {
-        Rejection::bad_payload(format!("bad_payload: invalid UUID format: {}", c.pk))
-    })?;
+    let op = Op::parse(&op_text).ok_or_else(|| Rejection::bad_payload(format!("invalid operation: {op_text}")))?;
+    let pk = canonical_pk(&c.pk)
+        .ok_or_else(|| Rejection::bad_payload(format!("bad_payload: invalid UUID format: {}", c.pk)))?;
     let payload = c.payload.as_deref();
     if !op.is_delete() && payload.is_none() {
         return Err(Rejection::bad_payload(format!(
@@ -119,11 +117,7 @@ pub fn validate_change(
         op,
         pk,
         base_version: c.server_version,
-        payload: if op.is_delete() {
-            None
-        } else {
-            c.payload.clone()
-        },
+        payload: if op.is_delete() { None } else { c.payload.clone() },
     })
 }
 
@@ -203,9 +197,7 @@ pub struct DownloadQuery {
 impl DownloadQuery {
     /// Validates decoded query pairs in the order of §4.4; the first failure's message is returned. For a
     /// repeated parameter the first occurrence counts; unknown parameters are ignored; empty means absent.
-    pub fn from_pairs<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Self, String> {
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
         let mut first: HashMap<&str, &str> = HashMap::new();
         for (k, v) in pairs {
             first.entry(k).or_insert(v);
@@ -215,9 +207,7 @@ impl DownloadQuery {
         let limit = match get("limit") {
             None => DOWNLOAD_LIMIT_DEFAULT,
             Some(v) => {
-                let n: i64 = v
-                    .parse()
-                    .map_err(|_| "limit must be an integer".to_owned())?;
+                let n: i64 = v.parse().map_err(|_| "limit must be an integer".to_owned())?;
                 if !(1..=DOWNLOAD_LIMIT_MAX).contains(&n) {
                     return Err("limit must be between 1 and 1000".into());
                 }
@@ -242,9 +232,7 @@ impl DownloadQuery {
 
 fn int_param(v: Option<&str>, name: &str, default: i64) -> Result<i64, String> {
     let Some(v) = v else { return Ok(default) };
-    let n: i64 = v
-        .parse()
-        .map_err(|_| format!("{name} must be an integer"))?;
+    let n: i64 = v.parse().map_err(|_| format!("{name} must be an integer"))?;
     if n < 0 {
         return Err(format!("{name} must be >= 0"));
     }

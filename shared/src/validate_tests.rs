@@ -48,9 +48,7 @@ fn each_check_reports_its_exact_message_in_order() {
             "payload required for UPDATE operation",
         ),
         (
-            &format!(
-                r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":null}}"#
-            ),
+            &format!(r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":null}}"#),
             "payload required for INSERT operation",
         ),
         (
@@ -61,15 +59,11 @@ fn each_check_reports_its_exact_message_in_order() {
             "bad_payload: payload too large: 111 > 100",
         ),
         (
-            &format!(
-                r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":[1]}}"#
-            ),
+            &format!(r#"{{"schema":"business","table":"users","op":"INSERT","pk":"{PK}","payload":[1]}}"#),
             "invalid JSON payload",
         ),
         (
-            &format!(
-                r#"{{"schema":"business","table":"users","op":"DELETE","pk":"{PK}","payload":{{}}}}"#
-            ),
+            &format!(r#"{{"schema":"business","table":"users","op":"DELETE","pk":"{PK}","payload":{{}}}}"#),
             "DELETE must not include payload",
         ),
     ];
@@ -85,20 +79,14 @@ fn each_check_reports_its_exact_message_in_order() {
 fn unregistered_table_names_the_normalised_pair() {
     let r = reject(r#"{"schema":" Business ","table":"Notes","op":"DELETE","pk":"x"}"#);
     assert_eq!(r.reason, Reason::UnregisteredTable);
-    assert_eq!(
-        r.message.as_deref(),
-        Some("table not registered business.notes")
-    );
+    assert_eq!(r.message.as_deref(), Some("table not registered business.notes"));
     assert_eq!(r.details, json!({ "schema": "business", "table": "notes" }));
 }
 
 #[test]
 fn missing_schema_means_public() {
     let r = reject(r#"{"table":"users","op":"DELETE","pk":"x"}"#);
-    assert_eq!(
-        r.message.as_deref(),
-        Some("table not registered public.users")
-    );
+    assert_eq!(r.message.as_deref(), Some("table not registered public.users"));
 }
 
 #[test]
@@ -109,10 +97,7 @@ fn valid_changes_are_normalised() {
         0,
     )
     .unwrap();
-    assert_eq!(
-        (v.scid, v.op, v.pk.as_str(), v.base_version),
-        (7, Op::Delete, PK, 3)
-    );
+    assert_eq!((v.scid, v.op, v.pk.as_str(), v.base_version), (7, Op::Delete, PK, 3));
     assert_eq!(v.table, TableRef::new("business", "users"));
 }
 
@@ -124,7 +109,10 @@ fn duplicates_reject_every_change_involved_and_spare_the_rest() {
         format!(r#"{{"source_change_id":1,"schema":"business","table":"users","op":"DELETE","pk":"{PK}"}}"#),
         format!(r#"{{"source_change_id":1,"schema":"business","table":"users","op":"DELETE","pk":"{other}"}}"#),
         format!(r#"{{"source_change_id":2,"schema":"business","table":"posts","op":"DELETE","pk":"{third}"}}"#),
-        format!(r#"{{"source_change_id":3,"schema":"business","table":"posts","op":"DELETE","pk":"{}"}}"#, third.to_uppercase()),
+        format!(
+            r#"{{"source_change_id":3,"schema":"business","table":"posts","op":"DELETE","pk":"{}"}}"#,
+            third.to_uppercase()
+        ),
         format!(r#"{{"source_change_id":4,"schema":"business","table":"users","op":"DELETE","pk":"{third}"}}"#),
     ]
     .iter()
@@ -137,10 +125,7 @@ fn duplicates_reject_every_change_involved_and_spare_the_rest() {
     let dup_row = format!("duplicate change for business.posts pk={third} in request");
     assert_eq!(msg(2), dup_row);
     assert_eq!(msg(3), dup_row);
-    assert!(
-        out[4].is_ok(),
-        "same pk in another table is a different row"
-    );
+    assert!(out[4].is_ok(), "same pk in another table is a different row");
 }
 
 #[test]
@@ -162,29 +147,16 @@ fn download_parameters_are_checked_in_order_with_exact_messages() {
             until: 0
         })
     );
-    assert_eq!(
-        q("after=x&limit=0").unwrap_err(),
-        "after must be an integer"
-    );
+    assert_eq!(q("after=x&limit=0").unwrap_err(), "after must be an integer");
     assert_eq!(q("after=-1").unwrap_err(), "after must be >= 0");
-    assert_eq!(
-        q("after=99999999999999999999").unwrap_err(),
-        "after must be an integer"
-    );
+    assert_eq!(q("after=99999999999999999999").unwrap_err(), "after must be an integer");
     assert_eq!(q("limit=1.5").unwrap_err(), "limit must be an integer");
-    assert_eq!(
-        q("limit=1001").unwrap_err(),
-        "limit must be between 1 and 1000"
-    );
-    assert_eq!(
-        q("limit=0&schema=Bad").unwrap_err(),
-        "limit must be between 1 and 1000"
-    );
+    assert_eq!(q("limit=1001").unwrap_err(), "limit must be between 1 and 1000");
+    assert_eq!(q("limit=0&schema=Bad").unwrap_err(), "limit must be between 1 and 1000");
     assert_eq!(q("schema=Business").unwrap_err(), "invalid schema name");
     assert_eq!(q("until=x").unwrap_err(), "until must be an integer");
     assert_eq!(q("until=-5").unwrap_err(), "until must be >= 0");
-    let ok =
-        q("after=5&after=9&limit=1000&schema=business&include_self=true&until=12&foo=bar").unwrap();
+    let ok = q("after=5&after=9&limit=1000&schema=business&include_self=true&until=12&foo=bar").unwrap();
     assert_eq!(
         ok,
         DownloadQuery {

@@ -3,20 +3,19 @@
 //! - [`pg::database`]: a fresh, empty PostgreSQL database. It lives in the cluster named by `DATABASE_URL`, or
 //!   in a throwaway cluster that the harness initialises in a temporary directory on a free port (as the
 //!   `postgres` user when running as root, since `initdb` refuses root).
-//! - [`process::Server`]: a server process (the native binary now; the Worker under workerd later) started on a
-//!   free port with a given configuration; tests talk to it through its base URL only.
+//! - [`process::Server`]: a server process started on a free port with a given configuration: the native binary,
+//!   or the Worker under `wrangler dev` ([`edge::start_wrangler`]); tests talk to it through its base URL only.
 //!
 //! Every process the harness starts is watched by a small shell loop that stops it (and removes its temporary
 //! directory) as soon as the test process exits, even when the test binary is killed.
 
+pub mod edge;
 pub mod pg;
 pub mod process;
 
 /// Runs a future to completion on a fresh single-threaded runtime in its own thread, so it can be called from
 /// inside another runtime (e.g. a `#[tokio::test]`).
-pub fn block_on_thread<T: Send + 'static>(
-    fut: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
+pub fn block_on_thread<T: Send + 'static>(fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -47,9 +47,7 @@ pub fn database(prefix: &str) -> anyhow::Result<String> {
 }
 
 fn replace_dbname(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let authority_end = base.find("://").map_or(0, |i| i + 3);
     let path_start = base[authority_end..].find('/').map(|i| i + authority_end);
     let head = path_start.map_or(base, |i| &base[..i]);
@@ -92,14 +90,9 @@ fn start_cluster() -> anyhow::Result<Cluster> {
     // in place (runuser would fork and swallow SIGINT), so the watchdog's signal reaches postgres itself.
     let as_user = |program: PathBuf, args: Vec<String>| -> (String, Vec<String>) {
         if root {
-            let mut a = [
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ]
-            .map(String::from)
-            .to_vec();
+            let mut a = ["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+                .map(String::from)
+                .to_vec();
             a.push(program.display().to_string());
             a.extend(args);
             ("setpriv".to_owned(), a)
@@ -206,9 +199,6 @@ mod tests {
             super::replace_dbname("postgres://u:p@h:1/postgres?sslmode=disable", "x"),
             "postgres://u:p@h:1/x?sslmode=disable"
         );
-        assert_eq!(
-            super::replace_dbname("postgres://u@h:1", "x"),
-            "postgres://u@h:1/x"
-        );
+        assert_eq!(super::replace_dbname("postgres://u@h:1", "x"), "postgres://u@h:1/x");
     }
 }

@@ -10,15 +10,26 @@ use anyhow::{Context, bail};
 /// Wraps `program args…` in a watchdog: the program is stopped with `signal` once the test process (or the
 /// program itself) is gone, and `cleanup` (a shell snippet) runs afterwards.
 pub fn watched(program: &str, args: &[String], signal: &str, cleanup: &str) -> Command {
+    watched_inner(program, args, signal, cleanup, false)
+}
+
+/// Like [`watched`], but the program runs in its own process group and the whole group is signalled (for
+/// programs such as wrangler that start children of their own).
+pub fn watched_group(program: &str, args: &[String], signal: &str, cleanup: &str) -> Command {
+    watched_inner(program, args, signal, cleanup, true)
+}
+
+fn watched_inner(program: &str, args: &[String], signal: &str, cleanup: &str, group: bool) -> Command {
     let quoted: Vec<String> = std::iter::once(program.to_owned())
         .chain(args.iter().cloned())
         .map(|a| shell_quote(&a))
         .collect();
+    let (prefix, target) = if group { ("setsid ", "-$child") } else { ("", "$child") };
     let script = format!(
-        "{cmd} & child=$!\n\
-         trap 'kill -{signal} $child 2>/dev/null' TERM INT\n\
+        "{prefix}{cmd} & child=$!\n\
+         trap 'kill -{signal} {target} 2>/dev/null' TERM INT\n\
          while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done\n\
-         kill -{signal} $child 2>/dev/null; wait $child; status=$?\n{cleanup}\nexit $status",
+         kill -{signal} {target} 2>/dev/null; wait $child; status=$?\n{cleanup}\nexit $status",
         cmd = quoted.join(" "),
         parent = std::process::id(),
     );
@@ -42,11 +53,7 @@ pub struct Server {
 impl Server {
     /// Starts `binary --config <file>` with `env`; the configuration's `listen` should use port 0. Waits for the
     /// `listening on http://…` line and returns the URL it names.
-    pub fn start_native(
-        binary: &Path,
-        config_toml: &str,
-        env: &[(&str, String)],
-    ) -> anyhow::Result<Self> {
+    pub fn start_native(binary: &Path, config_toml: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
         let dir = tempdir("oversync-server")?;
         let config = dir.join("server.toml");
         std::fs::write(&config, config_toml)?;
@@ -55,58 +62,53 @@ impl Server {
 
     /// Starts `binary --config <path>` with an existing configuration file (its `listen` overridden through
     /// `env` when needed).
-    pub fn start_native_file(
-        binary: &Path,
-        config: &Path,
-        env: &[(&str, String)],
-    ) -> anyhow::Result<Self> {
+    pub fn start_native_file(binary: &Path, config: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
         let dir = tempdir("oversync-server")?;
         Self::spawn(binary, config, &dir, env)
     }
 
-    fn spawn(
-        binary: &Path,
-        config: &Path,
-        dir: &Path,
-        env: &[(&str, String)],
-    ) -> anyhow::Result<Self> {
+    fn spawn(binary: &Path, config: &Path, dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
         let args = vec!["--config".to_owned(), config.display().to_string()];
-        let mut cmd = watched(
-            &binary.display().to_string(),
-            &args,
-            "TERM",
-            &format!("rm -rf {}", shell_quote(&dir.display().to_string())),
-        );
+        let cleanup = format!("rm -rf {}", shell_quote(&dir.display().to_string()));
+        let cmd = watched(&binary.display().to_string(), &args, "TERM", &cleanup);
+        Self::wait_ready(cmd, binary, env, "listening on ", None)
+    }
+
+    /// Spawns `cmd` with `env` and waits (up to 90 s) for a stdout line containing `marker`. The base URL is the
+    /// text after the marker, or `known_url` when given.
+    pub fn wait_ready(
+        mut cmd: Command,
+        what: &Path,
+        env: &[(&str, String)],
+        marker: &'static str,
+        known_url: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let binary = what;
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        cmd.env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
-        );
+        cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()));
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent && let Some(url) = line.split("listening on ").nth(1) {
+                if !sent && let Some(url) = line.split(marker).nth(1) {
                     let _ = tx.send(url.trim().to_owned());
                     sent = true;
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(base_url) => Ok(Self { base_url, child }),
+        match rx.recv_timeout(Duration::from_secs(90)) {
+            Ok(url) => Ok(Self {
+                base_url: known_url.unwrap_or(url),
+                child,
+            }),
             Err(_) => {
-                let _ = child.kill();
-                bail!(
-                    "{} did not report its address within 60 s",
-                    binary.display()
-                )
+                let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+                bail!("{} did not report {marker:?} within 90 s", binary.display())
             }
         }
     }

@@ -16,6 +16,7 @@ use tokio_postgres::error::SqlState;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::materialize::materialize;
+use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::service::Service;
 use plan::{Outcome, Prepared, decide, prepare};
@@ -34,6 +35,7 @@ pub async fn upload<R: Runtime>(
         .map_err(|_| ApiError::InvalidRequest("Failed to parse upload request".into()))?;
     let changes = req.changes.unwrap_or_default();
     let mut conn = rt.connect().await.map_err(ApiError::upload)?;
+    let registry = svc.ready(&mut conn).await.map_err(ApiError::upload)?;
     let limit = svc.settings.max_upload_batch_size;
     if changes.is_empty() || (limit > 0 && changes.len() > limit) {
         let highest = store::max_server_id(&*conn, &who.user_id)
@@ -41,12 +43,7 @@ pub async fn upload<R: Runtime>(
             .map_err(ApiError::upload)?;
         let statuses: Vec<ChangeStatus> = changes
             .iter()
-            .map(|c| {
-                ChangeStatus::invalid(
-                    c.source_change_id,
-                    Rejection::batch_too_large(changes.len(), limit),
-                )
-            })
+            .map(|c| ChangeStatus::invalid(c.source_change_id, Rejection::batch_too_large(changes.len(), limit)))
             .collect();
         return Ok(UploadResponse {
             accepted: statuses.is_empty(),
@@ -55,7 +52,6 @@ pub async fn upload<R: Runtime>(
         });
     }
 
-    let registry = &svc.registry;
     let validated = validate_batch(
         &changes,
         &|t: &TableRef| registry.contains(t),
@@ -82,7 +78,7 @@ pub async fn upload<R: Runtime>(
     let mut attempt = 1;
     loop {
         let tx = conn.transaction().await.map_err(ApiError::upload)?;
-        let result = match run(svc, &tx, who, &prepared).await {
+        let result = match run(svc, registry, &tx, who, &prepared).await {
             Ok(out) => tx.commit().await.map(|()| out),
             Err(e) => Err(e),
         };
@@ -105,8 +101,7 @@ pub async fn upload<R: Runtime>(
             }
             Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
                 tracing::info!(user = %who.user_id, attempt, error = %e, "upload transaction retried");
-                rt.sleep(Duration::from_millis(20 * u64::from(attempt * attempt)))
-                    .await;
+                rt.sleep(Duration::from_millis(20 * u64::from(attempt * attempt))).await;
                 attempt += 1;
             }
             Err(e) => return Err(ApiError::upload(e)),
@@ -123,15 +118,15 @@ type Decided = Vec<Option<ChangeStatus>>;
 /// One attempt inside an open transaction: lock, read, decide, write, materialise.
 async fn run(
     svc: &Service,
+    registry: &Registry,
     tx: &Transaction<'_>,
     who: &Principal,
     prepared: &[Option<Prepared>],
 ) -> Result<(Decided, i64), tokio_postgres::Error> {
     let (user, device) = (who.user_id.as_str(), who.source_id.as_str());
     store::lock_user(tx, user, svc.settings.lock_timeout_ms).await?;
-    let (snapshot, max_before) =
-        store::read_snapshot(tx, &svc.registry, user, device, prepared).await?;
-    let plan = decide(&svc.registry, prepared, &snapshot);
+    let (snapshot, max_before) = store::read_snapshot(tx, registry, user, device, prepared).await?;
+    let plan = decide(registry, prepared, &snapshot);
 
     let live_conflicts: Vec<plan::RowKey> = plan
         .outcomes
@@ -144,7 +139,7 @@ async fn run(
         .collect();
     let payloads = store::live_payloads(tx, user, &live_conflicts).await?;
     let max_written = store::apply_writes(tx, user, device, &plan.writes).await?;
-    materialize(tx, &svc.registry, user, &plan.writes).await?;
+    materialize(tx, registry, user, &plan.writes).await?;
 
     let decided = plan
         .outcomes
@@ -159,9 +154,7 @@ async fn run(
                     let payload = if meta.deleted {
                         None
                     } else {
-                        payloads
-                            .get(&row)
-                            .and_then(|p| RawValue::from_string(p.clone()).ok())
+                        payloads.get(&row).and_then(|p| RawValue::from_string(p.clone()).ok())
                     };
                     ChangeStatus::conflict(
                         scid,

@@ -111,9 +111,7 @@ pub struct Plan {
 /// Resolves the FK references of each upsert (§6.5 step 1).
 pub fn prepare(registry: &Registry, change: ValidChange) -> Prepared {
     let refs = match (&change.payload, registry.get(&change.table)) {
-        (Some(payload), Some(info))
-            if !info.fks.is_empty() && registry.fk_precheck != FkPrecheck::Off =>
-        {
+        (Some(payload), Some(info)) if !info.fks.is_empty() && registry.fk_precheck != FkPrecheck::Off => {
             fk_refs(&change, payload, &info.fks)
         }
         _ => Ok(Vec::new()),
@@ -126,13 +124,9 @@ fn fk_refs(
     payload: &RawValue,
     fks: &[crate::registry::FkColumn],
 ) -> Result<Vec<FkRef>, Rejection> {
-    let bad =
-        || Rejection::bad_payload(format!("bad payload for {} pk={}", change.table, change.pk));
+    let bad = || Rejection::bad_payload(format!("bad payload for {} pk={}", change.table, change.pk));
     let map: HashMap<String, &RawValue> = serde_json::from_str(payload.get()).map_err(|_| bad())?;
-    let map: HashMap<String, &RawValue> = map
-        .into_iter()
-        .map(|(k, v)| (k.to_lowercase(), v))
-        .collect();
+    let map: HashMap<String, &RawValue> = map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
     let mut refs = Vec::new();
     for fk in fks {
         let Some(raw) = map.get(&fk.column) else {
@@ -279,9 +273,7 @@ fn precheck(
             // Self-references: another (or the same) upsert of this table in the request satisfies them.
             let self_ref = r.parent.0 == row.0 && upserted_here.contains(&r.parent);
             let live = match registry.fk_precheck {
-                FkPrecheck::Business => {
-                    snap.business_parents.contains(&r.parent) || applied_here.contains(&r.parent)
-                }
+                FkPrecheck::Business => snap.business_parents.contains(&r.parent) || applied_here.contains(&r.parent),
                 _ => meta.get(&r.parent).is_some_and(|m| !m.deleted),
             };
             !(live || self_ref)

@@ -31,14 +31,7 @@ fn users() -> TableRef {
     TableRef::new("b", "users")
 }
 
-fn change(
-    scid: i64,
-    table: &str,
-    op: &str,
-    pk: &str,
-    base: i64,
-    payload: Option<&str>,
-) -> ChangeUpload {
+fn change(scid: i64, table: &str, op: &str, pk: &str, base: i64, payload: Option<&str>) -> ChangeUpload {
     let json = serde_json::json!({"source_change_id": scid, "schema": "b", "table": table, "op": op, "pk": pk, "server_version": base});
     let mut c: ChangeUpload = serde_json::from_value(json).unwrap();
     c.payload = payload.map(|p| RawValue::from_string(p.to_owned()).unwrap());
@@ -125,10 +118,7 @@ fn fk_precheck_reports_missing_parents_with_the_value_as_sent() {
     assert!(plan.writes.is_empty());
 
     let bad = format!(r#"{{"id":"{P1}","author_id":42}}"#);
-    let plan = run(
-        &[change(1, "posts", "INSERT", P1, 0, Some(&bad))],
-        &Snapshot::default(),
-    );
+    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&bad))], &Snapshot::default());
     assert_eq!(
         rejection_message(&plan.outcomes[0]),
         format!("bad payload for b.posts pk={P1}")
@@ -153,9 +143,7 @@ fn a_parent_deleted_by_the_same_request_counts_as_missing() {
         ],
         &snap,
     );
-    assert!(
-        matches!(plan.outcomes[0], Some(Outcome::Rejected(ref r)) if r.reason == Reason::FkMissing)
-    );
+    assert!(matches!(plan.outcomes[0], Some(Outcome::Rejected(ref r)) if r.reason == Reason::FkMissing));
     assert_eq!(plan.outcomes[1], Some(Outcome::Applied(Some(2))));
 }
 
@@ -195,14 +183,7 @@ fn version_rules_follow_the_table() {
             change(1, "users", "UPDATE", U1, 2, Some("{}")),
             change(2, "users", "INSERT", U2, 0, Some("{}")),
             change(3, "users", "UPDATE", never, 4, Some("{}")),
-            change(
-                4,
-                "users",
-                "DELETE",
-                "00000000-0000-4000-8000-00000000000e",
-                0,
-                None,
-            ),
+            change(4, "users", "DELETE", "00000000-0000-4000-8000-00000000000e", 0, None),
         ],
         &snap,
     );

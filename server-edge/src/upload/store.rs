@@ -19,19 +19,11 @@ use crate::sql::quote_ident;
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// Takes the per-user transaction-scoped advisory lock (§6.1.2), bounded by `lock_timeout`.
-pub async fn lock_user(
-    tx: &Transaction<'_>,
-    user: &str,
-    lock_timeout_ms: u64,
-) -> Result<(), Error> {
+pub async fn lock_user(tx: &Transaction<'_>, user: &str, lock_timeout_ms: u64) -> Result<(), Error> {
     let timeout = format!("{lock_timeout_ms}ms");
-    let (set_params, lock_params): ([Param; 1], [Param; 1]) =
-        ([(&timeout, Type::TEXT)], [(&user, Type::TEXT)]);
+    let (set_params, lock_params): ([Param; 1], [Param; 1]) = ([(&timeout, Type::TEXT)], [(&user, Type::TEXT)]);
     let set = tx.query_typed("SELECT set_config('lock_timeout', $1, true)", &set_params);
-    let lock = tx.execute_typed(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &lock_params,
-    );
+    let lock = tx.execute_typed("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &lock_params);
     futures_util::try_join!(set, lock)?;
     Ok(())
 }
@@ -39,7 +31,10 @@ pub async fn lock_user(
 /// The user's highest `server_id`, or 0.
 pub async fn max_server_id(client: &impl GenericClient, user: &str) -> Result<i64, Error> {
     let rows = client
-        .query_typed("SELECT coalesce(max(server_id), 0)::int8 FROM sync.server_change_log WHERE user_id = $1", &[(&user, Type::TEXT)])
+        .query_typed(
+            "SELECT coalesce(max(server_id), 0)::int8 FROM sync.server_change_log WHERE user_id = $1",
+            &[(&user, Type::TEXT)],
+        )
         .await?;
     Ok(rows[0].get(0))
 }
@@ -67,11 +62,7 @@ pub async fn read_snapshot(
     keys.dedup();
     let (schemas, tables, pks) = unzip_keys(&keys);
 
-    let logged_params: [Param; 3] = [
-        (&user, Type::TEXT),
-        (&device, Type::TEXT),
-        (&scids, Type::INT8_ARRAY),
-    ];
+    let logged_params: [Param; 3] = [(&user, Type::TEXT), (&device, Type::TEXT), (&scids, Type::INT8_ARRAY)];
     let meta_params: [Param; 4] = [
         (&user, Type::TEXT),
         (&schemas, Type::TEXT_ARRAY),
@@ -98,23 +89,11 @@ pub async fn read_snapshot(
         ..Snapshot::default()
     };
     for r in logged {
-        let row = (
-            TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-            r.get(3),
-        );
-        snap.logged.insert(
-            r.get(0),
-            Logged {
-                row,
-                version: r.get(4),
-            },
-        );
+        let row = (TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2)), r.get(3));
+        snap.logged.insert(r.get(0), Logged { row, version: r.get(4) });
     }
     for r in meta {
-        let row = (
-            TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)),
-            r.get(2),
-        );
+        let row = (TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2));
         snap.meta.insert(
             row,
             RowMeta {
@@ -192,10 +171,7 @@ pub async fn live_payloads(
         .into_iter()
         .map(|r| {
             (
-                (
-                    TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)),
-                    r.get(2),
-                ),
+                (TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)),
                 r.get(3),
             )
         })
@@ -204,12 +180,7 @@ pub async fn live_payloads(
 
 /// Appends the log rows, updates metadata and row state for every write. Returns the highest `server_id`
 /// allocated (0 when there are no writes).
-pub async fn apply_writes(
-    tx: &Transaction<'_>,
-    user: &str,
-    device: &str,
-    writes: &[Write],
-) -> Result<i64, Error> {
+pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes: &[Write]) -> Result<i64, Error> {
     if writes.is_empty() {
         return Ok(0);
     }
@@ -230,10 +201,7 @@ pub async fn apply_writes(
     let tables = col(&|w| w.row.0.table.clone());
     let pks = col(&|w| w.row.1.clone());
     let ops = col(&|w| w.op.as_str().to_owned());
-    let payloads: Vec<Option<&str>> = writes
-        .iter()
-        .map(|w| w.payload.as_deref().map(|p| p.get()))
-        .collect();
+    let payloads: Vec<Option<&str>> = writes.iter().map(|w| w.payload.as_deref().map(|p| p.get())).collect();
     let scids: Vec<i64> = writes.iter().map(|w| w.scid).collect();
     let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
     let deleted: Vec<bool> = writes.iter().map(|w| w.op.is_delete()).collect();

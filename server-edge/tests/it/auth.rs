@@ -32,15 +32,9 @@ async fn every_authentication_failure_is_401_with_its_exact_message() {
     let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZGlkIjoiZCJ9.";
     let cases: Vec<(Option<String>, &str)> = vec![
         (None, "Authorization header required"),
+        (Some("Basic dXNlcjpwYXNz".into()), "Invalid authorization header format"),
         (
-            Some("Basic dXNlcjpwYXNz".into()),
-            "Invalid authorization header format",
-        ),
-        (
-            Some(format!(
-                "bearer {}",
-                token_with(json!({"sub": user, "did": "d"}))
-            )),
+            Some(format!("bearer {}", token_with(json!({"sub": user, "did": "d"})))),
             "Invalid authorization header format",
         ),
         (Some("Bearer".into()), "Invalid authorization header format"),
@@ -55,35 +49,21 @@ async fn every_authentication_failure_is_401_with_its_exact_message() {
             Some(hs(json!({"sub": user, "did": "d", "nbf": now + 600}))),
             "Invalid token",
         ),
-        (
-            Some(hs(json!({"did": "d"}))),
-            "missing sub (user ID) in token",
-        ),
+        (Some(hs(json!({"did": "d"}))), "missing sub (user ID) in token"),
         (
             Some(hs(json!({"sub": "", "did": "d"}))),
             "missing sub (user ID) in token",
         ),
-        (
-            Some(hs(json!({"sub": user}))),
-            "missing did (device ID) in token",
-        ),
+        (Some(hs(json!({"sub": user}))), "missing did (device ID) in token"),
         (
             Some(hs(json!({"sub": user, "did": ""}))),
             "missing did (device ID) in token",
         ),
     ];
     for (header, message) in cases {
-        for path in [
-            "/sync/download",
-            "/sync/schema-version",
-            "/sync/capabilities",
-        ] {
+        for path in ["/sync/download", "/sync/schema-version", "/sync/capabilities"] {
             let (status, body) = sync_get(&t.base, header.as_deref(), path).await;
-            assert_eq!(
-                (status, &body),
-                (401, &envelope(message)),
-                "{path} with {header:?}"
-            );
+            assert_eq!((status, &body), (401, &envelope(message)), "{path} with {header:?}");
         }
     }
 }
@@ -94,10 +74,7 @@ async fn a_token_in_the_query_string_is_not_accepted() {
     let token = token_with(json!({"sub": new_user(), "did": "d"}));
     for q in ["token", "access_token", "jwt", "authorization"] {
         let (status, body) = sync_get(&t.base, None, &format!("/sync/download?{q}={token}")).await;
-        assert_eq!(
-            (status, body),
-            (401, envelope("Authorization header required"))
-        );
+        assert_eq!((status, body), (401, envelope("Authorization header required")));
     }
 }
 
@@ -111,9 +88,7 @@ async fn rejected_tokens_never_reach_the_database() {
     };
     let pk = id();
     let (status, _) = d
-        .upload_raw(
-            json!({"changes": [upsert(1, "users", &pk, 0, user_row(&pk, "x"))]}).to_string(),
-        )
+        .upload_raw(json!({"changes": [upsert(1, "users", &pk, 0, user_row(&pk, "x"))]}).to_string())
         .await;
     assert_eq!(status, 401);
     assert_eq!(log_rows(&t, &user).await, 0);
@@ -166,10 +141,7 @@ async fn signin_issues_tokens_the_sync_routes_accept() {
             .unwrap(),
     )
     .await;
-    assert!(
-        body["device_id"].as_str().unwrap().starts_with("device-"),
-        "{body}"
-    );
+    assert!(body["device_id"].as_str().unwrap().starts_with("device-"), "{body}");
 
     let (status, body) = read(
         http.post(format!("{}/dummy-signin", t.base))
@@ -189,10 +161,7 @@ async fn signin_issues_tokens_the_sync_routes_accept() {
         (Some(300), Some("demo-user"), Some("device-123"))
     );
     let auth = format!("Bearer {}", body["token"].as_str().unwrap());
-    assert_eq!(
-        sync_get(&t.base, Some(&auth), "/sync/download").await.0,
-        200
-    );
+    assert_eq!(sync_get(&t.base, Some(&auth), "/sync/download").await.0, 200);
 }
 
 #[tokio::test]
@@ -208,14 +177,7 @@ async fn signin_errors_use_the_invalid_request_envelope() {
         ("/dummy-signin", r#"{"user":""}"#, "user required"),
     ];
     for (path, body, message) in cases {
-        let got = read(
-            http.post(format!("{}{path}", t.base))
-                .body(body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let got = read(http.post(format!("{}{path}", t.base)).body(body).send().await.unwrap()).await;
         assert_eq!(
             got,
             (400, json!({"error": "invalid_request", "message": message})),
@@ -237,9 +199,6 @@ async fn dev_signin_switched_off_answers_404() {
                 .unwrap(),
         )
         .await;
-        assert_eq!(
-            got,
-            (404, json!({"error": "not_found", "message": "Not found"}))
-        );
+        assert_eq!(got, (404, json!({"error": "not_found", "message": "Not found"})));
     }
 }

@@ -33,9 +33,7 @@ async fn a_paging_peer_sees_every_server_id_exactly_once_in_order() {
     let (mut after, mut until) = (0_i64, 0_i64);
     let mut writers_done = false;
     loop {
-        let page = peer
-            .download(&format!("after={after}&limit=7&until={until}"))
-            .await;
+        let page = peer.download(&format!("after={after}&limit=7&until={until}")).await;
         seen.extend(
             page["changes"]
                 .as_array()

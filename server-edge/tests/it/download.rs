@@ -27,13 +27,9 @@ async fn an_empty_log_downloads_as_an_empty_page() {
 async fn entries_have_the_wire_shape() {
     let t = target();
     let user = new_user();
-    let (a, b) = (
-        Device::new(&t, &user, "dev-a"),
-        Device::new(&t, &user, "dev-b"),
-    );
+    let (a, b) = (Device::new(&t, &user, "dev-a"), Device::new(&t, &user, "dev-b"));
     let pk = id();
-    a.upload(vec![upsert(22, "users", &pk, 0, user_row(&pk, "Dana"))])
-        .await;
+    a.upload(vec![upsert(22, "users", &pk, 0, user_row(&pk, "Dana"))]).await;
     a.upload(vec![delete(23, "users", &pk, 1)]).await;
     let page = b.download("").await;
     let c = &page["changes"][0];
@@ -58,11 +54,7 @@ async fn entries_have_the_wire_shape() {
         (Some("business"), Some("users"), Some("INSERT"))
     );
     assert_eq!(
-        (
-            c["payload"].clone(),
-            c["server_version"].clone(),
-            c["deleted"].clone()
-        ),
+        (c["payload"].clone(), c["server_version"].clone(), c["deleted"].clone()),
         (user_row(&pk, "Dana"), json!(1), json!(false))
     );
     assert_eq!(
@@ -114,15 +106,10 @@ async fn pages_follow_limit_has_more_and_frozen_windows() {
     assert_eq!(w, all[6]);
     // Writes after the first page do not enter the frozen window.
     let pk = id();
-    a.upload(vec![upsert(50, "users", &pk, 0, user_row(&pk, "late"))])
-        .await;
-    let second = b
-        .download(&format!("after={}&limit=3&until={w}", all[2]))
-        .await;
+    a.upload(vec![upsert(50, "users", &pk, 0, user_row(&pk, "late"))]).await;
+    let second = b.download(&format!("after={}&limit=3&until={w}", all[2])).await;
     assert_eq!(ids(&second), all[3..6]);
-    let third = b
-        .download(&format!("after={}&limit=3&until={w}", all[5]))
-        .await;
+    let third = b.download(&format!("after={}&limit=3&until={w}", all[5])).await;
     assert_eq!(ids(&third), all[6..]);
     assert_eq!(
         (
@@ -187,10 +174,7 @@ async fn the_schema_filter_is_exact_and_its_cursor_jumps() {
     assert_eq!(business["changes"][0]["pk"], x.as_str());
     let other = b.download("schema=other").await;
     assert_eq!(
-        (
-            other["changes"][0]["pk"].as_str(),
-            other["next_after"].as_i64()
-        ),
+        (other["changes"][0]["pk"].as_str(), other["next_after"].as_i64()),
         (Some(y.as_str()), Some(top))
     );
     assert_eq!(b.download("schema=nothing").await["next_after"], top);

@@ -21,18 +21,11 @@ async fn full_partial_and_reordered_replays_return_the_stored_versions() {
         upsert(1, "users", &a, 0, user_row(&a, "a")),
         upsert(2, "users", &b, 0, user_row(&b, "b")),
     ];
-    assert_eq!(
-        versions(&d.upload(first.clone()).await),
-        [json!(1), json!(1)]
-    );
-    d.upload(vec![upsert(3, "users", &a, 1, user_row(&a, "a2"))])
-        .await;
+    assert_eq!(versions(&d.upload(first.clone()).await), [json!(1), json!(1)]);
+    d.upload(vec![upsert(3, "users", &a, 1, user_row(&a, "a2"))]).await;
     let logged = log_rows(&t, &user).await;
     // Full replay: the stored versions, whatever the row's version is now.
-    assert_eq!(
-        versions(&d.upload(first.clone()).await),
-        [json!(1), json!(1)]
-    );
+    assert_eq!(versions(&d.upload(first.clone()).await), [json!(1), json!(1)]);
     // Reordered, and partial with a new change.
     let r = d
         .upload(vec![
@@ -44,7 +37,11 @@ async fn full_partial_and_reordered_replays_return_the_stored_versions() {
     assert_eq!(versions(&r), [json!(1), json!(1), json!(1)]);
     assert_eq!(log_rows(&t, &user).await, logged + 1);
     // A replay's payload and op do not matter.
-    let r = d.upload(vec![json!({"source_change_id": 2, "schema": "business", "table": "users", "op": "DELETE", "pk": b})]).await;
+    let r = d
+        .upload(vec![
+            json!({"source_change_id": 2, "schema": "business", "table": "users", "op": "DELETE", "pk": b}),
+        ])
+        .await;
     assert_eq!(versions(&r), [json!(1)]);
 }
 
@@ -54,11 +51,8 @@ async fn the_same_scid_from_another_device_is_independent() {
     let user = new_user();
     let (a, b) = (Device::new(&t, &user, "a"), Device::new(&t, &user, "b"));
     let (x, y) = (id(), id());
-    a.upload(vec![upsert(1, "users", &x, 0, user_row(&x, "x"))])
-        .await;
-    let r = b
-        .upload(vec![upsert(1, "users", &y, 0, user_row(&y, "y"))])
-        .await;
+    a.upload(vec![upsert(1, "users", &x, 0, user_row(&x, "x"))]).await;
+    let r = b.upload(vec![upsert(1, "users", &y, 0, user_row(&y, "y"))]).await;
     assert_eq!(statuses(&r)[0]["status"], "applied");
     assert_eq!(log_rows(&t, &user).await, 2);
 }
@@ -69,13 +63,9 @@ async fn an_scid_reused_for_another_row_is_reported() {
     let user = new_user();
     let d = Device::new(&t, &user, "d");
     let (x, y) = (id(), id());
-    d.upload(vec![upsert(7, "users", &x, 0, user_row(&x, "x"))])
-        .await;
+    d.upload(vec![upsert(7, "users", &x, 0, user_row(&x, "x"))]).await;
     let message = format!("source_change_id 7 already used for business.users pk={x}");
-    for change in [
-        upsert(7, "users", &y, 0, user_row(&y, "y")),
-        delete(7, "posts", &x, 1),
-    ] {
+    for change in [upsert(7, "users", &y, 0, user_row(&y, "y")), delete(7, "posts", &x, 1)] {
         let r = d.upload(vec![change]).await;
         assert_eq!(
             statuses(&r)[0],
@@ -114,21 +104,14 @@ async fn conflicts_and_rejections_leave_no_idempotency_record() {
     let user = new_user();
     let (a, b) = (Device::new(&t, &user, "a"), Device::new(&t, &user, "b"));
     let x = id();
-    a.upload(vec![upsert(1, "users", &x, 0, user_row(&x, "a"))])
-        .await;
+    a.upload(vec![upsert(1, "users", &x, 0, user_row(&x, "a"))]).await;
     assert_eq!(
-        statuses(
-            &b.upload(vec![upsert(5, "users", &x, 0, user_row(&x, "b"))])
-                .await
-        )[0]["status"],
+        statuses(&b.upload(vec![upsert(5, "users", &x, 0, user_row(&x, "b"))]).await)[0]["status"],
         "conflict"
     );
     // The same scid is evaluated afresh once the base is right.
     assert_eq!(
-        statuses(
-            &b.upload(vec![upsert(5, "users", &x, 1, user_row(&x, "b"))])
-                .await
-        )[0]["new_server_version"],
+        statuses(&b.upload(vec![upsert(5, "users", &x, 1, user_row(&x, "b"))]).await)[0]["new_server_version"],
         2
     );
 }

@@ -16,15 +16,10 @@ async fn the_same_pk_in_two_schemas_is_two_rows() {
             upsert(2, "other.users", &pk, 0, json!({"id": pk, "name": "o"})),
         ])
         .await;
-    assert!(
-        statuses(&r).iter().all(|s| s["new_server_version"] == 1),
-        "{r}"
-    );
+    assert!(statuses(&r).iter().all(|s| s["new_server_version"] == 1), "{r}");
     let r = d.upload(vec![delete(3, "other.users", &pk, 1)]).await;
     assert_eq!(statuses(&r)[0]["new_server_version"], 2);
-    let r = d
-        .upload(vec![upsert(4, "users", &pk, 1, user_row(&pk, "b2"))])
-        .await;
+    let r = d.upload(vec![upsert(4, "users", &pk, 1, user_row(&pk, "b2"))]).await;
     assert_eq!(statuses(&r)[0]["new_server_version"], 2);
 }
 
@@ -38,9 +33,7 @@ async fn users_never_see_each_others_changes() {
         .await;
     assert!(b.download_all("&include_self=true").await.is_empty());
     // Bob's sync state for the same pk is his own: base 0 applies at version 1.
-    let r = b
-        .upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "bob's"))])
-        .await;
+    let r = b.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "bob's"))]).await;
     assert_eq!(statuses(&r)[0]["new_server_version"], 1);
     assert_eq!(a.download_all("&include_self=true").await.len(), 1);
 }
@@ -51,8 +44,7 @@ async fn reusing_another_users_uuid_cannot_change_their_business_row() {
     let (alice, mallory) = (new_user(), new_user());
     let (a, m) = (Device::new(&t, &alice, "d"), Device::new(&t, &mallory, "d"));
     let pk = id();
-    a.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "alice"))])
-        .await;
+    a.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "alice"))]).await;
     let mut hostile = user_row(&pk, "mallory");
     hostile["owner_id"] = json!(mallory);
     let r = m.upload(vec![upsert(1, "users", &pk, 0, hostile)]).await;
@@ -75,6 +67,13 @@ async fn reusing_another_users_uuid_cannot_change_their_business_row() {
         (row.get::<_, String>(0), row.get::<_, String>(1)),
         ("alice".to_owned(), alice.clone())
     );
-    let failures: i64 = conn.query_one("SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1 AND pk_uuid = $2::text::uuid", &[&mallory, &pk]).await.unwrap().get(0);
+    let failures: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1 AND pk_uuid = $2::text::uuid",
+            &[&mallory, &pk],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(failures, 1, "the refused upsert is recorded");
 }

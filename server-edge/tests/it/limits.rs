@@ -42,10 +42,7 @@ async fn a_batch_over_the_limit_is_refused_whole() {
 
 #[tokio::test]
 async fn payload_and_request_limits_are_enforced() {
-    let t = target_with(
-        "small_limits",
-        "max_payload_bytes = 64\nmax_request_bytes = 4096",
-    );
+    let t = target_with("small_limits", "max_payload_bytes = 64\nmax_request_bytes = 4096");
     let user = new_user();
     let d = Device::new(&t, &user, "d");
     let pk = id();
@@ -58,14 +55,10 @@ async fn payload_and_request_limits_are_enforced() {
     );
 
     let body = json!({"changes": [], "padding": "p".repeat(5000)}).to_string();
-    let envelope =
-        json!({"error": "request_too_large", "message": "Request body exceeds 4096 bytes"});
+    let envelope = json!({"error": "request_too_large", "message": "Request body exceeds 4096 bytes"});
     assert_eq!(d.upload_raw(body.clone()).await, (413, envelope.clone()));
     // Without a Content-Length (chunked), the body is cut off at the limit all the same.
     let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(body.into_bytes())]);
-    assert_eq!(
-        d.upload_raw(reqwest::Body::wrap_stream(stream)).await,
-        (413, envelope)
-    );
+    assert_eq!(d.upload_raw(reqwest::Body::wrap_stream(stream)).await, (413, envelope));
     assert_eq!(log_rows(&t, &user).await, 0);
 }

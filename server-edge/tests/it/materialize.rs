@@ -49,26 +49,24 @@ async fn classic_values_convert_to_the_column_types() {
         )])
         .await;
     assert_eq!(statuses(&r)[0]["status"], "applied");
-    let row = db(&t).await.query_one("SELECT extract(epoch FROM at)::float8, blob IS NULL, n FROM business.typed WHERE id = $1::text::uuid", &[&pk]).await.unwrap();
+    let row = db(&t)
+        .await
+        .query_one(
+            "SELECT extract(epoch FROM at)::float8, blob IS NULL, n FROM business.typed WHERE id = $1::text::uuid",
+            &[&pk],
+        )
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, f64>(0), 1_772_439_327.5);
     assert!(row.get::<_, bool>(1), "a NULL BLOB stays NULL");
     assert_eq!(row.get::<_, i64>(2), 42);
     let r = d
-        .upload(vec![upsert(
-            3,
-            "typed",
-            &pk,
-            2,
-            json!({"id": pk, "blob": ""}),
-        )])
+        .upload(vec![upsert(3, "typed", &pk, 2, json!({"id": pk, "blob": ""}))])
         .await;
     assert_eq!(statuses(&r)[0]["status"], "applied");
     let empty: Vec<u8> = db(&t)
         .await
-        .query_one(
-            "SELECT blob FROM business.typed WHERE id = $1::text::uuid",
-            &[&pk],
-        )
+        .query_one("SELECT blob FROM business.typed WHERE id = $1::text::uuid", &[&pk])
         .await
         .unwrap()
         .get(0);
@@ -84,13 +82,7 @@ async fn a_failure_is_recorded_while_the_change_stays_applied() {
     let r = d
         .upload(vec![
             upsert(1, "typed", &good, 0, json!({"id": good, "label": "fine"})),
-            upsert(
-                2,
-                "typed",
-                &bad,
-                0,
-                json!({"id": bad, "label": "forbidden"}),
-            ),
+            upsert(2, "typed", &bad, 0, json!({"id": bad, "label": "forbidden"})),
             upsert(
                 3,
                 "typed",
@@ -103,18 +95,12 @@ async fn a_failure_is_recorded_while_the_change_stays_applied() {
     assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
     let conn = db(&t).await;
     let live: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM sync.sync_state WHERE user_id = $1",
-            &[&user],
-        )
+        .query_one("SELECT count(*) FROM sync.sync_state WHERE user_id = $1", &[&user])
         .await
         .unwrap()
         .get(0);
     let business: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM business.typed WHERE owner_id = $1",
-            &[&user],
-        )
+        .query_one("SELECT count(*) FROM business.typed WHERE owner_id = $1", &[&user])
         .await
         .unwrap()
         .get(0);
@@ -130,23 +116,13 @@ async fn a_failure_is_recorded_while_the_change_stays_applied() {
     assert_eq!(rows.len(), 2);
     for row in &rows {
         assert_eq!(
-            (
-                row.get::<_, i64>(1),
-                row.get::<_, String>(2),
-                row.get::<_, i32>(3)
-            ),
+            (row.get::<_, i64>(1), row.get::<_, String>(2), row.get::<_, i32>(3)),
             (1, "INSERT".to_owned(), 0)
         );
     }
     let errors: Vec<String> = rows.iter().map(|r| r.get(4)).collect();
-    assert!(
-        errors.iter().any(|e| e.contains("check constraint")),
-        "{errors:?}"
-    );
-    assert!(
-        errors.iter().any(|e| e.contains("column ref")),
-        "{errors:?}"
-    );
+    assert!(errors.iter().any(|e| e.contains("check constraint")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("column ref")), "{errors:?}");
 }
 
 #[tokio::test]
@@ -155,23 +131,14 @@ async fn repeated_failures_increment_retry_count() {
     let user = new_user();
     let d = Device::new(&t, &user, "d");
     let bad = id();
-    let change = upsert(
-        1,
-        "typed",
-        &bad,
-        0,
-        json!({"id": bad, "label": "forbidden"}),
-    );
+    let change = upsert(1, "typed", &bad, 0, json!({"id": bad, "label": "forbidden"}));
     d.upload(vec![change.clone()]).await;
     // Operators' tooling cleans a user's sync state between runs (§6.9); the same version then fails again.
     let conn = db(&t).await;
     for table in ["server_change_log", "sync_row_meta", "sync_state"] {
-        conn.execute(
-            &format!("DELETE FROM sync.{table} WHERE user_id = $1"),
-            &[&user],
-        )
-        .await
-        .unwrap();
+        conn.execute(&format!("DELETE FROM sync.{table} WHERE user_id = $1"), &[&user])
+            .await
+            .unwrap();
     }
     d.upload(vec![change]).await;
     let n: i32 = conn
@@ -215,10 +182,7 @@ async fn files_with_blob_data_materialise_byte_for_byte() {
     assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
     let conn = db(&t).await;
     let stored: Vec<u8> = conn
-        .query_one(
-            "SELECT data FROM business.files WHERE id = $1::text::uuid",
-            &[&f],
-        )
+        .query_one("SELECT data FROM business.files WHERE id = $1::text::uuid", &[&f])
         .await
         .unwrap()
         .get(0);

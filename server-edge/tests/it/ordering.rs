@@ -6,10 +6,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 fn pks_in_log_order(entries: &[Value]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| e["pk"].as_str().unwrap().to_owned())
-        .collect()
+    entries.iter().map(|e| e["pk"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -55,10 +52,7 @@ async fn upserts_apply_parent_first_and_deletes_child_first() {
     );
     let n: i64 = db(&t)
         .await
-        .query_one(
-            "SELECT count(*) FROM business.users WHERE id = $1::text::uuid",
-            &[&u],
-        )
+        .query_one("SELECT count(*) FROM business.users WHERE id = $1::text::uuid", &[&u])
         .await
         .unwrap()
         .get(0);
@@ -72,24 +66,13 @@ async fn an_orphan_gets_fk_missing_with_the_value_as_sent_and_is_never_downloade
     let d = Device::new(&t, &user, "d");
     let (p, missing) = (id(), id().to_uppercase());
     let r = d
-        .upload(vec![upsert(
-            1,
-            "posts",
-            &p,
-            0,
-            post_row(&p, &missing, "orphan"),
-        )])
+        .upload(vec![upsert(1, "posts", &p, 0, post_row(&p, &missing, "orphan"))])
         .await;
     assert_eq!(
         statuses(&r)[0],
         json!({"source_change_id": 1, "status": "invalid", "invalid": {"reason": "fk_missing", "details": {"missing": [format!("business.users:{missing}")]}}})
     );
-    assert!(
-        Device::new(&t, &user, "peer")
-            .download_all("")
-            .await
-            .is_empty()
-    );
+    assert!(Device::new(&t, &user, "peer").download_all("").await.is_empty());
 }
 
 #[tokio::test]
@@ -98,14 +81,8 @@ async fn a_parent_known_only_to_sync_state_satisfies_the_precheck() {
     let user = new_user();
     let d = Device::new(&t, &user, "d");
     let (parent, child) = (id(), id());
-    d.upload(vec![upsert(
-        1,
-        "app.parents",
-        &parent,
-        0,
-        json!({"id": parent}),
-    )])
-    .await;
+    d.upload(vec![upsert(1, "app.parents", &parent, 0, json!({"id": parent}))])
+        .await;
     // The parent's id as the base64 of its 16 bytes, the way classic clients send BLOB foreign keys.
     let b64 = encode_base64(uuid::Uuid::parse_str(&parent).unwrap().as_bytes());
     let r = d
@@ -120,23 +97,11 @@ async fn a_parent_known_only_to_sync_state_satisfies_the_precheck() {
     assert_eq!(statuses(&r)[0]["status"], "applied", "{r}");
     // A deleted parent no longer satisfies it, and neither does one deleted in the same request.
     let (other, child2, child3) = (id(), id(), id());
-    d.upload(vec![upsert(
-        3,
-        "app.parents",
-        &other,
-        0,
-        json!({"id": other}),
-    )])
-    .await;
+    d.upload(vec![upsert(3, "app.parents", &other, 0, json!({"id": other}))])
+        .await;
     let r = d
         .upload(vec![
-            upsert(
-                4,
-                "app.children",
-                &child2,
-                0,
-                json!({"id": child2, "parent_id": other}),
-            ),
+            upsert(4, "app.children", &child2, 0, json!({"id": child2, "parent_id": other})),
             delete(5, "app.parents", &other, 1),
         ])
         .await;
@@ -177,20 +142,8 @@ async fn self_references_within_one_request_are_satisfied() {
     let (root, leaf) = (id(), id());
     let r = d
         .upload(vec![
-            upsert(
-                1,
-                "app.nodes",
-                &leaf,
-                0,
-                json!({"id": leaf, "parent_id": root}),
-            ),
-            upsert(
-                2,
-                "app.nodes",
-                &root,
-                0,
-                json!({"id": root, "parent_id": null}),
-            ),
+            upsert(1, "app.nodes", &leaf, 0, json!({"id": leaf, "parent_id": root})),
+            upsert(2, "app.nodes", &root, 0, json!({"id": root, "parent_id": null})),
         ])
         .await;
     assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
@@ -205,20 +158,8 @@ async fn a_large_mixed_batch_with_children_first_applies_completely() {
     let mut changes = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let (p1, p2) = (id(), id());
-        changes.push(upsert(
-            1000 + 2 * i as i64,
-            "posts",
-            &p1,
-            0,
-            post_row(&p1, u, "one"),
-        ));
-        changes.push(upsert(
-            1001 + 2 * i as i64,
-            "posts",
-            &p2,
-            0,
-            post_row(&p2, u, "two"),
-        ));
+        changes.push(upsert(1000 + 2 * i as i64, "posts", &p1, 0, post_row(&p1, u, "one")));
+        changes.push(upsert(1001 + 2 * i as i64, "posts", &p2, 0, post_row(&p2, u, "two")));
     }
     for (i, u) in users.iter().enumerate() {
         changes.push(upsert(i as i64 + 1, "users", u, 0, user_row(u, "author")));
@@ -227,10 +168,7 @@ async fn a_large_mixed_batch_with_children_first_applies_completely() {
     assert!(statuses(&r).iter().all(|s| s["status"] == "applied"));
     let conn = db(&t).await;
     let posts: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM business.posts WHERE owner_id = $1",
-            &[&user],
-        )
+        .query_one("SELECT count(*) FROM business.posts WHERE owner_id = $1", &[&user])
         .await
         .unwrap()
         .get(0);

@@ -14,9 +14,7 @@ async fn hold_user_lock(t: &Target, user: &str, hold: Duration) -> tokio::task::
         .unwrap();
     tokio::spawn(async move {
         tokio::time::sleep(hold).await;
-        conn.execute("SELECT pg_advisory_unlock_all()", &[])
-            .await
-            .unwrap();
+        conn.execute("SELECT pg_advisory_unlock_all()", &[]).await.unwrap();
     })
 }
 
@@ -28,9 +26,7 @@ async fn an_upload_waits_for_the_users_lock_and_retries_after_a_lock_timeout() {
     let pk = id();
     // Released after the first attempt timed out: a retry succeeds.
     let holder = hold_user_lock(&t, &user, Duration::from_millis(250)).await;
-    let r = d
-        .upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "x"))])
-        .await;
+    let r = d.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "x"))]).await;
     assert_eq!(statuses(&r)[0]["new_server_version"], 1);
     holder.await.unwrap();
 }
@@ -43,9 +39,7 @@ async fn an_upload_that_never_gets_the_lock_fails_whole_with_500() {
     let pk = id();
     let holder = hold_user_lock(&t, &user, Duration::from_secs(3)).await;
     let got = d
-        .upload_raw(
-            json!({"changes": [upsert(1, "users", &pk, 0, user_row(&pk, "x"))]}).to_string(),
-        )
+        .upload_raw(json!({"changes": [upsert(1, "users", &pk, 0, user_row(&pk, "x"))]}).to_string())
         .await;
     assert_eq!(
         got,
@@ -57,9 +51,7 @@ async fn an_upload_that_never_gets_the_lock_fails_whole_with_500() {
     assert_eq!(log_rows(&t, &user).await, 0, "nothing was applied");
     holder.await.unwrap();
     // The same upload goes through once the lock is free.
-    let r = d
-        .upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "x"))])
-        .await;
+    let r = d.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "x"))]).await;
     assert_eq!(statuses(&r)[0]["status"], "applied");
 }
 
@@ -69,8 +61,7 @@ async fn the_business_precheck_reads_owner_scoped_parents() {
     let (alice, bob) = (new_user(), new_user());
     let (a, b) = (Device::new(&t, &alice, "d"), Device::new(&t, &bob, "d"));
     let (u, p, q) = (id(), id(), id());
-    a.upload(vec![upsert(1, "users", &u, 0, user_row(&u, "alice"))])
-        .await;
+    a.upload(vec![upsert(1, "users", &u, 0, user_row(&u, "alice"))]).await;
     let r = a
         .upload(vec![upsert(2, "posts", &p, 0, post_row(&p, &u, "mine"))])
         .await;

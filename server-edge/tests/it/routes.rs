@@ -8,13 +8,7 @@ use crate::support::*;
 async fn health_answers_without_auth() {
     let t = target();
     let got = read(reqwest::get(format!("{}/health", t.base)).await.unwrap()).await;
-    assert_eq!(
-        got,
-        (
-            200,
-            json!({"status": "healthy", "service": "oversync-edge"})
-        )
-    );
+    assert_eq!(got, (200, json!({"status": "healthy", "service": "oversync-edge"})));
 }
 
 #[tokio::test]
@@ -68,17 +62,10 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
             "{path}"
         );
     }
-    let only_post =
-        json!({"error": "method_not_allowed", "message": "Only POST method is allowed"});
+    let only_post = json!({"error": "method_not_allowed", "message": "Only POST method is allowed"});
     let only_get = json!({"error": "method_not_allowed", "message": "Only GET method is allowed"});
     assert_eq!(
-        read(
-            http.get(format!("{}/sync/upload", t.base))
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
+        read(http.get(format!("{}/sync/upload", t.base)).send().await.unwrap()).await,
         (405, only_post.clone())
     );
     assert_eq!(
@@ -98,14 +85,9 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         );
     }
     assert_eq!(
-        read(
-            http.delete(format!("{}/sync/download", t.base))
-                .send()
-                .await
-                .unwrap()
-        )
-        .await
-        .0,
+        read(http.delete(format!("{}/sync/download", t.base)).send().await.unwrap())
+            .await
+            .0,
         405
     );
 }
@@ -125,10 +107,7 @@ async fn configured_origins_get_cors_headers_and_preflights_need_no_auth() {
     let h = r.headers();
     assert_eq!(h["access-control-allow-origin"], "http://app.example");
     assert_eq!(h["access-control-allow-methods"], "GET, POST, OPTIONS");
-    assert_eq!(
-        h["access-control-allow-headers"],
-        "Authorization, Content-Type, Accept"
-    );
+    assert_eq!(h["access-control-allow-headers"], "Authorization, Content-Type, Accept");
 
     // Every response to a configured origin carries the header, errors included.
     let r = http
@@ -138,10 +117,7 @@ async fn configured_origins_get_cors_headers_and_preflights_need_no_auth() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    assert_eq!(
-        r.headers()["access-control-allow-origin"],
-        "http://app.example"
-    );
+    assert_eq!(r.headers()["access-control-allow-origin"], "http://app.example");
 
     let r = http
         .get(format!("{}/health", t.base))
@@ -179,26 +155,11 @@ async fn the_shipped_demo_configuration_serves_the_demo_schema() {
         .upload(vec![
             upsert(1, "posts", &p, 0, post_row(&p, &u, "t")),
             upsert(2, "users", &u, 0, user_row(&u, "n")),
-            upsert(
-                3,
-                "file_reviews",
-                &r,
-                0,
-                json!({"id": r, "review": "ok", "file_id": f}),
-            ),
-            upsert(
-                4,
-                "files",
-                &f,
-                0,
-                json!({"id": f, "name": "f", "data": "AAE="}),
-            ),
+            upsert(3, "file_reviews", &r, 0, json!({"id": r, "review": "ok", "file_id": f})),
+            upsert(4, "files", &f, 0, json!({"id": f, "name": "f", "data": "AAE="})),
         ])
         .await;
-    assert!(
-        statuses(&resp).iter().all(|s| s["status"] == "applied"),
-        "{resp}"
-    );
+    assert!(statuses(&resp).iter().all(|s| s["status"] == "applied"), "{resp}");
     let (status, body) = read(
         reqwest::Client::new()
             .post(format!("{}/signin", demo.base))

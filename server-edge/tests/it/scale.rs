@@ -25,10 +25,7 @@ async fn an_85_kb_payload_uploads_and_downloads() {
         .await;
     assert_eq!(statuses(&r)[0]["status"], "applied");
     let entries = b.download_all("").await;
-    assert_eq!(
-        entries[0]["payload"]["content"].as_str().map(str::len),
-        Some(big.len())
-    );
+    assert_eq!(entries[0]["payload"]["content"].as_str().map(str::len), Some(big.len()));
     // §9.3 bound; generous for a loaded CI machine, and far above what it takes here.
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -72,11 +69,7 @@ async fn five_hundred_changes_page_through_in_order() {
     let elapsed = started.elapsed().as_secs_f64();
     assert_eq!(seen.len(), 500);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
-    assert!(
-        500.0 / elapsed > 10.0,
-        "paged at {:.0} changes/s",
-        500.0 / elapsed
-    );
+    assert!(500.0 / elapsed > 10.0, "paged at {:.0} changes/s", 500.0 / elapsed);
 }
 
 #[tokio::test]

@@ -70,25 +70,78 @@ pub struct Target {
 
 static DB: OnceLock<String> = OnceLock::new();
 static TARGETS: OnceLock<Mutex<HashMap<&'static str, Arc<Target>>>> = OnceLock::new();
+static INIT_SQL: OnceLock<String> = OnceLock::new();
 
-fn database_url() -> String {
-    DB.get_or_init(|| {
-        let url = oversync_tests::pg::database("oversync_it").expect("test database");
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+/// The demo business schema plus the test tables, run by the server at start-up.
+fn init_sql() -> &'static str {
+    INIT_SQL.get_or_init(|| {
         let business =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/demo/business.sql"))
-                .expect("business.sql");
-        std::fs::write(dir.join("init.sql"), format!("{business}\n{TEST_SQL}"))
-            .expect("write init.sql");
-        INIT_SQL
-            .set(dir.join("init.sql").display().to_string())
-            .expect("once");
-        url
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/demo/business.sql")).expect("business.sql");
+        format!("{business}\n{TEST_SQL}")
     })
-    .clone()
 }
 
-static INIT_SQL: OnceLock<String> = OnceLock::new();
+fn database_url() -> String {
+    DB.get_or_init(|| oversync_tests::pg::database("oversync_it").expect("test database"))
+        .clone()
+}
+
+/// Which front door the suite runs against: `OVERSYNC_TEST_TARGET=native` (default) or `edge` (the Worker under
+/// `wrangler dev`).
+pub fn edge() -> bool {
+    match std::env::var("OVERSYNC_TEST_TARGET").as_deref() {
+        Ok("edge") => true,
+        Ok("native") | Err(_) => false,
+        Ok(other) => panic!("OVERSYNC_TEST_TARGET={other:?}: expected native or edge"),
+    }
+}
+
+/// Starts the selected front door on `db_url` with the test tables and `extra` settings (TOML).
+fn start_server(db_url: &str, extra: &str) -> Server {
+    let signin = if extra.contains("dev_signin") {
+        ""
+    } else {
+        "dev_signin = true"
+    };
+    let settings = format!("{signin}\n{extra}\n{TABLES}");
+    if edge() {
+        let table: toml::Table = toml::from_str(&settings).expect("test settings");
+        let vars = [
+            ("OVERSYNC_CONFIG", serde_json::to_string(&table).expect("json")),
+            ("OVERSYNC_INIT_SQL", init_sql().to_owned()),
+            ("JWT_SECRET", SECRET.to_owned()),
+        ];
+        let server = oversync_tests::edge::start_wrangler(db_url, &vars).expect("start wrangler dev");
+        // The Worker ensures the sync schema on its first database request; make that happen before the tests
+        // read the database directly.
+        let token = token_with(json!({"sub": "warm-up", "did": "warm-up"}));
+        let url = format!("{}/sync/download", server.base_url);
+        let status = oversync_tests::block_on_thread(async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        assert_eq!(status.ok(), Some(200), "warm-up download against the Worker");
+        server
+    } else {
+        let sql_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("init.sql");
+        std::fs::write(&sql_path, init_sql()).expect("write init.sql");
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\npool_size = 24\ninit_sql = {:?}\n{settings}",
+            sql_path.display().to_string()
+        );
+        let env = [("DATABASE_URL", db_url.to_owned()), ("JWT_SECRET", SECRET.to_owned())];
+        Server::start_native(
+            std::path::Path::new(env!("CARGO_BIN_EXE_oversync-server")),
+            &config,
+            &env,
+        )
+        .expect("start server")
+    }
+}
 
 /// The server with the default test configuration plus `extra` settings, started once per variant.
 /// `OVERSYNC_TEST_BASE_URL` points the default variant at an already running server instead.
@@ -108,25 +161,7 @@ pub fn target_with(variant: &'static str, extra: &str) -> Arc<Target> {
             _server: None,
         },
         _ => {
-            let signin = if extra.contains("dev_signin") {
-                ""
-            } else {
-                "dev_signin = true"
-            };
-            let config = format!(
-                "listen = \"127.0.0.1:0\"\n{signin}\ninit_sql = \"{}\"\npool_size = 24\n{extra}\n{TABLES}",
-                INIT_SQL.get().expect("init sql")
-            );
-            let env = [
-                ("DATABASE_URL", db_url.clone()),
-                ("JWT_SECRET", SECRET.to_owned()),
-            ];
-            let server = Server::start_native(
-                std::path::Path::new(env!("CARGO_BIN_EXE_oversync-server")),
-                &config,
-                &env,
-            )
-            .expect("start server");
+            let server = start_server(&db_url, extra);
             Target {
                 base: server.base_url.clone(),
                 db_url: db_url.clone(),
@@ -141,23 +176,8 @@ pub fn target_with(variant: &'static str, extra: &str) -> Arc<Target> {
 
 /// A server with the default settings on a database of its own, for tests that measure the whole database.
 pub fn target_in_own_db() -> Target {
-    let shared = target();
     let db_url = oversync_tests::pg::database("oversync_own").expect("database");
-    let config = format!(
-        "listen = \"127.0.0.1:0\"\ndev_signin = true\ninit_sql = \"{}\"\n{TABLES}",
-        INIT_SQL.get().expect("init sql")
-    );
-    let env = [
-        ("DATABASE_URL", db_url.clone()),
-        ("JWT_SECRET", SECRET.to_owned()),
-    ];
-    let server = Server::start_native(
-        std::path::Path::new(env!("CARGO_BIN_EXE_oversync-server")),
-        &config,
-        &env,
-    )
-    .expect("start server");
-    drop(shared);
+    let server = start_server(&db_url, "");
     Target {
         base: server.base_url.clone(),
         db_url,

@@ -14,16 +14,12 @@ async fn insert_update_delete_advance_the_version() {
     let user = new_user();
     let d = Device::new(&t, &user, "d");
     let pk = id();
-    let r = d
-        .upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "v1"))])
-        .await;
+    let r = d.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "v1"))]).await;
     assert_eq!(
         status(&r, 0),
         &json!({"source_change_id": 1, "status": "applied", "new_server_version": 1})
     );
-    let r = d
-        .upload(vec![upsert(2, "users", &pk, 1, user_row(&pk, "v2"))])
-        .await;
+    let r = d.upload(vec![upsert(2, "users", &pk, 1, user_row(&pk, "v2"))]).await;
     assert_eq!(status(&r, 0)["new_server_version"], 2);
     let r = d.upload(vec![delete(3, "users", &pk, 2)]).await;
     assert_eq!(
@@ -39,9 +35,7 @@ async fn insert_update_delete_advance_the_version() {
     assert_eq!(status(&r, 0)["new_server_version"], 3);
     assert_eq!(log_rows(&t, &user).await, 3);
     // Re-create at the tombstone's version.
-    let r = d
-        .upload(vec![upsert(5, "users", &pk, 3, user_row(&pk, "again"))])
-        .await;
+    let r = d.upload(vec![upsert(5, "users", &pk, 3, user_row(&pk, "again"))]).await;
     assert_eq!(status(&r, 0)["new_server_version"], 4);
 }
 
@@ -51,10 +45,7 @@ async fn a_delete_of_a_never_known_row_is_applied_without_a_version() {
     let user = new_user();
     let d = Device::new(&t, &user, "d");
     let r = d.upload(vec![delete(1, "users", &id(), 0)]).await;
-    assert_eq!(
-        status(&r, 0),
-        &json!({"source_change_id": 1, "status": "applied"})
-    );
+    assert_eq!(status(&r, 0), &json!({"source_change_id": 1, "status": "applied"}));
     assert_eq!(log_rows(&t, &user).await, 0);
 }
 
@@ -64,10 +55,8 @@ async fn conflicts_return_the_server_row_and_write_nothing() {
     let user = new_user();
     let (a, b) = (Device::new(&t, &user, "a"), Device::new(&t, &user, "b"));
     let pk = id();
-    a.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "a1"))])
-        .await;
-    a.upload(vec![upsert(2, "users", &pk, 1, user_row(&pk, "a2"))])
-        .await;
+    a.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "a1"))]).await;
+    a.upload(vec![upsert(2, "users", &pk, 1, user_row(&pk, "a2"))]).await;
     let before = log_rows(&t, &user).await;
     for (i, change) in [
         upsert(1, "users", &pk, 1, user_row(&pk, "b")),
@@ -95,12 +84,9 @@ async fn a_tombstone_blocks_a_base_zero_insert() {
     let user = new_user();
     let d = Device::new(&t, &user, "d");
     let pk = id();
-    d.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "x"))])
-        .await;
+    d.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "x"))]).await;
     d.upload(vec![delete(2, "users", &pk, 1)]).await;
-    let r = d
-        .upload(vec![upsert(3, "users", &pk, 0, user_row(&pk, "y"))])
-        .await;
+    let r = d.upload(vec![upsert(3, "users", &pk, 0, user_row(&pk, "y"))]).await;
     assert_eq!(
         status(&r, 0)["server_row"],
         json!({"id": pk, "deleted": true, "payload": null, "table_name": "users", "schema_name": "business", "server_version": 2})
@@ -112,9 +98,7 @@ async fn a_base_version_for_an_unknown_row_is_an_internal_error() {
     let t = target();
     let d = Device::new(&t, &new_user(), "d");
     let pk = id();
-    let r = d
-        .upload(vec![upsert(1, "users", &pk, 3, user_row(&pk, "x"))])
-        .await;
+    let r = d.upload(vec![upsert(1, "users", &pk, 3, user_row(&pk, "x"))]).await;
     let message = format!("conflict without server_row for business.users pk={pk}");
     assert_eq!(
         status(&r, 0),
@@ -153,10 +137,7 @@ async fn a_loser_leaves_no_log_row_and_peers_download_only_the_winner() {
             delete(4, "users", &z, 1),
         ])
         .await;
-    let kinds: Vec<&str> = statuses(&r)
-        .iter()
-        .map(|s| s["status"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = statuses(&r).iter().map(|s| s["status"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["conflict", "applied", "conflict", "applied"]);
     let page = peer.download(&format!("after={cursor}")).await;
     let got: Vec<(&str, &str)> = page["changes"]
@@ -166,9 +147,7 @@ async fn a_loser_leaves_no_log_row_and_peers_download_only_the_winner() {
         .map(|c| (c["pk"].as_str().unwrap(), c["op"].as_str().unwrap()))
         .collect();
     assert_eq!(got, [(y.as_str(), "INSERT"), (z.as_str(), "DELETE")]);
-    let again = b
-        .upload(vec![upsert(1, "users", &x, 1, user_row(&x, "stale"))])
-        .await;
+    let again = b.upload(vec![upsert(1, "users", &x, 1, user_row(&x, "stale"))]).await;
     assert_eq!(
         status(&again, 0)["status"],
         "conflict",
@@ -218,10 +197,7 @@ async fn integers_beyond_2_pow_53_round_trip_exactly() {
         .text()
         .await
         .unwrap();
-    assert!(
-        r.contains(r#""n":9007199254740993"#) && r.contains(r#""r":1.0"#),
-        "{r}"
-    );
+    assert!(r.contains(r#""n":9007199254740993"#) && r.contains(r#""r":1.0"#), "{r}");
     let conflict = a
         .http
         .post(format!("{}/sync/upload", t.base))
@@ -236,10 +212,7 @@ async fn integers_beyond_2_pow_53_round_trip_exactly() {
     assert!(conflict.contains(r#""n":9007199254740993"#), "{conflict}");
     let stored: i64 = db(&t)
         .await
-        .query_one(
-            "SELECT n FROM business.typed WHERE id = $1::text::uuid",
-            &[&pk],
-        )
+        .query_one("SELECT n FROM business.typed WHERE id = $1::text::uuid", &[&pk])
         .await
         .unwrap()
         .get(0);
@@ -266,13 +239,7 @@ async fn every_uuid_form_addresses_the_same_row() {
     for (i, form) in forms[1..].iter().enumerate() {
         let v = i as i64 + 1;
         let r = d
-            .upload(vec![upsert(
-                10 + v,
-                "users",
-                form,
-                v,
-                user_row(&pk, "next"),
-            )])
+            .upload(vec![upsert(10 + v, "users", form, v, user_row(&pk, "next"))])
             .await;
         assert_eq!(status(&r, 0)["new_server_version"], v + 1, "{form}");
     }
@@ -283,10 +250,7 @@ async fn every_uuid_form_addresses_the_same_row() {
     );
     let n: i64 = db(&t)
         .await
-        .query_one(
-            "SELECT count(*) FROM sync.sync_row_meta WHERE user_id = $1",
-            &[&user],
-        )
+        .query_one("SELECT count(*) FROM sync.sync_row_meta WHERE user_id = $1", &[&user])
         .await
         .unwrap()
         .get(0);

@@ -85,11 +85,7 @@ async fn each_check_reports_its_exact_reason_message_and_details() {
     for (change, reason, message) in cases {
         let resp = d.upload(vec![change.clone()]).await;
         let (r, m, details) = invalid(&resp, 0);
-        assert_eq!(
-            (r.as_str(), m.as_deref()),
-            (reason, Some(message.as_str())),
-            "{change}"
-        );
+        assert_eq!((r.as_str(), m.as_deref()), (reason, Some(message.as_str())), "{change}");
         assert_eq!(details, json!({"error": message}), "{change}");
         assert_eq!(resp["accepted"], true);
     }
@@ -112,10 +108,7 @@ async fn an_unregistered_table_is_reported_and_clears_accepted_but_others_apply(
     let (reason, message, details) = invalid(&resp, 0);
     assert_eq!(
         (reason.as_str(), message.as_deref()),
-        (
-            "unregistered_table",
-            Some("table not registered business.notes")
-        )
+        ("unregistered_table", Some("table not registered business.notes"))
     );
     assert_eq!(details, json!({"schema": "business", "table": "notes"}));
     assert_eq!(statuses(&resp)[1]["status"], "applied");
@@ -150,10 +143,7 @@ async fn duplicates_reject_every_change_involved_and_the_rest_proceed() {
     let dup_row = format!("duplicate change for business.users pk={c} in request");
     for (i, m) in [(0, &dup_scid), (1, &dup_scid), (2, &dup_row), (3, &dup_row)] {
         let (reason, message, details) = invalid(&resp, i);
-        assert_eq!(
-            (reason.as_str(), message.as_ref()),
-            ("bad_payload", Some(m))
-        );
+        assert_eq!((reason.as_str(), message.as_ref()), ("bad_payload", Some(m)));
         assert_eq!(details, json!({"error": m}));
     }
     // The post references c, whose upserts were both rejected: fk_missing, not a duplicate.
@@ -200,11 +190,7 @@ async fn bodies_that_are_not_json_or_have_wrong_types_are_400() {
         "{\"changes\":[{\"source_change_id\":9223372036854775808}]}".into(),
         "{\"changes\":[]".into(),
     ] {
-        assert_eq!(
-            d.upload_raw(body.clone()).await,
-            (400, envelope.clone()),
-            "{body}"
-        );
+        assert_eq!(d.upload_raw(body.clone()).await, (400, envelope.clone()), "{body}");
     }
 }
 
@@ -216,15 +202,11 @@ async fn no_changes_is_accepted_with_the_users_highest_seq() {
     for body in ["{}", r#"{"changes":null}"#, r#"{"changes":[]}"#] {
         assert_eq!(
             d.upload_raw(body).await,
-            (
-                200,
-                json!({"accepted": true, "highest_server_seq": 0, "statuses": []})
-            )
+            (200, json!({"accepted": true, "highest_server_seq": 0, "statuses": []}))
         );
     }
     let pk = id();
-    d.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "a"))])
-        .await;
+    d.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "a"))]).await;
     let max: i64 = db(&t)
         .await
         .query_one(

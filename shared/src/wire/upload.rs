@@ -23,9 +23,7 @@ impl UploadRequest {
     }
 }
 
-fn changes_as_objects<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Vec<ChangeUpload>>, D::Error> {
+fn changes_as_objects<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ChangeUpload>>, D::Error> {
     let v = Option::<Vec<MapOnly<ChangeUpload>>>::deserialize(d)?;
     Ok(v.map(|v| v.into_iter().map(|m| m.0).collect()))
 }

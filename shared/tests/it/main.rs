@@ -22,10 +22,7 @@ fn upload_example_round_trips() {
     let req: UploadRequest = round_trip("upload_request");
     let changes = req.changes.unwrap();
     assert_eq!(changes.len(), 4);
-    assert!(
-        changes[3].payload.is_none(),
-        "DELETE carries no payload key"
-    );
+    assert!(changes[3].payload.is_none(), "DELETE carries no payload key");
     let resp: UploadResponse = round_trip("upload_response");
     assert!(!resp.accepted);
     assert_eq!(resp.statuses[2].status, Status::Conflict);
@@ -39,30 +36,16 @@ fn upload_example_round_trips() {
 fn statuses_keep_unknown_values_and_tombstone_rows_send_null_payload() {
     let resp: UploadResponse = round_trip("upload_response_fk_missing");
     assert_eq!(resp.statuses[0].message, None, "fk_missing has no message");
-    assert!(
-        resp.statuses[1]
-            .server_row
-            .as_ref()
-            .unwrap()
-            .payload
-            .is_none()
-    );
+    assert!(resp.statuses[1].server_row.as_ref().unwrap().payload.is_none());
     assert_eq!(resp.statuses[2].new_server_version, None);
-    assert_eq!(
-        resp.statuses[3].status,
-        Status::Other("materialize_error".into())
-    );
+    assert_eq!(resp.statuses[3].status, Status::Other("materialize_error".into()));
 }
 
 #[test]
 fn download_examples_round_trip() {
     for name in ["download_page1", "download_page2", "download_empty"] {
         let page: DownloadResponse = round_trip(name);
-        assert!(
-            page.changes
-                .iter()
-                .all(|c| !c.deleted && c.payload.is_some())
-        );
+        assert!(page.changes.iter().all(|c| !c.deleted && c.payload.is_some()));
     }
     let page: DownloadResponse = round_trip("download_delete");
     assert!(page.changes[0].deleted && page.changes[0].payload.is_none());
@@ -90,12 +73,7 @@ fn extension_examples_round_trip() {
 #[test]
 fn payload_integers_beyond_2_pow_53_survive_verbatim() {
     let req: UploadRequest = round_trip("payload_big_integer");
-    let payload = req.changes.unwrap()[0]
-        .payload
-        .as_ref()
-        .unwrap()
-        .get()
-        .to_owned();
+    let payload = req.changes.unwrap()[0].payload.as_ref().unwrap().get().to_owned();
     assert!(payload.contains("9007199254740993") && payload.contains("-9223372036854775808"));
 }
 

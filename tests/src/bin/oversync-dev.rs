@@ -37,19 +37,12 @@ async fn main() -> anyhow::Result<()> {
         ("DATABASE_URL", database_url.clone()),
         ("JWT_SECRET", secret),
         ("OVERSYNC_LISTEN", format!("127.0.0.1:{port}")),
-        (
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        ),
+        ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
     ];
-    let server =
-        Server::start_native_file(&server, &config, &env).context("starting the sync server")?;
+    let server = Server::start_native_file(&server, &config, &env).context("starting the sync server")?;
     println!();
     println!("  oversync demo is running");
-    println!(
-        "  sync server:  {}   (try {}/health)",
-        server.base_url, server.base_url
-    );
+    println!("  sync server:  {}   (try {}/health)", server.base_url, server.base_url);
     println!("  database:     {database_url}");
     println!("  Ctrl-C stops everything.");
     println!();

@@ -1,0 +1,83 @@
+//! The Worker under `wrangler dev` (real workerd, local mode), with its Hyperdrive binding pointed at a local
+//! PostgreSQL database. The Worker must have been built first (`server-edge/build-worker.sh`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::process::{Server, shell_quote, tempdir, watched_group};
+
+/// The repository root (this crate lives in `tests/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Starts `wrangler dev` for the built Worker with `vars` (strings, as wrangler `[vars]`) and the Hyperdrive
+/// binding `DB` pointed at `database_url` (which must carry a password, even with trust auth).
+pub fn start_wrangler(database_url: &str, vars: &[(&str, String)]) -> anyhow::Result<Server> {
+    let root = repo_root();
+    let shim = root.join("server-edge/build/worker/shim.mjs");
+    if !shim.exists() {
+        bail!(
+            "{} is missing: build the Worker with server-edge/build-worker.sh",
+            shim.display()
+        );
+    }
+    let wrangler = root.join("server-edge/node_modules/.bin/wrangler");
+    if !wrangler.exists() {
+        bail!("wrangler is not installed: run npm ci in server-edge/");
+    }
+    let dir = tempdir("oversync-wrangler")?;
+    let mut doc = toml::Table::new();
+    doc.insert("name".into(), "oversync-edge-test".into());
+    doc.insert("main".into(), shim.display().to_string().into());
+    doc.insert("compatibility_date".into(), crate::edge::COMPATIBILITY_DATE.into());
+    let mut hyperdrive = toml::Table::new();
+    hyperdrive.insert("binding".into(), "DB".into());
+    hyperdrive.insert("id".into(), "local".into());
+    hyperdrive.insert("localConnectionString".into(), database_url.into());
+    doc.insert("hyperdrive".into(), toml::Value::Array(vec![hyperdrive.into()]));
+    let vars: toml::Table = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), toml::Value::from(v.as_str())))
+        .collect();
+    doc.insert("vars".into(), vars.into());
+    let config = dir.join("wrangler.toml");
+    std::fs::write(&config, toml::to_string(&doc)?)?;
+
+    let (port, inspector) = (crate::free_port(), crate::free_port());
+    let args: Vec<String> = [
+        "dev",
+        "--config",
+        &config.display().to_string(),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--inspector-port",
+        &inspector.to_string(),
+        "--show-interactive-dev-session=false",
+    ]
+    .map(String::from)
+    .to_vec();
+    let cleanup = format!("rm -rf {}", shell_quote(&dir.display().to_string()));
+    let mut cmd = watched_group(&wrangler.display().to_string(), &args, "TERM", &cleanup);
+    cmd.current_dir(&dir);
+    let env = [
+        ("WRANGLER_SEND_METRICS", "false".to_owned()),
+        ("CLOUDFLARE_CF_FETCH_ENABLED", "false".to_owned()),
+        ("WRANGLER_HIDE_BANNER", "true".to_owned()),
+        ("WRANGLER_LOG_PATH", dir.join("logs").display().to_string()),
+        ("XDG_CONFIG_HOME", dir.join("config").display().to_string()),
+    ];
+    let base = format!("http://127.0.0.1:{port}");
+    let server = Server::wait_ready(cmd, &wrangler, &env, "Ready on", Some(base)).context("starting wrangler dev")?;
+    server.wait_http(std::time::Duration::from_secs(30))?;
+    Ok(server)
+}
+
+/// The `compatibility_date` used for tests; kept equal to the one in `wrangler.toml`.
+pub const COMPATIBILITY_DATE: &str = "2026-04-20";
