@@ -2,7 +2,7 @@
 # Builds the Worker front door: crate oversync-server → wasm32 → server-edge/build/worker/ (shim.mjs + wasm) with
 # the pinned worker-build and wasm-bindgen, installed on first use into a cache outside the checkout
 # (${XDG_CACHE_HOME:-~/.cache}/oversync/tools) so a fresh clone on the same machine does not rebuild them.
-# Nothing is downloaded at build time: esbuild comes from wrangler's npm install, wasm-opt is not used.
+# Nothing is downloaded at build time: esbuild and wasm-opt (binaryen) come from this folder's npm install.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 tools="${OVERSYNC_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/oversync/tools}"
@@ -26,4 +26,11 @@ fi
 export WASM_BINDGEN_BIN="$tools/bin/wasm-bindgen"
 export ESBUILD_BIN="$here/node_modules/@esbuild/linux-x64/bin/esbuild"
 cd "$here"
-exec "$tools/bin/worker-build" --release --no-opt "$@"
+# worker-build's own wasm-opt step passes flags binaryen rejects for this module; run it ourselves instead, with
+# the features current rustc and wasm-bindgen emit (exception handling for the catch wrappers included).
+"$tools/bin/worker-build" --release --no-opt "$@"
+node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+  --enable-reference-types --enable-multivalue --enable-exception-handling \
+  build/index_bg.wasm -o build/index_bg.wasm
+printf 'worker wasm: %s bytes, %s bytes gzip\n' "$(wc -c < build/index_bg.wasm)" "$(gzip -9 < build/index_bg.wasm | wc -c)" >&2

@@ -34,3 +34,22 @@ ensure_postgres() {
   say "installing PostgreSQL"
   apt_install postgresql
 }
+
+# Node and npm (wrangler, and later the browser tests).
+ensure_node() {
+  command -v node >/dev/null && command -v npm >/dev/null && return 0
+  say "installing Node.js"
+  apt_install nodejs npm
+}
+
+# wrangler (with the workerd it ships), esbuild and binaryen for the Worker, from server-edge/package-lock.json.
+ensure_edge_tooling() {
+  if [ ! -x server-edge/node_modules/.bin/wrangler ] || [ server-edge/package-lock.json -nt server-edge/node_modules ]; then
+    say "installing the edge tooling (npm ci in server-edge/)"
+    (cd server-edge && npm ci --no-audit --no-fund --loglevel=error)
+    touch server-edge/node_modules
+  fi
+}
+
+# Keep wrangler local and quiet: no telemetry, no Cloudflare requests.
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_HIDE_BANNER=true
