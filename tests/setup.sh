@@ -1,4 +1,4 @@
-# Sourced by scripts/test and scripts/demo: installs what is missing on a fresh Debian/Ubuntu machine with Rust,
+# Sourced by tests/run and www/demo: installs what is missing on a fresh Debian/Ubuntu machine with Rust,
 # Node and root. Every step is skipped when its tool is already there, so re-runs cost nothing.
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
