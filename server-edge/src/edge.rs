@@ -109,7 +109,9 @@ async fn fetch(mut req: worker::Request, env: Env, _ctx: Context) -> worker::Res
         Err(e) => {
             worker::console_error!("oversync configuration: {e}");
             let body = br#"{"error":"internal_error","message":"Server misconfigured"}"#.to_vec();
-            return Ok(worker::Response::from_bytes(body)?.with_status(500));
+            let mut resp = worker::Response::from_bytes(body)?.with_status(500);
+            resp.headers_mut().set("content-type", "application/json")?;
+            return Ok(resp);
         }
     };
     let url = req.url()?;

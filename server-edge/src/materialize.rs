@@ -226,7 +226,11 @@ async fn guarded<T>(
         "ROLLBACK TO SAVEPOINT oversync_materialize; RELEASE SAVEPOINT oversync_materialize; SET CONSTRAINTS ALL DEFERRED"
     };
     tx.batch_execute(cleanup).await?;
-    Ok(result)
+    // A deadlock or lock timeout on a business row is not the row's fault: restart the whole upload instead.
+    match result {
+        Err(e) if crate::upload::is_retryable(&e) => Err(e),
+        other => Ok(other),
+    }
 }
 
 fn guarded_result<T>(r: Result<T, Error>) -> Result<T, String> {

@@ -104,43 +104,71 @@ async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request)
 /// Connects, prepares the schema and registry, and serves until SIGINT/SIGTERM. Prints
 /// `oversync-server listening on http://ADDR` once the socket is bound (tests read it when the port is 0).
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    cfg.validate()?;
-    let url = cfg
-        .database_url
-        .clone()
-        .context("missing setting: database_url (or DATABASE_URL)")?;
-    let mut pool_cfg = deadpool_postgres::Config::new();
-    pool_cfg.url = Some(url);
-    pool_cfg.pool = Some(deadpool_postgres::PoolConfig::new(cfg.pool_size.max(1)));
-    let pool = pool_cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)?;
-    let init_sql = match &cfg.init_sql {
-        Some(path) => {
-            Some(std::fs::read_to_string(path).with_context(|| format!("reading init_sql {}", path.display()))?)
-        }
-        None => None,
-    };
-    let service = Service::new(&cfg, init_sql)?;
-    {
-        let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
-        service.ready(&mut conn).await.context("preparing the sync schema")?;
-    }
-    let tables: Vec<String> = service.registry().tables().map(|t| t.table.to_string()).collect();
-    tracing::info!(?tables, dev_signin = cfg.dev_signin, "sync schema ready");
+    let server = Bound::new(cfg).await?;
+    println!("oversync-server listening on http://{}", server.addr);
+    server.run(shutdown_signal()).await
+}
 
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
-    println!("oversync-server listening on http://{}", listener.local_addr()?);
-    let state = Arc::new(AppState {
-        service,
-        runtime: NativeRuntime { pool: pool.clone() },
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    pool.close();
-    tracing::info!("stopped");
-    Ok(())
+/// A server whose socket is bound and whose schema is ready, not yet serving. Lets tests and tools run the real
+/// server in-process on a free port.
+pub struct Bound {
+    /// The bound address.
+    pub addr: std::net::SocketAddr,
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    pool: deadpool_postgres::Pool,
+}
+
+impl Bound {
+    /// Connects to PostgreSQL, ensures the sync schema and binds `cfg.listen`.
+    pub async fn new(cfg: Config) -> anyhow::Result<Self> {
+        cfg.validate()?;
+        let url = cfg
+            .database_url
+            .clone()
+            .context("missing setting: database_url (or DATABASE_URL)")?;
+        let mut pool_cfg = deadpool_postgres::Config::new();
+        pool_cfg.url = Some(url);
+        pool_cfg.pool = Some(deadpool_postgres::PoolConfig::new(cfg.pool_size.max(1)));
+        let pool = pool_cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)?;
+        let init_sql = match &cfg.init_sql {
+            Some(path) => {
+                Some(std::fs::read_to_string(path).with_context(|| format!("reading init_sql {}", path.display()))?)
+            }
+            None => None,
+        };
+        let service = Service::new(&cfg, init_sql)?;
+        {
+            let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
+            service.ready(&mut conn).await.context("preparing the sync schema")?;
+        }
+        let tables: Vec<String> = service.registry().tables().map(|t| t.table.to_string()).collect();
+        tracing::info!(?tables, dev_signin = cfg.dev_signin, "sync schema ready");
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(AppState {
+            service,
+            runtime: NativeRuntime { pool: pool.clone() },
+        });
+        Ok(Self {
+            addr,
+            listener,
+            state,
+            pool,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.pool.close();
+        tracing::info!("stopped");
+        Ok(())
+    }
 }
 
 async fn shutdown_signal() {

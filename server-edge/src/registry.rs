@@ -181,8 +181,9 @@ impl Registry {
             })
             .collect();
         let rows = client.query(FKS_SQL, &[&schemas]).await?;
-        // Group the column pairs of each constraint: (constraint oid) → [(child col, parent col)].
-        let mut constraints: BTreeMap<u32, ConstraintColumns> = BTreeMap::new();
+        // Group the column pairs of each constraint, keeping the child's column order (rows come by attnum).
+        let mut order: Vec<u32> = Vec::new();
+        let mut constraints: HashMap<u32, ConstraintColumns> = HashMap::new();
         for row in rows {
             let oid: u32 = row.get(0);
             let child = by_target.get(&(row.get::<_, String>(1), row.get::<_, String>(2)));
@@ -193,12 +194,13 @@ impl Registry {
             if self.tables[child].declared_fks {
                 continue;
             }
-            let entry = constraints
-                .entry(oid)
-                .or_insert_with(|| (child.clone(), parent.clone(), Vec::new()));
+            let entry = constraints.entry(oid).or_insert_with(|| {
+                order.push(oid);
+                (child.clone(), parent.clone(), Vec::new())
+            });
             entry.2.push((row.get(3), row.get(6)));
         }
-        for (child, parent, pairs) in constraints.into_values() {
+        for (child, parent, pairs) in order.iter().filter_map(|oid| constraints.remove(oid)) {
             let child_owner = self.tables[&child].target.as_ref().and_then(|t| t.owner.clone());
             let parent_key = self.tables[&parent].target.as_ref().map(|t| t.key.clone());
             // A composite (owner, x) reference counts as x; other composite references are ignored.
@@ -290,7 +292,8 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
   AND (n.nspname::text, c.relname::text) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
 
 const FKS_SQL: &str = "
-SELECT con.oid, cn.nspname::text, cc.relname::text, ca.attname::text, pn.nspname::text, pc.relname::text, pa.attname::text
+SELECT con.oid, cn.nspname::text, cc.relname::text, lower(ca.attname::text), pn.nspname::text, pc.relname::text,
+       pa.attname::text, ca.attnum::int4
 FROM pg_constraint con
 JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
 JOIN pg_class pc ON pc.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
@@ -298,4 +301,4 @@ CROSS JOIN LATERAL unnest(con.conkey, con.confkey) WITH ORDINALITY AS k(child_at
 JOIN pg_attribute ca ON ca.attrelid = con.conrelid AND ca.attnum = k.child_att
 JOIN pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = k.parent_att
 WHERE con.contype = 'f' AND cn.nspname::text = ANY($1)
-ORDER BY con.oid, k.ord";
+ORDER BY ca.attnum, con.oid, k.ord";

@@ -133,7 +133,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
-        if let Some(origin) = origin.filter(|o| self.settings.cors_origins.iter().any(|c| c == o || c == "*")) {
+        if let Some(origin) = origin.filter(|o| self.origin_allowed(Some(o))) {
             resp.headers.push(("access-control-allow-origin", origin));
             resp.headers.push(("vary", "Origin".into()));
         }
@@ -143,14 +143,17 @@ impl Service {
     async fn route<R: Runtime>(&self, rt: &R, req: Request, now: Duration) -> Result<Response, ApiError> {
         let route = Route::parse(&req.path, self.settings.dev_signin).ok_or(ApiError::NotFound)?;
         if req.method == "OPTIONS" {
+            // Preflight headers only for configured origins; `handle` adds Access-Control-Allow-Origin.
             let mut r = Response::empty(204);
-            r.headers
-                .push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
-            r.headers.push((
-                "access-control-allow-headers",
-                "Authorization, Content-Type, Accept".into(),
-            ));
-            r.headers.push(("access-control-max-age", "86400".into()));
+            if self.origin_allowed(req.origin.as_deref()) {
+                r.headers
+                    .push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
+                r.headers.push((
+                    "access-control-allow-headers",
+                    "Authorization, Content-Type, Accept".into(),
+                ));
+                r.headers.push(("access-control-max-age", "86400".into()));
+            }
             return Ok(r);
         }
         if req.method != route.method() {
@@ -199,6 +202,10 @@ impl Service {
             ),
             _ => Response::json(200, &self.capabilities()),
         })
+    }
+
+    fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        origin.is_some_and(|o| self.settings.cors_origins.iter().any(|c| c == o || c == "*"))
     }
 
     /// What `/sync/capabilities` advertises.

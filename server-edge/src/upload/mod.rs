@@ -10,8 +10,8 @@ use oversync_protocol::TableRef;
 use oversync_protocol::validate::validate_batch;
 use oversync_protocol::wire::{ChangeStatus, Rejection, ServerRow, UploadRequest, UploadResponse};
 use serde_json::value::RawValue;
-use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{IsolationLevel, Transaction};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -77,7 +77,13 @@ pub async fn upload<R: Runtime>(
 
     let mut attempt = 1;
     loop {
-        let tx = conn.transaction().await.map_err(ApiError::upload)?;
+        // READ COMMITTED explicitly (§6.1.3): under REPEATABLE READ the snapshot would predate the lock wait.
+        let tx = conn
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(ApiError::upload)?;
         let result = match run(svc, registry, &tx, who, &prepared).await {
             Ok(out) => tx.commit().await.map(|()| out),
             Err(e) => Err(e),
@@ -109,7 +115,8 @@ pub async fn upload<R: Runtime>(
     }
 }
 
-fn is_retryable(e: &tokio_postgres::Error) -> bool {
+/// Serialisation failure, deadlock or lock timeout: the whole transaction is retried (§6.1.4).
+pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::LOCK_NOT_AVAILABLE)
 }
 

@@ -220,8 +220,8 @@ pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes
     ];
     let log = tx.execute_typed(
         "INSERT INTO sync.server_change_log
-           (server_id, user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version)
-         SELECT i, $1, s, t, o, p::uuid, pl::json, $2, sc, v
+           (server_id, user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version, ts)
+         SELECT i, $1, s, t, o, p::uuid, pl::json, $2, sc, v, clock_timestamp()
          FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[])
            AS u(i, s, t, o, p, pl, sc, v)",
         &log_params,

@@ -23,9 +23,11 @@ impl UploadRequest {
     }
 }
 
+/// Each change must be an object; a `null` element reads as an empty change (Go's zero value), which then fails
+/// validation per change instead of failing the request.
 fn changes_as_objects<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ChangeUpload>>, D::Error> {
-    let v = Option::<Vec<MapOnly<ChangeUpload>>>::deserialize(d)?;
-    Ok(v.map(|v| v.into_iter().map(|m| m.0).collect()))
+    let v = Option::<Vec<Option<MapOnly<ChangeUpload>>>>::deserialize(d)?;
+    Ok(v.map(|v| v.into_iter().map(|m| m.map(|m| m.0).unwrap_or_default()).collect()))
 }
 
 /// One change as sent by a device.
