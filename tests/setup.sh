@@ -28,6 +28,13 @@ ensure_rust() {
   esac
 }
 
+# clang compiles SQLite for wasm32 (sqlite-wasm-rs, under rusqlite on wasm32).
+ensure_clang() {
+  command -v clang >/dev/null && return 0
+  say "installing clang (SQLite for wasm32)"
+  apt_install clang llvm
+}
+
 # PostgreSQL server binaries (the tests and the demo start their own throwaway cluster from them).
 ensure_postgres() {
   if [ -n "${DATABASE_URL:-}" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then return 0; fi

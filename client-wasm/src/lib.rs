@@ -1,7 +1,19 @@
-//! oversync client sync engine (SQLite change capture, upload, download, conflicts, hydration).
+//! oversync client sync engine: SQLite change capture, upload, download, conflicts and hydration (PROTOCOL.md §7).
 //!
-//! The engine is written once over `rusqlite` and runs natively in tests and as wasm32 in the browser. It is
-//! not implemented yet: this crate pins the workspace layout and is built for wasm32 by the test command, so the
-//! protocol crate it depends on is proven to compile for the browser.
+//! Written once over `rusqlite`; natively it uses bundled SQLite (tests, tools), on wasm32 the sqlite-wasm-rs
+//! backend (the browser). The engine does no IO beyond SQLite and the small [`transport::Transport`] trait.
+//!
+//! - [`schema`]: the `_sync_*` tables of §7.1 and start-up repair.
+//! - [`triggers`]: change-capture trigger SQL from pure functions (§7.2), snapshot-tested.
+//! - [`engine`]: the upload cycle with freeze (§7.3), download/apply (§7.4), conflicts (§7.5), hydration (§7.6).
 
+pub mod conflict;
+pub mod engine;
+pub mod schema;
+pub mod transport;
+pub mod triggers;
+mod wire;
+
+pub use conflict::{Resolution, Resolver};
+pub use engine::{Engine, EngineConfig, SyncError, TableConfig};
 pub use oversync_protocol as protocol;

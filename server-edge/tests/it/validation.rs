@@ -114,7 +114,10 @@ async fn an_unregistered_table_is_reported_and_clears_accepted_but_others_apply(
     assert_eq!(statuses(&resp)[1]["status"], "applied");
     // A null element is an empty change (Go's zero value), judged per change, not a 400.
     let resp = d.upload_raw(r#"{"changes":[null]}"#).await.1;
-    assert_eq!(invalid(&resp, 0).1.as_deref(), Some("bad_payload: invalid table name \"\""));
+    assert_eq!(
+        invalid(&resp, 0).1.as_deref(),
+        Some("bad_payload: invalid table name \"\"")
+    );
     // A missing schema means public.
     let resp = d
         .upload(vec![

@@ -1,0 +1,174 @@
+//! Download and apply (PROTOCOL.md §7.4) and hydration (§7.6), plus the row writes shared with conflict
+//! resolution. Every page is one SQLite transaction with capture silenced and foreign keys deferred.
+
+use oversync_protocol::wire::DownloadResponse;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params, params_from_iter};
+use serde_json::{Map, Value};
+
+use super::{Engine, SyncError};
+use crate::transport::Transport;
+use crate::triggers::{TableShape, quote};
+use crate::wire::{key_value, to_sql};
+
+impl<T: Transport> Engine<T> {
+    /// Downloads until `has_more` is false. Returns the number of entries applied.
+    pub async fn download(&mut self) -> Result<usize, SyncError> {
+        self.download_loop(false).await
+    }
+
+    /// Hydrates a new (or reinstalled) database: pages the frozen window from the current cursor and marks the
+    /// database hydrated. `include_self` restores this device's own changes too and moves `next_change_id` past
+    /// every scid it used before (reinstall with a kept device id).
+    pub async fn hydrate(&mut self, include_self: bool) -> Result<usize, SyncError> {
+        let n = self.download_loop(include_self).await?;
+        self.conn
+            .execute("UPDATE _sync_client_info SET hydrated = 1 WHERE id = 1", [])?;
+        Ok(n)
+    }
+
+    async fn download_loop(&mut self, include_self: bool) -> Result<usize, SyncError> {
+        let token = self.token()?;
+        let mut applied = 0;
+        loop {
+            let (after, until) = self.cursor()?;
+            let own = if include_self { "&include_self=true" } else { "" };
+            let path = format!(
+                "/sync/download?after={after}&limit={}&schema={}&until={until}{own}",
+                self.cfg.download_limit, self.cfg.schema
+            );
+            let reply = self.transport.get(&path, &token).await?;
+            match reply.status {
+                200 => {}
+                401 => return Err(SyncError::Unauthorized),
+                status => {
+                    return Err(SyncError::Http {
+                        status,
+                        body: String::from_utf8_lossy(&reply.body).into(),
+                    });
+                }
+            }
+            let page: DownloadResponse =
+                serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("download page: {e}")))?;
+            applied += self.apply_page(&page, include_self)?;
+            if !page.has_more {
+                return Ok(applied);
+            }
+        }
+    }
+
+    fn apply_page(&mut self, page: &DownloadResponse, include_self: bool) -> Result<usize, SyncError> {
+        let me = self.source_id()?;
+        let tx = self.conn.transaction()?;
+        tx.pragma_update(None, "defer_foreign_keys", true)?;
+        tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
+        let mut applied = 0;
+        for (i, e) in page.changes.iter().enumerate() {
+            if e.source_id == me {
+                if !include_self {
+                    continue;
+                }
+                tx.execute(
+                    "UPDATE _sync_client_info SET next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
+                    [e.source_change_id],
+                )?;
+            }
+            let Some(shape) = self.shapes.get(&e.table).filter(|_| e.schema == self.cfg.schema) else {
+                continue;
+            };
+            // A delete followed in this page by a newer upsert of the same row would only cascade needlessly.
+            let superseded = e.deleted
+                && page.changes[i + 1..]
+                    .iter()
+                    .any(|l| !l.deleted && l.table == e.table && l.pk == e.pk && l.server_version > e.server_version);
+            let known: Option<i64> = tx
+                .query_row(
+                    "SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
+                    [&e.table, &e.pk],
+                    |r| r.get(0),
+                )
+                .ok();
+            if superseded || known.is_some_and(|v| v >= e.server_version) {
+                continue;
+            }
+            if e.deleted {
+                delete_row(&tx, shape, &e.pk)?;
+            } else {
+                let payload: Map<String, Value> =
+                    e.payload
+                        .as_ref()
+                        .and_then(|p| serde_json::from_str(p.get()).ok())
+                        .ok_or_else(|| SyncError::Protocol(format!("entry {} has no payload object", e.server_id)))?;
+                upsert_row(&tx, shape, &e.pk, &payload)?;
+            }
+            set_meta(&tx, &e.table, &e.pk, e.server_version, e.deleted)?;
+            applied += 1;
+        }
+        let window = if page.has_more { page.window_until } else { 0 };
+        tx.execute(
+            "UPDATE _sync_client_info SET last_server_seq_seen = max(last_server_seq_seen, ?1), window_until = ?2, apply_mode = 0 WHERE id = 1",
+            params![page.next_after, window],
+        )?;
+        tx.commit()?;
+        Ok(applied)
+    }
+}
+
+/// `INSERT … ON CONFLICT (key) DO UPDATE` over the payload keys that are local columns (never `INSERT OR
+/// REPLACE`, which would delete first and cascade). Unknown keys are ignored; missing columns keep their values.
+pub(super) fn upsert_row(
+    conn: &Connection,
+    shape: &TableShape,
+    pk: &str,
+    payload: &Map<String, Value>,
+) -> rusqlite::Result<()> {
+    let mut names = vec![quote(&shape.key)];
+    let mut values: Vec<SqlValue> = vec![key_value(shape, pk)];
+    for c in shape.columns.iter().filter(|c| c.name != shape.key) {
+        let Some(v) = payload
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
+            .map(|(_, v)| v)
+        else {
+            continue;
+        };
+        if let Some(v) = to_sql(v, c.blob) {
+            names.push(quote(&c.name));
+            values.push(v);
+        }
+    }
+    let placeholders = vec!["?"; names.len()].join(", ");
+    let updates: Vec<String> = names[1..].iter().map(|n| format!("{n} = excluded.{n}")).collect();
+    let conflict = if updates.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!("DO UPDATE SET {}", updates.join(", "))
+    };
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({placeholders}) ON CONFLICT ({}) {conflict}",
+        quote(&shape.table),
+        names.join(", "),
+        quote(&shape.key)
+    );
+    conn.execute(&sql, params_from_iter(values))?;
+    Ok(())
+}
+
+/// Deletes a local row by key (local cascades happen; capture is silenced by the caller).
+pub(super) fn delete_row(conn: &Connection, shape: &TableShape, pk: &str) -> rusqlite::Result<()> {
+    let sql = format!("DELETE FROM {} WHERE {} = ?1", quote(&shape.table), quote(&shape.key));
+    conn.execute(&sql, [key_value(shape, pk)])?;
+    Ok(())
+}
+
+/// Sets a row's metadata.
+pub(super) fn set_meta(conn: &Connection, table: &str, pk: &str, version: i64, deleted: bool) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO _sync_row_meta (table_name, pk_uuid, server_version, deleted, updated_at)
+         VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+         ON CONFLICT (table_name, pk_uuid) DO UPDATE SET server_version = excluded.server_version,
+           deleted = excluded.deleted, updated_at = excluded.updated_at",
+        params![table, pk, version, deleted],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! The sync engine: configuration, sign-in, status and the sync cycle (PROTOCOL.md §7.6–§7.7). Uploading is in
+//! `upload.rs`, downloading and applying in `apply.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use oversync_protocol::TableRef;
+use oversync_protocol::order::{FkEdge, parent_first};
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::conflict::{Conflict, Resolver};
+use crate::schema;
+use crate::transport::{NetworkError, Transport};
+use crate::triggers::{TableShape, quote};
+
+#[path = "apply.rs"]
+mod apply;
+#[path = "upload.rs"]
+mod upload;
+
+pub use upload::UploadReport;
+
+/// A synced table.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    /// Local (and server) table name.
+    pub table: String,
+    /// The sync key column: canonical UUID TEXT, or a 16-byte BLOB (detected from its declared type).
+    pub key: String,
+}
+
+impl TableConfig {
+    /// A table keyed by `id`.
+    pub fn new(table: &str) -> Self {
+        Self {
+            table: table.into(),
+            key: "id".into(),
+        }
+    }
+}
+
+/// Engine configuration.
+#[derive(Debug)]
+pub struct EngineConfig {
+    /// The server schema the tables live in (e.g. `business`).
+    pub schema: String,
+    /// Synced tables (they must exist before [`Engine::open`]).
+    pub tables: Vec<TableConfig>,
+    /// Changes per upload request (capped by the server's limit on `batch_too_large`).
+    pub chunk_size: usize,
+    /// Download page size.
+    pub download_limit: i64,
+    /// Conflict strategy.
+    pub resolver: Resolver,
+    /// The device id for a new database; `None` draws a random one (a reinstall then counts as a new device).
+    pub device_id: Option<String>,
+}
+
+impl EngineConfig {
+    /// Defaults: chunks of 200, pages of 1000, server wins.
+    pub fn new(schema: &str, tables: Vec<TableConfig>) -> Self {
+        Self {
+            schema: schema.into(),
+            tables,
+            chunk_size: 200,
+            download_limit: 1000,
+            resolver: Resolver::ServerWins,
+            device_id: None,
+        }
+    }
+}
+
+/// Why a sync step failed. Nothing local is lost on any of them: pending rows stay, frozen sends are repeated.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// No response.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// 401: the token is missing, expired or rejected; obtain a new one.
+    #[error("authentication failed")]
+    Unauthorized,
+    /// Another non-200 answer.
+    #[error("server answered {status}: {body}")]
+    Http {
+        /// Status code.
+        status: u16,
+        /// Body text.
+        body: String,
+    },
+    /// The server's answer does not follow the protocol (e.g. wrong number of statuses).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The local database failed.
+    #[error("local database: {0}")]
+    Storage(#[from] rusqlite::Error),
+    /// No token yet.
+    #[error("not signed in")]
+    NotSignedIn,
+    /// The database belongs to another user; open another file per user.
+    #[error("this database belongs to {0}")]
+    WrongUser(String),
+    /// Misconfiguration (e.g. a synced table without its key column).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// What the app can show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Rows waiting to be uploaded (parked included).
+    pub pending: i64,
+    /// Rows parked after repeated failures.
+    pub parked: i64,
+    /// Rejected changes recorded so far.
+    pub rejected: i64,
+    /// The download cursor.
+    pub cursor: i64,
+    /// The last error of a sync step, cleared by the next success.
+    pub last_error: Option<String>,
+}
+
+/// The engine over one SQLite database.
+pub struct Engine<T> {
+    conn: Connection,
+    cfg: EngineConfig,
+    transport: T,
+    token: Option<String>,
+    shapes: BTreeMap<String, TableShape>,
+    rank: HashMap<String, usize>,
+    chunk: usize,
+    conflicts: Vec<Conflict>,
+    last_error: Option<String>,
+}
+
+impl<T: Transport> Engine<T> {
+    /// Opens the engine on `conn`: creates the sync tables (a fresh random device id for a new database),
+    /// repairs `apply_mode`, and (re)creates the capture triggers.
+    pub fn open(conn: Connection, cfg: EngineConfig, transport: T) -> Result<Self, SyncError> {
+        let device = cfg
+            .device_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        schema::create(&conn, &device)?;
+        let mut shapes = BTreeMap::new();
+        for t in &cfg.tables {
+            let columns = schema::columns(&conn, &t.table)?;
+            let key = columns
+                .iter()
+                .find(|c| c.name == t.key)
+                .ok_or_else(|| SyncError::Config(format!("table {} has no column {}", t.table, t.key)))?;
+            let shape = TableShape {
+                table: t.table.clone(),
+                key: t.key.clone(),
+                blob_key: key.blob,
+                columns: columns.clone(),
+            };
+            shapes.insert(t.table.clone(), shape);
+        }
+        let all: Vec<TableShape> = shapes.values().cloned().collect();
+        schema::startup(&conn, &all)?;
+        let rank = fk_rank(&conn, &cfg.schema, &shapes)?;
+        let chunk = cfg.chunk_size.max(1);
+        Ok(Self {
+            conn,
+            cfg,
+            transport,
+            token: None,
+            shapes,
+            rank,
+            chunk,
+            conflicts: Vec::new(),
+            last_error: None,
+        })
+    }
+
+    /// Signs in: binds the database to `user_id` at the first sign-in (guest writes made before belong to that
+    /// user) and refuses another user's token. `token` is the bearer token (`did` = [`Engine::source_id`]).
+    pub fn sign_in(&mut self, user_id: &str, token: String) -> Result<(), SyncError> {
+        let owner: Option<String> =
+            self.conn
+                .query_row("SELECT user_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))?;
+        match owner {
+            Some(o) if o != user_id => return Err(SyncError::WrongUser(o)),
+            Some(_) => {}
+            None => {
+                self.conn
+                    .execute("UPDATE _sync_client_info SET user_id = ?1 WHERE id = 1", [user_id])?;
+            }
+        }
+        self.token = Some(token);
+        Ok(())
+    }
+
+    /// Replaces the bearer token (after a 401).
+    pub fn set_token(&mut self, token: String) {
+        self.token = Some(token);
+    }
+
+    /// This database's device id (the `did` its tokens must carry).
+    pub fn source_id(&self) -> Result<String, SyncError> {
+        Ok(self
+            .conn
+            .query_row("SELECT source_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))?)
+    }
+
+    /// The database, for the app's own reads and writes (writes are captured by the triggers).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Mutable access (transactions).
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Closes the engine and returns the connection.
+    pub fn into_conn(self) -> Connection {
+        self.conn
+    }
+
+    /// One sync cycle: upload every eligible pending row, then download until the window is drained.
+    pub async fn sync(&mut self) -> Result<UploadReport, SyncError> {
+        let result = async {
+            let report = self.upload().await?;
+            self.download().await?;
+            Ok(report)
+        }
+        .await;
+        self.last_error = result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    /// Pending, parked and rejected counts, the cursor and the last error.
+    pub fn status(&self) -> Result<Status, SyncError> {
+        let q = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        Ok(Status {
+            pending: q("SELECT count(*) FROM _sync_pending")?,
+            parked: q("SELECT count(*) FROM _sync_pending WHERE parked = 1")?,
+            rejected: q("SELECT count(*) FROM _sync_rejections")?,
+            cursor: q("SELECT last_server_seq_seen FROM _sync_client_info WHERE id = 1")?,
+            last_error: self.last_error.clone(),
+        })
+    }
+
+    /// Conflicts resolved since the last call (for the app to show).
+    pub fn take_conflicts(&mut self) -> Vec<Conflict> {
+        std::mem::take(&mut self.conflicts)
+    }
+
+    /// The current upload chunk size (halved on `batch_too_large` or 413 until restart).
+    pub fn chunk_size(&self) -> usize {
+        self.chunk
+    }
+
+    /// Unparks every parked row (an app-triggered retry).
+    pub fn retry_parked(&self) -> Result<usize, SyncError> {
+        Ok(self.conn.execute(
+            "UPDATE _sync_pending SET parked = 0, attempts = 0, next_attempt_at = NULL WHERE parked = 1",
+            [],
+        )?)
+    }
+
+    fn token(&self) -> Result<String, SyncError> {
+        self.token.clone().ok_or(SyncError::NotSignedIn)
+    }
+
+    fn cursor(&self) -> Result<(i64, i64), SyncError> {
+        Ok(self.conn.query_row(
+            "SELECT last_server_seq_seen, window_until FROM _sync_client_info WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// True once a full hydration has completed.
+    pub fn hydrated(&self) -> Result<bool, SyncError> {
+        Ok(self
+            .conn
+            .query_row("SELECT hydrated FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))?)
+    }
+
+    /// Metadata of one row, for tests and tools: `(server_version, deleted)`.
+    pub fn row_meta(&self, table: &str, pk: &str) -> Result<Option<(i64, bool)>, SyncError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT server_version, deleted FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
+                [table, pk],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+}
+
+/// Parent-first rank of the synced tables from the local FK graph (`PRAGMA foreign_key_list`).
+fn fk_rank(
+    conn: &Connection,
+    schema: &str,
+    shapes: &BTreeMap<String, TableShape>,
+) -> rusqlite::Result<HashMap<String, usize>> {
+    let tref = |t: &str| TableRef::new(schema, t);
+    let mut edges = Vec::new();
+    for table in shapes.keys() {
+        let mut stmt = conn.prepare(&format!("PRAGMA foreign_key_list({})", quote(table)))?;
+        let parents: Vec<String> = stmt.query_map([], |r| r.get(2))?.collect::<Result<_, _>>()?;
+        edges.extend(parents.into_iter().filter(|p| shapes.contains_key(p)).map(|p| FkEdge {
+            child: tref(table),
+            parent: tref(&p),
+        }));
+    }
+    let tables: Vec<TableRef> = shapes.keys().map(|t| tref(t)).collect();
+    Ok(parent_first(&tables, &edges)
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t.table, i))
+        .collect())
+}

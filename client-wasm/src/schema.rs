@@ -1,0 +1,80 @@
+//! The client's sync tables (PROTOCOL.md §7.1) and the start-up routine: crash-safe `apply_mode`, foreign keys
+//! on, and capture triggers re-created for every synced table whose columns changed.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::triggers::{Column, TableShape, quote};
+
+/// DDL of the sync tables. `_sync_rejections` and `_sync_triggers` are this client's additions (the app-visible
+/// rejection list, and the column signature the triggers were generated from).
+pub const SYNC_TABLES_SQL: &str = "
+CREATE TABLE IF NOT EXISTS _sync_client_info (
+  id INTEGER PRIMARY KEY CHECK (id = 1), user_id TEXT, source_id TEXT NOT NULL,
+  next_change_id INTEGER NOT NULL DEFAULT 1,
+  last_server_seq_seen INTEGER NOT NULL DEFAULT 0, window_until INTEGER NOT NULL DEFAULT 0,
+  apply_mode INTEGER NOT NULL DEFAULT 0, hydrated INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS _sync_row_meta (
+  table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, server_version INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL, PRIMARY KEY (table_name, pk_uuid));
+CREATE TABLE IF NOT EXISTS _sync_pending (
+  table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, op TEXT NOT NULL CHECK (op IN ('INSERT','UPDATE','DELETE')),
+  base_version INTEGER NOT NULL, payload TEXT, change_id INTEGER NOT NULL, queued_at TEXT NOT NULL,
+  sent_change_id INTEGER, sent_op TEXT, sent_base INTEGER, sent_payload TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT, last_error TEXT, parked INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (table_name, pk_uuid));
+CREATE TABLE IF NOT EXISTS _sync_rejections (
+  id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, reason TEXT NOT NULL,
+  message TEXT, rejected_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+CREATE TABLE IF NOT EXISTS _sync_triggers (table_name TEXT PRIMARY KEY, signature TEXT NOT NULL);
+";
+
+/// Creates the sync tables and the single info row (with `source_id` as the device id) if missing.
+pub fn create(conn: &Connection, source_id: &str) -> rusqlite::Result<()> {
+    conn.execute_batch(SYNC_TABLES_SQL)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO _sync_client_info (id, source_id) VALUES (1, ?1)",
+        params![source_id],
+    )?;
+    Ok(())
+}
+
+/// Reads a table's columns (declaration order) from the catalogue.
+pub fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<Column>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
+    let rows = stmt.query_map([], |r| {
+        let name: String = r.get(1)?;
+        let decl: String = r.get(2)?;
+        Ok(Column {
+            name,
+            blob: decl.to_uppercase().contains("BLOB"),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Start-up: `apply_mode = 0` (a crash mid-apply must not silence capture forever), foreign keys on, and
+/// triggers (re)created where the column list changed since they were generated.
+pub fn startup(conn: &Connection, shapes: &[TableShape]) -> rusqlite::Result<()> {
+    conn.execute("UPDATE _sync_client_info SET apply_mode = 0 WHERE id = 1", [])?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    for shape in shapes {
+        let signature = serde_json::to_string(&shape.columns.iter().map(|c| (&c.name, c.blob)).collect::<Vec<_>>())
+            .expect("serialisable");
+        let current: Option<String> = conn
+            .query_row(
+                "SELECT signature FROM _sync_triggers WHERE table_name = ?1",
+                [&shape.table],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if current.as_deref() != Some(signature.as_str()) {
+            conn.execute_batch(&shape.triggers_sql())?;
+            conn.execute(
+                "INSERT INTO _sync_triggers (table_name, signature) VALUES (?1, ?2)
+                 ON CONFLICT (table_name) DO UPDATE SET signature = excluded.signature",
+                params![shape.table, signature],
+            )?;
+        }
+    }
+    Ok(())
+}

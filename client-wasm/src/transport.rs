@@ -1,0 +1,66 @@
+//! The engine's only network dependency: two requests. A native implementation (reqwest) serves tests and tools;
+//! the browser gets a fetch-based one.
+
+use std::future::Future;
+
+/// A response: status and body bytes.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// The request could not be completed (no response at all).
+#[derive(Debug, thiserror::Error)]
+#[error("network error: {0}")]
+pub struct NetworkError(pub String);
+
+/// HTTP to the sync server. `path` starts with `/` and may carry a query string.
+pub trait Transport {
+    /// `POST path` with a JSON body and the bearer token.
+    fn post(&self, path: &str, token: &str, body: Vec<u8>) -> impl Future<Output = Result<Reply, NetworkError>>;
+    /// `GET path` with the bearer token.
+    fn get(&self, path: &str, token: &str) -> impl Future<Output = Result<Reply, NetworkError>>;
+}
+
+/// reqwest-based transport for native use.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    base: String,
+    http: reqwest::Client,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl HttpTransport {
+    /// A transport for the server at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: impl Into<String>) -> Self {
+        Self {
+            base: base.into().trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, NetworkError> {
+        let resp = req.send().await.map_err(|e| NetworkError(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| NetworkError(e.to_string()))?.to_vec();
+        Ok(Reply { status, body })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Transport for HttpTransport {
+    async fn post(&self, path: &str, token: &str, body: Vec<u8>) -> Result<Reply, NetworkError> {
+        let req = self.http.post(format!("{}{path}", self.base)).bearer_auth(token);
+        self.send(req.header("content-type", "application/json").body(body))
+            .await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
+        self.send(self.http.get(format!("{}{path}", self.base)).bearer_auth(token))
+            .await
+    }
+}

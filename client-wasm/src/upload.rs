@@ -1,0 +1,428 @@
+//! The upload cycle (PROTOCOL.md §7.3): select eligible rows in FK order, freeze them, send in chunks, and process
+//! the statuses by index in one transaction per chunk.
+
+use std::collections::HashSet;
+
+use oversync_protocol::wire::{
+    ChangeStatus, ChangeUpload, RawValue, Reason, Status as Wire, UploadRequest, UploadResponse,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::{Map, Value};
+
+use super::apply::{delete_row, set_meta, upsert_row};
+use super::{Engine, SyncError};
+use crate::conflict::{Conflict, LocalIntent, Resolution, ServerState};
+use crate::transport::Transport;
+use crate::wire::{local_to_wire, wire_to_local};
+
+/// Attempts after which a row is parked.
+const PARK_AFTER: i64 = 20;
+
+/// Outcome counts of one upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    /// Changes applied (or acknowledged as replays).
+    pub applied: usize,
+    /// Conflicts resolved.
+    pub conflicts: usize,
+    /// Changes the server rejected for good (dropped into the rejection list).
+    pub rejected: usize,
+    /// Changes kept for a later retry.
+    pub retried: usize,
+}
+
+/// A frozen send.
+struct Frozen {
+    table: String,
+    pk: String,
+    op: String,
+    base: i64,
+    payload: Option<String>,
+    scid: i64,
+}
+
+type Key = (String, String);
+
+impl<T: Transport> Engine<T> {
+    /// Uploads every eligible pending row. Network and HTTP errors leave everything in place (frozen copies are
+    /// re-sent exactly); rows that need a retry get a per-row backoff and are not retried within this call.
+    pub async fn upload(&mut self) -> Result<UploadReport, SyncError> {
+        let token = self.token()?;
+        let mut report = UploadReport::default();
+        let mut attempted: HashSet<Key> = HashSet::new();
+        loop {
+            let batch = self.next_batch(&attempted)?;
+            if batch.is_empty() {
+                return Ok(report);
+            }
+            let frozen = self.freeze(&batch)?;
+            let changes = frozen.iter().map(|f| self.change(f)).collect::<Result<Vec<_>, _>>()?;
+            let (cursor, _) = self.cursor()?;
+            let body = serde_json::to_vec(&UploadRequest {
+                last_server_seq_seen: cursor,
+                changes: Some(changes),
+            })
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+            let reply = self.transport.post("/sync/upload", &token, body).await?;
+            match reply.status {
+                200 => {}
+                401 => return Err(SyncError::Unauthorized),
+                413 if self.chunk > 1 => {
+                    self.chunk /= 2;
+                    continue;
+                }
+                status => {
+                    return Err(SyncError::Http {
+                        status,
+                        body: String::from_utf8_lossy(&reply.body).into(),
+                    });
+                }
+            }
+            let resp: UploadResponse = serde_json::from_slice(&reply.body)
+                .map_err(|e| SyncError::Protocol(format!("upload response: {e}")))?;
+            if resp.statuses.len() != frozen.len() {
+                return Err(SyncError::Protocol(format!(
+                    "{} statuses for {} changes",
+                    resp.statuses.len(),
+                    frozen.len()
+                )));
+            }
+            if let Some(s) = resp.statuses.iter().find(|s| reason(s) == Some(Reason::BatchTooLarge))
+                && frozen.len() > 1
+            {
+                // Halve what was sent; if the server said its limit (`… limit=<m>`), go straight to it.
+                let halved = (frozen.len() / 2).max(1);
+                let limit = s
+                    .message
+                    .as_deref()
+                    .and_then(|m| m.rsplit("limit=").next()?.trim().parse::<usize>().ok());
+                self.chunk = limit.filter(|&m| m > 0 && m < frozen.len()).unwrap_or(halved);
+                continue;
+            }
+            self.process(&frozen, &resp.statuses, &mut report)?;
+            attempted.extend(batch);
+        }
+    }
+
+    /// Eligible rows in apply order: upserts parent-first, then deletes child-first, ties by `queued_at`.
+    fn next_batch(&self, attempted: &HashSet<Key>) -> Result<Vec<Key>, SyncError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT table_name, pk_uuid, COALESCE(sent_op, op), queued_at FROM _sync_pending
+             WHERE parked = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        )?;
+        let mut rows: Vec<(bool, i64, String, Key)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|(t, pk, _, _)| !attempted.contains(&(t.clone(), pk.clone())))
+            .map(|(t, pk, op, queued)| {
+                let rank = self.rank.get(&t).copied().unwrap_or(usize::MAX) as i64;
+                let delete = op == "DELETE";
+                (delete, if delete { -rank } else { rank }, queued, (t, pk))
+            })
+            .collect();
+        rows.sort();
+        Ok(rows.into_iter().take(self.chunk).map(|r| r.3).collect())
+    }
+
+    /// Copies the current intent into the `sent_*` columns of rows without a frozen copy, in one transaction, and
+    /// returns what to send.
+    fn freeze(&mut self, batch: &[Key]) -> Result<Vec<Frozen>, SyncError> {
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (table, pk) in batch {
+            tx.execute(
+                "UPDATE _sync_pending SET sent_change_id = change_id, sent_op = op, sent_base = base_version, sent_payload = payload
+                 WHERE table_name = ?1 AND pk_uuid = ?2 AND sent_change_id IS NULL",
+                [table, pk],
+            )?;
+            let f = tx.query_row(
+                "SELECT sent_op, sent_base, sent_payload, sent_change_id FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2",
+                [table, pk],
+                |r| Ok(Frozen { table: table.clone(), pk: pk.clone(), op: r.get(0)?, base: r.get(1)?, payload: r.get(2)?, scid: r.get(3)? }),
+            )?;
+            out.push(f);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn change(&self, f: &Frozen) -> Result<ChangeUpload, SyncError> {
+        let shape = &self.shapes[&f.table];
+        let payload = match (&f.payload, f.op.as_str()) {
+            (Some(p), op) if op != "DELETE" => {
+                let wire = local_to_wire(shape, p).map_err(SyncError::Protocol)?;
+                Some(
+                    RawValue::from_string(Value::Object(wire).to_string())
+                        .map_err(|e| SyncError::Protocol(e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
+        Ok(ChangeUpload {
+            source_change_id: f.scid,
+            schema: self.cfg.schema.clone(),
+            table: f.table.clone(),
+            op: f.op.clone(),
+            pk: f.pk.clone(),
+            server_version: f.base,
+            payload,
+        })
+    }
+
+    /// Applies the statuses of one chunk, by index, in one transaction.
+    fn process(
+        &mut self,
+        frozen: &[Frozen],
+        statuses: &[ChangeStatus],
+        report: &mut UploadReport,
+    ) -> Result<(), SyncError> {
+        let Self {
+            conn,
+            cfg,
+            shapes,
+            conflicts,
+            ..
+        } = self;
+        let mut ctx = ConflictCtx {
+            resolver: &cfg.resolver,
+            shapes,
+            conflicts,
+        };
+        let tx = conn.transaction()?;
+        for (f, s) in frozen.iter().zip(statuses) {
+            let current: Option<(i64, String, Option<String>, i64)> = tx
+                .query_row(
+                    "SELECT change_id, op, payload, base_version FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2",
+                    [&f.table, &f.pk],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((change_id, op, payload, base)) = current else {
+                continue;
+            };
+            let unchanged = change_id == f.scid;
+            match (&s.status, reason(s)) {
+                (Wire::Applied, _) => {
+                    report.applied += 1;
+                    match s.new_server_version {
+                        Some(v) => {
+                            let known = meta_version(&tx, &f.table, &f.pk)?;
+                            set_meta(&tx, &f.table, &f.pk, known.map_or(v, |k| k.max(v)), f.op == "DELETE")?;
+                            settle(&tx, f, unchanged, Some(v))?;
+                        }
+                        None => {
+                            if f.op == "DELETE" {
+                                tx.execute(
+                                    "UPDATE _sync_row_meta SET deleted = 1 WHERE table_name = ?1 AND pk_uuid = ?2",
+                                    [&f.table, &f.pk],
+                                )?;
+                            }
+                            settle(&tx, f, unchanged, None)?;
+                        }
+                    }
+                }
+                (Wire::Conflict, _) => {
+                    let local = LocalIntent {
+                        payload: payload
+                            .as_deref()
+                            .and_then(|p| local_to_wire(&ctx.shapes[&f.table], p).ok()),
+                        op,
+                        base_version: base,
+                    };
+                    match ctx.resolve(&tx, f, s, local)? {
+                        true => report.conflicts += 1,
+                        false => report.retried += 1,
+                    }
+                }
+                (_, Some(Reason::BadPayload | Reason::UnregisteredTable)) => {
+                    report.rejected += 1;
+                    let why = s.invalid.as_ref().map_or("", |i| i.reason.as_str());
+                    tx.execute(
+                        "INSERT INTO _sync_rejections (table_name, pk_uuid, reason, message) VALUES (?1, ?2, ?3, ?4)",
+                        params![f.table, f.pk, why, s.message],
+                    )?;
+                    settle(&tx, f, unchanged, None)?;
+                }
+                (_, Some(Reason::InternalError))
+                    if s.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("conflict without server_row")) =>
+                {
+                    // The server has no record of the row: re-send it as new, and forget the version it never had.
+                    report.retried += 1;
+                    tx.execute(
+                        "DELETE FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
+                        [&f.table, &f.pk],
+                    )?;
+                    tx.execute(
+                        "UPDATE _sync_pending SET base_version = 0, sent_change_id = NULL, sent_op = NULL, sent_base = NULL, sent_payload = NULL
+                         WHERE table_name = ?1 AND pk_uuid = ?2",
+                        [&f.table, &f.pk],
+                    )?;
+                }
+                _ => {
+                    report.retried += 1;
+                    let error = s.message.clone().unwrap_or_else(|| {
+                        s.invalid
+                            .as_ref()
+                            .map_or(s.status.as_str().to_owned(), |i| i.details.to_string())
+                    });
+                    back_off(&tx, &f.table, &f.pk, &error)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// What conflict resolution needs from the engine, borrowed beside the open transaction.
+struct ConflictCtx<'a> {
+    resolver: &'a crate::conflict::Resolver,
+    shapes: &'a std::collections::BTreeMap<String, crate::triggers::TableShape>,
+    conflicts: &'a mut Vec<Conflict>,
+}
+
+impl ConflictCtx<'_> {
+    /// §7.5 inside the response transaction. Returns false when the resolver failed (the row backs off).
+    fn resolve(
+        &mut self,
+        tx: &Transaction<'_>,
+        f: &Frozen,
+        s: &ChangeStatus,
+        local: LocalIntent,
+    ) -> Result<bool, SyncError> {
+        let row = s
+            .server_row
+            .as_ref()
+            .ok_or_else(|| SyncError::Protocol("conflict without server_row".into()))?;
+        let server = ServerState {
+            deleted: row.deleted,
+            payload: row
+                .payload
+                .as_ref()
+                .and_then(|p| serde_json::from_str::<Map<String, Value>>(p.get()).ok()),
+            server_version: row.server_version,
+        };
+        let resolution = match self.resolver.resolve(&f.table, &f.pk, &server, &local) {
+            Ok(r) => r,
+            Err(e) => {
+                back_off(tx, &f.table, &f.pk, &format!("resolver: {e}"))?;
+                return Ok(false);
+            }
+        };
+        let shape = &self.shapes[&f.table];
+        tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
+        set_meta(tx, &f.table, &f.pk, server.server_version, server.deleted)?;
+        match &resolution {
+            Resolution::AcceptServer => {
+                match &server.payload {
+                    Some(p) if !server.deleted => upsert_row(tx, shape, &f.pk, p)?,
+                    _ => delete_row(tx, shape, &f.pk)?,
+                }
+                tx.execute(
+                    "DELETE FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2",
+                    [&f.table, &f.pk],
+                )?;
+            }
+            Resolution::KeepLocal => {
+                // A local upsert against a tombstone re-creates the row at the tombstone's version.
+                let op = match (local.op.as_str(), server.deleted) {
+                    ("DELETE", _) => "DELETE",
+                    (_, true) => "INSERT",
+                    _ => "UPDATE",
+                };
+                match &local.payload {
+                    Some(p) if op != "DELETE" => upsert_row(tx, shape, &f.pk, p)?,
+                    _ => delete_row(tx, shape, &f.pk)?,
+                }
+                requeue(tx, f, op, server.server_version, None)?;
+            }
+            Resolution::Merge(p) => {
+                upsert_row(tx, shape, &f.pk, p)?;
+                requeue(tx, f, "UPDATE", server.server_version, Some(wire_to_local(shape, p)))?;
+            }
+        }
+        tx.execute("UPDATE _sync_client_info SET apply_mode = 0 WHERE id = 1", [])?;
+        self.conflicts.push(Conflict {
+            table: f.table.clone(),
+            pk: f.pk.clone(),
+            server,
+            local,
+            resolution,
+        });
+        Ok(true)
+    }
+}
+
+fn reason(s: &ChangeStatus) -> Option<Reason> {
+    s.invalid.as_ref().map(|i| i.reason.clone())
+}
+
+fn meta_version(conn: &Connection, table: &str, pk: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
+        [table, pk],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Acknowledged: an unchanged row is done; a row written since the freeze stays, rebased on `version` if given.
+fn settle(conn: &Connection, f: &Frozen, unchanged: bool, version: Option<i64>) -> rusqlite::Result<()> {
+    if unchanged {
+        conn.execute(
+            "DELETE FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2",
+            [&f.table, &f.pk],
+        )?;
+    } else {
+        conn.execute(
+            "UPDATE _sync_pending SET base_version = COALESCE(?3, base_version), sent_change_id = NULL, sent_op = NULL,
+               sent_base = NULL, sent_payload = NULL WHERE table_name = ?1 AND pk_uuid = ?2",
+            params![f.table, f.pk, version],
+        )?;
+    }
+    Ok(())
+}
+
+/// Re-queues a row with a fresh scid against `base` (client wins, merge).
+fn requeue(conn: &Connection, f: &Frozen, op: &str, base: i64, payload: Option<String>) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE _sync_client_info SET next_change_id = next_change_id + 1 WHERE id = 1",
+        [],
+    )?;
+    conn.execute(
+        "UPDATE _sync_pending SET op = ?3, base_version = ?4, payload = COALESCE(?5, payload),
+           change_id = (SELECT next_change_id - 1 FROM _sync_client_info WHERE id = 1),
+           sent_change_id = NULL, sent_op = NULL, sent_base = NULL, sent_payload = NULL, attempts = 0
+         WHERE table_name = ?1 AND pk_uuid = ?2",
+        params![f.table, f.pk, op, base, payload],
+    )?;
+    if op == "DELETE" {
+        conn.execute(
+            "UPDATE _sync_pending SET payload = NULL WHERE table_name = ?1 AND pk_uuid = ?2",
+            [&f.table, &f.pk],
+        )?;
+    }
+    Ok(())
+}
+
+/// Keep and retry later: exponential backoff from 1 s to 60 s; parked after [`PARK_AFTER`] attempts.
+fn back_off(conn: &Connection, table: &str, pk: &str, error: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE _sync_pending SET attempts = attempts + 1, last_error = ?3,
+           next_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || min(60, 1 << min(attempts, 6)) || ' seconds'),
+           parked = (attempts + 1 >= ?4), sent_change_id = NULL, sent_op = NULL, sent_base = NULL, sent_payload = NULL
+         WHERE table_name = ?1 AND pk_uuid = ?2",
+        params![table, pk, error, PARK_AFTER],
+    )?;
+    Ok(())
+}

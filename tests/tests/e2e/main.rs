@@ -1,0 +1,7 @@
+//! End-to-end: client engines (in-memory SQLite) against the real server and a real PostgreSQL, the scenarios of
+//! PROTOCOL.md §9.1 and the client-side §9.2 regressions.
+
+mod support;
+
+mod regressions;
+mod scenarios;

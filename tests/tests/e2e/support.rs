@@ -1,0 +1,173 @@
+//! A real server in-process (on a fresh database) and client devices, each an in-memory SQLite database with the
+//! demo schema, talking HTTP to it.
+
+use oversync_client::transport::HttpTransport;
+use oversync_client::{Engine, EngineConfig, TableConfig};
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// The local demo schema: TEXT UUID keys for users/posts, BLOB keys for files/file_reviews.
+pub const LOCAL_SCHEMA: &str = "
+CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, created_at INTEGER, updated_at INTEGER);
+CREATE TABLE posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, content TEXT NOT NULL,
+  author_id TEXT REFERENCES users(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED, created_at INTEGER, updated_at INTEGER);
+CREATE TABLE files (id BLOB PRIMARY KEY, name TEXT NOT NULL, data BLOB);
+CREATE TABLE file_reviews (id BLOB PRIMARY KEY, review TEXT NOT NULL,
+  file_id BLOB REFERENCES files(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED);
+";
+
+pub type Device = Engine<HttpTransport>;
+
+/// A running server on its own database.
+pub struct World {
+    pub base: String,
+    pub db: tokio_postgres::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts the real server (demo configuration) in-process on a free port; `extra` adjusts settings.
+pub async fn world(adjust: impl FnOnce(&mut oversync_server::Config)) -> World {
+    let db_url = oversync_tests::pg::database("oversync_e2e").expect("database");
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../server-edge/demo/demo.toml");
+    let mut cfg = oversync_server::Config::from_file(std::path::Path::new(demo)).expect("demo config");
+    cfg.listen = "127.0.0.1:0".into();
+    cfg.database_url = Some(db_url.clone());
+    cfg.jwt_secret = Some("e2e-secret".into());
+    adjust(&mut cfg);
+    let bound = oversync_server::native::Bound::new(cfg).await.expect("server");
+    let base = format!("http://{}", bound.addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bound.run(async {
+        let _ = stopped.await;
+    }));
+    let (db, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
+        .await
+        .expect("db");
+    tokio::spawn(conn);
+    World { base, db, _stop: stop }
+}
+
+fn tables() -> Vec<TableConfig> {
+    ["users", "posts", "files", "file_reviews"]
+        .into_iter()
+        .map(TableConfig::new)
+        .collect()
+}
+
+/// A new device (fresh local database), not signed in (guest mode).
+pub fn guest(w: &World, cfg: impl FnOnce(&mut EngineConfig)) -> Device {
+    let conn = Connection::open_in_memory().expect("sqlite");
+    conn.execute_batch(LOCAL_SCHEMA).expect("local schema");
+    let mut config = EngineConfig::new("business", tables());
+    cfg(&mut config);
+    Engine::open(conn, config, HttpTransport::new(&w.base)).expect("engine")
+}
+
+/// Signs `d` in as `username` through the server's dev sign-in. Returns the user id.
+pub async fn sign_in(w: &World, d: &mut Device, username: &str) -> String {
+    let body = serde_json::json!({"username": username, "password": "x", "device_id": d.source_id().unwrap()});
+    let resp: Value = reqwest::Client::new()
+        .post(format!("{}/signin", w.base))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("signin")
+        .json()
+        .await
+        .expect("signin json");
+    let user = resp["user_id"].as_str().unwrap().to_owned();
+    d.sign_in(&user, resp["token"].as_str().unwrap().to_owned())
+        .expect("sign in");
+    user
+}
+
+/// A signed-in device.
+pub async fn device(w: &World, username: &str) -> Device {
+    let mut d = guest(w, |_| {});
+    sign_in(w, &mut d, username).await;
+    d
+}
+
+/// A fresh username.
+pub fn name() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+pub fn id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn add_user(d: &Device, id: &str, name: &str) {
+    d.conn()
+        .execute(
+            "INSERT INTO users (id, name, email, created_at) VALUES (?1, ?2, ?2 || '@example.com', 1767225600)",
+            [id, name],
+        )
+        .unwrap();
+}
+
+pub fn rename_user(d: &Device, id: &str, name: &str) {
+    assert_eq!(
+        d.conn()
+            .execute("UPDATE users SET name = ?2 WHERE id = ?1", [id, name])
+            .unwrap(),
+        1
+    );
+}
+
+pub fn add_post(d: &Device, id: &str, author: &str, title: &str) {
+    d.conn()
+        .execute(
+            "INSERT INTO posts (id, title, content, author_id) VALUES (?1, ?2, 'body', ?3)",
+            [id, title, author],
+        )
+        .unwrap();
+}
+
+pub fn delete_row(d: &Device, table: &str, id: &str) {
+    d.conn()
+        .execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])
+        .unwrap();
+}
+
+/// Local `(id, name)` of every user, sorted.
+pub fn local_users(d: &Device) -> Vec<(String, String)> {
+    let mut stmt = d.conn().prepare("SELECT id, name FROM users ORDER BY id").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+pub fn local_count(d: &Device, table: &str) -> i64 {
+    d.conn()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The server's live `(id, name)` users of `user` (sync state), sorted.
+pub async fn server_users(w: &World, user: &str) -> Vec<(String, String)> {
+    w.db.query(
+        "SELECT pk_uuid::text, payload->>'name' FROM sync.sync_state WHERE user_id = $1 AND table_name = 'users' ORDER BY 1",
+        &[&user],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+pub async fn server_count(w: &World, user: &str, table: &str) -> i64 {
+    w.db.query_one(
+        "SELECT count(*) FROM sync.sync_state WHERE user_id = $1 AND table_name = $2",
+        &[&user, &table],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+pub fn pending(d: &Device) -> i64 {
+    d.status().unwrap().pending
+}
