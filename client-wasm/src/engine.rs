@@ -190,6 +190,11 @@ impl<T: Transport> Engine<T> {
         Ok(())
     }
 
+    /// The current bearer token (tools and tests hand it over when re-opening a database).
+    pub fn token_for_tests(&self) -> String {
+        self.token.clone().unwrap_or_default()
+    }
+
     /// Replaces the bearer token (after a 401).
     pub fn set_token(&mut self, token: String) {
         self.token = Some(token);
@@ -210,6 +215,21 @@ impl<T: Transport> Engine<T> {
     /// Mutable access (transactions).
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// The transport (tests wrap it to inject faults).
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Changes the server rejected for good (`bad_payload`, `unregistered_table`), oldest first:
+    /// `(table, pk, reason, message)`.
+    pub fn rejections(&self) -> Result<Vec<(String, String, String, Option<String>)>, SyncError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT table_name, pk_uuid, reason, message FROM _sync_rejections ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Closes the engine and returns the connection.

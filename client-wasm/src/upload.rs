@@ -1,7 +1,7 @@
 //! The upload cycle (PROTOCOL.md §7.3): select eligible rows in FK order, freeze them, send in chunks, and process
 //! the statuses by index in one transaction per chunk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use oversync_protocol::wire::{
     ChangeStatus, ChangeUpload, RawValue, Reason, Status as Wire, UploadRequest, UploadResponse,
@@ -14,6 +14,9 @@ use super::{Engine, SyncError};
 use crate::conflict::{Conflict, LocalIntent, Resolution, ServerState};
 use crate::transport::Transport;
 use crate::wire::{local_to_wire, wire_to_local};
+
+/// How often one row may be sent within one upload call.
+const SENDS_PER_CYCLE: u32 = 3;
 
 /// Attempts after which a row is parked.
 const PARK_AFTER: i64 = 20;
@@ -49,9 +52,16 @@ impl<T: Transport> Engine<T> {
     pub async fn upload(&mut self) -> Result<UploadReport, SyncError> {
         let token = self.token()?;
         let mut report = UploadReport::default();
-        let mut attempted: HashSet<Key> = HashSet::new();
+        // A row acknowledged while it changed, or re-queued by a resolver, is sent again in this same cycle; a row
+        // is sent at most SENDS_PER_CYCLE times per call, so a contested row cannot keep the cycle busy.
+        let mut sends: HashMap<Key, u32> = HashMap::new();
         loop {
-            let batch = self.next_batch(&attempted)?;
+            let done: HashSet<Key> = sends
+                .iter()
+                .filter(|(_, n)| **n >= SENDS_PER_CYCLE)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let batch = self.next_batch(&done)?;
             if batch.is_empty() {
                 return Ok(report);
             }
@@ -100,7 +110,9 @@ impl<T: Transport> Engine<T> {
                 continue;
             }
             self.process(&frozen, &resp.statuses, &mut report)?;
-            attempted.extend(batch);
+            for key in batch {
+                *sends.entry(key).or_default() += 1;
+            }
         }
     }
 

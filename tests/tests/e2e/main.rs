@@ -3,5 +3,6 @@
 
 mod support;
 
+mod faults;
 mod regressions;
 mod scenarios;

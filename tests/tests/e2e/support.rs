@@ -1,7 +1,9 @@
 //! A real server in-process (on a fresh database) and client devices, each an in-memory SQLite database with the
 //! demo schema, talking HTTP to it.
 
-use oversync_client::transport::HttpTransport;
+use std::cell::{Cell, RefCell};
+
+use oversync_client::transport::{HttpTransport, NetworkError, Reply, Transport};
 use oversync_client::{Engine, EngineConfig, TableConfig};
 use rusqlite::Connection;
 use serde_json::Value;
@@ -16,7 +18,39 @@ CREATE TABLE file_reviews (id BLOB PRIMARY KEY, review TEXT NOT NULL,
   file_id BLOB REFERENCES files(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED);
 ";
 
-pub type Device = Engine<HttpTransport>;
+pub type Device = Engine<Flaky>;
+
+/// The HTTP transport with injectable faults: a hook that runs just before the next upload is sent (a local edit
+/// "during" the upload), and dropping the next upload's response after the server has processed it.
+pub struct Flaky {
+    inner: HttpTransport,
+    pub drop_next_upload_response: Cell<bool>,
+    pub before_next_upload: RefCell<Option<Box<dyn FnOnce()>>>,
+    pub offline: Cell<bool>,
+}
+
+impl Transport for Flaky {
+    async fn post(&self, path: &str, token: &str, body: Vec<u8>) -> Result<Reply, NetworkError> {
+        if self.offline.get() {
+            return Err(NetworkError("offline".into()));
+        }
+        if let Some(hook) = self.before_next_upload.borrow_mut().take() {
+            hook();
+        }
+        let reply = self.inner.post(path, token, body).await;
+        if self.drop_next_upload_response.replace(false) {
+            return Err(NetworkError("response lost".into()));
+        }
+        reply
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
+        if self.offline.get() {
+            return Err(NetworkError("offline".into()));
+        }
+        self.inner.get(path, token).await
+    }
+}
 
 /// A running server on its own database.
 pub struct World {
@@ -54,13 +88,45 @@ fn tables() -> Vec<TableConfig> {
         .collect()
 }
 
-/// A new device (fresh local database), not signed in (guest mode).
+/// A new device (fresh in-memory database), not signed in (guest mode).
 pub fn guest(w: &World, cfg: impl FnOnce(&mut EngineConfig)) -> Device {
     let conn = Connection::open_in_memory().expect("sqlite");
     conn.execute_batch(LOCAL_SCHEMA).expect("local schema");
+    open_engine(w, conn, cfg)
+}
+
+/// A device on a database file (created with the demo schema if new), not signed in.
+pub fn guest_at(w: &World, path: &std::path::Path, cfg: impl FnOnce(&mut EngineConfig)) -> Device {
+    let fresh = !path.exists();
+    let conn = Connection::open(path).expect("sqlite file");
+    if fresh {
+        conn.execute_batch(LOCAL_SCHEMA).expect("local schema");
+    }
+    open_engine(w, conn, cfg)
+}
+
+fn open_engine(w: &World, conn: Connection, cfg: impl FnOnce(&mut EngineConfig)) -> Device {
     let mut config = EngineConfig::new("business", tables());
     cfg(&mut config);
-    Engine::open(conn, config, HttpTransport::new(&w.base)).expect("engine")
+    let transport = Flaky {
+        inner: HttpTransport::new(&w.base),
+        drop_next_upload_response: Cell::new(false),
+        before_next_upload: RefCell::new(None),
+        offline: Cell::new(false),
+    };
+    Engine::open(conn, config, transport).expect("engine")
+}
+
+/// The user a device is signed in as.
+pub fn user_of(d: &Device) -> String {
+    d.conn()
+        .query_row("SELECT user_id FROM _sync_client_info", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A temporary database file path.
+pub fn temp_db() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("oversync-e2e-{}.sqlite", uuid::Uuid::new_v4()))
 }
 
 /// Signs `d` in as `username` through the server's dev sign-in. Returns the user id.
@@ -170,4 +236,21 @@ pub async fn server_count(w: &World, user: &str, table: &str) -> i64 {
 
 pub fn pending(d: &Device) -> i64 {
     d.status().unwrap().pending
+}
+
+/// A guest device that syncs only `names` (the other demo tables exist locally but are not synced).
+pub fn guest_tables(w: &World, names: &[&str]) -> Device {
+    let conn = Connection::open_in_memory().expect("sqlite");
+    conn.execute_batch(LOCAL_SCHEMA).expect("local schema");
+    let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
+    open_engine(w, conn, |c| c.tables.retain(|t| names.contains(&t.table)))
+}
+
+/// Re-opens a device's database with a new engine (what an app restart does); keeps the token.
+pub fn reopen(w: &World, d: Device) -> Device {
+    let user = user_of(&d);
+    let token = d.token_for_tests();
+    let mut e = open_engine(w, d.into_conn(), |_| {});
+    e.sign_in(&user, token).unwrap();
+    e
 }
