@@ -103,6 +103,19 @@ pub enum SyncError {
     Config(String),
 }
 
+/// A change the server rejected for good; it was dropped from the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Local table.
+    pub table: String,
+    /// Canonical pk.
+    pub pk: String,
+    /// `bad_payload` or `unregistered_table`.
+    pub reason: String,
+    /// The server's message.
+    pub message: Option<String>,
+}
+
 /// What the app can show.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
@@ -222,13 +235,19 @@ impl<T: Transport> Engine<T> {
         &self.transport
     }
 
-    /// Changes the server rejected for good (`bad_payload`, `unregistered_table`), oldest first:
-    /// `(table, pk, reason, message)`.
-    pub fn rejections(&self) -> Result<Vec<(String, String, String, Option<String>)>, SyncError> {
+    /// Changes the server rejected for good (`bad_payload`, `unregistered_table`), oldest first.
+    pub fn rejections(&self) -> Result<Vec<Rejected>, SyncError> {
         let mut stmt = self
             .conn
             .prepare("SELECT table_name, pk_uuid, reason, message FROM _sync_rejections ORDER BY id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Rejected {
+                table: r.get(0)?,
+                pk: r.get(1)?,
+                reason: r.get(2)?,
+                message: r.get(3)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
