@@ -57,7 +57,34 @@ impl<T: Transport> Engine<T> {
         }
     }
 
+    /// Applies a page; if its commit violates a foreign key, applies it again with enforcement off and records
+    /// the violations. That happens when the server holds a child whose parent another device deleted later
+    /// (sync state never cascades, PROTOCOL.md §6.5): the device then matches the server, and the app can see
+    /// the orphans through [`Engine::fk_violations`] instead of the sync wedging on that page forever.
     fn apply_page(&mut self, page: &DownloadResponse, include_self: bool) -> Result<usize, SyncError> {
+        match self.apply_page_tx(page, include_self) {
+            Err(SyncError::Storage(e)) if is_fk_violation(&e) => {
+                self.conn.pragma_update(None, "foreign_keys", false)?;
+                let applied = self.apply_page_tx(page, include_self);
+                let restored = self.conn.pragma_update(None, "foreign_keys", true);
+                let applied = applied?;
+                restored?;
+                Ok(applied)
+            }
+            other => other,
+        }
+    }
+
+    /// Rows that violate a foreign key locally: `(table, rowid, parent table)`.
+    pub fn fk_violations(&self) -> Result<Vec<(String, i64, String)>, SyncError> {
+        let mut stmt = self.conn.prepare("PRAGMA foreign_key_check")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or_default(), r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn apply_page_tx(&mut self, page: &DownloadResponse, include_self: bool) -> Result<usize, SyncError> {
         let me = self.source_id()?;
         let tx = self.conn.transaction()?;
         tx.pragma_update(None, "defer_foreign_keys", true)?;
@@ -104,6 +131,9 @@ impl<T: Transport> Engine<T> {
             set_meta(&tx, &e.table, &e.pk, e.server_version, e.deleted)?;
             applied += 1;
         }
+        if page.changes.iter().any(|e| e.deleted) {
+            queue_cascaded_deletes(&tx, self.shapes.values())?;
+        }
         let window = if page.has_more { page.window_until } else { 0 };
         tx.execute(
             "UPDATE _sync_client_info SET last_server_seq_seen = max(last_server_seq_seen, ?1), window_until = ?2, apply_mode = 0 WHERE id = 1",
@@ -112,6 +142,55 @@ impl<T: Transport> Engine<T> {
         tx.commit()?;
         Ok(applied)
     }
+}
+
+/// A local `ON DELETE CASCADE` during apply removes children silently (capture is off), but the server keeps
+/// them: it never cascades. Rows the server still has live (metadata says so) that are gone locally and have no
+/// pending intent are queued as DELETEs, so the cascade reaches the server and every device converges.
+pub(super) fn queue_cascaded_deletes<'a>(
+    conn: &Connection,
+    shapes: impl Iterator<Item = &'a TableShape>,
+) -> rusqlite::Result<usize> {
+    let mut queued = 0;
+    for shape in shapes {
+        let key = if shape.blob_key {
+            "unhex(replace(m.pk_uuid, '-', ''))".to_owned()
+        } else {
+            "m.pk_uuid".to_owned()
+        };
+        let sql = format!(
+            "SELECT m.pk_uuid, m.server_version FROM _sync_row_meta m
+             WHERE m.table_name = ?1 AND m.deleted = 0
+               AND NOT EXISTS (SELECT 1 FROM {t} WHERE {k} = {key})
+               AND NOT EXISTS (SELECT 1 FROM _sync_pending p WHERE p.table_name = m.table_name AND p.pk_uuid = m.pk_uuid)",
+            t = quote(&shape.table),
+            k = quote(&shape.key),
+        );
+        let gone: Vec<(String, i64)> = {
+            let mut stmt = conn.prepare(&sql)?;
+            stmt.query_map([&shape.table], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        for (pk, version) in gone {
+            conn.execute(
+                "UPDATE _sync_client_info SET next_change_id = next_change_id + 1 WHERE id = 1",
+                [],
+            )?;
+            conn.execute(
+                "INSERT INTO _sync_pending (table_name, pk_uuid, op, base_version, payload, change_id, queued_at)
+                 VALUES (?1, ?2, 'DELETE', ?3, NULL, (SELECT next_change_id - 1 FROM _sync_client_info WHERE id = 1),
+                         strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                params![shape.table, pk, version],
+            )?;
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+pub(super) fn is_fk_violation(e: &rusqlite::Error) -> bool {
+    e.sqlite_error()
+        .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
 }
 
 /// `INSERT … ON CONFLICT (key) DO UPDATE` over the payload keys that are local columns (never `INSERT OR

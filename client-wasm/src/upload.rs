@@ -109,7 +109,7 @@ impl<T: Transport> Engine<T> {
                 self.chunk = limit.filter(|&m| m > 0 && m < frozen.len()).unwrap_or(halved);
                 continue;
             }
-            self.process(&frozen, &resp.statuses, &mut report)?;
+            self.process_with_fk_fallback(&frozen, &resp.statuses, &mut report)?;
             for key in batch {
                 *sends.entry(key).or_default() += 1;
             }
@@ -187,6 +187,33 @@ impl<T: Transport> Engine<T> {
             server_version: f.base,
             payload,
         })
+    }
+
+    /// [`Self::process`], retried with foreign keys off if adopting a server row would violate one (a child the
+    /// server keeps although another device deleted its parent; see `apply_page`).
+    fn process_with_fk_fallback(
+        &mut self,
+        frozen: &[Frozen],
+        statuses: &[ChangeStatus],
+        report: &mut UploadReport,
+    ) -> Result<(), SyncError> {
+        let mut attempt = UploadReport::default();
+        match self.process(frozen, statuses, &mut attempt) {
+            Err(SyncError::Storage(e)) if super::apply::is_fk_violation(&e) => {
+                attempt = UploadReport::default();
+                self.conflicts.clear();
+                self.conn.pragma_update(None, "foreign_keys", false)?;
+                let result = self.process(frozen, statuses, &mut attempt);
+                self.conn.pragma_update(None, "foreign_keys", true)?;
+                result?;
+            }
+            other => other?,
+        }
+        report.applied += attempt.applied;
+        report.conflicts += attempt.conflicts;
+        report.rejected += attempt.rejected;
+        report.retried += attempt.retried;
+        Ok(())
     }
 
     /// Applies the statuses of one chunk, by index, in one transaction.
@@ -291,6 +318,8 @@ impl<T: Transport> Engine<T> {
                 }
             }
         }
+        // Adopting a server tombstone may have cascaded locally.
+        super::apply::queue_cascaded_deletes(&tx, ctx.shapes.values())?;
         tx.commit()?;
         Ok(())
     }

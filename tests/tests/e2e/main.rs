@@ -6,3 +6,5 @@ mod support;
 mod faults;
 mod regressions;
 mod scenarios;
+mod scenarios2;
+mod simulation;
