@@ -129,6 +129,8 @@ pub struct Status {
     pub cursor: i64,
     /// The last error of a sync step, cleared by the next success.
     pub last_error: Option<String>,
+    /// When the last successful cycle ended (RFC 3339, UTC).
+    pub last_synced: Option<String>,
 }
 
 /// The engine over one SQLite database.
@@ -142,6 +144,7 @@ pub struct Engine<T> {
     chunk: usize,
     conflicts: Vec<Conflict>,
     last_error: Option<String>,
+    last_synced: Option<String>,
 }
 
 impl<T: Transport> Engine<T> {
@@ -182,6 +185,7 @@ impl<T: Transport> Engine<T> {
             chunk,
             conflicts: Vec::new(),
             last_error: None,
+            last_synced: None,
         })
     }
 
@@ -265,6 +269,12 @@ impl<T: Transport> Engine<T> {
         }
         .await;
         self.last_error = result.as_ref().err().map(ToString::to_string);
+        if result.is_ok() {
+            self.last_synced = self
+                .conn
+                .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0))
+                .ok();
+        }
         result
     }
 
@@ -277,6 +287,7 @@ impl<T: Transport> Engine<T> {
             rejected: q("SELECT count(*) FROM _sync_rejections")?,
             cursor: q("SELECT last_server_seq_seen FROM _sync_client_info WHERE id = 1")?,
             last_error: self.last_error.clone(),
+            last_synced: self.last_synced.clone(),
         })
     }
 

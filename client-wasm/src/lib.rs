@@ -6,9 +6,11 @@
 //! - [`schema`]: the `_sync_*` tables of §7.1 and start-up repair.
 //! - [`triggers`]: change-capture trigger SQL from pure functions (§7.2), snapshot-tested.
 //! - [`engine`]: the upload cycle with freeze (§7.3), download/apply (§7.4), conflicts (§7.5), hydration (§7.6).
+//! - [`schedule`]: when to run a cycle (§7.7): debounce, timer, wake-ups, backoff with jitter; no IO.
 
 pub mod conflict;
 pub mod engine;
+pub mod schedule;
 pub mod schema;
 pub mod transport;
 pub mod triggers;

@@ -78,3 +78,65 @@ pub fn startup(conn: &Connection, shapes: &[TableShape]) -> rusqlite::Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(conn: &Connection) -> TableShape {
+        TableShape {
+            table: "notes".into(),
+            key: "id".into(),
+            blob_key: false,
+            columns: columns(conn, "notes").unwrap(),
+        }
+    }
+
+    fn last_payload(conn: &Connection) -> String {
+        conn.query_row(
+            "SELECT payload FROM _sync_pending ORDER BY change_id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn triggers_are_recreated_when_the_columns_change_and_guest_writes_take_scids() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)")
+            .unwrap();
+        create(&conn, "device-1").unwrap();
+        startup(&conn, &[shape(&conn)]).unwrap();
+        conn.execute(
+            "INSERT INTO notes VALUES ('00000000-0000-4000-8000-000000000001', 'a')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            last_payload(&conn),
+            r#"{"id":"00000000-0000-4000-8000-000000000001","body":"a"}"#
+        );
+        conn.execute_batch("ALTER TABLE notes ADD COLUMN Tag TEXT").unwrap();
+        startup(&conn, &[shape(&conn)]).unwrap();
+        conn.execute(
+            "INSERT INTO notes VALUES ('00000000-0000-4000-8000-000000000002', 'b', 't')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            last_payload(&conn),
+            r#"{"id":"00000000-0000-4000-8000-000000000002","body":"b","tag":"t"}"#
+        );
+        let next: i64 = conn
+            .query_row("SELECT next_change_id FROM _sync_client_info", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next, 3, "each captured write took a scid from the persisted counter");
+        // apply_mode is reset at start-up: a crash mid-apply cannot silence capture for good.
+        conn.execute("UPDATE _sync_client_info SET apply_mode = 1", []).unwrap();
+        startup(&conn, &[shape(&conn)]).unwrap();
+        conn.execute("UPDATE notes SET body = 'c' WHERE body = 'a'", [])
+            .unwrap();
+        assert!(last_payload(&conn).contains(r#""body":"c""#));
+    }
+}

@@ -1,0 +1,155 @@
+//! When to run a sync cycle (PROTOCOL.md §7.7), without IO: the host feeds events and the current time (ms) and
+//! asks when the next cycle is due. Cycles come from local writes (debounced), a timer, watch wake-ups and
+//! online/foreground events; failures back off exponentially from 1 s to 60 s with jitter; success resets it.
+//! At most one cycle runs at a time.
+
+/// Scheduling knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleConfig {
+    /// Delay after the last local write before a cycle.
+    pub debounce_ms: u64,
+    /// Periodic cycle interval.
+    pub interval_ms: u64,
+    /// First backoff step.
+    pub backoff_min_ms: u64,
+    /// Backoff ceiling.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            debounce_ms: 250,
+            interval_ms: 30_000,
+            backoff_min_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
+    }
+}
+
+/// The scheduler state.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    cfg: ScheduleConfig,
+    due: u64,
+    running: bool,
+    failures: u32,
+    backoff_until: u64,
+}
+
+impl Scheduler {
+    /// A scheduler whose first cycle is due at `now`.
+    pub fn new(cfg: ScheduleConfig, now: u64) -> Self {
+        Self {
+            cfg,
+            due: now,
+            running: false,
+            failures: 0,
+            backoff_until: 0,
+        }
+    }
+
+    /// A local write: a cycle after the debounce delay (a burst of writes keeps pushing it).
+    pub fn on_write(&mut self, now: u64) {
+        self.due = now + self.cfg.debounce_ms;
+    }
+
+    /// A watch wake-up, coming online or to the foreground: a cycle now (backoff still applies after failures).
+    pub fn on_wake(&mut self, now: u64) {
+        self.due = now;
+    }
+
+    /// When the next cycle may start (ms), honouring the backoff; `None` while one is running.
+    pub fn next_due(&self) -> Option<u64> {
+        (!self.running).then(|| self.due.max(self.backoff_until))
+    }
+
+    /// Starts a cycle if one is due at `now`; the host then runs it and reports with [`Scheduler::finish`].
+    pub fn try_start(&mut self, now: u64) -> bool {
+        if self.next_due().is_some_and(|t| t <= now) {
+            self.running = true;
+            return true;
+        }
+        false
+    }
+
+    /// True while a cycle runs.
+    pub fn running(&self) -> bool {
+        self.running
+    }
+
+    /// Consecutive failed cycles.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Reports the end of a cycle. `jitter` in `[0, 1)` (from the host's randomness) spreads retries by up to
+    /// +50 %. After success the next cycle is the periodic one.
+    pub fn finish(&mut self, now: u64, ok: bool, jitter: f64) {
+        self.running = false;
+        if ok {
+            self.failures = 0;
+            self.backoff_until = 0;
+            // A write or wake-up during the cycle keeps its earlier due time; otherwise the periodic one.
+            if self.due <= now {
+                self.due = now + self.cfg.interval_ms;
+            }
+        } else {
+            self.failures += 1;
+            let step = self
+                .cfg
+                .backoff_min_ms
+                .saturating_mul(1 << (self.failures - 1).min(16))
+                .min(self.cfg.backoff_max_ms);
+            let jittered = step as f64 * (1.0 + 0.5 * jitter.clamp(0.0, 1.0));
+            self.backoff_until = now + jittered as u64;
+            self.due = self.backoff_until;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_debounced_and_a_burst_pushes_the_cycle() {
+        let mut s = Scheduler::new(ScheduleConfig::default(), 0);
+        assert!(s.try_start(0));
+        s.finish(0, true, 0.0);
+        assert_eq!(s.next_due(), Some(30_000), "periodic after success");
+        s.on_write(1_000);
+        s.on_write(1_100);
+        assert_eq!(s.next_due(), Some(1_350));
+        assert!(!s.try_start(1_349) && s.try_start(1_350));
+        assert_eq!(s.next_due(), None, "one cycle at a time");
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_with_jitter_and_success_resets() {
+        let mut s = Scheduler::new(ScheduleConfig::default(), 0);
+        let mut now = 0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            assert!(s.try_start(now));
+            s.finish(now, false, 0.0);
+            let due = s.next_due().unwrap();
+            waits.push(due - now);
+            now = due;
+        }
+        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+        s.on_wake(now);
+        assert_eq!(
+            s.next_due(),
+            Some(now),
+            "a wake-up does not wait for the periodic timer"
+        );
+        assert!(s.try_start(now));
+        s.finish(now, false, 0.999);
+        assert_eq!(s.next_due(), Some(now + 89_970), "jitter adds up to 50 %");
+        let t = s.next_due().unwrap();
+        assert!(s.try_start(t));
+        s.finish(t, true, 0.0);
+        assert_eq!((s.failures(), s.next_due()), (0, Some(t + 30_000)));
+    }
+}
