@@ -138,9 +138,8 @@ fn convert_row(target: &Target, write: &Write) -> Result<BTreeMap<String, Option
 fn upsert_sql(target: &Target, columns: &[String]) -> String {
     let table = format!("{}.{}", quote_ident(&target.schema), quote_ident(&target.table));
     let key = quote_ident(&target.key);
-    let key_type = target.columns.get(&target.key).map_or("text", |c| c.sql_type.as_str());
     let mut names = vec![key.clone()];
-    let mut exprs = vec![format!("CAST(u.k AS {key_type})")];
+    let mut exprs = vec![target.key_from_text("u.k")];
     let mut updates = Vec::new();
     let mut aliases = vec!["k".to_owned()];
     for (i, c) in columns.iter().enumerate() {
@@ -163,12 +162,13 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
     let arrays: Vec<String> = (0..aliases.len()).map(|i| format!("${}::text[]", i + 2)).collect();
     format!(
         "INSERT INTO {table} ({names}) SELECT {exprs} FROM unnest({arrays}) AS u({aliases}) \
-         ON CONFLICT ({key}) DO UPDATE SET {updates}{guard} RETURNING {key}::text",
+         ON CONFLICT ({key}) DO UPDATE SET {updates}{guard} RETURNING {returned}",
         names = names.join(", "),
         exprs = exprs.join(", "),
         arrays = arrays.join(", "),
         aliases = aliases.join(", "),
         updates = updates.join(", "),
+        returned = target.key_as_text(&key),
     )
 }
 
@@ -179,16 +179,16 @@ async fn delete_group<'a>(
     group: &'a [Write],
     failures: &mut Vec<Failure<'a>>,
 ) -> Result<(), Error> {
-    let key_type = target.columns.get(&target.key).map_or("text", |c| c.sql_type.as_str());
     let owner = match &target.owner {
         Some(o) => format!("{} = $1", quote_ident(o)),
         None => "$1::text IS NOT NULL".into(),
     };
     let sql = format!(
-        "DELETE FROM {}.{} WHERE {} = ANY(CAST($2 AS {key_type}[])) AND {owner}",
+        "DELETE FROM {}.{} WHERE {} IN (SELECT {} FROM unnest($2::text[]) AS d(k)) AND {owner}",
         quote_ident(&target.schema),
         quote_ident(&target.table),
-        quote_ident(&target.key)
+        quote_ident(&target.key),
+        target.key_from_text("d.k"),
     );
     let run = |writes: &[Write]| {
         let keys: Vec<String> = writes.iter().map(|w| w.row.1.clone()).collect();

@@ -53,6 +53,28 @@ pub struct Target {
     pub columns: HashMap<String, Column>,
 }
 
+impl Target {
+    /// SQL turning `text` (a canonical UUID as text) into a key value: `bytea` keys hold the UUID's 16 bytes
+    /// (§5.1), other types take a cast.
+    pub fn key_from_text(&self, text: &str) -> String {
+        match self.columns.get(&self.key) {
+            Some(c) if c.kind == Kind::Bytea => format!("decode(replace({text}, '-', ''), 'hex')"),
+            Some(c) => format!("CAST({text} AS {})", c.sql_type),
+            None => format!("CAST({text} AS text)"),
+        }
+    }
+
+    /// SQL rendering the key column `col` as the canonical UUID text the wire uses.
+    pub fn key_as_text(&self, col: &str) -> String {
+        match self.columns.get(&self.key) {
+            Some(c) if c.kind == Kind::Bytea => format!(
+                "regexp_replace(encode({col}, 'hex'), '^(.{{8}})(.{{4}})(.{{4}})(.{{4}})(.{{12}})$', '\\1-\\2-\\3-\\4-\\5')"
+            ),
+            _ => format!("{col}::text"),
+        }
+    }
+}
+
 /// A prechecked FK column of a registered table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FkColumn {

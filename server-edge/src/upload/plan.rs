@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub meta: HashMap<RowKey, RowMeta>,
     /// With `fk_precheck = business`: referenced parents that exist in their business table for this user.
     pub business_parents: HashSet<RowKey>,
+    /// With `fk_precheck = business`: parent tables whose lookup failed, with the error.
+    pub failed_lookups: HashMap<TableRef, String>,
 }
 
 /// A FK reference of an upsert, converted to a UUID.
@@ -264,6 +266,14 @@ fn precheck(
         Ok(refs) => refs,
         Err(rejection) => return Some(rejection.clone()),
     };
+    if let Some(error) = refs.iter().find_map(|r| snap.failed_lookups.get(&r.parent.0)) {
+        let message = format!("FK precheck failed for {} pk={}", row.0, row.1);
+        return Some(Rejection {
+            reason: Reason::PrecheckError,
+            message: Some(message),
+            details: serde_json::json!({ "error": error }),
+        });
+    }
     let missing: Vec<String> = refs
         .iter()
         .filter(|r| {

@@ -4,9 +4,8 @@
 //! conflict rows (only when there are live conflicts); id allocation; the four sync-table writes (pipelined);
 //! materialisation (a few per touched table); COMMIT.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use futures_util::future::try_join_all;
 use oversync_protocol::TableRef;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Error, GenericClient, Transaction};
@@ -81,11 +80,14 @@ pub async fn read_snapshot(
         &meta_params,
     );
     let max = max_server_id(tx, user);
-    let business = business_parents(tx, registry, user, &parents);
-    let (logged, meta, max, business) = futures_util::try_join!(logged, meta, max, business)?;
+    let (logged, meta, max) = futures_util::try_join!(logged, meta, max)?;
+    // Not pipelined with the reads above: a failing lookup aborts the statements sent after it until its
+    // savepoint is rolled back.
+    let (business_parents, failed_lookups) = business_parents(tx, registry, user, &parents).await?;
 
     let mut snap = Snapshot {
-        business_parents: business,
+        business_parents,
+        failed_lookups,
         ..Snapshot::default()
     };
     for r in logged {
@@ -105,48 +107,62 @@ pub async fn read_snapshot(
     Ok((snap, max))
 }
 
-/// With `fk_precheck = business`: which parents exist in their business table, owned by the user.
+/// With `fk_precheck = business`: which parents exist in their business table, owned by the user, and the parent
+/// tables whose lookup failed (each lookup runs under its own savepoint, so a failure is charged to the changes
+/// that need it as `precheck_error` instead of failing the upload).
 async fn business_parents(
     tx: &Transaction<'_>,
     registry: &Registry,
     user: &str,
     parents: &[RowKey],
-) -> Result<std::collections::HashSet<RowKey>, Error> {
-    let mut found = std::collections::HashSet::new();
+) -> Result<(HashSet<RowKey>, HashMap<TableRef, String>), Error> {
+    let (mut found, mut failed) = (HashSet::new(), HashMap::new());
     if registry.fk_precheck != FkPrecheck::Business {
-        return Ok(found);
+        return Ok((found, failed));
     }
     let mut by_table: HashMap<&TableRef, Vec<String>> = HashMap::new();
     for (t, pk) in parents {
         by_table.entry(t).or_default().push(pk.clone());
     }
-    let queries = by_table.into_iter().filter_map(|(table, pks)| {
-        let target = registry.get(table)?.target.as_ref()?;
+    for (table, pks) in by_table {
+        let Some(target) = registry.get(table).and_then(|t| t.target.as_ref()) else {
+            failed.insert(table.clone(), format!("{table} has no business table to check"));
+            continue;
+        };
         let key = quote_ident(&target.key);
         let owner = match &target.owner {
             Some(o) => format!("AND {} = $2", quote_ident(o)),
             None => "AND $2::text IS NOT NULL".into(),
         };
+        // Compare in the key's own type (so its index serves), return the canonical text.
         let sql = format!(
-            "SELECT {key}::text FROM {}.{} WHERE {key}::text = ANY($1) {owner}",
+            "SELECT {} FROM {}.{} WHERE {key} IN (SELECT {} FROM unnest($1::text[]) AS p(k)) {owner}",
+            target.key_as_text(&key),
             quote_ident(&target.schema),
-            quote_ident(&target.table)
+            quote_ident(&target.table),
+            target.key_from_text("p.k"),
         );
-        Some(async move {
-            let rows = tx
-                .query_typed(&sql, &[(&pks, Type::TEXT_ARRAY), (&user, Type::TEXT)])
-                .await?;
-            Ok::<_, Error>(
-                rows.into_iter()
-                    .map(|r| (table.clone(), r.get::<_, String>(0)))
-                    .collect::<Vec<_>>(),
-            )
-        })
-    });
-    for rows in try_join_all(queries).await? {
-        found.extend(rows);
+        tx.batch_execute("SAVEPOINT oversync_precheck").await?;
+        match tx
+            .query_typed(&sql, &[(&pks, Type::TEXT_ARRAY), (&user, Type::TEXT)])
+            .await
+        {
+            Ok(rows) => {
+                tx.batch_execute("RELEASE SAVEPOINT oversync_precheck").await?;
+                found.extend(rows.into_iter().map(|r| (table.clone(), r.get::<_, String>(0))));
+            }
+            Err(e) if crate::upload::is_retryable(&e) => return Err(e),
+            Err(e) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT oversync_precheck; RELEASE SAVEPOINT oversync_precheck")
+                    .await?;
+                let message = e
+                    .as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+                failed.insert(table.clone(), message);
+            }
+        }
     }
-    Ok(found)
+    Ok((found, failed))
 }
 
 /// The current payloads of live rows (for `server_row` of conflicts).

@@ -197,3 +197,42 @@ async fn files_with_blob_data_materialise_byte_for_byte() {
         .get(0);
     assert_eq!(parent, f);
 }
+
+#[tokio::test]
+async fn bytea_business_keys_hold_the_uuids_16_bytes() {
+    let t = target();
+    let user = new_user();
+    let d = Device::new(&t, &user, "d");
+    let pk = id();
+    let r = d
+        .upload(vec![upsert(1, "blobs", &pk, 0, json!({"id": pk, "label": "one"}))])
+        .await;
+    assert_eq!(statuses(&r)[0]["status"], "applied");
+    let r = d
+        .upload(vec![upsert(2, "blobs", &pk, 1, json!({"id": pk, "label": "two"}))])
+        .await;
+    assert_eq!(statuses(&r)[0]["status"], "applied");
+    let bytes = uuid::Uuid::parse_str(&pk).unwrap().as_bytes().to_vec();
+    let conn = db(&t).await;
+    let label: String = conn
+        .query_one("SELECT label FROM business.blobs WHERE id = $1", &[&bytes])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(label, "two");
+    d.upload(vec![delete(3, "blobs", &pk, 2)]).await;
+    let left: i64 = conn
+        .query_one("SELECT count(*) FROM business.blobs WHERE id = $1", &[&bytes])
+        .await
+        .unwrap()
+        .get(0);
+    let failures: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((left, failures), (0, 0));
+}

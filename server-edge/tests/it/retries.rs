@@ -75,3 +75,50 @@ async fn the_business_precheck_reads_owner_scoped_parents() {
         json!({"missing": [format!("business.users:{u}")]})
     );
 }
+
+#[tokio::test]
+async fn a_failing_parent_lookup_is_a_precheck_error_not_a_500() {
+    // The parent's business table has no such owner column: its lookup fails inside the upload.
+    let extra = r#"fk_precheck = "business"
+[[tables]]
+schema = "app"
+table = "broken_parent"
+target = "business.users"
+owner_column = "no_such_column"
+[[tables]]
+schema = "app"
+table = "broken_child"
+materialize = false
+fks = [{ column = "parent_id", parent = "app.broken_parent" }]
+"#;
+    let t = target_with("broken_precheck", extra);
+    let user = new_user();
+    let d = Device::new(&t, &user, "d");
+    let (child, good) = (id(), id());
+    let r = d
+        .upload(vec![
+            upsert(
+                1,
+                "app.broken_child",
+                &child,
+                0,
+                json!({"id": child, "parent_id": id()}),
+            ),
+            upsert(2, "users", &good, 0, user_row(&good, "fine")),
+        ])
+        .await;
+    let s = &statuses(&r)[0];
+    assert_eq!(s["invalid"]["reason"], "precheck_error", "{s}");
+    assert_eq!(
+        s["message"],
+        format!("FK precheck failed for app.broken_child pk={child}")
+    );
+    assert!(
+        s["invalid"]["details"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_column"),
+        "{s}"
+    );
+    assert_eq!(statuses(&r)[1]["status"], "applied");
+}

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS other.users (id uuid PRIMARY KEY, name text, owner_id
 CREATE TABLE IF NOT EXISTS business.typed (
   id uuid PRIMARY KEY, n bigint, r double precision, ok boolean, at timestamptz, doc jsonb, blob bytea, ref uuid,
   label text NOT NULL DEFAULT 'x' CHECK (label <> 'forbidden'), owner_id text);
+CREATE TABLE IF NOT EXISTS business.blobs (id bytea PRIMARY KEY, label text, owner_id text);
 "#;
 
 const TABLES: &str = r#"
@@ -39,6 +40,10 @@ owner_column = "owner_id"
 [[tables]]
 schema = "business"
 table = "typed"
+owner_column = "owner_id"
+[[tables]]
+schema = "business"
+table = "blobs"
 owner_column = "owner_id"
 [[tables]]
 schema = "other"
