@@ -28,7 +28,7 @@ impl<T: Transport> Engine<T> {
     }
 
     async fn download_loop(&mut self, include_self: bool) -> Result<usize, SyncError> {
-        let token = self.token()?;
+        self.token()?;
         let mut applied = 0;
         loop {
             let (after, until) = self.cursor()?;
@@ -37,10 +37,9 @@ impl<T: Transport> Engine<T> {
                 "/sync/download?after={after}&limit={}&schema={}&until={until}{own}",
                 self.cfg.download_limit, self.cfg.schema
             );
-            let reply = self.transport.get(&path, &token).await?;
+            let reply = self.request(&path, None).await?;
             match reply.status {
                 200 => {}
-                401 => return Err(SyncError::Unauthorized),
                 status => {
                     return Err(SyncError::Http {
                         status,

@@ -145,7 +145,11 @@ pub struct Engine<T> {
     conflicts: Vec<Conflict>,
     last_error: Option<String>,
     last_synced: Option<String>,
+    token_provider: Option<Box<TokenProvider>>,
 }
+
+/// Produces a fresh bearer token (the app's auth), asked once after a 401 before giving up.
+pub type TokenProvider = dyn Fn() -> Option<String>;
 
 impl<T: Transport> Engine<T> {
     /// Opens the engine on `conn`: creates the sync tables (a fresh random device id for a new database),
@@ -186,6 +190,7 @@ impl<T: Transport> Engine<T> {
             conflicts: Vec::new(),
             last_error: None,
             last_synced: None,
+            token_provider: None,
         })
     }
 
@@ -309,8 +314,44 @@ impl<T: Transport> Engine<T> {
         )?)
     }
 
-    fn token(&self) -> Result<String, SyncError> {
+    /// Sets the token provider: asked for a token when there is none, and once more after a 401.
+    pub fn set_token_provider(&mut self, provider: impl Fn() -> Option<String> + 'static) {
+        self.token_provider = Some(Box::new(provider));
+    }
+
+    fn token(&mut self) -> Result<String, SyncError> {
+        if self.token.is_none() {
+            self.token = self.token_provider.as_ref().and_then(|p| p());
+        }
         self.token.clone().ok_or(SyncError::NotSignedIn)
+    }
+
+    /// One request with the current token; after a 401 the provider (if any) is asked once for a new token and
+    /// the request is repeated. A 401 that persists is [`SyncError::Unauthorized`].
+    async fn request(&mut self, path: &str, body: Option<&[u8]>) -> Result<crate::transport::Reply, SyncError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.token()?;
+            let reply = match body {
+                Some(b) => self.transport.post(path, &token, b.to_vec()).await?,
+                None => self.transport.get(path, &token).await?,
+            };
+            if reply.status != 401 {
+                return Ok(reply);
+            }
+            let fresh = if refreshed {
+                None
+            } else {
+                self.token_provider.as_ref().and_then(|p| p())
+            };
+            match fresh {
+                Some(t) => {
+                    self.token = Some(t);
+                    refreshed = true;
+                }
+                None => return Err(SyncError::Unauthorized),
+            }
+        }
     }
 
     fn cursor(&self) -> Result<(i64, i64), SyncError> {

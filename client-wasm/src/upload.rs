@@ -50,7 +50,7 @@ impl<T: Transport> Engine<T> {
     /// Uploads every eligible pending row. Network and HTTP errors leave everything in place (frozen copies are
     /// re-sent exactly); rows that need a retry get a per-row backoff and are not retried within this call.
     pub async fn upload(&mut self) -> Result<UploadReport, SyncError> {
-        let token = self.token()?;
+        self.token()?;
         let mut report = UploadReport::default();
         // A row acknowledged while it changed, or re-queued by a resolver, is sent again in this same cycle; a row
         // is sent at most SENDS_PER_CYCLE times per call, so a contested row cannot keep the cycle busy.
@@ -73,10 +73,9 @@ impl<T: Transport> Engine<T> {
                 changes: Some(changes),
             })
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
-            let reply = self.transport.post("/sync/upload", &token, body).await?;
+            let reply = self.request("/sync/upload", Some(&body)).await?;
             match reply.status {
                 200 => {}
-                401 => return Err(SyncError::Unauthorized),
                 413 if self.chunk > 1 => {
                     self.chunk /= 2;
                     continue;

@@ -144,3 +144,18 @@ async fn non_canonical_keys_are_rejected_locally() {
     assert!(err.to_string().contains("canonical"), "{err}");
     assert_eq!(pending(&d), 0);
 }
+
+/// A 401 asks the token provider once for a new token and repeats the request; without one it surfaces.
+#[tokio::test]
+async fn a_rejected_token_is_refreshed_once_through_the_provider() {
+    let w = world(|_| {}).await;
+    let mut d = device(&w, &name()).await;
+    let valid = d.token_for_tests();
+    add_user(&d, &id(), "n");
+    d.set_token("expired".into());
+    assert!(matches!(d.sync().await, Err(oversync_client::SyncError::Unauthorized)));
+    assert_eq!(pending(&d), 1, "nothing lost");
+    d.set_token_provider(move || Some(valid.clone()));
+    d.sync().await.unwrap();
+    assert_eq!(pending(&d), 0);
+}
