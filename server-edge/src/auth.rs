@@ -238,6 +238,17 @@ mod tests {
         for (header, want) in cases {
             assert_eq!(a.authenticate(header.as_deref(), NOW), Err(want), "{header:?}");
         }
+        // HS/RS confusion: an RS256 header over an HMAC signature made with the shared secret.
+        let hs = token(Algorithm::HS256, b"secret", ok.clone());
+        let rs_header = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            br#"{"alg":"RS256","typ":"JWT"}"#,
+        );
+        let confused = format!("{rs_header}.{}", hs.split_once('.').unwrap().1);
+        assert_eq!(
+            a.authenticate(Some(&format!("Bearer {confused}")), NOW),
+            Err(AuthError::InvalidToken)
+        );
         // alg=none: header {"alg":"none"} with an empty signature.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZGlkIjoiZCJ9.";
         assert_eq!(

@@ -113,3 +113,5 @@ fn wrong_json_types_are_parse_errors_and_nulls_read_as_defaults() {
             .contains("9007199254740993")
     );
 }
+
+mod fuzz;

@@ -4,6 +4,7 @@
 mod support;
 
 mod faults;
+mod load;
 mod regressions;
 mod scenarios;
 mod scenarios2;

@@ -55,6 +55,7 @@ impl Transport for Flaky {
 /// A running server on its own database.
 pub struct World {
     pub base: String,
+    pub db_url: String,
     pub db: tokio_postgres::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -78,7 +79,12 @@ pub async fn world(adjust: impl FnOnce(&mut oversync_server::Config)) -> World {
         .await
         .expect("db");
     tokio::spawn(conn);
-    World { base, db, _stop: stop }
+    World {
+        base,
+        db_url,
+        db,
+        _stop: stop,
+    }
 }
 
 fn tables() -> Vec<TableConfig> {
