@@ -22,6 +22,7 @@ pub mod registry;
 pub mod runtime;
 pub mod schema;
 pub mod service;
+pub mod snapshot;
 mod sql;
 pub mod upload;
 

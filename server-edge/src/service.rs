@@ -58,6 +58,7 @@ enum Route {
     Download,
     SchemaVersion,
     Capabilities,
+    Snapshot,
 }
 
 impl Route {
@@ -70,6 +71,7 @@ impl Route {
             "/sync/download" => Self::Download,
             "/sync/schema-version" => Self::SchemaVersion,
             "/sync/capabilities" => Self::Capabilities,
+            "/sync/snapshot" => Self::Snapshot,
             _ => return None,
         })
     }
@@ -194,6 +196,12 @@ impl Service {
                     .map_err(ApiError::InvalidRequest)?;
                 Response::json(200, &download::download(self, rt, who, &q).await?)
             }
+            Route::Snapshot => {
+                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+                let q = crate::snapshot::SnapshotQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(ApiError::InvalidRequest)?;
+                Response::json(200, &crate::snapshot::snapshot(self, rt, who, &q).await?)
+            }
             Route::SchemaVersion => Response::json(
                 200,
                 &SchemaVersionResponse {
@@ -221,13 +229,13 @@ impl Service {
                 max_request_bytes: s.max_request_bytes as i64,
                 download_limit_default: DOWNLOAD_LIMIT_DEFAULT,
                 download_limit_max: DOWNLOAD_LIMIT_MAX,
-                snapshot_limit_max: 0,
+                snapshot_limit_max: crate::snapshot::SNAPSHOT_LIMIT_MAX,
             },
             features: Features {
                 replay_returns_version: true,
                 next_after_jumps: true,
                 fk_precheck: self.configured.fk_precheck.as_str().into(),
-                snapshot: false,
+                snapshot: true,
                 watch: Vec::new(),
             },
         }

@@ -48,14 +48,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     let t = target();
     let http = reqwest::Client::new();
     let not_found = json!({"error": "not_found", "message": "Not found"});
-    for path in [
-        "/",
-        "/sync",
-        "/sync/uploads",
-        "/sync/snapshot",
-        "/sync/watch",
-        "/health/x",
-    ] {
+    for path in ["/", "/sync", "/sync/uploads", "/sync/watch", "/health/x"] {
         assert_eq!(
             read(http.get(format!("{}{path}", t.base)).send().await.unwrap()).await,
             (404, not_found.clone()),

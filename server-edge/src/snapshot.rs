@@ -1,0 +1,155 @@
+//! `GET /sync/snapshot` (PROTOCOL.md §8.2, extension): pages over the user's live rows (`sync_state`) by keyset
+//! `(schema, table, pk)`, so a new device hydrates from current state instead of replaying the whole log.
+
+use oversync_protocol::names::is_valid_name;
+use oversync_protocol::pk::canonical_pk;
+use oversync_protocol::wire::{SnapshotResponse, SnapshotRow};
+use oversync_protocol::{RawValue, TableRef};
+use tokio_postgres::types::Type;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::runtime::Runtime;
+use crate::service::Service;
+
+/// Largest snapshot page.
+pub const SNAPSHOT_LIMIT_MAX: i64 = 1000;
+
+/// Validated snapshot parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotQuery {
+    schema: Option<String>,
+    after: Option<(TableRef, String)>,
+    limit: i64,
+    until: i64,
+}
+
+impl SnapshotQuery {
+    /// Validates decoded query pairs; a malformed parameter is named in the message.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
+        let mut first = std::collections::HashMap::new();
+        for (k, v) in pairs {
+            first.entry(k).or_insert(v);
+        }
+        let get = |k: &str| first.get(k).copied().filter(|v| !v.is_empty());
+        let schema = match get("schema") {
+            Some(s) if !is_valid_name(s) => return Err("invalid schema name".into()),
+            other => other.map(str::to_owned),
+        };
+        let after = match (get("after_table"), get("after_pk")) {
+            (None, _) => None,
+            (Some(t), pk) => {
+                let table = TableRef::parse(t)
+                    .filter(|r| t.contains('.') && r.to_string() == t)
+                    .ok_or("after_table must be <schema>.<table>")?;
+                let pk = pk.ok_or("after_pk is required with after_table")?;
+                Some((table, canonical_pk(pk).ok_or("after_pk must be a UUID")?))
+            }
+        };
+        let limit = match get("limit") {
+            None => 100,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=SNAPSHOT_LIMIT_MAX).contains(n))
+                .ok_or("limit must be between 1 and 1000")?,
+        };
+        let until = match get("until") {
+            None => 0,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or("until must be an integer >= 0")?,
+        };
+        Ok(Self {
+            schema,
+            after,
+            limit,
+            until,
+        })
+    }
+}
+
+const SNAPSHOT_SQL: &str = "
+WITH w AS (SELECT CASE WHEN $2 > 0 THEN $2
+                       ELSE (SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1) END AS w),
+own AS (SELECT coalesce(max(source_change_id), 0)::int8 AS m FROM sync.server_change_log WHERE user_id = $1 AND source_id = $3)
+SELECT w.w, own.m, s.schema_name, s.table_name, s.pk_uuid::text, s.server_version, s.payload
+FROM w CROSS JOIN own LEFT JOIN LATERAL (
+  SELECT st.schema_name, st.table_name, st.pk_uuid, m.server_version, st.payload::text AS payload
+  FROM sync.sync_state st
+  JOIN sync.sync_row_meta m ON m.user_id = st.user_id AND m.schema_name = st.schema_name
+                           AND m.table_name = st.table_name AND m.pk_uuid = st.pk_uuid
+  WHERE st.user_id = $1 AND ($4::text IS NULL OR st.schema_name = $4)
+    AND (st.schema_name, st.table_name, st.pk_uuid) > ($5, $6, $7::uuid)
+  ORDER BY st.schema_name, st.table_name, st.pk_uuid
+  LIMIT $8
+) s ON true
+ORDER BY s.schema_name, s.table_name, s.pk_uuid";
+
+/// Serves one snapshot page.
+pub async fn snapshot<R: Runtime>(
+    svc: &Service,
+    rt: &R,
+    who: &Principal,
+    q: &SnapshotQuery,
+) -> Result<SnapshotResponse, ApiError> {
+    let mut conn = rt.connect().await.map_err(ApiError::download)?;
+    svc.ready(&mut conn).await.map_err(ApiError::download)?;
+    let (after_schema, after_table, after_pk) = match &q.after {
+        Some((t, pk)) => (t.schema.clone(), t.table.clone(), pk.clone()),
+        None => (
+            String::new(),
+            String::new(),
+            "00000000-0000-0000-0000-000000000000".to_owned(),
+        ),
+    };
+    let fetch = q.limit + 1;
+    let rows = conn
+        .query_typed(
+            SNAPSHOT_SQL,
+            &[
+                (&who.user_id, Type::TEXT),
+                (&q.until, Type::INT8),
+                (&who.source_id, Type::TEXT),
+                (&q.schema, Type::TEXT),
+                (&after_schema, Type::TEXT),
+                (&after_table, Type::TEXT),
+                (&after_pk, Type::TEXT),
+                (&fetch, Type::INT8),
+            ],
+        )
+        .await
+        .map_err(ApiError::download)?;
+    let (window_until, own): (i64, i64) = (rows[0].get(0), rows[0].get(1));
+    let mut out = Vec::with_capacity(rows.len());
+    // The first keyset row equal to the cursor is excluded by `>`; with no cursor the zero UUID sorts first.
+    for r in rows.iter().filter(|r| r.get::<_, Option<String>>(2).is_some()) {
+        let payload: String = r.get(6);
+        out.push(SnapshotRow {
+            schema: r.get(2),
+            table: r.get(3),
+            pk: r.get(4),
+            server_version: r.get(5),
+            payload: RawValue::from_string(payload).map_err(|e| ApiError::Download(e.into()))?,
+        });
+    }
+    let has_more = out.len() as i64 > q.limit;
+    out.truncate(q.limit as usize);
+    let (next_after_table, next_after_pk) = match out.last() {
+        Some(r) => (format!("{}.{}", r.schema, r.table), r.pk.clone()),
+        None => q
+            .after
+            .as_ref()
+            .map_or((String::new(), String::new()), |(t, pk)| (t.to_string(), pk.clone())),
+    };
+    Ok(SnapshotResponse {
+        rows: out,
+        has_more,
+        next_after_table,
+        next_after_pk,
+        window_until,
+        max_own_source_change_id: own,
+    })
+}
