@@ -1,7 +1,7 @@
 //! Download and apply (PROTOCOL.md §7.4) and hydration (§7.6), plus the row writes shared with conflict
 //! resolution. Every page is one SQLite transaction with capture silenced and foreign keys deferred.
 
-use oversync_protocol::wire::DownloadResponse;
+use oversync_protocol::wire::{Capabilities, DownloadResponse, SnapshotResponse};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params, params_from_iter};
 use serde_json::{Map, Value};
@@ -20,11 +20,92 @@ impl<T: Transport> Engine<T> {
     /// Hydrates a new (or reinstalled) database: pages the frozen window from the current cursor and marks the
     /// database hydrated. `include_self` restores this device's own changes too and moves `next_change_id` past
     /// every scid it used before (reinstall with a kept device id).
+    ///
+    /// When the server advertises snapshots (§8.2) and this database has never downloaded, hydration pages the
+    /// live rows instead of replaying the log, then catches up with a normal download; classic servers get the
+    /// paged download.
     pub async fn hydrate(&mut self, include_self: bool) -> Result<usize, SyncError> {
-        let n = self.download_loop(include_self).await?;
+        let fresh = self.cursor()?.0 == 0;
+        let n = if fresh && self.server_capabilities().await?.is_some_and(|c| c.features.snapshot) {
+            self.snapshot_hydrate().await?
+        } else {
+            self.download_loop(include_self).await?
+        };
         self.conn
             .execute("UPDATE _sync_client_info SET hydrated = 1 WHERE id = 1", [])?;
         Ok(n)
+    }
+
+    /// The server's capabilities (§8.1), asked once; `None` for a classic server (any answer but 200 or 401).
+    pub async fn server_capabilities(&mut self) -> Result<Option<Capabilities>, SyncError> {
+        if let Some(known) = &self.capabilities {
+            return Ok(known.clone());
+        }
+        let reply = self.request("/sync/capabilities", None).await?;
+        let caps = (reply.status == 200)
+            .then(|| serde_json::from_slice::<Capabilities>(&reply.body).ok())
+            .flatten();
+        self.capabilities = Some(caps.clone());
+        Ok(caps)
+    }
+
+    /// §8.2: snapshot pages with foreign keys suspended, the cursor set to the window, a catch-up download, then
+    /// foreign keys back on and `next_change_id` past every scid this device logged.
+    async fn snapshot_hydrate(&mut self) -> Result<usize, SyncError> {
+        self.conn.pragma_update(None, "foreign_keys", false)?;
+        let result = self.snapshot_pages().await;
+        let restored = self.conn.pragma_update(None, "foreign_keys", true);
+        let (applied, max_own) = result?;
+        restored?;
+        self.conn.execute(
+            "UPDATE _sync_client_info SET next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
+            [max_own],
+        )?;
+        Ok(applied)
+    }
+
+    async fn snapshot_pages(&mut self) -> Result<(usize, i64), SyncError> {
+        let (mut after, mut until, mut applied) = (String::new(), 0_i64, 0);
+        let max_own = loop {
+            let path = format!(
+                "/sync/snapshot?schema={}&limit=1000&until={until}{after}",
+                self.cfg.schema
+            );
+            let reply = self.request(&path, None).await?;
+            if reply.status != 200 {
+                return Err(SyncError::Http {
+                    status: reply.status,
+                    body: String::from_utf8_lossy(&reply.body).into(),
+                });
+            }
+            let page: SnapshotResponse =
+                serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))?;
+            let tx = self.conn.transaction()?;
+            tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
+            for row in &page.rows {
+                let Some(shape) = self.shapes.get(&row.table).filter(|_| row.schema == self.cfg.schema) else {
+                    continue;
+                };
+                let payload: Map<String, Value> = serde_json::from_str(row.payload.get())
+                    .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
+                upsert_row(&tx, shape, &row.pk, &payload)?;
+                set_meta(&tx, &row.table, &row.pk, row.server_version, false)?;
+                applied += 1;
+            }
+            // The window is saved with every page, so an interrupted hydration resumes from the log.
+            tx.execute(
+                "UPDATE _sync_client_info SET apply_mode = 0, last_server_seq_seen = max(last_server_seq_seen, ?1) WHERE id = 1",
+                [page.window_until],
+            )?;
+            tx.commit()?;
+            until = page.window_until;
+            if !page.has_more {
+                break page.max_own_source_change_id;
+            }
+            after = format!("&after_table={}&after_pk={}", page.next_after_table, page.next_after_pk);
+        };
+        applied += self.download_loop(false).await?;
+        Ok((applied, max_own))
     }
 
     async fn download_loop(&mut self, include_self: bool) -> Result<usize, SyncError> {

@@ -146,6 +146,8 @@ pub struct Engine<T> {
     last_error: Option<String>,
     last_synced: Option<String>,
     token_provider: Option<Box<TokenProvider>>,
+    /// `None` until asked; then the server's capabilities, or `Some(None)` for a classic server.
+    capabilities: Option<Option<oversync_protocol::wire::Capabilities>>,
 }
 
 /// Produces a fresh bearer token (the app's auth), asked once after a 401 before giving up.
@@ -191,6 +193,7 @@ impl<T: Transport> Engine<T> {
             last_error: None,
             last_synced: None,
             token_provider: None,
+            capabilities: None,
         })
     }
 

@@ -16,6 +16,28 @@ async fn device_replacement_hydrates_then_both_devices_converge() {
     new.hydrate(false).await.unwrap();
     assert!(new.hydrated().unwrap());
     assert_eq!(local_users(&new), local_users(&old));
+    assert!(
+        new.transport()
+            .gets
+            .borrow()
+            .iter()
+            .any(|p| p.starts_with("/sync/snapshot")),
+        "hydrated from a snapshot"
+    );
+    // Against a classic server (no capabilities, no snapshot) hydration replays the log instead.
+    let mut classic = guest(&w, |_| {});
+    classic.transport().classic.set(true);
+    sign_in(&w, &mut classic, &username).await;
+    classic.hydrate(false).await.unwrap();
+    assert_eq!(local_users(&classic), local_users(&old));
+    assert!(
+        !classic
+            .transport()
+            .gets
+            .borrow()
+            .iter()
+            .any(|p| p.starts_with("/sync/snapshot"))
+    );
     add_user(&new, &id(), "from new");
     let first = local_users(&old)[0].0.clone();
     rename_user(&old, &first, "from old");

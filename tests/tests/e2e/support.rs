@@ -27,6 +27,10 @@ pub struct Flaky {
     pub drop_next_upload_response: Cell<bool>,
     pub before_next_upload: RefCell<Option<Box<dyn FnOnce()>>>,
     pub offline: Cell<bool>,
+    /// Answer capabilities and snapshot requests like a classic server (404).
+    pub classic: Cell<bool>,
+    /// Paths of every GET, for tests that check which route was used.
+    pub gets: RefCell<Vec<String>>,
 }
 
 impl Transport for Flaky {
@@ -47,6 +51,13 @@ impl Transport for Flaky {
     async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
         if self.offline.get() {
             return Err(NetworkError("offline".into()));
+        }
+        self.gets.borrow_mut().push(path.to_owned());
+        if self.classic.get() && (path.starts_with("/sync/capabilities") || path.starts_with("/sync/snapshot")) {
+            return Ok(Reply {
+                status: 404,
+                body: br#"{"error":"not_found","message":"Not found"}"#.to_vec(),
+            });
         }
         self.inner.get(path, token).await
     }
@@ -119,6 +130,8 @@ fn open_engine(w: &World, conn: Connection, cfg: impl FnOnce(&mut EngineConfig))
         drop_next_upload_response: Cell::new(false),
         before_next_upload: RefCell::new(None),
         offline: Cell::new(false),
+        classic: Cell::new(false),
+        gets: RefCell::new(Vec::new()),
     };
     Engine::open(conn, config, transport).expect("engine")
 }
