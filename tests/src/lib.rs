@@ -12,6 +12,7 @@
 pub mod edge;
 pub mod pg;
 pub mod process;
+pub mod proxy;
 
 /// Runs a future to completion on a fresh single-threaded runtime in its own thread, so it can be called from
 /// inside another runtime (e.g. a `#[tokio::test]`).

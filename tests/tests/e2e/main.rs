@@ -5,6 +5,7 @@ mod support;
 
 mod faults;
 mod load;
+mod proxy_faults;
 mod regressions;
 mod scenarios;
 mod scenarios2;

@@ -123,10 +123,24 @@ pub fn guest_at(w: &World, path: &std::path::Path, cfg: impl FnOnce(&mut EngineC
 }
 
 fn open_engine(w: &World, conn: Connection, cfg: impl FnOnce(&mut EngineConfig)) -> Device {
+    open_engine_at(&w.base, conn, cfg)
+}
+
+/// A guest device on a database file that talks to `base` (e.g. a fault-injecting proxy) instead of the server.
+pub fn guest_at_via(base: &str, path: &std::path::Path) -> Device {
+    let fresh = !path.exists();
+    let conn = Connection::open(path).expect("sqlite file");
+    if fresh {
+        conn.execute_batch(LOCAL_SCHEMA).expect("local schema");
+    }
+    open_engine_at(base, conn, |_| {})
+}
+
+fn open_engine_at(base: &str, conn: Connection, cfg: impl FnOnce(&mut EngineConfig)) -> Device {
     let mut config = EngineConfig::new("business", tables());
     cfg(&mut config);
     let transport = Flaky {
-        inner: HttpTransport::new(&w.base),
+        inner: HttpTransport::new(base),
         drop_next_upload_response: Cell::new(false),
         before_next_upload: RefCell::new(None),
         offline: Cell::new(false),
