@@ -127,6 +127,24 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Kills the server itself with SIGKILL (not its watchdog), as a crash would.
+    pub fn kill_hard(&self) -> anyhow::Result<()> {
+        let out = Command::new("pgrep")
+            .arg("-P")
+            .arg(self.child.id().to_string())
+            .output()?;
+        let pids = String::from_utf8_lossy(&out.stdout);
+        if pids.trim().is_empty() {
+            bail!("the server process is not running");
+        }
+        for pid in pids.split_whitespace() {
+            Command::new("kill").arg("-KILL").arg(pid).status()?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // SIGTERM to the watchdog forwards the signal to the server.

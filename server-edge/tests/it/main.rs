@@ -8,6 +8,7 @@ mod support;
 
 mod auth;
 mod concurrency;
+mod crash;
 mod download;
 mod hostile;
 mod idempotency;

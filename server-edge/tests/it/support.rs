@@ -102,7 +102,7 @@ pub fn edge() -> bool {
 }
 
 /// Starts the selected front door on `db_url` with the test tables and `extra` settings (TOML).
-fn start_server(db_url: &str, extra: &str) -> Server {
+pub fn start_server(db_url: &str, extra: &str) -> Server {
     let signin = if extra.contains("dev_signin") {
         ""
     } else {
@@ -255,6 +255,21 @@ impl Device {
             .await
             .expect("upload request");
         read(r).await
+    }
+
+    /// POST /sync/upload; `None` when no response arrived (connection refused or reset).
+    pub async fn try_upload_raw(&self, body: String) -> Option<(u16, Value)> {
+        let r = self
+            .http
+            .post(format!("{}/sync/upload", self.base))
+            .bearer_auth(&self.token)
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        let text = r.text().await.ok()?;
+        Some((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
 
     /// Uploads `changes` and expects 200.
