@@ -30,20 +30,23 @@ pub fn server_url() -> anyhow::Result<String> {
 
 /// Creates a fresh, empty database and returns its URL.
 pub fn database(prefix: &str) -> anyhow::Result<String> {
-    let server = server_url()?;
+    create_database(&server_url()?, prefix)
+}
+
+fn create_database(server: &str, prefix: &str) -> anyhow::Result<String> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
     let name = format!("{prefix}_{}_{nanos}", std::process::id());
     let create = format!("CREATE DATABASE \"{name}\"");
-    let url = server.clone();
+    let url = server.to_owned();
     crate::block_on_thread(async move {
         let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
         client.batch_execute(&create).await
     })
     .with_context(|| format!("creating database {name}"))?;
-    Ok(replace_dbname(&server, &name))
+    Ok(replace_dbname(server, &name))
 }
 
 fn replace_dbname(url: &str, name: &str) -> String {
@@ -82,112 +85,167 @@ fn is_root() -> bool {
 }
 
 fn start_cluster() -> anyhow::Result<Cluster> {
-    let bin = bin_dir()?;
-    let dir = tempdir("oversync-pg")?;
-    let data = dir.join("data");
-    let root = is_root();
-    // initdb refuses to run as root: hand the directory to the postgres user and run as that user. setpriv execs
-    // in place (runuser would fork and swallow SIGINT), so the watchdog's signal reaches postgres itself.
-    let as_user = |program: PathBuf, args: Vec<String>| -> (String, Vec<String>) {
-        if root {
-            let mut a = ["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
-                .map(String::from)
-                .to_vec();
-            a.push(program.display().to_string());
-            a.extend(args);
-            ("setpriv".to_owned(), a)
-        } else {
-            (program.display().to_string(), args)
+    let mut c = OwnCluster::start()?;
+    let child = c.child.take().expect("running");
+    Ok(Cluster {
+        url: c.url.clone(),
+        _child: child,
+    })
+}
+
+/// A throwaway cluster owned by one test, which can be restarted (fast shutdown, then start on the same data
+/// directory and port), as an operator restart would. Removed when the test process ends.
+pub struct OwnCluster {
+    /// `postgres://…/postgres` of this cluster.
+    pub url: String,
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnCluster {
+    /// Initialises a cluster in a temporary directory and starts it on a free port.
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = bin_dir()?;
+        let dir = tempdir("oversync-pg")?;
+        if is_root() {
+            let ok = Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(&dir)
+                .status()?
+                .success();
+            if !ok {
+                bail!(
+                    "chown {} to postgres failed (is the postgres user present?)",
+                    dir.display()
+                );
+            }
         }
-    };
-    if root {
-        let ok = Command::new("chown")
-            .arg("-R")
-            .arg("postgres:postgres")
-            .arg(&dir)
-            .status()?
-            .success();
-        if !ok {
-            bail!(
-                "chown {} to postgres failed (is the postgres user present?)",
-                dir.display()
-            );
+        let data = dir.join("data").display().to_string();
+        let (prog, args) = as_user(
+            bin.join("initdb"),
+            ["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        );
+        let out = Command::new(&prog)
+            .args(&args)
+            .stdout(Stdio::null())
+            .output()
+            .with_context(|| format!("running {prog}"))?;
+        if !out.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let port = crate::free_port();
+        let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
+        let mut c = Self {
+            url,
+            bin,
+            dir,
+            port,
+            child: None,
+        };
+        c.spawn()?;
+        Ok(c)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let data = self.dir.join("data").display().to_string();
+        let socket_dir = format!("unix_socket_directories={}", self.dir.display());
+        let port = self.port.to_string();
+        let (prog, args) = as_user(
+            self.bin.join("postgres"),
+            [
+                "-D",
+                &data,
+                "-p",
+                &port,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                &socket_dir,
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=256MB",
+                // Lets tests count the statements a request costs (see the server's round-trip test).
+                "-c",
+                "shared_preload_libraries=pg_stat_statements",
+            ],
+        );
+        let dir = shell_quote(&self.dir.display().to_string());
+        // The directory goes with the test process, not with a restart (marked by the `restarting` file).
+        let cleanup = format!("[ -e {dir}/restarting ] || rm -rf {dir}");
+        let mut cmd = watched(&prog, &args, "INT", &cleanup);
+        let log = self.dir.join("postgres.log");
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log)?);
+        self.child = Some(cmd.spawn().context("starting postgres")?);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port, "-q"])
+                .status()?;
+            if ready.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "postgres did not become ready: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let (prog, args) = as_user(
-        bin.join("initdb"),
-        vec![
-            "-D".into(),
-            data.display().to_string(),
-            "-U".into(),
-            "postgres".into(),
-            "--auth=trust".into(),
-            "-E".into(),
-            "UTF8".into(),
-            "--no-sync".into(),
-        ],
-    );
-    let out = Command::new(&prog)
-        .args(&args)
-        .stdout(Stdio::null())
-        .output()
-        .with_context(|| format!("running {prog}"))?;
-    if !out.status.success() {
-        bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    /// Stops the server (fast shutdown: sessions are terminated) and starts it again on the same data and port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let marker = self.dir.join("restarting");
+        std::fs::write(&marker, b"")?;
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM to the watchdog forwards SIGINT (fast shutdown) to postgres and waits for it.
+            Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+            child.wait()?;
+        }
+        std::fs::remove_file(&marker)?;
+        self.spawn()
     }
-    let port = crate::free_port();
-    let (prog, args) = as_user(
-        bin.join("postgres"),
-        vec![
-            "-D".into(),
-            data.display().to_string(),
-            "-p".into(),
-            port.to_string(),
-            "-c".into(),
-            "listen_addresses=127.0.0.1".into(),
-            "-c".into(),
-            format!("unix_socket_directories={}", dir.display()),
-            "-c".into(),
-            "fsync=off".into(),
-            "-c".into(),
-            "synchronous_commit=off".into(),
-            "-c".into(),
-            "full_page_writes=off".into(),
-            "-c".into(),
-            "max_connections=300".into(),
-            "-c".into(),
-            "shared_buffers=256MB".into(),
-            // Lets tests count the statements a request costs (see the server's round-trip test).
-            "-c".into(),
-            "shared_preload_libraries=pg_stat_statements".into(),
-        ],
-    );
-    let log = dir.join("postgres.log");
-    let mut cmd = watched(
-        &prog,
-        &args,
-        "INT",
-        &format!("rm -rf {}", shell_quote(&dir.display().to_string())),
-    );
-    let log_file = std::fs::File::create(&log)?;
-    cmd.stdout(Stdio::null()).stderr(log_file);
-    let child = cmd.spawn().context("starting postgres")?;
-    let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = Command::new(bin.join("pg_isready"))
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
-            .status()?;
-        if ready.success() {
-            return Ok(Cluster { url, _child: child });
+
+    /// A fresh database in this cluster.
+    pub fn database(&self, prefix: &str) -> anyhow::Result<String> {
+        create_database(&self.url, prefix)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
         }
-        if Instant::now() > deadline {
-            bail!(
-                "postgres did not become ready: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `program` as the `postgres` user when we are root (initdb refuses root). setpriv execs in place (runuser
+/// would fork and swallow SIGINT), so the watchdog's signal reaches postgres itself.
+fn as_user<const N: usize>(program: PathBuf, args: [&str; N]) -> (String, Vec<String>) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    if is_root() {
+        let mut a = ["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+            .map(String::from)
+            .to_vec();
+        a.push(program.display().to_string());
+        a.extend(args);
+        ("setpriv".to_owned(), a)
+    } else {
+        (program.display().to_string(), args)
     }
 }
 

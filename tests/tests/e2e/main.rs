@@ -5,6 +5,7 @@ mod support;
 
 mod faults;
 mod load;
+mod pg_restart;
 mod proxy_faults;
 mod regressions;
 mod scenarios;

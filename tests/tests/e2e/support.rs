@@ -73,7 +73,11 @@ pub struct World {
 
 /// Starts the real server (demo configuration) in-process on a free port; `extra` adjusts settings.
 pub async fn world(adjust: impl FnOnce(&mut oversync_server::Config)) -> World {
-    let db_url = oversync_tests::pg::database("oversync_e2e").expect("database");
+    world_on(oversync_tests::pg::database("oversync_e2e").expect("database"), adjust).await
+}
+
+/// Like [`world`], on a given database.
+pub async fn world_on(db_url: String, adjust: impl FnOnce(&mut oversync_server::Config)) -> World {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../server-edge/demo/demo.toml");
     let mut cfg = oversync_server::Config::from_file(std::path::Path::new(demo)).expect("demo config");
     cfg.listen = "127.0.0.1:0".into();
