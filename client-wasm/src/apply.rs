@@ -180,6 +180,13 @@ impl<T: Transport> Engine<T> {
                     [e.source_change_id],
                 )?;
             }
+            // A server that sends a non-canonical key is broken; refuse the page rather than write odd keys.
+            if !oversync_protocol::pk::is_canonical(&e.pk) {
+                return Err(SyncError::Protocol(format!(
+                    "entry {} has a non-canonical pk {:?}",
+                    e.server_id, e.pk
+                )));
+            }
             let Some(shape) = self.shapes.get(&e.table).filter(|_| e.schema == self.cfg.schema) else {
                 continue;
             };

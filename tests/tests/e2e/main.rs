@@ -4,6 +4,7 @@
 mod support;
 
 mod faults;
+mod hostile_server;
 mod load;
 mod pg_restart;
 mod proxy_faults;

@@ -1,0 +1,185 @@
+//! A malicious or broken server never corrupts the local database or loses pending changes: wrong status counts,
+//! unknown statuses, garbage bodies and payloads, non-canonical keys, huge pages.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use oversync_client::transport::{NetworkError, Reply, Transport};
+use oversync_client::{Engine, EngineConfig, SyncError, TableConfig};
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::support::{LOCAL_SCHEMA, id};
+
+/// Answers every request with the next scripted reply.
+struct Scripted(RefCell<VecDeque<(u16, String)>>);
+
+impl Scripted {
+    fn next(&self) -> Result<Reply, NetworkError> {
+        let (status, body) = self
+            .0
+            .borrow_mut()
+            .pop_front()
+            .ok_or_else(|| NetworkError("script exhausted".into()))?;
+        Ok(Reply {
+            status,
+            body: body.into_bytes(),
+        })
+    }
+}
+
+impl Transport for Scripted {
+    async fn post(&self, _: &str, _: &str, _: Vec<u8>) -> Result<Reply, NetworkError> {
+        self.next()
+    }
+    async fn get(&self, _: &str, _: &str) -> Result<Reply, NetworkError> {
+        self.next()
+    }
+}
+
+fn engine(replies: Vec<(u16, String)>) -> Engine<Scripted> {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(LOCAL_SCHEMA).unwrap();
+    let cfg = EngineConfig::new("business", vec![TableConfig::new("users"), TableConfig::new("posts")]);
+    let mut e = Engine::open(conn, cfg, Scripted(RefCell::new(replies.into()))).unwrap();
+    e.sign_in("user-x", "token".into()).unwrap();
+    e
+}
+
+fn snapshot(e: &Engine<Scripted>) -> (i64, i64, Vec<(String, String)>) {
+    let c = e.conn();
+    let pending: i64 = c
+        .query_row("SELECT count(*) FROM _sync_pending", [], |r| r.get(0))
+        .unwrap();
+    let cursor: i64 = c
+        .query_row("SELECT last_server_seq_seen FROM _sync_client_info", [], |r| r.get(0))
+        .unwrap();
+    let mut s = c.prepare("SELECT id, name FROM users ORDER BY id").unwrap();
+    let users = s
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    (pending, cursor, users)
+}
+
+fn page(entries: serde_json::Value, next_after: i64) -> (u16, String) {
+    (
+        200,
+        json!({"changes": entries, "has_more": false, "next_after": next_after, "window_until": next_after})
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn broken_upload_responses_keep_every_pending_change() {
+    for reply in [
+        (
+            200,
+            json!({"accepted": true, "highest_server_seq": 1, "statuses": []}).to_string(),
+        ),
+        (200, "not json".to_owned()),
+        (200, json!({"accepted": true}).to_string()),
+        (500, "{}".to_owned()),
+        (302, String::new()),
+    ] {
+        let mut e = engine(vec![reply.clone()]);
+        let u = id();
+        e.conn()
+            .execute("INSERT INTO users (id, name, email) VALUES (?1, 'n', 'e')", [&u])
+            .unwrap();
+        let before = snapshot(&e);
+        assert!(e.upload().await.is_err(), "{reply:?}");
+        assert_eq!(snapshot(&e), before, "{reply:?}: nothing changed locally");
+        let frozen: Option<i64> = e
+            .conn()
+            .query_row("SELECT sent_change_id FROM _sync_pending", [], |r| r.get(0))
+            .unwrap();
+        assert!(frozen.is_some(), "the frozen send is kept for an exact re-send");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_status_keeps_the_change_for_a_retry() {
+    let mut e = engine(vec![(
+        200,
+        json!({"accepted": true, "highest_server_seq": 0, "statuses": [{"source_change_id": 1, "status": "materialize_error"}]})
+            .to_string(),
+    )]);
+    e.conn()
+        .execute("INSERT INTO users (id, name, email) VALUES (?1, 'n', 'e')", [&id()])
+        .unwrap();
+    let report = e.upload().await.unwrap();
+    assert_eq!(report.retried, 1);
+    let (pending, attempts): (i64, i64) = e
+        .conn()
+        .query_row("SELECT count(*), max(attempts) FROM _sync_pending", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((pending, attempts), (1, 1));
+}
+
+#[tokio::test]
+async fn garbage_download_pages_change_nothing() {
+    let good = id();
+    let entry = |pk: &str, payload: serde_json::Value| {
+        json!({"server_id": 5, "schema": "business", "table": "users", "op": "INSERT", "pk": pk, "payload": payload,
+               "server_version": 1, "deleted": false, "source_id": "other", "source_change_id": 1, "ts": "2026-01-01T00:00:00.000000Z"})
+    };
+    for reply in [
+        (200, "{\"changes\": 7}".to_owned()),
+        page(
+            json!([
+                entry(&good, json!({"id": good, "name": "ok", "email": "e"})),
+                entry(&id(), json!("not an object"))
+            ]),
+            5,
+        ),
+        page(
+            json!([entry(
+                &good.to_uppercase(),
+                json!({"id": good, "name": "x", "email": "e"})
+            )]),
+            5,
+        ),
+        page(
+            json!([entry(&good, json!({"id": good, "name": null, "email": "e"}))]),
+            5,
+        ),
+        (500, "oops".to_owned()),
+    ] {
+        let mut e = engine(vec![reply.clone()]);
+        e.conn()
+            .execute("INSERT INTO users (id, name, email) VALUES (?1, 'local', 'e')", [&id()])
+            .unwrap();
+        let before = snapshot(&e);
+        assert!(e.download().await.is_err(), "{reply:?}");
+        assert_eq!(
+            snapshot(&e),
+            before,
+            "{reply:?}: page rolled back, cursor kept, pending kept"
+        );
+        let apply_mode: i64 = e
+            .conn()
+            .query_row("SELECT apply_mode FROM _sync_client_info", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(apply_mode, 0, "capture is on again");
+    }
+}
+
+#[tokio::test]
+async fn a_huge_page_of_unknown_tables_advances_the_cursor_only() {
+    let entries: Vec<_> = (1..=5000)
+        .map(|i| json!({"server_id": i, "schema": "business", "table": "unknown", "op": "INSERT", "pk": id(), "payload": {"x": i},
+                        "server_version": 1, "deleted": false, "source_id": "other", "source_change_id": i, "ts": "2026-01-01T00:00:00.000000Z"}))
+        .collect();
+    let mut e = engine(vec![page(json!(entries), 5000)]);
+    assert_eq!(e.download().await.unwrap(), 0);
+    let (pending, cursor, users) = snapshot(&e);
+    assert_eq!((pending, cursor, users.len()), (0, 5000, 0));
+    assert!(
+        matches!(e.download().await, Err(SyncError::Network(_))),
+        "script exhausted"
+    );
+}
