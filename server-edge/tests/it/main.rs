@@ -10,6 +10,7 @@ mod auth;
 mod concurrency;
 mod crash;
 mod download;
+mod fuzz;
 mod hostile;
 mod idempotency;
 mod isolation;
