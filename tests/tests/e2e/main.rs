@@ -5,6 +5,7 @@ mod support;
 
 mod faults;
 mod hostile_server;
+mod kill;
 mod load;
 mod pg_restart;
 mod proxy_faults;
