@@ -77,3 +77,37 @@ async fn reusing_another_users_uuid_cannot_change_their_business_row() {
         .get(0);
     assert_eq!(failures, 1, "the refused upsert is recorded");
 }
+
+#[tokio::test]
+async fn guessed_cursors_and_schema_tricks_reveal_nothing_of_another_user() {
+    let t = target();
+    let (alice, bob) = (new_user(), new_user());
+    let (a, b) = (Device::new(&t, &alice, "d"), Device::new(&t, &bob, "d"));
+    let pk = id();
+    let r = a.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "alice"))]).await;
+    let alice_id = r["highest_server_seq"].as_i64().unwrap();
+    // Bob asks for the window around Alice's server_id, with and without schema filters and include_self.
+    for q in [
+        format!("after={}&until={}", alice_id - 1, alice_id),
+        format!("after=0&until={}&include_self=true", alice_id + 10),
+        "after=0&schema=business&limit=1000".to_owned(),
+        "after=0&schema=sync".to_owned(),
+    ] {
+        let page = b.download(&q).await;
+        assert_eq!(page["changes"], json!([]), "{q}");
+    }
+    // Bob's snapshot and a conflict probe on Alice's pk show nothing of hers either.
+    let (_, snap) = read(
+        b.http
+            .get(format!("{}/sync/snapshot", t.base))
+            .bearer_auth(&b.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(snap["rows"], json!([]));
+    let r = b.upload(vec![upsert(1, "users", &pk, 5, user_row(&pk, "probe"))]).await;
+    assert!(statuses(&r)[0].get("server_row").is_none(), "no server_row leaks: {r}");
+    assert_eq!(statuses(&r)[0]["invalid"]["reason"], "internal_error");
+}

@@ -1,6 +1,6 @@
 //! Deterministic randomized simulation: several devices of one user do random inserts, updates and deletes (with
-//! FKs: posts reference users, deleting a user cascades to its posts), sync at random moments, lose upload
-//! responses and restart; at the end every device equals the server.
+//! FKs: posts reference users, deleting a user cascades to its posts), sync at random moments through a proxy that
+//! drops responses and cuts, delays and duplicates requests, and restart; at the end every device equals the server.
 //!
 //! The seed is printed. Replay one with `OVERSYNC_SIM_SEED=<seed>`; run more with `OVERSYNC_SIM_SEEDS=<count>`
 //! (CI runs a fixed set) and longer histories with `OVERSYNC_SIM_STEPS=<n>`.
@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::support::*;
+use oversync_tests::proxy::{Fault, FaultProxy};
 
 const CI_SEEDS: [u64; 4] = [1, 7, 42, 1234];
 
@@ -81,11 +82,25 @@ async fn run(seed: u64) {
     eprintln!("simulation seed {seed} (replay: OVERSYNC_SIM_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
     let w = world(|_| {}).await;
+    // Every device talks through a fault-injecting proxy: lost responses, cut, delayed and duplicated requests.
+    let proxy = FaultProxy::start(w.base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    let mut faults = StdRng::seed_from_u64(seed.wrapping_mul(31));
+    proxy.set(move |method, _| match (method, faults.random_range(0..100)) {
+        ("POST", 0..=9) => Fault::DropResponse,
+        ("POST", 10..=14) => Fault::CutRequest,
+        ("POST", 15..=19) => Fault::Duplicate,
+        ("GET", 20..=24) => Fault::DropResponse,
+        (_, 25..=27) => Fault::Delay(std::time::Duration::from_millis(10)),
+        _ => Fault::None,
+    });
+    let via = format!("http://{}", proxy.addr);
     let username = name();
     let paths: Vec<_> = (0..3).map(|_| temp_db()).collect();
     let mut devices = Vec::new();
     for p in &paths {
-        let mut d = guest_at(&w, p, |_| {});
+        let mut d = guest_at_via(&via, p);
         sign_in(&w, &mut d, &username).await;
         devices.push(d);
     }
@@ -132,11 +147,13 @@ async fn run(seed: u64) {
             }
             _ => {
                 let d = devices.remove(i);
-                devices.insert(i, reopen(&w, d));
+                devices.insert(i, reopen_via(&via, d));
             }
         }
     }
-    // Quiesce: rows waiting for a per-row backoff are made due, then every device syncs until nothing moves.
+    // Quiesce: faults off, rows waiting for a per-row backoff are made due, then every device syncs until nothing
+    // moves.
+    proxy.set(|_, _| Fault::None);
     for _ in 0..3 {
         for d in devices.iter_mut() {
             d.conn()

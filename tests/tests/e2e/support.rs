@@ -291,3 +291,12 @@ pub fn reopen(w: &World, d: Device) -> Device {
     e.sign_in(&user, token).unwrap();
     e
 }
+
+/// Like [`reopen`], talking to `base` (e.g. a proxy).
+pub fn reopen_via(base: &str, d: Device) -> Device {
+    let user = user_of(&d);
+    let token = d.token_for_tests();
+    let mut e = open_engine_at(base, d.into_conn(), |_| {});
+    e.sign_in(&user, token).unwrap();
+    e
+}
