@@ -73,6 +73,25 @@ mod tests {
         to_sql_text(kind, "c", &RawValue::from_string(json.to_owned()).unwrap())
     }
 
+    proptest::proptest! {
+        /// Any JSON value, for any column kind, converts or is refused with a message; it never panics.
+        #[test]
+        fn conversion_never_panics(text in ".{0,60}", n in proptest::prelude::any::<i64>(), f in proptest::prelude::any::<f64>(), pick in 0..6u8) {
+            let json = match pick {
+                0 => serde_json::to_string(&text).unwrap(),
+                1 => n.to_string(),
+                2 => if f.is_finite() { serde_json::to_string(&f).unwrap() } else { "null".into() },
+                3 => format!("{{\"k\": {}}}", serde_json::to_string(&text).unwrap()),
+                4 => "true".into(),
+                _ => "null".into(),
+            };
+            let raw = RawValue::from_string(json).unwrap();
+            for kind in [Kind::Uuid, Kind::Bytea, Kind::Timestamp, Kind::Bool, Kind::Json, Kind::Number, Kind::Text] {
+                let _ = to_sql_text(kind, "c", &raw);
+            }
+        }
+    }
+
     #[test]
     fn values_convert_per_column_kind() {
         let u = "9d7e6f50-1a2b-4c3d-8e9f-001122334455";
