@@ -92,10 +92,12 @@ impl<T: Transport> Engine<T> {
                 set_meta(&tx, &row.table, &row.pk, row.server_version, false)?;
                 applied += 1;
             }
-            // The window is saved with every page, so an interrupted hydration resumes from the log.
+            // Every page moves the scid counter past what this device logged, so an interrupted hydration never
+            // leaves it reusing logged scids; the cursor moves only after the last page, so an interrupted
+            // hydration starts over from the snapshot (its pages are idempotent) rather than skipping rows.
             tx.execute(
-                "UPDATE _sync_client_info SET apply_mode = 0, last_server_seq_seen = max(last_server_seq_seen, ?1) WHERE id = 1",
-                [page.window_until],
+                "UPDATE _sync_client_info SET apply_mode = 0, next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
+                [page.max_own_source_change_id],
             )?;
             tx.commit()?;
             until = page.window_until;
@@ -104,6 +106,10 @@ impl<T: Transport> Engine<T> {
             }
             after = format!("&after_table={}&after_pk={}", page.next_after_table, page.next_after_pk);
         };
+        self.conn.execute(
+            "UPDATE _sync_client_info SET last_server_seq_seen = max(last_server_seq_seen, ?1), window_until = 0 WHERE id = 1",
+            [until],
+        )?;
         applied += self.download_loop(false).await?;
         Ok((applied, max_own))
     }

@@ -163,7 +163,19 @@ impl<T: Transport> Engine<T> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         schema::create(&conn, &device)?;
         let mut shapes = BTreeMap::new();
+        if cfg.schema != cfg.schema.to_lowercase() {
+            return Err(SyncError::Config(format!(
+                "schema {:?} must be lower case (the server normalises names)",
+                cfg.schema
+            )));
+        }
         for t in &cfg.tables {
+            if t.table != t.table.to_lowercase() {
+                return Err(SyncError::Config(format!(
+                    "table {:?} must be lower case (the server normalises names)",
+                    t.table
+                )));
+            }
             let columns = schema::columns(&conn, &t.table)?;
             let key = columns
                 .iter()
@@ -270,12 +282,10 @@ impl<T: Transport> Engine<T> {
 
     /// One sync cycle: upload every eligible pending row, then download until the window is drained.
     pub async fn sync(&mut self) -> Result<UploadReport, SyncError> {
-        let result = async {
-            let report = self.upload().await?;
-            self.download().await?;
-            Ok(report)
-        }
-        .await;
+        // Download even when the upload failed: one row the server keeps refusing must not stop the other way.
+        let uploaded = self.upload().await;
+        let downloaded = self.download().await;
+        let result = uploaded.and_then(|report| downloaded.map(|_| report));
         self.last_error = result.as_ref().err().map(ToString::to_string);
         if result.is_ok() {
             self.last_synced = self

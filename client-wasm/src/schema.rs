@@ -67,7 +67,18 @@ pub fn startup(conn: &Connection, shapes: &[TableShape]) -> rusqlite::Result<()>
                 |r| r.get(0),
             )
             .optional()?;
-        if current.as_deref() != Some(signature.as_str()) {
+        // A table rebuild (create new, copy, drop old, rename) drops triggers with the same column list.
+        let present: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND name IN (?2, ?3, ?4)",
+            params![
+                shape.table,
+                format!("trg_{}_ai", shape.table),
+                format!("trg_{}_au", shape.table),
+                format!("trg_{}_ad", shape.table)
+            ],
+            |r| r.get(0),
+        )?;
+        if current.as_deref() != Some(signature.as_str()) || present != 3 {
             conn.execute_batch(&shape.triggers_sql())?;
             conn.execute(
                 "INSERT INTO _sync_triggers (table_name, signature) VALUES (?1, ?2)
@@ -138,5 +149,40 @@ mod tests {
         conn.execute("UPDATE notes SET body = 'c' WHERE body = 'a'", [])
             .unwrap();
         assert!(last_payload(&conn).contains(r#""body":"c""#));
+    }
+}
+
+#[cfg(test)]
+mod rebuild_tests {
+    use super::*;
+
+    #[test]
+    fn a_table_rebuild_with_the_same_columns_gets_its_triggers_back() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)")
+            .unwrap();
+        create(&conn, "device-1").unwrap();
+        let shape = |c: &Connection| TableShape {
+            table: "notes".into(),
+            key: "id".into(),
+            blob_key: false,
+            columns: columns(c, "notes").unwrap(),
+        };
+        startup(&conn, &[shape(&conn)]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE notes_new (id TEXT PRIMARY KEY, body TEXT); INSERT INTO notes_new SELECT * FROM notes;
+             DROP TABLE notes; ALTER TABLE notes_new RENAME TO notes;",
+        )
+        .unwrap();
+        startup(&conn, &[shape(&conn)]).unwrap();
+        conn.execute(
+            "INSERT INTO notes VALUES ('00000000-0000-4000-8000-000000000003', 'x')",
+            [],
+        )
+        .unwrap();
+        let pending: i64 = conn
+            .query_row("SELECT count(*) FROM _sync_pending", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pending, 1, "captured after the rebuild");
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use oversync_protocol::wire::{
     ChangeStatus, ChangeUpload, RawValue, Reason, Status as Wire, UploadRequest, UploadResponse,
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::apply::{delete_row, set_meta, upsert_row};
@@ -132,9 +132,10 @@ impl<T: Transport> Engine<T> {
             })?
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
-            .filter(|(t, pk, _, _)| !attempted.contains(&(t.clone(), pk.clone())))
+            // Rows of tables no longer configured stay queued but are not sent (their shape is unknown).
+            .filter(|(t, pk, _, _)| self.shapes.contains_key(t) && !attempted.contains(&(t.clone(), pk.clone())))
             .map(|(t, pk, op, queued)| {
-                let rank = self.rank.get(&t).copied().unwrap_or(usize::MAX) as i64;
+                let rank = self.rank.get(&t).map_or(i64::MAX, |&r| r as i64);
                 let delete = op == "DELETE";
                 (delete, if delete { -rank } else { rank }, queued, (t, pk))
             })
@@ -197,10 +198,11 @@ impl<T: Transport> Engine<T> {
         report: &mut UploadReport,
     ) -> Result<(), SyncError> {
         let mut attempt = UploadReport::default();
+        let conflicts_before = self.conflicts.len();
         match self.process(frozen, statuses, &mut attempt) {
             Err(SyncError::Storage(e)) if super::apply::is_fk_violation(&e) => {
                 attempt = UploadReport::default();
-                self.conflicts.clear();
+                self.conflicts.truncate(conflicts_before);
                 self.conn.pragma_update(None, "foreign_keys", false)?;
                 let result = self.process(frozen, statuses, &mut attempt);
                 self.conn.pragma_update(None, "foreign_keys", true)?;
@@ -234,87 +236,26 @@ impl<T: Transport> Engine<T> {
             shapes,
             conflicts,
         };
-        let tx = conn.transaction()?;
+        let mut tx = conn.transaction()?;
         for (f, s) in frozen.iter().zip(statuses) {
-            let current: Option<(i64, String, Option<String>, i64)> = tx
-                .query_row(
-                    "SELECT change_id, op, payload, base_version FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2",
-                    [&f.table, &f.pk],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            let Some((change_id, op, payload, base)) = current else {
-                continue;
-            };
-            let unchanged = change_id == f.scid;
-            match (&s.status, reason(s)) {
-                (Wire::Applied, _) => {
-                    report.applied += 1;
-                    match s.new_server_version {
-                        Some(v) => {
-                            let known = meta_version(&tx, &f.table, &f.pk)?;
-                            set_meta(&tx, &f.table, &f.pk, known.map_or(v, |k| k.max(v)), f.op == "DELETE")?;
-                            settle(&tx, f, unchanged, Some(v))?;
-                        }
-                        None => {
-                            if f.op == "DELETE" {
-                                tx.execute(
-                                    "UPDATE _sync_row_meta SET deleted = 1 WHERE table_name = ?1 AND pk_uuid = ?2",
-                                    [&f.table, &f.pk],
-                                )?;
-                            }
-                            settle(&tx, f, unchanged, None)?;
-                        }
-                    }
+            // Each status under its own savepoint: a row whose outcome cannot be written locally (a constraint,
+            // a malformed server row) backs off alone instead of failing the whole chunk every cycle.
+            let sp = tx.savepoint()?;
+            let mut one = UploadReport::default();
+            match handle_status(&sp, &mut ctx, f, s, &mut one) {
+                Ok(()) => {
+                    sp.commit()?;
+                    report.applied += one.applied;
+                    report.conflicts += one.conflicts;
+                    report.rejected += one.rejected;
+                    report.retried += one.retried;
                 }
-                (Wire::Conflict, _) => {
-                    let local = LocalIntent {
-                        payload: payload
-                            .as_deref()
-                            .and_then(|p| local_to_wire(&ctx.shapes[&f.table], p).ok()),
-                        op,
-                        base_version: base,
-                    };
-                    match ctx.resolve(&tx, f, s, local)? {
-                        true => report.conflicts += 1,
-                        false => report.retried += 1,
-                    }
-                }
-                (_, Some(Reason::BadPayload | Reason::UnregisteredTable)) => {
-                    report.rejected += 1;
-                    let why = s.invalid.as_ref().map_or("", |i| i.reason.as_str());
-                    tx.execute(
-                        "INSERT INTO _sync_rejections (table_name, pk_uuid, reason, message) VALUES (?1, ?2, ?3, ?4)",
-                        params![f.table, f.pk, why, s.message],
-                    )?;
-                    settle(&tx, f, unchanged, None)?;
-                }
-                (_, Some(Reason::InternalError))
-                    if s.message
-                        .as_deref()
-                        .is_some_and(|m| m.starts_with("conflict without server_row")) =>
-                {
-                    // The server has no record of the row: re-send it as new, and forget the version it never had.
+                Err(SyncError::Storage(e)) => {
+                    drop(sp);
+                    back_off(&tx, &f.table, &f.pk, &format!("local: {e}"))?;
                     report.retried += 1;
-                    tx.execute(
-                        "DELETE FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
-                        [&f.table, &f.pk],
-                    )?;
-                    tx.execute(
-                        "UPDATE _sync_pending SET base_version = 0, sent_change_id = NULL, sent_op = NULL, sent_base = NULL, sent_payload = NULL
-                         WHERE table_name = ?1 AND pk_uuid = ?2",
-                        [&f.table, &f.pk],
-                    )?;
                 }
-                _ => {
-                    report.retried += 1;
-                    let error = s.message.clone().unwrap_or_else(|| {
-                        s.invalid
-                            .as_ref()
-                            .map_or(s.status.as_str().to_owned(), |i| i.details.to_string())
-                    });
-                    back_off(&tx, &f.table, &f.pk, &error)?;
-                }
+                Err(other) => return Err(other),
             }
         }
         // Adopting a server tombstone may have cascaded locally.
@@ -322,6 +263,102 @@ impl<T: Transport> Engine<T> {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// One status of §7.3, written through `conn` (a savepoint of the response transaction).
+fn handle_status(
+    conn: &Connection,
+    ctx: &mut ConflictCtx<'_>,
+    f: &Frozen,
+    s: &ChangeStatus,
+    report: &mut UploadReport,
+) -> Result<(), SyncError> {
+    let current: Option<(i64, String, Option<String>, i64)> = conn
+        .query_row(
+            "SELECT change_id, op, payload, base_version FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2",
+            [&f.table, &f.pk],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((change_id, op, payload, base)) = current else {
+        return Ok(());
+    };
+    let unchanged = change_id == f.scid;
+    match (&s.status, reason(s)) {
+        (Wire::Applied, _) => {
+            report.applied += 1;
+            match s.new_server_version {
+                Some(v) => {
+                    let known = meta_version(conn, &f.table, &f.pk)?;
+                    set_meta(conn, &f.table, &f.pk, known.map_or(v, |k| k.max(v)), f.op == "DELETE")?;
+                    settle(conn, f, unchanged, Some(v))?;
+                }
+                None => {
+                    if f.op == "DELETE" {
+                        conn.execute(
+                            "UPDATE _sync_row_meta SET deleted = 1 WHERE table_name = ?1 AND pk_uuid = ?2",
+                            [&f.table, &f.pk],
+                        )?;
+                    }
+                    settle(conn, f, unchanged, None)?;
+                }
+            }
+        }
+        (Wire::Conflict, _) => {
+            let local = LocalIntent {
+                payload: payload
+                    .as_deref()
+                    .and_then(|p| local_to_wire(&ctx.shapes[&f.table], p).ok()),
+                op,
+                base_version: base,
+            };
+            match ctx.resolve(conn, f, s, local)? {
+                true => report.conflicts += 1,
+                false => report.retried += 1,
+            }
+        }
+        (_, Some(Reason::BadPayload | Reason::UnregisteredTable)) if !unchanged => {
+            // A newer intent was written since the send: keep it, it is not what the server refused (§7.3).
+            report.retried += 1;
+            settle(conn, f, false, None)?;
+        }
+        (_, Some(Reason::BadPayload | Reason::UnregisteredTable)) => {
+            report.rejected += 1;
+            let why = s.invalid.as_ref().map_or("", |i| i.reason.as_str());
+            conn.execute(
+                "INSERT INTO _sync_rejections (table_name, pk_uuid, reason, message) VALUES (?1, ?2, ?3, ?4)",
+                params![f.table, f.pk, why, s.message],
+            )?;
+            settle(conn, f, unchanged, None)?;
+        }
+        (_, Some(Reason::InternalError))
+            if s.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("conflict without server_row")) =>
+        {
+            // The server has no record of the row: re-send it as new, and forget the version it never had.
+            report.retried += 1;
+            conn.execute(
+                "DELETE FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
+                [&f.table, &f.pk],
+            )?;
+            conn.execute(
+                    "UPDATE _sync_pending SET base_version = 0, sent_change_id = NULL, sent_op = NULL, sent_base = NULL, sent_payload = NULL
+                     WHERE table_name = ?1 AND pk_uuid = ?2",
+                    [&f.table, &f.pk],
+                )?;
+        }
+        _ => {
+            report.retried += 1;
+            let error = s.message.clone().unwrap_or_else(|| {
+                s.invalid
+                    .as_ref()
+                    .map_or(s.status.as_str().to_owned(), |i| i.details.to_string())
+            });
+            back_off(conn, &f.table, &f.pk, &error)?;
+        }
+    }
+    Ok(())
 }
 
 /// What conflict resolution needs from the engine, borrowed beside the open transaction.
@@ -335,15 +372,15 @@ impl ConflictCtx<'_> {
     /// §7.5 inside the response transaction. Returns false when the resolver failed (the row backs off).
     fn resolve(
         &mut self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         f: &Frozen,
         s: &ChangeStatus,
         local: LocalIntent,
     ) -> Result<bool, SyncError> {
-        let row = s
-            .server_row
-            .as_ref()
-            .ok_or_else(|| SyncError::Protocol("conflict without server_row".into()))?;
+        let Some(row) = s.server_row.as_ref() else {
+            back_off(tx, &f.table, &f.pk, "conflict without server_row")?;
+            return Ok(false);
+        };
         let server = ServerState {
             deleted: row.deleted,
             payload: row
@@ -359,6 +396,16 @@ impl ConflictCtx<'_> {
                 return Ok(false);
             }
         };
+        // Never turn an unreadable payload into a delete (which would then spread as a cascade): keep and retry.
+        let unreadable = match &resolution {
+            Resolution::AcceptServer => !server.deleted && server.payload.is_none(),
+            Resolution::KeepLocal => local.op != "DELETE" && local.payload.is_none(),
+            Resolution::Merge(_) => false,
+        };
+        if unreadable {
+            back_off(tx, &f.table, &f.pk, "conflict with an unreadable payload")?;
+            return Ok(false);
+        }
         let shape = &self.shapes[&f.table];
         tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
         set_meta(tx, &f.table, &f.pk, server.server_version, server.deleted)?;

@@ -183,3 +183,51 @@ async fn a_huge_page_of_unknown_tables_advances_the_cursor_only() {
         "script exhausted"
     );
 }
+
+#[tokio::test]
+async fn mixed_case_names_are_refused_at_open() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(LOCAL_SCHEMA).unwrap();
+    let cfg = EngineConfig::new("Business", vec![TableConfig::new("users")]);
+    assert!(matches!(
+        Engine::open(conn, cfg, Scripted(RefCell::new(VecDeque::new()))),
+        Err(SyncError::Config(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_status_that_cannot_be_written_locally_backs_off_alone() {
+    let (bad, good) = (id(), id());
+    // Adopting the server's row for `bad` violates the local NOT NULL on name; `good` is applied.
+    let statuses = json!({"accepted": true, "highest_server_seq": 9, "statuses": [
+        {"source_change_id": 1, "status": "conflict", "server_row": {"id": bad, "deleted": false,
+            "payload": {"id": bad, "name": null, "email": "e"}, "table_name": "users", "schema_name": "business", "server_version": 3}},
+        {"source_change_id": 2, "status": "applied", "new_server_version": 1}]});
+    let mut e = engine(vec![(200, statuses.to_string())]);
+    e.conn()
+        .execute("INSERT INTO users (id, name, email) VALUES (?1, 'mine', 'e')", [&bad])
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(10)); // queued_at orders the chunk: bad first
+    e.conn()
+        .execute("INSERT INTO users (id, name, email) VALUES (?1, 'ok', 'e')", [&good])
+        .unwrap();
+    let report = e.upload().await.unwrap();
+    assert_eq!((report.applied, report.retried), (1, 1));
+    let left: Vec<(String, i64)> = {
+        let mut s = e.conn().prepare("SELECT pk_uuid, attempts FROM _sync_pending").unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        left,
+        vec![(bad.clone(), 1)],
+        "only the row that failed stays, backing off"
+    );
+    let name: String = e
+        .conn()
+        .query_row("SELECT name FROM users WHERE id = ?1", [&bad], |r| r.get(0))
+        .unwrap();
+    assert_eq!(name, "mine", "its local row is untouched");
+}
