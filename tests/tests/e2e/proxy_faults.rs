@@ -68,16 +68,7 @@ async fn lost_cut_delayed_and_duplicated_requests_apply_exactly_once() {
     }
     assert!(errors > 0, "the faults were exercised");
     proxy.set(|_, _| Fault::None);
-    for _ in 0..3 {
-        for d in devices.iter_mut() {
-            d.conn()
-                .execute("UPDATE _sync_pending SET next_attempt_at = NULL", [])
-                .unwrap();
-            d.sync()
-                .await
-                .unwrap_or_else(|e| panic!("seed {seed}: final sync: {e}"));
-        }
-    }
+    quiesce(&mut devices, &format!("seed {seed}")).await;
     let user = user_of(&devices[0]);
     let server = server_users(&w, &user).await;
     for (i, d) in devices.iter().enumerate() {

@@ -154,16 +154,7 @@ async fn run(seed: u64) {
     // Quiesce: faults off, rows waiting for a per-row backoff are made due, then every device syncs until nothing
     // moves.
     proxy.set(|_, _| Fault::None);
-    for _ in 0..3 {
-        for d in devices.iter_mut() {
-            d.conn()
-                .execute("UPDATE _sync_pending SET next_attempt_at = NULL", [])
-                .unwrap();
-            d.sync()
-                .await
-                .unwrap_or_else(|e| panic!("seed {seed}: final sync failed: {e}"));
-        }
-    }
+    quiesce(&mut devices, &format!("seed {seed}")).await;
     let user = user_of(&devices[0]);
     let server = server_rows(&w, &user).await;
     for (i, d) in devices.iter().enumerate() {

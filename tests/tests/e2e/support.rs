@@ -300,3 +300,18 @@ pub fn reopen_via(base: &str, d: Device) -> Device {
     e.sign_in(&user, token).unwrap();
     e
 }
+
+/// Makes every row waiting for a per-row backoff due, then syncs all devices round-robin until nothing moves
+/// (three rounds); a failing sync panics with `context`.
+pub async fn quiesce(devices: &mut [Device], context: &str) {
+    for _ in 0..3 {
+        for d in devices.iter_mut() {
+            d.conn()
+                .execute("UPDATE _sync_pending SET next_attempt_at = NULL", [])
+                .unwrap();
+            d.sync()
+                .await
+                .unwrap_or_else(|e| panic!("{context}: final sync failed: {e}"));
+        }
+    }
+}
