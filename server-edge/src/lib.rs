@@ -35,14 +35,3 @@ pub use config::Config;
 pub use registry::Registry;
 pub use runtime::Runtime;
 pub use service::Service;
-
-/// Why the server could not start (or, on the edge, become ready).
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    /// The database refused the schema or the catalogue queries.
-    #[error("database: {0}")]
-    Db(#[from] tokio_postgres::Error),
-}

@@ -9,20 +9,16 @@ use anyhow::{Context, bail};
 
 use crate::process::{shell_quote, tempdir, watched};
 
-/// A running throwaway cluster (kept for the life of the test process).
-struct Cluster {
-    url: String,
-    _child: Child,
-}
-
-static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+/// The shared throwaway cluster, kept for the life of the test process (statics are never dropped; the
+/// watchdog stops it when the process ends).
+static CLUSTER: OnceLock<Result<OwnCluster, String>> = OnceLock::new();
 
 /// The URL of the server (maintenance database `postgres`): `DATABASE_URL` if set, else a throwaway cluster.
 pub fn server_url() -> anyhow::Result<String> {
     if let Ok(url) = std::env::var("DATABASE_URL") {
         return Ok(url);
     }
-    match CLUSTER.get_or_init(|| start_cluster().map_err(|e| format!("{e:#}"))) {
+    match CLUSTER.get_or_init(|| OwnCluster::start().map_err(|e| format!("{e:#}"))) {
         Ok(c) => Ok(c.url.clone()),
         Err(e) => bail!("cannot start a throwaway PostgreSQL cluster: {e}"),
     }
@@ -84,17 +80,8 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn start_cluster() -> anyhow::Result<Cluster> {
-    let mut c = OwnCluster::start()?;
-    let child = c.child.take().expect("running");
-    Ok(Cluster {
-        url: c.url.clone(),
-        _child: child,
-    })
-}
-
-/// A throwaway cluster owned by one test, which can be restarted (fast shutdown, then start on the same data
-/// directory and port), as an operator restart would. Removed when the test process ends.
+/// A throwaway cluster, which can be restarted (fast shutdown, then start on the same data directory and port), as
+/// an operator restart would. Removed when the test process ends.
 pub struct OwnCluster {
     /// `postgres://…/postgres` of this cluster.
     pub url: String,

@@ -26,9 +26,11 @@ async fn send_from(d: &Device, batches: &[Value], from: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_upload_leaves_nothing_half_applied() {
-    if edge() {
-        return; // Process crashes are a property of the native binary; workerd isolates are tested elsewhere.
-    }
+    // Process crashes are a property of the native binary; tests/run skips this test for the edge target.
+    assert!(
+        !edge(),
+        "run the crash test against the native binary (OVERSYNC_TEST_TARGET=native)"
+    );
     let db_url = oversync_tests::pg::database("oversync_crash").expect("database");
     let first = start_server(&db_url, "");
     let user = new_user();
