@@ -80,7 +80,7 @@ impl<T: Transport> Engine<T> {
             }
             let page: SnapshotResponse =
                 serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))?;
-            let tx = self.conn.transaction()?;
+            let tx = self.conn.unchecked_transaction()?;
             tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
             for row in &page.rows {
                 let Some(shape) = self.shapes.get(&row.table).filter(|_| row.schema == self.cfg.schema) else {
@@ -172,7 +172,7 @@ impl<T: Transport> Engine<T> {
 
     fn apply_page_tx(&mut self, page: &DownloadResponse, include_self: bool) -> Result<usize, SyncError> {
         let me = self.source_id()?;
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.unchecked_transaction()?;
         tx.pragma_update(None, "defer_foreign_keys", true)?;
         tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
         let mut applied = 0;

@@ -2,6 +2,7 @@
 //! `upload.rs`, downloading and applying in `apply.rs`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use oversync_protocol::TableRef;
 use oversync_protocol::order::{FkEdge, parent_first};
@@ -133,9 +134,41 @@ pub struct Status {
     pub last_synced: Option<String>,
 }
 
+impl Rejected {
+    /// The rejection list in `conn`, oldest first (see [`Engine::rejections`]).
+    pub fn read_all(conn: &Connection) -> Result<Vec<Self>, SyncError> {
+        let mut stmt = conn.prepare("SELECT table_name, pk_uuid, reason, message FROM _sync_rejections ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Rejected {
+                table: r.get(0)?,
+                pk: r.get(1)?,
+                reason: r.get(2)?,
+                message: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Status {
+    /// The counts and the cursor as stored in `conn` (`last_error` and `last_synced` are the engine's): a host
+    /// reads them through [`Engine::shared_conn`] while a cycle is running.
+    pub fn read(conn: &Connection) -> Result<Self, SyncError> {
+        let q = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        Ok(Self {
+            pending: q("SELECT count(*) FROM _sync_pending")?,
+            parked: q("SELECT count(*) FROM _sync_pending WHERE parked = 1")?,
+            rejected: q("SELECT count(*) FROM _sync_rejections")?,
+            cursor: q("SELECT last_server_seq_seen FROM _sync_client_info WHERE id = 1")?,
+            last_error: None,
+            last_synced: None,
+        })
+    }
+}
+
 /// The engine over one SQLite database.
 pub struct Engine<T> {
-    conn: Connection,
+    conn: Rc<Connection>,
     cfg: EngineConfig,
     transport: T,
     token: Option<String>,
@@ -194,7 +227,7 @@ impl<T: Transport> Engine<T> {
         let rank = fk_rank(&conn, &cfg.schema, &shapes)?;
         let chunk = cfg.chunk_size.max(1);
         Ok(Self {
-            conn,
+            conn: Rc::new(conn),
             cfg,
             transport,
             token: None,
@@ -249,9 +282,12 @@ impl<T: Transport> Engine<T> {
         &self.conn
     }
 
-    /// Mutable access (transactions).
-    pub fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
+    /// A shared handle on the database, for a host that serves the app's reads and writes while a sync cycle is
+    /// waiting for the network. The engine never holds a transaction open across a request, so writes made
+    /// between its steps are safe (they are captured and sent by a later cycle); the host must not hold an app
+    /// transaction open when a step resumes. Use `unchecked_transaction` for app transactions.
+    pub fn shared_conn(&self) -> Rc<Connection> {
+        Rc::clone(&self.conn)
     }
 
     /// The transport (tests wrap it to inject faults).
@@ -261,23 +297,15 @@ impl<T: Transport> Engine<T> {
 
     /// Changes the server rejected for good (`bad_payload`, `unregistered_table`), oldest first.
     pub fn rejections(&self) -> Result<Vec<Rejected>, SyncError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT table_name, pk_uuid, reason, message FROM _sync_rejections ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Rejected {
-                table: r.get(0)?,
-                pk: r.get(1)?,
-                reason: r.get(2)?,
-                message: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Rejected::read_all(&self.conn)
     }
 
     /// Closes the engine and returns the connection.
+    ///
+    /// # Panics
+    /// If a handle from [`Engine::shared_conn`] is still alive.
     pub fn into_conn(self) -> Connection {
-        self.conn
+        Rc::into_inner(self.conn).expect("a shared connection handle outlived the engine")
     }
 
     /// One sync cycle: upload every eligible pending row, then download until the window is drained.
@@ -298,14 +326,10 @@ impl<T: Transport> Engine<T> {
 
     /// Pending, parked and rejected counts, the cursor and the last error.
     pub fn status(&self) -> Result<Status, SyncError> {
-        let q = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
         Ok(Status {
-            pending: q("SELECT count(*) FROM _sync_pending")?,
-            parked: q("SELECT count(*) FROM _sync_pending WHERE parked = 1")?,
-            rejected: q("SELECT count(*) FROM _sync_rejections")?,
-            cursor: q("SELECT last_server_seq_seen FROM _sync_client_info WHERE id = 1")?,
             last_error: self.last_error.clone(),
             last_synced: self.last_synced.clone(),
+            ..Status::read(&self.conn)?
         })
     }
 

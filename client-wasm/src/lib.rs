@@ -19,3 +19,6 @@ mod wire;
 pub use conflict::{Resolution, Resolver};
 pub use engine::{Engine, EngineConfig, SyncError, TableConfig};
 pub use oversync_protocol as protocol;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

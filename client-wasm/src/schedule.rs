@@ -35,6 +35,8 @@ pub struct Scheduler {
     running: bool,
     failures: u32,
     backoff_until: u64,
+    /// A write or wake-up arrived while a cycle ran: it may have missed it, so another one follows.
+    again: bool,
 }
 
 impl Scheduler {
@@ -46,17 +48,26 @@ impl Scheduler {
             running: false,
             failures: 0,
             backoff_until: 0,
+            again: false,
         }
     }
 
     /// A local write: a cycle after the debounce delay (a burst of writes keeps pushing it).
     pub fn on_write(&mut self, now: u64) {
         self.due = now + self.cfg.debounce_ms;
+        self.again |= self.running;
     }
 
     /// A watch wake-up, coming online or to the foreground: a cycle now (backoff still applies after failures).
     pub fn on_wake(&mut self, now: u64) {
         self.due = now;
+        self.again |= self.running;
+    }
+
+    /// The user asked for a cycle ("sync now"): due now, without waiting out a backoff.
+    pub fn on_demand(&mut self, now: u64) {
+        self.on_wake(now);
+        self.backoff_until = 0;
     }
 
     /// When the next cycle may start (ms), honouring the backoff; `None` while one is running.
@@ -87,11 +98,13 @@ impl Scheduler {
     /// +50 %. After success the next cycle is the periodic one.
     pub fn finish(&mut self, now: u64, ok: bool, jitter: f64) {
         self.running = false;
+        let again = std::mem::take(&mut self.again);
         if ok {
             self.failures = 0;
             self.backoff_until = 0;
-            // A write or wake-up during the cycle keeps its earlier due time; otherwise the periodic one.
-            if self.due <= now {
+            // A write or wake-up during the cycle gets a cycle of its own (its due time, at once if passed);
+            // otherwise the periodic one.
+            if !again && self.due <= now {
                 self.due = now + self.cfg.interval_ms;
             }
         } else {
@@ -151,5 +164,19 @@ mod tests {
         assert!(s.try_start(t));
         s.finish(t, true, 0.0);
         assert_eq!((s.failures(), s.next_due()), (0, Some(t + 30_000)));
+    }
+
+    #[test]
+    fn a_write_during_a_cycle_gets_its_own_cycle_and_demand_skips_the_backoff() {
+        let mut s = Scheduler::new(ScheduleConfig::default(), 0);
+        assert!(s.try_start(0));
+        s.on_write(100);
+        s.finish(2_000, true, 0.0);
+        assert_eq!(s.next_due(), Some(350), "not pushed to the periodic timer");
+        assert!(s.try_start(2_000));
+        s.finish(2_000, false, 0.0);
+        assert_eq!(s.next_due(), Some(3_000));
+        s.on_demand(2_500);
+        assert!(s.try_start(2_500), "sync now does not wait out the backoff");
     }
 }

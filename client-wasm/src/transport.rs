@@ -1,5 +1,5 @@
 //! The engine's only network dependency: two requests. A native implementation (reqwest) serves tests and tools;
-//! the browser gets a fetch-based one.
+//! the browser's is `web::HostTransport` (fetch through gloo-net, with the worker's hooks around each request).
 
 use std::future::Future;
 
@@ -63,54 +63,4 @@ impl Transport for HttpTransport {
         self.send(self.http.get(format!("{}{path}", self.base)).bearer_auth(token))
             .await
     }
-}
-
-/// fetch-based transport for the browser (wasm32), through gloo-net.
-#[cfg(target_arch = "wasm32")]
-#[derive(Debug, Clone)]
-pub struct FetchTransport {
-    base: String,
-}
-
-#[cfg(target_arch = "wasm32")]
-impl FetchTransport {
-    /// A transport for the server at `base`.
-    pub fn new(base: impl Into<String>) -> Self {
-        Self {
-            base: base.into().trim_end_matches('/').to_owned(),
-        }
-    }
-
-    async fn send(req: gloo_net::http::Request) -> Result<Reply, NetworkError> {
-        let resp = req.send().await.map_err(|e| NetworkError(e.to_string()))?;
-        let status = resp.status();
-        let body = resp.binary().await.map_err(|e| NetworkError(e.to_string()))?;
-        Ok(Reply { status, body })
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-impl Transport for FetchTransport {
-    async fn post(&self, path: &str, token: &str, body: Vec<u8>) -> Result<Reply, NetworkError> {
-        let req = gloo_net::http::Request::post(&format!("{}{path}", self.base))
-            .header("authorization", &format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(js_body(body))
-            .map_err(|e| NetworkError(e.to_string()))?;
-        Self::send(req).await
-    }
-
-    async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
-        let req = gloo_net::http::Request::get(&format!("{}{path}", self.base))
-            .header("authorization", &format!("Bearer {token}"))
-            .build()
-            .map_err(|e| NetworkError(e.to_string()))?;
-        Self::send(req).await
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-fn js_body(body: Vec<u8>) -> wasm_bindgen::JsValue {
-    // JSON is UTF-8 text; fetch sends a string body as UTF-8.
-    wasm_bindgen::JsValue::from_str(&String::from_utf8_lossy(&body))
 }

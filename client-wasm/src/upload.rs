@@ -147,7 +147,7 @@ impl<T: Transport> Engine<T> {
     /// Copies the current intent into the `sent_*` columns of rows without a frozen copy, in one transaction, and
     /// returns what to send.
     fn freeze(&mut self, batch: &[Key]) -> Result<Vec<Frozen>, SyncError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.unchecked_transaction()?;
         let mut out = Vec::with_capacity(batch.len());
         for (table, pk) in batch {
             tx.execute(
@@ -236,7 +236,7 @@ impl<T: Transport> Engine<T> {
             shapes,
             conflicts,
         };
-        let mut tx = conn.transaction()?;
+        let mut tx = conn.unchecked_transaction()?;
         for (f, s) in frozen.iter().zip(statuses) {
             // Each status under its own savepoint: a row whose outcome cannot be written locally (a constraint,
             // a malformed server row) backs off alone instead of failing the whole chunk every cycle.

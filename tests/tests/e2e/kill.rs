@@ -28,7 +28,7 @@ async fn a_client_killed_mid_apply_resumes_cleanly() {
     let username = name();
     let mut writer = device(&w, &username).await;
     {
-        let tx = writer.conn_mut().transaction().unwrap();
+        let tx = writer.conn().unchecked_transaction().unwrap();
         for i in 0..ROWS {
             tx.execute(
                 "INSERT INTO users (id, name, email) VALUES (?1, ?2, 'e')",

@@ -163,7 +163,7 @@ async fn fk_batch_retry_uploads_children_after_parents() {
     let mut d = guest(&w, |_| {});
     let mut users = Vec::new();
     {
-        let tx = d.conn_mut().transaction().unwrap();
+        let tx = d.conn().unchecked_transaction().unwrap();
         for i in 0..50 {
             let u = id();
             for j in 0..2 {

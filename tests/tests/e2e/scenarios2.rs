@@ -98,7 +98,7 @@ async fn complex_multi_batch() {
     let users: Vec<String> = (0..60).map(|_| id()).collect();
     let mut posts: Vec<(String, usize)> = Vec::new();
     {
-        let tx = phone.conn_mut().transaction().unwrap();
+        let tx = phone.conn().unchecked_transaction().unwrap();
         for (i, u) in users.iter().enumerate() {
             for _ in 0..2 {
                 let p = id();
@@ -151,7 +151,7 @@ async fn complex_multi_batch() {
         (50, 100)
     );
     {
-        let tx = laptop.conn_mut().transaction().unwrap();
+        let tx = laptop.conn().unchecked_transaction().unwrap();
         for _ in 0..20 {
             let u = id();
             tx.execute("INSERT INTO users (id, name, email) VALUES (?1, 'laptop', 'e')", [&u])

@@ -1,0 +1,84 @@
+//! The browser transport: `fetch` (gloo-net) with the hosting worker's hooks around each request.
+
+use gloo_net::http::{Request, RequestBuilder};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::transport::{NetworkError, Reply, Transport};
+
+#[wasm_bindgen]
+extern "C" {
+    /// What the worker provides (see `npm/src/worker.ts`).
+    pub type Host;
+
+    /// Resolves when a request may start; rejects while offline (simulated or reported by the browser).
+    #[wasm_bindgen(method, js_name = beforeRequest)]
+    fn before_request(this: &Host) -> js_sys::Promise;
+
+    /// Resolves when the engine may touch the database again: no app transaction is open.
+    #[wasm_bindgen(method, js_name = afterResponse)]
+    fn after_response(this: &Host) -> js_sys::Promise;
+
+    /// The abort signal for the next request (a timeout, and `close()`).
+    #[wasm_bindgen(method)]
+    fn signal(this: &Host) -> web_sys::AbortSignal;
+}
+
+/// `fetch` to the sync server, gated by the host.
+pub struct HostTransport {
+    base: String,
+    host: Host,
+}
+
+impl HostTransport {
+    pub(crate) fn new(base: &str, host: Host) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            host,
+        }
+    }
+
+    async fn send(&self, req: RequestBuilder, body: Option<Vec<u8>>) -> Result<Reply, NetworkError> {
+        let offline = JsFuture::from(self.host.before_request()).await;
+        offline.map_err(|e| NetworkError(describe(&e)))?;
+        let req = req.abort_signal(Some(&self.host.signal()));
+        let req: Result<Request, _> = match body {
+            // JSON is UTF-8 text; fetch sends a string body as UTF-8.
+            Some(b) => req.body(String::from_utf8_lossy(&b).into_owned()),
+            None => req.build(),
+        };
+        let result = async {
+            let resp = req?.send().await?;
+            let status = resp.status();
+            Ok::<_, gloo_net::Error>(Reply {
+                status,
+                body: resp.binary().await?,
+            })
+        }
+        .await;
+        // Wait for the app's open transaction (if any) before the engine writes the outcome.
+        let _ = JsFuture::from(self.host.after_response()).await;
+        result.map_err(|e| NetworkError(e.to_string()))
+    }
+}
+
+impl Transport for HostTransport {
+    async fn post(&self, path: &str, token: &str, body: Vec<u8>) -> Result<Reply, NetworkError> {
+        let req = Request::post(&format!("{}{path}", self.base))
+            .header("authorization", &format!("Bearer {token}"))
+            .header("content-type", "application/json");
+        self.send(req, Some(body)).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
+        let req = Request::get(&format!("{}{path}", self.base)).header("authorization", &format!("Bearer {token}"));
+        self.send(req, None).await
+    }
+}
+
+fn describe(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "offline".into())
+}

@@ -1,0 +1,262 @@
+//! The wasm-bindgen layer the npm package's worker drives (`npm/src/worker.ts`): open a database on OPFS, the
+//! app's reads and writes, change notifications, and sync. Thin on purpose: type conversion and error mapping;
+//! the engine does the work. Every error is a JS `Error` with a stable `code` (see `error.rs`).
+
+mod error;
+mod host;
+mod schedule;
+mod sync;
+mod values;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use js_sys::Array;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::{Connection, OpenFlags};
+use serde::Deserialize;
+use sqlite_wasm_vfs::sahpool::{OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil, install};
+use wasm_bindgen::prelude::*;
+
+use crate::{Engine, EngineConfig, Resolver, TableConfig};
+use error::{bad_argument, js_error, sqlite};
+pub use host::{Host, HostTransport};
+pub use schedule::SyncSchedule;
+use values::Params;
+
+/// Options of [`Database::open`] (the worker fills them from `SyncClient.open`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OpenOptions {
+    /// Database file name; also names its OPFS directory (one pool per file, owned by one worker).
+    file: String,
+    /// The sync server's base URL.
+    url: String,
+    /// The server schema the tables belong to.
+    server_schema: String,
+    /// SQL run at every open, before capture starts (`CREATE TABLE IF NOT EXISTS …`).
+    #[serde(default)]
+    init: String,
+    tables: Vec<TableOption>,
+    #[serde(default)]
+    resolver: Option<String>,
+    #[serde(default)]
+    chunk_size: Option<usize>,
+    #[serde(default)]
+    download_limit: Option<i64>,
+    /// Keep the database in memory (tests, or browsers without OPFS).
+    #[serde(default)]
+    memory: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableOption {
+    name: String,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// Tables touched by writes (local or applied by sync) since the last [`Database::take_changed`].
+type Changed = Arc<Mutex<BTreeSet<String>>>;
+/// While `Some`, the tables a statement being prepared reads.
+type Reads = Arc<Mutex<Option<BTreeSet<String>>>>;
+
+/// One open database with its sync engine.
+#[wasm_bindgen]
+pub struct Database {
+    conn: Rc<Connection>,
+    engine: Rc<RefCell<Engine<HostTransport>>>,
+    changed: Changed,
+    reads: Reads,
+    pool: Option<OpfsSAHPoolUtil>,
+    last: Rc<RefCell<sync::Last>>,
+}
+
+fn app_table(name: &str) -> bool {
+    !name.starts_with("_sync_") && !name.starts_with("sqlite_")
+}
+
+#[wasm_bindgen]
+impl Database {
+    /// Opens (creating if needed) the database: installs its OPFS pool, runs `init`, starts the engine.
+    pub async fn open(options: JsValue, host: Host) -> Result<Database, JsValue> {
+        let opts: OpenOptions =
+            serde_wasm_bindgen::from_value(options).map_err(|e| bad_argument(format!("open options: {e}")))?;
+        if opts.file.is_empty()
+            || !opts
+                .file
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(bad_argument("file: use letters, digits, '-', '_' and '.'"));
+        }
+        let (mut conn, pool) = if opts.memory {
+            (Connection::open_in_memory().map_err(|e| sqlite(&e))?, None)
+        } else {
+            let vfs = format!("oversync-{}", opts.file);
+            let cfg = OpfsSAHPoolCfgBuilder::new()
+                .vfs_name(&vfs)
+                .directory(&format!(".oversync/{}", opts.file))
+                .build();
+            let pool = install::<sqlite_wasm_rs::WasmOsCallback>(&cfg, false)
+                .await
+                .map_err(|e| js_error("STORAGE_UNAVAILABLE", &e.to_string()))?;
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+            let conn = Connection::open_with_flags_and_vfs(format!("/{}", opts.file), flags, vfs.as_str())
+                .map_err(|e| sqlite(&e))?;
+            (conn, Some(pool))
+        };
+        conn.pragma_update(None, "foreign_keys", true).map_err(|e| sqlite(&e))?;
+        conn.execute_batch(&opts.init).map_err(|e| sqlite(&e))?;
+        let changed = Changed::default();
+        let reads = Reads::default();
+        hooks(&mut conn, &changed, &reads).map_err(|e| sqlite(&e))?;
+        let mut cfg = EngineConfig::new(
+            &opts.server_schema,
+            opts.tables
+                .iter()
+                .map(|t| TableConfig {
+                    table: t.name.clone(),
+                    key: t.key.clone().unwrap_or_else(|| "id".into()),
+                })
+                .collect(),
+        );
+        cfg.resolver = match opts.resolver.as_deref() {
+            None | Some("server-wins") => Resolver::ServerWins,
+            Some("client-wins") => Resolver::ClientWins,
+            Some(other) => {
+                return Err(bad_argument(format!(
+                    "resolver {other:?}: use server-wins or client-wins"
+                )));
+            }
+        };
+        cfg.chunk_size = opts.chunk_size.unwrap_or(cfg.chunk_size);
+        cfg.download_limit = opts.download_limit.unwrap_or(cfg.download_limit);
+        let engine = Engine::open(conn, cfg, HostTransport::new(&opts.url, host)).map_err(|e| error::sync(&e))?;
+        Ok(Database {
+            conn: engine.shared_conn(),
+            engine: Rc::new(RefCell::new(engine)),
+            changed,
+            reads,
+            pool,
+            last: Rc::default(),
+        })
+    }
+
+    /// This database's device id (the `did` its tokens must carry).
+    #[wasm_bindgen(js_name = deviceId)]
+    pub fn device_id(&self) -> Result<String, JsValue> {
+        self.conn
+            .query_row("SELECT source_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))
+            .map_err(|e| sqlite(&e))
+    }
+
+    /// Executes one statement; `{ changes, lastInsertRowid }`.
+    pub fn exec(&self, sql: &str, params: JsValue) -> Result<JsValue, JsValue> {
+        let params = Params::from_js(&params)?;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| sqlite(&e))?;
+        let changes = params.execute(&mut stmt)?;
+        let out = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&out, &"changes".into(), &(changes as f64).into());
+        let rowid = self.conn.last_insert_rowid() as f64;
+        let _ = js_sys::Reflect::set(&out, &"lastInsertRowid".into(), &rowid.into());
+        Ok(out.into())
+    }
+
+    /// Runs several statements without parameters (a script).
+    #[wasm_bindgen(js_name = execScript)]
+    pub fn exec_script(&self, sql: &str) -> Result<(), JsValue> {
+        self.conn.execute_batch(sql).map_err(|e| sqlite(&e))
+    }
+
+    /// Runs a query; rows as objects.
+    pub fn query(&self, sql: &str, params: JsValue) -> Result<Array, JsValue> {
+        let params = Params::from_js(&params)?;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| sqlite(&e))?;
+        params.query(&mut stmt)
+    }
+
+    /// The app tables a query reads (for live queries), found by SQLite's authorizer while preparing it.
+    #[wasm_bindgen(js_name = tablesRead)]
+    pub fn tables_read(&self, sql: &str) -> Result<Array, JsValue> {
+        *lock(&self.reads) = Some(BTreeSet::new());
+        let prepared = self.conn.prepare(sql).map(drop);
+        let tables = lock(&self.reads).take().unwrap_or_default();
+        prepared.map_err(|e| sqlite(&e))?;
+        Ok(tables.into_iter().map(JsValue::from).collect())
+    }
+
+    /// App tables written since the last call (by the app or by sync); the worker notifies live queries.
+    #[wasm_bindgen(js_name = takeChanged)]
+    pub fn take_changed(&self) -> Array {
+        let tables = std::mem::take(&mut *lock(&self.changed));
+        tables.into_iter().map(JsValue::from).collect()
+    }
+
+    /// `BEGIN IMMEDIATE` (the worker keeps sync from resuming until `commit` or `rollback`).
+    pub fn begin(&self) -> Result<(), JsValue> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| sqlite(&e))
+    }
+
+    /// `COMMIT`.
+    pub fn commit(&self) -> Result<(), JsValue> {
+        self.conn.execute_batch("COMMIT").map_err(|e| sqlite(&e))
+    }
+
+    /// `ROLLBACK` (a no-op when no transaction is open).
+    pub fn rollback(&self) -> Result<(), JsValue> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("ROLLBACK").map_err(|e| sqlite(&e))
+    }
+
+    /// True while an app transaction is open.
+    #[wasm_bindgen(js_name = inTransaction)]
+    pub fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    /// Closes the database and releases its OPFS files (another worker can open them). Fails with `BUSY` while
+    /// a sync cycle runs.
+    pub fn close(self) -> Result<(), JsValue> {
+        let Database { conn, engine, pool, .. } = self;
+        drop(conn);
+        let engine = Rc::into_inner(engine).ok_or_else(|| js_error("BUSY", "a sync cycle is running"))?;
+        engine.into_inner().into_conn().close().map_err(|(_, e)| sqlite(&e))?;
+        if let Some(pool) = pool {
+            pool.pause()
+                .map_err(|e| js_error("STORAGE_UNAVAILABLE", &e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The update hook records written app tables; the authorizer records read tables while `reads` is `Some`.
+fn hooks(conn: &mut Connection, changed: &Changed, reads: &Reads) -> rusqlite::Result<()> {
+    let changed = Arc::clone(changed);
+    conn.update_hook(Some(move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+        if app_table(table) {
+            lock(&changed).insert(table.to_owned());
+        }
+    }))?;
+    let reads = Arc::clone(reads);
+    conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+        if let AuthAction::Read { table_name, .. } = ctx.action
+            && let Some(set) = lock(&reads).as_mut()
+            && app_table(table_name)
+        {
+            set.insert(table_name.to_owned());
+        }
+        Authorization::Allow
+    }))
+}
+
+/// The hooks' shared sets (wasm is single-threaded; the hooks only have to be `Send`). A poisoned lock only
+/// means a hook panicked; the set is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

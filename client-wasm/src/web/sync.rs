@@ -1,0 +1,159 @@
+//! Sign-in, the sync cycle and what the app shows about it (status, conflicts, rejections).
+
+use std::rc::Rc;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::Database;
+use super::error::{self, js_error, sqlite};
+use crate::conflict::Resolution;
+use crate::engine::{Rejected, Status};
+
+/// The outcome of the last cycle, kept outside the engine so `status()` answers while a cycle runs.
+#[derive(Default)]
+pub(super) struct Last {
+    error: Option<(String, String)>,
+    synced: Option<String>,
+}
+
+fn to_js(v: &Value) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
+}
+
+fn busy() -> JsValue {
+    js_error("BUSY", "a sync cycle is running")
+}
+
+/// The stable `code` of a sync error, for `status().lastError`.
+fn code_of(e: &JsValue) -> String {
+    js_sys::Reflect::get(e, &"code".into())
+        .ok()
+        .and_then(|c| c.as_string())
+        .unwrap_or_default()
+}
+
+#[wasm_bindgen]
+impl Database {
+    /// Binds the database to `user` at the first sign-in and sets the token; `WRONG_USER` for another user.
+    #[wasm_bindgen(js_name = signIn)]
+    pub fn sign_in(&self, user: &str, token: String) -> Result<(), JsValue> {
+        let mut engine = self.engine.try_borrow_mut().map_err(|_| busy())?;
+        engine.sign_in(user, token).map_err(|e| error::sync(&e))
+    }
+
+    /// The user this database belongs to (`null` before the first sign-in).
+    #[wasm_bindgen(js_name = userId)]
+    pub fn user_id(&self) -> Result<Option<String>, JsValue> {
+        self.conn
+            .query_row("SELECT user_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))
+            .map_err(|e| sqlite(&e))
+    }
+
+    /// One cycle (hydrating first if this database never completed a hydration); `token` replaces the current
+    /// one. Resolves to `{ applied, conflicts, rejected, retried }`; rejects with a coded error (`BUSY` if a
+    /// cycle is already running). Nothing local is lost on failure.
+    // The engine stays borrowed for the whole cycle on purpose: the other methods read through the shared
+    // connection, and those that need the engine answer `BUSY` (try_borrow) instead of panicking.
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn sync(&self, token: Option<String>) -> js_sys::Promise {
+        let engine = Rc::clone(&self.engine);
+        let last = Rc::clone(&self.last);
+        future_to_promise(async move {
+            let mut e = engine.try_borrow_mut().map_err(|_| busy())?;
+            if let Some(t) = token {
+                e.set_token(t);
+            }
+            let result = async {
+                if !e.hydrated()? {
+                    e.hydrate(false).await?;
+                }
+                e.sync().await
+            }
+            .await;
+            let mut last = last.borrow_mut();
+            match result {
+                Ok(r) => {
+                    last.error = None;
+                    last.synced = e.status().ok().and_then(|s| s.last_synced);
+                    Ok(to_js(&json!({
+                        "applied": r.applied, "conflicts": r.conflicts, "rejected": r.rejected, "retried": r.retried,
+                    })))
+                }
+                Err(err) => {
+                    let js = error::sync(&err);
+                    last.error = Some((code_of(&js), err.to_string()));
+                    Err(js)
+                }
+            }
+        })
+    }
+
+    /// `{ pending, parked, rejected, cursor, hydrated, syncing, lastError: {code, message} | null, lastSyncedAt }`.
+    pub fn status(&self) -> Result<JsValue, JsValue> {
+        let s = Status::read(&self.conn).map_err(|e| error::sync(&e))?;
+        let hydrated: bool = self
+            .conn
+            .query_row("SELECT hydrated FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))
+            .map_err(|e| sqlite(&e))?;
+        let last = self.last.borrow();
+        Ok(to_js(&json!({
+            "pending": s.pending, "parked": s.parked, "rejected": s.rejected, "cursor": s.cursor,
+            "hydrated": hydrated, "syncing": self.engine.try_borrow_mut().is_err(),
+            "lastError": last.error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
+            "lastSyncedAt": last.synced,
+        })))
+    }
+
+    /// Changes the server rejected for good: `[{ table, pk, reason, message }]`, oldest first.
+    pub fn rejections(&self) -> Result<JsValue, JsValue> {
+        let list = Rejected::read_all(&self.conn).map_err(|e| error::sync(&e))?;
+        let v: Vec<Value> = list
+            .into_iter()
+            .map(|r| json!({"table": r.table, "pk": r.pk, "reason": r.reason, "message": r.message}))
+            .collect();
+        Ok(to_js(&Value::Array(v)))
+    }
+
+    /// Conflicts resolved since the last call: `[{ table, pk, resolution, server, local }]` (empty while a cycle
+    /// runs; they are kept for the next call).
+    #[wasm_bindgen(js_name = takeConflicts)]
+    pub fn take_conflicts(&self) -> JsValue {
+        let Ok(mut engine) = self.engine.try_borrow_mut() else {
+            return js_sys::Array::new().into();
+        };
+        let v: Vec<Value> = engine
+            .take_conflicts()
+            .into_iter()
+            .map(|c| {
+                let (resolution, merged) = match c.resolution {
+                    Resolution::AcceptServer => ("server", None),
+                    Resolution::KeepLocal => ("client", None),
+                    Resolution::Merge(m) => ("merge", Some(m)),
+                };
+                json!({
+                    "table": c.table, "pk": c.pk, "resolution": resolution, "merged": merged,
+                    "server": {"deleted": c.server.deleted, "payload": c.server.payload, "version": c.server.server_version},
+                    "local": {"op": c.local.op, "payload": c.local.payload, "baseVersion": c.local.base_version},
+                })
+            })
+            .collect();
+        to_js(&Value::Array(v))
+    }
+
+    /// Unparks every parked row; returns how many.
+    #[wasm_bindgen(js_name = retryParked)]
+    pub fn retry_parked(&self) -> Result<u32, JsValue> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE _sync_pending SET parked = 0, attempts = 0, next_attempt_at = NULL WHERE parked = 1",
+                [],
+            )
+            .map_err(|e| sqlite(&e))?;
+        Ok(n as u32)
+    }
+}

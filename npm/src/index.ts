@@ -1,0 +1,313 @@
+// oversync-web: an offline-first SQLite database in the browser (OPFS, in a dedicated worker) that syncs with
+// an oversync server. See README.md for the options field by field.
+
+import type { PageRequest, WireError, WorkerMessage, Op } from './messages.js';
+import type { Conflict, ExecResult, Params, Row, SyncStatus, TableOption } from './types.js';
+
+export type * from './types.js';
+
+/** Every error this package throws: `code` is stable (see README), `message` is for people. */
+export class OversyncError extends Error {
+  readonly code: string;
+  /** HTTP status, for `code === 'HTTP'`. */
+  readonly status?: number;
+  constructor(e: WireError) {
+    super(e.message);
+    this.name = 'OversyncError';
+    this.code = e.code;
+    if (e.status !== undefined) this.status = e.status;
+  }
+}
+
+/** The token, or a function returning it; called again (with `refresh: true`) after the server answers 401. */
+export type Auth = string | ((ctx: { deviceId: string; user: string; refresh: boolean }) => string | Promise<string>);
+
+/** Options of {@link SyncClient.open}. */
+export interface OpenOptions {
+  /** App database name; with `user` it names the file (`<name>.<user>.sqlite3`) — one file per user. */
+  name: string;
+  /** The signed-in user's id (the token's `sub`). Switching user opens another database. */
+  user: string;
+  /** Base URL of the sync server (e.g. `https://sync.example.com`). */
+  url: string;
+  /** The synced tables; they must exist after `init` ran. */
+  tables: TableOption[];
+  /** SQL run at every open before sync starts: create your tables with `CREATE TABLE IF NOT EXISTS`. */
+  init?: string;
+  /** The server schema the tables belong to (default `public`). */
+  serverSchema?: string;
+  /** The bearer token, or a callback producing one for this device (see {@link Auth}). */
+  auth: Auth;
+  /** Conflict strategy: `server-wins` (default) or `client-wins`. */
+  resolver?: 'server-wins' | 'client-wins';
+  /** Called with errors of background sync cycles (network errors excepted: see `status.online`). */
+  onError?: (error: OversyncError) => void;
+  /** Periodic sync interval in ms (default 30000); writes, reconnects and `sync()` start a cycle sooner. */
+  syncIntervalMs?: number;
+  /** Per-request timeout in ms (default 30000). */
+  requestTimeoutMs?: number;
+  /** Sync in the background (default true); false: only `sync()` syncs. */
+  autoSync?: boolean;
+  /** Keep the database in memory instead of OPFS (tests). */
+  memory?: boolean;
+}
+
+/** One interactive transaction (see {@link SyncClient.transaction}). */
+export interface Transaction {
+  exec(sql: string, params?: Params): Promise<ExecResult>;
+  query<T = Row>(sql: string, params?: Params): Promise<T[]>;
+}
+
+type Listener = () => void;
+
+const initialStatus: SyncStatus = {
+  online: true,
+  syncing: false,
+  pending: 0,
+  parked: 0,
+  hydrated: false,
+  lastSyncedAt: null,
+  lastError: null,
+  conflicts: [],
+  rejections: [],
+  owner: false,
+};
+
+/** An open database. Every tab of the origin may open the same one; one of them owns it and serves the rest. */
+export class SyncClient {
+  private worker: Worker;
+  private nextId = 0;
+  private calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  private changeListeners = new Set<(tables: Set<string>) => void>();
+  private statusListeners = new Set<Listener>();
+  private conflictListeners = new Set<(c: Conflict[]) => void>();
+  private current: SyncStatus = initialStatus;
+  private closed = false;
+  private detach: () => void = () => undefined;
+
+  private constructor(private opts: OpenOptions) {
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'oversync' });
+    this.worker.onmessage = (e: MessageEvent<WorkerMessage>) => this.onMessage(e.data);
+  }
+
+  /** Opens (or creates) the user's database and starts syncing in the background. */
+  static async open(options: OpenOptions): Promise<SyncClient> {
+    for (const k of ['name', 'user', 'url'] as const) {
+      if (typeof options[k] !== 'string' || !options[k]) throw new OversyncError({ code: 'BAD_ARGUMENT', message: `${k} is required` });
+    }
+    if (options.auth === undefined) throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'auth is required' });
+    const client = new SyncClient(options);
+    const file = `${options.name}.${options.user}.sqlite3`.replace(/[^A-Za-z0-9._-]/g, '_');
+    try {
+      await client.call('open' as Op, [
+        {
+          file,
+          user: options.user,
+          syncIntervalMs: options.syncIntervalMs ?? 30_000,
+          requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+          autoSync: options.autoSync ?? true,
+          open: {
+            file,
+            url: options.url,
+            serverSchema: options.serverSchema ?? 'public',
+            init: options.init ?? '',
+            tables: options.tables.map((t) => (typeof t === 'string' ? { name: t } : t)),
+            resolver: options.resolver,
+            memory: options.memory ?? false,
+          },
+        },
+      ]);
+    } catch (e) {
+      client.worker.terminate();
+      throw e;
+    }
+    client.listenToPage();
+    client.current = { ...((await client.call('status', [])) as SyncStatus), owner: client.current.owner };
+    return client;
+  }
+
+  /** Runs one statement (INSERT, UPDATE, DELETE, DDL). Writes to synced tables are captured and uploaded. */
+  exec(sql: string, params?: Params): Promise<ExecResult> {
+    return this.call('exec', [sql, params]) as Promise<ExecResult>;
+  }
+
+  /** Runs a query; rows as objects. */
+  query<T = Row>(sql: string, params?: Params): Promise<T[]> {
+    return this.call('query', [sql, params]) as Promise<T[]>;
+  }
+
+  /** Runs several parameterless statements. */
+  execScript(sql: string): Promise<void> {
+    return this.call('script', [sql]) as Promise<void>;
+  }
+
+  /**
+   * Runs `fn` in one SQLite transaction: committed when it resolves, rolled back when it throws. Other
+   * operations (from any tab) and sync wait meanwhile; a transaction idle for 10 s is rolled back.
+   */
+  async transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
+    const id = (await this.call('begin', [])) as string;
+    const tx: Transaction = {
+      exec: (sql, params) => this.call('exec', [sql, params], id) as Promise<ExecResult>,
+      query: <T>(sql: string, params?: Params) => this.call('query', [sql, params], id) as Promise<T[]>,
+    };
+    let result: R;
+    try {
+      result = await fn(tx);
+    } catch (e) {
+      await this.call('rollback', [], id).catch(() => undefined);
+      throw e;
+    }
+    await this.call('commit', [], id);
+    return result;
+  }
+
+  /**
+   * A live query: `callback` gets the rows now and again whenever a write (local, another tab's, or synced)
+   * touches a table the query reads. Returns the unsubscribe function.
+   */
+  subscribe<T = Row>(sql: string, params: Params | undefined, callback: (rows: T[]) => void, onError?: (e: OversyncError) => void): () => void {
+    let active = true;
+    let tables: Set<string> | null = null;
+    let running = false;
+    let dirty = false;
+    const run = async () => {
+      if (running) return void (dirty = true);
+      running = true;
+      try {
+        do {
+          dirty = false;
+          tables ??= new Set((await this.call('tablesRead', [sql])) as string[]);
+          const rows = await this.query<T>(sql, params);
+          if (active && !dirty) callback(rows);
+        } while (dirty && active);
+      } catch (e) {
+        if (active) (onError ?? ((err) => this.opts.onError?.(err)))(e as OversyncError);
+      } finally {
+        running = false;
+      }
+    };
+    const onChange = (changed: Set<string>) => {
+      if (!tables || [...tables].some((t) => changed.has(t))) void run();
+    };
+    this.changeListeners.add(onChange);
+    void run();
+    return () => {
+      active = false;
+      this.changeListeners.delete(onChange);
+    };
+  }
+
+  /** Starts a sync cycle now (even during a backoff) and resolves when it ends; rejects with its error. */
+  async sync(): Promise<SyncStatus> {
+    const s = (await this.call('sync', [])) as SyncStatus;
+    this.setStatus({ ...s, owner: this.current.owner });
+    return this.current;
+  }
+
+  /** The latest sync status (updated by events; see {@link SyncClient.onStatus}). */
+  get status(): SyncStatus {
+    return this.current;
+  }
+
+  /** Calls `listener` whenever the status changes; returns the unsubscribe function. */
+  onStatus(listener: Listener): () => void {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  /** Calls `listener` with conflicts as sync resolves them; returns the unsubscribe function. */
+  onConflicts(listener: (c: Conflict[]) => void): () => void {
+    this.conflictListeners.add(listener);
+    return () => this.conflictListeners.delete(listener);
+  }
+
+  /** Unparks changes parked after repeated failures and syncs. */
+  retryParked(): Promise<number> {
+    return this.call('retryParked', []) as Promise<number>;
+  }
+
+  /** Demo and test aid: behave as if the network were down (writes queue up) until called with false. */
+  simulateOffline(offline: boolean): Promise<void> {
+    return this.call('setOffline', [offline]) as Promise<void>;
+  }
+
+  /** Closes this tab's handle: waits for a running sync, releases the database to another tab, ends the worker. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.call('close' as Op, []);
+    } finally {
+      this.closed = true;
+      this.detach();
+      this.worker.terminate();
+      for (const c of this.calls.values()) c.reject(new OversyncError({ code: 'CLOSED', message: 'closed' }));
+      this.calls.clear();
+    }
+  }
+
+  private call(op: Op, args: unknown[], tx?: string): Promise<unknown> {
+    if (this.closed) return Promise.reject(new OversyncError({ code: 'CLOSED', message: 'the client is closed' }));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, args, tx } satisfies PageRequest);
+    });
+  }
+
+  private onMessage(m: WorkerMessage): void {
+    if ('id' in m) {
+      const c = this.calls.get(m.id);
+      this.calls.delete(m.id);
+      if (m.ok) c?.resolve(m.value);
+      else c?.reject(new OversyncError(m.error));
+      return;
+    }
+    switch (m.event) {
+      case 'change': {
+        const tables = new Set(m.tables);
+        this.changeListeners.forEach((l) => l(tables));
+        return;
+      }
+      case 'status':
+        return this.setStatus({ ...m.status, owner: this.current.owner });
+      case 'role':
+        return this.setStatus({ ...this.current, owner: m.owner });
+      case 'conflicts':
+        this.conflictListeners.forEach((l) => l(m.conflicts));
+        return;
+      case 'error':
+        this.opts.onError?.(new OversyncError(m.error));
+        return;
+      case 'token':
+        void this.token(m.tokenId, m.deviceId, m.refresh);
+        return;
+    }
+  }
+
+  private async token(tokenId: number, deviceId: string, refresh: boolean): Promise<void> {
+    let token: string | null = null;
+    try {
+      const auth = this.opts.auth;
+      token = typeof auth === 'string' ? (refresh ? null : auth) : await auth({ deviceId, user: this.opts.user, refresh });
+    } catch (e) {
+      this.opts.onError?.(new OversyncError({ code: 'AUTH', message: `auth callback failed: ${String(e)}` }));
+    }
+    this.worker.postMessage({ op: 'token', args: [tokenId, token] });
+  }
+
+  private setStatus(s: SyncStatus): void {
+    this.current = s;
+    this.statusListeners.forEach((l) => l());
+  }
+
+  /** Coming to the foreground starts a cycle (the owner's worker itself listens for online/offline). */
+  private listenToPage(): void {
+    if (typeof document === 'undefined') return;
+    const onVisible = () => {
+      if (document.visibilityState === 'visible') this.call('sync', []).catch(() => undefined);
+    };
+    document.addEventListener('visibilitychange', onVisible);
+    this.detach = () => document.removeEventListener('visibilitychange', onVisible);
+  }
+}

@@ -1,0 +1,65 @@
+// Messages between the page (SyncClient), its dedicated worker, and the other tabs' workers
+// (BroadcastChannel). Internal: not part of the public API.
+
+import type { SyncStatus, Conflict } from './types.js';
+
+/** Page → worker. */
+export type PageRequest = { id: number; op: Op; args: unknown[]; tx?: string };
+
+/** Operations the owner executes. */
+export type Op =
+  | 'exec'
+  | 'query'
+  | 'script'
+  | 'tablesRead'
+  | 'begin'
+  | 'commit'
+  | 'rollback'
+  | 'sync'
+  | 'status'
+  | 'rejections'
+  | 'retryParked'
+  | 'setOffline';
+
+/** A serialised error (structured clone drops an Error's own properties). */
+export type WireError = { message: string; code: string; status?: number };
+
+/** Worker → page. */
+export type WorkerMessage =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: WireError }
+  | { event: 'change'; tables: string[] }
+  | { event: 'status'; status: SyncStatus }
+  | { event: 'conflicts'; conflicts: Conflict[] }
+  | { event: 'error'; error: WireError }
+  | { event: 'token'; tokenId: number; deviceId: string; refresh: boolean }
+  | { event: 'role'; owner: boolean };
+
+/** Between workers of one database (BroadcastChannel `oversync:<file>`). */
+export type PeerMessage =
+  | { t: 'hello' }
+  | { t: 'owner'; id: string }
+  | { t: 'req'; rid: string; op: Op; args: unknown[]; tx?: string }
+  | { t: 'res'; rid: string; ok: true; value: unknown }
+  | { t: 'res'; rid: string; ok: false; error: WireError }
+  | { t: 'change'; tables: string[] }
+  | { t: 'status'; status: SyncStatus }
+  | { t: 'conflicts'; conflicts: Conflict[] };
+
+/** Turns anything thrown into a WireError (wasm errors carry `code`). */
+export function toWire(e: unknown): WireError {
+  if (e && typeof e === 'object') {
+    const o = e as { message?: unknown; code?: unknown; status?: unknown; name?: unknown };
+    const code = typeof o.code === 'string' ? o.code : typeof o.name === 'string' ? jsCode(o.name) : 'INTERNAL';
+    const out: WireError = { message: String(o.message ?? e), code };
+    if (typeof o.status === 'number') out.status = o.status;
+    return out;
+  }
+  return { message: String(e), code: 'INTERNAL' };
+}
+
+function jsCode(name: string): string {
+  if (name === 'AbortError' || name === 'TimeoutError') return 'NETWORK';
+  if (name === 'NoModificationAllowedError') return 'STORAGE_LOCKED';
+  return 'INTERNAL';
+}

@@ -1,0 +1,299 @@
+// The owner side: the one worker per database that holds it open on OPFS, executes every tab's operations,
+// runs the sync loop, and broadcasts changes and status.
+
+import { Database, SyncSchedule } from './wasm/oversync_client.js';
+import type { Op } from './messages.js';
+import type { Conflict, Rejection, SyncStatus } from './types.js';
+
+/** What the owner needs from its worker. */
+export interface OwnerHooks {
+  /** Asks the page for a token (`refresh` after a 401). */
+  token(deviceId: string, refresh: boolean): Promise<string | null>;
+  /** Tables written (locally or by sync), for every tab. */
+  changed(tables: string[]): void;
+  status(s: SyncStatus): void;
+  conflicts(c: Conflict[]): void;
+  error(e: unknown): void;
+}
+
+export interface OwnerOptions {
+  open: Record<string, unknown>;
+  user: string;
+  syncIntervalMs: number;
+  requestTimeoutMs: number;
+  autoSync: boolean;
+}
+
+const TX_IDLE_MS = 10_000;
+const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
+
+export class Owner {
+  private db!: Database;
+  private schedule!: SyncSchedule;
+  private tx: { id: string; timer: ReturnType<typeof setTimeout> } | null = null;
+  private txWaiters: Array<() => void> = [];
+  private offline = false;
+  private closing = new AbortController();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private cycle: Promise<unknown> | null = null;
+  private token: string | null = null;
+  private deviceId = '';
+  private conflictLog: Conflict[] = [];
+  private rejections: Rejection[] = [];
+  private lastStatus = '';
+
+  constructor(private opts: OwnerOptions, private hooks: OwnerHooks) {}
+
+  /** Opens the database, retrying while the previous owner's OPFS handles are still being released. */
+  async start(): Promise<void> {
+    const host = {
+      beforeRequest: () => {
+        this.flushChanges();
+        return this.isOnline() ? Promise.resolve() : Promise.reject(coded('NETWORK', 'offline'));
+      },
+      afterResponse: () => this.txFree(),
+      signal: () => AbortSignal.any([AbortSignal.timeout(this.opts.requestTimeoutMs), this.closing.signal]),
+    };
+    const deadline = Date.now() + 20_000;
+    for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+      try {
+        this.db = await Database.open(this.opts.open, host);
+        break;
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code !== 'STORAGE_UNAVAILABLE' || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+    this.deviceId = this.db.deviceId();
+    const bound = this.db.userId();
+    if (bound && bound !== this.opts.user) throw coded('WRONG_USER', `this database belongs to ${bound}`);
+    this.schedule = new SyncSchedule(Date.now(), this.opts.syncIntervalMs, 250);
+    this.rejections = this.db.rejections() as Rejection[];
+    self.addEventListener('online', () => this.wake());
+    self.addEventListener('offline', () => this.publishStatus());
+    this.publishStatus();
+    if (this.opts.autoSync) this.arm();
+  }
+
+  /** Executes one operation from any tab. `tx` names the interactive transaction it belongs to. */
+  async run(op: Op, args: unknown[], tx?: string): Promise<unknown> {
+    if (op === 'commit' || op === 'rollback') return this.endTx(op, tx);
+    if (!tx || this.tx?.id !== tx) {
+      if (tx) throw coded('TX_ABORTED', 'the transaction was rolled back (idle for too long, or it never began)');
+      await this.txFree();
+    }
+    if (tx) this.touchTx(tx);
+    const db = this.db;
+    switch (op) {
+      case 'exec':
+        return this.wrote(() => db.exec(args[0] as string, args[1]), !!tx);
+      case 'script':
+        return this.wrote(() => db.execScript(args[0] as string), !!tx);
+      case 'query':
+        return db.query(args[0] as string, args[1]);
+      case 'tablesRead':
+        return db.tablesRead(args[0] as string);
+      case 'begin': {
+        db.begin();
+        const id = crypto.randomUUID();
+        this.tx = { id, timer: setTimeout(() => this.abandon(id), TX_IDLE_MS) };
+        return id;
+      }
+      case 'sync':
+        await this.cycle;
+        this.schedule.onDemand(Date.now());
+        this.tick();
+        {
+          const failed = await this.cycle;
+          if (failed) throw failed;
+        }
+        return this.currentStatus();
+      case 'status':
+        return this.currentStatus();
+      case 'rejections':
+        return db.rejections();
+      case 'retryParked': {
+        const n = db.retryParked();
+        this.wake();
+        return n;
+      }
+      case 'setOffline':
+        this.offline = !!args[0];
+        if (!this.offline) this.wake();
+        this.publishStatus();
+        return null;
+    }
+    throw coded('BAD_ARGUMENT', `unknown operation ${String(op)}`);
+  }
+
+  /** Waits for a running cycle, then closes the database and releases its files. */
+  async close(): Promise<void> {
+    clearTimeout(this.timer);
+    this.closing.abort(coded('CLOSED', 'the database was closed'));
+    if (this.tx) this.abandon(this.tx.id);
+    await this.cycle?.catch(() => undefined);
+    this.db.close();
+  }
+
+  private isOnline(): boolean {
+    return !this.offline && navigator.onLine;
+  }
+
+  private wrote<T>(f: () => T, inTx: boolean): T {
+    try {
+      return f();
+    } finally {
+      this.flushChanges();
+      if (!inTx) this.localWrite();
+    }
+  }
+
+  private localWrite(): void {
+    this.schedule.onWrite(Date.now());
+    this.arm();
+    this.publishStatus();
+  }
+
+  private flushChanges(): void {
+    const tables = this.db.takeChanged() as string[];
+    if (tables.length) this.hooks.changed(tables);
+  }
+
+  private touchTx(id: string): void {
+    if (!this.tx || this.tx.id !== id) return;
+    clearTimeout(this.tx.timer);
+    this.tx.timer = setTimeout(() => this.abandon(id), TX_IDLE_MS);
+  }
+
+  private endTx(op: 'commit' | 'rollback', id?: string): null {
+    if (!this.tx || this.tx.id !== id) {
+      if (op === 'rollback') return null;
+      throw coded('TX_ABORTED', 'the transaction was rolled back (idle for too long)');
+    }
+    try {
+      if (op === 'commit') this.db.commit();
+      else this.db.rollback();
+    } catch (e) {
+      this.db.rollback();
+      throw e;
+    } finally {
+      this.releaseTx();
+      this.flushChanges();
+    }
+    if (op === 'commit') this.localWrite();
+    return null;
+  }
+
+  /** A transaction whose tab went quiet (closed, crashed) is rolled back so nobody waits forever. */
+  private abandon(id: string): void {
+    if (this.tx?.id !== id) return;
+    this.db.rollback();
+    this.releaseTx();
+    this.flushChanges();
+  }
+
+  private releaseTx(): void {
+    if (this.tx) clearTimeout(this.tx.timer);
+    this.tx = null;
+    const waiters = this.txWaiters;
+    this.txWaiters = [];
+    waiters.forEach((w) => w());
+  }
+
+  /** Resolves when no interactive transaction is open. */
+  private async txFree(): Promise<void> {
+    while (this.tx) await new Promise<void>((r) => this.txWaiters.push(r));
+  }
+
+  private wake(): void {
+    this.schedule.onWake(Date.now());
+    this.arm();
+  }
+
+  /** Sets the timer for the next due cycle. */
+  private arm(): void {
+    clearTimeout(this.timer);
+    const due = this.schedule.nextDue();
+    if (due === undefined || this.closing.signal.aborted) return;
+    this.timer = setTimeout(() => this.tick(), Math.max(0, due - Date.now()));
+  }
+
+  private tick(): void {
+    if (this.cycle || !this.schedule.tryStart(Date.now())) return this.arm();
+    this.cycle = this.runCycle().finally(() => {
+      this.cycle = null;
+      this.arm();
+    });
+    this.publishStatus();
+  }
+
+  /** One cycle; resolves to its error (or null), never rejects. */
+  private async runCycle(): Promise<unknown> {
+    let ok = false;
+    let failure: unknown = null;
+    try {
+      await this.txFree();
+      if (!this.isOnline()) throw coded('NETWORK', 'offline');
+      this.token ??= await this.hooks.token(this.deviceId, false);
+      if (!this.token) throw coded('NOT_SIGNED_IN', 'auth gave no token');
+      if (!this.db.userId()) this.db.signIn(this.opts.user, this.token);
+      try {
+        await this.db.sync(this.token);
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'UNAUTHORIZED') throw e;
+        this.token = await this.hooks.token(this.deviceId, true);
+        if (!this.token) throw e;
+        await this.db.sync(this.token);
+      }
+      ok = true;
+    } catch (e) {
+      failure = e;
+      if ((e as { code?: string }).code !== 'NETWORK') this.hooks.error(e);
+    } finally {
+      this.schedule.finish(Date.now(), ok);
+      this.flushChanges();
+      const conflicts = this.db.takeConflicts() as Conflict[];
+      if (conflicts.length) {
+        this.conflictLog = [...this.conflictLog, ...conflicts].slice(-100);
+        this.hooks.conflicts(conflicts);
+      }
+      this.rejections = this.db.rejections() as Rejection[];
+      queueMicrotask(() => this.publishStatus());
+    }
+    return failure;
+  }
+
+  private currentStatus(): SyncStatus {
+    const s = this.db.status() as {
+      pending: number;
+      parked: number;
+      hydrated: boolean;
+      syncing: boolean;
+      lastError: SyncStatus['lastError'];
+      lastSyncedAt: string | null;
+    };
+    return {
+      online: this.isOnline(),
+      syncing: this.cycle !== null,
+      pending: s.pending,
+      parked: s.parked,
+      hydrated: s.hydrated,
+      lastSyncedAt: s.lastSyncedAt,
+      lastError: s.lastError,
+      conflicts: this.conflictLog,
+      rejections: this.rejections,
+      owner: true,
+    };
+  }
+
+  /** Broadcasts the status when it changed. */
+  publishStatus(): void {
+    if (!this.db) return;
+    const s = this.currentStatus();
+    const key = JSON.stringify({ ...s, conflicts: s.conflicts.length });
+    if (key === this.lastStatus) return;
+    this.lastStatus = key;
+    this.hooks.status(s);
+  }
+}

@@ -1,0 +1,58 @@
+// React binding: live queries and sync status as hooks.
+
+import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
+import type { OversyncError, SyncClient } from './index.js';
+import type { Params, Row, SyncStatus } from './types.js';
+
+/** The result of {@link useQuery}. */
+export interface QueryState<T> {
+  /** The rows (empty until the first result). */
+  rows: T[];
+  /** True until the first result arrives. */
+  loading: boolean;
+  /** The last error, if the query failed. */
+  error: OversyncError | null;
+}
+
+/**
+ * A live query: re-renders with new rows whenever a write (local, another tab's, or synced) touches a table it
+ * reads. `client` may be null while the database opens. Params are compared by value.
+ */
+export function useQuery<T = Row>(client: SyncClient | null, sql: string, params?: Params): QueryState<T> {
+  const [state, setState] = useState<QueryState<T>>({ rows: [], loading: true, error: null });
+  const key = JSON.stringify(params ?? null, (_, v) => (typeof v === 'bigint' ? v.toString() : v));
+  const paramsRef = useRef(params);
+  paramsRef.current = params;
+  useEffect(() => {
+    if (!client) return;
+    setState((s) => ({ ...s, loading: true }));
+    return client.subscribe<T>(
+      sql,
+      paramsRef.current,
+      (rows) => setState({ rows, loading: false, error: null }),
+      (error) => setState((s) => ({ ...s, loading: false, error })),
+    );
+  }, [client, sql, key]);
+  return state;
+}
+
+const offlineStatus: SyncStatus = {
+  online: false,
+  syncing: false,
+  pending: 0,
+  parked: 0,
+  hydrated: false,
+  lastSyncedAt: null,
+  lastError: null,
+  conflicts: [],
+  rejections: [],
+  owner: false,
+};
+
+/** The client's sync status, re-rendering when it changes. */
+export function useSyncStatus(client: SyncClient | null): SyncStatus {
+  return useSyncExternalStore(
+    (onChange) => (client ? client.onStatus(onChange) : () => undefined),
+    () => (client ? client.status : offlineStatus),
+  );
+}

@@ -1,0 +1,65 @@
+// Public types of oversync-web.
+
+/** A value SQLite stores: integers beyond 2^53 come back as bigint, blobs as Uint8Array. */
+export type SqlValue = null | number | bigint | string | Uint8Array;
+
+/** Statement parameters: positional (`?`, `?1`) or named (`:name`, `@name`, `$name`; a bare key means `:key`). */
+export type Params = readonly unknown[] | Record<string, unknown>;
+
+/** A row as an object keyed by column name. */
+export type Row = Record<string, SqlValue>;
+
+/** What `exec` reports. */
+export interface ExecResult {
+  /** Rows changed by the statement. */
+  changes: number;
+  /** The rowid of the last insert on this connection. */
+  lastInsertRowid: number;
+}
+
+/** A synced table: its name, and its sync key column (default `id`: a UUID as TEXT, or a 16-byte BLOB). */
+export type TableOption = string | { name: string; key?: string };
+
+/** A conflict the engine resolved during a sync (PROTOCOL §7.5). */
+export interface Conflict {
+  table: string;
+  pk: string;
+  /** `server`: the server's row was kept; `client`: the local change was re-sent; `merge`: a merged row. */
+  resolution: 'server' | 'client' | 'merge';
+  merged: Record<string, unknown> | null;
+  server: { deleted: boolean; payload: Record<string, unknown> | null; version: number };
+  local: { op: 'INSERT' | 'UPDATE' | 'DELETE'; payload: Record<string, unknown> | null; baseVersion: number };
+}
+
+/** A change the server refused for good; it was dropped from the queue. */
+export interface Rejection {
+  table: string;
+  pk: string;
+  /** `bad_payload` or `unregistered_table`. */
+  reason: string;
+  message: string | null;
+}
+
+/** Sync state for the UI. */
+export interface SyncStatus {
+  /** The browser reports a network and offline mode is not simulated. */
+  online: boolean;
+  /** A sync cycle is running. */
+  syncing: boolean;
+  /** Local changes waiting for upload (parked ones included). */
+  pending: number;
+  /** Changes parked after repeated failures (see `retryParked`). */
+  parked: number;
+  /** True once the first download of this database completed. */
+  hydrated: boolean;
+  /** ISO time of the last successful cycle in this session. */
+  lastSyncedAt: string | null;
+  /** The last cycle's error, cleared by the next success. */
+  lastError: { code: string; message: string } | null;
+  /** Conflicts resolved in this session, newest last (at most 100). */
+  conflicts: Conflict[];
+  /** Changes the server rejected for good. */
+  rejections: Rejection[];
+  /** This tab's worker owns the database (others go through it). */
+  owner: boolean;
+}

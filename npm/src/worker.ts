@@ -1,0 +1,187 @@
+// The dedicated worker behind each SyncClient. Exactly one worker per database (across the origin's tabs)
+// owns it: the one holding the Web Lock `oversync:<file>`. The others forward their page's operations to the
+// owner over BroadcastChannel and relay its change notifications; when the owner's tab goes away the lock
+// passes to the next waiting worker, which opens the database and announces itself.
+
+import init from './wasm/oversync_client.js';
+import { Owner, type OwnerOptions } from './owner.js';
+import { toWire, type Op, type PageRequest, type PeerMessage, type WorkerMessage } from './messages.js';
+
+type OpenArgs = OwnerOptions & { file: string };
+type Pending = { op: Op; args: unknown[]; tx?: string; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+
+const scope = self as unknown as {
+  postMessage(m: WorkerMessage): void;
+  onmessage: ((e: MessageEvent) => void) | null;
+};
+const post = (m: WorkerMessage) => scope.postMessage(m);
+const myId = crypto.randomUUID();
+
+let owner: Owner | null = null;
+let ownerId: string | null = null;
+let channel: BroadcastChannel;
+let release: () => void = () => undefined;
+const lockAbort = new AbortController();
+const forwarded = new Map<string, Pending>();
+const tokenWaiters = new Map<number, (t: string | null) => void>();
+let nextRid = 0;
+let nextToken = 0;
+let ready: Promise<void> | null = null;
+
+scope.onmessage = (e: MessageEvent) => {
+  const m = e.data as PageRequest | { op: 'open'; id: number; args: [OpenArgs] } | { op: 'token'; args: [number, string | null] };
+  if (m.op === 'token') {
+    const [tokenId, token] = m.args as [number, string | null];
+    tokenWaiters.get(tokenId)?.(token);
+    tokenWaiters.delete(tokenId);
+    return;
+  }
+  const { id } = m as { id: number };
+  let work: Promise<unknown>;
+  if (m.op === 'open') {
+    ready = open((m.args as [OpenArgs])[0]);
+    work = ready;
+  } else if ((m.op as string) === 'close') {
+    work = close();
+  } else {
+    const r = m as PageRequest;
+    work = (ready ?? Promise.reject(Object.assign(new Error('not open'), { code: 'CLOSED' }))).then(() =>
+      execute(r.op, r.args, r.tx),
+    );
+  }
+  work.then(
+    (value) => post({ id, ok: true, value: value ?? null }),
+    (err) => post({ id, ok: false, error: toWire(err) }),
+  );
+};
+
+/** Runs an operation on the owner: here if this worker owns the database, else through the channel. */
+function execute(op: Op, args: unknown[], tx?: string): Promise<unknown> {
+  if (owner) return owner.run(op, args, tx);
+  return new Promise((resolve, reject) => {
+    const rid = `${myId}:${nextRid++}`;
+    forwarded.set(rid, { op, args, tx, resolve, reject });
+    if (ownerId) channel.postMessage({ t: 'req', rid, op, args, tx } satisfies PeerMessage);
+  });
+}
+
+async function open(args: OpenArgs): Promise<void> {
+  await init();
+  channel = new BroadcastChannel(`oversync:${args.file}`);
+  channel.onmessage = (e) => onPeer(e.data as PeerMessage);
+  let resolveReady!: () => void;
+  let rejectReady!: (e: unknown) => void;
+  const known = new Promise<void>((res, rej) => ((resolveReady = res), (rejectReady = rej)));
+  // Queue for the lock; until it is ours, find the current owner.
+  navigator.locks
+    .request(`oversync:${args.file}`, { signal: lockAbort.signal }, async () => {
+      const o = new Owner(args, {
+        token: (deviceId, refresh) => askToken(deviceId, refresh),
+        changed: (tables) => {
+          post({ event: 'change', tables });
+          channel.postMessage({ t: 'change', tables } satisfies PeerMessage);
+        },
+        status: (status) => {
+          post({ event: 'status', status });
+          channel.postMessage({ t: 'status', status: { ...status, owner: false } } satisfies PeerMessage);
+        },
+        conflicts: (conflicts) => {
+          post({ event: 'conflicts', conflicts });
+          channel.postMessage({ t: 'conflicts', conflicts } satisfies PeerMessage);
+        },
+        error: (err) => post({ event: 'error', error: toWire(err) }),
+      });
+      try {
+        await o.start();
+      } catch (err) {
+        rejectReady(err);
+        return;
+      }
+      owner = o;
+      ownerId = myId;
+      post({ event: 'role', owner: true });
+      channel.postMessage({ t: 'owner', id: myId } satisfies PeerMessage);
+      // Requests this worker forwarded before it became the owner run here now.
+      for (const [rid, p] of forwarded) {
+        forwarded.delete(rid);
+        o.run(p.op, p.args, p.tx).then(p.resolve, p.reject);
+      }
+      resolveReady();
+      await new Promise<void>((r) => (release = r));
+    })
+    .catch((err: unknown) => {
+      if ((err as { name?: string }).name !== 'AbortError') rejectReady(err);
+    });
+  onOwnerKnown = () => resolveReady();
+  channel.postMessage({ t: 'hello' } satisfies PeerMessage);
+  const timeout = setTimeout(
+    () => rejectReady(Object.assign(new Error('no tab could open the database'), { code: 'LOCK_TIMEOUT' })),
+    30_000,
+  );
+  try {
+    await known;
+  } finally {
+    clearTimeout(timeout);
+  }
+}
+
+let onOwnerKnown: () => void = () => undefined;
+
+function onPeer(m: PeerMessage): void {
+  switch (m.t) {
+    case 'hello':
+      if (owner) channel.postMessage({ t: 'owner', id: myId } satisfies PeerMessage);
+      return;
+    case 'owner':
+      if (m.id === ownerId) return;
+      ownerId = m.id;
+      post({ event: 'role', owner: false });
+      onOwnerKnown();
+      // A new owner: re-send what the previous one never answered.
+      for (const [rid, p] of forwarded) channel.postMessage({ t: 'req', rid, op: p.op, args: p.args, tx: p.tx });
+      return;
+    case 'req':
+      if (!owner) return;
+      owner.run(m.op, m.args, m.tx).then(
+        (value) => channel.postMessage({ t: 'res', rid: m.rid, ok: true, value: value ?? null } satisfies PeerMessage),
+        (err) => channel.postMessage({ t: 'res', rid: m.rid, ok: false, error: toWire(err) } satisfies PeerMessage),
+      );
+      return;
+    case 'res': {
+      const p = forwarded.get(m.rid);
+      if (!p) return;
+      forwarded.delete(m.rid);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(Object.assign(new Error(m.error.message), m.error));
+      return;
+    }
+    case 'change':
+      post({ event: 'change', tables: m.tables });
+      return;
+    case 'status':
+      if (!owner) post({ event: 'status', status: m.status });
+      return;
+    case 'conflicts':
+      post({ event: 'conflicts', conflicts: m.conflicts });
+      return;
+  }
+}
+
+function askToken(deviceId: string, refresh: boolean): Promise<string | null> {
+  const tokenId = nextToken++;
+  return new Promise((resolve) => {
+    tokenWaiters.set(tokenId, resolve);
+    post({ event: 'token', tokenId, deviceId, refresh });
+  });
+}
+
+async function close(): Promise<void> {
+  lockAbort.abort();
+  if (owner) {
+    const o = owner;
+    owner = null;
+    await o.close();
+    release();
+  }
+  channel?.close();
+}

@@ -1,0 +1,139 @@
+// oversync-web in real headless Chromium against the real server and PostgreSQL (issue 5).
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { cleanup, eventually, launch, profileDir } from './browser.mjs';
+import { root, startOrigin, startSyncServer } from './stack.mjs';
+
+let sync;
+let web;
+
+before(async () => {
+  sync = await startSyncServer();
+  web = await startOrigin(sync.url, {
+    '/oversync-web/': path.join(root, 'npm/dist'),
+    '/': path.join(root, 'tests/browser/pages'),
+  });
+});
+
+after(async () => {
+  await web?.stop();
+  await sync?.stop();
+  cleanup();
+});
+
+/** A page of `context` with the test app loaded and `username`'s database open. */
+async function openPage(context, username, extra = {}) {
+  const page = await context.newPage();
+  await page.goto(`${web.origin}/`);
+  await page.waitForFunction(() => window.ready);
+  await page.evaluate(([u, x]) => window.openDb(u, x), [username, extra]);
+  return page;
+}
+
+const addPost = (page, title) =>
+  page.evaluate(async (title) => {
+    const author = window.uuid();
+    await window.db.transaction(async (tx) => {
+      await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [author, 'Ann', 'ann@example.com']);
+      await tx.exec('INSERT INTO posts (id, title, content, author_id) VALUES (?, ?, ?, ?)', [window.uuid(), title, 'text', author]);
+    });
+  }, title);
+
+const titles = (page) =>
+  page.evaluate(async () => (await window.db.query('SELECT title FROM posts ORDER BY title')).map((r) => r.title));
+
+test('data written in a page survives a reload of the same profile (OPFS)', async () => {
+  const dir = profileDir();
+  let ctx = await launch(dir);
+  let page = await openPage(ctx, 'reload', { autoSync: false });
+  await addPost(page, 'kept');
+  await page.reload();
+  await page.waitForFunction(() => window.ready);
+  await page.evaluate(() => window.openDb('reload', { autoSync: false }));
+  assert.deepEqual(await titles(page), ['kept']);
+  await ctx.close();
+  // A new browser process on the same profile directory still has it: it is on disk, not in memory.
+  ctx = await launch(dir);
+  page = await openPage(ctx, 'reload', { autoSync: false });
+  assert.deepEqual(await titles(page), ['kept']);
+  assert.equal((await page.evaluate(() => window.db.status)).pending, 2, 'the unsent changes are still queued');
+  await ctx.close();
+});
+
+test('two profiles of one user sync through the server, and an unreachable server only delays', async () => {
+  const [a, b] = [await launch(), await launch()];
+  const pa = await openPage(a, 'two');
+  const pb = await openPage(b, 'two');
+  await addPost(pa, 'from A');
+  await eventually(async () => (await titles(pb)).includes('from A'), 20_000, 'A → B');
+
+  web.cut();
+  await addPost(pb, 'while down');
+  await eventually(async () => {
+    const s = await pb.evaluate(() => window.db.status);
+    return s.pending === 2 && s.lastError?.code === 'NETWORK' && s;
+  }, 20_000, 'B queues while the server is unreachable');
+  web.restore();
+  await eventually(async () => (await titles(pa)).includes('while down'), 30_000, 'B → A after the server returns');
+  assert.equal((await pb.evaluate(() => window.db.status)).pending, 0);
+  await a.close();
+  await b.close();
+});
+
+test('a live query fires for local and for synced writes, and stops after unsubscribe', async () => {
+  const [a, b] = [await launch(), await launch()];
+  const pa = await openPage(a, 'live');
+  const pb = await openPage(b, 'live');
+  await pa.evaluate(() => {
+    window.unsub = window.db.subscribe('SELECT title FROM posts ORDER BY title', [], (rows) =>
+      window.log.live.push(rows.map((r) => r.title)),
+    );
+  });
+  await eventually(() => pa.evaluate(() => window.log.live.length === 1), 5_000, 'first result');
+  await addPost(pa, 'local');
+  await eventually(() => pa.evaluate(() => window.log.live.at(-1).includes('local')), 5_000, 'local write');
+  await addPost(pb, 'synced');
+  await eventually(() => pa.evaluate(() => window.log.live.at(-1).includes('synced')), 20_000, 'synced write');
+  const n = await pa.evaluate(() => {
+    window.unsub();
+    return window.log.live.length;
+  });
+  await addPost(pa, 'after');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await pa.evaluate(() => window.log.live.length), n);
+  await a.close();
+  await b.close();
+});
+
+test('two tabs of one profile share the database; closing the owner hands over; a reload storm is harmless', async () => {
+  const ctx = await launch();
+  const t1 = await openPage(ctx, 'tabs');
+  const t2 = await openPage(ctx, 'tabs');
+  const owners = async (...pages) => Promise.all(pages.map((p) => p.evaluate(() => window.db.status.owner)));
+  assert.deepEqual(await owners(t1, t2), [true, false]);
+  await addPost(t1, 'tab 1');
+  await addPost(t2, 'tab 2');
+  assert.deepEqual(await titles(t1), ['tab 1', 'tab 2']);
+  assert.deepEqual(await titles(t2), ['tab 1', 'tab 2']);
+
+  await t1.close();
+  await eventually(async () => (await owners(t2))[0], 20_000, 'tab 2 takes over');
+  await addPost(t2, 'after handover');
+  assert.deepEqual(await titles(t2), ['after handover', 'tab 1', 'tab 2']);
+
+  const t3 = await openPage(ctx, 'tabs');
+  for (let i = 0; i < 10; i++) {
+    await t3.reload({ waitUntil: 'commit' });
+    if (i % 2) await t2.reload({ waitUntil: 'commit' });
+  }
+  for (const p of [t2, t3]) {
+    await p.waitForFunction(() => window.ready);
+    await p.evaluate(() => window.openDb('tabs'));
+  }
+  await addPost(t3, 'after storm');
+  assert.deepEqual(await titles(t2), ['after handover', 'after storm', 'tab 1', 'tab 2']);
+  await eventually(async () => (await t2.evaluate(() => window.db.sync())).pending === 0, 20_000, 'synced');
+  await ctx.close();
+});

@@ -1,0 +1,101 @@
+// The stack the browser tests run against: PostgreSQL + the native sync server (via `oversync-dev`, which
+// starts a throwaway cluster unless DATABASE_URL is set) and one HTTP origin on 127.0.0.1 that serves the test
+// pages and the built npm package and forwards the sync routes to the server (same origin: no CORS). The
+// forwarder can be cut to make the server unreachable.
+
+import { spawn } from 'node:child_process';
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const root = path.resolve(here, '../..');
+const target = process.env.OVERSYNC_BIN_DIR ?? path.join(root, 'target/debug');
+
+const types = {
+  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm',
+  '.css': 'text/css', '.json': 'application/json', '.png': 'image/png', '.svg': 'image/svg+xml',
+  '.webmanifest': 'application/manifest+json',
+};
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** Starts PostgreSQL + the sync server; resolves to `{ url, stop }`. */
+export async function startSyncServer() {
+  const port = await freePort();
+  const child = spawn(
+    path.join(target, 'oversync-dev'),
+    ['--server', path.join(target, 'oversync-server'), '--config', path.join(root, 'server-edge/demo/demo.toml')],
+    { env: { ...process.env, PORT: String(port), RUST_LOG: process.env.RUST_LOG ?? 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sync server did not start:\n${out}`)), 60_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/sync server:\s+(http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`oversync-dev exited (${code}):\n${out}`)));
+  });
+  const stop = () =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.on('exit', resolve);
+      child.kill('SIGINT');
+    });
+  return { url, stop };
+}
+
+/**
+ * Serves `mounts` (URL prefix → directory) and forwards every other path to `upstream`. `cut()` makes the
+ * upstream unreachable (connections are reset), `restore()` undoes it.
+ */
+export async function startOrigin(upstream, mounts) {
+  let down = false;
+  const up = new URL(upstream);
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://x');
+    for (const [prefix, dir] of Object.entries(mounts)) {
+      if (!url.pathname.startsWith(prefix)) continue;
+      let file = path.join(dir, decodeURIComponent(url.pathname.slice(prefix.length)));
+      if (!file.startsWith(dir)) break;
+      if (existsSync(file) && statSync(file).isDirectory()) file = path.join(file, 'index.html');
+      if (!existsSync(file)) break;
+      res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache' });
+      createReadStream(file).pipe(res);
+      return;
+    }
+    if (down) return req.socket.destroy();
+    const fwd = http.request(
+      { host: up.hostname, port: up.port, path: req.url, method: req.method, headers: req.headers },
+      (r) => {
+        res.writeHead(r.statusCode, r.headers);
+        r.pipe(res);
+      },
+    );
+    fwd.on('error', () => req.socket.destroy());
+    req.pipe(fwd);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  return {
+    origin,
+    cut: () => void (down = true),
+    restore: () => void (down = false),
+    stop: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+  };
+}
