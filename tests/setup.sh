@@ -58,5 +58,31 @@ ensure_edge_tooling() {
   fi
 }
 
+# Debian's Chromium for the browser tests (driven by playwright-core; never a downloaded browser).
+ensure_chromium() {
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && return 0
+  say "installing Chromium"
+  apt_install chromium chromium-driver || { sleep 5; apt_install chromium chromium-driver; }
+}
+
+# npm ci in $1 when its node_modules is missing or older than its lockfile.
+ensure_npm() {
+  if [ ! -d "$1/node_modules" ] || [ "$1/package-lock.json" -nt "$1/node_modules" ]; then
+    say "installing npm packages in $1"
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$1/node_modules"
+  fi
+}
+
+# The pinned wasm-bindgen CLI (same version as the crate) in the tools cache outside the checkout.
+tools_bin="${OVERSYNC_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/oversync/tools}/bin"
+ensure_wasm_bindgen() {
+  local want=0.2.129
+  if [ "$("$tools_bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $want" ]; then
+    say "installing wasm-bindgen-cli $want into $tools_bin (several minutes, once)"
+    cargo install --locked wasm-bindgen-cli --version "$want" --root "$(dirname "$tools_bin")"
+  fi
+}
+
 # Keep wrangler local and quiet: no telemetry, no Cloudflare requests.
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_HIDE_BANNER=true

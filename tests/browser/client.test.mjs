@@ -124,11 +124,15 @@ test('two tabs of one profile share the database; closing the owner hands over; 
   assert.deepEqual(await titles(t2), ['after handover', 'tab 1', 'tab 2']);
 
   const t3 = await openPage(ctx, 'tabs');
+  // Ten rapid refreshes (from inside the page, like a user holding F5), the owner tab among them.
+  const refresh = (p) => p.evaluate(() => location.reload()).catch(() => undefined);
   for (let i = 0; i < 10; i++) {
-    await t3.reload({ waitUntil: 'commit' });
-    if (i % 2) await t2.reload({ waitUntil: 'commit' });
+    await refresh(t3);
+    if (i % 2) await refresh(t2);
+    await new Promise((r) => setTimeout(r, 20 + Math.random() * 80));
   }
   for (const p of [t2, t3]) {
+    await p.waitForLoadState();
     await p.waitForFunction(() => window.ready);
     await p.evaluate(() => window.openDb('tabs'));
   }
@@ -136,4 +140,66 @@ test('two tabs of one profile share the database; closing the owner hands over; 
   assert.deepEqual(await titles(t2), ['after handover', 'after storm', 'tab 1', 'tab 2']);
   await eventually(async () => (await t2.evaluate(() => window.db.sync())).pending === 0, 20_000, 'synced');
   await ctx.close();
+});
+
+test('errors carry stable codes; a throwing transaction rolls back', async () => {
+  const ctx = await launch();
+  const page = await openPage(ctx, 'errors', { autoSync: false });
+  const codes = await page.evaluate(async () => {
+    const code = (p) => p.then(() => 'ok', (e) => `${e.name}:${e.code}`);
+    const id = window.uuid();
+    await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [id, 'a', 'b']);
+    const rolledBack = await window.db
+      .transaction(async (tx) => {
+        await tx.exec('UPDATE users SET name = ? WHERE id = ?', ['changed', id]);
+        throw new Error('app failure');
+      })
+      .catch((e) => e.message);
+    return {
+      constraint: await code(window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [id, 'a', 'b'])),
+      syntax: await code(window.db.query('SELEC 1')),
+      param: await code(window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [id, {}, 'b'])),
+      rolledBack,
+      name: (await window.db.query('SELECT name FROM users WHERE id = ?', [id]))[0].name,
+      badOpen: await code(window.SyncClient.open({ name: 'x', user: '', url: 'http://x', tables: [], auth: 't' })),
+    };
+  });
+  assert.deepEqual(codes, {
+    constraint: 'OversyncError:SQLITE_CONSTRAINT',
+    syntax: 'OversyncError:SQLITE_ERROR',
+    param: 'OversyncError:BAD_ARGUMENT',
+    rolledBack: 'app failure',
+    name: 'a',
+    badOpen: 'OversyncError:BAD_ARGUMENT',
+  });
+  await ctx.close();
+});
+
+test('a tab reloaded in the middle of hydration loses nothing and finishes on the next open', async () => {
+  const [a, b] = [await launch(), await launch()];
+  const pa = await openPage(a, 'hydrate', { autoSync: false });
+  await pa.evaluate(async () => {
+    await window.db.transaction(async (tx) => {
+      for (let i = 0; i < 3000; i++) {
+        await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), `u${i}`, 'e']);
+      }
+    });
+    await window.db.sync();
+  });
+  const pb = await b.newPage();
+  await pb.goto(`${web.origin}/`);
+  await pb.waitForFunction(() => window.ready);
+  // Start hydrating, and reload as soon as some rows have landed.
+  await pb.evaluate(() => window.openDb('hydrate', { autoSync: false }).then(() => void window.db.sync().catch(() => {})));
+  await eventually(() => pb.evaluate(async () => (await window.db.query('SELECT count(*) AS n FROM users'))[0].n > 0), 20_000, 'rows arriving');
+  await pb.reload();
+  await pb.waitForFunction(() => window.ready);
+  const n = await pb.evaluate(async () => {
+    await window.openDb('hydrate', { autoSync: false });
+    await window.db.sync();
+    return (await window.db.query('SELECT count(*) AS n FROM users'))[0].n;
+  });
+  assert.equal(n, 3000);
+  await a.close();
+  await b.close();
 });

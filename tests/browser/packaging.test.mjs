@@ -1,0 +1,53 @@
+// Packaging (issue 5): `npm pack` the package, install the tarball into a fresh Vite + React app, `vite build`,
+// and open the built app in Chromium against the real server: it opens a database, renders a live query, and
+// syncs.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { cleanup, eventually, launch } from './browser.mjs';
+import { root, startOrigin, startSyncServer } from './stack.mjs';
+
+let sync;
+let web;
+let app;
+
+const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+
+before(async () => {
+  app = mkdtempSync(path.join(os.tmpdir(), 'oversync-vite-'));
+  cpSync(path.join(root, 'tests/browser/vite-app'), app, { recursive: true });
+  const tarball = run('npm', ['pack', '--silent', '--pack-destination', app], path.join(root, 'npm')).trim().split('\n').at(-1);
+  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', path.join(app, tarball)], app);
+  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline'], app);
+  run('npx', ['vite', 'build', '--logLevel', 'warn'], app);
+  sync = await startSyncServer();
+  web = await startOrigin(sync.url, { '/': path.join(app, 'dist') });
+});
+
+after(async () => {
+  await web?.stop();
+  await sync?.stop();
+  cleanup();
+  if (app) rmSync(app, { recursive: true, force: true });
+});
+
+test('the packed package builds with Vite and runs in Chromium (React hooks, OPFS, sync)', async () => {
+  const assets = readdirSync(path.join(app, 'dist/assets'));
+  assert.ok(assets.some((f) => f.endsWith('.wasm')), `vite emitted the wasm: ${assets}`);
+  const ctx = await launch();
+  const page = await ctx.newPage();
+  await page.goto(`${web.origin}/`);
+  await page.waitForSelector('#add', { timeout: 20_000 });
+  await page.click('#add');
+  await page.waitForFunction(() => document.querySelector('#names')?.textContent === 'Vera');
+  await eventually(
+    async () => (await page.textContent('#status')) === 'pending 0 synced yes',
+    20_000,
+    'the row synced (useSyncStatus)',
+  );
+  await ctx.close();
+});
