@@ -4,6 +4,7 @@
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
 import type { Conflict, Rejection, SyncStatus } from './types.js';
+import { watchAvailable, watchLoop } from './watch.js';
 
 /** What the owner needs from its worker. */
 export interface OwnerHooks {
@@ -73,7 +74,31 @@ export class Owner {
     self.addEventListener('online', () => this.wake());
     self.addEventListener('offline', () => this.publishStatus());
     this.publishStatus();
-    if (this.opts.autoSync) this.arm();
+    if (this.opts.autoSync) {
+      this.arm();
+      void this.realtime();
+    }
+  }
+
+  /** Long-polls `/sync/watch` when the server offers it (the periodic timer stays as the fallback). */
+  private async realtime(): Promise<void> {
+    const host = {
+      url: String(this.opts.open.url).replace(/\/+$/, ''),
+      signal: this.closing.signal,
+      online: () => this.isOnline(),
+      cursor: () => (this.db.status() as { cursor: number }).cursor,
+      token: async (refresh: boolean) => {
+        if (refresh || !this.token) this.token = await this.hooks.token(this.deviceId, refresh);
+        return this.token;
+      },
+      wake: async () => {
+        await this.cycle;
+        this.schedule.onWake(Date.now());
+        this.tick();
+        await this.cycle;
+      },
+    };
+    if (await watchAvailable(host)) await watchLoop(host);
   }
 
   /** Executes one operation from any tab. `tx` names the interactive transaction it belongs to. */

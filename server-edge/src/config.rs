@@ -114,6 +114,9 @@ pub struct Config {
     /// Origins that get CORS headers.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Serves `GET /sync/watch` long-polls (§8.3); env `OVERSYNC_WATCH`.
+    #[serde(default)]
+    pub watch: bool,
     /// Value of `/sync/schema-version`.
     #[serde(default = "one")]
     pub schema_version: i64,
@@ -256,6 +259,9 @@ impl Config {
         }
         if let Some((n, v)) = var("DEV_SIGNIN") {
             self.dev_signin = parse_env(&n, &v, "boolean")?;
+        }
+        if let Some((n, v)) = var("WATCH") {
+            self.watch = parse_env(&n, &v, "boolean")?;
         }
         if let Some((n, v)) = var("TOKEN_TTL") {
             self.token_ttl = parse_env(&n, &v, "integer")?;

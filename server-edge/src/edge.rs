@@ -50,6 +50,11 @@ impl Runtime for EdgeRuntime {
     type Conn = EdgeConn;
 
     async fn connect(&self) -> Result<EdgeConn, BoxError> {
+        // A later connection of the same request (watch polls) waits for the previous one's clean close.
+        let previous = self.closed.borrow_mut().take();
+        if let Some(previous) = previous {
+            let _ = previous.await;
+        }
         let hyperdrive = self
             .env
             .hyperdrive("DB")

@@ -25,6 +25,7 @@ pub mod service;
 pub mod snapshot;
 mod sql;
 pub mod upload;
+pub mod watch;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -15,7 +15,8 @@ pub trait Runtime {
     /// A connection, returned to its pool (or closed) on drop.
     type Conn: DerefMut<Target = Client>;
 
-    /// Obtains a connection. Called at most once per request, and only by routes that touch the database.
+    /// Obtains a connection, only by routes that touch the database: once per request, except `/sync/watch`,
+    /// which takes one per look at the log after dropping the previous one.
     fn connect(&self) -> impl Future<Output = Result<Self::Conn, BoxError>>;
 
     /// Waits before a retry.

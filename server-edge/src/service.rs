@@ -33,6 +33,8 @@ pub struct Settings {
     pub schema_version: i64,
     /// Origins given CORS headers.
     pub cors_origins: Vec<String>,
+    /// `/sync/watch` served.
+    pub watch: bool,
     /// `/health` service name.
     pub service_name: String,
 }
@@ -59,10 +61,11 @@ enum Route {
     SchemaVersion,
     Capabilities,
     Snapshot,
+    Watch,
 }
 
 impl Route {
-    fn parse(path: &str, dev_signin: bool) -> Option<Self> {
+    fn parse(path: &str, dev_signin: bool, watch: bool) -> Option<Self> {
         Some(match path {
             "/health" => Self::Health,
             "/signin" if dev_signin => Self::Signin,
@@ -72,6 +75,7 @@ impl Route {
             "/sync/schema-version" => Self::SchemaVersion,
             "/sync/capabilities" => Self::Capabilities,
             "/sync/snapshot" => Self::Snapshot,
+            "/sync/watch" if watch => Self::Watch,
             _ => return None,
         })
     }
@@ -101,6 +105,7 @@ impl Service {
                 token_ttl: cfg.token_ttl,
                 schema_version: cfg.schema_version,
                 cors_origins: cfg.cors_origins.clone(),
+                watch: cfg.watch,
                 service_name: cfg.service_name.clone(),
             },
             configured,
@@ -143,7 +148,7 @@ impl Service {
     }
 
     async fn route<R: Runtime>(&self, rt: &R, req: Request, now: Duration) -> Result<Response, ApiError> {
-        let route = Route::parse(&req.path, self.settings.dev_signin).ok_or(ApiError::NotFound)?;
+        let route = Route::parse(&req.path, self.settings.dev_signin, self.settings.watch).ok_or(ApiError::NotFound)?;
         if req.method == "OPTIONS" {
             // Preflight headers only for configured origins; `handle` adds Access-Control-Allow-Origin.
             let mut r = Response::empty(204);
@@ -202,6 +207,12 @@ impl Service {
                     .map_err(ApiError::InvalidRequest)?;
                 Response::json(200, &crate::snapshot::snapshot(self, rt, who, &q).await?)
             }
+            Route::Watch => {
+                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+                let q = crate::watch::WatchQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(ApiError::InvalidRequest)?;
+                Response::json(200, &crate::watch::watch(self, rt, who, &q).await?)
+            }
             Route::SchemaVersion => Response::json(
                 200,
                 &SchemaVersionResponse {
@@ -236,7 +247,7 @@ impl Service {
                 next_after_jumps: true,
                 fk_precheck: self.configured.fk_precheck.as_str().into(),
                 snapshot: true,
-                watch: Vec::new(),
+                watch: if s.watch { vec!["long_poll".into()] } else { Vec::new() },
             },
         }
     }

@@ -203,3 +203,17 @@ test('a tab reloaded in the middle of hydration loses nothing and finishes on th
   await a.close();
   await b.close();
 });
+
+test('realtime: with the periodic timer out of the way, /sync/watch brings another device\'s write within seconds', async () => {
+  const [a, b] = [await launch(), await launch()];
+  const slow = { syncIntervalMs: 10 * 60_000 };
+  const pa = await openPage(a, 'watch', slow);
+  const pb = await openPage(b, 'watch', slow);
+  await eventually(() => pb.evaluate(() => window.db.status.hydrated), 10_000, 'B hydrated');
+  const started = Date.now();
+  await addPost(pa, 'pushed');
+  await eventually(async () => (await titles(pb)).includes('pushed'), 10_000, 'B woken by watch');
+  assert.ok(Date.now() - started < 10_000);
+  await a.close();
+  await b.close();
+});

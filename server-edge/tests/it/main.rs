@@ -23,3 +23,4 @@ mod routes;
 mod scale;
 mod upload;
 mod validation;
+mod watch;

@@ -1,0 +1,73 @@
+// The realtime path: when the server advertises the §8.3 long-poll, the owner keeps one `/sync/watch` request
+// open and starts a cycle as soon as another device uploads. Without it, the periodic timer does the job.
+// A wake-up is only a hint: the cursor moves only through the sync cycle it triggers.
+
+/** What the loop needs from the owner. */
+export interface WatchHost {
+  url: string;
+  signal: AbortSignal;
+  online(): boolean;
+  cursor(): number;
+  token(refresh: boolean): Promise<string | null>;
+  /** Starts a cycle and resolves when it ended. */
+  wake(): Promise<void>;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/** True when the server offers the long-poll (asked once per open). */
+export async function watchAvailable(host: WatchHost): Promise<boolean> {
+  const token = await host.token(false);
+  if (!token) return false;
+  try {
+    const r = await fetch(`${host.url}/sync/capabilities`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.any([host.signal, AbortSignal.timeout(30_000)]),
+    });
+    if (!r.ok) return false;
+    const caps = (await r.json()) as { features?: { watch?: string[] } };
+    return caps.features?.watch?.includes('long_poll') ?? false;
+  } catch {
+    return false;
+  }
+}
+
+/** Long-polls until `host.signal` aborts; failures back off from 1 s to 60 s. */
+export async function watchLoop(host: WatchHost): Promise<void> {
+  let failures = 0;
+  let refresh = false;
+  while (!host.signal.aborted) {
+    if (!host.online()) {
+      await sleep(1000, host.signal);
+      continue;
+    }
+    try {
+      const token = await host.token(refresh);
+      refresh = false;
+      const after = host.cursor();
+      const r = await fetch(`${host.url}/sync/watch?after=${after}&timeout_s=25`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        signal: AbortSignal.any([host.signal, AbortSignal.timeout(40_000)]),
+      });
+      if (r.status === 401) {
+        refresh = true;
+        throw new Error('unauthorized');
+      }
+      if (!r.ok) throw new Error(`watch: ${r.status}`);
+      const body = (await r.json()) as { changed: boolean };
+      failures = 0;
+      if (body.changed) {
+        await host.wake();
+        // The cycle did not get past the change (it failed): do not spin on the same hint.
+        if (host.cursor() <= after) await sleep(2000, host.signal);
+      }
+    } catch {
+      failures += 1;
+      await sleep(Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6)) * (1 + Math.random() / 2), host.signal);
+    }
+  }
+}

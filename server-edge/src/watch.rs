@@ -1,0 +1,137 @@
+//! `GET /sync/watch` (PROTOCOL.md §8.3, extension, when `watch` is on): a long-poll that answers as soon as the
+//! user has a change from another device above `after`, or at the timeout. Stateless: it looks at the log once
+//! per second, taking a connection for each look and giving it back in between, so waiting clients hold no
+//! database connection.
+
+use std::time::Duration;
+
+use oversync_protocol::wire::WatchResponse;
+use tokio_postgres::types::Type;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::runtime::Runtime;
+use crate::service::Service;
+
+/// How often the log is looked at.
+const POLL: Duration = Duration::from_secs(1);
+
+const LATEST_SQL: &str = "SELECT max(server_id) FROM sync.server_change_log
+  WHERE user_id = $1 AND server_id > $2 AND source_id <> $3";
+
+/// Validated watch parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchQuery {
+    after: i64,
+    timeout_s: u64,
+}
+
+impl WatchQuery {
+    /// `after` (≥ 0, default 0) and `timeout_s` (1..60, default 25); a malformed parameter is named.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
+        let mut q = Self {
+            after: 0,
+            timeout_s: 25,
+        };
+        let mut seen = (false, false);
+        for (k, v) in pairs {
+            match k {
+                "after" if !seen.0 => {
+                    seen.0 = true;
+                    q.after = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 0)
+                        .ok_or("after must be a non-negative integer")?;
+                }
+                "timeout_s" if !seen.1 => {
+                    seen.1 = true;
+                    q.timeout_s = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=60).contains(n))
+                        .ok_or("timeout_s must be between 1 and 60")?;
+                }
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// Waits up to `timeout_s` for a change of the user from another device above `after`.
+pub async fn watch<R: Runtime>(
+    svc: &Service,
+    rt: &R,
+    who: &Principal,
+    q: &WatchQuery,
+) -> Result<WatchResponse, ApiError> {
+    for look in 0..=q.timeout_s {
+        if look > 0 {
+            rt.sleep(POLL).await;
+        }
+        let latest: Option<i64> = {
+            let mut conn = rt.connect().await.map_err(ApiError::download)?;
+            svc.ready(&mut conn).await.map_err(ApiError::download)?;
+            let row = conn
+                .query_typed_one(
+                    LATEST_SQL,
+                    &[
+                        (&who.user_id, Type::TEXT),
+                        (&q.after, Type::INT8),
+                        (&who.source_id, Type::TEXT),
+                    ],
+                )
+                .await
+                .map_err(ApiError::download)?;
+            row.get(0)
+        };
+        if let Some(latest) = latest {
+            return Ok(WatchResponse {
+                changed: true,
+                latest_server_id: latest,
+            });
+        }
+    }
+    Ok(WatchResponse {
+        changed: false,
+        latest_server_id: q.after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_checked_and_named() {
+        let q = |s: &[(&'static str, &'static str)]| WatchQuery::from_pairs(s.iter().copied());
+        assert_eq!(
+            q(&[]),
+            Ok(WatchQuery {
+                after: 0,
+                timeout_s: 25
+            })
+        );
+        assert_eq!(
+            q(&[("after", "7"), ("timeout_s", "1")]),
+            Ok(WatchQuery { after: 7, timeout_s: 1 })
+        );
+        assert_eq!(
+            q(&[("after", "-1")]).unwrap_err(),
+            "after must be a non-negative integer"
+        );
+        assert_eq!(
+            q(&[("after", "x")]).unwrap_err(),
+            "after must be a non-negative integer"
+        );
+        assert_eq!(
+            q(&[("timeout_s", "0")]).unwrap_err(),
+            "timeout_s must be between 1 and 60"
+        );
+        assert_eq!(
+            q(&[("timeout_s", "61")]).unwrap_err(),
+            "timeout_s must be between 1 and 60"
+        );
+    }
+}
