@@ -135,6 +135,10 @@ pub struct Config {
     /// SQL run at start-up before discovery (e.g. the business schema); a path relative to the config file.
     #[serde(default)]
     pub init_sql: Option<PathBuf>,
+    /// Native only: serve this directory's files (e.g. a built web app) for paths the sync service does not
+    /// own; env `OVERSYNC_STATIC_DIR`. Resolved relative to the configuration file.
+    #[serde(default)]
+    pub static_dir: Option<PathBuf>,
     /// `lock_timeout` for the per-user advisory lock, in milliseconds.
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout_ms: u64,
@@ -237,6 +241,9 @@ impl Config {
         if let (Some(sql), Some(dir)) = (&cfg.init_sql, path.parent()) {
             cfg.init_sql = Some(dir.join(sql));
         }
+        if let (Some(d), Some(dir)) = (&cfg.static_dir, path.parent()) {
+            cfg.static_dir = Some(dir.join(d));
+        }
         Ok(cfg)
     }
 
@@ -259,6 +266,9 @@ impl Config {
         }
         if let Some((n, v)) = var("DEV_SIGNIN") {
             self.dev_signin = parse_env(&n, &v, "boolean")?;
+        }
+        if let Some((_, v)) = var("STATIC_DIR") {
+            self.static_dir = Some(v.into());
         }
         if let Some((n, v)) = var("WATCH") {
             self.watch = parse_env(&n, &v, "boolean")?;

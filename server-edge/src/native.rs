@@ -53,9 +53,19 @@ struct AppState {
     runtime: NativeRuntime,
 }
 
-/// The axum router: every path goes to [`Service::handle`].
-fn router(state: Arc<AppState>) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(state)
+/// The axum router: every path goes to [`Service::handle`]; with `static_dir`, a GET of an existing file is served
+/// from it first (the demo app on the same origin as the sync routes).
+fn router(state: Arc<AppState>, static_dir: Option<&std::path::Path>) -> axum::Router {
+    let api = axum::Router::new().fallback(handle).with_state(state);
+    match static_dir {
+        None => api,
+        Some(dir) => {
+            let files = tower_http::services::ServeDir::new(dir)
+                .call_fallback_on_method_not_allowed(true)
+                .fallback(api);
+            axum::Router::new().fallback_service(files)
+        }
+    }
 }
 
 async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> axum::response::Response {
@@ -117,6 +127,7 @@ pub struct Bound {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     pool: deadpool_postgres::Pool,
+    static_dir: Option<std::path::PathBuf>,
 }
 
 impl Bound {
@@ -157,12 +168,13 @@ impl Bound {
             listener,
             state,
             pool,
+            static_dir: cfg.static_dir.clone(),
         })
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        axum::serve(self.listener, router(self.state))
+        axum::serve(self.listener, router(self.state, self.static_dir.as_deref()))
             .with_graceful_shutdown(shutdown)
             .await?;
         self.pool.close();

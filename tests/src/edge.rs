@@ -18,6 +18,17 @@ pub fn repo_root() -> PathBuf {
 /// Starts `wrangler dev` for the built Worker with `vars` (strings, as wrangler `[vars]`) and the Hyperdrive
 /// binding `DB` pointed at `database_url` (which must carry a password, even with trust auth).
 pub fn start_wrangler(database_url: &str, vars: &[(&str, String)]) -> anyhow::Result<Server> {
+    start_wrangler_with(database_url, vars, None, None)
+}
+
+/// [`start_wrangler`] on `port` (a free one if `None`), with `assets` served as static files in front of the
+/// Worker (wrangler's `[assets]`; the demo app).
+pub fn start_wrangler_with(
+    database_url: &str,
+    vars: &[(&str, String)],
+    port: Option<u16>,
+    assets: Option<&Path>,
+) -> anyhow::Result<Server> {
     let root = repo_root();
     let shim = root.join("server-edge/build/worker/shim.mjs");
     if !shim.exists() {
@@ -45,10 +56,15 @@ pub fn start_wrangler(database_url: &str, vars: &[(&str, String)]) -> anyhow::Re
         .map(|(k, v)| ((*k).to_owned(), toml::Value::from(v.as_str())))
         .collect();
     doc.insert("vars".into(), vars.into());
+    if let Some(dir) = assets {
+        let mut table = toml::Table::new();
+        table.insert("directory".into(), dir.display().to_string().into());
+        doc.insert("assets".into(), table.into());
+    }
     let config = dir.join("wrangler.toml");
     std::fs::write(&config, toml::to_string(&doc)?)?;
 
-    let (port, inspector) = (crate::free_port(), crate::free_port());
+    let (port, inspector) = (port.unwrap_or_else(crate::free_port), crate::free_port());
     let args: Vec<String> = [
         "dev",
         "--config",
