@@ -287,13 +287,15 @@ export class SyncClient {
 
   private async token(tokenId: number, deviceId: string, refresh: boolean): Promise<void> {
     let token: string | null = null;
+    let error: string | null = null;
     try {
       const auth = this.opts.auth;
       token = typeof auth === 'string' ? (refresh ? null : auth) : await auth({ deviceId, user: this.opts.user, refresh });
     } catch (e) {
-      this.opts.onError?.(new OversyncError({ code: 'AUTH', message: `auth callback failed: ${String(e)}` }));
+      // The worker turns it into the cycle's AUTH error (reported once, through onError and status.lastError).
+      error = String(e);
     }
-    this.worker.postMessage({ op: 'token', args: [tokenId, token] });
+    this.worker.postMessage({ op: 'token', args: [tokenId, token, error] });
   }
 
   private setStatus(s: SyncStatus): void {

@@ -4,7 +4,7 @@
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
 import type { Conflict, Rejection, SyncStatus } from './types.js';
-import { watchAvailable, watchLoop } from './watch.js';
+import { watchLoop } from './watch.js';
 
 /** What the owner needs from its worker. */
 export interface OwnerHooks {
@@ -98,7 +98,7 @@ export class Owner {
         await this.cycle;
       },
     };
-    if (await watchAvailable(host)) await watchLoop(host);
+    await watchLoop(host);
   }
 
   /** Executes one operation from any tab. `tx` names the interactive transaction it belongs to. */

@@ -19,31 +19,47 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
   });
 
-/** True when the server offers the long-poll (asked once per open). */
-export async function watchAvailable(host: WatchHost): Promise<boolean> {
-  const token = await host.token(false);
-  if (!token) return false;
+/** True when the server offers the long-poll, false when it does not, null when it could not be asked. */
+async function probe(host: WatchHost): Promise<boolean | null> {
   try {
+    const token = await host.token(false);
+    if (!token) return null;
     const r = await fetch(`${host.url}/sync/capabilities`, {
       headers: { authorization: `Bearer ${token}` },
       signal: AbortSignal.any([host.signal, AbortSignal.timeout(30_000)]),
     });
-    if (!r.ok) return false;
+    if (r.status === 401 || r.status >= 500) return null;
+    if (!r.ok) return false; // a classic server: no extensions
     const caps = (await r.json()) as { features?: { watch?: string[] } };
     return caps.features?.watch?.includes('long_poll') ?? false;
   } catch {
-    return false;
+    return null;
   }
 }
 
-/** Long-polls until `host.signal` aborts; failures back off from 1 s to 60 s. */
+const backoff = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6)) * (1 + Math.random() / 2);
+
+/**
+ * Asks (once, when online) whether the server offers the long-poll, then long-polls until `host.signal` aborts;
+ * failures back off from 1 s to 60 s. Returns at once for a server without it.
+ */
 export async function watchLoop(host: WatchHost): Promise<void> {
+  let available: boolean | null = null;
   let failures = 0;
   let refresh = false;
   while (!host.signal.aborted) {
     if (!host.online()) {
       await sleep(1000, host.signal);
       continue;
+    }
+    if (available === null) {
+      available = await probe(host);
+      if (available === false) return;
+      if (available === null) {
+        await sleep(backoff(++failures), host.signal);
+        continue;
+      }
+      failures = 0;
     }
     try {
       const token = await host.token(refresh);
@@ -66,8 +82,7 @@ export async function watchLoop(host: WatchHost): Promise<void> {
         if (host.cursor() <= after) await sleep(2000, host.signal);
       }
     } catch {
-      failures += 1;
-      await sleep(Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6)) * (1 + Math.random() / 2), host.signal);
+      await sleep(backoff(++failures), host.signal);
     }
   }
 }

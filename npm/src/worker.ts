@@ -23,16 +23,19 @@ let channel: BroadcastChannel;
 let release: () => void = () => undefined;
 const lockAbort = new AbortController();
 const forwarded = new Map<string, Pending>();
-const tokenWaiters = new Map<number, (t: string | null) => void>();
+const tokenWaiters = new Map<number, (token: string | null, error: string | null) => void>();
 let nextRid = 0;
 let nextToken = 0;
 let ready: Promise<void> | null = null;
 
 scope.onmessage = (e: MessageEvent) => {
-  const m = e.data as PageRequest | { op: 'open'; id: number; args: [OpenArgs] } | { op: 'token'; args: [number, string | null] };
+  const m = e.data as
+    | PageRequest
+    | { op: 'open'; id: number; args: [OpenArgs] }
+    | { op: 'token'; args: [number, string | null, string | null] };
   if (m.op === 'token') {
-    const [tokenId, token] = m.args as [number, string | null];
-    tokenWaiters.get(tokenId)?.(token);
+    const [tokenId, token, error] = m.args as [number, string | null, string | null];
+    tokenWaiters.get(tokenId)?.(token, error);
     tokenWaiters.delete(tokenId);
     return;
   }
@@ -169,8 +172,12 @@ function onPeer(m: PeerMessage): void {
 
 function askToken(deviceId: string, refresh: boolean): Promise<string | null> {
   const tokenId = nextToken++;
-  return new Promise((resolve) => {
-    tokenWaiters.set(tokenId, resolve);
+  return new Promise((resolve, reject) => {
+    tokenWaiters.set(tokenId, (token, error) =>
+      error === null
+        ? resolve(token)
+        : reject(Object.assign(new Error(`auth callback failed: ${error}`), { code: 'AUTH' })),
+    );
     post({ event: 'token', tokenId, deviceId, refresh });
   });
 }

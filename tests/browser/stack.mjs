@@ -4,7 +4,7 @@
 // forwarder can be cut to make the server unreachable.
 
 import { spawn } from 'node:child_process';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -30,17 +30,38 @@ async function freePort() {
   });
 }
 
-/** Starts PostgreSQL + the sync server; resolves to `{ url, stop }`. */
-export async function startSyncServer() {
+/** Every live descendant of `pid` (from /proc). */
+export function descendants(pid) {
+  const children = new Map();
+  for (const d of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(d)]);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  const out = [];
+  const walk = (p) => (children.get(p) ?? []).forEach((c) => (out.push(c), walk(c)));
+  walk(pid);
+  return out;
+}
+
+/**
+ * Starts PostgreSQL + the sync server through `oversync-dev` (serving `staticDir` on its origin if given; the
+ * Worker under wrangler dev with `edge`); resolves to `{ url, pid, stop }`.
+ */
+export async function startSyncServer({ staticDir, edge = false } = {}) {
   const port = await freePort();
+  const extra = [...(staticDir ? ['--static', staticDir] : []), ...(edge ? ['--edge'] : [])];
   const child = spawn(
     path.join(target, 'oversync-dev'),
-    ['--server', path.join(target, 'oversync-server'), '--config', path.join(root, 'server-edge/demo/demo.toml')],
+    ['--server', path.join(target, 'oversync-server'), '--config', path.join(root, 'server-edge/demo/demo.toml'), ...extra],
     { env: { ...process.env, PORT: String(port), RUST_LOG: process.env.RUST_LOG ?? 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
   const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`sync server did not start:\n${out}`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`sync server did not start:\n${out}`)), 120_000);
     child.stdout.on('data', (d) => {
       out += d;
       const m = out.match(/sync server:\s+(http:\/\/\S+)/);
@@ -57,7 +78,7 @@ export async function startSyncServer() {
       child.on('exit', resolve);
       child.kill('SIGINT');
     });
-  return { url, stop };
+  return { url, pid: child.pid, stop };
 }
 
 /**

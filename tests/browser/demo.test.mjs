@@ -1,0 +1,115 @@
+// The demo PWA (issue 6) in real headless Chromium, served by the native sync server from www/dist (built by
+// tests/run), against a real PostgreSQL. Screenshots of the main states go to tests/browser/artifacts/.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { cleanup, eventually, launch } from './browser.mjs';
+import { root, startSyncServer } from './stack.mjs';
+
+const artifacts = path.join(root, 'tests/browser/artifacts');
+let sync;
+
+before(async () => {
+  mkdirSync(artifacts, { recursive: true });
+  sync = await startSyncServer({ staticDir: path.join(root, 'www/dist') });
+});
+
+after(async () => {
+  await sync?.stop();
+  cleanup();
+});
+
+const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+
+/** A fresh profile with the app open and `name` signed in. */
+async function device(name) {
+  const context = await launch();
+  await context.grantPermissions([]);
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.setViewportSize({ width: 900, height: 760 });
+  await page.goto(`${sync.url}/`);
+  await page.fill('input[name=username]', name);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('form.compose');
+  return { context, page };
+}
+
+const titles = (page) => page.locator('.post h3').allTextContents();
+const badge = (page, id) => page.textContent(`[data-testid=${id}]`);
+
+async function write(page, title, content = '') {
+  await page.fill('input[name=title]', title);
+  await page.fill('textarea[name=content]', content);
+  await page.click('form.compose button[type=submit]');
+  await page.locator('.post h3', { hasText: title }).first().waitFor();
+}
+
+async function edit(page, from, to) {
+  const post = page.locator('.post', { has: page.locator('h3', { hasText: from }) });
+  await post.getByRole('button', { name: 'Edit' }).click();
+  await page.fill('input[name=edit-title]', to);
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.locator('.post h3', { hasText: to }).waitFor();
+}
+
+const synced = (page) => eventually(async () => (await badge(page, 'pending')) === '0 pending', 20_000, 'nothing pending');
+
+test('two profiles signed in as the same user: a post written in one appears in the other', async () => {
+  const a = await device('dana');
+  const b = await device('dana');
+  await write(a.page, 'Standup notes', 'Shipped the sync server.');
+  await eventually(async () => (await titles(b.page)).includes('Standup notes'), 20_000, 'the post on the other profile');
+  await synced(a.page);
+  await shot(b.page, 'two-devices');
+  await a.context.close();
+  await b.context.close();
+});
+
+test('offline: the app reloads from the service worker, keeps working, queues writes and syncs them later', async () => {
+  const a = await device('olive');
+  const b = await device('olive');
+  await a.page.evaluate(() => navigator.serviceWorker.ready);
+  await eventually(() => a.page.evaluate(() => !!navigator.serviceWorker.controller || (location.reload(), false)), 20_000, 'SW in control');
+  await a.page.waitForSelector('form.compose');
+  await synced(a.page);
+
+  await a.context.setOffline(true);
+  await a.page.reload();
+  await a.page.waitForSelector('form.compose', { timeout: 20_000 });
+  await write(a.page, 'Written on the train');
+  await eventually(async () => (await badge(a.page, 'online')) === 'Offline', 10_000, 'shown offline');
+  assert.equal(await badge(a.page, 'pending'), '1 pending', 'the write is queued');
+  await shot(a.page, 'offline');
+  assert.ok(!(await titles(b.page)).includes('Written on the train'));
+
+  await a.context.setOffline(false);
+  await synced(a.page);
+  await eventually(async () => (await titles(b.page)).includes('Written on the train'), 20_000, 'synced after reconnecting');
+  await a.context.close();
+  await b.context.close();
+});
+
+test('a conflicting edit on two profiles ends in one visible, consistent outcome on both', async () => {
+  const a = await device('cora');
+  const b = await device('cora');
+  await write(a.page, 'Plan');
+  await eventually(async () => (await titles(b.page)).includes('Plan'), 20_000, 'the post on both');
+  // Both edit the same post while offline (the demo's switch); A reconnects first.
+  for (const d of [a, b]) await d.page.click('[data-testid=simulate-offline]');
+  await edit(a.page, 'Plan', 'Plan (from A)');
+  await edit(b.page, 'Plan', 'Plan (from B)');
+  await a.page.click('[data-testid=simulate-offline]');
+  await synced(a.page);
+  await b.page.click('[data-testid=simulate-offline]');
+  await synced(b.page);
+  // Server wins: the first save stands everywhere, and B is told what happened to its edit.
+  await eventually(async () => (await titles(b.page)).join() === 'Plan (from A)', 20_000, 'B shows the outcome');
+  assert.deepEqual(await titles(a.page), ['Plan (from A)']);
+  const conflict = await b.page.textContent('[data-testid=conflict]');
+  assert.match(conflict, /another device saved first.*your title was “Plan \(from B\)”/);
+  await shot(b.page, 'conflict');
+  await a.context.close();
+  await b.context.close();
+});

@@ -1,0 +1,52 @@
+// Team journal: sign in, write and edit posts offline or online, watch them sync.
+import { useEffect, useState } from 'react';
+import { openJournal } from './db.js';
+import { SignIn } from './SignIn.jsx';
+import { StatusBar } from './StatusBar.jsx';
+import { Posts } from './Posts.jsx';
+import { Activity } from './Activity.jsx';
+
+const KEY = 'journal-user';
+
+export function App() {
+  const [user, setUser] = useState(() => localStorage.getItem(KEY));
+  const [db, setDb] = useState(null);
+  const [error, setError] = useState(null);
+  const [notices, setNotices] = useState([]);
+
+  useEffect(() => {
+    if (!user) return;
+    let client = null;
+    let cancelled = false;
+    const notify = (e) => setNotices((n) => [...n.slice(-4), `${e.code}: ${e.message}`]);
+    openJournal(user, notify).then(
+      (c) => (cancelled ? c.close() : ((client = c), setDb(c))),
+      (e) => setError(`${e.code ?? 'ERROR'}: ${e.message}`),
+    );
+    return () => {
+      cancelled = true;
+      setDb(null);
+      client?.close();
+    };
+  }, [user]);
+
+  if (!user) {
+    return <SignIn onSignIn={(name) => (localStorage.setItem(KEY, name), setError(null), setUser(name))} />;
+  }
+  const signOut = () => (localStorage.removeItem(KEY), setUser(null));
+  return (
+    <div className="app">
+      <header>
+        <h1>Team journal</h1>
+        <span className="who">
+          signed in as <b>{user}</b> <button onClick={signOut}>Sign out</button>
+        </span>
+      </header>
+      <StatusBar db={db} />
+      {error && <p className="error" role="alert">{error}</p>}
+      {!db && !error && <p className="muted">Opening your journal…</p>}
+      {db && <Posts db={db} user={user} />}
+      {db && <Activity db={db} notices={notices} />}
+    </div>
+  );
+}
