@@ -69,7 +69,10 @@ ensure_chromium() {
 ensure_npm() {
   if [ ! -d "$1/node_modules" ] || [ "$1/package-lock.json" -nt "$1/node_modules" ]; then
     say "installing npm packages in $1"
-    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
+    # npm ci needs the lockfile to name every optional platform package (Vite's rollup lists ~25); a registry
+    # mirror that lacks some makes npm ci refuse, so fall back to npm install, which still honours the lockfile.
+    (cd "$1" && { npm ci --no-audit --no-fund --loglevel=silent 2>/dev/null ||
+      npm install --no-audit --no-fund --loglevel=error; })
     touch "$1/node_modules"
   fi
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 
 /** Fills the service worker's precache list with every emitted file, and its cache name with their hash. */
@@ -29,8 +30,15 @@ function precache() {
 export default defineConfig({
   plugins: [precache()],
   esbuild: { jsx: 'automatic' },
-  // oversync-web is linked from ../npm, which has its own (dev) React: use the app's one only.
-  resolve: { dedupe: ['react', 'react-dom'] },
+  // oversync-web is this repository's package (../npm, built by npm/build.sh), used as built; its own (dev)
+  // React must not be bundled next to the app's.
+  resolve: {
+    alias: [
+      { find: /^oversync-web\/react$/, replacement: fileURLToPath(new URL('../npm/dist/react.js', import.meta.url)) },
+      { find: /^oversync-web$/, replacement: fileURLToPath(new URL('../npm/dist/index.js', import.meta.url)) },
+    ],
+    dedupe: ['react', 'react-dom'],
+  },
   // oversync-web's worker is an ES module that imports the wasm glue.
   worker: { format: 'es' },
   optimizeDeps: { exclude: ['oversync-web'] },
