@@ -202,11 +202,8 @@ impl<T: Transport> Engine<T> {
                     .iter()
                     .any(|l| !l.deleted && l.table == e.table && l.pk == e.pk && l.server_version > e.server_version);
             let known: Option<i64> = tx
-                .query_row(
-                    "SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
-                    [&e.table, &e.pk],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2")?
+                .query_row([&e.table, &e.pk], |r| r.get(0))
                 .ok();
             if superseded || known.is_some_and(|v| v >= e.server_version) {
                 continue;
@@ -322,7 +319,7 @@ pub(super) fn upsert_row(
         names.join(", "),
         quote(&shape.key)
     );
-    conn.execute(&sql, params_from_iter(values))?;
+    conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
     Ok(())
 }
 
@@ -335,12 +332,12 @@ pub(super) fn delete_row(conn: &Connection, shape: &TableShape, pk: &str) -> rus
 
 /// Sets a row's metadata.
 pub(super) fn set_meta(conn: &Connection, table: &str, pk: &str, version: i64, deleted: bool) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO _sync_row_meta (table_name, pk_uuid, server_version, deleted, updated_at)
          VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
          ON CONFLICT (table_name, pk_uuid) DO UPDATE SET server_version = excluded.server_version,
            deleted = excluded.deleted, updated_at = excluded.updated_at",
-        params![table, pk, version, deleted],
-    )?;
+    )?
+    .execute(params![table, pk, version, deleted])?;
     Ok(())
 }

@@ -77,10 +77,13 @@ WITH w AS (SELECT CASE WHEN $2 > 0 THEN $2
 own AS (SELECT coalesce(max(source_change_id), 0)::int8 AS m FROM sync.server_change_log WHERE user_id = $1 AND source_id = $3)
 SELECT w.w, own.m, s.schema_name, s.table_name, s.pk_uuid::text, s.server_version, s.payload
 FROM w CROSS JOIN own LEFT JOIN LATERAL (
-  SELECT st.schema_name, st.table_name, st.pk_uuid, m.server_version, st.payload::text AS payload
+  SELECT st.schema_name, st.table_name, st.pk_uuid, st.payload::text AS payload,
+         -- A correlated lookup by the whole key: a join here was planned as a join filter over every one of the
+         -- user's rows per page when statistics were stale (O(rows²) hydration).
+         (SELECT m.server_version FROM sync.sync_row_meta m
+          WHERE m.user_id = st.user_id AND m.schema_name = st.schema_name
+            AND m.table_name = st.table_name AND m.pk_uuid = st.pk_uuid) AS server_version
   FROM sync.sync_state st
-  JOIN sync.sync_row_meta m ON m.user_id = st.user_id AND m.schema_name = st.schema_name
-                           AND m.table_name = st.table_name AND m.pk_uuid = st.pk_uuid
   WHERE st.user_id = $1 AND ($4::text IS NULL OR st.schema_name = $4)
     AND (st.schema_name, st.table_name, st.pk_uuid) > ($5, $6, $7::uuid)
   ORDER BY st.schema_name, st.table_name, st.pk_uuid

@@ -97,3 +97,23 @@ pub fn start_wrangler_with(
 
 /// The `compatibility_date` used for tests; kept equal to the one in `wrangler.toml`.
 pub const COMPATIBILITY_DATE: &str = "2026-04-20";
+
+/// The Worker's vars for a native TOML configuration file: the configuration as `OVERSYNC_CONFIG` JSON (without
+/// `listen`), the `init_sql` file's text as `OVERSYNC_INIT_SQL`, and `JWT_SECRET`.
+pub fn worker_vars(config: &Path, secret: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
+    table.remove("listen");
+    let init_sql = match table.remove("init_sql") {
+        Some(toml::Value::String(path)) => {
+            let path = config.parent().unwrap_or(Path::new(".")).join(path);
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+        _ => String::new(),
+    };
+    Ok(vec![
+        ("OVERSYNC_CONFIG", serde_json::to_string(&table)?),
+        ("OVERSYNC_INIT_SQL", init_sql),
+        ("JWT_SECRET", secret.to_owned()),
+    ])
+}

@@ -109,20 +109,6 @@ fn start_edge(
     port: u16,
     assets: Option<&Path>,
 ) -> anyhow::Result<Server> {
-    let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
-    table.remove("listen");
-    let init_sql = match table.remove("init_sql") {
-        Some(toml::Value::String(path)) => {
-            let path = config.parent().unwrap_or(Path::new(".")).join(path);
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
-        }
-        _ => String::new(),
-    };
-    let vars = [
-        ("OVERSYNC_CONFIG", serde_json::to_string(&table)?),
-        ("OVERSYNC_INIT_SQL", init_sql),
-        ("JWT_SECRET", secret.to_owned()),
-    ];
+    let vars = oversync_tests::edge::worker_vars(config, secret)?;
     oversync_tests::edge::start_wrangler_with(database_url, &vars, Some(port), assets)
 }

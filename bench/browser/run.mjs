@@ -1,0 +1,210 @@
+// Browser benchmarks (issue 7), in headless Chromium against the native server and PostgreSQL:
+//   P3 hydration of a new device (100k rows of users + posts, into OPFS): rows/s, the longest main-thread stall,
+//      and the longest wait for a UI query answered during hydration;
+//   P4 change-capture overhead: 10k inserts in one statement into a synced table (triggers) vs a plain one;
+//   P7 single-row write latency through the npm API (p50/p99);
+//   P5 what the package delivers to a browser (wasm + JS, raw and gzip).
+// `node bench/browser/run.mjs [--short] [--out FILE]`; run through bench/run. Reuses the browser tests' stack.
+
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { randomUUID } from 'node:crypto';
+import { cleanup, launch } from '../../tests/browser/browser.mjs';
+import { root, startOrigin, startSyncServer } from '../../tests/browser/stack.mjs';
+
+const short = process.argv.includes('--short');
+const outArg = process.argv.indexOf('--out');
+const out = outArg > 0 ? process.argv[outArg + 1] : null;
+const P3_ROWS = short ? 2_000 : 100_000;
+const P4_ROWS = short ? 1_000 : 10_000;
+const P7_WRITES = short ? 50 : 500;
+const REPEAT = short ? 1 : 5;
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
+const round = (x, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** Uploads `rows` rows (half users, half posts referencing them) for `username` in batches of 200. */
+async function seed(base, username, rows) {
+  const r = await fetch(`${base}/signin`, { method: 'POST', body: JSON.stringify({ username, device_id: 'seed' }) });
+  const { token } = await r.json();
+  let scid = 1;
+  for (let done = 0; done < rows; done += 200) {
+    const changes = [];
+    for (let i = 0; i < 100; i++) {
+      const u = randomUUID();
+      const p = randomUUID();
+      changes.push({ source_change_id: scid++, schema: 'business', table: 'users', op: 'INSERT', pk: u, server_version: 0,
+        payload: { id: u, name: `user ${done + i}`, email: `u${done + i}@example.com` } });
+      changes.push({ source_change_id: scid++, schema: 'business', table: 'posts', op: 'INSERT', pk: p, server_version: 0,
+        payload: { id: p, title: `post ${done + i}`, content: 'Lorem ipsum dolor sit amet, consectetur adipiscing elit.', author_id: u } });
+    }
+    const up = await fetch(`${base}/sync/upload`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ last_server_seq_seen: 0, changes }),
+    });
+    if (!up.ok) throw new Error(`seed upload: ${up.status} ${await up.text()}`);
+  }
+}
+
+async function openPage(context, origin, username, extra) {
+  const page = await context.newPage();
+  await page.goto(`${origin}/`);
+  await page.waitForFunction(() => window.ready);
+  await page.evaluate(([u, x]) => window.openDb(u, x), [username, extra]);
+  return page;
+}
+
+async function p3(origin) {
+  await seed(origin, 'p3', P3_ROWS);
+  const ctx = await launch();
+  const page = await openPage(ctx, origin, 'p3', { autoSync: false });
+  const r = await page.evaluate(async () => {
+    let running = true;
+    // Main thread: the longest gap between 5 ms timer ticks, and long tasks.
+    let maxTick = 0;
+    let last = performance.now();
+    const tick = setInterval(() => {
+      const now = performance.now();
+      maxTick = Math.max(maxTick, now - last - 5);
+      last = now;
+    }, 5);
+    let longest = 0;
+    const obs = new PerformanceObserver((l) => l.getEntries().forEach((e) => (longest = Math.max(longest, e.duration))));
+    obs.observe({ type: 'longtask', buffered: false });
+    // UI reads: a query that must keep being answered while hydration runs.
+    const waits = [];
+    const reader = (async () => {
+      while (running) {
+        const t = performance.now();
+        await window.db.query('SELECT id, title FROM posts ORDER BY rowid DESC LIMIT 20');
+        waits.push(performance.now() - t);
+      }
+    })();
+    const t0 = performance.now();
+    await window.db.sync();
+    const ms = performance.now() - t0;
+    running = false;
+    await reader;
+    clearInterval(tick);
+    obs.disconnect();
+    const [{ n: users }] = await window.db.query('SELECT count(*) AS n FROM users');
+    const [{ n: posts }] = await window.db.query('SELECT count(*) AS n FROM posts');
+    return { ms, rows: users + posts, maxTick, longest, maxWait: waits.reduce((a, b) => Math.max(a, b), 0), reads: waits.length };
+  });
+  await ctx.close();
+  if (r.rows !== P3_ROWS) throw new Error(`P3: hydrated ${r.rows} rows, expected ${P3_ROWS}`);
+  return {
+    rows: r.rows,
+    seconds: round(r.ms / 1000, 2),
+    rows_per_s: Math.round((r.rows / r.ms) * 1000),
+    main_thread_longest_stall_ms: round(Math.max(r.maxTick, r.longest)),
+    ui_read_longest_wait_ms: round(r.maxWait),
+    ui_reads_answered: r.reads,
+  };
+}
+
+const CAPTURE_INIT = `
+CREATE TABLE IF NOT EXISTS captured (id TEXT PRIMARY KEY, name TEXT NOT NULL, n INTEGER);
+CREATE TABLE IF NOT EXISTS plain (id TEXT PRIMARY KEY, name TEXT NOT NULL, n INTEGER);`;
+
+async function p4p7(origin) {
+  const ctx = await launch();
+  const page = await openPage(ctx, origin, 'p4', {
+    autoSync: false,
+    init: `${await page0Init(ctx, origin)}${CAPTURE_INIT}`,
+    tables: ['users', 'posts', 'captured'],
+  });
+  const r = await page.evaluate(async ([rows, repeat, writes]) => {
+    const insert = (table) => `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ${rows})
+      INSERT INTO ${table} (id, name, n) SELECT printf('%08x-0000-4000-8000-%012x', i, abs(random()) % 281474976710656), 'name ' || i, i FROM s`;
+    const time = async (sql) => {
+      const t = performance.now();
+      await window.db.exec(sql);
+      return performance.now() - t;
+    };
+    const plain = [];
+    const captured = [];
+    for (let k = 0; k < repeat; k++) {
+      await window.db.execScript('DELETE FROM plain; DELETE FROM captured; DELETE FROM _sync_pending;');
+      plain.push(await time(insert('plain')));
+      captured.push(await time(insert('captured')));
+    }
+    const lat = [];
+    for (let i = 0; i < writes; i++) {
+      const t = performance.now();
+      await window.db.exec('INSERT INTO captured (id, name, n) VALUES (?, ?, ?)', [crypto.randomUUID(), 'w', i]);
+      lat.push(performance.now() - t);
+    }
+    return { plain, captured, lat };
+  }, [P4_ROWS, REPEAT, P7_WRITES]);
+  await ctx.close();
+  const plainMs = median(r.plain);
+  const capturedMs = median(r.captured);
+  return {
+    p4: {
+      rows: P4_ROWS,
+      plain_ms: round(plainMs),
+      with_triggers_ms: round(capturedMs),
+      ratio: round(capturedMs / plainMs, 2),
+      plain_rows_per_s: Math.round((P4_ROWS / plainMs) * 1000),
+      with_triggers_rows_per_s: Math.round((P4_ROWS / capturedMs) * 1000),
+    },
+    p7: { writes: P7_WRITES, p50_ms: round(pct(r.lat, 50), 2), p99_ms: round(pct(r.lat, 99), 2) },
+  };
+}
+
+/** The test page's schema (users, posts), so `init` can extend it. */
+async function page0Init(ctx, origin) {
+  const page = await ctx.newPage();
+  await page.goto(`${origin}/`);
+  const init = await page.evaluate(async () => (await import('./app.js')).INIT);
+  await page.close();
+  return init;
+}
+
+function p5() {
+  const dist = path.join(root, 'npm/dist');
+  const files = [
+    ...readdirSync(dist).filter((f) => f.endsWith('.js')).map((f) => path.join(dist, f)),
+    ...readdirSync(path.join(dist, 'wasm')).filter((f) => f.endsWith('.js') || f.endsWith('.wasm')).map((f) => path.join(dist, 'wasm', f)),
+  ];
+  const size = (pred) => {
+    const sel = files.filter(pred).map((f) => readFileSync(f));
+    return { raw: sel.reduce((a, b) => a + b.length, 0), gzip: sel.reduce((a, b) => a + gzipSync(b, { level: 9 }).length, 0) };
+  };
+  const wasm = size((f) => f.endsWith('.wasm'));
+  const js = size((f) => f.endsWith('.js'));
+  return { wasm_bytes: wasm.raw, wasm_gzip: wasm.gzip, js_bytes: js.raw, js_gzip: js.gzip, total_gzip: wasm.gzip + js.gzip };
+}
+
+const sync = await startSyncServer();
+const web = await startOrigin(sync.url, {
+  '/oversync-web/': path.join(root, 'npm/dist'),
+  '/': path.join(root, 'tests/browser/pages'),
+});
+try {
+  const results = { short, date: new Date().toISOString(), p3: await p3(web.origin), ...(await p4p7(web.origin)), p5: p5() };
+  const md = [
+    '| Measure | value | goal |',
+    '|---|---|---|',
+    `| P3 hydration, ${results.p3.rows} rows into OPFS (rows/s) | ${results.p3.rows_per_s} (${results.p3.seconds} s) | ≥ 50000 |`,
+    `| P3 longest main-thread stall during hydration (ms) | ${results.p3.main_thread_longest_stall_ms} | |`,
+    `| P3 longest wait for a UI query during hydration (ms; ${results.p3.ui_reads_answered} answered) | ${results.p3.ui_read_longest_wait_ms} | ≤ 100 |`,
+    `| P4 capture overhead, ${results.p4.rows} inserts in one statement (triggers / plain) | ${results.p4.ratio}× (${results.p4.with_triggers_ms} / ${results.p4.plain_ms} ms) | ≤ 2× |`,
+    `| P7 single-row write through the npm API, p50 / p99 (ms) | ${results.p7.p50_ms} / ${results.p7.p99_ms} | |`,
+    `| P5 delivered to the browser: wasm + JS gzip (KB) | ${Math.round(results.p5.total_gzip / 1024)} (wasm ${Math.round(results.p5.wasm_gzip / 1024)}, JS ${Math.round(results.p5.js_gzip / 1024)}; raw ${Math.round((results.p5.wasm_bytes + results.p5.js_bytes) / 1024)}) | ≤ 700 |`,
+  ].join('\n');
+  console.log(JSON.stringify(results, null, 2));
+  console.log(md);
+  if (out) {
+    writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(out.replace(/\.json$/, '.md'), `${md}\n`);
+  }
+} finally {
+  await web.stop();
+  await sync.stop();
+  cleanup();
+}

@@ -1,0 +1,48 @@
+//! P4 natively: inserts in one transaction into a synced table (the engine's capture triggers) vs the same table
+//! without triggers, on a file database. The browser side of P4 is in `bench/browser/run.mjs`.
+
+use std::time::Instant;
+
+use oversync_client::transport::HttpTransport;
+use oversync_client::{Engine, EngineConfig, TableConfig};
+use rusqlite::params;
+
+const SCHEMA: &str = "
+CREATE TABLE captured (id TEXT PRIMARY KEY, name TEXT NOT NULL, n INTEGER);
+CREATE TABLE plain (id TEXT PRIMARY KEY, name TEXT NOT NULL, n INTEGER);";
+
+/// Median milliseconds of `rows` inserts into `(plain, captured)`, `repeats` times each, alternating.
+pub fn p4(rows: usize, repeats: usize) -> anyhow::Result<(f64, f64)> {
+    let dir = std::env::temp_dir().join(format!("oversync-bench-p4-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run(&dir.join("p4.db"), rows, repeats);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run(path: &std::path::Path, rows: usize, repeats: usize) -> anyhow::Result<(f64, f64)> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(SCHEMA)?;
+    // The engine only installs its triggers here; the transport is never used.
+    let cfg = EngineConfig::new("business", vec![TableConfig::new("captured")]);
+    let engine = Engine::open(conn, cfg, HttpTransport::new("http://127.0.0.1:9"))?;
+    let conn = engine.conn();
+    let (mut plain, mut captured) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        conn.execute_batch("DELETE FROM plain; DELETE FROM captured; DELETE FROM _sync_pending;")?;
+        for (table, times) in [("plain", &mut plain), ("captured", &mut captured)] {
+            let ids: Vec<String> = (0..rows).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            let started = Instant::now();
+            let tx = conn.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare(&format!("INSERT INTO {table} (id, name, n) VALUES (?1, ?2, ?3)"))?;
+                for (i, id) in ids.iter().enumerate() {
+                    stmt.execute(params![id, "name", i as i64])?;
+                }
+            }
+            tx.commit()?;
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok((crate::api::median(plain), crate::api::median(captured)))
+}
