@@ -71,6 +71,10 @@ impl SnapshotQuery {
     }
 }
 
+/// The page query; `{KEYSET}` is the keyset predicate on `st`. With a schema filter it is `schema_name = $4 AND
+/// (table_name, pk_uuid) > ($5, $6)`: PostgreSQL's btree ignores a row comparison as a scan bound when the same
+/// leading column also has an equality, so `schema_name = $4 AND (schema_name, table_name, pk_uuid) > (…)` scanned
+/// every row of the earlier tables on each page.
 const SNAPSHOT_SQL: &str = "
 WITH w AS (SELECT CASE WHEN $2 > 0 THEN $2
                        ELSE (SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1) END AS w),
@@ -84,12 +88,24 @@ FROM w CROSS JOIN own LEFT JOIN LATERAL (
           WHERE m.user_id = st.user_id AND m.schema_name = st.schema_name
             AND m.table_name = st.table_name AND m.pk_uuid = st.pk_uuid) AS server_version
   FROM sync.sync_state st
-  WHERE st.user_id = $1 AND ($4::text IS NULL OR st.schema_name = $4)
-    AND (st.schema_name, st.table_name, st.pk_uuid) > ($5, $6, $7::uuid)
+  WHERE st.user_id = $1 AND {KEYSET}
   ORDER BY st.schema_name, st.table_name, st.pk_uuid
-  LIMIT $8
+  LIMIT $7
 ) s ON true
 ORDER BY s.schema_name, s.table_name, s.pk_uuid";
+
+static SQL_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    SNAPSHOT_SQL.replace(
+        "{KEYSET}",
+        "(st.schema_name, st.table_name, st.pk_uuid) > ($4, $5, $6::uuid)",
+    )
+});
+static SQL_SCHEMA: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    SNAPSHOT_SQL.replace(
+        "{KEYSET}",
+        "st.schema_name = $4 AND (st.table_name, st.pk_uuid) > ($5, $6::uuid)",
+    )
+});
 
 /// Serves one snapshot page.
 pub async fn snapshot<R: Runtime>(
@@ -100,26 +116,31 @@ pub async fn snapshot<R: Runtime>(
 ) -> Result<SnapshotResponse, ApiError> {
     let mut conn = rt.connect().await.map_err(ApiError::download)?;
     svc.ready(&mut conn).await.map_err(ApiError::download)?;
+    const START: &str = "00000000-0000-0000-0000-000000000000";
     let (after_schema, after_table, after_pk) = match &q.after {
         Some((t, pk)) => (t.schema.clone(), t.table.clone(), pk.clone()),
-        None => (
-            String::new(),
-            String::new(),
-            "00000000-0000-0000-0000-000000000000".to_owned(),
-        ),
+        None => (String::new(), String::new(), START.to_owned()),
     };
+    // With a schema filter the keyset runs within that schema: a cursor in an earlier schema starts at its
+    // beginning, one in a later schema has nothing left (an empty table name sorts first, `fetch = 0` returns
+    // nothing but the window).
     let fetch = q.limit + 1;
+    let (sql, first, table, pk, fetch) = match &q.schema {
+        None => (SQL_ALL.as_str(), after_schema, after_table, after_pk, fetch),
+        Some(s) if after_schema == *s => (SQL_SCHEMA.as_str(), s.clone(), after_table, after_pk, fetch),
+        Some(s) if after_schema < *s => (SQL_SCHEMA.as_str(), s.clone(), String::new(), START.to_owned(), fetch),
+        Some(s) => (SQL_SCHEMA.as_str(), s.clone(), String::new(), START.to_owned(), 0),
+    };
     let rows = conn
         .query_typed(
-            SNAPSHOT_SQL,
+            sql,
             &[
                 (&who.user_id, Type::TEXT),
                 (&q.until, Type::INT8),
                 (&who.source_id, Type::TEXT),
-                (&q.schema, Type::TEXT),
-                (&after_schema, Type::TEXT),
-                (&after_table, Type::TEXT),
-                (&after_pk, Type::TEXT),
+                (&first, Type::TEXT),
+                (&table, Type::TEXT),
+                (&pk, Type::TEXT),
                 (&fetch, Type::INT8),
             ],
         )
