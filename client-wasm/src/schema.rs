@@ -15,13 +15,13 @@ CREATE TABLE IF NOT EXISTS _sync_client_info (
   apply_mode INTEGER NOT NULL DEFAULT 0, hydrated INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS _sync_row_meta (
   table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, server_version INTEGER NOT NULL,
-  deleted INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL, PRIMARY KEY (table_name, pk_uuid));
+  deleted INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL, PRIMARY KEY (table_name, pk_uuid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS _sync_pending (
   table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, op TEXT NOT NULL CHECK (op IN ('INSERT','UPDATE','DELETE')),
   base_version INTEGER NOT NULL, payload TEXT, change_id INTEGER NOT NULL, queued_at TEXT NOT NULL,
   sent_change_id INTEGER, sent_op TEXT, sent_base INTEGER, sent_payload TEXT,
   attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT, last_error TEXT, parked INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (table_name, pk_uuid));
+  PRIMARY KEY (table_name, pk_uuid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS _sync_rejections (
   id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, reason TEXT NOT NULL,
   message TEXT, rejected_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
