@@ -115,19 +115,19 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    /// Eligible rows in apply order: upserts parent-first, then deletes child-first, ties by `queued_at`.
+    /// Eligible rows in apply order: upserts parent-first, then deletes child-first, ties in capture order.
     fn next_batch(&self, attempted: &HashSet<Key>) -> Result<Vec<Key>, SyncError> {
         let mut stmt = self.conn.prepare(
-            "SELECT table_name, pk_uuid, COALESCE(sent_op, op), queued_at FROM _sync_pending
+            "SELECT table_name, pk_uuid, COALESCE(sent_op, op), change_id FROM _sync_pending
              WHERE parked = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
         )?;
-        let mut rows: Vec<(bool, i64, String, Key)> = stmt
+        let mut rows: Vec<(bool, i64, i64, Key)> = stmt
             .query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(3)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?

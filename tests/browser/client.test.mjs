@@ -217,3 +217,35 @@ test('realtime: with the periodic timer out of the way, /sync/watch brings anoth
   await a.close();
   await b.close();
 });
+
+test('auth: a rejected token is refreshed through the callback once; each user has their own database file', async () => {
+  const ctx = await launch();
+  const page = await ctx.newPage();
+  await page.goto(`${web.origin}/`);
+  await page.waitForFunction(() => window.ready);
+  const r = await page.evaluate(async () => {
+    const { INIT } = await import('./app.js');
+    const calls = [];
+    const open = (username, auth) =>
+      window.SyncClient.open({ name: 'auth', user: `user-${username}`, url: location.origin, serverSchema: 'business',
+        tables: ['users', 'posts'], init: INIT, autoSync: false, auth });
+    const signin = async (username, deviceId) =>
+      (await (await fetch('/signin', { method: 'POST', body: JSON.stringify({ username, device_id: deviceId }) })).json()).token;
+    let db = await open('ivy', async ({ deviceId, refresh }) => {
+      calls.push(refresh);
+      return refresh ? signin('ivy', deviceId) : 'expired-or-forged';
+    });
+    await db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [crypto.randomUUID(), 'Ivy', 'i@x']);
+    const status = await db.sync();
+    await db.close();
+    db = await open('jay', ({ deviceId }) => signin('jay', deviceId));
+    const jay = (await db.query('SELECT count(*) AS n FROM users'))[0].n;
+    await db.close();
+    db = await open('ivy', ({ deviceId }) => signin('ivy', deviceId));
+    const ivy = (await db.query('SELECT count(*) AS n FROM users'))[0].n;
+    await db.close();
+    return { calls, pending: status.pending, lastError: status.lastError, jay, ivy };
+  });
+  assert.deepEqual(r, { calls: [false, true], pending: 0, lastError: null, jay: 0, ivy: 1 });
+  await ctx.close();
+});
