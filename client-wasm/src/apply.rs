@@ -64,47 +64,34 @@ impl<T: Transport> Engine<T> {
         Ok(applied)
     }
 
+    /// Pages the snapshot; while one page is applied the next one is already being fetched (the request is
+    /// started before the apply, which is synchronous, so network and apply overlap).
     async fn snapshot_pages(&mut self) -> Result<(usize, i64), SyncError> {
-        let (mut after, mut until, mut applied) = (String::new(), 0_i64, 0);
-        let max_own = loop {
-            let path = format!(
-                "/sync/snapshot?schema={}&limit=1000&until={until}{after}",
-                self.cfg.schema
-            );
-            let reply = self.request(&path, None).await?;
-            if reply.status != 200 {
-                return Err(SyncError::Http {
-                    status: reply.status,
-                    body: String::from_utf8_lossy(&reply.body).into(),
-                });
-            }
-            let page: SnapshotResponse =
-                serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))?;
-            let tx = self.conn.unchecked_transaction()?;
-            tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
-            for row in &page.rows {
-                let Some(shape) = self.shapes.get(&row.table).filter(|_| row.schema == self.cfg.schema) else {
-                    continue;
-                };
-                let payload: Map<String, Value> = serde_json::from_str(row.payload.get())
-                    .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
-                upsert_row(&tx, shape, &row.pk, &payload)?;
-                set_meta(&tx, &row.table, &row.pk, row.server_version, false)?;
-                applied += 1;
-            }
-            // Every page moves the scid counter past what this device logged, so an interrupted hydration never
-            // leaves it reusing logged scids; the cursor moves only after the last page, so an interrupted
-            // hydration starts over from the snapshot (its pages are idempotent) rather than skipping rows.
-            tx.execute(
-                "UPDATE _sync_client_info SET apply_mode = 0, next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
-                [page.max_own_source_change_id],
-            )?;
-            tx.commit()?;
-            until = page.window_until;
-            if !page.has_more {
-                break page.max_own_source_change_id;
-            }
-            after = format!("&after_table={}&after_pk={}", page.next_after_table, page.next_after_pk);
+        let schema = self.cfg.schema.clone();
+        let path = |after: &str, until: i64| format!("/sync/snapshot?schema={schema}&limit=1000&until={until}{after}");
+        let mut reply = self.request(&path("", 0), None).await?;
+        let mut applied = 0;
+        let (max_own, until) = loop {
+            let page = snapshot_page(&reply)?;
+            let next = page.has_more.then(|| {
+                let after = format!("&after_table={}&after_pk={}", page.next_after_table, page.next_after_pk);
+                path(&after, page.window_until)
+            });
+            let Some(next) = next else {
+                applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)?;
+                break (page.max_own_source_change_id, page.window_until);
+            };
+            let token = self.token()?;
+            let (fetched, done) = futures_util::future::join(self.transport.get(&next, &token), async {
+                apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)
+            })
+            .await;
+            applied += done?;
+            reply = match fetched? {
+                // An expired token: ask again through the refreshing path.
+                r if r.status == 401 => self.request(&next, None).await?,
+                r => r,
+            };
         };
         self.conn.execute(
             "UPDATE _sync_client_info SET last_server_seq_seen = max(last_server_seq_seen, ?1), window_until = 0 WHERE id = 1",
@@ -340,4 +327,45 @@ pub(super) fn set_meta(conn: &Connection, table: &str, pk: &str, version: i64, d
     )?
     .execute(params![table, pk, version, deleted])?;
     Ok(())
+}
+
+fn snapshot_page(reply: &crate::transport::Reply) -> Result<SnapshotResponse, SyncError> {
+    if reply.status != 200 {
+        return Err(SyncError::Http {
+            status: reply.status,
+            body: String::from_utf8_lossy(&reply.body).into(),
+        });
+    }
+    serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))
+}
+
+/// One snapshot page in one transaction, capture silenced. Every page moves the scid counter past what this
+/// device logged, so an interrupted hydration never leaves it reusing logged scids; the cursor moves only after
+/// the last page, so an interrupted hydration starts over from the snapshot (its pages are idempotent) rather
+/// than skipping rows.
+fn apply_snapshot_page(
+    conn: &Connection,
+    shapes: &std::collections::BTreeMap<String, TableShape>,
+    schema: &str,
+    page: &SnapshotResponse,
+) -> Result<usize, SyncError> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
+    let mut applied = 0;
+    for row in &page.rows {
+        let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
+            continue;
+        };
+        let payload: Map<String, Value> = serde_json::from_str(row.payload.get())
+            .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
+        upsert_row(&tx, shape, &row.pk, &payload)?;
+        set_meta(&tx, &row.table, &row.pk, row.server_version, false)?;
+        applied += 1;
+    }
+    tx.execute(
+        "UPDATE _sync_client_info SET apply_mode = 0, next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
+        [page.max_own_source_change_id],
+    )?;
+    tx.commit()?;
+    Ok(applied)
 }

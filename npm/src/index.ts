@@ -236,7 +236,8 @@ export class SyncClient {
   async close(): Promise<void> {
     if (this.closed) return;
     try {
-      await this.call('close' as Op, []);
+      // A worker that cannot close cleanly within 10 s is terminated anyway (its Web Lock goes with it).
+      await Promise.race([this.call('close' as Op, []), new Promise((r) => setTimeout(r, 10_000))]);
     } finally {
       this.closed = true;
       this.detach();

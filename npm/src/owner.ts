@@ -50,7 +50,7 @@ export class Owner {
     const host = {
       beforeRequest: () => {
         this.flushChanges();
-        return this.isOnline() ? Promise.resolve() : Promise.reject(coded('NETWORK', 'offline'));
+        return this.isOnline();
       },
       afterResponse: () => this.txFree(),
       signal: () => AbortSignal.any([AbortSignal.timeout(this.opts.requestTimeoutMs), this.closing.signal]),
@@ -88,7 +88,7 @@ export class Owner {
       online: () => this.isOnline(),
       cursor: () => (this.db.status() as { cursor: number }).cursor,
       token: async (refresh: boolean) => {
-        if (refresh || !this.token) this.token = await this.hooks.token(this.deviceId, refresh);
+        if (refresh || !this.token) this.token = await this.askToken(refresh);
         return this.token;
       },
       wake: async () => {
@@ -104,11 +104,33 @@ export class Owner {
   /** Executes one operation from any tab. `tx` names the interactive transaction it belongs to. */
   async run(op: Op, args: unknown[], tx?: string): Promise<unknown> {
     if (op === 'commit' || op === 'rollback') return this.endTx(op, tx);
-    if (!tx || this.tx?.id !== tx) {
-      if (tx) throw coded('TX_ABORTED', 'the transaction was rolled back (idle for too long, or it never began)');
-      await this.txFree();
+    if (tx && this.tx?.id !== tx) {
+      throw coded('TX_ABORTED', 'the transaction was rolled back (idle for too long, or it never began)');
     }
-    if (tx) this.touchTx(tx);
+    if (!tx) {
+      // A sync step woken by its response runs in a microtask; a new transaction waits one task for it.
+      if (op === 'begin') await new Promise((r) => setTimeout(r, 0));
+      // Check and use in the same microtask: nothing can open a transaction in between.
+      while (this.tx) await new Promise<void>((r) => this.txWaiters.push(r));
+    } else {
+      this.touchTx(tx);
+      try {
+        return this.dispatch(op, args, tx);
+      } finally {
+        // SQLite itself may have rolled the transaction back (SQLITE_FULL, RAISE(ROLLBACK), …).
+        if (!this.db.inTransaction()) this.lostTx(tx);
+      }
+    }
+    return this.dispatch(op, args, tx);
+  }
+
+  private lostTx(tx: string): void {
+    if (this.tx?.id !== tx) return;
+    this.releaseTx();
+    throw coded('TX_ABORTED', 'SQLite rolled the transaction back after an error');
+  }
+
+  private dispatch(op: Op, args: unknown[], tx?: string): unknown {
     const db = this.db;
     switch (op) {
       case 'exec':
@@ -126,14 +148,7 @@ export class Owner {
         return id;
       }
       case 'sync':
-        await this.cycle;
-        this.schedule.onDemand(Date.now());
-        this.tick();
-        {
-          const failed = await this.cycle;
-          if (failed) throw failed;
-        }
-        return this.currentStatus();
+        return this.syncNow();
       case 'status':
         return this.currentStatus();
       case 'rejections':
@@ -152,6 +167,15 @@ export class Owner {
     throw coded('BAD_ARGUMENT', `unknown operation ${String(op)}`);
   }
 
+  private async syncNow(): Promise<SyncStatus> {
+    await this.cycle;
+    this.schedule.onDemand(Date.now());
+    this.tick();
+    const failed = await this.cycle;
+    if (failed) throw failed;
+    return this.currentStatus();
+  }
+
   /** Waits for a running cycle, then closes the database and releases its files. */
   async close(): Promise<void> {
     clearTimeout(this.timer);
@@ -167,8 +191,14 @@ export class Owner {
 
   private wrote<T>(f: () => T, inTx: boolean): T {
     try {
-      return f();
+      const result = f();
+      if (!inTx && this.db.inTransaction()) {
+        throw coded('BAD_ARGUMENT', 'a statement left a transaction open: use transaction()');
+      }
+      return result;
     } finally {
+      // A failed script may have stopped after its BEGIN: never leave a transaction nobody owns.
+      if (!inTx && this.db.inTransaction()) this.db.rollback();
       this.flushChanges();
       if (!inTx) this.localWrite();
     }
@@ -213,9 +243,12 @@ export class Owner {
   /** A transaction whose tab went quiet (closed, crashed) is rolled back so nobody waits forever. */
   private abandon(id: string): void {
     if (this.tx?.id !== id) return;
-    this.db.rollback();
-    this.releaseTx();
-    this.flushChanges();
+    try {
+      this.db.rollback();
+    } finally {
+      this.releaseTx();
+      this.flushChanges();
+    }
   }
 
   private releaseTx(): void {
@@ -224,6 +257,16 @@ export class Owner {
     const waiters = this.txWaiters;
     this.txWaiters = [];
     waiters.forEach((w) => w());
+  }
+
+  /** A token from the page's auth, bounded by the request timeout and by close(). */
+  private askToken(refresh: boolean): Promise<string | null> {
+    return new Promise((resolve, reject) => {
+      const fail = () => reject(coded('AUTH', 'the auth callback did not answer'));
+      const timer = setTimeout(fail, this.opts.requestTimeoutMs);
+      this.closing.signal.addEventListener('abort', fail, { once: true });
+      this.hooks.token(this.deviceId, refresh).then(resolve, reject).finally(() => clearTimeout(timer));
+    });
   }
 
   /** Resolves when no interactive transaction is open. */
@@ -245,6 +288,7 @@ export class Owner {
   }
 
   private tick(): void {
+    if (this.closing.signal.aborted) return;
     if (this.cycle || !this.schedule.tryStart(Date.now())) return this.arm();
     this.cycle = this.runCycle().finally(() => {
       this.cycle = null;
@@ -258,17 +302,18 @@ export class Owner {
     let ok = false;
     let failure: unknown = null;
     try {
-      await this.txFree();
       if (!this.isOnline()) throw coded('NETWORK', 'offline');
-      this.token ??= await this.hooks.token(this.deviceId, false);
+      this.token ??= await this.askToken(false);
       if (!this.token) throw coded('NOT_SIGNED_IN', 'auth gave no token');
+      await this.txFree();
       if (!this.db.userId()) this.db.signIn(this.opts.user, this.token);
       try {
         await this.db.sync(this.token);
       } catch (e) {
         if ((e as { code?: string }).code !== 'UNAUTHORIZED') throw e;
-        this.token = await this.hooks.token(this.deviceId, true);
+        this.token = await this.askToken(true);
         if (!this.token) throw e;
+        await this.txFree();
         await this.db.sync(this.token);
       }
       ok = true;

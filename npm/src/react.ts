@@ -1,6 +1,6 @@
 // React binding: live queries and sync status as hooks.
 
-import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
+import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import type { OversyncError, SyncClient } from './index.js';
 import type { Params, Row, SyncStatus } from './types.js';
 
@@ -24,8 +24,8 @@ export function useQuery<T = Row>(client: SyncClient | null, sql: string, params
   const paramsRef = useRef(params);
   paramsRef.current = params;
   useEffect(() => {
+    setState({ rows: [], loading: !!client, error: null });
     if (!client) return;
-    setState((s) => ({ ...s, loading: true }));
     return client.subscribe<T>(
       sql,
       paramsRef.current,
@@ -51,8 +51,9 @@ const offlineStatus: SyncStatus = {
 
 /** The client's sync status, re-rendering when it changes. */
 export function useSyncStatus(client: SyncClient | null): SyncStatus {
-  return useSyncExternalStore(
-    (onChange) => (client ? client.onStatus(onChange) : () => undefined),
-    () => (client ? client.status : offlineStatus),
+  const subscribe = useCallback(
+    (onChange: () => void) => (client ? client.onStatus(onChange) : () => undefined),
+    [client],
   );
+  return useSyncExternalStore(subscribe, () => (client ? client.status : offlineStatus));
 }

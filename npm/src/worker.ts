@@ -8,7 +8,23 @@ import { Owner, type OwnerOptions } from './owner.js';
 import { toWire, type Op, type PageRequest, type PeerMessage, type WorkerMessage } from './messages.js';
 
 type OpenArgs = OwnerOptions & { file: string };
-type Pending = { op: Op; args: unknown[]; tx?: string; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+type Pending = {
+  op: Op;
+  args: unknown[];
+  tx?: string;
+  /** Posted to an owner (which may have run it before going away). */
+  sent: boolean;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+};
+
+/** Operations that change nothing: safe to send again to a new owner. */
+const READS = new Set<Op>(['query', 'tablesRead', 'status', 'rejections']);
+
+const ownerLost = () =>
+  Object.assign(new Error('the tab that owned the database went away; the outcome of this write is unknown'), {
+    code: 'OWNER_LOST',
+  });
 
 const scope = self as unknown as {
   postMessage(m: WorkerMessage): void;
@@ -63,7 +79,7 @@ function execute(op: Op, args: unknown[], tx?: string): Promise<unknown> {
   if (owner) return owner.run(op, args, tx);
   return new Promise((resolve, reject) => {
     const rid = `${myId}:${nextRid++}`;
-    forwarded.set(rid, { op, args, tx, resolve, reject });
+    forwarded.set(rid, { op, args, tx, sent: !!ownerId, resolve, reject });
     if (ownerId) channel.postMessage({ t: 'req', rid, op, args, tx } satisfies PeerMessage);
   });
 }
@@ -97,6 +113,11 @@ async function open(args: OpenArgs): Promise<void> {
       try {
         await o.start();
       } catch (err) {
+        // This tab cannot serve: fail what waits on it rather than leave it hanging.
+        for (const p of forwarded.values()) p.reject(err);
+        forwarded.clear();
+        ownerId = null;
+        post({ event: 'error', error: toWire(err) });
         rejectReady(err);
         return;
       }
@@ -104,10 +125,12 @@ async function open(args: OpenArgs): Promise<void> {
       ownerId = myId;
       post({ event: 'role', owner: true });
       channel.postMessage({ t: 'owner', id: myId } satisfies PeerMessage);
-      // Requests this worker forwarded before it became the owner run here now.
+      // Requests this worker forwarded before it became the owner run here now (writes the old owner may have
+      // run are not repeated).
       for (const [rid, p] of forwarded) {
         forwarded.delete(rid);
-        o.run(p.op, p.args, p.tx).then(p.resolve, p.reject);
+        if (p.sent && !READS.has(p.op)) p.reject(ownerLost());
+        else o.run(p.op, p.args, p.tx).then(p.resolve, p.reject);
       }
       resolveReady();
       await new Promise<void>((r) => (release = r));
@@ -140,8 +163,17 @@ function onPeer(m: PeerMessage): void {
       ownerId = m.id;
       post({ event: 'role', owner: false });
       onOwnerKnown();
-      // A new owner: re-send what the previous one never answered.
-      for (const [rid, p] of forwarded) channel.postMessage({ t: 'req', rid, op: p.op, args: p.args, tx: p.tx });
+      // A new owner: send what was waiting for one, and re-send reads the previous owner never answered; a write
+      // it may have run before going away is not repeated (OWNER_LOST: the caller decides).
+      for (const [rid, p] of forwarded) {
+        if (p.sent && !READS.has(p.op)) {
+          forwarded.delete(rid);
+          p.reject(ownerLost());
+          continue;
+        }
+        p.sent = true;
+        channel.postMessage({ t: 'req', rid, op: p.op, args: p.args, tx: p.tx });
+      }
       return;
     case 'req':
       if (!owner) return;

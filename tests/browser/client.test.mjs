@@ -148,6 +148,7 @@ test('errors carry stable codes; a throwing transaction rolls back', async () =>
   const codes = await page.evaluate(async () => {
     const code = (p) => p.then(() => 'ok', (e) => `${e.name}:${e.code}`);
     const id = window.uuid();
+    const id2 = window.uuid();
     await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [id, 'a', 'b']);
     const rolledBack = await window.db
       .transaction(async (tx) => {
@@ -162,6 +163,14 @@ test('errors carry stable codes; a throwing transaction rolls back', async () =>
       rolledBack,
       name: (await window.db.query('SELECT name FROM users WHERE id = ?', [id]))[0].name,
       badOpen: await code(window.SyncClient.open({ name: 'x', user: '', url: 'http://x', tables: [], auth: 't' })),
+      // A script that fails after its BEGIN must not leave a transaction open behind the app's back.
+      script: await code(
+        window.db.execScript(`BEGIN; INSERT INTO users (id, name, email) VALUES ('${id2}', 'x', 'y');
+          INSERT INTO users (id, name, email) VALUES ('${id}', 'dup', 'b'); COMMIT;`),
+      ),
+      scriptRolledBack: (await window.db.query('SELECT count(*) AS n FROM users WHERE id = ?', [id2]))[0].n === 0,
+      strayBegin: await code(window.db.exec('BEGIN')),
+      stillWritable: await code(window.db.exec('UPDATE users SET name = ? WHERE id = ?', ['b', id])),
     };
   });
   assert.deepEqual(codes, {
@@ -171,6 +180,10 @@ test('errors carry stable codes; a throwing transaction rolls back', async () =>
     rolledBack: 'app failure',
     name: 'a',
     badOpen: 'OversyncError:BAD_ARGUMENT',
+    script: 'OversyncError:SQLITE_CONSTRAINT',
+    scriptRolledBack: true,
+    strayBegin: 'OversyncError:BAD_ARGUMENT',
+    stillWritable: 'ok',
   });
   await ctx.close();
 });

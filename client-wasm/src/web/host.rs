@@ -11,9 +11,10 @@ extern "C" {
     /// What the worker provides (see `npm/src/worker.ts`).
     pub type Host;
 
-    /// Resolves when a request may start; rejects while offline (simulated or reported by the browser).
+    /// Called just before a request: false while offline (simulated or reported by the browser). Synchronous, so
+    /// the request starts on the first poll (the engine overlaps a snapshot fetch with the previous page's apply).
     #[wasm_bindgen(method, js_name = beforeRequest)]
-    fn before_request(this: &Host) -> js_sys::Promise;
+    fn before_request(this: &Host) -> bool;
 
     /// Resolves when the engine may touch the database again: no app transaction is open.
     #[wasm_bindgen(method, js_name = afterResponse)]
@@ -39,8 +40,9 @@ impl HostTransport {
     }
 
     async fn send(&self, req: RequestBuilder, body: Option<Vec<u8>>) -> Result<Reply, NetworkError> {
-        let offline = JsFuture::from(self.host.before_request()).await;
-        offline.map_err(|e| NetworkError(describe(&e)))?;
+        if !self.host.before_request() {
+            return Err(NetworkError("offline".into()));
+        }
         let req = req.abort_signal(Some(&self.host.signal()));
         let req: Result<Request, _> = match body {
             // JSON is UTF-8 text; fetch sends a string body as UTF-8.
@@ -74,11 +76,4 @@ impl Transport for HostTransport {
         let req = Request::get(&format!("{}{path}", self.base)).header("authorization", &format!("Bearer {token}"));
         self.send(req, None).await
     }
-}
-
-fn describe(e: &JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "offline".into())
 }
