@@ -44,7 +44,8 @@ export type PeerMessage =
   | { t: 'res'; rid: string; ok: false; error: WireError }
   | { t: 'change'; tables: string[] }
   | { t: 'status'; status: SyncStatus }
-  | { t: 'conflicts'; conflicts: Conflict[] };
+  | { t: 'conflicts'; conflicts: Conflict[] }
+  | { t: 'error'; error: WireError };
 
 /** Turns anything thrown into a WireError (wasm errors carry `code`). */
 export function toWire(e: unknown): WireError {

@@ -42,6 +42,7 @@ export class Owner {
   private conflictLog: Conflict[] = [];
   private rejections: Rejection[] = [];
   private lastStatus = '';
+  private cycleError: SyncStatus['lastError'] = null;
 
   constructor(private opts: OwnerOptions, private hooks: OwnerHooks) {}
 
@@ -317,8 +318,12 @@ export class Owner {
         await this.db.sync(this.token);
       }
       ok = true;
+      this.cycleError = null;
     } catch (e) {
       failure = e;
+      // Failures before the engine ran (offline, no token) are the cycle's error too.
+      const { code = 'INTERNAL', message = String(e) } = e as { code?: string; message?: string };
+      this.cycleError = { code, message };
       if ((e as { code?: string }).code !== 'NETWORK') this.hooks.error(e);
     } finally {
       this.schedule.finish(Date.now(), ok);
@@ -350,7 +355,7 @@ export class Owner {
       parked: s.parked,
       hydrated: s.hydrated,
       lastSyncedAt: s.lastSyncedAt,
-      lastError: s.lastError,
+      lastError: this.cycleError ?? s.lastError,
       conflicts: this.conflictLog,
       rejections: this.rejections,
       owner: true,

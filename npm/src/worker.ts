@@ -108,7 +108,10 @@ async function open(args: OpenArgs): Promise<void> {
           post({ event: 'conflicts', conflicts });
           channel.postMessage({ t: 'conflicts', conflicts } satisfies PeerMessage);
         },
-        error: (err) => post({ event: 'error', error: toWire(err) }),
+        error: (err) => {
+          post({ event: 'error', error: toWire(err) });
+          channel.postMessage({ t: 'error', error: toWire(err) } satisfies PeerMessage);
+        },
       });
       try {
         await o.start();
@@ -198,6 +201,9 @@ function onPeer(m: PeerMessage): void {
       return;
     case 'conflicts':
       post({ event: 'conflicts', conflicts: m.conflicts });
+      return;
+    case 'error':
+      post({ event: 'error', error: m.error });
       return;
   }
 }
