@@ -278,9 +278,9 @@ pub(super) fn upsert_row(
     pk: &str,
     payload: &Map<String, Value>,
 ) -> rusqlite::Result<()> {
-    let mut names = vec![quote(&shape.key)];
+    let mut present = Vec::with_capacity(shape.columns.len());
     let mut values: Vec<SqlValue> = vec![key_value(shape, pk)];
-    for c in shape.columns.iter().filter(|c| c.name != shape.key) {
+    for (i, c) in shape.columns.iter().enumerate().filter(|(_, c)| c.name != shape.key) {
         let Some(v) = payload
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
@@ -289,10 +289,45 @@ pub(super) fn upsert_row(
             continue;
         };
         if let Some(v) = to_sql(v, c.blob) {
-            names.push(quote(&c.name));
+            present.push(i);
             values.push(v);
         }
     }
+    // The statement text depends only on the shape (table, key, columns) and which columns the payload has: built
+    // once per combination (a rebuilt table with other columns gets other statements).
+    let sql = UPSERT_SQL.with(|cache| {
+        let key = (shape_signature(shape), present);
+        if let Some(sql) = cache.borrow().get(&key) {
+            return std::rc::Rc::clone(sql);
+        }
+        let sql: std::rc::Rc<str> = upsert_sql(shape, &key.1).into();
+        cache.borrow_mut().insert(key, std::rc::Rc::clone(&sql));
+        sql
+    });
+    conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
+    Ok(())
+}
+
+type UpsertKey = (u64, Vec<usize>);
+
+fn shape_signature(shape: &TableShape) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&shape.table, &shape.key, shape.blob_key).hash(&mut h);
+    for c in &shape.columns {
+        (&c.name, c.blob).hash(&mut h);
+    }
+    h.finish()
+}
+
+thread_local! {
+    static UPSERT_SQL: std::cell::RefCell<std::collections::HashMap<UpsertKey, std::rc::Rc<str>>> =
+        std::cell::RefCell::default();
+}
+
+fn upsert_sql(shape: &TableShape, present: &[usize]) -> String {
+    let mut names = vec![quote(&shape.key)];
+    names.extend(present.iter().map(|&i| quote(&shape.columns[i].name)));
     let placeholders = vec!["?"; names.len()].join(", ");
     let updates: Vec<String> = names[1..].iter().map(|n| format!("{n} = excluded.{n}")).collect();
     let conflict = if updates.is_empty() {
@@ -300,14 +335,12 @@ pub(super) fn upsert_row(
     } else {
         format!("DO UPDATE SET {}", updates.join(", "))
     };
-    let sql = format!(
+    format!(
         "INSERT INTO {} ({}) VALUES ({placeholders}) ON CONFLICT ({}) {conflict}",
         quote(&shape.table),
         names.join(", "),
         quote(&shape.key)
-    );
-    conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
-    Ok(())
+    )
 }
 
 /// Deletes a local row by key (local cascades happen; capture is silenced by the caller).
