@@ -154,12 +154,19 @@ impl Status {
     /// The counts and the cursor as stored in `conn` (`last_error` and `last_synced` are the engine's): a host
     /// reads them through [`Engine::shared_conn`] while a cycle is running.
     pub fn read(conn: &Connection) -> Result<Self, SyncError> {
-        let q = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        // One cached statement: hosts read this after every local write.
+        let (pending, parked, rejected, cursor) = conn
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM _sync_pending), (SELECT count(*) FROM _sync_pending WHERE parked = 1),
+                        (SELECT count(*) FROM _sync_rejections), last_server_seq_seen
+                 FROM _sync_client_info WHERE id = 1",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         Ok(Self {
-            pending: q("SELECT count(*) FROM _sync_pending")?,
-            parked: q("SELECT count(*) FROM _sync_pending WHERE parked = 1")?,
-            rejected: q("SELECT count(*) FROM _sync_rejections")?,
-            cursor: q("SELECT last_server_seq_seen FROM _sync_client_info WHERE id = 1")?,
+            pending,
+            parked,
+            rejected,
+            cursor,
             last_error: None,
             last_synced: None,
         })

@@ -1,7 +1,7 @@
 // oversync-web: an offline-first SQLite database in the browser (OPFS, in a dedicated worker) that syncs with
 // an oversync server. See README.md for the options field by field.
 
-import type { PageRequest, WireError, WorkerMessage, Op } from './messages.js';
+import { INITIAL_STATUS, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
 import type { Conflict, ExecResult, Params, Row, SyncStatus, TableOption } from './types.js';
 
 export type * from './types.js';
@@ -60,19 +60,6 @@ export interface Transaction {
 
 type Listener = () => void;
 
-const initialStatus: SyncStatus = {
-  online: true,
-  syncing: false,
-  pending: 0,
-  parked: 0,
-  hydrated: false,
-  lastSyncedAt: null,
-  lastError: null,
-  conflicts: [],
-  rejections: [],
-  owner: false,
-};
-
 /** An open database. Every tab of the origin may open the same one; one of them owns it and serves the rest. */
 export class SyncClient {
   private worker: Worker;
@@ -81,7 +68,7 @@ export class SyncClient {
   private changeListeners = new Set<(tables: Set<string>) => void>();
   private statusListeners = new Set<Listener>();
   private conflictListeners = new Set<(c: Conflict[]) => void>();
-  private current: SyncStatus = initialStatus;
+  private current: SyncStatus = INITIAL_STATUS;
   private closed = false;
   private detach: () => void = () => undefined;
 

@@ -3,6 +3,20 @@
 
 import type { SyncStatus, Conflict } from './types.js';
 
+/** The status before the worker has reported one. */
+export const INITIAL_STATUS: SyncStatus = {
+  online: true,
+  syncing: false,
+  pending: 0,
+  parked: 0,
+  hydrated: false,
+  lastSyncedAt: null,
+  lastError: null,
+  conflicts: [],
+  rejections: [],
+  owner: false,
+};
+
 /** Page → worker. */
 export type PageRequest = { id: number; op: Op; args: unknown[]; tx?: string };
 

@@ -3,6 +3,7 @@
 import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import type { OversyncError, SyncClient } from './index.js';
 import type { Params, Row, SyncStatus } from './types.js';
+import { INITIAL_STATUS } from './messages.js';
 
 /** The result of {@link useQuery}. */
 export interface QueryState<T> {
@@ -36,18 +37,8 @@ export function useQuery<T = Row>(client: SyncClient | null, sql: string, params
   return state;
 }
 
-const offlineStatus: SyncStatus = {
-  online: false,
-  syncing: false,
-  pending: 0,
-  parked: 0,
-  hydrated: false,
-  lastSyncedAt: null,
-  lastError: null,
-  conflicts: [],
-  rejections: [],
-  owner: false,
-};
+/** Before the client exists: nothing known, shown as offline. */
+const offlineStatus: SyncStatus = { ...INITIAL_STATUS, online: false };
 
 /** The client's sync status, re-rendering when it changes. */
 export function useSyncStatus(client: SyncClient | null): SyncStatus {
