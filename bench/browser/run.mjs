@@ -4,7 +4,7 @@
 //   P4 change-capture overhead: 10k inserts in one statement into a synced table (triggers) vs a plain one;
 //   P7 single-row write latency through the npm API (p50/p99);
 //   P5 what the package delivers to a browser (wasm + JS, raw and gzip).
-// `node bench/browser/run.mjs [--short] [--out FILE]`; run through bench/run. Reuses the browser tests' stack.
+// `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7]`; run through bench/run. Reuses the browser tests' stack.
 
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -16,6 +16,8 @@ import { root, startOrigin, startSyncServer } from '../../tests/browser/stack.mj
 const short = process.argv.includes('--short');
 const outArg = process.argv.indexOf('--out');
 const out = outArg > 0 ? process.argv[outArg + 1] : null;
+const onlyArg = process.argv.indexOf('--only');
+const only = onlyArg > 0 ? process.argv[onlyArg + 1] : null;
 const P3_ROWS = short ? 2_000 : 100_000;
 const P4_ROWS = short ? 1_000 : 10_000;
 const P7_WRITES = short ? 50 : 500;
@@ -187,6 +189,19 @@ const web = await startOrigin(sync.url, {
   '/': path.join(root, 'tests/browser/pages'),
 });
 try {
+  if (only) {
+    // `--only p3|p4|p7`: one measure alone, for profiling or comparing a change.
+    console.log(JSON.stringify(only === 'p3' ? await p3(web.origin) : (await p4p7(web.origin))[only], null, 2));
+  } else {
+    await all();
+  }
+} finally {
+  await web.stop();
+  await sync.stop();
+  cleanup();
+}
+
+async function all() {
   const results = { short, date: new Date().toISOString(), p3: await p3(web.origin), ...(await p4p7(web.origin)), p5: p5() };
   const md = [
     '| Measure | value | goal |',
@@ -204,8 +219,4 @@ try {
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
     writeFileSync(out.replace(/\.json$/, '.md'), `${md}\n`);
   }
-} finally {
-  await web.stop();
-  await sync.stop();
-  cleanup();
 }

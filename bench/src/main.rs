@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p3|p4]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -59,6 +59,17 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let (per_device, repeats, p2_batches, samples) = if short { (2, 1, 5, 20) } else { (10, 3, 100, 300) };
+    // `--only p4` (no server needed) / `--only p3`: one measure alone, for profiling (`perf record`).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    if only.as_deref() == Some("p4") {
+        let (plain, captured) = capture::p4(10_000, 9)?;
+        println!("P4 native: {captured:.1} / {plain:.1} ms = {:.2}×", captured / plain);
+        return Ok(());
+    }
 
     let db_url = oversync_tests::pg::database("oversync_bench")?;
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../server-edge/demo/demo.toml");
@@ -77,6 +88,11 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(bound.run(async {
         let _ = stopped.await;
     }));
+    if only.as_deref() == Some("p3") {
+        let (rows, rate) = hydrate::p3_native(&env, 500).await?;
+        println!("P3 native: {rows} rows, {rate:.0} rows/s");
+        return Ok(());
+    }
 
     eprintln!("P1: 1 device…");
     let (p1_one, p1_one_ceiling) = p1(&env, 1, per_device * 4, repeats).await?;
