@@ -2,14 +2,13 @@
 //! resolution. Every page is one SQLite transaction with capture silenced and foreign keys deferred.
 
 use oversync_protocol::wire::{Capabilities, DownloadResponse, SnapshotResponse};
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, params, params_from_iter};
+use rusqlite::{Connection, params};
 use serde_json::{Map, Value};
 
+use super::write::{apply_snapshot_page, delete_row, set_meta, upsert_row};
 use super::{Engine, SyncError};
 use crate::transport::Transport;
 use crate::triggers::{TableShape, quote};
-use crate::wire::{key_value, to_sql};
 
 impl<T: Transport> Engine<T> {
     /// Downloads until `has_more` is false. Returns the number of entries applied.
@@ -270,98 +269,6 @@ pub(super) fn is_fk_violation(e: &rusqlite::Error) -> bool {
         .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
 }
 
-/// `INSERT … ON CONFLICT (key) DO UPDATE` over the payload keys that are local columns (never `INSERT OR
-/// REPLACE`, which would delete first and cascade). Unknown keys are ignored; missing columns keep their values.
-pub(super) fn upsert_row(
-    conn: &Connection,
-    shape: &TableShape,
-    pk: &str,
-    payload: &Map<String, Value>,
-) -> rusqlite::Result<()> {
-    let mut present = Vec::with_capacity(shape.columns.len());
-    let mut values: Vec<SqlValue> = vec![key_value(shape, pk)];
-    for (i, c) in shape.columns.iter().enumerate().filter(|(_, c)| c.name != shape.key) {
-        let Some(v) = payload
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
-            .map(|(_, v)| v)
-        else {
-            continue;
-        };
-        if let Some(v) = to_sql(v, c.blob) {
-            present.push(i);
-            values.push(v);
-        }
-    }
-    // The statement text depends only on the shape (table, key, columns) and which columns the payload has: built
-    // once per combination (a rebuilt table with other columns gets other statements).
-    let sql = UPSERT_SQL.with(|cache| {
-        let key = (shape_signature(shape), present);
-        if let Some(sql) = cache.borrow().get(&key) {
-            return std::rc::Rc::clone(sql);
-        }
-        let sql: std::rc::Rc<str> = upsert_sql(shape, &key.1).into();
-        cache.borrow_mut().insert(key, std::rc::Rc::clone(&sql));
-        sql
-    });
-    conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
-    Ok(())
-}
-
-type UpsertKey = (u64, Vec<usize>);
-
-fn shape_signature(shape: &TableShape) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&shape.table, &shape.key, shape.blob_key).hash(&mut h);
-    for c in &shape.columns {
-        (&c.name, c.blob).hash(&mut h);
-    }
-    h.finish()
-}
-
-thread_local! {
-    static UPSERT_SQL: std::cell::RefCell<std::collections::HashMap<UpsertKey, std::rc::Rc<str>>> =
-        std::cell::RefCell::default();
-}
-
-fn upsert_sql(shape: &TableShape, present: &[usize]) -> String {
-    let mut names = vec![quote(&shape.key)];
-    names.extend(present.iter().map(|&i| quote(&shape.columns[i].name)));
-    let placeholders = vec!["?"; names.len()].join(", ");
-    let updates: Vec<String> = names[1..].iter().map(|n| format!("{n} = excluded.{n}")).collect();
-    let conflict = if updates.is_empty() {
-        "DO NOTHING".to_owned()
-    } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
-    };
-    format!(
-        "INSERT INTO {} ({}) VALUES ({placeholders}) ON CONFLICT ({}) {conflict}",
-        quote(&shape.table),
-        names.join(", "),
-        quote(&shape.key)
-    )
-}
-
-/// Deletes a local row by key (local cascades happen; capture is silenced by the caller).
-pub(super) fn delete_row(conn: &Connection, shape: &TableShape, pk: &str) -> rusqlite::Result<()> {
-    let sql = format!("DELETE FROM {} WHERE {} = ?1", quote(&shape.table), quote(&shape.key));
-    conn.execute(&sql, [key_value(shape, pk)])?;
-    Ok(())
-}
-
-/// Sets a row's metadata.
-pub(super) fn set_meta(conn: &Connection, table: &str, pk: &str, version: i64, deleted: bool) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO _sync_row_meta (table_name, pk_uuid, server_version, deleted, updated_at)
-         VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-         ON CONFLICT (table_name, pk_uuid) DO UPDATE SET server_version = excluded.server_version,
-           deleted = excluded.deleted, updated_at = excluded.updated_at",
-    )?
-    .execute(params![table, pk, version, deleted])?;
-    Ok(())
-}
-
 fn snapshot_page(reply: &crate::transport::Reply) -> Result<SnapshotResponse, SyncError> {
     if reply.status != 200 {
         return Err(SyncError::Http {
@@ -370,35 +277,4 @@ fn snapshot_page(reply: &crate::transport::Reply) -> Result<SnapshotResponse, Sy
         });
     }
     serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))
-}
-
-/// One snapshot page in one transaction, capture silenced. Every page moves the scid counter past what this
-/// device logged, so an interrupted hydration never leaves it reusing logged scids; the cursor moves only after
-/// the last page, so an interrupted hydration starts over from the snapshot (its pages are idempotent) rather
-/// than skipping rows.
-fn apply_snapshot_page(
-    conn: &Connection,
-    shapes: &std::collections::BTreeMap<String, TableShape>,
-    schema: &str,
-    page: &SnapshotResponse,
-) -> Result<usize, SyncError> {
-    let tx = conn.unchecked_transaction()?;
-    tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
-    let mut applied = 0;
-    for row in &page.rows {
-        let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
-            continue;
-        };
-        let payload: Map<String, Value> = serde_json::from_str(row.payload.get())
-            .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
-        upsert_row(&tx, shape, &row.pk, &payload)?;
-        set_meta(&tx, &row.table, &row.pk, row.server_version, false)?;
-        applied += 1;
-    }
-    tx.execute(
-        "UPDATE _sync_client_info SET apply_mode = 0, next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
-        [page.max_own_source_change_id],
-    )?;
-    tx.commit()?;
-    Ok(applied)
 }

@@ -17,6 +17,8 @@ use crate::triggers::{TableShape, quote};
 mod apply;
 #[path = "upload.rs"]
 mod upload;
+#[path = "write.rs"]
+mod write;
 
 pub use upload::UploadReport;
 

@@ -9,7 +9,7 @@ use oversync_protocol::wire::{
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::apply::{delete_row, set_meta, upsert_row};
+use super::write::{delete_row, set_meta, upsert_row};
 use super::{Engine, SyncError};
 use crate::conflict::{Conflict, LocalIntent, Resolution, ServerState};
 use crate::transport::Transport;

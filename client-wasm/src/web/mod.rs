@@ -239,8 +239,12 @@ impl Database {
 fn hooks(conn: &mut Connection, changed: &Changed, reads: &Reads) -> rusqlite::Result<()> {
     let changed = Arc::clone(changed);
     conn.update_hook(Some(move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+        // Called for every row written (hydration writes 100k+): allocate only for a table not seen yet.
         if app_table(table) {
-            lock(&changed).insert(table.to_owned());
+            let mut set = lock(&changed);
+            if !set.contains(table) {
+                set.insert(table.to_owned());
+            }
         }
     }))?;
     let reads = Arc::clone(reads);
@@ -248,6 +252,7 @@ fn hooks(conn: &mut Connection, changed: &Changed, reads: &Reads) -> rusqlite::R
         if let AuthAction::Read { table_name, .. } = ctx.action
             && let Some(set) = lock(&reads).as_mut()
             && app_table(table_name)
+            && !set.contains(table_name)
         {
             set.insert(table_name.to_owned());
         }

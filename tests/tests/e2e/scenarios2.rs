@@ -1,6 +1,8 @@
 //! PROTOCOL.md §9.1, continued: device replacement, user switch, the complex multi-batch run and the
 //! multi-device sequence.
 
+use serde_json::Value;
+
 use crate::support::*;
 
 #[tokio::test]
@@ -244,4 +246,91 @@ async fn multi_device_complex_sequence() {
     assert_eq!(local_users(&d1), want);
     assert_eq!(local_users(&d2), want);
     assert_eq!(server_users(&w, &user_of(&d1)).await, want);
+}
+
+/// Snapshot pages are written in multi-row statements, chunked by table and payload columns: more rows than a
+/// chunk, two tables, rows whose payloads lack columns (uploaded by another client) in between, and rows
+/// updated since their insert — all must arrive with their values and versions.
+#[tokio::test]
+async fn snapshot_hydration_writes_every_row_across_chunks_and_column_sets() {
+    let w = world(|_| {}).await;
+    let username = name();
+    let mut old = device(&w, &username).await;
+    let users: Vec<String> = (0..150).map(|_| id()).collect();
+    for (i, u) in users.iter().enumerate() {
+        add_user(&old, u, &format!("u{i}"));
+        add_post(&old, &id(), u, &format!("p{i}"));
+    }
+    old.sync().await.unwrap();
+    for u in users.iter().step_by(7) {
+        rename_user(&old, u, &format!("renamed {u}"));
+    }
+    old.sync().await.unwrap();
+    // Another client's users without the optional columns.
+    let signin = serde_json::json!({"username": username, "password": "x", "device_id": "other"});
+    let http = reqwest::Client::new();
+    let resp: Value = http
+        .post(format!("{}/signin", w.base))
+        .body(signin.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sparse: Vec<String> = (0..5).map(|_| id()).collect();
+    let changes: Vec<Value> = sparse
+        .iter()
+        .enumerate()
+        .map(|(i, pk)| {
+            serde_json::json!({"source_change_id": i + 1, "schema": "business", "table": "users", "op": "INSERT",
+                "pk": pk, "server_version": 0, "payload": {"id": pk, "name": format!("sparse {i}"), "email": "s@example.com"}})
+        })
+        .collect();
+    let up = http
+        .post(format!("{}/sync/upload", w.base))
+        .bearer_auth(resp["token"].as_str().unwrap())
+        .body(serde_json::json!({"last_server_seq_seen": 0, "changes": changes}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 200);
+    old.sync().await.unwrap();
+
+    let mut new = device(&w, &username).await;
+    new.hydrate(false).await.unwrap();
+    assert_eq!(local_users(&new), local_users(&old));
+    assert_eq!(local_count(&new, "users"), 155);
+    assert_eq!(local_count(&new, "posts"), 150);
+    let posts = |d: &Device| -> Vec<(String, String, String)> {
+        let mut stmt = d
+            .conn()
+            .prepare("SELECT id, title, author_id FROM posts ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(posts(&new), posts(&old));
+    let meta = |d: &Device| -> Vec<(String, String, i64, i64)> {
+        let mut stmt = d
+            .conn()
+            .prepare("SELECT table_name, pk_uuid, server_version, deleted FROM _sync_row_meta ORDER BY 1, 2")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(meta(&new), meta(&old));
+    assert_eq!(meta(&new).iter().filter(|m| m.2 == 2).count(), users.len().div_ceil(7));
+    let sparse_row: (String, Option<i64>) = new
+        .conn()
+        .query_row("SELECT name, created_at FROM users WHERE id = ?1", [&sparse[0]], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(sparse_row, ("sparse 0".to_owned(), None));
+    assert_eq!(pending(&new), 0);
 }

@@ -1,0 +1,222 @@
+//! Row writes shared by download apply, conflict resolution and snapshot hydration: upserts that never delete
+//! (so never cascade), row deletes and metadata. A snapshot page is written in multi-row statements: one
+//! statement per chunk of rows instead of one per row, which saves the per-statement work (and the statement
+//! journal every write to a table with triggers opens) on the largest thing a client ever applies.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use oversync_protocol::wire::SnapshotResponse;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params, params_from_iter};
+use serde_json::{Map, Value};
+
+use super::SyncError;
+use crate::triggers::{TableShape, quote};
+use crate::wire::{key_value, to_sql};
+
+/// Rows per multi-row statement (bounded further by SQLite's 32766 bound parameters).
+const CHUNK_ROWS: usize = 64;
+
+/// The key's value and the payload's values for local columns, with the indexes of those columns. Unknown
+/// payload keys are ignored; columns the payload lacks are left out (they keep their values on update).
+fn row_values(shape: &TableShape, pk: &str, payload: &Map<String, Value>) -> (Vec<usize>, Vec<SqlValue>) {
+    let mut present = Vec::with_capacity(shape.columns.len());
+    let mut values: Vec<SqlValue> = Vec::with_capacity(shape.columns.len());
+    values.push(key_value(shape, pk));
+    for (i, c) in shape.columns.iter().enumerate().filter(|(_, c)| c.name != shape.key) {
+        let Some(v) = payload
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
+            .map(|(_, v)| v)
+        else {
+            continue;
+        };
+        if let Some(v) = to_sql(v, c.blob) {
+            present.push(i);
+            values.push(v);
+        }
+    }
+    (present, values)
+}
+
+/// `INSERT … ON CONFLICT (key) DO UPDATE` over the payload keys that are local columns (never `INSERT OR
+/// REPLACE`, which would delete first and cascade). Unknown keys are ignored; missing columns keep their values.
+pub(super) fn upsert_row(
+    conn: &Connection,
+    shape: &TableShape,
+    pk: &str,
+    payload: &Map<String, Value>,
+) -> rusqlite::Result<()> {
+    let (present, values) = row_values(shape, pk, payload);
+    conn.prepare_cached(&upsert_sql(shape, present, 1))?
+        .execute(params_from_iter(values))?;
+    Ok(())
+}
+
+type UpsertKey = (u64, Vec<usize>, usize);
+
+thread_local! {
+    static UPSERT_SQL: RefCell<HashMap<UpsertKey, Rc<str>>> = RefCell::default();
+}
+
+/// The statement text depends only on the shape (table, key, columns), which columns the payload has and the
+/// number of rows: built once per combination (a rebuilt table with other columns gets other statements).
+fn upsert_sql(shape: &TableShape, present: Vec<usize>, rows: usize) -> Rc<str> {
+    UPSERT_SQL.with(|cache| {
+        let key = (shape_signature(shape), present, rows);
+        if let Some(sql) = cache.borrow().get(&key) {
+            return Rc::clone(sql);
+        }
+        let sql: Rc<str> = build_upsert_sql(shape, &key.1, rows).into();
+        cache.borrow_mut().insert(key, Rc::clone(&sql));
+        sql
+    })
+}
+
+fn shape_signature(shape: &TableShape) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&shape.table, &shape.key, shape.blob_key).hash(&mut h);
+    for c in &shape.columns {
+        (&c.name, c.blob).hash(&mut h);
+    }
+    h.finish()
+}
+
+fn build_upsert_sql(shape: &TableShape, present: &[usize], rows: usize) -> String {
+    let mut names = vec![quote(&shape.key)];
+    names.extend(present.iter().map(|&i| quote(&shape.columns[i].name)));
+    let tuple = format!("({})", vec!["?"; names.len()].join(", "));
+    let updates: Vec<String> = names[1..].iter().map(|n| format!("{n} = excluded.{n}")).collect();
+    let conflict = if updates.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!("DO UPDATE SET {}", updates.join(", "))
+    };
+    format!(
+        "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) {conflict}",
+        quote(&shape.table),
+        names.join(", "),
+        vec![tuple; rows].join(", "),
+        quote(&shape.key)
+    )
+}
+
+/// Deletes a local row by key (local cascades happen; capture is silenced by the caller).
+pub(super) fn delete_row(conn: &Connection, shape: &TableShape, pk: &str) -> rusqlite::Result<()> {
+    let sql = format!("DELETE FROM {} WHERE {} = ?1", quote(&shape.table), quote(&shape.key));
+    conn.execute(&sql, [key_value(shape, pk)])?;
+    Ok(())
+}
+
+const SET_META: &str = "INSERT INTO _sync_row_meta (table_name, pk_uuid, server_version, deleted, updated_at) VALUES ";
+const SET_META_CONFLICT: &str = " ON CONFLICT (table_name, pk_uuid) DO UPDATE SET server_version = \
+    excluded.server_version, deleted = excluded.deleted, updated_at = excluded.updated_at";
+
+/// Sets a row's metadata.
+pub(super) fn set_meta(conn: &Connection, table: &str, pk: &str, version: i64, deleted: bool) -> rusqlite::Result<()> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!("{SET_META}(?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')){SET_META_CONFLICT}")
+    });
+    conn.prepare_cached(sql)?
+        .execute(params![table, pk, version, deleted])?;
+    Ok(())
+}
+
+/// Rows of one table with the same payload columns, waiting to be written in one statement.
+struct Chunk<'a> {
+    shape: &'a TableShape,
+    present: Vec<usize>,
+    values: Vec<SqlValue>,
+    rows: usize,
+}
+
+impl Chunk<'_> {
+    fn flush(self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.prepare_cached(&upsert_sql(self.shape, self.present, self.rows))?
+            .execute(params_from_iter(self.values))?;
+        Ok(())
+    }
+}
+
+/// One snapshot page in one transaction, capture silenced. Every page moves the scid counter past what this
+/// device logged, so an interrupted hydration never leaves it reusing logged scids; the cursor moves only after
+/// the last page, so an interrupted hydration starts over from the snapshot (its pages are idempotent) rather
+/// than skipping rows. Rows are written in chunks of consecutive rows of one table with the same columns.
+pub(super) fn apply_snapshot_page(
+    conn: &Connection,
+    shapes: &BTreeMap<String, TableShape>,
+    schema: &str,
+    page: &SnapshotResponse,
+) -> Result<usize, SyncError> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
+    let now: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0))?;
+    let mut chunk: Option<Chunk> = None;
+    let mut meta: Vec<SqlValue> = Vec::new();
+    let mut applied = 0;
+    for row in &page.rows {
+        let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
+            continue;
+        };
+        let payload: Map<String, Value> = serde_json::from_str(row.payload.get())
+            .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
+        let (present, values) = row_values(shape, &row.pk, &payload);
+        let limit = CHUNK_ROWS.min(32_000 / values.len());
+        match &mut chunk {
+            Some(c) if std::ptr::eq(c.shape, shape) && c.present == present && c.rows < limit => {
+                c.values.extend(values);
+                c.rows += 1;
+            }
+            _ => {
+                if let Some(full) = chunk.take() {
+                    full.flush(&tx)?;
+                }
+                chunk = Some(Chunk {
+                    shape,
+                    present,
+                    values,
+                    rows: 1,
+                });
+            }
+        }
+        meta.extend([
+            SqlValue::Text(row.table.clone()),
+            SqlValue::Text(row.pk.clone()),
+            SqlValue::Integer(row.server_version),
+            SqlValue::Integer(0),
+            SqlValue::Text(now.clone()),
+        ]);
+        if meta.len() == 5 * CHUNK_ROWS {
+            flush_meta(&tx, std::mem::take(&mut meta))?;
+        }
+        applied += 1;
+    }
+    if let Some(c) = chunk {
+        c.flush(&tx)?;
+    }
+    flush_meta(&tx, meta)?;
+    tx.execute(
+        "UPDATE _sync_client_info SET apply_mode = 0, next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
+        [page.max_own_source_change_id],
+    )?;
+    tx.commit()?;
+    Ok(applied)
+}
+
+/// Metadata rows (five values each) in one statement.
+fn flush_meta(conn: &Connection, values: Vec<SqlValue>) -> rusqlite::Result<()> {
+    let rows = values.len() / 5;
+    if rows == 0 {
+        return Ok(());
+    }
+    let sql = format!(
+        "{SET_META}{}{SET_META_CONFLICT}",
+        vec!["(?, ?, ?, ?, ?)"; rows].join(", ")
+    );
+    conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
+    Ok(())
+}
