@@ -7,6 +7,10 @@ use crate::triggers::{Column, TableShape, quote};
 
 /// DDL of the sync tables. `_sync_rejections` and `_sync_triggers` are this client's additions (the app-visible
 /// rejection list, and the column signature the triggers were generated from).
+///
+/// PROTOCOL.md §7.1's `CHECK (op IN (…))` is written as `=`/`OR`: the same constraint, but SQLite builds an
+/// ephemeral table for an `IN` list on every check, and every captured write checks it (a fifth of the capture
+/// triggers' cost in `oversync-bench --only p4`). The two sync-state tables are `WITHOUT ROWID` (keyed lookups only).
 pub const SYNC_TABLES_SQL: &str = "
 CREATE TABLE IF NOT EXISTS _sync_client_info (
   id INTEGER PRIMARY KEY CHECK (id = 1), user_id TEXT, source_id TEXT NOT NULL,
@@ -17,7 +21,7 @@ CREATE TABLE IF NOT EXISTS _sync_row_meta (
   table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, server_version INTEGER NOT NULL,
   deleted INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL, PRIMARY KEY (table_name, pk_uuid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS _sync_pending (
-  table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, op TEXT NOT NULL CHECK (op IN ('INSERT','UPDATE','DELETE')),
+  table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, op TEXT NOT NULL CHECK (op = 'INSERT' OR op = 'UPDATE' OR op = 'DELETE'),
   base_version INTEGER NOT NULL, payload TEXT, change_id INTEGER NOT NULL, queued_at TEXT NOT NULL,
   sent_change_id INTEGER, sent_op TEXT, sent_base INTEGER, sent_payload TEXT,
   attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT, last_error TEXT, parked INTEGER NOT NULL DEFAULT 0,
