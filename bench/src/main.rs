@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p3|p4]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p3|p4]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let (per_device, repeats, p2_batches, samples) = if short { (2, 1, 5, 20) } else { (10, 3, 100, 300) };
-    // `--only p4` (no server needed) / `--only p3`: one measure alone, for profiling (`perf record`).
+    // `--only p4` (no server needed) / `--only p1|p3`: one measure alone, for profiling (`perf record`).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -88,6 +88,14 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(bound.run(async {
         let _ = stopped.await;
     }));
+    if only.as_deref() == Some("p1") {
+        let (api, ceiling) = p1(&env, 1, per_device * 4, repeats).await?;
+        println!(
+            "P1 native, 1 device: {api:.0} / {ceiling:.0} changes/s = {:.0}%",
+            100.0 * api / ceiling
+        );
+        return Ok(());
+    }
     if only.as_deref() == Some("p3") {
         let (rows, rate) = hydrate::p3_native(&env, 500).await?;
         println!("P3 native: {rows} rows, {rate:.0} rows/s");

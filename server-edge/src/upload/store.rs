@@ -1,7 +1,8 @@
 //! The upload's SQL: a fixed number of set-based statements per phase, whatever the number of changes.
 //!
 //! Round trips of one upload: BEGIN; lock (with `lock_timeout`, pipelined); snapshot reads (pipelined);
-//! conflict rows (only when there are live conflicts); id allocation; the four sync-table writes (pipelined);
+//! replayed scids (only when the device's newest logged scid says there can be any); conflict rows (only when
+//! there are live conflicts); the four sync-table writes (pipelined);
 //! materialisation (a few per touched table); COMMIT.
 
 use std::collections::{HashMap, HashSet};
@@ -68,10 +69,12 @@ pub async fn read_snapshot(
         (&tables, Type::TEXT_ARRAY),
         (&pks, Type::TEXT_ARRAY),
     ];
-    let logged = tx.query_typed(
-        "SELECT source_change_id, schema_name, table_name, pk_uuid::text, server_version FROM sync.server_change_log
-         WHERE user_id = $1 AND source_id = $2 AND source_change_id = ANY($3)",
-        &logged_params,
+    // Replays are rare: the device's highest logged scid (one index probe) tells whether any of these scids can
+    // be in the log at all; only then are they looked up one by one (a second round trip).
+    let newest_params: [Param; 2] = [(&user, Type::TEXT), (&device, Type::TEXT)];
+    let newest = tx.query_typed(
+        "SELECT max(source_change_id) FROM sync.server_change_log WHERE user_id = $1 AND source_id = $2",
+        &newest_params,
     );
     let meta = tx.query_typed(
         "SELECT m.schema_name, m.table_name, m.pk_uuid::text, m.server_version, m.deleted
@@ -80,7 +83,19 @@ pub async fn read_snapshot(
         &meta_params,
     );
     let max = max_server_id(tx, user);
-    let (logged, meta, max) = futures_util::try_join!(logged, meta, max)?;
+    let (newest, meta, max) = futures_util::try_join!(newest, meta, max)?;
+    let newest: Option<i64> = newest[0].get(0);
+    let logged = match (newest, scids.iter().min()) {
+        (Some(newest), Some(&lowest)) if newest >= lowest => {
+            tx.query_typed(
+                "SELECT source_change_id, schema_name, table_name, pk_uuid::text, server_version
+                 FROM sync.server_change_log WHERE user_id = $1 AND source_id = $2 AND source_change_id = ANY($3)",
+                &logged_params,
+            )
+            .await?
+        }
+        _ => Vec::new(),
+    };
     // Not pipelined with the reads above: a failing lookup aborts the statements sent after it until its
     // savepoint is rolled back.
     let (business_parents, failed_lookups) = business_parents(tx, registry, user, &parents).await?;
@@ -200,18 +215,6 @@ pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes
     if writes.is_empty() {
         return Ok(0);
     }
-    let n = writes.len() as i64;
-    // Ids are allocated in one statement and handed out in apply order, so log order follows §6.5.
-    let mut ids: Vec<i64> = tx
-        .query_typed(
-            "SELECT nextval(pg_get_serial_sequence('sync.server_change_log', 'server_id')) FROM generate_series(1, $1)",
-            &[(&n, Type::INT8)],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    ids.sort_unstable();
     let col = |f: &dyn Fn(&Write) -> String| writes.iter().map(f).collect::<Vec<String>>();
     let schemas = col(&|w| w.row.0.schema.clone());
     let tables = col(&|w| w.row.0.table.clone());
@@ -222,10 +225,9 @@ pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes
     let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
     let deleted: Vec<bool> = writes.iter().map(|w| w.op.is_delete()).collect();
 
-    let log_params: [Param; 10] = [
+    let log_params: [Param; 9] = [
         (&user, Type::TEXT),
         (&device, Type::TEXT),
-        (&ids, Type::INT8_ARRAY),
         (&schemas, Type::TEXT_ARRAY),
         (&tables, Type::TEXT_ARRAY),
         (&ops, Type::TEXT_ARRAY),
@@ -234,12 +236,18 @@ pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes
         (&scids, Type::INT8_ARRAY),
         (&versions, Type::INT8_ARRAY),
     ];
-    let log = tx.execute_typed(
-        "INSERT INTO sync.server_change_log
-           (server_id, user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version, ts)
-         SELECT i, $1, s, t, o, p::uuid, pl::json, $2, sc, v, clock_timestamp()
-         FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[])
-           AS u(i, s, t, o, p, pl, sc, v)",
+    // `server_id` comes from its sequence row by row in apply order (the rows are inserted in `ord` order), so
+    // log order follows §6.5; the statement returns the highest id it took.
+    let log = tx.query_typed(
+        "WITH logged AS (
+           INSERT INTO sync.server_change_log
+             (user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version, ts)
+           SELECT $1, s, t, o, p::uuid, pl::json, $2, sc, v, clock_timestamp()
+           FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::int8[])
+             WITH ORDINALITY AS u(s, t, o, p, pl, sc, v, ord)
+           ORDER BY ord
+           RETURNING server_id)
+         SELECT max(server_id) FROM logged",
         &log_params,
     );
     let meta_params: [Param; 6] = [
@@ -277,8 +285,8 @@ pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes
          WHERE u.d AND s.user_id = $1 AND s.schema_name = u.sc AND s.table_name = u.t AND s.pk_uuid = u.p::uuid",
         &state_params,
     );
-    futures_util::try_join!(log, meta, upsert_state, delete_state)?;
-    Ok(*ids.last().expect("non-empty"))
+    let (highest, ..) = futures_util::try_join!(log, meta, upsert_state, delete_state)?;
+    Ok(highest[0].get(0))
 }
 
 fn unzip_keys(keys: &[RowKey]) -> (Vec<String>, Vec<String>, Vec<String>) {
