@@ -217,15 +217,21 @@ async fn guarded<T>(
     tx: &Transaction<'_>,
     stmt: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<Result<T, Error>, Error> {
+    // One round trip when the statement succeeds: the release is sent behind it. When it fails, the release
+    // fails too (the transaction is aborted until the rollback to the savepoint), and the rollback follows.
     let setup = tx.batch_execute("SAVEPOINT oversync_materialize; SET CONSTRAINTS ALL IMMEDIATE");
-    let (setup, result) = futures_util::join!(setup, stmt);
+    let release = tx.batch_execute("SET CONSTRAINTS ALL DEFERRED; RELEASE SAVEPOINT oversync_materialize");
+    let (setup, result, released) = futures_util::join!(setup, stmt, release);
     setup?;
-    let cleanup = if result.is_ok() {
-        "SET CONSTRAINTS ALL DEFERRED; RELEASE SAVEPOINT oversync_materialize"
+    if result.is_ok() {
+        released?;
     } else {
-        "ROLLBACK TO SAVEPOINT oversync_materialize; RELEASE SAVEPOINT oversync_materialize; SET CONSTRAINTS ALL DEFERRED"
-    };
-    tx.batch_execute(cleanup).await?;
+        tx.batch_execute(
+            "ROLLBACK TO SAVEPOINT oversync_materialize; RELEASE SAVEPOINT oversync_materialize; \
+             SET CONSTRAINTS ALL DEFERRED",
+        )
+        .await?;
+    }
     // A deadlock or lock timeout on a business row is not the row's fault: restart the whole upload instead.
     match result {
         Err(e) if crate::upload::is_retryable(&e) => Err(e),
