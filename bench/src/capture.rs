@@ -45,7 +45,11 @@ fn run(path: &std::path::Path, rows: usize, repeats: usize) -> anyhow::Result<P4
         conn.execute_batch(
             "DELETE FROM plain; DELETE FROM floor; DELETE FROM floor_queue; DELETE FROM captured; DELETE FROM _sync_pending;",
         )?;
-        for (table, times) in [("plain", &mut plain), ("floor", &mut floor), ("captured", &mut captured)] {
+        for (table, times) in [
+            ("plain", &mut plain),
+            ("floor", &mut floor),
+            ("captured", &mut captured),
+        ] {
             let ids: Vec<String> = (0..rows).map(|_| uuid::Uuid::new_v4().to_string()).collect();
             let started = Instant::now();
             let tx = conn.unchecked_transaction()?;

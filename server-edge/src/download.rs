@@ -11,9 +11,11 @@ use crate::error::ApiError;
 use crate::runtime::Runtime;
 use crate::service::Service;
 
+/// `ORDER BY … DESC LIMIT 1`, not `max()`: see `upload/store.rs` (plans that stay O(page) with stale statistics).
 /// `M` comes from the CTE; the LEFT JOIN keeps one row even when the page is empty, so `M` is always read.
 const DOWNLOAD_SQL: &str = "
-WITH m AS (SELECT coalesce(max(server_id), 0)::int8 AS m FROM sync.server_change_log WHERE user_id = $1),
+WITH m AS (SELECT coalesce((SELECT server_id FROM sync.server_change_log WHERE user_id >= $1 AND user_id <= $1
+                             ORDER BY user_id DESC, server_id DESC LIMIT 1), 0)::int8 AS m),
 w AS (SELECT m, CASE WHEN $3 > 0 THEN $3 ELSE m END AS w FROM m)
 SELECT w.m, w.w, l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid::text, l.payload::text, l.server_version,
        l.source_id, l.source_change_id, to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')

@@ -184,7 +184,7 @@ async fn delete_group<'a>(
         None => "$1::text IS NOT NULL".into(),
     };
     let sql = format!(
-        "DELETE FROM {}.{} WHERE {} IN (SELECT {} FROM unnest($2::text[]) AS d(k)) AND {owner}",
+        "DELETE FROM {}.{} WHERE {} = ANY(ARRAY(SELECT {} FROM unnest($2::text[]) AS d(k))) AND {owner}",
         quote_ident(&target.schema),
         quote_ident(&target.table),
         quote_ident(&target.key),

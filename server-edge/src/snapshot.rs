@@ -71,14 +71,17 @@ impl SnapshotQuery {
     }
 }
 
-/// The page query; `{KEYSET}` is the keyset predicate on `st`. With a schema filter it is `schema_name = $4 AND
+/// The page query (`ORDER BY … DESC LIMIT 1` rather than `max()`: see `upload/store.rs`); `{KEYSET}` is the keyset
+/// predicate on `st`. With a schema filter it is `schema_name = $4 AND
 /// (table_name, pk_uuid) > ($5, $6)`: PostgreSQL's btree ignores a row comparison as a scan bound when the same
 /// leading column also has an equality, so `schema_name = $4 AND (schema_name, table_name, pk_uuid) > (…)` scanned
 /// every row of the earlier tables on each page.
 const SNAPSHOT_SQL: &str = "
 WITH w AS (SELECT CASE WHEN $2 > 0 THEN $2
-                       ELSE (SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1) END AS w),
-own AS (SELECT coalesce(max(source_change_id), 0)::int8 AS m FROM sync.server_change_log WHERE user_id = $1 AND source_id = $3)
+                       ELSE coalesce((SELECT server_id FROM sync.server_change_log WHERE user_id >= $1 AND user_id <= $1
+                                      ORDER BY user_id DESC, server_id DESC LIMIT 1), 0) END AS w),
+own AS (SELECT coalesce((SELECT source_change_id FROM sync.server_change_log WHERE user_id = $1 AND source_id = $3
+                         ORDER BY source_change_id DESC LIMIT 1), 0)::int8 AS m)
 SELECT w.w, own.m, s.schema_name, s.table_name, s.pk_uuid::text, s.server_version, s.payload
 FROM w CROSS JOIN own LEFT JOIN LATERAL (
   SELECT st.schema_name, st.table_name, st.pk_uuid, st.payload::text AS payload,

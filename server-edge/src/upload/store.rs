@@ -29,10 +29,19 @@ pub async fn lock_user(tx: &Transaction<'_>, user: &str, lock_timeout_ms: u64) -
 }
 
 /// The user's highest `server_id`, or 0.
+///
+/// Every lookup in this module is written so that it stays O(batch) whatever the planner's statistics say:
+/// `ORDER BY … DESC LIMIT 1` instead of `max()` (for the newest `server_id`, `user_id` is bounded by a range and
+/// is part of the order, so only the `(user_id, server_id)` index serves it: with `user_id = $1` the planner
+/// drops it from the order and may walk the primary key backwards past every newer change of every user), a `LATERAL … LIMIT 1` probe per key or `= ANY(array)` instead
+/// of a join. A heavy user who appeared after the last ANALYZE is not in the sampled values, so their rows are
+/// estimated at a handful, and joins and aggregates were then planned as scans over all of the user's rows (an
+/// upload that cost O(user's history)).
 pub async fn max_server_id(client: &impl GenericClient, user: &str) -> Result<i64, Error> {
     let rows = client
         .query_typed(
-            "SELECT coalesce(max(server_id), 0)::int8 FROM sync.server_change_log WHERE user_id = $1",
+            "SELECT coalesce((SELECT server_id FROM sync.server_change_log WHERE user_id >= $1 AND user_id <= $1
+                               ORDER BY user_id DESC, server_id DESC LIMIT 1), 0)::int8",
             &[(&user, Type::TEXT)],
         )
         .await?;
@@ -73,18 +82,20 @@ pub async fn read_snapshot(
     // be in the log at all; only then are they looked up one by one (a second round trip).
     let newest_params: [Param; 2] = [(&user, Type::TEXT), (&device, Type::TEXT)];
     let newest = tx.query_typed(
-        "SELECT max(source_change_id) FROM sync.server_change_log WHERE user_id = $1 AND source_id = $2",
+        "SELECT source_change_id FROM sync.server_change_log WHERE user_id = $1 AND source_id = $2
+         ORDER BY source_change_id DESC LIMIT 1",
         &newest_params,
     );
     let meta = tx.query_typed(
         "SELECT m.schema_name, m.table_name, m.pk_uuid::text, m.server_version, m.deleted
          FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
-         JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t AND m.pk_uuid = k.p::uuid",
+         CROSS JOIN LATERAL (SELECT * FROM sync.sync_row_meta m WHERE m.user_id = $1 AND m.schema_name = k.s
+                             AND m.table_name = k.t AND m.pk_uuid = k.p::uuid LIMIT 1) m",
         &meta_params,
     );
     let max = max_server_id(tx, user);
     let (newest, meta, max) = futures_util::try_join!(newest, meta, max)?;
-    let newest: Option<i64> = newest[0].get(0);
+    let newest: Option<i64> = newest.first().map(|r| r.get(0));
     let logged = match (newest, scids.iter().min()) {
         (Some(newest), Some(&lowest)) if newest >= lowest => {
             tx.query_typed(
@@ -151,7 +162,7 @@ async fn business_parents(
         };
         // Compare in the key's own type (so its index serves), return the canonical text.
         let sql = format!(
-            "SELECT {} FROM {}.{} WHERE {key} IN (SELECT {} FROM unnest($1::text[]) AS p(k)) {owner}",
+            "SELECT {} FROM {}.{} WHERE {key} = ANY(ARRAY(SELECT {} FROM unnest($1::text[]) AS p(k))) {owner}",
             target.key_as_text(&key),
             quote_ident(&target.schema),
             quote_ident(&target.table),
@@ -194,8 +205,14 @@ pub async fn live_payloads(
         .query_typed(
             "SELECT s.schema_name, s.table_name, s.pk_uuid::text, s.payload::text
              FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
-             JOIN sync.sync_state s ON s.user_id = $1 AND s.schema_name = k.s AND s.table_name = k.t AND s.pk_uuid = k.p::uuid",
-            &[(&user, Type::TEXT), (&schemas, Type::TEXT_ARRAY), (&tables, Type::TEXT_ARRAY), (&pks, Type::TEXT_ARRAY)],
+             CROSS JOIN LATERAL (SELECT * FROM sync.sync_state s WHERE s.user_id = $1 AND s.schema_name = k.s
+                                 AND s.table_name = k.t AND s.pk_uuid = k.p::uuid LIMIT 1) s",
+            &[
+                (&user, Type::TEXT),
+                (&schemas, Type::TEXT_ARRAY),
+                (&tables, Type::TEXT_ARRAY),
+                (&pks, Type::TEXT_ARRAY),
+            ],
         )
         .await?;
     Ok(rows
@@ -280,10 +297,26 @@ pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes
          ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE SET payload = excluded.payload",
         &state_params,
     );
+    let gone: Vec<RowKey> = writes
+        .iter()
+        .filter(|w| w.op.is_delete())
+        .map(|w| w.row.clone())
+        .collect();
+    let (gone_schemas, gone_tables, gone_pks) = unzip_keys(&gone);
+    let delete_params: [Param; 4] = [
+        (&user, Type::TEXT),
+        (&gone_schemas, Type::TEXT_ARRAY),
+        (&gone_tables, Type::TEXT_ARRAY),
+        (&gone_pks, Type::TEXT_ARRAY),
+    ];
     let delete_state = tx.execute_typed(
-        "DELETE FROM sync.sync_state s USING unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[]) AS u(sc, t, p, pl, d)
-         WHERE u.d AND s.user_id = $1 AND s.schema_name = u.sc AND s.table_name = u.t AND s.pk_uuid = u.p::uuid",
-        &state_params,
+        // Found by key, deleted by tuple id (a join or `IN` here can be planned as a scan of the user's rows).
+        // The tuple ids cannot go stale before the delete: only uploads write `sync_state`, under the user's lock.
+        "DELETE FROM sync.sync_state WHERE ctid = ANY(ARRAY(
+           SELECT s.ctid FROM unnest($2::text[], $3::text[], $4::text[]) AS u(sc, t, p)
+           CROSS JOIN LATERAL (SELECT x.ctid FROM sync.sync_state x WHERE x.user_id = $1 AND x.schema_name = u.sc
+                               AND x.table_name = u.t AND x.pk_uuid = u.p::uuid LIMIT 1) s))",
+        &delete_params,
     );
     let (highest, ..) = futures_util::try_join!(log, meta, upsert_state, delete_state)?;
     Ok(highest[0].get(0))

@@ -11,6 +11,7 @@ mod concurrency;
 mod crash;
 mod download;
 mod fuzz;
+mod history;
 mod hostile;
 mod idempotency;
 mod isolation;

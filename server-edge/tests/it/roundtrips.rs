@@ -1,8 +1,6 @@
 //! The upload path is set-based: a 200-change upload runs exactly as many statements as a 2-change upload.
 //! Counted with `pg_stat_statements` on a database of its own.
 
-use serde_json::Value;
-
 use crate::support::*;
 
 async fn statements(conn: &tokio_postgres::Client) -> i64 {
@@ -13,15 +11,6 @@ async fn statements(conn: &tokio_postgres::Client) -> i64 {
     .await
     .unwrap()
     .get(0)
-}
-
-fn users(n: usize, first_scid: i64) -> Vec<Value> {
-    (0..n)
-        .map(|i| {
-            let pk = id();
-            upsert(first_scid + i as i64, "users", &pk, 0, user_row(&pk, "n"))
-        })
-        .collect()
 }
 
 #[tokio::test]

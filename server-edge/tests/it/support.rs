@@ -346,6 +346,16 @@ pub fn user_row(pk: &str, name: &str) -> Value {
     json!({"id": pk, "name": name, "email": format!("{name}@example.com"), "created_at": 1767225600})
 }
 
+/// `n` new users as upserts with scids from `first_scid`.
+pub fn users(n: usize, first_scid: i64) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let pk = id();
+            upsert(first_scid + i as i64, "users", &pk, 0, user_row(&pk, "n"))
+        })
+        .collect()
+}
+
 /// A `business.posts` payload.
 pub fn post_row(pk: &str, author: &str, title: &str) -> Value {
     json!({"id": pk, "title": title, "content": "body", "author_id": author, "created_at": 1767225600})

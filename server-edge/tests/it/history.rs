@@ -1,0 +1,103 @@
+//! Cost must not grow with a user's history (issue: benchmarks, "growth"), whatever the planner's statistics
+//! say. The classic failure: statistics gathered before a heavy user existed estimate that user's rows at one, so
+//! lookups by key are planned as scans over all of the user's rows. Measured in buffers touched per statement
+//! (`pg_stat_statements`), which do not depend on the machine's speed.
+
+use crate::support::*;
+
+/// Rows of history the heavy user gets behind the planner's back.
+const HISTORY: i64 = 300_000;
+
+/// The most buffers any one statement of an upload, a download or a snapshot page may touch. Writing or probing a
+/// few hundred keys costs a few blocks each (≤ ~1,700 here); scanning the user's rows in any of the three tables
+/// costs over 6,000.
+const MAX_BLOCKS: i64 = 3_000;
+
+#[tokio::test]
+async fn uploads_downloads_and_snapshots_stay_bounded_with_stale_statistics() {
+    let t = target_in_own_db();
+    let conn = db(&t).await;
+    if let Err(e) = conn
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+    {
+        panic!("pg_stat_statements is unavailable ({e}); the harness's own cluster preloads it");
+    }
+    // Statistics that know only another user.
+    let other = Device::new(&t, &new_user(), "o");
+    other.upload(users(2, 1)).await;
+    conn.batch_execute(
+        "ALTER TABLE sync.server_change_log SET (autovacuum_enabled = false);
+         ALTER TABLE sync.sync_row_meta SET (autovacuum_enabled = false);
+         ALTER TABLE sync.sync_state SET (autovacuum_enabled = false);
+         ANALYZE sync.server_change_log, sync.sync_row_meta, sync.sync_state;",
+    )
+    .await
+    .unwrap();
+
+    // The heavy user: a first upload through the API, then a long history written directly.
+    let user = new_user();
+    let (d, e) = (Device::new(&t, &user, "d"), Device::new(&t, &user, "e"));
+    d.upload(users(2, 1)).await;
+    let user_id: String = conn
+        .query_one(
+            "SELECT user_id FROM sync.server_change_log WHERE source_id = 'd' LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    conn.execute(
+        "WITH h AS (SELECT g, gen_random_uuid() AS pk FROM generate_series(1, $2::int8) g),
+         log AS (INSERT INTO sync.server_change_log
+                   (user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version)
+                 SELECT $1, 'business', 'users', 'INSERT', pk, '{}'::json, 'history', g, 1 FROM h RETURNING 1),
+         meta AS (INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version)
+                  SELECT $1, 'business', 'users', pk, 1 FROM h RETURNING 1)
+         INSERT INTO sync.sync_state (user_id, schema_name, table_name, pk_uuid, payload)
+         SELECT $1, 'business', 'users', pk, '{}'::json FROM h",
+        &[&user_id, &HISTORY],
+    )
+    .await
+    .unwrap();
+
+    conn.execute(
+        "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let r = d.upload(users(200, 10)).await;
+    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
+    let newest = r["highest_server_seq"].as_i64().unwrap();
+    let page = e.download(&format!("after={}&limit=100", newest - 150)).await;
+    assert_eq!(page["changes"].as_array().unwrap().len(), 100);
+    let snapshot = e
+        .http
+        .get(format!("{}/sync/snapshot?schema=business&limit=100", e.base))
+        .bearer_auth(&e.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.status(), 200);
+
+    let costly: Vec<(String, i64)> = conn
+        .query(
+            "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 160),
+                    ((shared_blks_hit + shared_blks_read) / greatest(calls, 1))::int8
+             FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND query NOT LIKE '%pg_stat_statements%'
+             ORDER BY 2 DESC",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(
+        costly.first().is_some_and(|(_, blocks)| *blocks <= MAX_BLOCKS),
+        "statements touching more than {MAX_BLOCKS} buffers per call with {HISTORY} rows of history: {costly:#?}"
+    );
+}
