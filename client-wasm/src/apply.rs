@@ -5,7 +5,7 @@ use oversync_protocol::wire::{Capabilities, DownloadResponse, SnapshotResponse};
 use rusqlite::{Connection, params};
 use serde_json::{Map, Value};
 
-use super::write::{apply_snapshot_page, delete_row, set_meta, upsert_row};
+use super::write::{apply_snapshot_page, delete_row, materialize_pending, set_meta, upsert_row};
 use super::{Engine, SyncError};
 use crate::transport::Transport;
 use crate::triggers::{TableShape, quote};
@@ -159,6 +159,7 @@ impl<T: Transport> Engine<T> {
     fn apply_page_tx(&mut self, page: &DownloadResponse, include_self: bool) -> Result<usize, SyncError> {
         let me = self.source_id()?;
         let tx = self.conn.unchecked_transaction()?;
+        materialize_pending(&tx, self.shapes.values())?;
         tx.pragma_update(None, "defer_foreign_keys", true)?;
         tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
         let mut applied = 0;

@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS _sync_rejections (
 CREATE TABLE IF NOT EXISTS _sync_triggers (table_name TEXT PRIMARY KEY, signature TEXT NOT NULL);
 ";
 
+/// Bumped when the generated trigger SQL changes, so existing databases get the new triggers at start-up.
+/// 2: deferred payload and base (`triggers` module docs).
+const TRIGGER_FORMAT: u32 = 2;
+
 /// Creates the sync tables and the single info row (with `source_id` as the device id) if missing.
 pub fn create(conn: &Connection, source_id: &str) -> rusqlite::Result<()> {
     conn.execute_batch(SYNC_TABLES_SQL)?;
@@ -62,8 +66,9 @@ pub fn startup(conn: &Connection, shapes: &[TableShape]) -> rusqlite::Result<()>
     conn.execute("UPDATE _sync_client_info SET apply_mode = 0 WHERE id = 1", [])?;
     conn.pragma_update(None, "foreign_keys", true)?;
     for shape in shapes {
-        let signature = serde_json::to_string(&shape.columns.iter().map(|c| (&c.name, c.blob)).collect::<Vec<_>>())
+        let columns = serde_json::to_string(&shape.columns.iter().map(|c| (&c.name, c.blob)).collect::<Vec<_>>())
             .expect("serialisable");
+        let signature = format!("{TRIGGER_FORMAT}:{columns}");
         let current: Option<String> = conn
             .query_row(
                 "SELECT signature FROM _sync_triggers WHERE table_name = ?1",
@@ -107,7 +112,9 @@ mod tests {
         }
     }
 
+    /// The newest intent's payload, as a freeze would send it (payloads are deferred until then).
     fn last_payload(conn: &Connection) -> String {
+        conn.execute(&shape(conn).materialize_sql(), []).unwrap();
         conn.query_row(
             "SELECT payload FROM _sync_pending ORDER BY change_id DESC LIMIT 1",
             [],

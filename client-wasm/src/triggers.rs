@@ -12,6 +12,27 @@
 //! | INSERT otherwise, UPDATE | DELETE | DELETE, base kept |
 //! | UPDATE | UPDATE | UPDATE, new payload |
 //! | DELETE | INSERT | UPDATE, base kept, new payload |
+//!
+//! **Deferred intent.** The triggers write neither the payload nor the base version: an upsert's payload is
+//! left NULL ("the live row") and a new intent's base is [`LAZY_BASE`] ("the row's metadata version"). Both are
+//! what the write would have stored, as long as nothing but captured writes touches the row or its metadata,
+//! so [`materialize_sql`] and [`TableShape::materialize_sql`] fill them in before anything else does: before a
+//! freeze and at the start of every transaction that writes with capture silenced (download and snapshot pages,
+//! upload responses). The JSON after-image and the metadata lookup were half of the capture cost per write
+//! (`oversync-bench --only p4`); a freeze or an apply now builds them set-based, once per intent instead of once
+//! per write. PROTOCOL.md §7.1 lets pending payloads use any internal encoding; the wire form is unchanged.
+
+/// `_sync_pending.base_version` of an intent whose base is still "the row's metadata version, or 0".
+pub const LAZY_BASE: i64 = -1;
+
+/// Resolves [`LAZY_BASE`] for every table at once (the metadata version, or 0 for a row the server never had).
+pub fn materialize_base_sql() -> String {
+    format!(
+        "UPDATE _sync_pending SET base_version = COALESCE((SELECT m.server_version FROM _sync_row_meta m
+           WHERE m.table_name = _sync_pending.table_name AND m.pk_uuid = _sync_pending.pk_uuid), 0)
+         WHERE base_version = {LAZY_BASE}"
+    )
+}
 
 /// Quotes an SQLite identifier.
 pub fn quote(name: &str) -> String {
@@ -65,8 +86,9 @@ impl TableShape {
         }
     }
 
-    /// Aborts writes with a key the server could not address.
-    fn key_check(&self, row: &str) -> String {
+    /// The wire pk of `row`, aborting the write when the key is one the server could not address (folded into
+    /// the value so the check costs no statement of its own).
+    fn checked_pk(&self, row: &str) -> String {
         let k = format!("{row}.{}", quote(&self.key));
         let bad = if self.blob_key {
             format!("typeof({k}) <> 'blob' OR length({k}) <> 16")
@@ -78,19 +100,42 @@ impl TableShape {
         } else {
             "a canonical lower-case UUID"
         };
+        let message = literal(&format!("oversync: {}.{} must be {what}", self.table, self.key));
         format!(
-            "  SELECT RAISE(ABORT, {}) WHERE {bad};\n",
-            literal(&format!("oversync: {}.{} must be {what}", self.table, self.key))
+            "CASE WHEN {bad} THEN RAISE(ABORT, {message}) ELSE {} END",
+            self.pk_expr(row)
         )
     }
 
-    /// `json_object(...)` of `NEW` with lower-cased keys; BLOBs as hex (NULL stays NULL).
-    fn payload_expr(&self) -> String {
+    /// The local key of the row a pending `pk_uuid` names (the BLOB key from its canonical text).
+    fn key_from_pending(&self) -> String {
+        if self.blob_key {
+            "unhex(replace(_sync_pending.pk_uuid, '-', ''))".into()
+        } else {
+            "_sync_pending.pk_uuid".into()
+        }
+    }
+
+    /// Fills the deferred payloads of this table's pending upserts from the live rows (see the module docs).
+    pub fn materialize_sql(&self) -> String {
+        format!(
+            "UPDATE _sync_pending SET payload = (SELECT {} FROM {} AS r WHERE r.{} = {})
+             WHERE table_name = {} AND payload IS NULL AND op <> 'DELETE'",
+            self.payload_expr("r"),
+            quote(&self.table),
+            quote(&self.key),
+            self.key_from_pending(),
+            literal(&self.table),
+        )
+    }
+
+    /// `json_object(...)` of `row` with lower-cased keys; BLOBs as hex (NULL stays NULL).
+    fn payload_expr(&self, row: &str) -> String {
         let pairs: Vec<String> = self
             .columns
             .iter()
             .map(|c| {
-                let v = format!("NEW.{}", quote(&c.name));
+                let v = format!("{row}.{}", quote(&c.name));
                 let v = if c.blob {
                     format!("CASE WHEN {v} IS NULL THEN NULL ELSE hex({v}) END")
                 } else {
@@ -100,14 +145,6 @@ impl TableShape {
             })
             .collect();
         format!("json_object({})", pairs.join(", "))
-    }
-
-    fn base_expr(&self, row: &str) -> String {
-        format!(
-            "COALESCE((SELECT server_version FROM _sync_row_meta WHERE table_name = {} AND pk_uuid = {}), 0)",
-            literal(&self.table),
-            self.pk_expr(row)
-        )
     }
 
     fn trigger_name(&self, suffix: &str) -> String {
@@ -125,38 +162,37 @@ impl TableShape {
         // with strftime was a fifth of the capture cost per row.
         let now = "datetime('now')";
         let fresh = "change_id = excluded.change_id, queued_at = excluded.queued_at, attempts = 0, parked = 0, next_attempt_at = NULL, last_error = NULL";
+        let insert = "INSERT INTO _sync_pending (table_name, pk_uuid, op, base_version, payload, change_id, queued_at)";
         let mut sql = String::new();
         for suffix in ["ai", "au", "ad"] {
             sql.push_str(&format!("DROP TRIGGER IF EXISTS {};\n", self.trigger_name(suffix)));
         }
         // INSERT: a pending DELETE becomes an UPDATE (the row still exists on the server); others keep their op.
+        // Payload and base are deferred (module docs); the base of an existing intent is kept.
         sql.push_str(&format!(
-            "CREATE TRIGGER {} AFTER INSERT ON {t} {guard}\nBEGIN\n{}{take_scid}  INSERT INTO _sync_pending (table_name, pk_uuid, op, base_version, payload, change_id, queued_at)\n  VALUES ({name}, {}, 'INSERT', {}, {}, {scid}, {now})\n  ON CONFLICT (table_name, pk_uuid) DO UPDATE SET op = CASE WHEN op = 'DELETE' THEN 'UPDATE' ELSE op END, payload = excluded.payload, {fresh};\nEND;\n",
+            "CREATE TRIGGER {} AFTER INSERT ON {t} {guard}\nBEGIN\n{take_scid}  {insert}\n  VALUES ({name}, {}, 'INSERT', {LAZY_BASE}, NULL, {scid}, {now})\n  ON CONFLICT (table_name, pk_uuid) DO UPDATE SET op = CASE WHEN op = 'DELETE' THEN 'UPDATE' ELSE op END, payload = NULL, {fresh};\nEND;\n",
             self.trigger_name("ai"),
-            self.key_check("NEW"),
-            self.pk_expr("NEW"),
-            self.base_expr("NEW"),
-            self.payload_expr(),
+            self.checked_pk("NEW"),
         ));
         // UPDATE: the key is immutable; the op of a pending row is kept.
-        sql.push_str(&format!(
-            "CREATE TRIGGER {} AFTER UPDATE ON {t} {guard}\nBEGIN\n  SELECT RAISE(ABORT, {}) WHERE OLD.{k} IS NOT NEW.{k};\n{take_scid}  INSERT INTO _sync_pending (table_name, pk_uuid, op, base_version, payload, change_id, queued_at)\n  VALUES ({name}, {}, 'UPDATE', {}, {}, {scid}, {now})\n  ON CONFLICT (table_name, pk_uuid) DO UPDATE SET payload = excluded.payload, {fresh};\nEND;\n",
-            self.trigger_name("au"),
-            literal(&format!("oversync: the sync key {}.{} cannot change", self.table, self.key)),
-            self.pk_expr("NEW"),
-            self.base_expr("NEW"),
-            self.payload_expr(),
-            k = quote(&self.key),
+        let k = quote(&self.key);
+        let moved = literal(&format!(
+            "oversync: the sync key {}.{} cannot change",
+            self.table, self.key
         ));
-        // DELETE: a never-sent INSERT at base 0 just disappears; otherwise queue a DELETE if the server knows the
-        // row (metadata) or a pending intent exists.
+        sql.push_str(&format!(
+            "CREATE TRIGGER {} AFTER UPDATE ON {t} {guard}\nBEGIN\n{take_scid}  {insert}\n  VALUES ({name}, CASE WHEN OLD.{k} IS NOT NEW.{k} THEN RAISE(ABORT, {moved}) ELSE {} END, 'UPDATE', {LAZY_BASE}, NULL, {scid}, {now})\n  ON CONFLICT (table_name, pk_uuid) DO UPDATE SET payload = NULL, {fresh};\nEND;\n",
+            self.trigger_name("au"),
+            self.pk_expr("NEW"),
+        ));
+        // DELETE: a never-sent INSERT at base 0 (a deferred base is 0 when the server has no metadata) just
+        // disappears; otherwise queue a DELETE if the server knows the row (metadata) or a pending intent exists.
         let pk = self.pk_expr("OLD");
         let pending = format!("SELECT 1 FROM _sync_pending WHERE table_name = {name} AND pk_uuid = {pk}");
         let known = format!("SELECT 1 FROM _sync_row_meta WHERE table_name = {name} AND pk_uuid = {pk}");
         sql.push_str(&format!(
-            "CREATE TRIGGER {} AFTER DELETE ON {t} {guard}\nBEGIN\n  DELETE FROM _sync_pending WHERE table_name = {name} AND pk_uuid = {pk} AND op = 'INSERT' AND base_version = 0 AND sent_change_id IS NULL;\n{take_scid}  INSERT INTO _sync_pending (table_name, pk_uuid, op, base_version, payload, change_id, queued_at)\n  SELECT {name}, {pk}, 'DELETE', {}, NULL, {scid}, {now} WHERE EXISTS ({pending}) OR EXISTS ({known})\n  ON CONFLICT (table_name, pk_uuid) DO UPDATE SET op = 'DELETE', payload = NULL, {fresh};\nEND;\n",
+            "CREATE TRIGGER {} AFTER DELETE ON {t} {guard}\nBEGIN\n  DELETE FROM _sync_pending WHERE table_name = {name} AND pk_uuid = {pk} AND op = 'INSERT' AND sent_change_id IS NULL\n    AND (base_version = 0 OR (base_version = {LAZY_BASE} AND NOT EXISTS ({known})));\n{take_scid}  {insert}\n  SELECT {name}, {pk}, 'DELETE', {LAZY_BASE}, NULL, {scid}, {now} WHERE EXISTS ({pending}) OR EXISTS ({known})\n  ON CONFLICT (table_name, pk_uuid) DO UPDATE SET op = 'DELETE', payload = NULL, {fresh};\nEND;\n",
             self.trigger_name("ad"),
-            self.base_expr("OLD"),
         ));
         sql
     }
@@ -210,5 +246,15 @@ mod tests {
     #[test]
     fn blob_key_triggers() {
         insta::assert_snapshot!(files().triggers_sql());
+    }
+
+    #[test]
+    fn materialize_statements() {
+        insta::assert_snapshot!(format!(
+            "{}\n{}\n{}",
+            materialize_base_sql(),
+            users().materialize_sql(),
+            files().materialize_sql()
+        ));
     }
 }

@@ -9,7 +9,7 @@ use oversync_protocol::wire::{
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::write::{delete_row, set_meta, upsert_row};
+use super::write::{delete_row, materialize_pending, set_meta, upsert_row};
 use super::{Engine, SyncError};
 use crate::conflict::{Conflict, LocalIntent, Resolution, ServerState};
 use crate::transport::Transport;
@@ -148,6 +148,7 @@ impl<T: Transport> Engine<T> {
     /// returns what to send.
     fn freeze(&mut self, batch: &[Key]) -> Result<Vec<Frozen>, SyncError> {
         let tx = self.conn.unchecked_transaction()?;
+        materialize_pending(&tx, self.shapes.values())?;
         let mut out = Vec::with_capacity(batch.len());
         for (table, pk) in batch {
             tx.execute(
@@ -237,6 +238,8 @@ impl<T: Transport> Engine<T> {
             conflicts,
         };
         let mut tx = conn.unchecked_transaction()?;
+        // Writes made while the request was out are intents of their own: settle what they hold first.
+        materialize_pending(&tx, ctx.shapes.values())?;
         for (f, s) in frozen.iter().zip(statuses) {
             // Each status under its own savepoint: a row whose outcome cannot be written locally (a constraint,
             // a malformed server row) backs off alone instead of failing the whole chunk every cycle.

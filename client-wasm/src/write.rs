@@ -104,6 +104,21 @@ fn build_upsert_sql(shape: &TableShape, present: &[usize], rows: usize) -> Strin
     )
 }
 
+/// Fills in the deferred payloads and base versions of pending intents (`triggers` module docs): called before
+/// a freeze and at the start of every transaction that writes rows or metadata with capture silenced, so an
+/// intent never takes on what the server wrote. A scan of the pending queue, which is short between cycles.
+pub(super) fn materialize_pending<'a>(
+    conn: &Connection,
+    shapes: impl IntoIterator<Item = &'a TableShape>,
+) -> rusqlite::Result<()> {
+    for shape in shapes {
+        conn.prepare_cached(&shape.materialize_sql())?.execute([])?;
+    }
+    conn.prepare_cached(&crate::triggers::materialize_base_sql())?
+        .execute([])?;
+    Ok(())
+}
+
 /// Deletes a local row by key (local cascades happen; capture is silenced by the caller).
 pub(super) fn delete_row(conn: &Connection, shape: &TableShape, pk: &str) -> rusqlite::Result<()> {
     let sql = format!("DELETE FROM {} WHERE {} = ?1", quote(&shape.table), quote(&shape.key));
@@ -153,6 +168,7 @@ pub(super) fn apply_snapshot_page(
     page: &SnapshotResponse,
 ) -> Result<usize, SyncError> {
     let tx = conn.unchecked_transaction()?;
+    materialize_pending(&tx, shapes.values())?;
     tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
     let now: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0))?;
     let mut chunk: Option<Chunk> = None;
