@@ -3,9 +3,8 @@
 
 use oversync_protocol::wire::{Capabilities, DownloadResponse, SnapshotResponse};
 use rusqlite::{Connection, params};
-use serde_json::{Map, Value};
 
-use super::write::{apply_snapshot_page, delete_row, materialize_pending, set_meta, upsert_row};
+use super::write::{apply_snapshot_page, delete_row, materialize_pending, set_meta, upsert_json};
 use super::{Engine, SyncError};
 use crate::transport::Transport;
 use crate::triggers::{TableShape, quote};
@@ -198,12 +197,11 @@ impl<T: Transport> Engine<T> {
             if e.deleted {
                 delete_row(&tx, shape, &e.pk)?;
             } else {
-                let payload: Map<String, Value> =
-                    e.payload
-                        .as_ref()
-                        .and_then(|p| serde_json::from_str(p.get()).ok())
-                        .ok_or_else(|| SyncError::Protocol(format!("entry {} has no payload object", e.server_id)))?;
-                upsert_row(&tx, shape, &e.pk, &payload)?;
+                let payload = e
+                    .payload
+                    .as_ref()
+                    .ok_or_else(|| SyncError::Protocol(format!("entry {} has no payload object", e.server_id)))?;
+                upsert_json(&tx, shape, &e.pk, payload.get())?;
             }
             set_meta(&tx, &e.table, &e.pk, e.server_version, e.deleted)?;
             applied += 1;

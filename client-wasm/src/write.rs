@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use oversync_protocol::wire::SnapshotResponse;
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, params, params_from_iter};
 use serde_json::{Map, Value};
 
 use super::SyncError;
 use crate::triggers::{TableShape, quote};
-use crate::wire::{key_value, to_sql};
+use crate::wire::{key_value, read_payload, to_sql};
 
 /// Rows per multi-row statement (bounded further by SQLite's 32766 bound parameters).
 const CHUNK_ROWS: usize = 64;
@@ -50,6 +50,15 @@ pub(super) fn upsert_row(
     payload: &Map<String, Value>,
 ) -> rusqlite::Result<()> {
     let (present, values) = row_values(shape, pk, payload);
+    conn.prepare_cached(&upsert_sql(shape, present, 1))?
+        .execute(params_from_iter(values))?;
+    Ok(())
+}
+
+/// [`upsert_row`] from the payload's JSON text, read straight into column values (`wire::read_payload`).
+pub(super) fn upsert_json(conn: &Connection, shape: &TableShape, pk: &str, json: &str) -> Result<(), SyncError> {
+    let (present, values) =
+        read_payload(shape, pk, json).map_err(|e| SyncError::Protocol(format!("payload of {pk}: {e}")))?;
     conn.prepare_cached(&upsert_sql(shape, present, 1))?
         .execute(params_from_iter(values))?;
     Ok(())
@@ -172,15 +181,14 @@ pub(super) fn apply_snapshot_page(
     tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
     let now: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0))?;
     let mut chunk: Option<Chunk> = None;
-    let mut meta: Vec<SqlValue> = Vec::new();
+    let mut meta: Vec<ToSqlOutput> = Vec::with_capacity(5 * CHUNK_ROWS);
     let mut applied = 0;
     for row in &page.rows {
         let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
             continue;
         };
-        let payload: Map<String, Value> = serde_json::from_str(row.payload.get())
+        let (present, values) = read_payload(shape, &row.pk, row.payload.get())
             .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
-        let (present, values) = row_values(shape, &row.pk, &payload);
         let limit = CHUNK_ROWS.min(32_000 / values.len());
         match &mut chunk {
             Some(c) if std::ptr::eq(c.shape, shape) && c.present == present && c.rows < limit => {
@@ -200,21 +208,22 @@ pub(super) fn apply_snapshot_page(
             }
         }
         meta.extend([
-            SqlValue::Text(row.table.clone()),
-            SqlValue::Text(row.pk.clone()),
-            SqlValue::Integer(row.server_version),
-            SqlValue::Integer(0),
-            SqlValue::Text(now.clone()),
+            text(&row.table),
+            text(&row.pk),
+            ToSqlOutput::Owned(SqlValue::Integer(row.server_version)),
+            ToSqlOutput::Owned(SqlValue::Integer(0)),
+            text(&now),
         ]);
         if meta.len() == 5 * CHUNK_ROWS {
-            flush_meta(&tx, std::mem::take(&mut meta))?;
+            flush_meta(&tx, &meta)?;
+            meta.clear();
         }
         applied += 1;
     }
     if let Some(c) = chunk {
         c.flush(&tx)?;
     }
-    flush_meta(&tx, meta)?;
+    flush_meta(&tx, &meta)?;
     tx.execute(
         "UPDATE _sync_client_info SET apply_mode = 0, next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
         [page.max_own_source_change_id],
@@ -223,8 +232,12 @@ pub(super) fn apply_snapshot_page(
     Ok(applied)
 }
 
+fn text(s: &str) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+}
+
 /// Metadata rows (five values each) in one statement.
-fn flush_meta(conn: &Connection, values: Vec<SqlValue>) -> rusqlite::Result<()> {
+fn flush_meta(conn: &Connection, values: &[ToSqlOutput]) -> rusqlite::Result<()> {
     let rows = values.len() / 5;
     if rows == 0 {
         return Ok(());
