@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::api::{Env, batch, token, upload_batches};
 
-const SCHEMA: &str = "
+pub const SCHEMA: &str = "
 CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, created_at TEXT, updated_at TEXT);
 CREATE TABLE posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, content TEXT NOT NULL,
   author_id TEXT REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED, created_at TEXT, updated_at TEXT);";

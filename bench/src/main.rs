@@ -1,11 +1,12 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p3|p4]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p3|p3e|p4]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
 //!   32 concurrent devices. Ceiling: the same rows written to the same sync tables by one hand-written set-based
 //!   statement per batch.
 //! - P2 download: pages of 1000. Ceiling: the bare SELECT of the same rows serialised to JSON in one process.
-//! - P3 (native engine): a new device hydrating 100k rows; P4 (native): capture triggers vs a plain table.
+//! - P3 (native engine): a new device hydrating 100k rows, end to end and the engine alone (pages from memory);
+//!   P4 (native): capture triggers vs a plain table.
 //! - P6 latency: p50/p99 of a single-change upload and of an empty download, native and under workerd.
 //! - Growth: P1/P2 with 10k, 100k and 1M rows already in the user's log, and a window full of own changes.
 //!
@@ -20,6 +21,7 @@ mod capture;
 mod ceiling;
 mod growth;
 mod hydrate;
+mod hydrate_local;
 
 use api::{Env, p1, p2, p6};
 
@@ -65,6 +67,16 @@ async fn main() -> anyhow::Result<()> {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    // `--only p3e`: the client's side of a hydration alone (no server).
+    if only.as_deref() == Some("p3e") {
+        for _ in 0..3 {
+            println!(
+                "P3 engine alone: {:.0} rows/s",
+                hydrate_local::p3_engine(100_000).await?
+            );
+        }
+        return Ok(());
+    }
     if only.as_deref() == Some("p4") {
         let r = capture::p4(10_000, 9)?;
         println!(
@@ -119,6 +131,13 @@ async fn main() -> anyhow::Result<()> {
     let [up50, up99, down50, down99] = p6(&env, samples).await?;
     eprintln!("P3 (native engine): hydration…");
     let (p3_rows, p3_rate) = hydrate::p3_native(&env, if short { 10 } else { 500 }).await?;
+    eprintln!("P3 (native engine alone, pages from memory)…");
+    let p3e_rows = if short { 2_000 } else { 100_000 };
+    let mut p3e = Vec::new();
+    for _ in 0..if short { 1 } else { 3 } {
+        p3e.push(hydrate_local::p3_engine(p3e_rows).await?);
+    }
+    let p3e_rate = api::median(p3e);
     eprintln!("P4 (native): capture overhead…");
     let p4_rows = if short { 1_000 } else { 10_000 };
     let p4 = capture::p4(p4_rows, if short { 1 } else { 5 })?;
@@ -136,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         "p2_download": {"rows": p2_rows, "rows_per_s": p2_api, "ceiling": p2_ceiling, "ratio": p2_api / p2_ceiling},
         "p6_latency_ms_native": {"upload_p50": up50, "upload_p99": up99, "empty_download_p50": down50, "empty_download_p99": down99},
         "p3_native_hydration": {"rows": p3_rows, "rows_per_s": p3_rate},
+        "p3_native_engine_alone": {"rows": p3e_rows, "rows_per_s": p3e_rate},
         "p4_native_capture": {"rows": p4_rows, "plain_ms": p4.plain, "with_triggers_ms": p4.captured, "ratio": p4.captured / p4.plain,
             "floor_ms": p4.floor, "floor_ratio": p4.floor / p4.plain},
         "growth": growth,
@@ -161,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
     }
     table += &format!(
         "| P3 hydration, native engine ({p3_rows} rows, rows/s) | {p3_rate:.0} | | | ≥ 50000 |\n\
+         | P3 the engine alone: snapshot pages from memory ({p3e_rows} rows, rows/s) | {p3e_rate:.0} | | | |\n\
          | P4 capture, native ({p4_rows} inserts; triggers / plain, ms) | {:.1} / {:.1} | | {:.2}× | ≤ 2× |\n\
          | P4 floor: a trigger writing only (table, key) to a keyed queue (ms) | {:.1} | | {:.2}× | |\n",
         p4.captured,
