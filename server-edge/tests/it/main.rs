@@ -22,6 +22,7 @@ mod retries;
 mod roundtrips;
 mod routes;
 mod scale;
+mod snapshot;
 mod upload;
 mod validation;
 mod watch;
