@@ -81,6 +81,8 @@ impl<T: Transport> Engine<T> {
             };
             let token = self.token()?;
             let (fetched, done) = futures_util::future::join(self.transport.get(&next, &token), async {
+                // The request is on its way; let the host serve what queued up during the last page first.
+                self.transport.yield_to_host().await;
                 apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)
             })
             .await;

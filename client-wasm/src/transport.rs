@@ -23,6 +23,14 @@ pub trait Transport {
     fn post(&self, path: &str, token: &str, body: Vec<u8>) -> impl Future<Output = Result<Reply, NetworkError>>;
     /// `GET path` with the bearer token.
     fn get(&self, path: &str, token: &str) -> impl Future<Output = Result<Reply, NetworkError>>;
+
+    /// Gives the host's event loop a turn. Called between the pages of a hydration, whose next page is usually
+    /// fetched by the time the previous one is applied: without a turn the pages would follow each other in
+    /// one run of microtasks, and a browser worker would answer no UI query until the hydration ends.
+    /// Natively (and by default) there is nothing to wait for.
+    fn yield_to_host(&self) -> impl Future<Output = ()> {
+        std::future::ready(())
+    }
 }
 
 /// reqwest-based transport for native use.

@@ -54,6 +54,16 @@ export class Owner {
         return this.isOnline();
       },
       afterResponse: () => this.txFree(),
+      // A macrotask without timer clamping: messages queued meanwhile (UI queries) are answered before it.
+      yieldTask: () =>
+        new Promise<void>((resolve) => {
+          const channel = new MessageChannel();
+          channel.port1.onmessage = () => {
+            channel.port1.close();
+            resolve();
+          };
+          channel.port2.postMessage(null);
+        }),
       signal: () => AbortSignal.any([AbortSignal.timeout(this.opts.requestTimeoutMs), this.closing.signal]),
     };
     const deadline = Date.now() + 20_000;

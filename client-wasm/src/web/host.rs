@@ -20,6 +20,10 @@ extern "C" {
     #[wasm_bindgen(method, js_name = afterResponse)]
     fn after_response(this: &Host) -> js_sys::Promise;
 
+    /// Resolves in a new task of the worker's event loop (not a microtask), so queued messages are served first.
+    #[wasm_bindgen(method, js_name = yieldTask)]
+    fn yield_task(this: &Host) -> js_sys::Promise;
+
     /// The abort signal for the next request (a timeout, and `close()`).
     #[wasm_bindgen(method)]
     fn signal(this: &Host) -> web_sys::AbortSignal;
@@ -75,5 +79,9 @@ impl Transport for HostTransport {
     async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
         let req = Request::get(&format!("{}{path}", self.base)).header("authorization", &format!("Bearer {token}"));
         self.send(req, None).await
+    }
+
+    async fn yield_to_host(&self) {
+        let _ = JsFuture::from(self.host.yield_task()).await;
     }
 }
