@@ -14,6 +14,15 @@ CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL
 CREATE TABLE posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, content TEXT NOT NULL,
   author_id TEXT REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED, created_at TEXT, updated_at TEXT);";
 
+/// Rows in the hydrated tables.
+pub fn hydrated_rows(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM posts)",
+        [],
+        |r| r.get(0),
+    )
+}
+
 /// Rows per second of a native hydration of `batches` × 200 rows.
 pub async fn p3_native(env: &Env, batches: usize) -> anyhow::Result<(usize, f64)> {
     let user = format!("hyd{}", uuid::Uuid::new_v4().simple());
@@ -30,11 +39,7 @@ pub async fn p3_native(env: &Env, batches: usize) -> anyhow::Result<(usize, f64)
     let started = Instant::now();
     engine.hydrate(false).await?;
     let secs = started.elapsed().as_secs_f64();
-    let rows: i64 = engine.conn().query_row(
-        "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM posts)",
-        [],
-        |r| r.get(0),
-    )?;
+    let rows = hydrated_rows(engine.conn())?;
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
     anyhow::ensure!(

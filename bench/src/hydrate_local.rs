@@ -97,11 +97,7 @@ pub async fn p3_engine(rows: usize) -> anyhow::Result<f64> {
     let started = Instant::now();
     engine.hydrate(false).await?;
     let secs = started.elapsed().as_secs_f64();
-    let n: i64 = engine.conn().query_row(
-        "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM posts)",
-        [],
-        |r| r.get(0),
-    )?;
+    let n = crate::hydrate::hydrated_rows(engine.conn())?;
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
     anyhow::ensure!(n as usize == rows, "hydrated {n} rows of {rows}");

@@ -226,16 +226,7 @@ async fn snapshots_page_live_rows_by_keyset() {
     ids.sort();
     let get = |d: &Device, q: String| {
         let d = d.clone();
-        async move {
-            let r = d
-                .http
-                .get(format!("{}/sync/snapshot?{q}", d.base))
-                .bearer_auth(&d.token)
-                .send()
-                .await
-                .unwrap();
-            read(r).await
-        }
+        async move { d.get_raw(&format!("/sync/snapshot?{q}")).await }
     };
     let (status, page) = get(&b, "schema=business&limit=2".into()).await;
     assert_eq!(status, 200, "{page}");

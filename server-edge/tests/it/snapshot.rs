@@ -6,14 +6,7 @@ use serde_json::Value;
 use crate::support::*;
 
 async fn snapshot(d: &Device, query: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}/sync/snapshot?schema=business&{query}", d.base))
-        .bearer_auth(&d.token)
-        .send()
-        .await
-        .unwrap();
-    let (status, page) = read(r).await;
+    let (status, page) = d.get_raw(&format!("/sync/snapshot?schema=business&{query}")).await;
     assert_eq!(status, 200, "{page}");
     page
 }

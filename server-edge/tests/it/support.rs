@@ -281,16 +281,21 @@ impl Device {
         body
     }
 
-    /// GET /sync/download?query.
-    pub async fn download_raw(&self, query: &str) -> (u16, Value) {
+    /// GET `path` (with its query) as this device.
+    pub async fn get_raw(&self, path: &str) -> (u16, Value) {
         let r = self
             .http
-            .get(format!("{}/sync/download?{query}", self.base))
+            .get(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .send()
             .await
-            .expect("download");
+            .expect("GET");
         read(r).await
+    }
+
+    /// GET /sync/download?query.
+    pub async fn download_raw(&self, query: &str) -> (u16, Value) {
+        self.get_raw(&format!("/sync/download?{query}")).await
     }
 
     /// Downloads and expects 200.
