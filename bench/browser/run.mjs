@@ -4,7 +4,8 @@
 //   P4 change-capture overhead: 10k inserts in one statement into a synced table (triggers) vs a plain one;
 //   P7 single-row write latency through the npm API (p50/p99);
 //   P5 what the package delivers to a browser (wasm + JS, raw and gzip).
-// `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7]`; run through bench/run. Reuses the browser tests' stack.
+// `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7] [--profile]`; run through bench/run. Reuses
+// the browser tests' stack. `--only p3 --profile` adds a CPU profile of the database worker (see profile.mjs).
 
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -12,12 +13,14 @@ import { gzipSync } from 'node:zlib';
 import { randomUUID } from 'node:crypto';
 import { cleanup, launch } from '../../tests/browser/browser.mjs';
 import { root, startOrigin, startSyncServer } from '../../tests/browser/stack.mjs';
+import { profileWorker } from './profile.mjs';
 
 const short = process.argv.includes('--short');
 const outArg = process.argv.indexOf('--out');
 const out = outArg > 0 ? process.argv[outArg + 1] : null;
 const onlyArg = process.argv.indexOf('--only');
 const only = onlyArg > 0 ? process.argv[onlyArg + 1] : null;
+const profiling = process.argv.includes('--profile');
 const P3_ROWS = short ? 2_000 : 100_000;
 const P4_ROWS = short ? 1_000 : 10_000;
 const P7_WRITES = short ? 50 : 500;
@@ -63,6 +66,7 @@ async function p3(origin) {
   await seed(origin, 'p3', P3_ROWS);
   const ctx = await launch();
   const page = await openPage(ctx, origin, 'p3', { autoSync: false });
+  const stopProfile = profiling ? await profileWorker(ctx, page) : null;
   const r = await page.evaluate(async () => {
     let running = true;
     // Main thread: the longest gap between 5 ms timer ticks, and long tasks.
@@ -97,6 +101,10 @@ async function p3(origin) {
     const [{ n: posts }] = await window.db.query('SELECT count(*) AS n FROM posts');
     return { ms, rows: users + posts, maxTick, longest, maxWait: waits.reduce((a, b) => Math.max(a, b), 0), reads: waits.length };
   });
+  if (stopProfile) {
+    console.error('P3 worker profile, self time (% of samples):');
+    for (const { percent, name } of await stopProfile()) console.error(`${String(percent).padStart(5)}  ${name}`);
+  }
   await ctx.close();
   if (r.rows !== P3_ROWS) throw new Error(`P3: hydrated ${r.rows} rows, expected ${P3_ROWS}`);
   return {
