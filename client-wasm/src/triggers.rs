@@ -16,11 +16,11 @@
 //! **Deferred intent.** The triggers write neither the payload nor the base version: an upsert's payload is
 //! left NULL ("the live row") and a new intent's base is [`LAZY_BASE`] ("the row's metadata version"). Both are
 //! what the write would have stored, as long as nothing but captured writes touches the row or its metadata,
-//! so [`materialize_sql`] and [`TableShape::materialize_sql`] fill them in before anything else does: before a
-//! freeze and at the start of every transaction that writes with capture silenced (download and snapshot pages,
-//! upload responses). The JSON after-image and the metadata lookup were half of the capture cost per write
-//! (`oversync-bench --only p4`); a freeze or an apply now builds them set-based, once per intent instead of once
-//! per write. PROTOCOL.md §7.1 lets pending payloads use any internal encoding; the wire form is unchanged.
+//! so [`materialize_base_sql`] and [`TableShape::materialize_sql`] fill them in before anything else does: before
+//! a freeze and at the start of every transaction that writes with capture silenced (download and snapshot pages,
+//! upload responses). The JSON after-image and the metadata lookup were a third of the capture triggers' work per
+//! write (instruction counts; `oversync-bench --only p4` for the time); a freeze or an apply now builds them
+//! set-based, once per intent instead of once per write. PROTOCOL.md §7.1 lets pending payloads use any internal encoding; the wire form is unchanged.
 
 /// `_sync_pending.base_version` of an intent whose base is still "the row's metadata version, or 0".
 pub const LAZY_BASE: i64 = -1;

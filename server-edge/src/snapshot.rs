@@ -11,6 +11,8 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::runtime::Runtime;
 use crate::service::Service;
+use crate::upload::plan::RowKey;
+use crate::upload::store::{META_BY_KEY, unzip_keys};
 
 /// Largest snapshot page.
 pub const SNAPSHOT_LIMIT_MAX: i64 = 1000;
@@ -104,14 +106,6 @@ WHERE m.user_id = $1 AND {KEYSET} AND NOT m.deleted
 ORDER BY m.schema_name, m.table_name, m.pk_uuid
 LIMIT $5";
 
-/// Fallback for page rows the range did not cover (metadata written by something else than an upload): one
-/// probe per key.
-const PROBE_SQL: &str = "
-SELECT k.s, k.t, k.p, m.server_version
-FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
-CROSS JOIN LATERAL (SELECT m.server_version FROM sync.sync_row_meta m WHERE m.user_id = $1 AND m.schema_name = k.s
-                    AND m.table_name = k.t AND m.pk_uuid = k.p::uuid LIMIT 1) m";
-
 const KEYSET_ALL: (&str, &str) = (
     "(st.schema_name, st.table_name, st.pk_uuid) > ($4, $5, $6::uuid)",
     "(m.schema_name, m.table_name, m.pk_uuid) > ($2, $3, $4::uuid)",
@@ -194,16 +188,12 @@ pub async fn snapshot<R: Runtime>(
         .filter(|k| !known.contains_key(k))
         .collect();
     if !missing.is_empty() {
-        let col = |i: usize| {
-            missing
-                .iter()
-                .map(|k| [&k.0, &k.1, &k.2][i].clone())
-                .collect::<Vec<String>>()
-        };
-        let (schemas, tables, pks) = (col(0), col(1), col(2));
+        // Rows the range did not cover (metadata written by something other than an upload): one probe per key.
+        let missing: Vec<RowKey> = missing.into_iter().map(|(s, t, p)| (TableRef::new(s, t), p)).collect();
+        let (schemas, tables, pks) = unzip_keys(&missing);
         let probed = conn
             .query_typed(
-                PROBE_SQL,
+                META_BY_KEY,
                 &[
                     (&who.user_id, Type::TEXT),
                     (&schemas, Type::TEXT_ARRAY),

@@ -48,6 +48,13 @@ pub async fn max_server_id(client: &impl GenericClient, user: &str) -> Result<i6
     Ok(rows[0].get(0))
 }
 
+/// The metadata of the rows named by `$2`/`$3`/`$4` (schemas, tables, pks) of user `$1`: schema, table, pk,
+/// version, deleted. One probe per key (see [`max_server_id`] on why not a join).
+pub const META_BY_KEY: &str = "SELECT m.schema_name, m.table_name, m.pk_uuid::text, m.server_version, m.deleted
+FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
+CROSS JOIN LATERAL (SELECT * FROM sync.sync_row_meta m WHERE m.user_id = $1 AND m.schema_name = k.s
+                    AND m.table_name = k.t AND m.pk_uuid = k.p::uuid LIMIT 1) m";
+
 /// Reads everything [`super::plan::decide`] needs, in one pipelined round trip. Also returns the user's
 /// highest `server_id` before this upload.
 pub async fn read_snapshot(
@@ -86,13 +93,7 @@ pub async fn read_snapshot(
          ORDER BY source_change_id DESC LIMIT 1",
         &newest_params,
     );
-    let meta = tx.query_typed(
-        "SELECT m.schema_name, m.table_name, m.pk_uuid::text, m.server_version, m.deleted
-         FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
-         CROSS JOIN LATERAL (SELECT * FROM sync.sync_row_meta m WHERE m.user_id = $1 AND m.schema_name = k.s
-                             AND m.table_name = k.t AND m.pk_uuid = k.p::uuid LIMIT 1) m",
-        &meta_params,
-    );
+    let meta = tx.query_typed(META_BY_KEY, &meta_params);
     let max = max_server_id(tx, user);
     let (newest, meta, max) = futures_util::try_join!(newest, meta, max)?;
     let newest: Option<i64> = newest.first().map(|r| r.get(0));
@@ -322,7 +323,8 @@ pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes
     Ok(highest[0].get(0))
 }
 
-fn unzip_keys(keys: &[RowKey]) -> (Vec<String>, Vec<String>, Vec<String>) {
+/// The keys as the three text arrays the key-list statements take.
+pub fn unzip_keys(keys: &[RowKey]) -> (Vec<String>, Vec<String>, Vec<String>) {
     let schemas = keys.iter().map(|(t, _)| t.schema.clone()).collect();
     let tables = keys.iter().map(|(t, _)| t.table.clone()).collect();
     let pks = keys.iter().map(|(_, p)| p.clone()).collect();
