@@ -106,6 +106,17 @@ WHERE m.user_id = $1 AND {KEYSET} AND NOT m.deleted
 ORDER BY m.schema_name, m.table_name, m.pk_uuid
 LIMIT $5";
 
+/// The row that ends the page after this one (`OFFSET 2 × limit − 1` from the same cursor), so a client can keep
+/// two pages in flight. Read from the live metadata like [`VERSIONS_SQL`] (keys only, nothing returned but one
+/// row); a hint, not a promise: rows written in between shift the pages, and the client checks that the next
+/// page reached it.
+const AHEAD_SQL: &str = "
+SELECT m.schema_name, m.table_name, m.pk_uuid::text
+FROM sync.sync_row_meta m
+WHERE m.user_id = $1 AND {KEYSET} AND NOT m.deleted
+ORDER BY m.schema_name, m.table_name, m.pk_uuid
+OFFSET $5 LIMIT $6";
+
 const KEYSET_ALL: (&str, &str) = (
     "(st.schema_name, st.table_name, st.pk_uuid) > ($4, $5, $6::uuid)",
     "(m.schema_name, m.table_name, m.pk_uuid) > ($2, $3, $4::uuid)",
@@ -115,12 +126,13 @@ const KEYSET_SCHEMA: (&str, &str) = (
     "m.schema_name = $2 AND (m.table_name, m.pk_uuid) > ($3, $4::uuid)",
 );
 
-type Statements = (String, String);
+type Statements = (String, String, String);
 
 fn statements(keyset: (&str, &str)) -> Statements {
     (
         SNAPSHOT_SQL.replace("{KEYSET}", keyset.0),
         VERSIONS_SQL.replace("{KEYSET}", keyset.1),
+        AHEAD_SQL.replace("{KEYSET}", keyset.1),
     )
 }
 
@@ -151,7 +163,7 @@ pub async fn snapshot<R: Runtime>(
         Some(s) if after_schema < *s => (&*SQL_SCHEMA, s.clone(), String::new(), START.to_owned(), fetch),
         Some(s) => (&*SQL_SCHEMA, s.clone(), String::new(), START.to_owned(), 0),
     };
-    let (page_sql, versions_sql) = sql;
+    let (page_sql, versions_sql, ahead_sql) = sql;
     let page_params: [(&(dyn ToSql + Sync), Type); 7] = [
         (&who.user_id, Type::TEXT),
         (&q.until, Type::INT8),
@@ -168,10 +180,20 @@ pub async fn snapshot<R: Runtime>(
         (&pk, Type::TEXT),
         (&fetch, Type::INT8),
     ];
+    let (offset, one) = (2 * q.limit - 1, fetch.min(1));
+    let ahead_params: [(&(dyn ToSql + Sync), Type); 6] = [
+        (&who.user_id, Type::TEXT),
+        (&first, Type::TEXT),
+        (&table, Type::TEXT),
+        (&pk, Type::TEXT),
+        (&offset, Type::INT8),
+        (&one, Type::INT8),
+    ];
     let page = conn.query_typed(page_sql, &page_params);
     let versions = conn.query_typed(versions_sql, &versions_params);
-    // One round trip: both statements are pipelined.
-    let (rows, versions) = futures_util::try_join!(page, versions).map_err(ApiError::download)?;
+    let ahead = conn.query_typed(ahead_sql, &ahead_params);
+    // One round trip: the three statements are pipelined.
+    let (rows, versions, ahead) = futures_util::try_join!(page, versions, ahead).map_err(ApiError::download)?;
     let (window_until, own): (i64, i64) = (rows[0].get(0), rows[0].get(1));
     let key =
         |r: &tokio_postgres::Row, at: usize| -> (String, String, String) { (r.get(at), r.get(at + 1), r.get(at + 2)) };
@@ -229,7 +251,14 @@ pub async fn snapshot<R: Runtime>(
             .as_ref()
             .map_or((String::new(), String::new()), |(t, pk)| (t.to_string(), pk.clone())),
     };
+    let then_after = ahead
+        .first()
+        .filter(|_| has_more)
+        .map(|r| (format!("{}.{}", r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)));
+    let (then_after_table, then_after_pk) = then_after.unzip();
     Ok(SnapshotResponse {
+        then_after_table,
+        then_after_pk,
         rows: out,
         has_more,
         next_after_table,

@@ -75,3 +75,41 @@ async fn every_row_carries_its_own_version_across_tombstones_and_pages() {
         .unwrap();
     assert_eq!(versions(&snapshot(&b, "limit=3").await), expected[..3]);
 }
+
+#[tokio::test]
+async fn then_after_names_the_row_that_ends_the_following_page() {
+    let t = target();
+    let user = new_user();
+    let (a, b) = (Device::new(&t, &user, "a"), Device::new(&t, &user, "b"));
+    let mut ids: Vec<String> = (0..8).map(|_| id()).collect();
+    ids.sort();
+    let changes = ids
+        .iter()
+        .enumerate()
+        .map(|(i, pk)| upsert(i as i64 + 1, "users", pk, 0, user_row(pk, "n")))
+        .collect();
+    a.upload(changes).await;
+    // A tombstone inside the following page: the hint counts live rows only.
+    a.upload(vec![delete(100, "users", &ids[4], 1)]).await;
+    let live: Vec<&String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 4)
+        .map(|(_, pk)| pk)
+        .collect();
+    let first = snapshot(&b, "limit=3").await;
+    assert_eq!(first["then_after_table"], "business.users");
+    assert_eq!(first["then_after_pk"], live[5].as_str());
+    // The hint is what the following page really ends with.
+    let after = format!("limit=3&after_table=business.users&after_pk={}", live[2]);
+    let second = snapshot(&b, &after).await;
+    assert_eq!(second["next_after_pk"], live[5].as_str());
+    // Fewer live rows than two pages from here (7 live, the cursor after the 4th): no hint, and none on the last.
+    let after = format!("limit=3&after_table=business.users&after_pk={}", live[3]);
+    let third = snapshot(&b, &after).await;
+    assert_eq!(third["has_more"], false, "{third}");
+    assert!(third.get("then_after_pk").is_none(), "{third}");
+    let after = format!("limit=2&after_table=business.users&after_pk={}", live[1]);
+    let short = snapshot(&b, &after).await;
+    assert_eq!(short["then_after_pk"], live[5].as_str(), "{short}");
+}

@@ -82,6 +82,13 @@ pub struct SnapshotResponse {
     pub window_until: i64,
     /// Highest scid logged for the caller's device, or 0.
     pub max_own_source_change_id: i64,
+    /// Extension hint: `<schema>.<table>` of the row that ends the page after this one, as of this answer, so a
+    /// client can request that page and the one after it at once. Absent when no row is that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then_after_table: Option<String>,
+    /// Canonical pk of that row (with `then_after_table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then_after_pk: Option<String>,
 }
 
 /// One live row in a snapshot page.
