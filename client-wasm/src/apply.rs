@@ -1,10 +1,10 @@
 //! Download and apply (PROTOCOL.md §7.4) and hydration (§7.6), plus the row writes shared with conflict
 //! resolution. Every page is one SQLite transaction with capture silenced and foreign keys deferred.
 
-use oversync_protocol::wire::{Capabilities, DownloadResponse, SnapshotResponse};
+use oversync_protocol::wire::{Capabilities, DownloadResponse};
 use rusqlite::{Connection, params};
 
-use super::write::{apply_snapshot_page, delete_row, materialize_pending, set_meta, upsert_json};
+use super::write::{delete_row, materialize_pending, set_meta, upsert_json};
 use super::{Engine, SyncError};
 use crate::transport::Transport;
 use crate::triggers::{TableShape, quote};
@@ -51,7 +51,7 @@ impl<T: Transport> Engine<T> {
     /// foreign keys back on and `next_change_id` past every scid this device logged.
     async fn snapshot_hydrate(&mut self) -> Result<usize, SyncError> {
         self.conn.pragma_update(None, "foreign_keys", false)?;
-        let result = self.snapshot_pages().await;
+        let result = self.snapshot_and_catch_up().await;
         let restored = self.conn.pragma_update(None, "foreign_keys", true);
         let (applied, max_own) = result?;
         restored?;
@@ -62,37 +62,9 @@ impl<T: Transport> Engine<T> {
         Ok(applied)
     }
 
-    /// Pages the snapshot; while one page is applied the next one is already being fetched (the request is
-    /// started before the apply, which is synchronous, so network and apply overlap).
-    async fn snapshot_pages(&mut self) -> Result<(usize, i64), SyncError> {
-        let schema = self.cfg.schema.clone();
-        let path = |after: &str, until: i64| format!("/sync/snapshot?schema={schema}&limit=1000&until={until}{after}");
-        let mut reply = self.request(&path("", 0), None).await?;
-        let mut applied = 0;
-        let (max_own, until) = loop {
-            let page = snapshot_page(&reply)?;
-            let next = page.has_more.then(|| {
-                let after = format!("&after_table={}&after_pk={}", page.next_after_table, page.next_after_pk);
-                path(&after, page.window_until)
-            });
-            let Some(next) = next else {
-                applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)?;
-                break (page.max_own_source_change_id, page.window_until);
-            };
-            let token = self.token()?;
-            let (fetched, done) = futures_util::future::join(self.transport.get(&next, &token), async {
-                // The request is on its way; let the host serve what queued up during the last page first.
-                self.transport.yield_to_host().await;
-                apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)
-            })
-            .await;
-            applied += done?;
-            reply = match fetched? {
-                // An expired token: ask again through the refreshing path.
-                r if r.status == 401 => self.request(&next, None).await?,
-                r => r,
-            };
-        };
+    /// The snapshot pages, then the cursor set to their window and the catch-up download.
+    async fn snapshot_and_catch_up(&mut self) -> Result<(usize, i64), SyncError> {
+        let (mut applied, max_own, until) = self.snapshot_pages().await?;
         self.conn.execute(
             "UPDATE _sync_client_info SET last_server_seq_seen = max(last_server_seq_seen, ?1), window_until = 0 WHERE id = 1",
             [until],
@@ -268,14 +240,4 @@ pub(super) fn queue_cascaded_deletes<'a>(
 pub(super) fn is_fk_violation(e: &rusqlite::Error) -> bool {
     e.sqlite_error()
         .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
-}
-
-fn snapshot_page(reply: &crate::transport::Reply) -> Result<SnapshotResponse, SyncError> {
-    if reply.status != 200 {
-        return Err(SyncError::Http {
-            status: reply.status,
-            body: String::from_utf8_lossy(&reply.body).into(),
-        });
-    }
-    serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))
 }

@@ -1,5 +1,5 @@
 //! The sync engine: configuration, sign-in, status and the sync cycle (PROTOCOL.md §7.6–§7.7). Uploading is in
-//! `upload.rs`, downloading and applying in `apply.rs`.
+//! `upload.rs`, downloading and applying in `apply.rs`, snapshot hydration in `snapshot.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -15,6 +15,8 @@ use crate::triggers::{TableShape, quote};
 
 #[path = "apply.rs"]
 mod apply;
+#[path = "snapshot.rs"]
+mod snapshot;
 #[path = "upload.rs"]
 mod upload;
 #[path = "write.rs"]
@@ -50,7 +52,7 @@ pub struct EngineConfig {
     pub tables: Vec<TableConfig>,
     /// Changes per upload request (capped by the server's limit on `batch_too_large`).
     pub chunk_size: usize,
-    /// Download page size.
+    /// Download and snapshot page size (snapshot pages at most 1000).
     pub download_limit: i64,
     /// Conflict strategy.
     pub resolver: Resolver,

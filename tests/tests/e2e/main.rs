@@ -5,6 +5,7 @@ mod support;
 
 mod faults;
 mod hostile_server;
+mod hydration;
 mod kill;
 mod load;
 mod pg_restart;

@@ -20,6 +20,9 @@ CREATE TABLE file_reviews (id BLOB PRIMARY KEY, review TEXT NOT NULL,
 
 pub type Device = Engine<Flaky>;
 
+/// Something a test runs inside a request.
+pub type Hook = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
 /// The HTTP transport with injectable faults: a hook that runs just before the next upload is sent (a local edit
 /// "during" the upload), and dropping the next upload's response after the server has processed it.
 pub struct Flaky {
@@ -31,6 +34,12 @@ pub struct Flaky {
     pub classic: Cell<bool>,
     /// Paths of every GET, for tests that check which route was used.
     pub gets: RefCell<Vec<String>>,
+    /// Awaited just before the first GET whose path contains the string is sent (a write on the server
+    /// "during" a hydration).
+    pub before_get: RefCell<Option<(String, Hook)>>,
+    /// GETs on their way now, and the most at once.
+    pub gets_in_flight: Cell<usize>,
+    pub most_gets_in_flight: Cell<usize>,
 }
 
 impl Transport for Flaky {
@@ -59,7 +68,19 @@ impl Transport for Flaky {
                 body: br#"{"error":"not_found","message":"Not found"}"#.to_vec(),
             });
         }
-        self.inner.get(path, token).await
+        let hook = self
+            .before_get
+            .borrow_mut()
+            .take_if(|(pattern, _)| path.contains(pattern.as_str()));
+        if let Some((_, hook)) = hook {
+            hook.await;
+        }
+        self.gets_in_flight.set(self.gets_in_flight.get() + 1);
+        self.most_gets_in_flight
+            .set(self.most_gets_in_flight.get().max(self.gets_in_flight.get()));
+        let reply = self.inner.get(path, token).await;
+        self.gets_in_flight.set(self.gets_in_flight.get() - 1);
+        reply
     }
 }
 
@@ -150,6 +171,9 @@ fn open_engine_at(base: &str, conn: Connection, cfg: impl FnOnce(&mut EngineConf
         offline: Cell::new(false),
         classic: Cell::new(false),
         gets: RefCell::new(Vec::new()),
+        before_get: RefCell::new(None),
+        gets_in_flight: Cell::new(0),
+        most_gets_in_flight: Cell::new(0),
     };
     Engine::open(conn, config, transport).expect("engine")
 }

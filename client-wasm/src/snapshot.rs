@@ -1,0 +1,252 @@
+//! Hydration from snapshot pages (PROTOCOL.md §8.2) with two page requests in flight.
+//!
+//! A page names the row that ends the page after it (`then_after_*`), so when a page arrives the engine asks for
+//! the next page *and* the one after it. The answer is a hint: rows written in between shift the pages. So the
+//! page asked from `next_after` must *reach* the hinted row; until a page contains it, the engine keeps paging
+//! from there (a row inserted into that range would otherwise push an older row out of both requests, and the
+//! catch-up download only repairs rows newer than the window). Pages that overlap write the same rows again,
+//! which is harmless: any row newer than the window is rewritten by the catch-up with the version guard.
+//!
+//! [`Ask::next`] is the whole paging rule, without IO; [`Engine::snapshot_pages`] drives it.
+
+use std::collections::VecDeque;
+use std::task::Poll;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use oversync_protocol::wire::SnapshotResponse;
+
+use super::write::apply_snapshot_page;
+use super::{Engine, SyncError};
+use crate::transport::{Reply, Transport};
+
+/// One snapshot request: where it starts, and whether it only has to reach a hinted row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ask {
+    /// `(<schema>.<table>, pk)` to page after; `None` is the start.
+    pub after: Option<(String, String)>,
+    /// The row this range must reach (the rows past it are another request's); `None` pages to the end.
+    pub reach: Option<(String, String)>,
+}
+
+impl Ask {
+    /// The first page.
+    pub fn start() -> Self {
+        Self {
+            after: None,
+            reach: None,
+        }
+    }
+
+    /// What to ask for after `page` answered `self`.
+    pub fn next(&self, page: &SnapshotResponse) -> Vec<Ask> {
+        let next_after = Some((page.next_after_table.clone(), page.next_after_pk.clone()));
+        match &self.reach {
+            Some(target) if page.has_more && !contains(page, target) => vec![Ask {
+                after: next_after,
+                reach: Some(target.clone()),
+            }],
+            Some(_) => Vec::new(),
+            None if !page.has_more => Vec::new(),
+            None => match (&page.then_after_table, &page.then_after_pk) {
+                (Some(table), Some(pk)) => {
+                    let hint = (table.clone(), pk.clone());
+                    vec![
+                        Ask {
+                            after: next_after,
+                            reach: Some(hint.clone()),
+                        },
+                        Ask {
+                            after: Some(hint),
+                            reach: None,
+                        },
+                    ]
+                }
+                _ => vec![Ask {
+                    after: next_after,
+                    reach: None,
+                }],
+            },
+        }
+    }
+}
+
+fn contains(page: &SnapshotResponse, (table, pk): &(String, String)) -> bool {
+    page.rows.iter().any(|r| {
+        r.pk == *pk
+            && table
+                .split_once('.')
+                .is_some_and(|(s, t)| s == r.schema && t == r.table)
+    })
+}
+
+fn snapshot_page(reply: &Reply) -> Result<SnapshotResponse, SyncError> {
+    if reply.status != 200 {
+        return Err(SyncError::Http {
+            status: reply.status,
+            body: String::from_utf8_lossy(&reply.body).into(),
+        });
+    }
+    serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))
+}
+
+impl<T: Transport> Engine<T> {
+    /// Pages the snapshot; returns `(rows applied, max_own_source_change_id, window_until)`. While a page is
+    /// applied (synchronously), the requests it led to are already on their way.
+    pub(super) async fn snapshot_pages(&mut self) -> Result<(usize, i64, i64), SyncError> {
+        let limit = self.cfg.download_limit.clamp(1, 1000);
+        let schema = self.cfg.schema.clone();
+        let path = move |after: &Option<(String, String)>, until: i64| {
+            let after = after
+                .as_ref()
+                .map(|(t, pk)| format!("&after_table={t}&after_pk={pk}"))
+                .unwrap_or_default();
+            format!("/sync/snapshot?schema={schema}&limit={limit}&until={until}{after}")
+        };
+        let first = self.request(&path(&None, 0), None).await?;
+        let page = snapshot_page(&first)?;
+        let (until, max_own) = (page.window_until, page.max_own_source_change_id);
+        let mut token = self.token()?;
+        let mut refreshed = false;
+        let transport = &self.transport;
+        let fetch = |ask: Ask, token: String| {
+            let path = path(&ask.after, until);
+            async move {
+                let reply = transport.get(&path, &token).await;
+                (ask, path, token, reply)
+            }
+        };
+        let mut inflight = FuturesUnordered::new();
+        let mut ready = VecDeque::new();
+        let mut current = Some((Ask::start(), page));
+        let mut applied = 0;
+        while let Some((ask, page)) = current.take() {
+            for next in ask.next(&page) {
+                inflight.push(fetch(next, token.clone()));
+            }
+            // Start the new requests (a transport sends on the first poll), then apply while they travel.
+            while let Poll::Ready(Some(done)) = futures_util::poll!(inflight.next()) {
+                ready.push_back(done);
+            }
+            // Let the host serve what queued up during the last page first.
+            transport.yield_to_host().await;
+            applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)?;
+            let next = match ready.pop_front() {
+                Some(done) => Some(done),
+                None => inflight.next().await,
+            };
+            let Some((ask, path, used, reply)) = next else {
+                break;
+            };
+            let mut reply = reply?;
+            if reply.status == 401 {
+                // An expired token: a request sent before a refresh retries with the new one; otherwise ask
+                // the provider once.
+                if used == token && !refreshed {
+                    refreshed = true;
+                    token = self
+                        .token_provider
+                        .as_ref()
+                        .and_then(|p| p())
+                        .ok_or(SyncError::Unauthorized)?;
+                }
+                reply = transport.get(&path, &token).await?;
+                if reply.status == 401 {
+                    return Err(SyncError::Unauthorized);
+                }
+            }
+            current = Some((ask, snapshot_page(&reply)?));
+        }
+        drop(inflight);
+        self.token = Some(token);
+        Ok((applied, max_own, until))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oversync_protocol::RawValue;
+    use oversync_protocol::wire::SnapshotRow;
+
+    use super::*;
+
+    const A: &str = "00000000-0000-4000-8000-00000000000a";
+    const B: &str = "00000000-0000-4000-8000-00000000000b";
+    const C: &str = "00000000-0000-4000-8000-00000000000c";
+
+    fn page(pks: &[&str], has_more: bool, then: Option<&str>) -> SnapshotResponse {
+        let rows = pks
+            .iter()
+            .map(|pk| SnapshotRow {
+                schema: "business".into(),
+                table: "users".into(),
+                pk: (*pk).into(),
+                server_version: 1,
+                payload: RawValue::from_string("{}".into()).unwrap(),
+            })
+            .collect();
+        SnapshotResponse {
+            rows,
+            has_more,
+            next_after_table: "business.users".into(),
+            next_after_pk: pks.last().copied().unwrap_or_default().into(),
+            window_until: 9,
+            max_own_source_change_id: 0,
+            then_after_table: then.map(|_| "business.users".into()),
+            then_after_pk: then.map(Into::into),
+        }
+    }
+
+    fn at(pk: &str) -> Option<(String, String)> {
+        Some(("business.users".into(), pk.into()))
+    }
+
+    #[test]
+    fn a_hint_asks_for_the_next_two_pages() {
+        let asks = Ask::start().next(&page(&[A], true, Some(C)));
+        assert_eq!(
+            asks,
+            [
+                Ask {
+                    after: at(A),
+                    reach: at(C)
+                },
+                Ask {
+                    after: at(C),
+                    reach: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_hint_or_at_the_end_paging_is_sequential() {
+        assert_eq!(
+            Ask::start().next(&page(&[A], true, None)),
+            [Ask {
+                after: at(A),
+                reach: None
+            }]
+        );
+        assert!(Ask::start().next(&page(&[A], false, None)).is_empty());
+    }
+
+    #[test]
+    fn a_range_is_done_when_a_page_reaches_its_row_and_goes_on_when_rows_pushed_it_out() {
+        let filler = Ask {
+            after: at(A),
+            reach: at(C),
+        };
+        assert!(filler.next(&page(&[B, C], true, None)).is_empty());
+        // An insert shifted the page: C was pushed out, so page on from B until C shows up.
+        assert_eq!(
+            filler.next(&page(&[B], true, Some(C))),
+            [Ask {
+                after: at(B),
+                reach: at(C)
+            }]
+        );
+        // C deleted meanwhile: the range runs to the end (overlapping the other request, never missing a row).
+        assert!(filler.next(&page(&[B], false, None)).is_empty());
+    }
+}
