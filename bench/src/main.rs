@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p3|p3e|p4]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p3|p3e|p3l|p4]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -50,6 +50,9 @@ async fn p6_edge(db_url: &str, samples: usize) -> anyhow::Result<Option<[f64; 4]
     tokio::task::spawn_blocking(move || drop(server)).await?;
     Ok(Some(r))
 }
+
+/// The delay the fault proxy adds to every request in the P3-over-a-link measure (a round trip to a nearby region).
+const LINK_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -115,6 +118,11 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if only.as_deref() == Some("p3l") {
+        let (one, two) = hydrate::p3_latency(&env, 100, LINK_DELAY).await?;
+        println!("P3 native over a 20 ms link: {one:.0} rows/s (one page in flight), {two:.0} (two)");
+        return Ok(());
+    }
     if only.as_deref() == Some("p3") {
         let (rows, rate) = hydrate::p3_native(&env, 500).await?;
         println!("P3 native: {rows} rows, {rate:.0} rows/s");
@@ -131,6 +139,9 @@ async fn main() -> anyhow::Result<()> {
     let [up50, up99, down50, down99] = p6(&env, samples).await?;
     eprintln!("P3 (native engine): hydration…");
     let (p3_rows, p3_rate) = hydrate::p3_native(&env, if short { 10 } else { 500 }).await?;
+    eprintln!("P3 (native engine) over a 20 ms link, one page request in flight vs two…");
+    let p3l_rows = if short { 2_000 } else { 20_000 };
+    let (p3l_one, p3l_two) = hydrate::p3_latency(&env, p3l_rows / 200, LINK_DELAY).await?;
     eprintln!("P3 (native engine alone, pages from memory)…");
     let p3e_rows = if short { 2_000 } else { 100_000 };
     let mut p3e = Vec::new();
@@ -157,6 +168,8 @@ async fn main() -> anyhow::Result<()> {
         "p6_latency_ms_native": {"upload_p50": up50, "upload_p99": up99, "empty_download_p50": down50, "empty_download_p99": down99},
         "p3_native_hydration": {"rows": p3_rows, "rows_per_s": p3_rate},
         "p3_native_engine_alone": {"rows": p3e_rows, "rows_per_s": p3e_rate},
+        "p3_native_over_20ms_link": {"rows": p3l_rows, "one_in_flight_rows_per_s": p3l_one,
+            "two_in_flight_rows_per_s": p3l_two, "ratio": p3l_two / p3l_one},
         "p4_native_capture": {"rows": p4_rows, "plain_ms": p4.plain, "with_triggers_ms": p4.captured, "ratio": p4.captured / p4.plain,
             "floor_ms": p4.floor, "floor_ratio": p4.floor / p4.plain},
         "growth": growth,
@@ -182,9 +195,11 @@ async fn main() -> anyhow::Result<()> {
     }
     table += &format!(
         "| P3 hydration, native engine ({p3_rows} rows, rows/s) | {p3_rate:.0} | | | ≥ 50000 |\n\
+         | P3 over a 20 ms link, native ({p3l_rows} rows; one page request in flight → two, rows/s) | {p3l_one:.0} → {p3l_two:.0} | | {:.2}× | |\n\
          | P3 the engine alone: snapshot pages from memory ({p3e_rows} rows, rows/s) | {p3e_rate:.0} | | | |\n\
          | P4 capture, native ({p4_rows} inserts; triggers / plain, ms) | {:.1} / {:.1} | | {:.2}× | ≤ 2× |\n\
          | P4 floor: a trigger writing only (table, key) to a keyed queue (ms) | {:.1} | | {:.2}× | |\n",
+        p3l_two / p3l_one,
         p4.captured,
         p4.plain,
         p4.captured / p4.plain,

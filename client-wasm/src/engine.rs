@@ -54,6 +54,9 @@ pub struct EngineConfig {
     pub chunk_size: usize,
     /// Download and snapshot page size (snapshot pages at most 1000).
     pub download_limit: i64,
+    /// Ask for two snapshot pages at once when the server names the page after next (§8.2 `then_after_*`,
+    /// default on); off, a hydration has one page request in flight.
+    pub snapshot_lookahead: bool,
     /// Conflict strategy.
     pub resolver: Resolver,
     /// The device id for a new database; `None` draws a random one (a reinstall then counts as a new device).
@@ -68,6 +71,7 @@ impl EngineConfig {
             tables,
             chunk_size: 200,
             download_limit: 1000,
+            snapshot_lookahead: true,
             resolver: Resolver::ServerWins,
             device_id: None,
         }

@@ -91,6 +91,14 @@ fn snapshot_page(reply: &Reply) -> Result<SnapshotResponse, SyncError> {
 }
 
 impl<T: Transport> Engine<T> {
+    /// The page, without its hint when lookahead is off.
+    fn hinted(&self, mut page: SnapshotResponse) -> SnapshotResponse {
+        if !self.cfg.snapshot_lookahead {
+            (page.then_after_table, page.then_after_pk) = (None, None);
+        }
+        page
+    }
+
     /// Pages the snapshot; returns `(rows applied, max_own_source_change_id, window_until)`. While a page is
     /// applied (synchronously), the requests it led to are already on their way.
     pub(super) async fn snapshot_pages(&mut self) -> Result<(usize, i64, i64), SyncError> {
@@ -104,7 +112,7 @@ impl<T: Transport> Engine<T> {
             format!("/sync/snapshot?schema={schema}&limit={limit}&until={until}{after}")
         };
         let first = self.request(&path(&None, 0), None).await?;
-        let page = snapshot_page(&first)?;
+        let page = self.hinted(snapshot_page(&first)?);
         let (until, max_own) = (page.window_until, page.max_own_source_change_id);
         let mut token = self.token()?;
         let mut refreshed = false;
@@ -155,7 +163,7 @@ impl<T: Transport> Engine<T> {
                     return Err(SyncError::Unauthorized);
                 }
             }
-            current = Some((ask, snapshot_page(&reply)?));
+            current = Some((ask, self.hinted(snapshot_page(&reply)?)));
         }
         drop(inflight);
         self.token = Some(token);
