@@ -54,16 +54,19 @@ export class Owner {
         return this.isOnline();
       },
       afterResponse: () => this.txFree(),
-      // A macrotask without timer clamping: messages queued meanwhile (UI queries) are answered before it.
-      yieldTask: () =>
-        new Promise<void>((resolve) => {
+      // A macrotask without timer clamping: messages queued meanwhile (UI queries) are answered before it; an
+      // interactive transaction begun meanwhile is waited for, since the engine writes next.
+      yieldTask: async () => {
+        await new Promise<void>((resolve) => {
           const channel = new MessageChannel();
           channel.port1.onmessage = () => {
             channel.port1.close();
             resolve();
           };
           channel.port2.postMessage(null);
-        }),
+        });
+        await this.txFree();
+      },
       signal: () => AbortSignal.any([AbortSignal.timeout(this.opts.requestTimeoutMs), this.closing.signal]),
     };
     const deadline = Date.now() + 20_000;

@@ -263,3 +263,45 @@ test('auth: a rejected token is refreshed through the callback once; each user h
   assert.deepEqual(r, { calls: [false, true], pending: 0, lastError: null, jay: 0, ivy: 1 });
   await ctx.close();
 });
+
+test('interactive transactions during a hydration: the hydration waits for each, nothing fails or is lost', async () => {
+  const [a, b] = [await launch(), await launch()];
+  const pa = await openPage(a, 'hydrate-tx', { autoSync: false });
+  await pa.evaluate(async () => {
+    await window.db.transaction(async (tx) => {
+      for (let i = 0; i < 6000; i++) {
+        await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), `u${i}`, 'e']);
+      }
+    });
+    await window.db.sync();
+  });
+  const pb = await openPage(b, 'hydrate-tx', { autoSync: false });
+  const r = await pb.evaluate(async () => {
+    const hydration = window.db.sync().then(() => null, (e) => `${e.code}: ${e.message}`);
+    let done = false;
+    hydration.then(() => (done = true));
+    // Transactions that stay open across tasks, back to back while the pages arrive.
+    let written = 0;
+    while (!done && written < 200) {
+      await window.db.transaction(async (tx) => {
+        await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), 'local', 'l']);
+        await new Promise((r) => setTimeout(r, 5));
+      });
+      written++;
+    }
+    const error = await hydration;
+    await window.db.sync();
+    const [{ n }] = await window.db.query('SELECT count(*) AS n FROM users');
+    return { error, written, n };
+  });
+  assert.equal(r.error, null);
+  assert.ok(r.written > 0, 'transactions ran during the hydration');
+  assert.equal(r.n, 6000 + r.written);
+  const server = await pa.evaluate(async () => {
+    await window.db.sync();
+    return (await window.db.query('SELECT count(*) AS n FROM users'))[0].n;
+  });
+  assert.equal(server, r.n, 'the local writes were captured and uploaded');
+  await a.close();
+  await b.close();
+});

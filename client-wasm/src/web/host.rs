@@ -20,7 +20,8 @@ extern "C" {
     #[wasm_bindgen(method, js_name = afterResponse)]
     fn after_response(this: &Host) -> js_sys::Promise;
 
-    /// Resolves in a new task of the worker's event loop (not a microtask), so queued messages are served first.
+    /// Resolves in a new task of the worker's event loop (not a microtask), so queued messages are served first,
+    /// and once no app transaction is open (the engine writes next).
     #[wasm_bindgen(method, js_name = yieldTask)]
     fn yield_task(this: &Host) -> js_sys::Promise;
 
