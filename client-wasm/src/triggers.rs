@@ -20,7 +20,8 @@
 //! a freeze and at the start of every transaction that writes with capture silenced (download and snapshot pages,
 //! upload responses). The JSON after-image and the metadata lookup were a third of the capture triggers' work per
 //! write (instruction counts; `oversync-bench --only p4` for the time); a freeze or an apply now builds them
-//! set-based, once per intent instead of once per write. PROTOCOL.md §7.1 lets pending payloads use any internal encoding; the wire form is unchanged.
+//! set-based, once per intent instead of once per write. PROTOCOL.md §7.1 lets pending payloads use any internal
+//! encoding; the wire form is unchanged.
 
 /// `_sync_pending.base_version` of an intent whose base is still "the row's metadata version, or 0".
 pub const LAZY_BASE: i64 = -1;

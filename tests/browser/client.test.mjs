@@ -41,6 +41,17 @@ const addPost = (page, title) =>
     });
   }, title);
 
+/** Writes `n` users in one transaction on `page` and uploads them. */
+const seedUsers = (page, n) =>
+  page.evaluate(async (n) => {
+    await window.db.transaction(async (tx) => {
+      for (let i = 0; i < n; i++) {
+        await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), `u${i}`, 'e']);
+      }
+    });
+    await window.db.sync();
+  }, n);
+
 const titles = (page) =>
   page.evaluate(async () => (await window.db.query('SELECT title FROM posts ORDER BY title')).map((r) => r.title));
 
@@ -192,14 +203,7 @@ test('errors carry stable codes; a throwing transaction rolls back', async () =>
 test('a tab reloaded in the middle of hydration loses nothing and finishes on the next open', async () => {
   const [a, b] = [await launch(), await launch()];
   const pa = await openPage(a, 'hydrate', { autoSync: false });
-  await pa.evaluate(async () => {
-    await window.db.transaction(async (tx) => {
-      for (let i = 0; i < 3000; i++) {
-        await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), `u${i}`, 'e']);
-      }
-    });
-    await window.db.sync();
-  });
+  await seedUsers(pa, 3000);
   const pb = await b.newPage();
   await pb.goto(`${web.origin}/`);
   await pb.waitForFunction(() => window.ready);
@@ -267,14 +271,7 @@ test('auth: a rejected token is refreshed through the callback once; each user h
 test('interactive transactions during a hydration: the hydration waits for each, nothing fails or is lost', async () => {
   const [a, b] = [await launch(), await launch()];
   const pa = await openPage(a, 'hydrate-tx', { autoSync: false });
-  await pa.evaluate(async () => {
-    await window.db.transaction(async (tx) => {
-      for (let i = 0; i < 6000; i++) {
-        await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), `u${i}`, 'e']);
-      }
-    });
-    await window.db.sync();
-  });
+  await seedUsers(pa, 6000);
   const pb = await openPage(b, 'hydrate-tx', { autoSync: false });
   const r = await pb.evaluate(async () => {
     const hydration = window.db.sync().then(() => null, (e) => `${e.code}: ${e.message}`);

@@ -25,11 +25,8 @@ fn versions(page: &Value) -> Vec<(String, i64)> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_row_carries_its_own_version_across_tombstones_and_pages() {
-    let t = target();
-    let user = new_user();
-    let (a, b) = (Device::new(&t, &user, "a"), Device::new(&t, &user, "b"));
+/// Uploads eight users from `a`, version 1 each; their ids in key order.
+async fn eight_users(a: &Device) -> Vec<String> {
     let mut ids: Vec<String> = (0..8).map(|_| id()).collect();
     ids.sort();
     let changes = ids
@@ -38,6 +35,15 @@ async fn every_row_carries_its_own_version_across_tombstones_and_pages() {
         .map(|(i, pk)| upsert(i as i64 + 1, "users", pk, 0, user_row(pk, "n")))
         .collect();
     a.upload(changes).await;
+    ids
+}
+
+#[tokio::test]
+async fn every_row_carries_its_own_version_across_tombstones_and_pages() {
+    let t = target();
+    let user = new_user();
+    let (a, b) = (Device::new(&t, &user, "a"), Device::new(&t, &user, "b"));
+    let ids = eight_users(&a).await;
     // Versions 2 and 3 on some rows, tombstones between live rows (they are in the metadata range, not the page).
     let mut scid = 100;
     let mut bump = |pk: &str, base: i64| {
@@ -81,14 +87,7 @@ async fn then_after_names_the_row_that_ends_the_following_page() {
     let t = target();
     let user = new_user();
     let (a, b) = (Device::new(&t, &user, "a"), Device::new(&t, &user, "b"));
-    let mut ids: Vec<String> = (0..8).map(|_| id()).collect();
-    ids.sort();
-    let changes = ids
-        .iter()
-        .enumerate()
-        .map(|(i, pk)| upsert(i as i64 + 1, "users", pk, 0, user_row(pk, "n")))
-        .collect();
-    a.upload(changes).await;
+    let ids = eight_users(&a).await;
     // A tombstone inside the following page: the hint counts live rows only.
     a.upload(vec![delete(100, "users", &ids[4], 1)]).await;
     let live: Vec<&String> = ids

@@ -1,51 +1,17 @@
 //! Snapshot hydration with two page requests in flight (`then_after` hints), and rows written on the server
 //! between those requests: a hint is not a promise, and no older row may fall between two requests.
 
-use serde_json::Value;
-
 use crate::support::*;
-
-/// Uploads users `pks` for `username` as another device, over HTTP.
-async fn upload_users(base: String, username: String, pks: Vec<String>) {
-    let http = reqwest::Client::new();
-    let signin = serde_json::json!({"username": username, "password": "x", "device_id": "other"});
-    let resp: Value = http
-        .post(format!("{base}/signin"))
-        .body(signin.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let changes: Vec<Value> = pks
-        .iter()
-        .enumerate()
-        .map(|(i, pk)| {
-            serde_json::json!({"source_change_id": i + 1, "schema": "business", "table": "users", "op": "INSERT",
-                "pk": pk, "server_version": 0, "payload": {"id": pk, "name": format!("late {i}"), "email": "l@example.com"}})
-        })
-        .collect();
-    let up = http
-        .post(format!("{base}/sync/upload"))
-        .bearer_auth(resp["token"].as_str().unwrap())
-        .body(serde_json::json!({"last_server_seq_seen": 0, "changes": changes}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.status(), 200);
-}
 
 #[tokio::test]
 async fn hydration_keeps_two_pages_in_flight_and_loses_no_row_when_writes_shift_the_pages() {
     let w = world(|_| {}).await;
     let username = name();
-    let old = device(&w, &username).await;
+    let mut old = device(&w, &username).await;
     let mut ids: Vec<String> = (0..300).map(|_| id()).collect();
     for (i, u) in ids.iter().enumerate() {
         add_user(&old, u, &format!("u{i}"));
     }
-    let mut old = old;
     old.sync().await.unwrap();
     ids.sort();
     // Pages of 25: the first ends at ids[24] and hints ids[49] as the end of the next one. Three rows inserted
@@ -57,7 +23,8 @@ async fn hydration_keeps_two_pages_in_flight_and_loses_no_row_when_writes_shift_
         .collect();
     let mut new = guest(&w, |c| c.download_limit = 25);
     sign_in(&w, &mut new, &username).await;
-    let hook = upload_users(w.base.clone(), username.clone(), between);
+    let (base, who) = (w.base.clone(), username.clone());
+    let hook = async move { upload_bare_users(&base, &who, &between, "late").await };
     *new.transport().before_get.borrow_mut() = Some((format!("after_pk={}", ids[24]), Box::pin(hook)));
     new.hydrate(false).await.unwrap();
     assert!(

@@ -1,8 +1,5 @@
 //! PROTOCOL.md §9.1, continued: device replacement, user switch, the complex multi-batch run and the
 //! multi-device sequence.
-
-use serde_json::Value;
-
 use crate::support::*;
 
 #[tokio::test]
@@ -267,34 +264,8 @@ async fn snapshot_hydration_writes_every_row_across_chunks_and_column_sets() {
     }
     old.sync().await.unwrap();
     // Another client's users without the optional columns.
-    let signin = serde_json::json!({"username": username, "password": "x", "device_id": "other"});
-    let http = reqwest::Client::new();
-    let resp: Value = http
-        .post(format!("{}/signin", w.base))
-        .body(signin.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let sparse: Vec<String> = (0..5).map(|_| id()).collect();
-    let changes: Vec<Value> = sparse
-        .iter()
-        .enumerate()
-        .map(|(i, pk)| {
-            serde_json::json!({"source_change_id": i + 1, "schema": "business", "table": "users", "op": "INSERT",
-                "pk": pk, "server_version": 0, "payload": {"id": pk, "name": format!("sparse {i}"), "email": "s@example.com"}})
-        })
-        .collect();
-    let up = http
-        .post(format!("{}/sync/upload", w.base))
-        .bearer_auth(resp["token"].as_str().unwrap())
-        .body(serde_json::json!({"last_server_seq_seen": 0, "changes": changes}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.status(), 200);
+    upload_bare_users(&w.base, &username, &sparse, "sparse").await;
     old.sync().await.unwrap();
 
     let mut new = device(&w, &username).await;

@@ -185,6 +185,38 @@ pub fn user_of(d: &Device) -> String {
         .unwrap()
 }
 
+/// Another client of `username` (device "other", over HTTP) inserts users `pks` with only the required
+/// columns, named `"{label} {i}"`.
+pub async fn upload_bare_users(base: &str, username: &str, pks: &[String], label: &str) {
+    let http = reqwest::Client::new();
+    let signin = serde_json::json!({"username": username, "password": "x", "device_id": "other"});
+    let resp: Value = http
+        .post(format!("{base}/signin"))
+        .body(signin.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let changes: Vec<Value> = pks
+        .iter()
+        .enumerate()
+        .map(|(i, pk)| {
+            serde_json::json!({"source_change_id": i + 1, "schema": "business", "table": "users", "op": "INSERT",
+                "pk": pk, "server_version": 0, "payload": {"id": pk, "name": format!("{label} {i}"), "email": format!("{label}@example.com")}})
+        })
+        .collect();
+    let up = http
+        .post(format!("{base}/sync/upload"))
+        .bearer_auth(resp["token"].as_str().unwrap())
+        .body(serde_json::json!({"last_server_seq_seen": 0, "changes": changes}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 200);
+}
+
 /// A temporary database file path.
 pub fn temp_db() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("oversync-e2e-{}.sqlite", uuid::Uuid::new_v4()))
