@@ -71,8 +71,12 @@ ensure_npm() {
     say "installing npm packages in $1"
     # npm ci needs the lockfile to name every optional platform package (Vite's rollup lists ~25); a registry
     # mirror that lacks some makes npm ci refuse, so fall back to npm install, which still honours the lockfile.
-    (cd "$1" && { npm ci --no-audit --no-fund --loglevel=silent 2>/dev/null ||
-      npm install --no-audit --no-fund --loglevel=error; })
+    # npm install rewrites the lockfile for the mirror it saw; the checked-in one is put back, so running the
+    # tests leaves the checkout clean.
+    (cd "$1" && { npm ci --no-audit --no-fund --loglevel=silent 2>/dev/null || {
+      cp -p package-lock.json .package-lock.json.orig
+      if npm install --no-audit --no-fund --loglevel=error; then ok=0; else ok=$?; fi
+      mv .package-lock.json.orig package-lock.json; exit "$ok"; }; })
     touch "$1/node_modules"
   fi
 }
