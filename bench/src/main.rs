@@ -80,6 +80,17 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // `--only p2e`: the client applying download pages alone (no server), 4 KiB vs 16 KiB database pages.
+    if only.as_deref() == Some("p2e") {
+        for _ in 0..3 {
+            let (small, large) = (
+                hydrate_local::p2_engine(20_000, 4096).await?,
+                hydrate_local::p2_engine(20_000, 16384).await?,
+            );
+            println!("P2 engine alone, download pages: {small:.0} rows/s (4 KiB pages), {large:.0} (16 KiB)");
+        }
+        return Ok(());
+    }
     if only.as_deref() == Some("p4") {
         let r = capture::p4(10_000, 9)?;
         println!(

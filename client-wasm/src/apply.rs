@@ -4,10 +4,11 @@
 use oversync_protocol::wire::{Capabilities, DownloadResponse};
 use rusqlite::{Connection, params};
 
-use super::write::{delete_row, materialize_pending, set_meta, upsert_json};
+use super::write::{Batch, delete_row, materialize_pending, now};
 use super::{Engine, SyncError};
 use crate::transport::Transport;
 use crate::triggers::{TableShape, quote};
+use crate::wire::read_payload;
 
 impl<T: Transport> Engine<T> {
     /// Downloads until `has_more` is false. Returns the number of entries applied.
@@ -135,6 +136,10 @@ impl<T: Transport> Engine<T> {
         materialize_pending(&tx, self.shapes.values())?;
         tx.pragma_update(None, "defer_foreign_keys", true)?;
         tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
+        let now = now(&tx)?;
+        // Upserts and metadata in multi-row statements; a delete (which may cascade) first writes what is queued.
+        // A row twice in the page is safe queued: its later entry is the newer version and is written last.
+        let mut batch = Batch::new(&now);
         let mut applied = 0;
         for (i, e) in page.changes.iter().enumerate() {
             if e.source_id == me {
@@ -169,17 +174,21 @@ impl<T: Transport> Engine<T> {
                 continue;
             }
             if e.deleted {
+                batch.flush(&tx)?;
                 delete_row(&tx, shape, &e.pk)?;
             } else {
                 let payload = e
                     .payload
                     .as_ref()
                     .ok_or_else(|| SyncError::Protocol(format!("entry {} has no payload object", e.server_id)))?;
-                upsert_json(&tx, shape, &e.pk, payload.get())?;
+                let values = read_payload(shape, &e.pk, payload.get())
+                    .map_err(|err| SyncError::Protocol(format!("payload of {}: {err}", e.pk)))?;
+                batch.upsert(&tx, shape, values)?;
             }
-            set_meta(&tx, &e.table, &e.pk, e.server_version, e.deleted)?;
+            batch.meta(&tx, &e.table, &e.pk, e.server_version, e.deleted)?;
             applied += 1;
         }
+        batch.flush(&tx)?;
         if page.changes.iter().any(|e| e.deleted) {
             queue_cascaded_deletes(&tx, self.shapes.values())?;
         }

@@ -1,7 +1,7 @@
 //! Row writes shared by download apply, conflict resolution and snapshot hydration: upserts that never delete
-//! (so never cascade), row deletes and metadata. A snapshot page is written in multi-row statements: one
-//! statement per chunk of rows instead of one per row, which saves the per-statement work (and the statement
-//! journal every write to a table with triggers opens) on the largest thing a client ever applies.
+//! (so never cascade), row deletes and metadata. Download and snapshot pages are written in multi-row
+//! statements ([`Batch`]): one statement per chunk of rows instead of one per row, which saves the per-statement
+//! work and the statement journal every write to a table with triggers opens.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -50,15 +50,6 @@ pub(super) fn upsert_row(
     payload: &Map<String, Value>,
 ) -> rusqlite::Result<()> {
     let (present, values) = row_values(shape, pk, payload);
-    conn.prepare_cached(&upsert_sql(shape, present, 1))?
-        .execute(params_from_iter(values))?;
-    Ok(())
-}
-
-/// [`upsert_row`] from the payload's JSON text, read straight into column values (`wire::read_payload`).
-pub(super) fn upsert_json(conn: &Connection, shape: &TableShape, pk: &str, json: &str) -> Result<(), SyncError> {
-    let (present, values) =
-        read_payload(shape, pk, json).map_err(|e| SyncError::Protocol(format!("payload of {pk}: {e}")))?;
     conn.prepare_cached(&upsert_sql(shape, present, 1))?
         .execute(params_from_iter(values))?;
     Ok(())
@@ -166,10 +157,97 @@ impl Chunk<'_> {
     }
 }
 
+/// Upserts and metadata of one page, written in multi-row statements: consecutive rows of one table with the
+/// same payload columns share a statement, and metadata goes in chunks. A statement on a table with triggers
+/// opens a statement journal that copies every page it touches, so one statement per row costs most of an
+/// apply (and more with larger pages). Rows are written in order; flush before a write that must follow them.
+pub(super) struct Batch<'a> {
+    now: &'a str,
+    chunk: Option<Chunk<'a>>,
+    meta: Vec<ToSqlOutput<'a>>,
+}
+
+impl<'a> Batch<'a> {
+    /// `now` is the metadata's `updated_at` for every row of the batch.
+    pub fn new(now: &'a str) -> Self {
+        Self {
+            now,
+            chunk: None,
+            meta: Vec::with_capacity(5 * CHUNK_ROWS),
+        }
+    }
+
+    /// Queues an upsert of `values` (from [`read_payload`]) into `shape`'s table.
+    pub fn upsert(
+        &mut self,
+        conn: &Connection,
+        shape: &'a TableShape,
+        (present, values): (Vec<usize>, Vec<SqlValue>),
+    ) -> rusqlite::Result<()> {
+        let limit = CHUNK_ROWS.min(32_000 / values.len());
+        match &mut self.chunk {
+            Some(c) if std::ptr::eq(c.shape, shape) && c.present == present && c.rows < limit => {
+                c.values.extend(values);
+                c.rows += 1;
+            }
+            _ => {
+                if let Some(full) = self.chunk.take() {
+                    full.flush(conn)?;
+                }
+                self.chunk = Some(Chunk {
+                    shape,
+                    present,
+                    values,
+                    rows: 1,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a row's metadata.
+    pub fn meta(
+        &mut self,
+        conn: &Connection,
+        table: &'a str,
+        pk: &'a str,
+        version: i64,
+        deleted: bool,
+    ) -> rusqlite::Result<()> {
+        self.meta.extend([
+            text(table),
+            text(pk),
+            ToSqlOutput::Owned(SqlValue::Integer(version)),
+            ToSqlOutput::Owned(SqlValue::Integer(deleted.into())),
+            text(self.now),
+        ]);
+        if self.meta.len() == 5 * CHUNK_ROWS {
+            flush_meta(conn, &self.meta)?;
+            self.meta.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes everything queued.
+    pub fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if let Some(c) = self.chunk.take() {
+            c.flush(conn)?;
+        }
+        flush_meta(conn, &self.meta)?;
+        self.meta.clear();
+        Ok(())
+    }
+}
+
+/// The time as metadata's `updated_at` stores it.
+pub(super) fn now(conn: &Connection) -> rusqlite::Result<String> {
+    conn.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0))
+}
+
 /// One snapshot page in one transaction, capture silenced. Every page moves the scid counter past what this
 /// device logged, so an interrupted hydration never leaves it reusing logged scids; the cursor moves only after
 /// the last page, so an interrupted hydration starts over from the snapshot (its pages are idempotent) rather
-/// than skipping rows. Rows are written in chunks of consecutive rows of one table with the same columns.
+/// than skipping rows.
 pub(super) fn apply_snapshot_page(
     conn: &Connection,
     shapes: &BTreeMap<String, TableShape>,
@@ -179,51 +257,20 @@ pub(super) fn apply_snapshot_page(
     let tx = conn.unchecked_transaction()?;
     materialize_pending(&tx, shapes.values())?;
     tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
-    let now: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0))?;
-    let mut chunk: Option<Chunk> = None;
-    let mut meta: Vec<ToSqlOutput> = Vec::with_capacity(5 * CHUNK_ROWS);
+    let now = now(&tx)?;
+    let mut batch = Batch::new(&now);
     let mut applied = 0;
     for row in &page.rows {
         let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
             continue;
         };
-        let (present, values) = read_payload(shape, &row.pk, row.payload.get())
+        let values = read_payload(shape, &row.pk, row.payload.get())
             .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
-        let limit = CHUNK_ROWS.min(32_000 / values.len());
-        match &mut chunk {
-            Some(c) if std::ptr::eq(c.shape, shape) && c.present == present && c.rows < limit => {
-                c.values.extend(values);
-                c.rows += 1;
-            }
-            _ => {
-                if let Some(full) = chunk.take() {
-                    full.flush(&tx)?;
-                }
-                chunk = Some(Chunk {
-                    shape,
-                    present,
-                    values,
-                    rows: 1,
-                });
-            }
-        }
-        meta.extend([
-            text(&row.table),
-            text(&row.pk),
-            ToSqlOutput::Owned(SqlValue::Integer(row.server_version)),
-            ToSqlOutput::Owned(SqlValue::Integer(0)),
-            text(&now),
-        ]);
-        if meta.len() == 5 * CHUNK_ROWS {
-            flush_meta(&tx, &meta)?;
-            meta.clear();
-        }
+        batch.upsert(&tx, shape, values)?;
+        batch.meta(&tx, &row.table, &row.pk, row.server_version, false)?;
         applied += 1;
     }
-    if let Some(c) = chunk {
-        c.flush(&tx)?;
-    }
-    flush_meta(&tx, &meta)?;
+    batch.flush(&tx)?;
     tx.execute(
         "UPDATE _sync_client_info SET apply_mode = 0, next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
         [page.max_own_source_change_id],
