@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p3|p3e|p3l|p4]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p2e|p3|p3e|p3l|p4]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -160,6 +160,14 @@ async fn main() -> anyhow::Result<()> {
         p3e.push(hydrate_local::p3_engine(p3e_rows).await?);
     }
     let p3e_rate = api::median(p3e);
+    eprintln!("P2 (native engine alone, download pages from memory), 4 KiB and 16 KiB pages…");
+    let p2e_rows = if short { 2_000 } else { 20_000 };
+    let (mut p2e_small, mut p2e_large) = (Vec::new(), Vec::new());
+    for _ in 0..if short { 1 } else { 3 } {
+        p2e_small.push(hydrate_local::p2_engine(p2e_rows, 4096).await?);
+        p2e_large.push(hydrate_local::p2_engine(p2e_rows, 16384).await?);
+    }
+    let (p2e_small, p2e_large) = (api::median(p2e_small), api::median(p2e_large));
     eprintln!("P4 (native): capture overhead…");
     let p4_rows = if short { 1_000 } else { 10_000 };
     // Medians of 15: the plain baseline (~15-25 ms including a commit) moves by half between repeats here.
@@ -179,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
         "p6_latency_ms_native": {"upload_p50": up50, "upload_p99": up99, "empty_download_p50": down50, "empty_download_p99": down99},
         "p3_native_hydration": {"rows": p3_rows, "rows_per_s": p3_rate},
         "p3_native_engine_alone": {"rows": p3e_rows, "rows_per_s": p3e_rate},
+        "p2_native_engine_alone": {"rows": p2e_rows, "rows_per_s_4k_pages": p2e_small, "rows_per_s_16k_pages": p2e_large},
         "p3_native_over_20ms_link": {"rows": p3l_rows, "one_in_flight_rows_per_s": p3l_one,
             "two_in_flight_rows_per_s": p3l_two, "ratio": p3l_two / p3l_one},
         "p4_native_capture": {"rows": p4_rows, "plain_ms": p4.plain, "with_triggers_ms": p4.captured, "ratio": p4.captured / p4.plain,
@@ -208,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
         "| P3 hydration, native engine ({p3_rows} rows, rows/s) | {p3_rate:.0} | | | ≥ 50000 |\n\
          | P3 over a 20 ms link, native ({p3l_rows} rows; one page request in flight → two, rows/s) | {p3l_one:.0} → {p3l_two:.0} | | {:.2}× | |\n\
          | P3 the engine alone: snapshot pages from memory ({p3e_rows} rows, rows/s) | {p3e_rate:.0} | | | |\n\
+         | P2 the engine alone: download pages from memory ({p2e_rows} rows; 4 KiB / 16 KiB pages, rows/s) | {p2e_small:.0} / {p2e_large:.0} | | | |\n\
          | P4 capture, native ({p4_rows} inserts; triggers / plain, ms) | {:.1} / {:.1} | | {:.2}× | ≤ 2× |\n\
          | P4 floor: a trigger writing only (table, key) to a keyed queue (ms) | {:.1} | | {:.2}× | |\n",
         p3l_two / p3l_one,
