@@ -231,3 +231,51 @@ async fn a_status_that_cannot_be_written_locally_backs_off_alone() {
         .unwrap();
     assert_eq!(name, "mine", "its local row is untouched");
 }
+
+/// Download pages are written in multi-row statements; the page's log order must still hold: the latest version of a
+/// row that appears several times wins, and a delete sees the rows queued before it.
+#[tokio::test]
+async fn a_page_with_several_versions_of_a_row_applies_in_log_order() {
+    let (a, b, c, p) = (id(), id(), id(), id());
+    let user = |sid: i64, pk: &str, op: &str, v: i64, name: &str| {
+        json!({"server_id": sid, "schema": "business", "table": "users", "op": op, "pk": pk,
+               "payload": {"id": pk, "name": name, "email": "e"}, "server_version": v, "deleted": false,
+               "source_id": "other", "source_change_id": sid, "ts": "2026-01-01T00:00:00.000000Z"})
+    };
+    let entries = json!([
+        user(1, &a, "INSERT", 1, "a1"),
+        {"server_id": 2, "schema": "business", "table": "posts", "op": "INSERT", "pk": p,
+         "payload": {"id": p, "title": "t", "content": "c", "author_id": a}, "server_version": 1, "deleted": false,
+         "source_id": "other", "source_change_id": 2, "ts": "2026-01-01T00:00:00.000000Z"},
+        user(3, &a, "UPDATE", 2, "a2"),
+        user(4, &b, "INSERT", 1, "b1"),
+        {"server_id": 5, "schema": "business", "table": "users", "op": "DELETE", "pk": b, "server_version": 2,
+         "deleted": true, "source_id": "other", "source_change_id": 5, "ts": "2026-01-01T00:00:00.000000Z"},
+        user(6, &c, "INSERT", 1, "c1"),
+        user(7, &a, "UPDATE", 3, "a3"),
+    ]);
+    let mut e = engine(vec![page(entries, 7)]);
+    assert_eq!(e.download().await.unwrap(), 7);
+    let (pending, cursor, users) = snapshot(&e);
+    let mut want = vec![(a.clone(), "a3".to_owned()), (c.clone(), "c1".to_owned())];
+    want.sort();
+    assert_eq!((pending, cursor, users), (0, 7, want));
+    let meta: Vec<(String, i64, bool)> = {
+        let mut s = e
+            .conn()
+            .prepare("SELECT pk_uuid, server_version, deleted FROM _sync_row_meta ORDER BY pk_uuid")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let mut want = vec![(a, 3, false), (b, 2, true), (c, 1, false), (p.clone(), 1, false)];
+    want.sort();
+    assert_eq!(meta, want);
+    let post: i64 = e
+        .conn()
+        .query_row("SELECT count(*) FROM posts WHERE id = ?1", [&p], |r| r.get(0))
+        .unwrap();
+    assert_eq!(post, 1);
+}
