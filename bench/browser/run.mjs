@@ -1,6 +1,6 @@
 // Browser benchmarks (issue 7), in headless Chromium against the native server and PostgreSQL:
 //   P3 hydration of a new device (100k rows of users + posts, into OPFS): rows/s, the longest main-thread stall,
-//      and the longest wait for a UI query answered during hydration;
+//      the longest wait for a UI query answered during hydration, and the OPFS write/flush calls it made;
 //   P4 change-capture overhead: 10k inserts in one statement into a synced table (triggers) vs a plain one;
 //   P7 single-row write latency through the npm API (p50/p99);
 //   P5 what the package delivers to a browser (wasm + JS, raw and gzip).
@@ -82,13 +82,42 @@ async function p3(origin) {
     ui_read_longest_wait_ms: Math.max(...runs.map((r) => r.ui_read_longest_wait_ms)),
     ui_read_longest_wait_median_ms: median(runs.map((r) => r.ui_read_longest_wait_ms)),
     ui_reads_answered: runs.reduce((a, r) => a + r.ui_reads_answered, 0),
+    // The median device's OPFS calls (by hydration time): what the commits cost in writes and flushes.
+    opfs: [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor(runs.length / 2)].opfs,
   };
+}
+
+/**
+ * Counts the database worker's OPFS calls (FileSystemSyncAccessHandle write/flush) and the time spent in them, by
+ * wrapping the prototype's methods; the VFS looks them up on every call. Resolves to `read()` → the totals.
+ */
+async function countOpfsCalls(page) {
+  const worker = page.workers()[0];
+  if (!worker) throw new Error('P3: no database worker to count OPFS calls in');
+  await worker.evaluate(() => {
+    const proto = FileSystemSyncAccessHandle.prototype;
+    const io = (self.__opfsCalls = { write: 0, write_ms: 0, flush: 0, flush_ms: 0 });
+    for (const name of ['write', 'flush']) {
+      const inner = proto[name];
+      proto[name] = function (...args) {
+        const t = performance.now();
+        try {
+          return inner.apply(this, args);
+        } finally {
+          io[name] += 1;
+          io[`${name}_ms`] += performance.now() - t;
+        }
+      };
+    }
+  });
+  return () => worker.evaluate(() => self.__opfsCalls);
 }
 
 async function hydrateOnce(origin, profile) {
   const ctx = await launch();
   const page = await openPage(ctx, origin, 'p3', { autoSync: false });
   const stopProfile = profile ? await profileWorker(ctx, page) : null;
+  const opfsCalls = await countOpfsCalls(page);
   const r = await page.evaluate(async () => {
     let running = true;
     // Main thread: the longest gap between 5 ms timer ticks, and long tasks.
@@ -127,6 +156,7 @@ async function hydrateOnce(origin, profile) {
     console.error('P3 worker profile, self time (% of samples):');
     for (const { percent, name } of await stopProfile()) console.error(`${String(percent).padStart(5)}  ${name}`);
   }
+  const io = await opfsCalls();
   await ctx.close();
   if (r.rows !== P3_ROWS) throw new Error(`P3: hydrated ${r.rows} rows, expected ${P3_ROWS}`);
   return {
@@ -136,6 +166,7 @@ async function hydrateOnce(origin, profile) {
     main_thread_longest_stall_ms: round(Math.max(r.maxTick, r.longest)),
     ui_read_longest_wait_ms: round(r.maxWait),
     ui_reads_answered: r.reads,
+    opfs: { write: io.write, write_ms: round(io.write_ms), flush: io.flush, flush_ms: round(io.flush_ms), hydration_ms: round(r.ms) },
   };
 }
 
@@ -252,6 +283,7 @@ async function all() {
     '|---|---|---|',
     `| P3 hydration, ${results.p3.rows} rows into OPFS (rows/s; median of ${results.p3.runs} new devices, range) | ${results.p3.rows_per_s} (${results.p3.rows_per_s_min}–${results.p3.rows_per_s_max}; ${results.p3.seconds} s) | ≥ 50000 |`,
     `| P3 longest main-thread stall during hydration (ms, worst device) | ${results.p3.main_thread_longest_stall_ms} | |`,
+    `| P3 OPFS calls of the median device: writes, flushes (ms spent in them, of a ${results.p3.opfs.hydration_ms} ms hydration) | ${results.p3.opfs.write} (${results.p3.opfs.write_ms}), ${results.p3.opfs.flush} (${results.p3.opfs.flush_ms}) | |`,
     `| P3 longest wait for a UI query during hydration (ms; worst device, median device; ${results.p3.ui_reads_answered} answered) | ${results.p3.ui_read_longest_wait_ms}, ${results.p3.ui_read_longest_wait_median_ms} | ≤ 100 |`,
     `| P4 capture overhead, ${results.p4.rows} inserts in one statement (triggers / plain) | ${results.p4.ratio}× (${results.p4.with_triggers_ms} / ${results.p4.plain_ms} ms) | ≤ 2× |`,
     `| P4 floor: a trigger writing only (table, key) to a keyed queue | ${results.p4.floor_ratio}× (${results.p4.floor_ms} ms) | |`,
