@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p2e|p3|p3e|p3l|p4]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -125,6 +125,22 @@ async fn main() -> anyhow::Result<()> {
         let (api, ceiling) = p1(&env, 1, per_device * 4, repeats).await?;
         println!(
             "P1 native, 1 device: {api:.0} / {ceiling:.0} changes/s = {:.0}%",
+            100.0 * api / ceiling
+        );
+        return Ok(());
+    }
+    if only.as_deref() == Some("p6") {
+        let [u50, u99, d50, d99] = p6(&env, samples).await?;
+        println!("P6 native: upload {u50:.2} / {u99:.2} ms, empty download {d50:.2} / {d99:.2} ms (p50 / p99)");
+        if let Some([u50, u99, d50, d99]) = p6_edge(&env.db_url, samples).await? {
+            println!("P6 workerd: upload {u50:.2} / {u99:.2} ms, empty download {d50:.2} / {d99:.2} ms (p50 / p99)");
+        }
+        return Ok(());
+    }
+    if only.as_deref() == Some("p2") {
+        let (api, ceiling, rows) = p2(&env, p2_batches, repeats).await?;
+        println!(
+            "P2 native, {rows} rows: {api:.0} / {ceiling:.0} rows/s = {:.0}%",
             100.0 * api / ceiling
         );
         return Ok(());

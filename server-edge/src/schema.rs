@@ -40,7 +40,9 @@ pub async fn ensure(client: &mut Client, init_sql: Option<&str>) -> Result<(), t
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    tx.batch_execute(SYNC_SCHEMA_SQL).await?;
+    let functions = [crate::download::page_function(), crate::watch::latest_function()];
+    tx.batch_execute(&[SYNC_SCHEMA_SQL, &functions[0], &functions[1]].concat())
+        .await?;
     if let Some(sql) = init_sql {
         tx.batch_execute(sql).await?;
     }

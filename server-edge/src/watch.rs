@@ -12,12 +12,25 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::runtime::Runtime;
 use crate::service::Service;
+use crate::sql::read_function;
 
 /// How often the log is looked at.
 const POLL: Duration = Duration::from_secs(1);
 
-const LATEST_SQL: &str = "SELECT max(server_id) FROM sync.server_change_log
-  WHERE user_id = $1 AND server_id > $2 AND source_id <> $3";
+/// The body of `sync.latest_change_v1(user, after, source)`: the user's newest change from another device above
+/// `after`, or NULL. A backward scan of the `(user_id, server_id)` index from the user's newest change down to
+/// `after` (planned by [`read_function`]'s rules; `max()` was planned as a walk of the primary key past every newer
+/// change of every user, each second of a watch).
+const LATEST_BODY: &str = "SELECT server_id FROM sync.server_change_log
+  WHERE (user_id, server_id) > ($1, $2) AND user_id <= $1 AND source_id <> $3
+  ORDER BY user_id DESC, server_id DESC LIMIT 1";
+
+/// `sync.latest_change_v1`, created at start-up.
+pub fn latest_function() -> String {
+    read_function("sync.latest_change_v1", "text, int8, text", "int8", LATEST_BODY)
+}
+
+const LATEST_SQL: &str = "SELECT sync.latest_change_v1($1, $2, $3)";
 
 /// Validated watch parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ async fn statements(conn: &tokio_postgres::Client) -> i64 {
 
 #[tokio::test]
 async fn a_200_change_upload_costs_as_many_statements_as_a_2_change_upload() {
-    let t = target_in_own_db();
+    let t = target_in_own_db("");
     let conn = db(&t).await;
     if let Err(e) = conn
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

@@ -179,10 +179,11 @@ pub fn target_with(variant: &'static str, extra: &str) -> Arc<Target> {
     target
 }
 
-/// A server with the default settings on a database of its own, for tests that measure the whole database.
-pub fn target_in_own_db() -> Target {
+/// A server with `settings` on top of the defaults, on a database of its own, for tests that measure the whole
+/// database.
+pub fn target_in_own_db(settings: &str) -> Target {
     let db_url = oversync_tests::pg::database("oversync_own").expect("database");
-    let server = start_server(&db_url, "");
+    let server = start_server(&db_url, settings);
     Target {
         base: server.base_url.clone(),
         db_url,
