@@ -7,6 +7,9 @@ use anyhow::{Context, bail};
 
 use crate::process::{Server, shell_quote, tempdir, watched_group};
 
+/// Held while a `wrangler dev` starts (see [`start_wrangler_with`]).
+static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The repository root (this crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -90,6 +93,9 @@ pub fn start_wrangler_with(
         ("XDG_CONFIG_HOME", dir.join("config").display().to_string()),
     ];
     let base = format!("http://127.0.0.1:{port}");
+    // One start-up at a time per process: each bundles the Worker and boots workerd, and a test binary starting
+    // several side by side on two cores, next to tests loading PostgreSQL, saw one miss the 90 s deadline.
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = Server::wait_ready(cmd, &wrangler, &env, "Ready on", Some(base)).context("starting wrangler dev")?;
     server.wait_http(std::time::Duration::from_secs(30))?;
     Ok(server)

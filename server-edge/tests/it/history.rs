@@ -133,13 +133,13 @@ async fn download_pages_stay_bounded_behind_other_users_history() {
     let (d, e) = (Device::new(&t, &user, "d"), Device::new(&t, &user, "e"));
     d.upload(users(1, 1)).await;
     let user_id = user_id_of(&conn, "d").await;
-    // 200,000 changes of other users, then 30,000 of this user's, all after the first upload's.
+    // 200,000 changes of other users, then 100,000 of this user's, all after the first upload's.
     conn.execute(
         "INSERT INTO sync.server_change_log
            (user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version)
          SELECT CASE WHEN g <= 200000 THEN 'someone-' || g % 50 ELSE $1 END, 'business', 'users', 'INSERT',
                 gen_random_uuid(), '{}'::json, 'history', g, 1
-         FROM generate_series(1, 230000) g",
+         FROM generate_series(1, 300000) g",
         &[&user_id],
     )
     .await
@@ -173,11 +173,13 @@ async fn download_pages_stay_bounded_behind_other_users_history() {
         .unwrap();
     assert_eq!(quiet["changed"], false, "{quiet}");
 
-    // Measured: a page ~40 buffers, a look of the watch a few; the plans chosen before averaged ~900 a page and
-    // ~3,600 a look.
+    // A page or a look costs ~40–70 buffers on a warm connection. Under the Worker every request is a new
+    // connection, and the functions' bodies are parsed and planned inside the statement, so its catalogue reads
+    // count too: ~450–550. Without the functions' settings a page cost ~3,000 here (a walk of the others' 200,000
+    // changes, or the rest of the 100,000-row window read per page).
     let costly = costly_statements(&conn).await;
     assert!(
-        costly.first().is_some_and(|(_, blocks)| *blocks <= 200),
-        "statements touching more than 200 buffers per call: {costly:#?}"
+        costly.first().is_some_and(|(_, blocks)| *blocks <= 1_000),
+        "statements touching more than 1,000 buffers per call: {costly:#?}"
     );
 }
