@@ -73,71 +73,59 @@ impl SnapshotQuery {
     }
 }
 
-/// The page query (`ORDER BY … DESC LIMIT 1` rather than `max()`: see `upload/store.rs`); `{KEYSET}` is the keyset
-/// predicate on `st`. With a schema filter it is `schema_name = $4 AND
-/// (table_name, pk_uuid) > ($5, $6)`: PostgreSQL's btree ignores a row comparison as a scan bound when the same
-/// leading column also has an equality, so `schema_name = $4 AND (schema_name, table_name, pk_uuid) > (…)` scanned
-/// every row of the earlier tables on each page.
+/// A page in one statement, so that everything in it comes from one snapshot: the window and the device's newest
+/// scid (part 0), the page's rows (part 1, numbered in the order the index returns them), the live metadata versions from the same cursor
+/// (part 2), and the row that ends the page after this one (part 3). `{KEYSET}` is the keyset predicate on a table
+/// aliased `t`.
+///
+/// - The versions were a second statement pipelined behind the page; an upload committed between the two gave a
+///   row's old payload with its new version, and the catch-up download then skipped the change as already known.
+/// - Versions come from a range scan of the metadata, matched by key, not a join: with stale statistics the join
+///   was planned as a nested loop over the whole range per row (O(page²)), and a correlated lookup per row cost
+///   60% of the page. Every live row has live metadata (uploads write both in one transaction), so the range
+///   holds the page's versions; tombstones in it are skipped by the filter, so over a hydration each is read once.
+/// - The row two pages ahead (`OFFSET 2 × limit − 1`) lets a client keep two pages in flight: a hint, not a
+///   promise, since rows written in between shift the pages, and the client checks that the next page reached it.
+/// - `ORDER BY … DESC LIMIT 1`, not `max()`: see `upload/store.rs`. With a schema filter the keyset is
+///   `schema_name = $4 AND (table_name, pk_uuid) > ($5, $6)`: PostgreSQL's btree ignores a row comparison as a scan
+///   bound when the same leading column also has an equality, so `schema_name = $4 AND (schema_name, table_name,
+///   pk_uuid) > (…)` scanned every row of the earlier tables on each page.
 const SNAPSHOT_SQL: &str = "
 WITH w AS (SELECT CASE WHEN $2 > 0 THEN $2
                        ELSE coalesce((SELECT server_id FROM sync.server_change_log WHERE user_id >= $1 AND user_id <= $1
                                       ORDER BY user_id DESC, server_id DESC LIMIT 1), 0) END AS w),
 own AS (SELECT coalesce((SELECT source_change_id FROM sync.server_change_log WHERE user_id = $1 AND source_id = $3
-                         ORDER BY source_change_id DESC LIMIT 1), 0)::int8 AS m)
-SELECT w.w, own.m, s.schema_name, s.table_name, s.pk_uuid::text, s.payload
-FROM w CROSS JOIN own LEFT JOIN LATERAL (
-  SELECT st.schema_name, st.table_name, st.pk_uuid, st.payload::text AS payload
-  FROM sync.sync_state st
-  WHERE st.user_id = $1 AND {KEYSET}
-  ORDER BY st.schema_name, st.table_name, st.pk_uuid
-  LIMIT $7
-) s ON true
-ORDER BY s.schema_name, s.table_name, s.pk_uuid";
+                         ORDER BY source_change_id DESC LIMIT 1), 0)::int8 AS m),
+page AS (SELECT row_number() OVER () AS n, p.*
+         FROM (SELECT t.schema_name, t.table_name, t.pk_uuid, t.payload::text AS payload
+               FROM sync.sync_state t
+               WHERE t.user_id = $1 AND {KEYSET}
+               ORDER BY t.schema_name, t.table_name, t.pk_uuid
+               LIMIT $7) p),
+versions AS (SELECT t.schema_name, t.table_name, t.pk_uuid, t.server_version
+             FROM sync.sync_row_meta t
+             WHERE t.user_id = $1 AND {KEYSET} AND NOT t.deleted
+             ORDER BY t.schema_name, t.table_name, t.pk_uuid
+             LIMIT $7),
+ahead AS (SELECT t.schema_name, t.table_name, t.pk_uuid
+          FROM sync.sync_row_meta t
+          WHERE t.user_id = $1 AND {KEYSET} AND NOT t.deleted
+          ORDER BY t.schema_name, t.table_name, t.pk_uuid
+          OFFSET $8 LIMIT $9)
+SELECT 0 AS part, w.w::int8, own.m, NULL::text, NULL::text, NULL::text, NULL::text, NULL::int8 FROM w CROSS JOIN own
+UNION ALL
+SELECT 1, NULL, NULL, schema_name, table_name, pk_uuid::text, payload, n FROM page
+UNION ALL
+SELECT 2, NULL, NULL, schema_name, table_name, pk_uuid::text, NULL, server_version FROM versions
+UNION ALL
+SELECT 3, NULL, NULL, schema_name, table_name, pk_uuid::text, NULL, NULL FROM ahead";
 
-/// The versions of the same page: the live metadata rows from the same cursor, in the same order. Every live row
-/// has live metadata (uploads write both in one transaction), so this range scan holds the page's versions; it
-/// replaced a correlated lookup per row (an index descent each: 60% of a page's time). A join of the two is no
-/// option: with stale statistics it was planned as a nested loop over the whole range per row (O(page²)).
-/// Tombstones in the range are skipped by the filter, so over a whole hydration each is read once.
-const VERSIONS_SQL: &str = "
-SELECT m.schema_name, m.table_name, m.pk_uuid::text, m.server_version
-FROM sync.sync_row_meta m
-WHERE m.user_id = $1 AND {KEYSET} AND NOT m.deleted
-ORDER BY m.schema_name, m.table_name, m.pk_uuid
-LIMIT $5";
+const KEYSET_ALL: &str = "(t.schema_name, t.table_name, t.pk_uuid) > ($4, $5, $6::uuid)";
+const KEYSET_SCHEMA: &str = "t.schema_name = $4 AND (t.table_name, t.pk_uuid) > ($5, $6::uuid)";
 
-/// The row that ends the page after this one (`OFFSET 2 × limit − 1` from the same cursor), so a client can keep
-/// two pages in flight. Read from the live metadata like [`VERSIONS_SQL`] (keys only, nothing returned but one
-/// row); a hint, not a promise: rows written in between shift the pages, and the client checks that the next
-/// page reached it.
-const AHEAD_SQL: &str = "
-SELECT m.schema_name, m.table_name, m.pk_uuid::text
-FROM sync.sync_row_meta m
-WHERE m.user_id = $1 AND {KEYSET} AND NOT m.deleted
-ORDER BY m.schema_name, m.table_name, m.pk_uuid
-OFFSET $5 LIMIT $6";
-
-const KEYSET_ALL: (&str, &str) = (
-    "(st.schema_name, st.table_name, st.pk_uuid) > ($4, $5, $6::uuid)",
-    "(m.schema_name, m.table_name, m.pk_uuid) > ($2, $3, $4::uuid)",
-);
-const KEYSET_SCHEMA: (&str, &str) = (
-    "st.schema_name = $4 AND (st.table_name, st.pk_uuid) > ($5, $6::uuid)",
-    "m.schema_name = $2 AND (m.table_name, m.pk_uuid) > ($3, $4::uuid)",
-);
-
-type Statements = (String, String, String);
-
-fn statements(keyset: (&str, &str)) -> Statements {
-    (
-        SNAPSHOT_SQL.replace("{KEYSET}", keyset.0),
-        VERSIONS_SQL.replace("{KEYSET}", keyset.1),
-        AHEAD_SQL.replace("{KEYSET}", keyset.1),
-    )
-}
-
-static SQL_ALL: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| statements(KEYSET_ALL));
-static SQL_SCHEMA: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| statements(KEYSET_SCHEMA));
+static SQL_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| SNAPSHOT_SQL.replace("{KEYSET}", KEYSET_ALL));
+static SQL_SCHEMA: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| SNAPSHOT_SQL.replace("{KEYSET}", KEYSET_SCHEMA));
 
 /// Serves one snapshot page.
 pub async fn snapshot<R: Runtime>(
@@ -163,8 +151,8 @@ pub async fn snapshot<R: Runtime>(
         Some(s) if after_schema < *s => (&*SQL_SCHEMA, s.clone(), String::new(), START.to_owned(), fetch),
         Some(s) => (&*SQL_SCHEMA, s.clone(), String::new(), START.to_owned(), 0),
     };
-    let (page_sql, versions_sql, ahead_sql) = sql;
-    let page_params: [(&(dyn ToSql + Sync), Type); 7] = [
+    let (offset, one) = (2 * q.limit - 1, fetch.min(1));
+    let params: [(&(dyn ToSql + Sync), Type); 9] = [
         (&who.user_id, Type::TEXT),
         (&q.until, Type::INT8),
         (&who.source_id, Type::TEXT),
@@ -172,43 +160,28 @@ pub async fn snapshot<R: Runtime>(
         (&table, Type::TEXT),
         (&pk, Type::TEXT),
         (&fetch, Type::INT8),
-    ];
-    let versions_params: [(&(dyn ToSql + Sync), Type); 5] = [
-        (&who.user_id, Type::TEXT),
-        (&first, Type::TEXT),
-        (&table, Type::TEXT),
-        (&pk, Type::TEXT),
-        (&fetch, Type::INT8),
-    ];
-    let (offset, one) = (2 * q.limit - 1, fetch.min(1));
-    let ahead_params: [(&(dyn ToSql + Sync), Type); 6] = [
-        (&who.user_id, Type::TEXT),
-        (&first, Type::TEXT),
-        (&table, Type::TEXT),
-        (&pk, Type::TEXT),
         (&offset, Type::INT8),
         (&one, Type::INT8),
     ];
-    let page = conn.query_typed(page_sql, &page_params);
-    let versions = conn.query_typed(versions_sql, &versions_params);
-    let ahead = conn.query_typed(ahead_sql, &ahead_params);
-    // One round trip: the three statements are pipelined.
-    let (rows, versions, ahead) = futures_util::try_join!(page, versions, ahead).map_err(ApiError::download)?;
-    let (window_until, own): (i64, i64) = (rows[0].get(0), rows[0].get(1));
-    let key =
-        |r: &tokio_postgres::Row, at: usize| -> (String, String, String) { (r.get(at), r.get(at + 1), r.get(at + 2)) };
-    let mut known: std::collections::HashMap<(String, String, String), i64> =
-        versions.iter().map(|r| (key(r, 0), r.get(3))).collect();
-    // The first keyset row equal to the cursor is excluded by `>`; with no cursor the zero UUID sorts first.
-    let live: Vec<&tokio_postgres::Row> = rows
-        .iter()
-        .filter(|r| r.get::<_, Option<String>>(2).is_some())
-        .collect();
-    let missing: Vec<(String, String, String)> = live
-        .iter()
-        .map(|r| key(r, 2))
-        .filter(|k| !known.contains_key(k))
-        .collect();
+    let rows = conn.query_typed(sql, &params).await.map_err(ApiError::download)?;
+    let key = |r: &tokio_postgres::Row| -> (String, String, String) { (r.get(3), r.get(4), r.get(5)) };
+    let (mut window_until, mut own) = (0, 0);
+    let (mut live, mut known, mut ahead) = (Vec::new(), std::collections::HashMap::new(), None);
+    for r in &rows {
+        match r.get::<_, i32>(0) {
+            0 => (window_until, own) = (r.get(1), r.get(2)),
+            1 => live.push(r),
+            2 => {
+                known.insert(key(r), r.get::<_, i64>(7));
+            }
+            _ => ahead = Some(key(r)),
+        }
+    }
+    // In key order (the first keyset row equal to the cursor is excluded by `>`; with no cursor the zero UUID
+    // sorts first).
+    live.sort_by_key(|r| r.get::<_, i64>(7));
+    let missing: Vec<(String, String, String)> =
+        live.iter().map(|r| key(r)).filter(|k| !known.contains_key(k)).collect();
     if !missing.is_empty() {
         // Rows the range did not cover (metadata written by something other than an upload): one probe per key.
         let missing: Vec<RowKey> = missing.into_iter().map(|(s, t, p)| (TableRef::new(s, t), p)).collect();
@@ -225,15 +198,15 @@ pub async fn snapshot<R: Runtime>(
             )
             .await
             .map_err(ApiError::download)?;
-        known.extend(probed.iter().map(|r| (key(r, 0), r.get(3))));
+        known.extend(probed.iter().map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3))));
     }
     let mut out = Vec::with_capacity(live.len());
     for r in live {
-        let k = key(r, 2);
+        let k = key(r);
         let server_version = *known
             .get(&k)
             .ok_or_else(|| ApiError::Download(format!("{}.{} {} has no metadata", k.0, k.1, k.2).into()))?;
-        let payload: String = r.get(5);
+        let payload: String = r.get(6);
         out.push(SnapshotRow {
             schema: k.0,
             table: k.1,
@@ -252,9 +225,8 @@ pub async fn snapshot<R: Runtime>(
             .map_or((String::new(), String::new()), |(t, pk)| (t.to_string(), pk.clone())),
     };
     let then_after = ahead
-        .first()
         .filter(|_| has_more)
-        .map(|r| (format!("{}.{}", r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)));
+        .map(|(schema, table, pk)| (format!("{schema}.{table}"), pk));
     let (then_after_table, then_after_pk) = then_after.unzip();
     Ok(SnapshotResponse {
         then_after_table,

@@ -112,3 +112,45 @@ async fn then_after_names_the_row_that_ends_the_following_page() {
     let short = snapshot(&b, &after).await;
     assert_eq!(short["then_after_pk"], live[5].as_str(), "{short}");
 }
+
+/// An upload that commits while a page is read must not pair a row's old payload with its new version: the
+/// catch-up download would then skip that change as already known, and the device would keep the old payload.
+/// Deterministic: the metadata table is held while the page is requested, and the row changes (payload and
+/// version together, as an upload writes them) before it is let go.
+#[tokio::test]
+async fn a_page_reads_its_rows_and_their_versions_from_one_snapshot() {
+    let t = target_in_own_db("");
+    let user = new_user();
+    let (a, b) = (Device::new(&t, &user, "a"), Device::new(&t, &user, "b"));
+    let pk = id();
+    a.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "old"))]).await;
+
+    let mut conn = db(&t).await;
+    let tx = conn.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE sync.sync_row_meta IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let page = tokio::spawn(async move { snapshot(&b, "limit=10").await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tx.execute(
+        "UPDATE sync.sync_state SET payload = json_build_object('id', $1::text, 'name', 'new') WHERE pk_uuid::text = $1",
+        &[&pk],
+    )
+    .await
+    .unwrap();
+    tx.execute(
+        "UPDATE sync.sync_row_meta SET server_version = 2 WHERE pk_uuid::text = $1",
+        &[&pk],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let page = page.await.unwrap();
+    let row = &page["rows"][0];
+    let seen = (row["payload"]["name"].as_str(), row["server_version"].as_i64());
+    assert!(
+        seen == (Some("old"), Some(1)) || seen == (Some("new"), Some(2)),
+        "a payload and a version from different moments: {row}"
+    );
+}
