@@ -40,11 +40,25 @@ pub async fn ensure(client: &mut Client, init_sql: Option<&str>) -> Result<(), t
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let functions = [crate::download::page_function(), crate::watch::latest_function()];
-    tx.batch_execute(&[SYNC_SCHEMA_SQL, &functions[0], &functions[1]].concat())
+    tx.batch_execute(&[SYNC_SCHEMA_SQL, &read_functions()].concat())
         .await?;
     if let Some(sql) = init_sql {
         tx.batch_execute(sql).await?;
     }
     tx.commit().await
+}
+
+/// The DDL of the change log's read functions (see [`crate::sql::read_function`]).
+fn read_functions() -> String {
+    [crate::download::page_function(), crate::watch::latest_function()].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    /// A database keeps a read function as it was first created: a change to this snapshot must come with a new
+    /// function name (`…_v2`), or databases created before it keep the old body.
+    #[test]
+    fn read_functions() {
+        insta::assert_snapshot!(super::read_functions());
+    }
 }
