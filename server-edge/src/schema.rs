@@ -40,8 +40,7 @@ pub async fn ensure(client: &mut Client, init_sql: Option<&str>) -> Result<(), t
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    tx.batch_execute(&[SYNC_SCHEMA_SQL, &read_functions()].concat())
-        .await?;
+    tx.batch_execute(&[SYNC_SCHEMA_SQL, &read_functions()].concat()).await?;
     if let Some(sql) = init_sql {
         tx.batch_execute(sql).await?;
     }

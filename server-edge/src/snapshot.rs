@@ -74,9 +74,9 @@ impl SnapshotQuery {
 }
 
 /// A page in one statement, so that everything in it comes from one snapshot: the window and the device's newest
-/// scid (part 0), the page's rows (part 1, numbered in the order the index returns them), the live metadata versions from the same cursor
-/// (part 2), and the row that ends the page after this one (part 3). `{KEYSET}` is the keyset predicate on a table
-/// aliased `t`.
+/// scid (part 0), the page's rows (part 1, numbered in key order as the index returns them), the live metadata
+/// versions from the same cursor (part 2), and the row that ends the page after this one (part 3). `{KEYSET}` is
+/// the keyset predicate on a table aliased `t`.
 ///
 /// - The versions were a second statement pipelined behind the page; an upload committed between the two gave a
 ///   row's old payload with its new version, and the catch-up download then skipped the change as already known.
