@@ -115,8 +115,8 @@ async fn then_after_names_the_row_that_ends_the_following_page() {
 
 /// An upload that commits while a page is read must not pair a row's old payload with its new version: the
 /// catch-up download would then skip that change as already known, and the device would keep the old payload.
-/// Deterministic: the metadata table is held while the page is requested, and the row changes (payload and
-/// version together, as an upload writes them) before it is let go.
+/// Deterministic: the metadata table is held while the page is requested; once the page's reads wait on it, the
+/// row changes (payload and version together, as an upload writes them) and the table is let go.
 #[tokio::test]
 async fn a_page_reads_its_rows_and_their_versions_from_one_snapshot() {
     let t = target_in_own_db("");
@@ -131,7 +131,26 @@ async fn a_page_reads_its_rows_and_their_versions_from_one_snapshot() {
         .await
         .unwrap();
     let page = tokio::spawn(async move { snapshot(&b, "limit=10").await });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Until the page's reads wait on the lock (seen from another connection: a transaction's view of
+    // `pg_stat_activity` is frozen).
+    let watcher = db(&t).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while watcher
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never reached the held table"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     tx.execute(
         "UPDATE sync.sync_state SET payload = json_build_object('id', $1::text, 'name', 'new') WHERE pk_uuid::text = $1",
         &[&pk],
