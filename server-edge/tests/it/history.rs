@@ -161,17 +161,8 @@ async fn download_pages_stay_bounded_behind_other_users_history() {
         first["next_after"].as_i64().unwrap() + 1
     );
 
-    let quiet: serde_json::Value = other
-        .http
-        .get(format!("{}/sync/watch?after=0&timeout_s=1", other.base))
-        .bearer_auth(&other.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(quiet["changed"], false, "{quiet}");
+    let (status, quiet) = other.get_raw("/sync/watch?after=0&timeout_s=1").await;
+    assert_eq!((status, &quiet["changed"]), (200, &false.into()), "{quiet}");
 
     // A page or a look costs ~40–70 buffers on a warm connection. Under the Worker every request is a new
     // connection, and the functions' bodies are parsed and planned inside the statement, so its catalogue reads
