@@ -15,7 +15,7 @@ cargo build --quiet --manifest-path "$root/Cargo.toml" -p oversync-client --lib 
 rm -rf src/wasm dist
 "$tools_bin/wasm-bindgen" --target web --out-dir src/wasm --out-name oversync_client \
   "$root/target/wasm32-unknown-unknown/release/oversync_client.wasm"
-node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-exception-handling \
   ${WASM_OPT_EXTRA:-} src/wasm/oversync_client_bg.wasm -o src/wasm/oversync_client_bg.wasm
 node_modules/.bin/tsc -p tsconfig.json
