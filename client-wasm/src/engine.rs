@@ -1,5 +1,6 @@
 //! The sync engine: configuration, sign-in, status and the sync cycle (PROTOCOL.md §7.6–§7.7). Uploading is in
-//! `upload.rs`, downloading and applying in `apply.rs`, snapshot hydration in `snapshot.rs`.
+//! `upload.rs`, downloading and applying in `apply.rs`, snapshot hydration in `snapshot.rs` (its page sizes in
+//! `pace.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -15,6 +16,8 @@ use crate::triggers::{TableShape, quote};
 
 #[path = "apply.rs"]
 mod apply;
+#[path = "pace.rs"]
+mod pace;
 #[path = "snapshot.rs"]
 mod snapshot;
 #[path = "upload.rs"]
@@ -54,6 +57,11 @@ pub struct EngineConfig {
     pub chunk_size: usize,
     /// Download and snapshot page size (snapshot pages at most 1000).
     pub download_limit: i64,
+    /// Snapshot pages are sized so that applying one takes about this long (default 30 ms): a hydration starts
+    /// with pages of 100 rows and grows them up to `download_limit` as the device proves fast enough. A page is
+    /// one transaction, and a browser worker answers no query while it runs. `None` (or a host without a clock)
+    /// asks for `download_limit` rows every time.
+    pub page_budget_ms: Option<f64>,
     /// Ask for two snapshot pages at once when the server names the page after next (§8.2 `then_after_*`,
     /// default on); off, a hydration has one page request in flight.
     pub snapshot_lookahead: bool,
@@ -71,6 +79,7 @@ impl EngineConfig {
             tables,
             chunk_size: 200,
             download_limit: 1000,
+            page_budget_ms: Some(30.0),
             snapshot_lookahead: true,
             resolver: Resolver::ServerWins,
             device_id: None,

@@ -7,6 +7,10 @@
 //! catch-up download only repairs rows newer than the window). Pages that overlap write the same rows again,
 //! which is harmless: any row newer than the window is rewritten by the catch-up with the version guard.
 //!
+//! Pages are sized by [`Pacer`]: each asks for what the device applies within the configured budget. A page's
+//! hint is the end of a page of *its* size, so the request that fills up to the hint keeps that size, and
+//! only the request after the hint takes the new one.
+//!
 //! [`Ask::next`] is the whole paging rule, without IO; [`Engine::snapshot_pages`] drives it.
 
 use std::collections::VecDeque;
@@ -16,6 +20,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use oversync_protocol::wire::SnapshotResponse;
 
+use super::pace::Pacer;
 use super::write::apply_snapshot_page;
 use super::{Engine, SyncError};
 use crate::transport::{Reply, Transport};
@@ -27,24 +32,28 @@ pub(crate) struct Ask {
     pub after: Option<(String, String)>,
     /// The row this range must reach (the rows past it are another request's); `None` pages to the end.
     pub reach: Option<(String, String)>,
+    /// Rows to ask for.
+    pub limit: i64,
 }
 
 impl Ask {
-    /// The first page.
-    pub fn start() -> Self {
+    /// The first page, of `limit` rows.
+    pub fn start(limit: i64) -> Self {
         Self {
             after: None,
             reach: None,
+            limit,
         }
     }
 
-    /// What to ask for after `page` answered `self`.
-    pub fn next(&self, page: &SnapshotResponse) -> Vec<Ask> {
+    /// What to ask for after `page` answered `self`; a request that starts a new range asks for `limit` rows.
+    pub fn next(&self, page: &SnapshotResponse, limit: i64) -> Vec<Ask> {
         let next_after = Some((page.next_after_table.clone(), page.next_after_pk.clone()));
         match &self.reach {
             Some(target) if page.has_more && !contains(page, target) => vec![Ask {
                 after: next_after,
                 reach: Some(target.clone()),
+                limit: self.limit,
             }],
             Some(_) => Vec::new(),
             None if !page.has_more => Vec::new(),
@@ -52,19 +61,23 @@ impl Ask {
                 (Some(table), Some(pk)) => {
                     let hint = (table.clone(), pk.clone());
                     vec![
+                        // The hint ends a page of this page's size: that request fits it exactly.
                         Ask {
                             after: next_after,
                             reach: Some(hint.clone()),
+                            limit: self.limit,
                         },
                         Ask {
                             after: Some(hint),
                             reach: None,
+                            limit,
                         },
                     ]
                 }
                 _ => vec![Ask {
                     after: next_after,
                     reach: None,
+                    limit,
                 }],
             },
         }
@@ -102,23 +115,26 @@ impl<T: Transport> Engine<T> {
     /// Pages the snapshot; returns `(rows applied, max_own_source_change_id, window_until)`. While a page is
     /// applied (synchronously), the requests it led to are already on their way.
     pub(super) async fn snapshot_pages(&mut self) -> Result<(usize, i64, i64), SyncError> {
-        let limit = self.cfg.download_limit.clamp(1, 1000);
+        let mut pacer = Pacer::new(self.cfg.download_limit.clamp(1, 1000), self.cfg.page_budget_ms);
         let schema = self.cfg.schema.clone();
-        let path = move |after: &Option<(String, String)>, until: i64| {
-            let after = after
+        let path = move |ask: &Ask, until: i64| {
+            let after = ask
+                .after
                 .as_ref()
                 .map(|(t, pk)| format!("&after_table={t}&after_pk={pk}"))
                 .unwrap_or_default();
+            let limit = ask.limit;
             format!("/sync/snapshot?schema={schema}&limit={limit}&until={until}{after}")
         };
-        let first = self.request(&path(&None, 0), None).await?;
+        let start = Ask::start(pacer.limit());
+        let first = self.request(&path(&start, 0), None).await?;
         let page = self.hinted(snapshot_page(&first)?);
         let (until, max_own) = (page.window_until, page.max_own_source_change_id);
         let mut token = self.token()?;
         let mut refreshed = false;
         let transport = &self.transport;
         let fetch = |ask: Ask, token: String| {
-            let path = path(&ask.after, until);
+            let path = path(&ask, until);
             async move {
                 let reply = transport.get(&path, &token).await;
                 (ask, path, token, reply)
@@ -126,10 +142,10 @@ impl<T: Transport> Engine<T> {
         };
         let mut inflight = FuturesUnordered::new();
         let mut ready = VecDeque::new();
-        let mut current = Some((Ask::start(), page));
+        let mut current = Some((start, page));
         let mut applied = 0;
         while let Some((ask, page)) = current.take() {
-            for next in ask.next(&page) {
+            for next in ask.next(&page, pacer.limit()) {
                 inflight.push(fetch(next, token.clone()));
             }
             // Start the new requests (a transport sends on the first poll), then apply while they travel.
@@ -138,7 +154,11 @@ impl<T: Transport> Engine<T> {
             }
             // Let the host serve what queued up during the last page first.
             transport.yield_to_host().await;
+            let began = transport.now_ms();
             applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)?;
+            if let (Some(t0), Some(t1)) = (began, transport.now_ms()) {
+                pacer.applied(page.rows.len(), t1 - t0);
+            }
             let next = match ready.pop_front() {
                 Some(done) => Some(done),
                 None => inflight.next().await,
@@ -210,18 +230,20 @@ mod tests {
     }
 
     #[test]
-    fn a_hint_asks_for_the_next_two_pages() {
-        let asks = Ask::start().next(&page(&[A], true, Some(C)));
+    fn a_hint_asks_for_the_next_two_pages_the_first_at_the_hinted_size() {
+        let asks = Ask::start(100).next(&page(&[A], true, Some(C)), 400);
         assert_eq!(
             asks,
             [
                 Ask {
                     after: at(A),
-                    reach: at(C)
+                    reach: at(C),
+                    limit: 100
                 },
                 Ask {
                     after: at(C),
-                    reach: None
+                    reach: None,
+                    limit: 400
                 }
             ]
         );
@@ -230,13 +252,14 @@ mod tests {
     #[test]
     fn without_a_hint_or_at_the_end_paging_is_sequential() {
         assert_eq!(
-            Ask::start().next(&page(&[A], true, None)),
+            Ask::start(100).next(&page(&[A], true, None), 400),
             [Ask {
                 after: at(A),
-                reach: None
+                reach: None,
+                limit: 400
             }]
         );
-        assert!(Ask::start().next(&page(&[A], false, None)).is_empty());
+        assert!(Ask::start(100).next(&page(&[A], false, None), 400).is_empty());
     }
 
     #[test]
@@ -244,17 +267,19 @@ mod tests {
         let filler = Ask {
             after: at(A),
             reach: at(C),
+            limit: 2,
         };
-        assert!(filler.next(&page(&[B, C], true, None)).is_empty());
-        // An insert shifted the page: C was pushed out, so page on from B until C shows up.
+        assert!(filler.next(&page(&[B, C], true, None), 9).is_empty());
+        // An insert shifted the page: C was pushed out, so page on from B until C shows up, at the range's size.
         assert_eq!(
-            filler.next(&page(&[B], true, Some(C))),
+            filler.next(&page(&[B], true, Some(C)), 9),
             [Ask {
                 after: at(B),
-                reach: at(C)
+                reach: at(C),
+                limit: 2
             }]
         );
         // C deleted meanwhile: the range runs to the end (overlapping the other request, never missing a row).
-        assert!(filler.next(&page(&[B], false, None)).is_empty());
+        assert!(filler.next(&page(&[B], false, None), 9).is_empty());
     }
 }

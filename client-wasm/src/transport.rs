@@ -31,6 +31,12 @@ pub trait Transport {
     fn yield_to_host(&self) -> impl Future<Output = ()> {
         std::future::ready(())
     }
+
+    /// Milliseconds on a monotonic clock, to time page applies (hydration sizes its pages by them); `None`
+    /// without a clock.
+    fn now_ms(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// reqwest-based transport for native use.
@@ -39,6 +45,7 @@ pub trait Transport {
 pub struct HttpTransport {
     base: String,
     http: reqwest::Client,
+    started: std::time::Instant,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -48,6 +55,7 @@ impl HttpTransport {
         Self {
             base: base.into().trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -70,5 +78,9 @@ impl Transport for HttpTransport {
     async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
         self.send(self.http.get(format!("{}{path}", self.base)).bearer_auth(token))
             .await
+    }
+
+    fn now_ms(&self) -> Option<f64> {
+        Some(self.started.elapsed().as_secs_f64() * 1000.0)
     }
 }

@@ -50,6 +50,12 @@ export interface OpenOptions {
   autoSync?: boolean;
   /** Keep the database in memory instead of OPFS (tests). */
   memory?: boolean;
+  /**
+   * A new device's hydration sizes its snapshot pages so that applying one takes about this long (ms, default 30;
+   * pages grow from 100 to 1000 rows). The database worker answers no query while a page is applied, so this
+   * bounds how long the app's queries wait during a hydration; 0 asks for 1000-row pages throughout.
+   */
+  hydrationPageBudgetMs?: number;
 }
 
 /** One interactive transaction (see {@link SyncClient.transaction}). */
@@ -101,6 +107,7 @@ export class SyncClient {
             tables: options.tables.map((t) => (typeof t === 'string' ? { name: t } : t)),
             resolver: options.resolver,
             memory: options.memory ?? false,
+            pageBudgetMs: options.hydrationPageBudgetMs,
           },
         },
       ]);

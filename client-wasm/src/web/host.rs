@@ -85,4 +85,8 @@ impl Transport for HostTransport {
     async fn yield_to_host(&self) {
         let _ = JsFuture::from(self.host.yield_task()).await;
     }
+
+    fn now_ms(&self) -> Option<f64> {
+        Some(js_sys::Date::now())
+    }
 }

@@ -1,5 +1,6 @@
-//! Snapshot hydration with two page requests in flight (`then_after` hints), and rows written on the server
-//! between those requests: a hint is not a promise, and no older row may fall between two requests.
+//! Snapshot hydration with two page requests in flight (`then_after` hints), pages sized by their apply time,
+//! and rows written on the server between those requests: a hint is not a promise, and no older row may fall
+//! between two requests.
 
 use crate::support::*;
 
@@ -36,4 +37,35 @@ async fn hydration_keeps_two_pages_in_flight_and_loses_no_row_when_writes_shift_
     assert_eq!(server.len(), 303);
     assert_eq!(local_count(&new, "users"), 303, "every row arrived");
     assert_eq!(local_users(&new), server);
+}
+
+#[tokio::test]
+async fn hydration_starts_with_small_pages_and_grows_them_to_the_limit() {
+    let w = world(|_| {}).await;
+    let username = name();
+    let mut old = device(&w, &username).await;
+    for i in 0..3000 {
+        add_user(&old, &id(), &format!("u{i}"));
+    }
+    old.sync().await.unwrap();
+    // The default budget (30 ms a page): a native apply of a few hundred rows takes a few ms.
+    let mut new = guest(&w, |_| {});
+    sign_in(&w, &mut new, &username).await;
+    new.hydrate(false).await.unwrap();
+    let limits: Vec<i64> = new
+        .transport()
+        .gets
+        .borrow()
+        .iter()
+        .filter(|p| p.starts_with("/sync/snapshot"))
+        .map(|p| {
+            let (_, rest) = p.split_once("limit=").expect("a limit");
+            rest.split('&').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(limits.first(), Some(&100), "the first page is small: {limits:?}");
+    assert!(limits.iter().any(|l| *l > 100), "pages grow: {limits:?}");
+    assert!(limits.iter().all(|l| (100..=1000).contains(l)), "{limits:?}");
+    assert_eq!(local_count(&new, "users"), 3000, "every row arrived");
+    assert_eq!(local_users(&new), server_users(&w, &user_of(&old)).await);
 }

@@ -82,6 +82,10 @@ impl Transport for Flaky {
         self.gets_in_flight.set(self.gets_in_flight.get() - 1);
         reply
     }
+
+    fn now_ms(&self) -> Option<f64> {
+        self.inner.now_ms()
+    }
 }
 
 /// A running server on its own database.

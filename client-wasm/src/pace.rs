@@ -1,0 +1,102 @@
+//! How many rows the next snapshot page asks for: as many as the device applies within a time budget.
+//!
+//! A page is applied in one synchronous transaction, and a browser worker answers no UI query meanwhile. Its
+//! cost per row is not fixed: a new device starts with cold caches and, in a browser, with the wasm running
+//! in V8's baseline tier until the optimising compiler has caught up (the first ~0.5 s of a hydration on
+//! the bench machine, at two to three times the cost per row). Slow phones pay more for good. So pages
+//! start small and are sized from the last page's measured apply time: `budget × rows / elapsed`, at most
+//! four times the previous size per step, between [`MIN_ROWS`] and the configured limit. Without a clock (or
+//! a budget) every page asks for the limit.
+
+/// The smallest page the pacer asks for (a smaller one would spend most of its time in the commit).
+pub(crate) const MIN_ROWS: i64 = 100;
+/// Growth per page at most: one fast page does not jump to the limit.
+const MAX_GROWTH: i64 = 4;
+
+/// The page size for the next snapshot request.
+#[derive(Debug, Clone)]
+pub(crate) struct Pacer {
+    budget_ms: Option<f64>,
+    max: i64,
+    next: i64,
+}
+
+impl Pacer {
+    /// Pages of at most `max` rows; with a budget, the first asks for [`MIN_ROWS`] (or `max`, if smaller).
+    pub fn new(max: i64, budget_ms: Option<f64>) -> Self {
+        let max = max.max(1);
+        let budget_ms = budget_ms.filter(|b| *b > 0.0);
+        let next = if budget_ms.is_some() { MIN_ROWS.min(max) } else { max };
+        Self { budget_ms, max, next }
+    }
+
+    /// Rows to ask for next.
+    pub fn limit(&self) -> i64 {
+        self.next
+    }
+
+    /// A page of `rows` rows took `elapsed_ms` to apply.
+    pub fn applied(&mut self, rows: usize, elapsed_ms: f64) {
+        let Some(budget) = self.budget_ms else {
+            return;
+        };
+        if rows == 0 {
+            return;
+        }
+        // A clock that did not move (coarse timers) means "fast": grow as far as allowed.
+        let fits = if elapsed_ms > 0.0 {
+            (budget * rows as f64 / elapsed_ms) as i64
+        } else {
+            i64::MAX
+        };
+        let ceiling = (rows as i64).max(self.next).saturating_mul(MAX_GROWTH);
+        self.next = fits.min(ceiling).clamp(MIN_ROWS.min(self.max), self.max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_budget_every_page_asks_for_the_limit() {
+        let mut p = Pacer::new(1000, None);
+        assert_eq!(p.limit(), 1000);
+        p.applied(1000, 500.0);
+        assert_eq!(p.limit(), 1000);
+        assert_eq!(Pacer::new(1000, Some(0.0)).limit(), 1000);
+    }
+
+    #[test]
+    fn pages_start_small_and_grow_at_most_fourfold_to_the_limit() {
+        let mut p = Pacer::new(1000, Some(30.0));
+        assert_eq!(p.limit(), 100);
+        p.applied(100, 1.0);
+        assert_eq!(p.limit(), 400);
+        p.applied(400, 2.0);
+        assert_eq!(p.limit(), 1000);
+        p.applied(1000, 0.0);
+        assert_eq!(p.limit(), 1000);
+    }
+
+    #[test]
+    fn a_slow_page_shrinks_the_next_to_the_budget_but_not_below_the_minimum() {
+        let mut p = Pacer::new(1000, Some(30.0));
+        p.applied(100, 1.0);
+        p.applied(400, 2.0);
+        p.applied(1000, 60.0);
+        assert_eq!(p.limit(), 500);
+        p.applied(500, 1000.0);
+        assert_eq!(p.limit(), MIN_ROWS);
+    }
+
+    #[test]
+    fn a_small_limit_bounds_everything() {
+        let mut p = Pacer::new(10, Some(30.0));
+        assert_eq!(p.limit(), 10);
+        p.applied(10, 0.1);
+        assert_eq!(p.limit(), 10);
+        p.applied(10, 1000.0);
+        assert_eq!(p.limit(), 10);
+    }
+}
