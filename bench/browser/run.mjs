@@ -4,8 +4,9 @@
 //   P4 change-capture overhead: 10k inserts in one statement into a synced table (triggers) vs a plain one;
 //   P7 single-row write latency through the npm API (p50/p99);
 //   P5 what the package delivers to a browser (wasm + JS, raw and gzip).
-// `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7] [--profile]`; run through bench/run. Reuses
-// the browser tests' stack. `--only p3 --profile` adds a CPU profile of the database worker (see profile.mjs).
+// `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7] [--fixed] [--profile]`; run through bench/run.
+// Reuses the browser tests' stack. `--only p3 --profile` adds a CPU profile of the database worker (see
+// profile.mjs); `--only p3 --fixed` also hydrates devices with fixed 1000-row pages, as the full run does.
 
 import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -68,8 +69,19 @@ async function openPage(context, origin, username, extra) {
 /** P3: seeds once, then hydrates P3_RUNS new devices, each a fresh browser profile; medians and the worst waits. */
 async function p3(origin) {
   await seed(origin, 'p3', P3_ROWS);
-  const runs = [];
-  for (let i = 0; i < P3_RUNS; i++) runs.push(await hydrateOnce(origin, profiling && i === 0));
+  // Paced pages (the default page budget) and fixed 1000-row pages (budget off), alternating device by device so
+  // both see the same machine; `--only p3` skips the fixed ones unless `--fixed` is given.
+  const paced = [];
+  const fixed = [];
+  const withFixed = !only || process.argv.includes('--fixed');
+  for (let i = 0; i < P3_RUNS; i++) {
+    paced.push(await hydrateOnce(origin, profiling && i === 0, {}));
+    if (withFixed) fixed.push(await hydrateOnce(origin, false, { hydrationPageBudgetMs: 0 }));
+  }
+  return { ...summary(paced), ...(withFixed ? { fixed_pages: summary(fixed) } : {}) };
+}
+
+function summary(runs) {
   const rates = runs.map((r) => r.rows_per_s);
   return {
     rows: P3_ROWS,
@@ -113,9 +125,9 @@ async function countOpfsCalls(page) {
   return () => worker.evaluate(() => self.__opfsCalls);
 }
 
-async function hydrateOnce(origin, profile) {
+async function hydrateOnce(origin, profile, options) {
   const ctx = await launch();
-  const page = await openPage(ctx, origin, 'p3', { autoSync: false });
+  const page = await openPage(ctx, origin, 'p3', { autoSync: false, ...options });
   const stopProfile = profile ? await profileWorker(ctx, page) : null;
   const opfsCalls = await countOpfsCalls(page);
   const r = await page.evaluate(async () => {
@@ -133,15 +145,15 @@ async function hydrateOnce(origin, profile) {
     obs.observe({ type: 'longtask', buffered: false });
     // UI reads: a query that must keep being answered while hydration runs.
     const waits = [];
+    const t0 = performance.now();
     const reader = (async () => {
       while (running) {
         const t = performance.now();
         await window.db.query('SELECT id, title FROM posts ORDER BY rowid DESC LIMIT 20');
         await new Promise((r) => setTimeout(r, 16)); // a UI reads about once per frame
-        waits.push(performance.now() - t);
+        waits.push({ at: t - t0, ms: performance.now() - t });
       }
     })();
-    const t0 = performance.now();
     await window.db.sync();
     const ms = performance.now() - t0;
     running = false;
@@ -150,13 +162,16 @@ async function hydrateOnce(origin, profile) {
     obs.disconnect();
     const [{ n: users }] = await window.db.query('SELECT count(*) AS n FROM users');
     const [{ n: posts }] = await window.db.query('SELECT count(*) AS n FROM posts');
-    return { ms, rows: users + posts, maxTick, longest, maxWait: waits.reduce((a, b) => Math.max(a, b), 0), reads: waits.length };
+    return { ms, rows: users + posts, maxTick, longest, reads: waits.length,
+      longestWaits: [...waits].sort((a, b) => b.ms - a.ms).slice(0, 3) };
   });
   if (stopProfile) {
     console.error('P3 worker profile, self time (% of samples):');
     for (const { percent, name } of await stopProfile()) console.error(`${String(percent).padStart(5)}  ${name}`);
   }
   const io = await opfsCalls();
+  // Where the longest UI waits fell, for telling a slow page from a stalled machine.
+  console.error(`P3 device${options.hydrationPageBudgetMs === 0 ? ' (fixed pages)' : ''}: ${Math.round(r.ms)} ms; longest UI waits (ms at ms): ${r.longestWaits.map((w) => `${round(w.ms)} at ${Math.round(w.at)}`).join(', ')}`);
   await ctx.close();
   if (r.rows !== P3_ROWS) throw new Error(`P3: hydrated ${r.rows} rows, expected ${P3_ROWS}`);
   return {
@@ -164,7 +179,7 @@ async function hydrateOnce(origin, profile) {
     seconds: round(r.ms / 1000, 2),
     rows_per_s: Math.round((r.rows / r.ms) * 1000),
     main_thread_longest_stall_ms: round(Math.max(r.maxTick, r.longest)),
-    ui_read_longest_wait_ms: round(r.maxWait),
+    ui_read_longest_wait_ms: round(r.longestWaits[0]?.ms ?? 0),
     ui_reads_answered: r.reads,
     opfs: { write: io.write, write_ms: round(io.write_ms), flush: io.flush, flush_ms: round(io.flush_ms), hydration_ms: round(r.ms) },
   };
@@ -278,6 +293,7 @@ try {
 
 async function all() {
   const results = { short, date: new Date().toISOString(), p3: await p3(origin), ...(await p4p7(origin)), p5: p5() };
+  const fx = results.p3.fixed_pages;
   const md = [
     '| Measure | value | goal |',
     '|---|---|---|',
@@ -285,6 +301,7 @@ async function all() {
     `| P3 longest main-thread stall during hydration (ms, worst device) | ${results.p3.main_thread_longest_stall_ms} | |`,
     `| P3 OPFS calls of the median device: writes, flushes (ms spent in them, of a ${results.p3.opfs.hydration_ms} ms hydration) | ${results.p3.opfs.write} (${results.p3.opfs.write_ms}), ${results.p3.opfs.flush} (${results.p3.opfs.flush_ms}) | |`,
     `| P3 longest wait for a UI query during hydration (ms; worst device, median device; ${results.p3.ui_reads_answered} answered) | ${results.p3.ui_read_longest_wait_ms}, ${results.p3.ui_read_longest_wait_median_ms} | ≤ 100 |`,
+    `| P3 with fixed 1000-row pages (page budget off; devices alternating with the above): rows/s; UI wait worst, median (ms) | ${fx.rows_per_s} (${fx.rows_per_s_min}–${fx.rows_per_s_max}); ${fx.ui_read_longest_wait_ms}, ${fx.ui_read_longest_wait_median_ms} | |`,
     `| P4 capture overhead, ${results.p4.rows} inserts in one statement (triggers / plain) | ${results.p4.ratio}× (${results.p4.with_triggers_ms} / ${results.p4.plain_ms} ms) | ≤ 2× |`,
     `| P4 floor: a trigger writing only (table, key) to a keyed queue | ${results.p4.floor_ratio}× (${results.p4.floor_ms} ms) | |`,
     `| P7 single-row write through the npm API, p50 / p99 (ms) | ${results.p7.p50_ms} / ${results.p7.p99_ms} | |`,
