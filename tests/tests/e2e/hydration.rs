@@ -48,8 +48,9 @@ async fn hydration_starts_with_small_pages_and_grows_them_to_the_limit() {
         add_user(&old, &id(), &format!("u{i}"));
     }
     old.sync().await.unwrap();
-    // The default budget (30 ms a page): a native apply of a few hundred rows takes a few ms.
-    let mut new = guest(&w, |_| {});
+    // The browser's default budget (30 ms a page; off natively): a native apply of a few hundred rows takes a
+    // few ms.
+    let mut new = guest(&w, |c| c.page_budget_ms = Some(30.0));
     sign_in(&w, &mut new, &username).await;
     new.hydrate(false).await.unwrap();
     let limits: Vec<i64> = new
