@@ -222,6 +222,28 @@ test('a tab reloaded in the middle of hydration loses nothing and finishes on th
   await b.close();
 });
 
+test('hydration pages start small and grow in the browser; hydrationPageBudgetMs: 0 keeps them at 1000 rows', async () => {
+  const [a, b, c] = [await launch(), await launch(), await launch()];
+  const pa = await openPage(a, 'paced', { autoSync: false });
+  await seedUsers(pa, 3000);
+  // The limits the database worker asked for, from its resource timing (the engine's fetches run there).
+  const limits = async (page) =>
+    page.workers()[0].evaluate(() =>
+      performance.getEntriesByType('resource').flatMap((e) => (e.name.includes('/sync/snapshot?') ? [Number(new URL(e.name).searchParams.get('limit'))] : [])));
+  const hydrate = async (context, extra) => {
+    const page = await openPage(context, 'paced', { autoSync: false, ...extra });
+    await page.evaluate(() => window.db.sync());
+    assert.equal(await page.evaluate(async () => (await window.db.query('SELECT count(*) AS n FROM users'))[0].n), 3000);
+    return limits(page);
+  };
+  const paced = await hydrate(b, {});
+  assert.equal(paced[0], 100, `first page small: ${paced}`);
+  assert.ok(paced.some((l) => l > 100) && paced.every((l) => l >= 100 && l <= 1000), `${paced}`);
+  const fixed = await hydrate(c, { hydrationPageBudgetMs: 0 });
+  assert.ok(fixed.length > 0 && fixed.every((l) => l === 1000), `${fixed}`);
+  await Promise.all([a.close(), b.close(), c.close()]);
+});
+
 test('realtime: with the periodic timer out of the way, /sync/watch brings another device\'s write within seconds', async () => {
   const [a, b] = [await launch(), await launch()];
   const slow = { syncIntervalMs: 10 * 60_000 };
