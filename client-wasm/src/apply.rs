@@ -4,6 +4,7 @@
 use oversync_protocol::wire::{Capabilities, DownloadResponse};
 use rusqlite::{Connection, params};
 
+use super::pace::Pacer;
 use super::write::{Batch, delete_row, materialize_pending, now};
 use super::{Engine, SyncError};
 use crate::transport::Transport;
@@ -77,12 +78,15 @@ impl<T: Transport> Engine<T> {
     async fn download_loop(&mut self, include_self: bool) -> Result<usize, SyncError> {
         self.token()?;
         let mut applied = 0;
+        // Paced like snapshot pages: a long catch-up, or a hydration from a classic server, is many pages.
+        let mut pacer = Pacer::new(self.cfg.download_limit, self.cfg.page_budget_ms);
         loop {
             let (after, until) = self.cursor()?;
             let own = if include_self { "&include_self=true" } else { "" };
             let path = format!(
                 "/sync/download?after={after}&limit={}&schema={}&until={until}{own}",
-                self.cfg.download_limit, self.cfg.schema
+                pacer.limit(),
+                self.cfg.schema
             );
             let reply = self.request(&path, None).await?;
             match reply.status {
@@ -96,7 +100,11 @@ impl<T: Transport> Engine<T> {
             }
             let page: DownloadResponse =
                 serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("download page: {e}")))?;
+            let began = self.transport.now_ms();
             applied += self.apply_page(&page, include_self)?;
+            if let (Some(t0), Some(t1)) = (began, self.transport.now_ms()) {
+                pacer.applied(page.changes.len(), t1 - t0);
+            }
             if !page.has_more {
                 return Ok(applied);
             }

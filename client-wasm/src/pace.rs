@@ -1,4 +1,5 @@
-//! How many rows the next snapshot page asks for: as many as the device applies within a time budget.
+//! How many rows the next snapshot or download page asks for: as many as the device applies within a time
+//! budget.
 //!
 //! A page is applied in one synchronous transaction, and a browser worker answers no UI query meanwhile. Its
 //! cost per row is not fixed: a new device starts with cold caches and, in a browser, with the wasm running

@@ -51,9 +51,9 @@ export interface OpenOptions {
   /** Keep the database in memory instead of OPFS (tests). */
   memory?: boolean;
   /**
-   * A new device's hydration sizes its snapshot pages so that applying one takes about this long (ms, default 30;
-   * pages grow from 100 to 1000 rows). The database worker answers no query while a page is applied, so this
-   * bounds how long the app's queries wait during a hydration; 0 asks for 1000-row pages throughout.
+   * Hydration and downloads size their pages so that applying one takes about this long (ms, default 30; pages
+   * grow from 100 to 1000 rows). The database worker answers no query while a page is applied, so this bounds
+   * how long the app's queries wait during a hydration or a long catch-up; 0 asks for 1000-row pages throughout.
    */
   hydrationPageBudgetMs?: number;
 }

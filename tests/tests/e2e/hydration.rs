@@ -53,20 +53,45 @@ async fn hydration_starts_with_small_pages_and_grows_them_to_the_limit() {
     let mut new = guest(&w, |c| c.page_budget_ms = Some(30.0));
     sign_in(&w, &mut new, &username).await;
     new.hydrate(false).await.unwrap();
-    let limits: Vec<i64> = new
-        .transport()
-        .gets
-        .borrow()
-        .iter()
-        .filter(|p| p.starts_with("/sync/snapshot"))
-        .map(|p| {
-            let (_, rest) = p.split_once("limit=").expect("a limit");
-            rest.split('&').next().unwrap().parse().unwrap()
-        })
-        .collect();
+    let limits = limits_of(&new, "/sync/snapshot");
     assert_eq!(limits.first(), Some(&100), "the first page is small: {limits:?}");
     assert!(limits.iter().any(|l| *l > 100), "pages grow: {limits:?}");
     assert!(limits.iter().all(|l| (100..=1000).contains(l)), "{limits:?}");
     assert_eq!(local_count(&new, "users"), 3000, "every row arrived");
     assert_eq!(local_users(&new), server_users(&w, &user_of(&old)).await);
+}
+
+#[tokio::test]
+async fn downloads_are_paced_too_for_a_hydration_from_a_classic_server() {
+    let w = world(|_| {}).await;
+    let username = name();
+    let mut old = device(&w, &username).await;
+    for i in 0..3000 {
+        add_user(&old, &id(), &format!("u{i}"));
+    }
+    old.sync().await.unwrap();
+    // No snapshot endpoint: the hydration replays the log through download pages.
+    let mut new = guest(&w, |c| c.page_budget_ms = Some(30.0));
+    new.transport().classic.set(true);
+    sign_in(&w, &mut new, &username).await;
+    new.hydrate(false).await.unwrap();
+    let limits = limits_of(&new, "/sync/download");
+    assert_eq!(limits.first(), Some(&100), "the first page is small: {limits:?}");
+    assert!(limits.iter().any(|l| *l > 100), "pages grow: {limits:?}");
+    assert_eq!(local_count(&new, "users"), 3000, "every row arrived");
+}
+
+/// The `limit` of each request of `device` to `route`, in order.
+fn limits_of(device: &Device, route: &str) -> Vec<i64> {
+    device
+        .transport()
+        .gets
+        .borrow()
+        .iter()
+        .filter(|p| p.starts_with(route))
+        .map(|p| {
+            let (_, rest) = p.split_once("limit=").expect("a limit");
+            rest.split('&').next().unwrap().parse().unwrap()
+        })
+        .collect()
 }
