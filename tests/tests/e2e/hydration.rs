@@ -41,28 +41,20 @@ async fn hydration_keeps_two_pages_in_flight_and_loses_no_row_when_writes_shift_
 
 #[tokio::test]
 async fn hydration_starts_with_small_pages_and_grows_them_to_the_limit() {
-    let w = world(|_| {}).await;
-    let username = name();
-    let mut old = device(&w, &username).await;
-    for i in 0..3000 {
-        add_user(&old, &id(), &format!("u{i}"));
-    }
-    old.sync().await.unwrap();
-    // The browser's default budget (30 ms a page; off natively): a native apply of a few hundred rows takes a
-    // few ms.
-    let mut new = guest(&w, |c| c.page_budget_ms = Some(30.0));
-    sign_in(&w, &mut new, &username).await;
-    new.hydrate(false).await.unwrap();
-    let limits = limits_of(&new, "/sync/snapshot");
-    assert_eq!(limits.first(), Some(&100), "the first page is small: {limits:?}");
-    assert!(limits.iter().any(|l| *l > 100), "pages grow: {limits:?}");
+    let limits = paced_hydration("/sync/snapshot", false).await;
     assert!(limits.iter().all(|l| (100..=1000).contains(l)), "{limits:?}");
-    assert_eq!(local_count(&new, "users"), 3000, "every row arrived");
-    assert_eq!(local_users(&new), server_users(&w, &user_of(&old)).await);
 }
 
 #[tokio::test]
 async fn downloads_are_paced_too_for_a_hydration_from_a_classic_server() {
+    // No snapshot endpoint: the hydration replays the log through download pages.
+    paced_hydration("/sync/download", true).await;
+}
+
+/// A new device hydrates 3000 users with the browser's default budget (30 ms a page; off natively; a native
+/// apply of a few hundred rows takes a few ms): every row arrives, and the requests to `route` start at 100
+/// rows and grow. Returns their limits.
+async fn paced_hydration(route: &str, classic: bool) -> Vec<i64> {
     let w = world(|_| {}).await;
     let username = name();
     let mut old = device(&w, &username).await;
@@ -70,15 +62,16 @@ async fn downloads_are_paced_too_for_a_hydration_from_a_classic_server() {
         add_user(&old, &id(), &format!("u{i}"));
     }
     old.sync().await.unwrap();
-    // No snapshot endpoint: the hydration replays the log through download pages.
     let mut new = guest(&w, |c| c.page_budget_ms = Some(30.0));
-    new.transport().classic.set(true);
+    new.transport().classic.set(classic);
     sign_in(&w, &mut new, &username).await;
     new.hydrate(false).await.unwrap();
-    let limits = limits_of(&new, "/sync/download");
+    let limits = limits_of(&new, route);
     assert_eq!(limits.first(), Some(&100), "the first page is small: {limits:?}");
     assert!(limits.iter().any(|l| *l > 100), "pages grow: {limits:?}");
     assert_eq!(local_count(&new, "users"), 3000, "every row arrived");
+    assert_eq!(local_users(&new), server_users(&w, &user_of(&old)).await);
+    limits
 }
 
 /// The `limit` of each request of `device` to `route`, in order.
