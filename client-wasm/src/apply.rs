@@ -102,9 +102,7 @@ impl<T: Transport> Engine<T> {
                 serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("download page: {e}")))?;
             let began = self.transport.now_ms();
             applied += self.apply_page(&page, include_self)?;
-            if let (Some(t0), Some(t1)) = (began, self.transport.now_ms()) {
-                pacer.applied(page.changes.len(), t1 - t0);
-            }
+            pacer.timed(page.changes.len(), began, self.transport.now_ms());
             if !page.has_more {
                 return Ok(applied);
             }

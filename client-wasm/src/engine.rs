@@ -59,8 +59,8 @@ pub struct EngineConfig {
     pub download_limit: i64,
     /// Snapshot and download pages are sized so that applying one takes about this long: a hydration (or a
     /// download) starts with pages of 100 rows and grows them up to `download_limit` as the device proves fast
-    /// enough. A page is one transaction, and a browser worker answers no query while it runs. `None` (or a
-    /// host without a clock) asks for `download_limit` rows every time. Default: 30 ms on wasm32 (the
+    /// enough. A page is one transaction, and a browser worker answers no query while it runs. `None` or `0`
+    /// (or a host without a clock) asks for `download_limit` rows every time. Default: 30 ms on wasm32 (the
     /// browser); off natively, where nothing waits on the engine's thread and a slow fsync would only shrink
     /// pages (P3 native ~5–15% slower). Each download starts small again: a cycle with more than 100 new
     /// changes costs a request or two more than with fixed pages.

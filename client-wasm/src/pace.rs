@@ -10,11 +10,11 @@
 //! a budget) every page asks for the limit.
 
 /// The smallest page the pacer asks for (a smaller one would spend most of its time in the commit).
-pub(crate) const MIN_ROWS: i64 = 100;
+const MIN_ROWS: i64 = 100;
 /// Growth per page at most: one fast page does not jump to the limit.
 const MAX_GROWTH: i64 = 4;
 
-/// The page size for the next snapshot request.
+/// The page size for the next snapshot or download request.
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
     budget_ms: Option<f64>,
@@ -34,6 +34,14 @@ impl Pacer {
     /// Rows to ask for next.
     pub fn limit(&self) -> i64 {
         self.next
+    }
+
+    /// A page of `rows` rows was applied between the clock readings `began` and `ended` (`None`: no clock, so
+    /// nothing to learn from).
+    pub fn timed(&mut self, rows: usize, began: Option<f64>, ended: Option<f64>) {
+        if let (Some(t0), Some(t1)) = (began, ended) {
+            self.applied(rows, t1 - t0);
+        }
     }
 
     /// A page of `rows` rows took `elapsed_ms` to apply.

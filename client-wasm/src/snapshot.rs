@@ -156,9 +156,7 @@ impl<T: Transport> Engine<T> {
             transport.yield_to_host().await;
             let began = transport.now_ms();
             applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)?;
-            if let (Some(t0), Some(t1)) = (began, transport.now_ms()) {
-                pacer.applied(page.rows.len(), t1 - t0);
-            }
+            pacer.timed(page.rows.len(), began, transport.now_ms());
             let next = match ready.pop_front() {
                 Some(done) => Some(done),
                 None => inflight.next().await,

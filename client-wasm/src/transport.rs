@@ -32,8 +32,8 @@ pub trait Transport {
         std::future::ready(())
     }
 
-    /// Milliseconds on a monotonic clock, to time page applies (hydration sizes its pages by them); `None`
-    /// without a clock.
+    /// Milliseconds on a monotonic clock, to time page applies (snapshot and download pages are sized by
+    /// them); `None` without a clock.
     fn now_ms(&self) -> Option<f64> {
         None
     }

@@ -46,7 +46,7 @@ struct OpenOptions {
     chunk_size: Option<usize>,
     #[serde(default)]
     download_limit: Option<i64>,
-    /// Hydration pages are sized to apply within this many ms (`0`: always `download_limit` rows).
+    /// Snapshot and download pages are sized to apply within this many ms (`0`: always `download_limit` rows).
     #[serde(default)]
     page_budget_ms: Option<f64>,
     /// Keep the database in memory (tests, or browsers without OPFS).
@@ -149,9 +149,8 @@ impl Database {
         };
         cfg.chunk_size = opts.chunk_size.unwrap_or(cfg.chunk_size);
         cfg.download_limit = opts.download_limit.unwrap_or(cfg.download_limit);
-        if let Some(ms) = opts.page_budget_ms {
-            cfg.page_budget_ms = (ms > 0.0).then_some(ms);
-        }
+        // `0` is kept as given: the pacer treats a budget that is not positive as none.
+        cfg.page_budget_ms = opts.page_budget_ms.or(cfg.page_budget_ms);
         let engine = Engine::open(conn, cfg, HostTransport::new(&opts.url, host)).map_err(|e| error::sync(&e))?;
         Ok(Database {
             conn: engine.shared_conn(),
