@@ -79,13 +79,13 @@ impl<T: Transport> Engine<T> {
         self.token()?;
         let mut applied = 0;
         // Paced like snapshot pages: a long catch-up, or a hydration from a classic server, is many pages.
-        let mut pacer = Pacer::new(self.cfg.download_limit, self.cfg.page_budget_ms);
+        let mut pacer = Pacer::new(self.cfg.download_limit, self.cfg.page_budget_ms).resume(self.page_rows);
         loop {
             let (after, until) = self.cursor()?;
             let own = if include_self { "&include_self=true" } else { "" };
+            let asked = pacer.limit();
             let path = format!(
-                "/sync/download?after={after}&limit={}&schema={}&until={until}{own}",
-                pacer.limit(),
+                "/sync/download?after={after}&limit={asked}&schema={}&until={until}{own}",
                 self.cfg.schema
             );
             let reply = self.request(&path, None).await?;
@@ -102,7 +102,8 @@ impl<T: Transport> Engine<T> {
                 serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("download page: {e}")))?;
             let began = self.transport.now_ms();
             applied += self.apply_page(&page, include_self)?;
-            pacer.timed(page.changes.len(), began, self.transport.now_ms());
+            pacer.timed(page.changes.len(), asked, began, self.transport.now_ms());
+            self.page_rows = Some(pacer.limit());
             if !page.has_more {
                 return Ok(applied);
             }

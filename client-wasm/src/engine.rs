@@ -62,8 +62,8 @@ pub struct EngineConfig {
     /// enough. A page is one transaction, and a browser worker answers no query while it runs. `None` or `0`
     /// (or a host without a clock) asks for `download_limit` rows every time. Default: 30 ms on wasm32 (the
     /// browser); off natively, where nothing waits on the engine's thread and a slow fsync would only shrink
-    /// pages (P3 native ~5–15% slower). Each download starts small again: a cycle with more than 100 new
-    /// changes costs a request or two more than with fixed pages.
+    /// pages (P3 native ~5–15% slower). Only the first loop after opening starts at 100 rows: the next snapshot
+    /// or download resumes from the size the last one ended with.
     pub page_budget_ms: Option<f64>,
     /// Ask for two snapshot pages at once when the server names the page after next (§8.2 `then_after_*`,
     /// default on); off, a hydration has one page request in flight.
@@ -208,6 +208,8 @@ pub struct Engine<T> {
     token_provider: Option<Box<TokenProvider>>,
     /// `None` until asked; then the server's capabilities, or `Some(None)` for a classic server.
     capabilities: Option<Option<oversync_protocol::wire::Capabilities>>,
+    /// The page size the last paced snapshot or download loop ended with; the next one resumes from it.
+    pub(crate) page_rows: Option<i64>,
 }
 
 /// Produces a fresh bearer token (the app's auth), asked once after a 401 before giving up.
@@ -266,6 +268,7 @@ impl<T: Transport> Engine<T> {
             last_synced: None,
             token_provider: None,
             capabilities: None,
+            page_rows: None,
         })
     }
 

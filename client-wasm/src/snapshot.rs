@@ -115,7 +115,8 @@ impl<T: Transport> Engine<T> {
     /// Pages the snapshot; returns `(rows applied, max_own_source_change_id, window_until)`. While a page is
     /// applied (synchronously), the requests it led to are already on their way.
     pub(super) async fn snapshot_pages(&mut self) -> Result<(usize, i64, i64), SyncError> {
-        let mut pacer = Pacer::new(self.cfg.download_limit.clamp(1, 1000), self.cfg.page_budget_ms);
+        let mut pacer =
+            Pacer::new(self.cfg.download_limit.clamp(1, 1000), self.cfg.page_budget_ms).resume(self.page_rows);
         let schema = self.cfg.schema.clone();
         let path = move |ask: &Ask, until: i64| {
             let after = ask
@@ -156,7 +157,7 @@ impl<T: Transport> Engine<T> {
             transport.yield_to_host().await;
             let began = transport.now_ms();
             applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)?;
-            pacer.timed(page.rows.len(), began, transport.now_ms());
+            pacer.timed(page.rows.len(), ask.limit, began, transport.now_ms());
             let next = match ready.pop_front() {
                 Some(done) => Some(done),
                 None => inflight.next().await,
@@ -184,6 +185,7 @@ impl<T: Transport> Engine<T> {
             current = Some((ask, self.hinted(snapshot_page(&reply)?)));
         }
         drop(inflight);
+        self.page_rows = Some(pacer.limit());
         self.token = Some(token);
         Ok((applied, max_own, until))
     }

@@ -41,7 +41,7 @@ async fn hydration_keeps_two_pages_in_flight_and_loses_no_row_when_writes_shift_
 
 #[tokio::test]
 async fn hydration_starts_with_small_pages_and_grows_them_to_the_limit() {
-    let limits = paced_hydration("/sync/snapshot", false).await;
+    let (.., limits) = paced_hydration("/sync/snapshot", false).await;
     assert!(limits.iter().all(|l| (100..=1000).contains(l)), "{limits:?}");
 }
 
@@ -51,10 +51,30 @@ async fn downloads_are_paced_too_for_a_hydration_from_a_classic_server() {
     paced_hydration("/sync/download", true).await;
 }
 
+#[tokio::test]
+async fn a_later_download_resumes_from_the_page_size_the_hydration_ended_with() {
+    let (w, mut old, mut new, limits) = paced_hydration("/sync/snapshot", false).await;
+    let learned = *limits.last().unwrap();
+    assert!(learned > 100, "{limits:?}");
+    for i in 0..600 {
+        add_user(&old, &id(), &format!("later{i}"));
+    }
+    old.sync().await.unwrap();
+    new.transport().gets.borrow_mut().clear();
+    new.sync().await.unwrap();
+    let downloads = limits_of(&new, "/sync/download");
+    assert!(
+        downloads[0] >= learned.min(600),
+        "no restart at 100 rows: {downloads:?} after {limits:?}"
+    );
+    assert_eq!(local_count(&new, "users"), 3600, "every row arrived");
+    assert_eq!(local_users(&new), server_users(&w, &user_of(&old)).await);
+}
+
 /// A new device hydrates 3000 users with the browser's default budget (30 ms a page; off natively; a native
 /// apply of a few hundred rows takes a few ms): every row arrives, and the requests to `route` start at 100
-/// rows and grow. Returns their limits.
-async fn paced_hydration(route: &str, classic: bool) -> Vec<i64> {
+/// rows and grow. Returns the world, both devices and the requests' limits.
+async fn paced_hydration(route: &str, classic: bool) -> (World, Device, Device, Vec<i64>) {
     let w = world(|_| {}).await;
     let username = name();
     let mut old = device(&w, &username).await;
@@ -71,7 +91,7 @@ async fn paced_hydration(route: &str, classic: bool) -> Vec<i64> {
     assert!(limits.iter().any(|l| *l > 100), "pages grow: {limits:?}");
     assert_eq!(local_count(&new, "users"), 3000, "every row arrived");
     assert_eq!(local_users(&new), server_users(&w, &user_of(&old)).await);
-    limits
+    (w, old, new, limits)
 }
 
 /// The `limit` of each request of `device` to `route`, in order.
