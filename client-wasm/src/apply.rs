@@ -100,6 +100,8 @@ impl<T: Transport> Engine<T> {
             }
             let page: DownloadResponse =
                 serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("download page: {e}")))?;
+            // A host turn between parsing and applying: UI queries wait for one of the two, not both.
+            self.transport.yield_to_host().await;
             let began = self.transport.now_ms();
             applied += self.apply_page(&page, include_self)?;
             pacer.timed(page.changes.len(), asked, began, self.transport.now_ms());

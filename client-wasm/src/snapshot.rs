@@ -158,6 +158,8 @@ impl<T: Transport> Engine<T> {
             let began = transport.now_ms();
             applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)?;
             pacer.timed(page.rows.len(), ask.limit, began, transport.now_ms());
+            // And again before the next page is parsed: parse and apply are two stretches, not one.
+            transport.yield_to_host().await;
             let next = match ready.pop_front() {
                 Some(done) => Some(done),
                 None => inflight.next().await,
