@@ -108,7 +108,8 @@ async function countOpfsCalls(page) {
   if (!worker) throw new Error('P3: no database worker to count OPFS calls in');
   await worker.evaluate(() => {
     const proto = FileSystemSyncAccessHandle.prototype;
-    const io = (self.__opfsCalls = { write: 0, write_ms: 0, flush: 0, flush_ms: 0 });
+    // The longest single call too, on the wall clock (epoch ms), to line it up with the page's UI waits.
+    const io = (self.__opfsCalls = { write: 0, write_ms: 0, flush: 0, flush_ms: 0, longest: { ms: 0 } });
     for (const name of ['write', 'flush']) {
       const inner = proto[name];
       proto[name] = function (...args) {
@@ -116,8 +117,10 @@ async function countOpfsCalls(page) {
         try {
           return inner.apply(this, args);
         } finally {
+          const ms = performance.now() - t;
           io[name] += 1;
-          io[`${name}_ms`] += performance.now() - t;
+          io[`${name}_ms`] += ms;
+          if (ms > io.longest.ms) io.longest = { name, ms, epoch: performance.timeOrigin + t };
         }
       };
     }
@@ -146,6 +149,7 @@ async function hydrateOnce(origin, profile, options) {
     // UI reads: a query that must keep being answered while hydration runs.
     const waits = [];
     const t0 = performance.now();
+    const epoch0 = performance.timeOrigin + t0;
     const reader = (async () => {
       while (running) {
         const t = performance.now();
@@ -162,7 +166,7 @@ async function hydrateOnce(origin, profile, options) {
     obs.disconnect();
     const [{ n: users }] = await window.db.query('SELECT count(*) AS n FROM users');
     const [{ n: posts }] = await window.db.query('SELECT count(*) AS n FROM posts');
-    return { ms, rows: users + posts, maxTick, longest, reads: waits.length,
+    return { ms, epoch0, rows: users + posts, maxTick, longest, reads: waits.length,
       longestWaits: [...waits].sort((a, b) => b.ms - a.ms).slice(0, 3) };
   });
   if (stopProfile) {
@@ -171,7 +175,8 @@ async function hydrateOnce(origin, profile, options) {
   }
   const io = await opfsCalls();
   // Where the longest UI waits fell, for telling a slow page from a stalled machine.
-  console.error(`P3 device${options.hydrationPageBudgetMs === 0 ? ' (fixed pages)' : ''}: ${Math.round(r.ms)} ms; longest UI waits (ms at ms): ${r.longestWaits.map((w) => `${round(w.ms)} at ${Math.round(w.at)}`).join(', ')}`);
+  const slowest = io.longest.name ? `; longest OPFS call: ${io.longest.name} ${round(io.longest.ms)} at ${Math.round(io.longest.epoch - r.epoch0)}` : '';
+  console.error(`P3 device${options.hydrationPageBudgetMs === 0 ? ' (fixed pages)' : ''}: ${Math.round(r.ms)} ms; longest UI waits (ms at ms): ${r.longestWaits.map((w) => `${round(w.ms)} at ${Math.round(w.at)}`).join(', ')}${slowest}`);
   await ctx.close();
   if (r.rows !== P3_ROWS) throw new Error(`P3: hydrated ${r.rows} rows, expected ${P3_ROWS}`);
   return {
