@@ -6,7 +6,8 @@
 //   P5 what the package delivers to a browser (wasm + JS, raw and gzip).
 // `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7] [--fixed] [--profile]`; run through bench/run.
 // Reuses the browser tests' stack. `--only p3 --profile` adds a CPU profile of the database worker (see
-// profile.mjs); `--only p3 --fixed` also hydrates devices with fixed 1000-row pages, as the full run does.
+// profile.mjs); `--only p3 --fixed` also hydrates devices with fixed 1000-row pages, and `--only p3 --alone`
+// devices fed from memory (replay.mjs), as the full run does.
 
 import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { cleanup, launch } from '../../tests/browser/browser.mjs';
 import { root, startSyncServer } from '../../tests/browser/stack.mjs';
 import { profileWorker } from './profile.mjs';
+import { recordReplies, replayReplies } from './replay.mjs';
 
 const short = process.argv.includes('--short');
 const outArg = process.argv.indexOf('--out');
@@ -29,6 +31,8 @@ const P7_WRITES = short ? 50 : 500;
 // P4 repeats: its plain baseline is ~25 ms of inserts and a commit, which moves by half between repeats here.
 const REPEAT = short ? 1 : 15;
 const P3_RUNS = short ? 1 : 5;
+const P3_ALONE_RUNS = short ? 1 : 3;
+const FIXED = { hydrationPageBudgetMs: 0 };
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
@@ -76,9 +80,27 @@ async function p3(origin) {
   const withFixed = !only || process.argv.includes('--fixed');
   for (let i = 0; i < P3_RUNS; i++) {
     paced.push(await hydrateOnce(origin, profiling && i === 0, {}));
-    if (withFixed) fixed.push(await hydrateOnce(origin, false, { hydrationPageBudgetMs: 0 }));
+    if (withFixed) fixed.push(await hydrateOnce(origin, false, FIXED));
   }
-  return { ...summary(paced), ...(withFixed ? { fixed_pages: summary(fixed) } : {}) };
+  const alone = !only || process.argv.includes('--alone') ? { engine_alone: await p3Alone(origin) } : {};
+  return { ...summary(paced), ...(withFixed ? { fixed_pages: summary(fixed) } : {}), ...alone };
+}
+
+/**
+ * The engine alone: one device's replies are recorded, then replayed from memory to new devices (fixed 1000-row
+ * pages, so every device asks for the same URLs). The server and PostgreSQL sit idle meanwhile.
+ */
+async function p3Alone(origin) {
+  const records = (await hydrateOnce(origin, false, FIXED, recordReplies)).hooked;
+  const runs = [];
+  for (let i = 0; i < P3_ALONE_RUNS; i++) {
+    const run = await hydrateOnce(origin, false, FIXED, (worker) => replayReplies(worker, records));
+    if (run.hooked !== Object.keys(records).length) {
+      throw new Error(`P3 alone: ${run.hooked} of ${Object.keys(records).length} recorded replies were asked for`);
+    }
+    runs.push(run);
+  }
+  return { ...summary(runs), replies: Object.keys(records).length };
 }
 
 function summary(runs) {
@@ -128,11 +150,16 @@ async function countOpfsCalls(page) {
   return () => worker.evaluate(() => self.__opfsCalls);
 }
 
-async function hydrateOnce(origin, profile, options) {
+/**
+ * Hydrates one new device. `hook(worker)`, if given, runs before the hydration starts and resolves to a function
+ * whose result, after it, is returned as `hooked`.
+ */
+async function hydrateOnce(origin, profile, options, hook) {
   const ctx = await launch();
   const page = await openPage(ctx, origin, 'p3', { autoSync: false, ...options });
   const stopProfile = profile ? await profileWorker(ctx, page) : null;
   const opfsCalls = await countOpfsCalls(page);
+  const finish = hook ? await hook(page.workers()[0]) : null;
   const r = await page.evaluate(async () => {
     let running = true;
     // Main thread: the longest gap between 5 ms timer ticks, and long tasks.
@@ -174,9 +201,11 @@ async function hydrateOnce(origin, profile, options) {
     for (const { percent, name } of await stopProfile()) console.error(`${String(percent).padStart(5)}  ${name}`);
   }
   const io = await opfsCalls();
+  const hooked = finish ? await finish() : undefined;
   // Where the longest UI waits fell, for telling a slow page from a stalled machine.
   const slowest = io.longest.name ? `; longest OPFS call: ${io.longest.name} ${round(io.longest.ms)} at ${Math.round(io.longest.epoch - r.epoch0)}` : '';
-  console.error(`P3 device${options.hydrationPageBudgetMs === 0 ? ' (fixed pages)' : ''}: ${Math.round(r.ms)} ms; longest UI waits (ms at ms): ${r.longestWaits.map((w) => `${round(w.ms)} at ${Math.round(w.at)}`).join(', ')}${slowest}`);
+  const kind = `${options.hydrationPageBudgetMs === 0 ? ' (fixed pages)' : ''}${hook ? ' (replies recorded or replayed)' : ''}`;
+  console.error(`P3 device${kind}: ${Math.round(r.ms)} ms; longest UI waits (ms at ms): ${r.longestWaits.map((w) => `${round(w.ms)} at ${Math.round(w.at)}`).join(', ')}${slowest}`);
   await ctx.close();
   if (r.rows !== P3_ROWS) throw new Error(`P3: hydrated ${r.rows} rows, expected ${P3_ROWS}`);
   return {
@@ -187,6 +216,7 @@ async function hydrateOnce(origin, profile, options) {
     ui_read_longest_wait_ms: round(r.longestWaits[0]?.ms ?? 0),
     ui_reads_answered: r.reads,
     opfs: { write: io.write, write_ms: round(io.write_ms), flush: io.flush, flush_ms: round(io.flush_ms), hydration_ms: round(r.ms) },
+    hooked,
   };
 }
 
@@ -299,6 +329,7 @@ try {
 async function all() {
   const results = { short, date: new Date().toISOString(), p3: await p3(origin), ...(await p4p7(origin)), p5: p5() };
   const fx = results.p3.fixed_pages;
+  const al = results.p3.engine_alone;
   const md = [
     '| Measure | value | goal |',
     '|---|---|---|',
@@ -307,6 +338,7 @@ async function all() {
     `| P3 OPFS calls of the median device: writes, flushes (ms spent in them, of a ${results.p3.opfs.hydration_ms} ms hydration) | ${results.p3.opfs.write} (${results.p3.opfs.write_ms}), ${results.p3.opfs.flush} (${results.p3.opfs.flush_ms}) | |`,
     `| P3 longest wait for a UI query during hydration (ms; worst device, median device; ${results.p3.ui_reads_answered} answered) | ${results.p3.ui_read_longest_wait_ms}, ${results.p3.ui_read_longest_wait_median_ms} | ≤ 100 |`,
     `| P3 with fixed 1000-row pages (page budget off; devices alternating with the above): rows/s; UI wait worst, median (ms) | ${fx.rows_per_s} (${fx.rows_per_s_min}–${fx.rows_per_s_max}); ${fx.ui_read_longest_wait_ms}, ${fx.ui_read_longest_wait_median_ms} | |`,
+    `| P3 the engine alone in Chromium: one device's ${al.replies} replies replayed from memory in the worker, server idle (fixed 1000-row pages; rows/s, median of ${al.runs} new devices, range) | ${al.rows_per_s} (${al.rows_per_s_min}–${al.rows_per_s_max}; ${al.seconds} s) | |`,
     `| P4 capture overhead, ${results.p4.rows} inserts in one statement (triggers / plain) | ${results.p4.ratio}× (${results.p4.with_triggers_ms} / ${results.p4.plain_ms} ms) | ≤ 2× |`,
     `| P4 floor: a trigger writing only (table, key) to a keyed queue | ${results.p4.floor_ratio}× (${results.p4.floor_ms} ms) | |`,
     `| P7 single-row write through the npm API, p50 / p99 (ms) | ${results.p7.p50_ms} / ${results.p7.p99_ms} | |`,
