@@ -105,14 +105,8 @@ async fn uploads_downloads_and_snapshots_stay_bounded_with_stale_statistics() {
     let newest = r["highest_server_seq"].as_i64().unwrap();
     let page = e.download(&format!("after={}&limit=100", newest - 150)).await;
     assert_eq!(page["changes"].as_array().unwrap().len(), 100);
-    let snapshot = e
-        .http
-        .get(format!("{}/sync/snapshot?schema=business&limit=100", e.base))
-        .bearer_auth(&e.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(snapshot.status(), 200);
+    let (status, snapshot) = e.get_raw("/sync/snapshot?schema=business&limit=100").await;
+    assert_eq!(status, 200, "{snapshot}");
 
     let costly = costly_statements(&conn).await;
     assert!(
