@@ -1,6 +1,6 @@
 //! The upload's SQL: a fixed number of set-based statements per phase, whatever the number of changes.
 //!
-//! Round trips of one upload: BEGIN; lock (with `lock_timeout`, pipelined); snapshot reads (pipelined);
+//! Round trips of one upload: BEGIN; lock (one statement, with `lock_timeout`); snapshot reads (pipelined);
 //! replayed scids (only when the device's newest logged scid says there can be any); conflict rows (only when
 //! there are live conflicts); the four sync-table writes (pipelined);
 //! materialisation (a few per touched table); COMMIT.
