@@ -58,7 +58,7 @@ impl Pacer {
     }
 
     /// A page of `rows` rows, asked for with `limit = asked`, took `elapsed_ms` to apply.
-    pub fn applied(&mut self, rows: usize, asked: i64, elapsed_ms: f64) {
+    fn applied(&mut self, rows: usize, asked: i64, elapsed_ms: f64) {
         let Some(budget) = self.budget_ms else {
             return;
         };
