@@ -13,10 +13,12 @@ use std::time::Duration;
 use futures_channel::oneshot;
 use tokio_postgres::Client;
 use worker::postgres_tls::PassthroughTls;
-use worker::{Context, Env, Method, SecureTransport, Socket, event};
+use worker::{Context, Env, SecureTransport, Socket, event};
 
 use crate::config::Config;
-use crate::http::Request;
+use futures_util::StreamExt;
+
+use crate::http::{Body, BodyError, Request};
 use crate::runtime::{BoxError, Runtime};
 use crate::service::Service;
 
@@ -81,6 +83,27 @@ impl Runtime for EdgeRuntime {
     }
 }
 
+/// The body of a Worker request, streamed by the service after authentication and cut off at the limit (a
+/// chunked body has no Content-Length to check first).
+struct EdgeBody(worker::Request);
+
+impl Body for EdgeBody {
+    async fn read(mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        let Some(mut stream) = self.0.stream().ok() else {
+            return Ok(Vec::new());
+        };
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Failed(format!("reading the request body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
 fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name)
         .ok()
@@ -98,6 +121,10 @@ fn service(env: &Env) -> Result<Rc<Service>, String> {
     };
     cfg.apply_env(|k| var(env, k)).map_err(|e| e.to_string())?;
     let service = Rc::new(Service::new(&cfg, var(env, "OVERSYNC_INIT_SQL")).map_err(|e| e.to_string())?);
+    if cfg.dev_signin {
+        // Once per isolate: the service is built once and kept in SERVICE.
+        worker::console_warn!("{}", crate::config::DEV_SIGNIN_WARNING);
+    }
     SERVICE.with(|s| *s.borrow_mut() = Some(service.clone()));
     Ok(service)
 }
@@ -108,7 +135,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: worker::Request, env: Env, _ctx: Context) -> worker::Result<worker::Response> {
+async fn fetch(req: worker::Request, env: Env, _ctx: Context) -> worker::Result<worker::Response> {
     let service = match service(&env) {
         Ok(s) => s,
         Err(e) => {
@@ -120,28 +147,18 @@ async fn fetch(mut req: worker::Request, env: Env, _ctx: Context) -> worker::Res
         }
     };
     let url = req.url()?;
-    let limit = service.settings.max_request_bytes;
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let declared = header("content-length").and_then(|v| v.parse::<usize>().ok());
+    let content_length = header("content-length").and_then(|v| v.parse().ok());
     let (authorization, origin) = (header("authorization"), header("origin"));
     let method = req.method();
-    let (body, body_too_large) = if declared.is_some_and(|n| n > limit) {
-        (Vec::new(), true)
-    } else if matches!(method, Method::Get | Method::Head | Method::Options) {
-        (Vec::new(), false)
-    } else {
-        let body = req.bytes().await.unwrap_or_default();
-        let too_large = body.len() > limit;
-        (if too_large { Vec::new() } else { body }, too_large)
-    };
     let request = Request {
         method: method.to_string().to_uppercase(),
         path: url.path().to_owned(),
         query: url.query().unwrap_or_default().to_owned(),
         authorization,
         origin,
-        body,
-        body_too_large,
+        content_length,
+        body: EdgeBody(req),
     };
     let now = Duration::from_millis(js_sys::Date::now() as u64);
     let runtime = EdgeRuntime {

@@ -5,7 +5,10 @@ use oversync_protocol::wire::ErrorBody;
 
 use crate::auth::AuthError;
 use crate::http::Response;
-use crate::runtime::BoxError;
+use crate::runtime::{BoxError, PoolBusy};
+
+/// What a 429 or 503 asks the client to wait, in seconds.
+pub const RETRY_AFTER_S: u32 = 1;
 
 /// A request that ends in a non-2xx envelope.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,26 @@ pub enum ApiError {
     /// 413 `request_too_large`; the limit.
     #[error("Request body exceeds {0} bytes")]
     TooLarge(usize),
+    /// 413 `request_too_large`: more changes than the server reads (twice `max_upload_batch_size`); the body
+    /// was not read past them.
+    #[error("batch too large: more than {cap} changes, limit={limit}")]
+    TooManyChanges {
+        /// `max_upload_batch_size`.
+        limit: usize,
+        /// Where reading stopped.
+        cap: usize,
+    },
+    /// 408 `request_timeout`: the body did not arrive within `body_timeout_ms`.
+    #[error("Request body not received in time")]
+    BodyTimeout,
+    /// 429 `too_many_requests`: the user already has its share of requests of this kind in flight; retry after
+    /// the given seconds.
+    #[error("Too many {0} in flight for this user")]
+    TooManyRequests(&'static str, u32),
+    /// 503 `server_busy`: no database connection within `pool_wait_timeout_ms` (or the user's own upload held
+    /// its turn too long); retry after the given seconds. Nothing was applied.
+    #[error("Server busy, retry later")]
+    Busy(u32),
     /// 500 `upload_failed`: the transaction failed after its retries; nothing was applied.
     #[error("upload failed: {0}")]
     Upload(#[source] BoxError),
@@ -37,14 +60,30 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Wraps an upload failure.
+    /// Wraps an upload failure; a connection the pool could not give in time is [`ApiError::Busy`].
     pub fn upload(e: impl Into<BoxError>) -> Self {
-        Self::Upload(e.into())
+        let e = e.into();
+        if e.is::<PoolBusy>() {
+            return Self::Busy(RETRY_AFTER_S);
+        }
+        Self::Upload(e)
     }
 
-    /// Wraps a download failure.
+    /// Wraps a download failure; a connection the pool could not give in time is [`ApiError::Busy`].
     pub fn download(e: impl Into<BoxError>) -> Self {
-        Self::Download(e.into())
+        let e = e.into();
+        if e.is::<PoolBusy>() {
+            return Self::Busy(RETRY_AFTER_S);
+        }
+        Self::Download(e)
+    }
+
+    /// The `Retry-After` seconds of a 429 or 503.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Self::TooManyRequests(_, s) | Self::Busy(s) => Some(*s),
+            _ => None,
+        }
     }
 
     /// The status code, wire code and message.
@@ -54,7 +93,10 @@ impl ApiError {
             Self::Auth(e) => (401, "authentication_failed", e.to_string()),
             Self::NotFound => (404, "not_found", self.to_string()),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", self.to_string()),
-            Self::TooLarge(_) => (413, "request_too_large", self.to_string()),
+            Self::TooLarge(_) | Self::TooManyChanges { .. } => (413, "request_too_large", self.to_string()),
+            Self::BodyTimeout => (408, "request_timeout", self.to_string()),
+            Self::TooManyRequests(..) => (429, "too_many_requests", self.to_string()),
+            Self::Busy(_) => (503, "server_busy", self.to_string()),
             Self::Upload(_) => (500, "upload_failed", "Failed to process upload".into()),
             Self::Download(_) => (500, "download_failed", "Failed to process download".into()),
             Self::Token(_) => (500, "token_error", "Failed to sign token".into()),
@@ -64,7 +106,8 @@ impl ApiError {
     /// The envelope response; 5xx causes are logged here.
     pub fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        if status >= 500 {
+        // A busy answer is load shedding, not a failure: no error line per shed request.
+        if status >= 500 && !matches!(self, Self::Busy(_)) {
             let mut chain = self.to_string();
             let mut cause = std::error::Error::source(&self);
             while let Some(c) = cause {
@@ -73,6 +116,11 @@ impl ApiError {
             }
             tracing::error!(error = %chain, "request failed");
         }
-        Response::json(status, &ErrorBody::new(code, message))
+        let retry_after = self.retry_after();
+        let mut resp = Response::json(status, &ErrorBody::new(code, message));
+        if let Some(s) = retry_after {
+            resp.headers.push(("retry-after", s.to_string()));
+        }
+        resp
     }
 }

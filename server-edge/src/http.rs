@@ -1,10 +1,13 @@
 //! Runtime-neutral HTTP request and response: the adapters convert to and from their frameworks' types.
 
+use std::future::Future;
+
 use serde::Serialize;
 
-/// An incoming request, already read by the adapter.
+/// An incoming request: its head as the adapter read it, and a body not read yet. The service reads the body only
+/// after routing, the method check and authentication, with the limit that applies (issue 19).
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub struct Request<B = Vec<u8>> {
     /// Upper-case method.
     pub method: String,
     /// Path without the query.
@@ -15,10 +18,37 @@ pub struct Request {
     pub authorization: Option<String>,
     /// The `Origin` header.
     pub origin: Option<String>,
-    /// The body, at most `max_request_bytes` long.
-    pub body: Vec<u8>,
-    /// The adapter stopped reading because the body exceeded `max_request_bytes`.
-    pub body_too_large: bool,
+    /// The declared `Content-Length`, if any (a chunked body has none).
+    pub content_length: Option<u64>,
+    /// The unread body.
+    pub body: B,
+}
+
+/// A request body the service reads once, at most `limit` bytes of it.
+pub trait Body {
+    /// Reads the whole body, stopping (with [`BodyError::TooLarge`]) as soon as it passes `limit` bytes.
+    fn read(self, limit: usize) -> impl Future<Output = Result<Vec<u8>, BodyError>>;
+}
+
+/// Why a body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// It passed the limit; reading stopped there.
+    #[error("body exceeds the limit")]
+    TooLarge,
+    /// The connection failed while reading.
+    #[error("reading the body failed: {0}")]
+    Failed(String),
+}
+
+/// An already-buffered body (tools and tests).
+impl Body for Vec<u8> {
+    async fn read(self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        if self.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(self)
+    }
 }
 
 /// An outgoing response.

@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use tokio_postgres::{Client, NoTls};
 
-use crate::http::Request;
-use crate::runtime::{BoxError, Runtime};
+use crate::http::{BodyError, Request};
+use crate::runtime::{BoxError, PoolBusy, Runtime};
 use crate::{Config, Service};
 
 /// Connections from the pool, and tokio's timer.
@@ -40,7 +40,11 @@ impl Runtime for NativeRuntime {
     type Conn = PooledConn;
 
     async fn connect(&self) -> Result<PooledConn, BoxError> {
-        Ok(PooledConn(self.pool.get().await?))
+        match self.pool.get().await {
+            Ok(c) => Ok(PooledConn(c)),
+            Err(deadpool_postgres::PoolError::Timeout(_)) => Err(Box::new(PoolBusy)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn sleep(&self, d: Duration) {
@@ -71,30 +75,15 @@ fn router(state: Arc<AppState>, static_dir: Option<&std::path::Path>) -> axum::R
 async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> axum::response::Response {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
-    let limit = state.service.settings.max_request_bytes;
     let header_text = |name: HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let declared_too_large = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|n| n > limit);
-    // Never buffer more than the limit: an oversized body is cut off and answered with 413.
-    let (body, body_too_large) = if declared_too_large {
-        (Vec::new(), true)
-    } else {
-        match axum::body::to_bytes(body, limit).await {
-            Ok(b) => (b.to_vec(), false),
-            Err(_) => (Vec::new(), true),
-        }
-    };
     let request = Request {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or_default().to_owned(),
         authorization: header_text(header::AUTHORIZATION),
         origin: header_text(header::ORIGIN),
-        body,
-        body_too_large,
+        content_length: header_text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+        body: NativeBody(body),
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let (method, path) = (request.method.clone(), request.path.clone());
@@ -109,6 +98,22 @@ async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request)
         }
     }
     out
+}
+
+/// The body of an axum request, read by the service after authentication.
+struct NativeBody(Body);
+
+impl crate::http::Body for NativeBody {
+    async fn read(self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        // `Limited` stops at the first frame past the limit: an oversized body is never buffered whole.
+        match axum::body::to_bytes(self.0, limit).await {
+            Ok(b) => Ok(b.to_vec()),
+            Err(e) if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) => {
+                Err(BodyError::TooLarge)
+            }
+            Err(e) => Err(BodyError::Failed(format!("reading the request body: {e}"))),
+        }
+    }
 }
 
 /// Connects, prepares the schema and registry, and serves until SIGINT/SIGTERM. Prints
@@ -134,13 +139,21 @@ impl Bound {
     /// Connects to PostgreSQL, ensures the sync schema and binds `cfg.listen`.
     pub async fn new(cfg: Config) -> anyhow::Result<Self> {
         cfg.validate()?;
+        if cfg.dev_signin {
+            tracing::warn!(listen = %cfg.listen, "{}", crate::config::DEV_SIGNIN_WARNING);
+        }
         let url = cfg
             .database_url
             .clone()
             .context("missing setting: database_url (or DATABASE_URL)")?;
         let mut pool_cfg = deadpool_postgres::Config::new();
         pool_cfg.url = Some(url);
-        pool_cfg.pool = Some(deadpool_postgres::PoolConfig::new(cfg.pool_size.max(1)));
+        let mut pool = deadpool_postgres::PoolConfig::new(cfg.pool_size.max(1));
+        // A request waits this long for a connection, then gets 503 + Retry-After (issue 19); creating a
+        // connection is bounded too, so a stuck PostgreSQL cannot hold waiters forever.
+        pool.timeouts.wait = Some(Duration::from_millis(cfg.pool_wait_timeout_ms));
+        pool.timeouts.create = Some(Duration::from_secs(10));
+        pool_cfg.pool = Some(pool);
         let pool = pool_cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)?;
         let init_sql = match &cfg.init_sql {
             Some(path) => {

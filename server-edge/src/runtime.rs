@@ -10,6 +10,12 @@ use tokio_postgres::Client;
 /// A boxed error from the host (pool exhausted, socket refused, …).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The pool gave no connection within its wait timeout: the request is answered 503 with `Retry-After`
+/// instead of queueing without bound (issue 19).
+#[derive(Debug, thiserror::Error)]
+#[error("no database connection within the pool's wait timeout")]
+pub struct PoolBusy;
+
 /// The host environment of one request.
 pub trait Runtime {
     /// A connection, returned to its pool (or closed) on drop.

@@ -1,7 +1,8 @@
 //! `GET /sync/watch` (PROTOCOL.md §8.3, extension, when `watch` is on): a long-poll that answers as soon as the
 //! user has a change from another device above `after`, or at the timeout. Stateless: it looks at the log once
 //! per second, taking a connection for each look and giving it back in between, so waiting clients hold no
-//! database connection.
+//! database connection. A user has at most `max_watches_per_user` waiting (429 beyond), and at most a quarter
+//! of the pool's size of looks run at one moment (see [`crate::admission`]).
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio_postgres::types::Type;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::runtime::Runtime;
+use crate::runtime::{PoolBusy, Runtime};
 use crate::service::Service;
 use crate::sql::read_function;
 
@@ -79,12 +80,22 @@ pub async fn watch<R: Runtime>(
     who: &Principal,
     q: &WatchQuery,
 ) -> Result<WatchResponse, ApiError> {
+    let _slot = svc.admission.watch(&who.user_id)?;
     for look in 0..=q.timeout_s {
         if look > 0 {
             rt.sleep(POLL).await;
         }
+        // A bounded share of the pool: when every look is taken, this waiter skips a second. A wake-up is only
+        // a hint (§8.3), so a timeout that skipped its last look costs the client one more watch, nothing else.
+        let Some(_look) = svc.admission.look() else {
+            continue;
+        };
         let latest: Option<i64> = {
-            let mut conn = rt.connect().await.map_err(ApiError::download)?;
+            let mut conn = match rt.connect().await {
+                Ok(c) => c,
+                Err(e) if e.is::<PoolBusy>() => continue,
+                Err(e) => return Err(ApiError::download(e)),
+            };
             svc.ready(&mut conn).await.map_err(ApiError::download)?;
             let row = conn
                 .query_typed_one(

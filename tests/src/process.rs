@@ -128,20 +128,51 @@ impl Server {
 }
 
 impl Server {
-    /// Kills the server itself with SIGKILL (not its watchdog), as a crash would.
-    pub fn kill_hard(&self) -> anyhow::Result<()> {
+    /// The pids of the server itself (the watchdog's children).
+    fn server_pids(&self) -> anyhow::Result<Vec<String>> {
         let out = Command::new("pgrep")
             .arg("-P")
             .arg(self.child.id().to_string())
             .output()?;
-        let pids = String::from_utf8_lossy(&out.stdout);
-        if pids.trim().is_empty() {
+        let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if pids.is_empty() {
             bail!("the server process is not running");
         }
-        for pid in pids.split_whitespace() {
+        Ok(pids)
+    }
+
+    /// Kills the server itself with SIGKILL (not its watchdog), as a crash would.
+    pub fn kill_hard(&self) -> anyhow::Result<()> {
+        for pid in self.server_pids()? {
             Command::new("kill").arg("-KILL").arg(pid).status()?;
         }
         Ok(())
+    }
+
+    /// Resets the server process's peak resident set size (Linux `clear_refs` 5), so [`Server::peak_rss_kib`]
+    /// measures from now.
+    pub fn reset_peak_rss(&self) -> anyhow::Result<()> {
+        for pid in self.server_pids()? {
+            std::fs::write(format!("/proc/{pid}/clear_refs"), "5").context("resetting the peak RSS")?;
+        }
+        Ok(())
+    }
+
+    /// The server process's peak resident set size in KiB (`VmHWM`) since start or the last reset.
+    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        let mut peak = 0;
+        for pid in self.server_pids()? {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+            let line = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .context("no VmHWM in /proc/PID/status")?;
+            peak += line.trim().trim_end_matches("kB").trim().parse::<u64>()?;
+        }
+        Ok(peak)
     }
 }
 

@@ -6,15 +6,19 @@ pub mod store;
 
 use std::time::Duration;
 
+use futures_util::future::Either;
 use oversync_protocol::TableRef;
 use oversync_protocol::validate::validate_batch;
-use oversync_protocol::wire::{ChangeStatus, Rejection, ServerRow, UploadRequest, UploadResponse};
+use oversync_protocol::wire::{
+    BoundedError, BoundedUpload, ChangeStatus, Rejection, ServerRow, UploadRequest, UploadResponse,
+};
 use serde_json::value::RawValue;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, Transaction};
 
+use crate::admission::UploadSlot;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, RETRY_AFTER_S};
 use crate::materialize::materialize;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -24,31 +28,42 @@ use plan::{Outcome, Prepared, decide, prepare};
 /// Attempts per upload (§6.1.4).
 const ATTEMPTS: u32 = 3;
 
-/// Handles one upload body for an authenticated caller.
+/// Handles one upload body for an admitted, authenticated caller. The body is read under the batch limit
+/// (past twice the limit it is not read on: 413), and the user's turn is taken before a connection is.
 pub async fn upload<R: Runtime>(
     svc: &Service,
     rt: &R,
     who: &Principal,
     body: &[u8],
+    slot: &UploadSlot<'_>,
 ) -> Result<UploadResponse, ApiError> {
-    let req = UploadRequest::from_json(body)
-        .map_err(|_| ApiError::InvalidRequest("Failed to parse upload request".into()))?;
-    let changes = req.changes.unwrap_or_default();
+    let limit = svc.settings.max_upload_batch_size;
+    let changes = match UploadRequest::from_json_bounded(body, limit) {
+        Ok(BoundedUpload::Within(req)) => req.changes.unwrap_or_default(),
+        Ok(BoundedUpload::TooLarge { scids }) => return too_large(rt, who, &scids, limit).await,
+        Err(BoundedError::Flood { limit, cap }) => return Err(ApiError::TooManyChanges { limit, cap }),
+        Err(BoundedError::Invalid(_)) => return Err(ApiError::InvalidRequest("Failed to parse upload request".into())),
+    };
+    // One upload of a user at a time holds a connection; the next waits here without one, for as long as the
+    // first may wait on the advisory lock.
+    let turn = std::pin::pin!(slot.turn());
+    let patience = std::pin::pin!(rt.sleep(Duration::from_millis(
+        svc.settings.lock_timeout_ms * u64::from(ATTEMPTS)
+    )));
+    let _turn = match futures_util::future::select(turn, patience).await {
+        Either::Left((turn, _)) => turn,
+        Either::Right(_) => return Err(ApiError::Busy(RETRY_AFTER_S)),
+    };
     let mut conn = rt.connect().await.map_err(ApiError::upload)?;
     let registry = svc.ready(&mut conn).await.map_err(ApiError::upload)?;
-    let limit = svc.settings.max_upload_batch_size;
-    if changes.is_empty() || (limit > 0 && changes.len() > limit) {
+    if changes.is_empty() {
         let highest = store::max_server_id(&*conn, &who.user_id)
             .await
             .map_err(ApiError::upload)?;
-        let statuses: Vec<ChangeStatus> = changes
-            .iter()
-            .map(|c| ChangeStatus::invalid(c.source_change_id, Rejection::batch_too_large(changes.len(), limit)))
-            .collect();
         return Ok(UploadResponse {
-            accepted: statuses.is_empty(),
+            accepted: true,
             highest_server_seq: highest,
-            statuses,
+            statuses: Vec::new(),
         });
     }
 
@@ -113,6 +128,28 @@ pub async fn upload<R: Runtime>(
             Err(e) => return Err(ApiError::upload(e)),
         }
     }
+}
+
+/// §6.2.2: more changes than the limit (at most twice it): every status `batch_too_large`, nothing written.
+async fn too_large<R: Runtime>(
+    rt: &R,
+    who: &Principal,
+    scids: &[i64],
+    limit: usize,
+) -> Result<UploadResponse, ApiError> {
+    let conn = rt.connect().await.map_err(ApiError::upload)?;
+    let highest = store::max_server_id(&*conn, &who.user_id)
+        .await
+        .map_err(ApiError::upload)?;
+    let rejection = Rejection::batch_too_large(scids.len(), limit);
+    Ok(UploadResponse {
+        accepted: false,
+        highest_server_seq: highest,
+        statuses: scids
+            .iter()
+            .map(|&scid| ChangeStatus::invalid(scid, rejection.clone()))
+            .collect(),
+    })
 }
 
 /// Serialisation failure, deadlock or lock timeout: the whole transaction is retried (§6.1.4).

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod attack;
 mod auth;
 mod concurrency;
 mod crash;

@@ -1,12 +1,14 @@
 //! Every JSON body of the protocol. Field order follows PROTOCOL.md; optional fields are omitted, never `null`.
 
 mod auth;
+mod bounded;
 mod download;
 mod error;
 mod ext;
 mod upload;
 
 pub use auth::*;
+pub use bounded::*;
 pub use download::*;
 pub use error::*;
 pub use ext::*;

@@ -1,0 +1,281 @@
+//! Fair share between users (issue 19): one token cannot take every pooled connection or queue without bound.
+//!
+//! - **Uploads**: at most `uploads_per_user` in flight per user in this process (native) or isolate (Worker);
+//!   the rest are answered 429 at once. Of the admitted ones, only one at a time goes on to take a pooled
+//!   connection: they queue on an in-process per-user lock first, so a user's uploads wait for each other without
+//!   holding connections (the PostgreSQL advisory lock stays, for other processes).
+//! - **Bytes**: upload bodies being handled at one moment are budgeted over all users (`upload_bytes`); past
+//!   it, 503 with `Retry-After`.
+//! - **Watches**: at most `watches_per_user` long-polls per user (429 beyond), and at most `watch_looks` of all
+//!   waiters look at the log at the same moment; a waiter that finds no free look skips one second instead of
+//!   queueing for a connection.
+//!
+//! The counts are per process: several processes (or isolates) each apply them. Bookkeeping is a mutex-guarded
+//! map holding an entry only while a user has something in flight, so it is O(active users).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use crate::error::{ApiError, RETRY_AFTER_S};
+
+/// The limits, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Shares {
+    /// Uploads of one user in flight (0 = unlimited).
+    pub uploads_per_user: usize,
+    /// Watches of one user waiting (0 = unlimited).
+    pub watches_per_user: usize,
+    /// Watch looks at the log at one moment, over all users (0 = unlimited).
+    pub watch_looks: usize,
+    /// Upload body bytes being handled at one moment, over all users (0 = unlimited). An upload costs several
+    /// times its body while it is parsed, validated and written, so this bounds the process's memory however
+    /// many users upload at once.
+    pub upload_bytes: usize,
+}
+
+#[derive(Default)]
+struct User {
+    uploads: usize,
+    watches: usize,
+    turn: Arc<AsyncMutex<()>>,
+}
+
+/// The in-flight counts of this process.
+#[derive(Default)]
+pub struct Admission {
+    shares: Option<Shares>,
+    users: Mutex<HashMap<String, User>>,
+    looks: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("shares", &self.shares)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Upload,
+    Watch,
+}
+
+/// An admitted request; its count is given back on drop.
+pub struct Slot<'a> {
+    admission: &'a Admission,
+    user: String,
+    kind: Kind,
+}
+
+/// An admitted upload, and the user's turn to take a connection.
+pub struct UploadSlot<'a> {
+    _slot: Slot<'a>,
+    turn: Arc<AsyncMutex<()>>,
+}
+
+impl UploadSlot<'_> {
+    /// Waits for the user's previous upload (in this process) to finish.
+    pub async fn turn(&self) -> OwnedMutexGuard<()> {
+        self.turn.clone().lock_owned().await
+    }
+}
+
+/// Upload body bytes reserved; given back on drop.
+pub struct Bytes<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Bytes<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
+    }
+}
+
+/// One look at the log by a watcher; given back on drop.
+pub struct Look<'a>(&'a AtomicUsize);
+
+impl Drop for Look<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    /// Counts under `shares`.
+    pub fn new(shares: Shares) -> Self {
+        Self {
+            shares: Some(shares),
+            ..Self::default()
+        }
+    }
+
+    fn shares(&self) -> Shares {
+        self.shares.unwrap_or(Shares {
+            uploads_per_user: 0,
+            watches_per_user: 0,
+            watch_looks: 0,
+            upload_bytes: 0,
+        })
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, User>> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits an upload of `user`, or answers 429.
+    pub fn upload(&self, user: &str) -> Result<UploadSlot<'_>, ApiError> {
+        let limit = self.shares().uploads_per_user;
+        let mut users = self.users();
+        let u = users.entry(user.to_owned()).or_default();
+        if limit > 0 && u.uploads >= limit {
+            return Err(ApiError::TooManyRequests("uploads", RETRY_AFTER_S));
+        }
+        u.uploads += 1;
+        let turn = u.turn.clone();
+        Ok(UploadSlot {
+            _slot: Slot {
+                admission: self,
+                user: user.to_owned(),
+                kind: Kind::Upload,
+            },
+            turn,
+        })
+    }
+
+    /// Admits a watch of `user`, or answers 429.
+    pub fn watch(&self, user: &str) -> Result<Slot<'_>, ApiError> {
+        let limit = self.shares().watches_per_user;
+        let mut users = self.users();
+        let u = users.entry(user.to_owned()).or_default();
+        if limit > 0 && u.watches >= limit {
+            return Err(ApiError::TooManyRequests("watches", RETRY_AFTER_S));
+        }
+        u.watches += 1;
+        Ok(Slot {
+            admission: self,
+            user: user.to_owned(),
+            kind: Kind::Watch,
+        })
+    }
+
+    /// A look at the log for a watcher, or `None` while `watch_looks` are under way.
+    pub fn look(&self) -> Option<Look<'_>> {
+        let limit = self.shares().watch_looks;
+        let before = self.looks.fetch_add(1, Ordering::AcqRel);
+        let look = Look(&self.looks);
+        (limit == 0 || before < limit).then_some(look)
+    }
+
+    /// Reserves `n` body bytes of the process-wide upload budget, or answers 503. A body larger than the whole
+    /// budget is admitted when nothing else is in flight, so a configured request limit is always reachable.
+    pub fn upload_bytes(&self, n: usize) -> Result<Bytes<'_>, ApiError> {
+        let budget = self.shares().upload_bytes;
+        let before = self.bytes.fetch_add(n, Ordering::AcqRel);
+        let reserved = Bytes(&self.bytes, n);
+        if budget == 0 || before == 0 || before + n <= budget {
+            Ok(reserved)
+        } else {
+            Err(ApiError::Busy(RETRY_AFTER_S))
+        }
+    }
+
+    /// Users with something in flight (for tests).
+    pub fn active_users(&self) -> usize {
+        self.users().len()
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut users = self.admission.users();
+        if let Some(u) = users.get_mut(&self.user) {
+            match self.kind {
+                Kind::Upload => u.uploads -= 1,
+                Kind::Watch => u.watches -= 1,
+            }
+            if u.uploads == 0 && u.watches == 0 {
+                users.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission() -> Admission {
+        Admission::new(Shares {
+            uploads_per_user: 2,
+            watches_per_user: 1,
+            watch_looks: 1,
+            upload_bytes: 100,
+        })
+    }
+
+    #[test]
+    fn a_user_past_its_share_is_refused_and_others_are_not() {
+        let a = admission();
+        let (one, two) = (a.upload("a").unwrap(), a.upload("a").unwrap());
+        let third = a.upload("a").err().expect("third upload refused");
+        assert_eq!(third.retry_after(), Some(RETRY_AFTER_S));
+        assert_eq!(third.parts().0, 429);
+        let _b = a.upload("b").expect("another user is not affected");
+        drop(one);
+        let _again = a.upload("a").expect("a finished upload gives its slot back");
+        drop(two);
+        let _w = a.watch("a").unwrap();
+        assert!(a.watch("a").is_err());
+    }
+
+    #[test]
+    fn entries_are_removed_when_nothing_is_in_flight() {
+        let a = admission();
+        {
+            let _u = a.upload("a").unwrap();
+            let _w = a.watch("a").unwrap();
+            assert_eq!(a.active_users(), 1);
+        }
+        assert_eq!(a.active_users(), 0);
+    }
+
+    #[test]
+    fn upload_bytes_are_budgeted_over_all_users() {
+        let a = admission();
+        let first = a.upload_bytes(60).unwrap();
+        let _second = a.upload_bytes(40).unwrap();
+        assert_eq!(
+            a.upload_bytes(1).err().and_then(|e| e.retry_after()),
+            Some(RETRY_AFTER_S)
+        );
+        drop(first);
+        let _third = a.upload_bytes(50).unwrap();
+        let b = admission();
+        let _alone = b
+            .upload_bytes(500)
+            .expect("a body over the budget goes when it is alone");
+    }
+
+    #[test]
+    fn looks_are_shared_and_given_back() {
+        let a = admission();
+        let first = a.look().expect("a free look");
+        assert!(a.look().is_none());
+        drop(first);
+        assert!(a.look().is_some());
+    }
+
+    #[test]
+    fn uploads_of_one_user_take_turns() {
+        let a = admission();
+        let (one, two) = (a.upload("a").unwrap(), a.upload("a").unwrap());
+        let first = futures_util::FutureExt::now_or_never(one.turn()).expect("the first turn is free");
+        assert!(futures_util::FutureExt::now_or_never(two.turn()).is_none());
+        drop(first);
+        assert!(futures_util::FutureExt::now_or_never(two.turn()).is_some());
+    }
+}
