@@ -102,12 +102,28 @@ pub struct Config {
     /// Native pool size.
     #[serde(default = "default_pool")]
     pub pool_size: usize,
-    /// HS256 secret; env `JWT_SECRET`. Required.
+    /// HS256 secret, at least [`MIN_SECRET_BYTES`] bytes; env `JWT_SECRET`. Required.
     #[serde(default)]
     pub jwt_secret: Option<String>,
-    /// Enables `/signin` and `/dummy-signin`.
+    /// Tokens without `exp` are rejected (off: PROTOCOL.md §3.1 keeps `exp` optional); env `OVERSYNC_REQUIRE_EXP`.
+    #[serde(default)]
+    pub require_exp: bool,
+    /// When set, a token's `iss` must equal it; env `OVERSYNC_JWT_ISSUER`.
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
+    /// When set, a token's `aud` (string or array) must contain it; env `OVERSYNC_JWT_AUDIENCE`.
+    #[serde(default)]
+    pub jwt_audience: Option<String>,
+    /// Clock skew in seconds tolerated on `exp` and `nbf` (default 0, §3.1); env `OVERSYNC_JWT_LEEWAY_S`.
+    #[serde(default)]
+    pub jwt_leeway_s: u64,
+    /// Enables `/signin` and `/dummy-signin`, which issue a token for any user id: development only. Refused on
+    /// a `listen` address that is not loopback unless `dev_signin_allow_remote`.
     #[serde(default)]
     pub dev_signin: bool,
+    /// Lets `dev_signin` run on a non-loopback `listen` address; env `OVERSYNC_DEV_SIGNIN_ALLOW_REMOTE`.
+    #[serde(default)]
+    pub dev_signin_allow_remote: bool,
     /// Lifetime of dev tokens in seconds.
     #[serde(default = "default_ttl")]
     pub token_ttl: i64,
@@ -126,9 +142,27 @@ pub struct Config {
     /// 0 = unlimited.
     #[serde(default = "default_payload")]
     pub max_payload_bytes: usize,
-    /// Request body limit (413 beyond it).
-    #[serde(default = "default_request")]
-    pub max_request_bytes: usize,
+    /// Request body limit (413 beyond it). Default: what a full batch can need,
+    /// `max_upload_batch_size × (max_payload_bytes + 1 KiB) + 64 KiB` (50.3 MiB with the defaults), or 64 MiB
+    /// when either limit is 0 (unlimited). See [`Config::request_limit`].
+    #[serde(default)]
+    pub max_request_bytes: Option<usize>,
+    /// Uploads of one user in flight per process (or Worker isolate); more get 429 (0 = unlimited).
+    #[serde(default = "default_uploads_per_user")]
+    pub max_uploads_per_user: usize,
+    /// `/sync/watch` long-polls of one user waiting per process; more get 429 (0 = unlimited).
+    #[serde(default = "default_watches_per_user")]
+    pub max_watches_per_user: usize,
+    /// Upload body bytes handled at one moment over all users (503 beyond; 0 = unlimited). Default: four
+    /// full requests ([`Config::upload_bytes_budget`]).
+    #[serde(default)]
+    pub max_upload_bytes_in_flight: Option<usize>,
+    /// How long a request waits for a pooled connection before it is answered 503 (native).
+    #[serde(default = "default_pool_wait")]
+    pub pool_wait_timeout_ms: u64,
+    /// How long the service waits for a request body after its head (408 beyond it).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
     /// FK precheck mode.
     #[serde(default)]
     pub fk_precheck: FkPrecheck,
@@ -168,8 +202,17 @@ fn default_batch() -> usize {
 fn default_payload() -> usize {
     262_144
 }
-fn default_request() -> usize {
-    64 << 20
+fn default_uploads_per_user() -> usize {
+    2
+}
+fn default_watches_per_user() -> usize {
+    8
+}
+fn default_pool_wait() -> u64 {
+    2000
+}
+fn default_body_timeout() -> u64 {
+    10_000
 }
 fn default_lock_timeout() -> u64 {
     3000
@@ -214,7 +257,35 @@ pub enum ConfigError {
     /// A table registered twice.
     #[error("table {0} is registered twice")]
     Duplicate(String),
+    /// The JWT secret is too short to resist guessing.
+    #[error(
+        "jwt_secret (or JWT_SECRET) is {0} bytes; at least {MIN_SECRET_BYTES} are required (e.g. `openssl rand -base64 48`)"
+    )]
+    WeakSecret(usize),
+    /// Dev sign-in on an address other machines can reach.
+    #[error(
+        "dev_signin is on and listen = {0:?} is not a loopback address: anyone who reaches it can sign in as any \
+         user. Listen on 127.0.0.1, ::1 or localhost, or set dev_signin_allow_remote = true \
+         (OVERSYNC_DEV_SIGNIN_ALLOW_REMOTE) if that is really wanted"
+    )]
+    DevSigninRemote(String),
+    /// A setting whose value cannot be used.
+    #[error("{setting}: {problem}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
 }
+
+/// The shortest `jwt_secret` accepted: 32 bytes, HS256's output size (RFC 7518 §3.2 asks for a key at least
+/// that long).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Logged at every start while `dev_signin` is on (natively, and once per Worker isolate).
+pub const DEV_SIGNIN_WARNING: &str = "dev_signin is on: /signin and /dummy-signin issue a token for any user id \
+     without a password. Development only: switch it off in production";
 
 impl Config {
     /// Parses TOML.
@@ -267,6 +338,22 @@ impl Config {
         if let Some((n, v)) = var("DEV_SIGNIN") {
             self.dev_signin = parse_env(&n, &v, "boolean")?;
         }
+        if let Some((n, v)) = var("DEV_SIGNIN_ALLOW_REMOTE") {
+            self.dev_signin_allow_remote = parse_env(&n, &v, "boolean")?;
+        }
+        if let Some((n, v)) = var("REQUIRE_EXP") {
+            self.require_exp = parse_env(&n, &v, "boolean")?;
+        }
+        // An empty value switches the check off, as if the setting were absent.
+        if let Some((_, v)) = var("JWT_ISSUER") {
+            self.jwt_issuer = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some((_, v)) = var("JWT_AUDIENCE") {
+            self.jwt_audience = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some((n, v)) = var("JWT_LEEWAY_S") {
+            self.jwt_leeway_s = parse_env(&n, &v, "integer")?;
+        }
         if let Some((_, v)) = var("STATIC_DIR") {
             self.static_dir = Some(v.into());
         }
@@ -294,7 +381,22 @@ impl Config {
             self.max_payload_bytes = parse_env(&n, &v, "integer")?;
         }
         if let Some((n, v)) = var("MAX_REQUEST_BYTES") {
-            self.max_request_bytes = parse_env(&n, &v, "integer")?;
+            self.max_request_bytes = Some(parse_env(&n, &v, "integer")?);
+        }
+        if let Some((n, v)) = var("MAX_UPLOADS_PER_USER") {
+            self.max_uploads_per_user = parse_env(&n, &v, "integer")?;
+        }
+        if let Some((n, v)) = var("MAX_WATCHES_PER_USER") {
+            self.max_watches_per_user = parse_env(&n, &v, "integer")?;
+        }
+        if let Some((n, v)) = var("MAX_UPLOAD_BYTES_IN_FLIGHT") {
+            self.max_upload_bytes_in_flight = Some(parse_env(&n, &v, "integer")?);
+        }
+        if let Some((n, v)) = var("POOL_WAIT_TIMEOUT_MS") {
+            self.pool_wait_timeout_ms = parse_env(&n, &v, "integer")?;
+        }
+        if let Some((n, v)) = var("BODY_TIMEOUT_MS") {
+            self.body_timeout_ms = parse_env(&n, &v, "integer")?;
         }
         if let Some((n, v)) = var("POOL_SIZE") {
             self.pool_size = parse_env(&n, &v, "integer")?;
@@ -310,10 +412,52 @@ impl Config {
         Ok(())
     }
 
-    /// Checks what the server cannot start without.
+    /// The request body limit: `max_request_bytes` if set, else what a full batch of full payloads can need plus
+    /// 1 KiB of envelope per change and 64 KiB for the rest, or 64 MiB when the batch or payload size is
+    /// unlimited (PROTOCOL.md §6.8 asks for at least batch × payload, because classic clients do not re-chunk on
+    /// 413).
+    pub fn request_limit(&self) -> usize {
+        self.max_request_bytes.unwrap_or_else(|| {
+            match (self.max_upload_batch_size, self.max_payload_bytes) {
+                (0, _) | (_, 0) => 64 << 20,
+                (batch, payload) => batch.saturating_mul(payload.saturating_add(1024)).saturating_add(64 << 10),
+            }
+        })
+    }
+
+    /// The token checks beyond the signature.
+    pub fn token_rules(&self) -> crate::auth::TokenRules {
+        crate::auth::TokenRules {
+            require_exp: self.require_exp,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway: std::time::Duration::from_secs(self.jwt_leeway_s),
+        }
+    }
+
+    /// The process-wide budget of upload body bytes in flight: `max_upload_bytes_in_flight`, or four times
+    /// [`Config::request_limit`].
+    pub fn upload_bytes_budget(&self) -> usize {
+        self.max_upload_bytes_in_flight
+            .unwrap_or_else(|| self.request_limit().saturating_mul(4))
+    }
+
+    /// Checks what the server cannot start without, and refuses what it must not start with: a short JWT
+    /// secret, dev sign-in reachable from other machines.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.jwt_secret.as_deref().is_none_or(str::is_empty) {
-            return Err(ConfigError::Missing("jwt_secret (or JWT_SECRET)"));
+        match self.jwt_secret.as_deref() {
+            None | Some("") => return Err(ConfigError::Missing("jwt_secret (or JWT_SECRET)")),
+            Some(s) if s.len() < MIN_SECRET_BYTES => return Err(ConfigError::WeakSecret(s.len())),
+            Some(_) => {}
+        }
+        if self.dev_signin && !self.dev_signin_allow_remote && !is_loopback(&self.listen) {
+            return Err(ConfigError::DevSigninRemote(self.listen.clone()));
+        }
+        for (setting, value) in [("jwt_issuer", &self.jwt_issuer), ("jwt_audience", &self.jwt_audience)] {
+            if value.as_deref() == Some("") {
+                let problem = "is empty; leave it out to skip the check";
+                return Err(ConfigError::Invalid { setting, problem });
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.tables {
@@ -324,6 +468,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether a `host:port` listen address accepts connections from this machine only: 127.0.0.0/8, `::1` or
+/// `localhost`. Anything else, including a host name, counts as reachable from elsewhere.
+fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    let host = listen.rsplit_once(':').map_or(listen, |(host, _)| host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_env<T: std::str::FromStr>(name: &str, value: &str, kind: &'static str) -> Result<T, ConfigError> {
@@ -338,22 +493,25 @@ fn parse_env<T: std::str::FromStr>(name: &str, value: &str, kind: &'static str) 
 mod tests {
     use super::*;
 
+    const SECRET: &str = "config-test-secret-32-bytes-long";
+
     #[test]
     fn defaults_follow_the_protocol_and_env_overrides_apply() {
         let mut c =
             Config::from_toml("[[tables]]\nschema = \"Business\"\ntable = \"users\"\nowner_column = \"owner_id\"\n")
                 .unwrap();
         assert_eq!(
-            (c.max_upload_batch_size, c.max_payload_bytes, c.max_request_bytes),
-            (200, 262_144, 64 << 20)
+            (c.max_upload_batch_size, c.max_payload_bytes, c.request_limit()),
+            (200, 262_144, 200 * (262_144 + 1024) + 65_536)
         );
+        assert_eq!((c.max_uploads_per_user, c.max_watches_per_user), (2, 8));
         assert_eq!(
             (c.token_ttl, c.schema_version, c.fk_precheck, c.dev_signin),
             (300, 1, FkPrecheck::SyncState, false)
         );
         assert!(c.validate().is_err(), "a secret is required");
         let env = |k: &str| match k {
-            "JWT_SECRET" => Some("s".to_owned()),
+            "JWT_SECRET" => Some(SECRET.to_owned()),
             "OVERSYNC_DEV_SIGNIN" => Some("true".to_owned()),
             "OVERSYNC_CORS_ORIGINS" => Some("http://a, http://b".to_owned()),
             "OVERSYNC_MAX_UPLOAD_BATCH_SIZE" => Some("2".to_owned()),
@@ -364,19 +522,97 @@ mod tests {
         assert!(c.dev_signin);
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
         assert_eq!(c.max_upload_batch_size, 2);
+        assert_eq!(c.request_limit(), 2 * (262_144 + 1024) + 65_536, "the request limit follows the batch");
+        c.max_payload_bytes = 0;
+        assert_eq!(c.request_limit(), 64 << 20, "unlimited payloads keep the old 64 MiB");
+        c.max_request_bytes = Some(4096);
+        assert_eq!(c.request_limit(), 4096);
         assert_eq!(c.tables[0].table_ref().unwrap(), TableRef::new("business", "users"));
     }
 
     #[test]
     fn bad_settings_are_reported_by_name() {
-        let mut c = Config::from_json(r#"{"jwt_secret":"x"}"#).unwrap();
+        let mut c = Config::from_json(&format!(r#"{{"jwt_secret":"{SECRET}"}}"#)).unwrap();
         let err = c
             .apply_env(|k| (k == "OVERSYNC_MAX_PAYLOAD_BYTES").then(|| "lots".to_owned()))
             .unwrap_err();
         assert!(err.to_string().contains("OVERSYNC_MAX_PAYLOAD_BYTES"), "{err}");
         assert!(Config::from_toml("unknown_setting = 1").is_err());
         let dup =
-            Config::from_toml("jwt_secret='x'\n[[tables]]\ntable='a'\n[[tables]]\nschema='public'\ntable='A'").unwrap();
+            Config::from_toml(&format!("jwt_secret='{SECRET}'\n[[tables]]\ntable='a'\n[[tables]]\nschema='public'\ntable='A'"))
+                .unwrap();
         assert!(matches!(dup.validate(), Err(ConfigError::Duplicate(_))));
+    }
+
+    #[test]
+    fn a_secret_shorter_than_32_bytes_is_refused_by_name() {
+        let with = |secret: &str| Config::from_toml(&format!("jwt_secret = {secret:?}")).unwrap().validate();
+        let err = with("short-secret").unwrap_err();
+        assert!(matches!(err, ConfigError::WeakSecret(12)), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("jwt_secret") && text.contains("at least 32"), "{text}");
+        assert!(with(&"x".repeat(31)).is_err());
+        with(&"x".repeat(32)).unwrap();
+        assert!(matches!(with(""), Err(ConfigError::Missing(_))));
+    }
+
+    #[test]
+    fn dev_signin_needs_a_loopback_listen_address_or_an_explicit_opt_in() {
+        let cfg = |listen: &str| {
+            let mut c = Config::from_toml(&format!("jwt_secret = {SECRET:?}\ndev_signin = true")).unwrap();
+            c.listen = listen.into();
+            c
+        };
+        for ok in ["127.0.0.1:8080", "127.1.2.3:0", "[::1]:8080", "localhost:8080", "LOCALHOST:1"] {
+            cfg(ok).validate().unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for remote in ["0.0.0.0:8080", "[::]:8080", "192.168.1.5:80", "example.com:8080", "[::ffff:127.0.0.1]:1"] {
+            let err = cfg(remote).validate().unwrap_err();
+            assert!(matches!(&err, ConfigError::DevSigninRemote(l) if l == remote), "{remote}: {err}");
+            assert!(err.to_string().contains("dev_signin_allow_remote"), "{err}");
+            let mut allowed = cfg(remote);
+            allowed
+                .apply_env(|k| (k == "OVERSYNC_DEV_SIGNIN_ALLOW_REMOTE").then(|| "true".to_owned()))
+                .unwrap();
+            allowed.validate().unwrap();
+            let mut off = cfg(remote);
+            off.dev_signin = false;
+            off.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn token_rules_come_from_settings_and_env() {
+        let mut c = Config::from_toml(&format!("jwt_secret = {SECRET:?}")).unwrap();
+        assert_eq!(c.token_rules(), crate::auth::TokenRules::default(), "nothing beyond §3.1 by default");
+        c = Config::from_toml(&format!(
+            "jwt_secret = {SECRET:?}\nrequire_exp = true\njwt_issuer = \"i\"\njwt_audience = \"a\"\njwt_leeway_s = 5"
+        ))
+        .unwrap();
+        let rules = c.token_rules();
+        assert!(rules.require_exp);
+        assert_eq!(
+            (rules.issuer.as_deref(), rules.audience.as_deref(), rules.leeway.as_secs()),
+            (Some("i"), Some("a"), 5)
+        );
+        let env = |k: &str| match k {
+            "OVERSYNC_REQUIRE_EXP" => Some("false".to_owned()),
+            "OVERSYNC_JWT_ISSUER" => Some("https://id.example".to_owned()),
+            "OVERSYNC_JWT_AUDIENCE" => Some(String::new()),
+            "OVERSYNC_JWT_LEEWAY_S" => Some("60".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        c.validate().unwrap();
+        let rules = c.token_rules();
+        assert!(!rules.require_exp);
+        assert_eq!(
+            (rules.issuer.as_deref(), rules.audience.as_deref(), rules.leeway.as_secs()),
+            (Some("https://id.example"), None, 60)
+        );
+        let err = c.apply_env(|k| (k == "OVERSYNC_JWT_LEEWAY_S").then(|| "-1".to_owned())).unwrap_err();
+        assert!(err.to_string().contains("OVERSYNC_JWT_LEEWAY_S"), "{err}");
+        let empty = Config::from_toml(&format!("jwt_secret = {SECRET:?}\njwt_issuer = \"\"")).unwrap();
+        assert!(empty.validate().unwrap_err().to_string().contains("jwt_issuer"));
     }
 }

@@ -6,10 +6,13 @@ use std::time::Duration;
 use oversync_protocol::validate::{DOWNLOAD_LIMIT_DEFAULT, DOWNLOAD_LIMIT_MAX, DownloadQuery};
 use oversync_protocol::wire::*;
 
+use futures_util::future::Either;
+
+use crate::admission::{Admission, Shares};
 use crate::auth::{Authenticator, Principal, generated_device_id};
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
-use crate::http::{Request, Response};
+use crate::http::{Body, BodyError, Request, Response};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::{download, upload};
@@ -21,8 +24,10 @@ pub struct Settings {
     pub max_upload_batch_size: usize,
     /// 0 = unlimited.
     pub max_payload_bytes: usize,
-    /// Body limit.
+    /// Body limit ([`Config::request_limit`]).
     pub max_request_bytes: usize,
+    /// How long a body may take to arrive after the head.
+    pub body_timeout_ms: u64,
     /// Advisory lock wait bound.
     pub lock_timeout_ms: u64,
     /// Dev sign-in routes on.
@@ -39,6 +44,9 @@ pub struct Settings {
     pub service_name: String,
 }
 
+/// The largest sign-in body read (a user name and a device id).
+const SIGNIN_BODY_BYTES: usize = 64 << 10;
+
 /// The service. Cheap to share: one per process (native) or per isolate (Worker).
 #[derive(Debug)]
 pub struct Service {
@@ -49,6 +57,8 @@ pub struct Service {
     ready: OnceLock<Registry>,
     init_sql: Option<String>,
     auth: Authenticator,
+    /// Per-user shares of this process (issue 19).
+    pub(crate) admission: Admission,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -99,7 +109,8 @@ impl Service {
             settings: Settings {
                 max_upload_batch_size: cfg.max_upload_batch_size,
                 max_payload_bytes: cfg.max_payload_bytes,
-                max_request_bytes: cfg.max_request_bytes,
+                max_request_bytes: cfg.request_limit(),
+                body_timeout_ms: cfg.body_timeout_ms,
                 lock_timeout_ms: cfg.lock_timeout_ms,
                 dev_signin: cfg.dev_signin,
                 token_ttl: cfg.token_ttl,
@@ -111,7 +122,14 @@ impl Service {
             configured,
             ready: OnceLock::new(),
             init_sql,
-            auth: Authenticator::new(secret.as_bytes()),
+            auth: Authenticator::new(secret.as_bytes(), cfg.token_rules()),
+            admission: Admission::new(Shares {
+                uploads_per_user: cfg.max_uploads_per_user,
+                watches_per_user: cfg.max_watches_per_user,
+                // A quarter of the native pool at most, so waiting tabs never crowd out uploads.
+                watch_looks: (cfg.pool_size / 4).max(1),
+                upload_bytes: cfg.upload_bytes_budget(),
+            }),
         })
     }
 
@@ -133,8 +151,9 @@ impl Service {
         self.ready.get().unwrap_or(&self.configured)
     }
 
-    /// Handles one request at time `now` (since the Unix epoch).
-    pub async fn handle<R: Runtime>(&self, rt: &R, req: Request, now: Duration) -> Response {
+    /// Handles one request at time `now` (since the Unix epoch). The body is read only once the request is
+    /// routed and authenticated, and only by routes that take one.
+    pub async fn handle<R: Runtime, B: Body>(&self, rt: &R, req: Request<B>, now: Duration) -> Response {
         let origin = req.origin.clone();
         let mut resp = match self.route(rt, req, now).await {
             Ok(r) => r,
@@ -142,12 +161,14 @@ impl Service {
         };
         if let Some(origin) = origin.filter(|o| self.origin_allowed(Some(o))) {
             resp.headers.push(("access-control-allow-origin", origin));
+            resp.headers
+                .push(("access-control-expose-headers", "Retry-After".into()));
             resp.headers.push(("vary", "Origin".into()));
         }
         resp
     }
 
-    async fn route<R: Runtime>(&self, rt: &R, req: Request, now: Duration) -> Result<Response, ApiError> {
+    async fn route<R: Runtime, B: Body>(&self, rt: &R, req: Request<B>, now: Duration) -> Result<Response, ApiError> {
         let route = Route::parse(&req.path, self.settings.dev_signin, self.settings.watch).ok_or(ApiError::NotFound)?;
         if req.method == "OPTIONS" {
             // Preflight headers only for configured origins; `handle` adds Access-Control-Allow-Origin.
@@ -166,8 +187,9 @@ impl Service {
         if req.method != route.method() {
             return Err(ApiError::MethodNotAllowed(route.method()));
         }
-        if req.body_too_large || req.body.len() > self.settings.max_request_bytes {
-            return Err(ApiError::TooLarge(self.settings.max_request_bytes));
+        let limit = self.settings.max_request_bytes;
+        if req.content_length.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::TooLarge(limit));
         }
         match route {
             Route::Health => Ok(Response::json(
@@ -177,12 +199,42 @@ impl Service {
                     service: self.settings.service_name.clone(),
                 },
             )),
-            Route::Signin => self.signin(&req.body, now),
-            Route::DummySignin => self.dummy_signin(&req.body, now),
+            Route::Signin | Route::DummySignin => {
+                let body = self.read_body(rt, req.body, SIGNIN_BODY_BYTES.min(limit)).await?;
+                if route == Route::Signin {
+                    self.signin(&body, now)
+                } else {
+                    self.dummy_signin(&body, now)
+                }
+            }
+            Route::Upload => {
+                let who = self.auth.authenticate(req.authorization.as_deref(), now)?;
+                // Refused before a byte of the body is read: a user's third upload costs the server nothing.
+                let slot = self.admission.upload(&who.user_id)?;
+                let declared = req.content_length.map_or(limit, |n| n as usize);
+                let _bytes = self.admission.upload_bytes(declared)?;
+                let body = self.read_body(rt, req.body, declared.min(limit)).await?;
+                Ok(Response::json(
+                    200,
+                    &upload::upload(self, rt, &who, &body, &slot).await?,
+                ))
+            }
             _ => {
                 let who = self.auth.authenticate(req.authorization.as_deref(), now)?;
-                self.synced(route, rt, &who, &req).await
+                self.synced(route, rt, &who, &req.query).await
             }
+        }
+    }
+
+    /// Reads a body of at most `limit` bytes within `body_timeout_ms`.
+    async fn read_body<R: Runtime, B: Body>(&self, rt: &R, body: B, limit: usize) -> Result<Vec<u8>, ApiError> {
+        let read = std::pin::pin!(body.read(limit));
+        let timeout = std::pin::pin!(rt.sleep(Duration::from_millis(self.settings.body_timeout_ms)));
+        match futures_util::future::select(read, timeout).await {
+            Either::Left((Ok(body), _)) => Ok(body),
+            Either::Left((Err(BodyError::TooLarge), _)) => Err(ApiError::TooLarge(limit)),
+            Either::Left((Err(BodyError::Failed(e)), _)) => Err(ApiError::InvalidRequest(e)),
+            Either::Right(_) => Err(ApiError::BodyTimeout),
         }
     }
 
@@ -191,24 +243,23 @@ impl Service {
         route: Route,
         rt: &R,
         who: &Principal,
-        req: &Request,
+        query: &str,
     ) -> Result<Response, ApiError> {
         Ok(match route {
-            Route::Upload => Response::json(200, &upload::upload(self, rt, who, &req.body).await?),
             Route::Download => {
-                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+                let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
                 let q = DownloadQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .map_err(ApiError::InvalidRequest)?;
                 Response::json(200, &download::download(self, rt, who, &q).await?)
             }
             Route::Snapshot => {
-                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+                let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
                 let q = crate::snapshot::SnapshotQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .map_err(ApiError::InvalidRequest)?;
                 Response::json(200, &crate::snapshot::snapshot(self, rt, who, &q).await?)
             }
             Route::Watch => {
-                let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+                let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
                 let q = crate::watch::WatchQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .map_err(ApiError::InvalidRequest)?;
                 Response::json(200, &crate::watch::watch(self, rt, who, &q).await?)
@@ -258,7 +309,7 @@ impl Service {
             return Err(ApiError::InvalidRequest("username required".into()));
         }
         let device_id = if req.device_id.is_empty() {
-            generated_device_id(now)
+            generated_device_id(random_bytes())
         } else {
             req.device_id
         };
@@ -283,7 +334,7 @@ impl Service {
             return Err(ApiError::InvalidRequest("user required".into()));
         }
         let device = if req.device.is_empty() {
-            generated_device_id(now)
+            generated_device_id(random_bytes())
         } else {
             req.device
         };
@@ -301,6 +352,12 @@ impl Service {
             },
         ))
     }
+}
+
+/// Fresh randomness for a generated device id: the operating system's generator natively, `crypto.getRandomValues`
+/// on the Worker (uuid's `js` feature).
+fn random_bytes() -> [u8; 16] {
+    uuid::Uuid::new_v4().into_bytes()
 }
 
 fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

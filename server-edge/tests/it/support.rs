@@ -8,16 +8,19 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use oversync_tests::process::Server;
 use serde_json::{Value, json};
 
-pub const SECRET: &str = "conformance-secret";
+pub const SECRET: &str = "conformance-secret-of-at-least-32-bytes";
 
-/// Tables registered beside the demo schema, for isolation, ordering and materialisation cases.
+/// Tables registered beside the demo schema, for isolation, ordering and materialisation cases. Keys are
+/// owner-scoped like the demo's, except `other.shared_keys`: keyed on `id` alone, it holds the owner guard of a
+/// schema that is not isolated (the first writer of a key keeps it; the server warns about it at start-up).
 const TEST_SQL: &str = r#"
 CREATE SCHEMA IF NOT EXISTS other;
-CREATE TABLE IF NOT EXISTS other.users (id uuid PRIMARY KEY, name text, owner_id text);
+CREATE TABLE IF NOT EXISTS other.users (owner_id text, id uuid, name text, PRIMARY KEY (owner_id, id));
+CREATE TABLE IF NOT EXISTS other.shared_keys (id uuid PRIMARY KEY, name text, owner_id text);
 CREATE TABLE IF NOT EXISTS business.typed (
-  id uuid PRIMARY KEY, n bigint, r double precision, ok boolean, at timestamptz, doc jsonb, blob bytea, ref uuid,
-  label text NOT NULL DEFAULT 'x' CHECK (label <> 'forbidden'), owner_id text);
-CREATE TABLE IF NOT EXISTS business.blobs (id bytea PRIMARY KEY, label text, owner_id text);
+  owner_id text, id uuid, n bigint, r double precision, ok boolean, at timestamptz, doc jsonb, blob bytea, ref uuid,
+  label text NOT NULL DEFAULT 'x' CHECK (label <> 'forbidden'), PRIMARY KEY (owner_id, id));
+CREATE TABLE IF NOT EXISTS business.blobs (owner_id text, id bytea, label text, PRIMARY KEY (owner_id, id));
 "#;
 
 const TABLES: &str = r#"
@@ -48,6 +51,10 @@ owner_column = "owner_id"
 [[tables]]
 schema = "other"
 table = "users"
+owner_column = "owner_id"
+[[tables]]
+schema = "other"
+table = "shared_keys"
 owner_column = "owner_id"
 # Sync-state only (no business tables): FKs are declared, not discovered.
 [[tables]]
@@ -135,8 +142,9 @@ pub fn start_server(db_url: &str, extra: &str) -> Server {
         let sql_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("init.sql");
         std::fs::write(&sql_path, init_sql()).expect("write init.sql");
         let config = format!(
-            "listen = \"127.0.0.1:0\"\npool_size = 24\ninit_sql = {:?}\n{settings}",
-            sql_path.display().to_string()
+            "listen = \"127.0.0.1:0\"\n{pool}init_sql = {:?}\n{settings}",
+            sql_path.display().to_string(),
+            pool = if extra.contains("pool_size") { "" } else { "pool_size = 24\n" },
         );
         let env = [("DATABASE_URL", db_url.to_owned()), ("JWT_SECRET", SECRET.to_owned())];
         Server::start_native(
