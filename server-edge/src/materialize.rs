@@ -150,11 +150,16 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
         updates.push(format!("{q} = excluded.{q}", q = quote_ident(c)));
         aliases.push(alias);
     }
-    let mut guard = String::new();
+    let (mut guard, mut conflict) = (String::new(), key.clone());
     if let Some(owner) = &target.owner {
         names.push(quote_ident(owner));
         exprs.push("$1".into());
+        // Owner-scoped keys conflict only with the user's own row. A key unique on its own conflicts with any
+        // user's, and the guard leaves another user's row alone (no row comes back: a failure).
         guard = format!(" WHERE {table}.{} = $1", quote_ident(owner));
+        if target.owner_scoped {
+            conflict = format!("{}, {key}", quote_ident(owner));
+        }
     }
     if updates.is_empty() {
         updates.push(format!("{key} = excluded.{key}"));
@@ -162,7 +167,7 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
     let arrays: Vec<String> = (0..aliases.len()).map(|i| format!("${}::text[]", i + 2)).collect();
     format!(
         "INSERT INTO {table} ({names}) SELECT {exprs} FROM unnest({arrays}) AS u({aliases}) \
-         ON CONFLICT ({key}) DO UPDATE SET {updates}{guard} RETURNING {returned}",
+         ON CONFLICT ({conflict}) DO UPDATE SET {updates}{guard} RETURNING {returned}",
         names = names.join(", "),
         exprs = exprs.join(", "),
         arrays = arrays.join(", "),
@@ -281,4 +286,50 @@ async fn record_failures(tx: &Transaction<'_>, user: &str, failures: &[Failure<'
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::registry::{Column, Kind};
+
+    fn target(owner_scoped: bool) -> Target {
+        let column = |sql_type: &str, kind| Column {
+            sql_type: sql_type.into(),
+            kind,
+        };
+        Target {
+            schema: "business".into(),
+            table: "users".into(),
+            key: "id".into(),
+            owner: Some("owner_id".into()),
+            owner_scoped,
+            columns: HashMap::from([
+                ("id".into(), column("uuid", Kind::Uuid)),
+                ("name".into(), column("text", Kind::Text)),
+                ("owner_id".into(), column("text", Kind::Text)),
+            ]),
+        }
+    }
+
+    #[test]
+    fn owner_scoped_keys_conflict_on_owner_and_key() {
+        assert_eq!(
+            upsert_sql(&target(true), &["name".into()]),
+            "INSERT INTO \"business\".\"users\" (\"id\", \"name\", \"owner_id\") SELECT CAST(u.k AS uuid), \
+             CAST(u.c0 AS text), $1 FROM unnest($2::text[], $3::text[]) AS u(k, c0) ON CONFLICT (\"owner_id\", \"id\") \
+             DO UPDATE SET \"name\" = excluded.\"name\" WHERE \"business\".\"users\".\"owner_id\" = $1 RETURNING \"id\"::text"
+        );
+    }
+
+    #[test]
+    fn keys_unique_alone_conflict_on_the_key_and_guard_the_owner() {
+        let sql = upsert_sql(&target(false), &["name".into()]);
+        assert!(
+            sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\" WHERE \"business\".\"users\".\"owner_id\" = $1"),
+            "{sql}"
+        );
+    }
 }

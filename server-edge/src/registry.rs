@@ -49,6 +49,9 @@ pub struct Target {
     pub key: String,
     /// Owner column, set to the user id.
     pub owner: Option<String>,
+    /// The key is unique only together with the owner column (the table's key is `(owner, key)`), so upserts
+    /// conflict on both and every user has a key space of their own. Discovered from the unique indexes.
+    pub owner_scoped: bool,
     /// Columns by name.
     pub columns: HashMap<String, Column>,
 }
@@ -133,6 +136,7 @@ impl Registry {
                     table: name,
                     key: t.target_key.clone().unwrap_or_else(|| t.sync_key.clone()),
                     owner: t.owner_column.clone(),
+                    owner_scoped: false,
                     columns: HashMap::new(),
                 })
             } else {
@@ -189,7 +193,56 @@ impl Registry {
                 }
             }
         }
+        self.discover_keys(client, &schemas, &names).await?;
+        self.warn_unisolated();
         self.discover_fks(client, &schemas).await
+    }
+
+    /// Marks the targets whose key is unique only together with their owner column.
+    async fn discover_keys(
+        &mut self,
+        client: &Client,
+        schemas: &[String],
+        names: &[String],
+    ) -> Result<(), tokio_postgres::Error> {
+        let rows = client.query(UNIQUE_KEYS_SQL, &[&schemas, &names]).await?;
+        for info in self.tables.values_mut() {
+            let Some(t) = info.target.as_mut() else { continue };
+            let Some(owner) = t.owner.clone() else { continue };
+            let keys = rows
+                .iter()
+                .filter(|r| r.get::<_, String>(0) == t.schema && r.get::<_, String>(1) == t.table)
+                .map(|r| {
+                    let mut cols: Vec<String> = r.get(2);
+                    cols.sort();
+                    cols
+                });
+            let (mut alone, mut with_owner) = (false, false);
+            for cols in keys {
+                alone |= cols == [t.key.clone()];
+                with_owner |= cols.len() == 2 && cols.contains(&t.key) && cols.contains(&owner);
+            }
+            // A key unique on its own conflicts on its own, whatever else is unique: the owner guard then refuses
+            // another user's row, which is the best a shared key space allows.
+            t.owner_scoped = with_owner && !alone;
+        }
+        Ok(())
+    }
+
+    /// Start-up warnings for materialised tables that do not keep users apart (PROTOCOL.md §6.7). The server still
+    /// starts: a single-tenant deployment may share its business tables on purpose.
+    fn warn_unisolated(&self) {
+        for info in self.tables.values() {
+            let Some(t) = &info.target else { continue };
+            let target = format!("{}.{}", t.schema, t.table);
+            if t.columns.is_empty() {
+                tracing::warn!(table = %info.table, %target, "materialisation target not found; its rows will be recorded as failures");
+            } else if t.owner.is_none() {
+                tracing::warn!(table = %info.table, %target, "materialised table has no owner column: its rows are shared by all users and any user can change or delete them");
+            } else if !t.owner_scoped {
+                tracing::warn!(table = %info.table, %target, key = %t.key, "materialised table's key is not scoped by its owner column: the first user to write a key owns it, and other users' rows for it are not materialised; make the primary key (owner, key)");
+            }
+        }
     }
 
     async fn discover_fks(&mut self, client: &Client, schemas: &[String]) -> Result<(), tokio_postgres::Error> {
@@ -311,6 +364,17 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
 WHERE a.attnum > 0 AND NOT a.attisdropped
+  AND (n.nspname::text, c.relname::text) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
+
+/// Unique, non-partial, plain-column indexes of the targets, with their column names.
+const UNIQUE_KEYS_SQL: &str = "
+SELECT n.nspname::text, c.relname::text,
+       ARRAY(SELECT a.attname::text FROM unnest(i.indkey) AS k(att)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.att)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
   AND (n.nspname::text, c.relname::text) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
 
 const FKS_SQL: &str = "

@@ -67,18 +67,26 @@ async fn users_on_one_device_use_separate_databases_and_never_touch_each_other()
     assert!(local_users(&b).is_empty(), "bob sees none of alice's rows");
     add_user(&b, &shared, "bob reuses the uuid");
     b.sync().await.unwrap();
-    let owner: String =
-        w.db.query_one(
+    // Business keys are owner-scoped (server-edge/demo/business.sql): the uuid names a row of each user's own.
+    let mut owners: Vec<String> =
+        w.db.query(
             "SELECT owner_id || ':' || name FROM business.users WHERE id = $1::text::uuid",
             &[&shared],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(
-        owner,
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    owners.sort();
+    let mut expected = vec![
         format!("{}:alice's", user_of(&a)),
-        "bob cannot change alice's business row"
+        format!("{}:bob reuses the uuid", user_of(&b)),
+    ];
+    expected.sort();
+    assert_eq!(
+        owners, expected,
+        "bob cannot change alice's business row, and gets his own"
     );
     a.sync().await.unwrap();
     assert_eq!(local_users(&a), vec![(shared, "alice's".into())]);
