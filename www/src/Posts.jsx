@@ -1,7 +1,7 @@
 // Write, edit and delete posts; the list is a live query, so local, other-tab and synced changes all show.
 import { useState } from 'react';
 import { useQuery } from 'oversync-web/react';
-import { nameId } from './db.js';
+import { authorId } from './db.js';
 
 const LIST = `SELECT p.id, p.title, p.content, p.updated_at, u.name AS author
   FROM posts p LEFT JOIN users u ON u.id = p.author_id ORDER BY p.created_at DESC, p.id`;
@@ -15,7 +15,7 @@ export function Posts({ db, user }) {
     const now = new Date().toISOString();
     await db.exec(
       'INSERT INTO posts (id, title, content, author_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)',
-      [crypto.randomUUID(), title.trim(), content.trim(), await nameId(user), now, now],
+      [crypto.randomUUID(), title.trim(), content.trim(), await authorId(db, user), now, now],
     );
     setTitle('');
     setContent('');

@@ -19,13 +19,19 @@ async function signin(username, deviceId) {
   return (await r.json()).token;
 }
 
-/** A stable UUID for a name (SHA-256 based), so every device of a person writes the same author row. */
-export async function nameId(name) {
-  const h = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(name)));
-  h[6] = (h[6] & 0x0f) | 0x80; // version 8 (custom)
-  h[8] = (h[8] & 0x3f) | 0x80; // RFC 4122 variant
-  const hex = [...h.slice(0, 16)].map((b) => b.toString(16).padStart(2, '0')).join('');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+/**
+ * The id of `name`'s author row: the oldest one synced or made here, or a new one with a random id. Ids are never
+ * derived from the name: anyone can compute such an id, and every id is a key the user's rows live under. Two
+ * devices that start offline at the same time each make a row; posts point at either, and both carry the name.
+ */
+export async function authorId(db, name) {
+  const [row] = await db.query('SELECT id FROM users WHERE name = ? ORDER BY created_at, id LIMIT 1', [name]);
+  if (row) return row.id;
+  const id = crypto.randomUUID();
+  const now = new Date().toISOString();
+  await db.exec('INSERT INTO users (id, name, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?)',
+    [id, name, `${name}@journal.example`, now, now]);
+  return id;
 }
 
 /** Opens `username`'s journal (one database file per user) and makes sure their author row exists. */
@@ -42,11 +48,6 @@ export async function openJournal(username, onError) {
   });
   // After the first download the author row usually exists already (another device made it).
   await db.sync().catch(() => undefined);
-  const now = new Date().toISOString();
-  await db.exec(
-    `INSERT INTO users (id, name, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (id) DO NOTHING`,
-    [await nameId(username), username, `${username}@journal.example`, now, now],
-  );
+  await authorId(db, username);
   return db;
 }
