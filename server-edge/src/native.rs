@@ -58,18 +58,47 @@ struct AppState {
 }
 
 /// The axum router: every path goes to [`Service::handle`]; with `static_dir`, a GET of an existing file is served
-/// from it first (the demo app on the same origin as the sync routes).
+/// from it first (the demo app on the same origin as the sync routes). Every response says `nosniff`; with
+/// `static_dir`, every response also carries the app's security headers ([`APP_HEADERS`]).
 fn router(state: Arc<AppState>, static_dir: Option<&std::path::Path>) -> axum::Router {
     let api = axum::Router::new().fallback(handle).with_state(state);
-    match static_dir {
+    let router = match static_dir {
         None => api,
         Some(dir) => {
             let files = tower_http::services::ServeDir::new(dir)
                 .call_fallback_on_method_not_allowed(true)
                 .fallback(api);
-            axum::Router::new().fallback_service(files)
+            with_headers(axum::Router::new().fallback_service(files), APP_HEADERS)
         }
-    }
+    };
+    with_headers(router, &[("x-content-type-options", "nosniff")])
+}
+
+/// The security headers of a served web app. The policy fits the demo and apps like it built with Vite on
+/// oversync-web: scripts, the package's module worker, the service worker and the sync routes all come from this
+/// origin; the wasm module is compiled from a fetch (`'wasm-unsafe-eval'`, also in the worker, whose script is
+/// served with this policy); no inline scripts or styles; icons may be `data:` URLs. `Referrer-Policy:
+/// same-origin` rather than `no-referrer`, which would make browsers send `Origin: null` on the app's own POSTs.
+const APP_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; \
+         img-src 'self' data:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+    ("cross-origin-opener-policy", "same-origin"),
+];
+
+/// `router` with each of `headers` set on every response that does not already carry it.
+fn with_headers(router: axum::Router, headers: &[(&'static str, &'static str)]) -> axum::Router {
+    headers.iter().fold(router, |router, &(name, value)| {
+        router.layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ))
+    })
 }
 
 async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> axum::response::Response {

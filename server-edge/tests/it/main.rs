@@ -12,6 +12,7 @@ mod concurrency;
 mod crash;
 mod download;
 mod fuzz;
+mod headers;
 mod history;
 mod hostile;
 mod idempotency;
