@@ -46,8 +46,8 @@ pub struct Snapshot {
     pub meta: HashMap<RowKey, RowMeta>,
     /// With `fk_precheck = business`: referenced parents that exist in their business table for this user.
     pub business_parents: HashSet<RowKey>,
-    /// With `fk_precheck = business`: parent tables whose lookup failed, with the error.
-    pub failed_lookups: HashMap<TableRef, String>,
+    /// With `fk_precheck = business`: parent tables whose lookup failed (the cause is logged by the store).
+    pub failed_lookups: HashSet<TableRef>,
 }
 
 /// A FK reference of an upsert, converted to a UUID.
@@ -266,13 +266,10 @@ fn precheck(
         Ok(refs) => refs,
         Err(rejection) => return Some(rejection.clone()),
     };
-    if let Some(error) = refs.iter().find_map(|r| snap.failed_lookups.get(&r.parent.0)) {
+    if refs.iter().any(|r| snap.failed_lookups.contains(&r.parent.0)) {
+        // §4.3's fixed text in both places; the database's error never reaches the body.
         let message = format!("FK precheck failed for {} pk={}", row.0, row.1);
-        return Some(Rejection {
-            reason: Reason::PrecheckError,
-            message: Some(message),
-            details: serde_json::json!({ "error": error }),
-        });
+        return Some(Rejection::with_error(Reason::PrecheckError, message));
     }
     let missing: Vec<String> = refs
         .iter()

@@ -256,3 +256,21 @@ fn replays_answer_the_stored_version_and_reused_scids_are_rejected() {
         format!("source_change_id 7 already used for b.users pk={U1}")
     );
 }
+
+#[test]
+fn a_failed_parent_lookup_answers_the_fixed_precheck_error() {
+    let mut snap = Snapshot::default();
+    snap.failed_lookups.insert(users());
+    let post = format!(r#"{{"id":"{P1}","author_id":"{U1}"}}"#);
+    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&post))], &snap);
+    let message = format!("FK precheck failed for b.posts pk={P1}");
+    assert_eq!(
+        plan.outcomes[0],
+        Some(Outcome::Rejected(Rejection {
+            reason: Reason::PrecheckError,
+            message: Some(message.clone()),
+            details: serde_json::json!({ "error": message }),
+        }))
+    );
+    assert!(plan.writes.is_empty());
+}

@@ -143,14 +143,15 @@ pub async fn read_snapshot(
 
 /// With `fk_precheck = business`: which parents exist in their business table, owned by the user, and the parent
 /// tables whose lookup failed (each lookup runs under its own savepoint, so a failure is charged to the changes
-/// that need it as `precheck_error` instead of failing the upload).
+/// that need it as `precheck_error` instead of failing the upload). The failure's cause is logged here and never
+/// sent: PostgreSQL's text names tables and columns the client has no business knowing.
 async fn business_parents(
     tx: &Transaction<'_>,
     registry: &Registry,
     user: &str,
     parents: &[RowKey],
-) -> Result<(HashSet<RowKey>, HashMap<TableRef, String>), Error> {
-    let (mut found, mut failed) = (HashSet::new(), HashMap::new());
+) -> Result<(HashSet<RowKey>, HashSet<TableRef>), Error> {
+    let (mut found, mut failed) = (HashSet::new(), HashSet::new());
     if registry.fk_precheck != FkPrecheck::Business {
         return Ok((found, failed));
     }
@@ -160,7 +161,8 @@ async fn business_parents(
     }
     for (table, pks) in by_table {
         let Some(target) = registry.get(table).and_then(|t| t.target.as_ref()) else {
-            failed.insert(table.clone(), format!("{table} has no business table to check"));
+            tracing::warn!(parent = %table, "FK precheck: the parent has no business table to check");
+            failed.insert(table.clone());
             continue;
         };
         let key = quote_ident(&target.key);
@@ -189,10 +191,13 @@ async fn business_parents(
             Err(e) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT oversync_precheck; RELEASE SAVEPOINT oversync_precheck")
                     .await?;
-                let message = e
-                    .as_db_error()
-                    .map_or_else(|| e.to_string(), |d| d.message().to_owned());
-                failed.insert(table.clone(), message);
+                // The primary message and SQLSTATE only: PostgreSQL puts row values in DETAIL, which stays out.
+                let (code, message) = e.as_db_error().map_or_else(
+                    || (None, e.to_string()),
+                    |d| (Some(d.code().code()), d.message().to_owned()),
+                );
+                tracing::warn!(parent = %table, keys = pks.len(), ?code, error = %message, "FK precheck lookup failed");
+                failed.insert(table.clone());
             }
         }
     }
