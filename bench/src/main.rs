@@ -32,7 +32,7 @@ async fn p6_edge(db_url: &str, samples: usize) -> anyhow::Result<Option<[f64; 4]
         eprintln!("P6 under workerd: skipped (build the Worker first: server-edge/build-worker.sh)");
         return Ok(None);
     }
-    let mut vars = oversync_tests::edge::worker_vars(&root.join("server-edge/demo/demo.toml"), "bench")?;
+    let mut vars = oversync_tests::edge::worker_vars(&root.join("server-edge/demo/demo.toml"), BENCH_SECRET)?;
     vars.push(("OVERSYNC_DEV_SIGNIN", "true".into()));
     let url = db_url.to_owned();
     let server = tokio::task::spawn_blocking(move || {
@@ -53,6 +53,9 @@ async fn p6_edge(db_url: &str, samples: usize) -> anyhow::Result<Option<[f64; 4]
 
 /// The delay the fault proxy adds to every request in the P3-over-a-link measure (a round trip to a nearby region).
 const LINK_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+/// The JWT secret of the benchmarked servers (at least the 32 bytes the server requires).
+const BENCH_SECRET: &str = "bench-secret-of-at-least-32-bytes";
+
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -109,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
     let mut cfg = oversync_server::Config::from_file(std::path::Path::new(demo))?;
     cfg.listen = "127.0.0.1:0".into();
     cfg.database_url = Some(db_url.clone());
-    cfg.jwt_secret = Some("bench".into());
+    cfg.jwt_secret = Some(BENCH_SECRET.into());
     cfg.pool_size = 32;
     let bound = oversync_server::native::Bound::new(cfg).await?;
     let env = Env {

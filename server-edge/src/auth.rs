@@ -1,7 +1,8 @@
 //! Bearer-token authentication (PROTOCOL.md §3.1) and development token issuing (§3.2).
 //!
 //! `exp` and `nbf` are checked here against the request's `now` rather than by the JWT library's own clock,
-//! so the check is deterministic in tests and works on wasm32, where there is no system clock.
+//! so the check is deterministic in tests and works on wasm32, where there is no system clock. What a token must
+//! carry beyond that (`require_exp`, `iss`, `aud`, leeway) is a [`TokenRules`] taken from the configuration.
 
 use std::time::Duration;
 
@@ -38,12 +39,28 @@ pub enum AuthError {
     MissingDid,
 }
 
+/// The configured checks beyond the signature (PROTOCOL.md §3.1). The default checks nothing more, as classic
+/// clients expect: `exp`/`nbf` only when present, no leeway, `iss`/`aud` ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRules {
+    /// A token without `exp` is invalid.
+    pub require_exp: bool,
+    /// When set, `iss` must equal it.
+    pub issuer: Option<String>,
+    /// When set, `aud` (a string, or an array of strings, RFC 7519 §4.1.3) must be or contain it.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<Value>,
     did: Option<Value>,
     exp: Option<Value>,
     nbf: Option<Value>,
+    iss: Option<Value>,
+    aud: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -61,6 +78,7 @@ pub struct Authenticator {
     decoding: DecodingKey,
     encoding: EncodingKey,
     validation: Validation,
+    rules: TokenRules,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -70,8 +88,8 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Uses `secret` as the HMAC key.
-    pub fn new(secret: &[u8]) -> Self {
+    /// Uses `secret` as the HMAC key and checks `rules` on every token.
+    pub fn new(secret: &[u8], rules: TokenRules) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         // HS384/HS512 are accepted like the classic server does; `none` and asymmetric algorithms never are.
         validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
@@ -83,6 +101,7 @@ impl Authenticator {
             decoding: DecodingKey::from_secret(secret),
             encoding: EncodingKey::from_secret(secret),
             validation,
+            rules,
         }
     }
 
@@ -96,19 +115,7 @@ impl Authenticator {
         let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| AuthError::InvalidToken)?
             .claims;
-        let now = now.as_secs_f64();
-        if let Some(exp) = claims.exp {
-            let exp = exp.as_f64().ok_or(AuthError::InvalidToken)?;
-            if now >= exp {
-                return Err(AuthError::InvalidToken);
-            }
-        }
-        if let Some(nbf) = claims.nbf {
-            let nbf = nbf.as_f64().ok_or(AuthError::InvalidToken)?;
-            if now < nbf {
-                return Err(AuthError::InvalidToken);
-            }
-        }
+        self.check_claims(&claims, now)?;
         let text = |v: Option<Value>| match v {
             Some(Value::String(s)) if !s.is_empty() => Some(s),
             _ => None,
@@ -116,6 +123,44 @@ impl Authenticator {
         let user_id = text(claims.sub).ok_or(AuthError::MissingSub)?;
         let source_id = text(claims.did).ok_or(AuthError::MissingDid)?;
         Ok(Principal { user_id, source_id })
+    }
+
+    /// The time and `iss`/`aud` checks; each failure is an invalid token (§3.1 has no finer message).
+    fn check_claims(&self, claims: &Claims, now: Duration) -> Result<(), AuthError> {
+        let rules = &self.rules;
+        let (now, leeway) = (now.as_secs_f64(), rules.leeway.as_secs_f64());
+        match &claims.exp {
+            Some(exp) => {
+                let exp = exp.as_f64().ok_or(AuthError::InvalidToken)?;
+                if now >= exp + leeway {
+                    return Err(AuthError::InvalidToken);
+                }
+            }
+            None if rules.require_exp => return Err(AuthError::InvalidToken),
+            None => {}
+        }
+        if let Some(nbf) = &claims.nbf {
+            let nbf = nbf.as_f64().ok_or(AuthError::InvalidToken)?;
+            if now + leeway < nbf {
+                return Err(AuthError::InvalidToken);
+            }
+        }
+        if let Some(want) = &rules.issuer
+            && !matches!(&claims.iss, Some(Value::String(iss)) if iss == want)
+        {
+            return Err(AuthError::InvalidToken);
+        }
+        if let Some(want) = &rules.audience {
+            let ok = match &claims.aud {
+                Some(Value::String(aud)) => aud == want,
+                Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(want.as_str())),
+                _ => false,
+            };
+            if !ok {
+                return Err(AuthError::InvalidToken);
+            }
+        }
+        Ok(())
     }
 
     /// Issues a dev token: `sub`, `did`, `iat` = `nbf` = now, `exp` = now + ttl.
@@ -138,20 +183,13 @@ impl Authenticator {
     }
 }
 
-/// `device-<Unix time in nanoseconds, base 36>` for a sign-in without a device id.
-pub fn generated_device_id(now: Duration) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut n = now.as_nanos();
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    format!("device-{}", String::from_utf8(out).expect("ascii"))
+/// The device id for a sign-in without one: a version 4 UUID made of `random` (16 random bytes, passed in so
+/// tests are deterministic). Not derived from the clock: two devices signing in in the same instant would share it.
+pub fn generated_device_id(random: [u8; 16]) -> String {
+    uuid::Builder::from_random_bytes(random)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -159,6 +197,7 @@ mod tests {
     use super::*;
 
     const NOW: Duration = Duration::from_secs(1_767_225_600);
+    const SECRET: &[u8] = b"unit-test-secret-of-32-bytes-or-more";
 
     fn token(alg: Algorithm, secret: &[u8], claims: Value) -> String {
         encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret)).unwrap()
@@ -166,7 +205,7 @@ mod tests {
 
     #[test]
     fn issued_tokens_authenticate_until_they_expire() {
-        let a = Authenticator::new(b"secret");
+        let a = Authenticator::new(SECRET, TokenRules::default());
         let t = a.issue("user-alice", "dev-1", NOW, 300).unwrap();
         let header = format!("Bearer {t}");
         let p = a.authenticate(Some(&header), NOW).unwrap();
@@ -189,7 +228,7 @@ mod tests {
 
     #[test]
     fn every_failure_maps_to_its_message() {
-        let a = Authenticator::new(b"secret");
+        let a = Authenticator::new(SECRET, TokenRules::default());
         let ok = serde_json::json!({"sub": "u", "did": "d"});
         let cases: Vec<(Option<String>, AuthError)> = vec![
             (None, AuthError::MissingHeader),
@@ -205,21 +244,21 @@ mod tests {
             (
                 Some(format!(
                     "Bearer {}",
-                    token(Algorithm::HS512, b"secret", serde_json::json!({"did": "d"}))
+                    token(Algorithm::HS512, SECRET, serde_json::json!({"did": "d"}))
                 )),
                 AuthError::MissingSub,
             ),
             (
                 Some(format!(
                     "Bearer {}",
-                    token(Algorithm::HS384, b"secret", serde_json::json!({"sub": "u", "did": ""}))
+                    token(Algorithm::HS384, SECRET, serde_json::json!({"sub": "u", "did": ""}))
                 )),
                 AuthError::MissingDid,
             ),
             (
                 Some(format!(
                     "Bearer {}",
-                    token(Algorithm::HS256, b"secret", serde_json::json!({"sub": 5, "did": "d"}))
+                    token(Algorithm::HS256, SECRET, serde_json::json!({"sub": 5, "did": "d"}))
                 )),
                 AuthError::MissingSub,
             ),
@@ -228,7 +267,7 @@ mod tests {
                     "Bearer {}",
                     token(
                         Algorithm::HS256,
-                        b"secret",
+                        SECRET,
                         serde_json::json!({"sub": "u", "did": "d", "exp": "soon"})
                     )
                 )),
@@ -239,7 +278,7 @@ mod tests {
             assert_eq!(a.authenticate(header.as_deref(), NOW), Err(want), "{header:?}");
         }
         // HS/RS confusion: an RS256 header over an HMAC signature made with the shared secret.
-        let hs = token(Algorithm::HS256, b"secret", ok.clone());
+        let hs = token(Algorithm::HS256, SECRET, ok.clone());
         let rs_header = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
             br#"{"alg":"RS256","typ":"JWT"}"#,
@@ -258,8 +297,103 @@ mod tests {
     }
 
     #[test]
-    fn generated_device_ids_are_base36_nanoseconds() {
-        assert_eq!(generated_device_id(Duration::from_nanos(36 * 36 + 35)), "device-10z");
-        assert_eq!(generated_device_id(Duration::ZERO), "device-0");
+    fn generated_device_ids_are_v4_uuids_of_the_random_bytes() {
+        let id = generated_device_id([0xab; 16]);
+        assert_eq!(id, "abababab-abab-4bab-abab-abababababab");
+        let parsed = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+        assert_ne!(generated_device_id([0; 16]), generated_device_id([1; 16]));
+    }
+
+    fn check(rules: TokenRules, claims: Value, now: Duration) -> Result<Principal, AuthError> {
+        let a = Authenticator::new(SECRET, rules);
+        a.authenticate(
+            Some(&format!("Bearer {}", token(Algorithm::HS256, SECRET, claims))),
+            now,
+        )
+    }
+
+    #[test]
+    fn require_exp_rejects_tokens_without_exp_only_when_configured() {
+        let t = NOW.as_secs();
+        let no_exp = serde_json::json!({"sub": "u", "did": "d"});
+        assert!(
+            check(TokenRules::default(), no_exp.clone(), NOW).is_ok(),
+            "exp is optional by default"
+        );
+        let strict = TokenRules {
+            require_exp: true,
+            ..TokenRules::default()
+        };
+        assert_eq!(check(strict.clone(), no_exp, NOW), Err(AuthError::InvalidToken));
+        let null_exp = serde_json::json!({"sub": "u", "did": "d", "exp": null});
+        assert_eq!(check(strict.clone(), null_exp, NOW), Err(AuthError::InvalidToken));
+        let with_exp = serde_json::json!({"sub": "u", "did": "d", "exp": t + 10});
+        assert!(check(strict, with_exp, NOW).is_ok());
+    }
+
+    #[test]
+    fn leeway_extends_exp_and_nbf_by_exactly_its_length() {
+        let t = NOW.as_secs();
+        let rules = TokenRules {
+            leeway: Duration::from_secs(30),
+            ..TokenRules::default()
+        };
+        let expired = serde_json::json!({"sub": "u", "did": "d", "exp": t - 20});
+        let early = serde_json::json!({"sub": "u", "did": "d", "nbf": t + 20});
+        assert_eq!(
+            check(TokenRules::default(), expired.clone(), NOW),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(
+            check(TokenRules::default(), early.clone(), NOW),
+            Err(AuthError::InvalidToken)
+        );
+        assert!(check(rules.clone(), expired.clone(), NOW).is_ok());
+        assert!(check(rules.clone(), early.clone(), NOW).is_ok());
+        let past_leeway = Duration::from_secs(11);
+        assert_eq!(
+            check(rules.clone(), expired, NOW + past_leeway),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(check(rules, early, NOW - past_leeway), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_only_when_configured() {
+        let rules = TokenRules {
+            issuer: Some("https://id.example".into()),
+            audience: Some("oversync".into()),
+            ..TokenRules::default()
+        };
+        let claims = |iss: Value, aud: Value| serde_json::json!({"sub": "u", "did": "d", "iss": iss, "aud": aud});
+        let good = [
+            claims("https://id.example".into(), "oversync".into()),
+            claims("https://id.example".into(), serde_json::json!(["other", "oversync"])),
+        ];
+        for c in good {
+            assert!(check(rules.clone(), c.clone(), NOW).is_ok(), "{c}");
+        }
+        let bad = [
+            claims("https://evil.example".into(), "oversync".into()),
+            claims("https://id.example".into(), "other".into()),
+            claims("https://id.example".into(), serde_json::json!(["other"])),
+            claims("https://id.example".into(), serde_json::json!([])),
+            claims(Value::Null, "oversync".into()),
+            claims("https://id.example".into(), Value::Null),
+            claims(serde_json::json!(["https://id.example"]), "oversync".into()),
+            serde_json::json!({"sub": "u", "did": "d"}),
+        ];
+        for c in bad {
+            assert_eq!(
+                check(rules.clone(), c.clone(), NOW),
+                Err(AuthError::InvalidToken),
+                "{c}"
+            );
+            assert!(
+                check(TokenRules::default(), c.clone(), NOW).is_ok(),
+                "unchecked without rules: {c}"
+            );
+        }
     }
 }

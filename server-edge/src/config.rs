@@ -538,15 +538,57 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("OVERSYNC_MAX_PAYLOAD_BYTES"), "{err}");
         assert!(Config::from_toml("unknown_setting = 1").is_err());
-        let dup =
-            Config::from_toml(&format!("jwt_secret='{SECRET}'\n[[tables]]\ntable='a'\n[[tables]]\nschema='public'\ntable='A'"))
-                .unwrap();
+        let dup = Config::from_toml(&format!(
+            "jwt_secret='{SECRET}'\n[[tables]]\ntable='a'\n[[tables]]\nschema='public'\ntable='A'"
+        ))
+        .unwrap();
         assert!(matches!(dup.validate(), Err(ConfigError::Duplicate(_))));
     }
 
     #[test]
+    fn the_shipped_configurations_keep_dev_signin_off_in_production_and_require_exp() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo");
+        let mut prod = Config::from_file(&dir.join("production.toml")).unwrap();
+        assert!(
+            !prod.dev_signin,
+            "the README's production example keeps dev sign-in off"
+        );
+        assert!(prod.require_exp && prod.jwt_issuer.is_some() && prod.jwt_audience.is_some());
+        prod.jwt_secret = Some(SECRET.into());
+        prod.validate().unwrap();
+        let demo = Config::from_file(&dir.join("demo.toml")).unwrap();
+        assert!(demo.dev_signin && demo.require_exp && is_loopback(&demo.listen));
+        // What `wrangler deploy` ships: the top-level [vars] and any [env.*.vars].
+        let wrangler = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wrangler.toml")).unwrap();
+        let wrangler: toml::Table = toml::from_str(&wrangler).unwrap();
+        let envs = wrangler
+            .get("env")
+            .and_then(toml::Value::as_table)
+            .into_iter()
+            .flat_map(|e| e.values());
+        for section in std::iter::once(&wrangler).chain(envs.filter_map(toml::Value::as_table)) {
+            let Some(vars) = section.get("vars").and_then(toml::Value::as_table) else {
+                continue;
+            };
+            let json = vars
+                .get("OVERSYNC_CONFIG")
+                .and_then(toml::Value::as_str)
+                .unwrap_or("{}");
+            let mut edge = Config::from_json(json).unwrap();
+            edge.apply_env(|k| vars.get(k).and_then(toml::Value::as_str).map(str::to_owned))
+                .unwrap();
+            assert!(!edge.dev_signin, "wrangler.toml never deploys dev sign-in");
+            assert!(edge.require_exp, "the deployed Worker requires exp");
+        }
+    }
+
+    #[test]
     fn a_secret_shorter_than_32_bytes_is_refused_by_name() {
-        let with = |secret: &str| Config::from_toml(&format!("jwt_secret = {secret:?}")).unwrap().validate();
+        let with = |secret: &str| {
+            Config::from_toml(&format!("jwt_secret = {secret:?}"))
+                .unwrap()
+                .validate()
+        };
         let err = with("short-secret").unwrap_err();
         assert!(matches!(err, ConfigError::WeakSecret(12)), "{err}");
         let text = err.to_string();
@@ -563,12 +605,27 @@ mod tests {
             c.listen = listen.into();
             c
         };
-        for ok in ["127.0.0.1:8080", "127.1.2.3:0", "[::1]:8080", "localhost:8080", "LOCALHOST:1"] {
+        for ok in [
+            "127.0.0.1:8080",
+            "127.1.2.3:0",
+            "[::1]:8080",
+            "localhost:8080",
+            "LOCALHOST:1",
+        ] {
             cfg(ok).validate().unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for remote in ["0.0.0.0:8080", "[::]:8080", "192.168.1.5:80", "example.com:8080", "[::ffff:127.0.0.1]:1"] {
+        for remote in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "192.168.1.5:80",
+            "example.com:8080",
+            "[::ffff:127.0.0.1]:1",
+        ] {
             let err = cfg(remote).validate().unwrap_err();
-            assert!(matches!(&err, ConfigError::DevSigninRemote(l) if l == remote), "{remote}: {err}");
+            assert!(
+                matches!(&err, ConfigError::DevSigninRemote(l) if l == remote),
+                "{remote}: {err}"
+            );
             assert!(err.to_string().contains("dev_signin_allow_remote"), "{err}");
             let mut allowed = cfg(remote);
             allowed
@@ -584,7 +641,11 @@ mod tests {
     #[test]
     fn token_rules_come_from_settings_and_env() {
         let mut c = Config::from_toml(&format!("jwt_secret = {SECRET:?}")).unwrap();
-        assert_eq!(c.token_rules(), crate::auth::TokenRules::default(), "nothing beyond §3.1 by default");
+        assert_eq!(
+            c.token_rules(),
+            crate::auth::TokenRules::default(),
+            "nothing beyond §3.1 by default"
+        );
         c = Config::from_toml(&format!(
             "jwt_secret = {SECRET:?}\nrequire_exp = true\njwt_issuer = \"i\"\njwt_audience = \"a\"\njwt_leeway_s = 5"
         ))
@@ -592,7 +653,11 @@ mod tests {
         let rules = c.token_rules();
         assert!(rules.require_exp);
         assert_eq!(
-            (rules.issuer.as_deref(), rules.audience.as_deref(), rules.leeway.as_secs()),
+            (
+                rules.issuer.as_deref(),
+                rules.audience.as_deref(),
+                rules.leeway.as_secs()
+            ),
             (Some("i"), Some("a"), 5)
         );
         let env = |k: &str| match k {
@@ -607,10 +672,16 @@ mod tests {
         let rules = c.token_rules();
         assert!(!rules.require_exp);
         assert_eq!(
-            (rules.issuer.as_deref(), rules.audience.as_deref(), rules.leeway.as_secs()),
+            (
+                rules.issuer.as_deref(),
+                rules.audience.as_deref(),
+                rules.leeway.as_secs()
+            ),
             (Some("https://id.example"), None, 60)
         );
-        let err = c.apply_env(|k| (k == "OVERSYNC_JWT_LEEWAY_S").then(|| "-1".to_owned())).unwrap_err();
+        let err = c
+            .apply_env(|k| (k == "OVERSYNC_JWT_LEEWAY_S").then(|| "-1".to_owned()))
+            .unwrap_err();
         assert!(err.to_string().contains("OVERSYNC_JWT_LEEWAY_S"), "{err}");
         let empty = Config::from_toml(&format!("jwt_secret = {SECRET:?}\njwt_issuer = \"\"")).unwrap();
         assert!(empty.validate().unwrap_err().to_string().contains("jwt_issuer"));

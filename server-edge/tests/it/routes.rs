@@ -163,4 +163,28 @@ async fn the_shipped_demo_configuration_serves_the_demo_schema() {
     )
     .await;
     assert_eq!(status, 200, "dev sign-in is on in the demo: {body}");
+    // The demo sets require_exp; its dev tokens carry exp, so they pass.
+    let (status, body) = read(
+        reqwest::Client::new()
+            .get(format!("{}/sync/download", demo.base))
+            .bearer_auth(body["token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let no_exp = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": user, "did": "d"}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/sync/download", demo.base))
+        .bearer_auth(no_exp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "the demo requires exp");
 }

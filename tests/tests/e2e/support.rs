@@ -107,7 +107,7 @@ pub async fn world_on(db_url: String, adjust: impl FnOnce(&mut oversync_server::
     let mut cfg = oversync_server::Config::from_file(std::path::Path::new(demo)).expect("demo config");
     cfg.listen = "127.0.0.1:0".into();
     cfg.database_url = Some(db_url.clone());
-    cfg.jwt_secret = Some("e2e-secret".into());
+    cfg.jwt_secret = Some("e2e-secret-at-least-32-bytes-long".into());
     adjust(&mut cfg);
     let bound = oversync_server::native::Bound::new(cfg).await.expect("server");
     let base = format!("http://{}", bound.addr);
