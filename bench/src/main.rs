@@ -51,11 +51,11 @@ async fn p6_edge(db_url: &str, samples: usize) -> anyhow::Result<Option<[f64; 4]
     Ok(Some(r))
 }
 
-/// The delay the fault proxy adds to every request in the P3-over-a-link measure (a round trip to a nearby region).
-const LINK_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 /// The JWT secret of the benchmarked servers (at least the 32 bytes the server requires).
 const BENCH_SECRET: &str = "bench-secret-of-at-least-32-bytes";
 
+/// The delay the fault proxy adds to every request in the P3-over-a-link measure (a round trip to a nearby region).
+const LINK_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
