@@ -36,7 +36,11 @@ impl Transport for Pages {
                 .to_string()
                 .into_bytes()
         };
-        Ok(Reply { status: 200, body })
+        Ok(Reply {
+            status: 200,
+            body,
+            retry_after: None,
+        })
     }
 }
 

@@ -89,14 +89,8 @@ impl<T: Transport> Engine<T> {
                 self.cfg.schema
             );
             let reply = self.request(&path, None).await?;
-            match reply.status {
-                200 => {}
-                status => {
-                    return Err(SyncError::Http {
-                        status,
-                        body: String::from_utf8_lossy(&reply.body).into(),
-                    });
-                }
+            if reply.status != 200 {
+                return Err(SyncError::http(&reply));
             }
             let page: DownloadResponse =
                 serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("download page: {e}")))?;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::time::Duration;
 
 use oversync_protocol::TableRef;
 use oversync_protocol::order::{FkEdge, parent_first};
@@ -11,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::conflict::{Conflict, Resolver};
 use crate::schema;
-use crate::transport::{NetworkError, Transport};
+use crate::transport::{NetworkError, Reply, Transport};
 use crate::triggers::{TableShape, quote};
 
 #[path = "apply.rs"]
@@ -106,6 +107,8 @@ pub enum SyncError {
         status: u16,
         /// Body text.
         body: String,
+        /// The server's `Retry-After` (an overloaded server's 429 or 503): wait at least this long.
+        retry_after: Option<Duration>,
     },
     /// The server's answer does not follow the protocol (e.g. wrong number of statuses).
     #[error("protocol violation: {0}")]
@@ -122,6 +125,31 @@ pub enum SyncError {
     /// Misconfiguration (e.g. a synced table without its key column).
     #[error("configuration: {0}")]
     Config(String),
+}
+
+impl SyncError {
+    /// The error for a non-200 `reply`.
+    pub(crate) fn http(reply: &Reply) -> Self {
+        Self::Http {
+            status: reply.status,
+            body: String::from_utf8_lossy(&reply.body).into(),
+            retry_after: reply.retry_after,
+        }
+    }
+
+    /// How long the server asked to be left alone (`Retry-After` on an HTTP error); the host's scheduler waits
+    /// at least this long before the next cycle ([`crate::schedule::Scheduler::finish_after`]).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The server is overloaded (429 `too_many_requests`, 503 `server_busy`): nothing was done, come back later.
+    pub fn is_overload(&self) -> bool {
+        matches!(self, Self::Http { status: 429 | 503, .. })
+    }
 }
 
 /// A change the server rejected for good; it was dropped from the queue.
@@ -340,9 +368,11 @@ impl<T: Transport> Engine<T> {
 
     /// One sync cycle: upload every eligible pending row, then download until the window is drained.
     pub async fn sync(&mut self) -> Result<UploadReport, SyncError> {
-        // Download even when the upload failed: one row the server keeps refusing must not stop the other way.
+        // Download even when the upload failed: one row the server keeps refusing must not stop the other way. But
+        // a 503 (`server_busy`) asks the whole client to wait; a 429 limits only uploads, so downloads still go.
         let uploaded = self.upload().await;
-        let downloaded = self.download().await;
+        let busy = matches!(&uploaded, Err(SyncError::Http { status: 503, .. }));
+        let downloaded = if busy { Ok(0) } else { self.download().await };
         let result = uploaded.and_then(|report| downloaded.map(|_| report));
         self.last_error = result.as_ref().err().map(ToString::to_string);
         if result.is_ok() {

@@ -1,6 +1,7 @@
 //! When to run a sync cycle (PROTOCOL.md §7.7), without IO: the host feeds events and the current time (ms) and
 //! asks when the next cycle is due. Cycles come from local writes (debounced), a timer, watch wake-ups and
 //! online/foreground events; failures back off exponentially from 1 s to 60 s with jitter; success resets it.
+//! An overloaded server's `Retry-After` (429, 503) is a floor under that backoff, capped at its 60 s ceiling.
 //! At most one cycle runs at a time.
 
 /// Scheduling knobs.
@@ -97,6 +98,14 @@ impl Scheduler {
     /// Reports the end of a cycle. `jitter` in `[0, 1)` (from the host's randomness) spreads retries by up to
     /// +50 %. After success the next cycle is the periodic one.
     pub fn finish(&mut self, now: u64, ok: bool, jitter: f64) {
+        self.finish_after(now, ok, jitter, None);
+    }
+
+    /// [`Scheduler::finish`] for a failed cycle whose server answered with `Retry-After` (ms,
+    /// [`crate::SyncError::retry_after`]): the wait is the larger of the exponential step and the server's
+    /// delay, capped at the backoff ceiling (a server cannot park a client for an hour), then jittered, so it
+    /// is never shorter than what the server asked for (up to the cap). Ignored after success.
+    pub fn finish_after(&mut self, now: u64, ok: bool, jitter: f64, retry_after_ms: Option<u64>) {
         self.running = false;
         let again = std::mem::take(&mut self.again);
         if ok {
@@ -113,6 +122,7 @@ impl Scheduler {
                 .cfg
                 .backoff_min_ms
                 .saturating_mul(1 << (self.failures - 1).min(16))
+                .max(retry_after_ms.unwrap_or(0))
                 .min(self.cfg.backoff_max_ms);
             let jittered = step as f64 * (1.0 + 0.5 * jitter.clamp(0.0, 1.0));
             self.backoff_until = now + jittered as u64;
@@ -178,5 +188,52 @@ mod tests {
         assert_eq!(s.next_due(), Some(3_000));
         s.on_demand(2_500);
         assert!(s.try_start(2_500), "sync now does not wait out the backoff");
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_under_the_backoff_capped_at_its_ceiling() {
+        let mut s = Scheduler::new(ScheduleConfig::default(), 0);
+        assert!(s.try_start(0));
+        s.finish_after(0, false, 0.0, Some(5_000));
+        assert_eq!(s.next_due(), Some(5_000), "the server's 5 s beat the first 1 s step");
+        s.on_wake(1_000);
+        assert!(!s.try_start(4_999), "a wake-up does not cut the server's wait short");
+        assert!(s.try_start(5_000));
+        s.finish_after(5_000, false, 0.999, Some(3_000));
+        assert_eq!(
+            s.next_due(),
+            Some(5_000 + 4_498),
+            "jitter spreads the retries above the server's floor"
+        );
+
+        // The exponential step wins when it is longer; a huge Retry-After stops at the 60 s ceiling.
+        let mut s = Scheduler::new(ScheduleConfig::default(), 0);
+        let mut now = 0;
+        for _ in 0..3 {
+            assert!(s.try_start(now));
+            s.finish(now, false, 0.0);
+            now = s.next_due().unwrap();
+        }
+        assert!(s.try_start(now));
+        s.finish_after(now, false, 0.0, Some(2_000));
+        assert_eq!(
+            s.next_due(),
+            Some(now + 8_000),
+            "fourth failure: 8 s step over a 2 s hint"
+        );
+        now += 8_000;
+        assert!(s.try_start(now));
+        s.finish_after(now, false, 0.0, Some(3_600_000));
+        assert_eq!(
+            s.next_due(),
+            Some(now + 60_000),
+            "an hour's Retry-After is capped at 60 s"
+        );
+
+        // Success clears it, and a hint on success means nothing.
+        now += 60_000;
+        assert!(s.try_start(now));
+        s.finish_after(now, true, 0.0, Some(30_000));
+        assert_eq!((s.failures(), s.next_due()), (0, Some(now + 30_000)));
     }
 }

@@ -95,10 +95,7 @@ fn contains(page: &SnapshotResponse, (table, pk): &(String, String)) -> bool {
 
 fn snapshot_page(reply: &Reply) -> Result<SnapshotResponse, SyncError> {
     if reply.status != 200 {
-        return Err(SyncError::Http {
-            status: reply.status,
-            body: String::from_utf8_lossy(&reply.body).into(),
-        });
+        return Err(SyncError::http(reply));
     }
     serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))
 }

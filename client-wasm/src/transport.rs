@@ -2,14 +2,23 @@
 //! the browser's is `web::HostTransport` (fetch through gloo-net, with the worker's hooks around each request).
 
 use std::future::Future;
+use std::time::Duration;
 
-/// A response: status and body bytes.
+/// A response: status, body bytes and the server's retry hint.
 #[derive(Debug, Clone)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
     /// Body.
     pub body: Vec<u8>,
+    /// The `Retry-After` header (an overloaded server's 429 or 503), parsed by [`retry_after`].
+    pub retry_after: Option<Duration>,
+}
+
+/// Parses a `Retry-After` value in its delay-seconds form (`"5"`). The HTTP-date form yields `None`: this
+/// server never sends it, and honouring it would need a wall clock the engine does not read.
+pub fn retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// The request could not be completed (no response at all).
@@ -62,8 +71,17 @@ impl HttpTransport {
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, NetworkError> {
         let resp = req.send().await.map_err(|e| NetworkError(e.to_string()))?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after);
         let body = resp.bytes().await.map_err(|e| NetworkError(e.to_string()))?.to_vec();
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            retry_after,
+        })
     }
 }
 
@@ -82,5 +100,19 @@ impl Transport for HttpTransport {
 
     fn now_ms(&self) -> Option<f64> {
         Some(self.started.elapsed().as_secs_f64() * 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_delay_seconds_and_ignores_dates() {
+        assert_eq!(retry_after("5"), Some(Duration::from_secs(5)));
+        assert_eq!(retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after("-1"), None);
+        assert_eq!(retry_after("1.5"), None);
     }
 }

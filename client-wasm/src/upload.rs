@@ -80,12 +80,7 @@ impl<T: Transport> Engine<T> {
                     self.chunk /= 2;
                     continue;
                 }
-                status => {
-                    return Err(SyncError::Http {
-                        status,
-                        body: String::from_utf8_lossy(&reply.body).into(),
-                    });
-                }
+                _ => return Err(SyncError::http(&reply)),
             }
             let resp: UploadResponse = serde_json::from_slice(&reply.body)
                 .map_err(|e| SyncError::Protocol(format!("upload response: {e}")))?;

@@ -339,7 +339,8 @@ export class Owner {
       this.cycleError = { code, message };
       if ((e as { code?: string }).code !== 'NETWORK') this.hooks.error(e);
     } finally {
-      this.schedule.finish(Date.now(), ok);
+      // An overloaded server's Retry-After (429, 503) is a floor under the backoff.
+      this.schedule.finish(Date.now(), ok, (failure as { retryAfterMs?: number } | null)?.retryAfterMs);
       this.flushChanges();
       const conflicts = this.db.takeConflicts() as Conflict[];
       if (conflicts.length) {

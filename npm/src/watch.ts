@@ -37,11 +37,20 @@ async function probe(host: WatchHost): Promise<boolean | null> {
   }
 }
 
-const backoff = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6)) * (1 + Math.random() / 2);
+/** Waits from 1 s doubling to 60 s, at least `floorMs` (an overloaded server's Retry-After), plus up to 50 %. */
+const backoff = (failures: number, floorMs = 0) =>
+  Math.min(60_000, Math.max(floorMs, 1000 * 2 ** Math.min(failures - 1, 6))) * (1 + Math.random() / 2);
+
+/** `Retry-After` in ms (delay-seconds form; an HTTP-date is ignored), 0 without one. */
+export function retryAfterMs(r: Response): number {
+  const s = Number(r.headers.get('retry-after') ?? '');
+  return Number.isInteger(s) && s > 0 ? s * 1000 : 0;
+}
 
 /**
  * Asks (once, when online) whether the server offers the long-poll, then long-polls until `host.signal` aborts;
- * failures back off from 1 s to 60 s. Returns at once for a server without it.
+ * failures back off from 1 s to 60 s, and a 429 or 503 waits at least its `Retry-After`. Returns at once for a
+ * server without it.
  */
 export async function watchLoop(host: WatchHost): Promise<void> {
   let available: boolean | null = null;
@@ -72,6 +81,11 @@ export async function watchLoop(host: WatchHost): Promise<void> {
       if (r.status === 401) {
         refresh = true;
         throw new Error('unauthorized');
+      }
+      if (r.status === 429 || r.status === 503) {
+        // Overloaded (too many watches of this user, or no connection free): wait as long as the server asks.
+        await sleep(backoff(++failures, retryAfterMs(r)), host.signal);
+        continue;
       }
       if (!r.ok) throw new Error(`watch: ${r.status}`);
       const body = (await r.json()) as { changed: boolean };

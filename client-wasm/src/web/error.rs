@@ -53,8 +53,8 @@ fn primary(code: ErrorCode) -> &'static str {
     }
 }
 
-/// A sync error: `NETWORK`, `UNAUTHORIZED`, `HTTP` (with `status`), `PROTOCOL`, `NOT_SIGNED_IN`, `WRONG_USER`,
-/// `CONFIG`, or a SQLite code for local storage failures.
+/// A sync error: `NETWORK`, `UNAUTHORIZED`, `HTTP` (with `status`, and `retryAfterMs` after a `Retry-After`),
+/// `PROTOCOL`, `NOT_SIGNED_IN`, `WRONG_USER`, `CONFIG`, or a SQLite code for local storage failures.
 pub(crate) fn sync(e: &SyncError) -> JsValue {
     let code = match e {
         SyncError::Storage(inner) => return sqlite(inner),
@@ -68,8 +68,14 @@ pub(crate) fn sync(e: &SyncError) -> JsValue {
     };
     let err = js_sys::Error::new(&e.to_string());
     set(&err, "code", &code.into());
-    if let SyncError::Http { status, .. } = e {
+    if let SyncError::Http {
+        status, retry_after, ..
+    } = e
+    {
         set(&err, "status", &(*status).into());
+        if let Some(wait) = retry_after {
+            set(&err, "retryAfterMs", &(wait.as_millis() as f64).into());
+        }
     }
     err.into()
 }

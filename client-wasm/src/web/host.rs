@@ -4,7 +4,7 @@ use gloo_net::http::{Request, RequestBuilder};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::transport::{NetworkError, Reply, Transport};
+use crate::transport::{NetworkError, Reply, Transport, retry_after};
 
 #[wasm_bindgen]
 extern "C" {
@@ -57,9 +57,12 @@ impl HostTransport {
         let result = async {
             let resp = req?.send().await?;
             let status = resp.status();
+            // Readable cross-origin only if the server exposes it (`Access-Control-Expose-Headers`).
+            let retry_after = resp.headers().get("retry-after").as_deref().and_then(retry_after);
             Ok::<_, gloo_net::Error>(Reply {
                 status,
                 body: resp.binary().await?,
+                retry_after,
             })
         }
         .await;

@@ -51,8 +51,12 @@ impl SyncSchedule {
         self.0.try_start(now as u64)
     }
 
-    /// Reports the end of the running cycle.
-    pub fn finish(&mut self, now: f64, ok: bool) {
-        self.0.finish(now as u64, ok, js_sys::Math::random());
+    /// Reports the end of the running cycle; `retry_after_ms` is a failed cycle's `error.retryAfterMs` (the
+    /// server's `Retry-After`), a floor under the backoff.
+    pub fn finish(&mut self, now: f64, ok: bool, retry_after_ms: Option<f64>) {
+        let hint = retry_after_ms
+            .filter(|ms| ms.is_finite() && *ms > 0.0)
+            .map(|ms| ms as u64);
+        self.0.finish_after(now as u64, ok, js_sys::Math::random(), hint);
     }
 }

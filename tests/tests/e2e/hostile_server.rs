@@ -24,6 +24,7 @@ impl Scripted {
         Ok(Reply {
             status,
             body: body.into_bytes(),
+            retry_after: None,
         })
     }
 }

@@ -8,6 +8,7 @@ mod hostile_server;
 mod hydration;
 mod kill;
 mod load;
+mod overload;
 mod pg_restart;
 mod proxy_faults;
 mod regressions;

@@ -66,6 +66,7 @@ impl Transport for Flaky {
             return Ok(Reply {
                 status: 404,
                 body: br#"{"error":"not_found","message":"Not found"}"#.to_vec(),
+                retry_after: None,
             });
         }
         let hook = self
