@@ -147,6 +147,11 @@ pub struct Config {
     /// when either limit is 0 (unlimited). See [`Config::request_limit`].
     #[serde(default)]
     pub max_request_bytes: Option<usize>,
+    /// Payload bytes per download or snapshot page (0 = unlimited): a page ends at the row that reaches it, so
+    /// a page holds at most this much and one row more; a row larger than it comes alone. Default 4 MiB, well
+    /// inside a Worker isolate's 128 MB even with the page's copies; env `OVERSYNC_MAX_PAGE_BYTES`.
+    #[serde(default = "default_page_bytes")]
+    pub max_page_bytes: usize,
     /// Uploads of one user in flight per process (or Worker isolate); more get 429 (0 = unlimited).
     #[serde(default = "default_uploads_per_user")]
     pub max_uploads_per_user: usize,
@@ -201,6 +206,9 @@ fn default_batch() -> usize {
 }
 fn default_payload() -> usize {
     262_144
+}
+fn default_page_bytes() -> usize {
+    4 << 20
 }
 fn default_uploads_per_user() -> usize {
     2
@@ -382,6 +390,9 @@ impl Config {
         }
         if let Some((n, v)) = var("MAX_REQUEST_BYTES") {
             self.max_request_bytes = Some(parse_env(&n, &v, "integer")?);
+        }
+        if let Some((n, v)) = var("MAX_PAGE_BYTES") {
+            self.max_page_bytes = parse_env(&n, &v, "integer")?;
         }
         if let Some((n, v)) = var("MAX_UPLOADS_PER_USER") {
             self.max_uploads_per_user = parse_env(&n, &v, "integer")?;
@@ -685,5 +696,20 @@ mod tests {
         assert!(err.to_string().contains("OVERSYNC_JWT_LEEWAY_S"), "{err}");
         let empty = Config::from_toml(&format!("jwt_secret = {SECRET:?}\njwt_issuer = \"\"")).unwrap();
         assert!(empty.validate().unwrap_err().to_string().contains("jwt_issuer"));
+    }
+
+    /// The Worker gets its configuration as JSON, the native server as TOML and the environment.
+    #[test]
+    fn the_page_budget_defaults_to_4_mib_and_is_read_from_json_toml_and_env() {
+        assert_eq!(Config::from_toml("").unwrap().max_page_bytes, 4 << 20);
+        assert_eq!(
+            Config::from_json(r#"{"max_page_bytes":65536}"#).unwrap().max_page_bytes,
+            65_536
+        );
+        let mut c = Config::from_toml("max_page_bytes = 0").unwrap();
+        assert_eq!(c.max_page_bytes, 0);
+        c.apply_env(|k| (k == "OVERSYNC_MAX_PAGE_BYTES").then(|| "1024".to_owned()))
+            .unwrap();
+        assert_eq!(c.max_page_bytes, 1024);
     }
 }

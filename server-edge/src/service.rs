@@ -26,6 +26,8 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     /// Body limit ([`Config::request_limit`]).
     pub max_request_bytes: usize,
+    /// Payload bytes per download or snapshot page; 0 = unlimited.
+    pub max_page_bytes: usize,
     /// How long a body may take to arrive after the head.
     pub body_timeout_ms: u64,
     /// Advisory lock wait bound.
@@ -110,6 +112,7 @@ impl Service {
                 max_upload_batch_size: cfg.max_upload_batch_size,
                 max_payload_bytes: cfg.max_payload_bytes,
                 max_request_bytes: cfg.request_limit(),
+                max_page_bytes: cfg.max_page_bytes,
                 body_timeout_ms: cfg.body_timeout_ms,
                 lock_timeout_ms: cfg.lock_timeout_ms,
                 dev_signin: cfg.dev_signin,
@@ -292,6 +295,7 @@ impl Service {
                 download_limit_default: DOWNLOAD_LIMIT_DEFAULT,
                 download_limit_max: DOWNLOAD_LIMIT_MAX,
                 snapshot_limit_max: crate::snapshot::SNAPSHOT_LIMIT_MAX,
+                max_page_bytes: Some(s.max_page_bytes as i64),
             },
             features: Features {
                 replay_returns_version: true,

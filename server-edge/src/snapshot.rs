@@ -84,6 +84,10 @@ impl SnapshotQuery {
 ///   was planned as a nested loop over the whole range per row (O(page²)), and a correlated lookup per row cost
 ///   60% of the page. Every live row has live metadata (uploads write both in one transaction), so the range
 ///   holds the page's versions; tombstones in it are skipped by the filter, so over a hydration each is read once.
+/// - Pages are cut by payload bytes (`$10`, `max_page_bytes`) as download pages are, in the same two steps (see
+///   [`crate::download`]'s page function): the rows while the payload bytes before them are under the budget,
+///   then the first row past it as a marker without its payload (`sync_state` payloads are never NULL). The
+///   `then_after` hint below still counts rows; a client pages on until a page reaches it.
 /// - The row two pages ahead (`OFFSET 2 × limit − 1`) lets a client keep two pages in flight: a hint, not a
 ///   promise, since rows written in between shift the pages, and the client checks that the next page reached it.
 /// - `ORDER BY … DESC LIMIT 1`, not `max()`: see `upload/store.rs`. With a schema filter the keyset is
@@ -96,12 +100,21 @@ WITH w AS (SELECT CASE WHEN $2 > 0 THEN $2
                                       ORDER BY user_id DESC, server_id DESC LIMIT 1), 0) END AS w),
 own AS (SELECT coalesce((SELECT source_change_id FROM sync.server_change_log WHERE user_id = $1 AND source_id = $3
                          ORDER BY source_change_id DESC LIMIT 1), 0)::int8 AS m),
-page AS (SELECT row_number() OVER () AS n, p.*
-         FROM (SELECT t.schema_name, t.table_name, t.pk_uuid, t.payload::text AS payload
-               FROM sync.sync_state t
-               WHERE t.user_id = $1 AND {KEYSET}
-               ORDER BY t.schema_name, t.table_name, t.pk_uuid
-               LIMIT $7) p),
+page AS (SELECT row_number() OVER r AS n, b.schema_name, b.table_name, b.pk_uuid,
+                CASE WHEN coalesce(sum(b.bytes) OVER r, 0) < $10 THEN b.payload::text END AS payload,
+                coalesce(sum(b.bytes) OVER r, 0) - coalesce(lag(b.bytes) OVER r, 0) AS before_last
+         FROM (SELECT s.*, octet_length(s.payload::text) AS bytes
+               FROM (SELECT t.schema_name, t.table_name, t.pk_uuid, t.payload,
+                            coalesce(sum(greatest(pg_column_size(t.payload) - 8, 0)) OVER (
+                              ORDER BY t.schema_name, t.table_name, t.pk_uuid
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND 2 PRECEDING), 0) AS stored
+                     FROM sync.sync_state t
+                     WHERE t.user_id = $1 AND {KEYSET}
+                     ORDER BY t.schema_name, t.table_name, t.pk_uuid
+                     LIMIT $7) s
+               WHERE s.stored < $10 ORDER BY s.schema_name, s.table_name, s.pk_uuid OFFSET 0) b
+         WINDOW r AS (ORDER BY b.schema_name, b.table_name, b.pk_uuid
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
 versions AS (SELECT t.schema_name, t.table_name, t.pk_uuid, t.server_version
              FROM sync.sync_row_meta t
              WHERE t.user_id = $1 AND {KEYSET} AND NOT t.deleted
@@ -114,7 +127,7 @@ ahead AS (SELECT t.schema_name, t.table_name, t.pk_uuid
           OFFSET $8 LIMIT $9)
 SELECT 0 AS part, w.w::int8, own.m, NULL::text, NULL::text, NULL::text, NULL::text, NULL::int8 FROM w CROSS JOIN own
 UNION ALL
-SELECT 1, NULL, NULL, schema_name, table_name, pk_uuid::text, payload, n FROM page
+SELECT 1, NULL, NULL, schema_name, table_name, pk_uuid::text, payload, n FROM page WHERE before_last < $10
 UNION ALL
 SELECT 2, NULL, NULL, schema_name, table_name, pk_uuid::text, NULL, server_version FROM versions
 UNION ALL
@@ -152,7 +165,8 @@ pub async fn snapshot<R: Runtime>(
         Some(s) => (&*SQL_SCHEMA, s.clone(), String::new(), START.to_owned(), 0),
     };
     let (offset, one) = (2 * q.limit - 1, fetch.min(1));
-    let params: [(&(dyn ToSql + Sync), Type); 9] = [
+    let budget = crate::download::page_budget(svc.settings.max_page_bytes);
+    let params: [(&(dyn ToSql + Sync), Type); 10] = [
         (&who.user_id, Type::TEXT),
         (&q.until, Type::INT8),
         (&who.source_id, Type::TEXT),
@@ -162,14 +176,17 @@ pub async fn snapshot<R: Runtime>(
         (&fetch, Type::INT8),
         (&offset, Type::INT8),
         (&one, Type::INT8),
+        (&budget, Type::INT8),
     ];
     let rows = conn.query_typed(sql, &params).await.map_err(ApiError::download)?;
     let key = |r: &tokio_postgres::Row| -> (String, String, String) { (r.get(3), r.get(4), r.get(5)) };
-    let (mut window_until, mut own) = (0, 0);
+    let (mut window_until, mut own, mut cut) = (0, 0, false);
     let (mut live, mut known, mut ahead) = (Vec::new(), std::collections::HashMap::new(), None);
     for r in &rows {
         match r.get::<_, i32>(0) {
             0 => (window_until, own) = (r.get(1), r.get(2)),
+            // The marker of a page cut by the byte budget: more rows follow, this one is not sent.
+            1 if r.get::<_, Option<&str>>(6).is_none() => cut = true,
             1 => live.push(r),
             2 => {
                 known.insert(key(r), r.get::<_, i64>(7));
@@ -215,7 +232,7 @@ pub async fn snapshot<R: Runtime>(
             payload: RawValue::from_string(payload).map_err(|e| ApiError::Download(e.into()))?,
         });
     }
-    let has_more = out.len() as i64 > q.limit;
+    let has_more = cut || out.len() as i64 > q.limit;
     out.truncate(q.limit as usize);
     let (next_after_table, next_after_pk) = match out.last() {
         Some(r) => (format!("{}.{}", r.schema, r.table), r.pk.clone()),

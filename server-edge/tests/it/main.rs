@@ -20,6 +20,7 @@ mod isolation;
 mod limits;
 mod materialize;
 mod ordering;
+mod page_budget;
 mod retries;
 mod roundtrips;
 mod routes;

@@ -50,6 +50,10 @@ pub struct Limits {
     pub download_limit_max: i64,
     /// Largest snapshot page.
     pub snapshot_limit_max: i64,
+    /// Extension: payload bytes per download or snapshot page; a page may hold one row more, and a row larger
+    /// than this comes alone (0 = unlimited). Absent from servers that only cut pages by rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_page_bytes: Option<i64>,
 }
 
 /// Feature flags advertised in capabilities.

@@ -66,6 +66,14 @@ fn auth_and_small_route_examples_round_trip() {
 fn extension_examples_round_trip() {
     let caps: Capabilities = round_trip("capabilities");
     assert_eq!(caps.limits.max_request_bytes, 64 << 20);
+    assert_eq!(
+        caps.limits.max_page_bytes, None,
+        "the §8.1 example predates the page budget"
+    );
+    let budget = r#"{"max_upload_batch_size":200,"max_payload_bytes":262144,"max_request_bytes":67108864,"download_limit_default":100,"download_limit_max":1000,"snapshot_limit_max":1000,"max_page_bytes":4194304}"#;
+    let limits: Limits = serde_json::from_str(budget).unwrap();
+    assert_eq!(limits.max_page_bytes, Some(4 << 20));
+    assert_eq!(serde_json::to_string(&limits).unwrap(), budget);
     let _: SnapshotResponse = round_trip("snapshot_response");
     let _: WatchResponse = round_trip("watch_response");
 }
