@@ -10,6 +10,11 @@ use crate::runtime::{BoxError, PoolBusy};
 /// What a 429 or 503 asks the client to wait, in seconds.
 pub const RETRY_AFTER_S: u32 = 1;
 
+/// Start-up schema work that waited past its lock timeout: nothing was done, a later request tries again.
+fn is_schema_busy(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(e.downcast_ref(), Some(crate::schema::SchemaError::LockTimeout(_)))
+}
+
 /// A request that ends in a non-2xx envelope.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -60,19 +65,21 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Wraps an upload failure; a connection the pool could not give in time is [`ApiError::Busy`].
+    /// Wraps an upload failure; a connection the pool could not give in time, or start-up schema work that gave up
+    /// waiting for a lock, is [`ApiError::Busy`].
     pub fn upload(e: impl Into<BoxError>) -> Self {
         let e = e.into();
-        if e.is::<PoolBusy>() {
+        if e.is::<PoolBusy>() || is_schema_busy(&*e) {
             return Self::Busy(RETRY_AFTER_S);
         }
         Self::Upload(e)
     }
 
-    /// Wraps a download failure; a connection the pool could not give in time is [`ApiError::Busy`].
+    /// Wraps a download failure; a connection the pool could not give in time, or start-up schema work that gave up
+    /// waiting for a lock, is [`ApiError::Busy`].
     pub fn download(e: impl Into<BoxError>) -> Self {
         let e = e.into();
-        if e.is::<PoolBusy>() {
+        if e.is::<PoolBusy>() || is_schema_busy(&*e) {
             return Self::Busy(RETRY_AFTER_S);
         }
         Self::Download(e)

@@ -1,9 +1,31 @@
-//! The `sync` schema (PROTOCOL.md §6.9), created idempotently at start-up.
+//! The `sync` schema (PROTOCOL.md §6.9), created idempotently at start-up (native) or on an isolate's first
+//! database request (Worker).
+//!
+//! Start-ups are frequent on the edge, one per isolate, so on a database that already has the schema they must
+//! not touch a lock uploads need: `CREATE INDEX IF NOT EXISTS` takes a SHARE lock on its table even when the index
+//! exists, so it waits for every upload in flight, and every upload after it queues behind it. [`ensure`]
+//! therefore reads the catalogue first and does nothing when the schema is complete, and the DDL it does run waits
+//! at most [`DDL_LOCK_TIMEOUT`] for a lock: the request fails with 503 and the next one tries again.
 
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 
 /// Advisory-lock key serialising concurrent start-ups (several servers or isolates migrating at once).
 const MIGRATION_LOCK: i64 = 0x6f76_7273_796e_6301;
+
+/// How long start-up DDL (the advisory lock included) waits for a lock before it gives up.
+pub const DDL_LOCK_TIMEOUT: &str = "2s";
+
+/// The newest read function of each kind, by signature. They are created last, in the transaction that creates
+/// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
+const NEWEST_FUNCTIONS: [&str; 2] = [
+    "sync.download_page_v2(text, int8, int8, text, bool, text, int8, int8)",
+    "sync.latest_change_v1(text, int8, text)",
+];
+
+/// The digest under which a start-up SQL text is recorded once it ran.
+const DIGEST: &str = "encode(sha256(convert_to($1, 'UTF8')), 'hex')";
 
 /// The layout of §6.9: names kept so classic tooling can read and clean it.
 pub const SYNC_SCHEMA_SQL: &str = r#"
@@ -32,19 +54,96 @@ CREATE TABLE IF NOT EXISTS sync.materialize_failures (
   pk_uuid uuid NOT NULL, attempted_version bigint NOT NULL, op text NOT NULL, payload json,
   error text NOT NULL, first_seen timestamptz NOT NULL DEFAULT now(), retry_count int NOT NULL DEFAULT 0,
   UNIQUE (user_id, schema_name, table_name, pk_uuid, attempted_version));
+CREATE TABLE IF NOT EXISTS sync.applied_init_sql (
+  digest text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
 "#;
 
-/// Creates the sync schema (and runs the optional start-up SQL) in one transaction, serialised by an
-/// advisory lock so that concurrent start-ups do not race on `CREATE … IF NOT EXISTS`.
-pub async fn ensure(client: &mut Client, init_sql: Option<&str>) -> Result<(), tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
-    tx.batch_execute(&[SYNC_SCHEMA_SQL, &read_functions()].concat()).await?;
-    if let Some(sql) = init_sql {
-        tx.batch_execute(sql).await?;
+/// Start-up schema work that did not finish; nothing of it was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// A lock the DDL needs was held past [`DDL_LOCK_TIMEOUT`] (by an upload, or a long transaction): the
+    /// request is answered 503 and a later one tries again.
+    #[error("start-up schema work waited {DDL_LOCK_TIMEOUT} for a lock and gave up")]
+    LockTimeout(#[source] tokio_postgres::Error),
+    /// Any other database failure.
+    #[error(transparent)]
+    Db(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for SchemaError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+            Self::LockTimeout(e)
+        } else {
+            Self::Db(e)
+        }
     }
-    tx.commit().await
+}
+
+/// Creates the sync schema and runs the optional start-up SQL, each only where missing: a complete schema and a
+/// start-up SQL text that already ran (recorded by digest in `sync.applied_init_sql`; it is idempotent DDL, so a
+/// changed text simply runs again) cost two catalogue reads and take no lock. Otherwise one transaction, serialised
+/// by an advisory lock so that concurrent start-ups do not race on `CREATE … IF NOT EXISTS`, bounded by
+/// [`DDL_LOCK_TIMEOUT`] for every lock it waits on.
+pub async fn ensure(client: &mut Client, init_sql: Option<&str>) -> Result<(), SchemaError> {
+    let result = migrate(client, init_sql).await;
+    if let Err(e @ SchemaError::LockTimeout(_)) = &result {
+        tracing::warn!(error = %e, "sync schema not ready: a later request (or start) tries again");
+    }
+    result
+}
+
+async fn migrate(client: &mut Client, init_sql: Option<&str>) -> Result<(), SchemaError> {
+    let (schema, init) = missing(&*client, init_sql).await?;
+    if !schema && !init {
+        return Ok(());
+    }
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'; SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
+    ))
+    .await?;
+    // Another start-up may have done the work while this one waited for the advisory lock.
+    let (schema, init) = missing(&tx, init_sql).await?;
+    if schema {
+        tx.batch_execute(&[SYNC_SCHEMA_SQL, &read_functions()].concat()).await?;
+    }
+    if let Some(sql) = init_sql.filter(|_| init) {
+        tx.batch_execute(sql).await?;
+        tx.execute_typed(
+            &format!("INSERT INTO sync.applied_init_sql (digest) VALUES ({DIGEST}) ON CONFLICT DO NOTHING"),
+            &[(&sql, Type::TEXT)],
+        )
+        .await?;
+    }
+    Ok(tx.commit().await?)
+}
+
+/// What is missing: `(the sync schema, the start-up SQL's run)`. Reads the catalogue, and the record of start-up
+/// SQL once the schema (which holds it) is known to be there; one round trip each, no locks.
+async fn missing(
+    client: &impl tokio_postgres::GenericClient,
+    init_sql: Option<&str>,
+) -> Result<(bool, bool), SchemaError> {
+    let functions = NEWEST_FUNCTIONS.map(|f| format!("to_regprocedure('{f}') IS NOT NULL"));
+    let complete: bool = client
+        .query_typed_one(&format!("SELECT {}", functions.join(" AND ")), &[])
+        .await?
+        .get(0);
+    let Some(sql) = init_sql else {
+        return Ok((!complete, false));
+    };
+    if !complete {
+        return Ok((true, true));
+    }
+    let ran: bool = client
+        .query_typed_one(
+            &format!("SELECT EXISTS (SELECT 1 FROM sync.applied_init_sql WHERE digest = {DIGEST})"),
+            &[(&sql, Type::TEXT)],
+        )
+        .await?
+        .get(0);
+    Ok((false, !ran))
 }
 
 /// The DDL of the change log's read functions (see [`crate::sql::read_function`]).
@@ -59,5 +158,15 @@ mod tests {
     #[test]
     fn read_functions() {
         insta::assert_snapshot!(super::read_functions());
+    }
+
+    /// [`super::ensure`] skips the DDL when these exist, so they must be the functions the DDL creates.
+    #[test]
+    fn the_completeness_check_names_the_functions_the_ddl_creates() {
+        let ddl = super::read_functions();
+        for signature in super::NEWEST_FUNCTIONS {
+            assert!(ddl.contains(&format!("to_regprocedure('{signature}')")), "{signature}");
+        }
+        assert_eq!(ddl.matches("to_regprocedure(").count(), super::NEWEST_FUNCTIONS.len());
     }
 }

@@ -138,7 +138,7 @@ impl Service {
 
     /// Ensures the sync schema (and the start-up SQL) and discovers FKs and column types, once per process;
     /// afterwards it only returns the registry. Concurrent first calls may both do the (idempotent) work.
-    pub async fn ready(&self, client: &mut tokio_postgres::Client) -> Result<&Registry, tokio_postgres::Error> {
+    pub async fn ready(&self, client: &mut tokio_postgres::Client) -> Result<&Registry, crate::schema::SchemaError> {
         if let Some(r) = self.ready.get() {
             return Ok(r);
         }

@@ -26,6 +26,7 @@ mod roundtrips;
 mod routes;
 mod scale;
 mod snapshot;
+mod startup;
 mod upload;
 mod validation;
 mod watch;

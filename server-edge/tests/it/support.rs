@@ -110,20 +110,8 @@ pub fn edge() -> bool {
 
 /// Starts the selected front door on `db_url` with the test tables and `extra` settings (TOML).
 pub fn start_server(db_url: &str, extra: &str) -> Server {
-    let signin = if extra.contains("dev_signin") {
-        ""
-    } else {
-        "dev_signin = true"
-    };
-    let settings = format!("{signin}\n{extra}\n{TABLES}");
+    let server = start_cold(db_url, extra).expect("start server");
     if edge() {
-        let table: toml::Table = toml::from_str(&settings).expect("test settings");
-        let vars = [
-            ("OVERSYNC_CONFIG", serde_json::to_string(&table).expect("json")),
-            ("OVERSYNC_INIT_SQL", init_sql().to_owned()),
-            ("JWT_SECRET", SECRET.to_owned()),
-        ];
-        let server = oversync_tests::edge::start_wrangler(db_url, &vars).expect("start wrangler dev");
         // The Worker ensures the sync schema on its first database request; make that happen before the tests
         // read the database directly.
         let token = token_with(json!({"sub": "warm-up", "did": "warm-up"}));
@@ -137,14 +125,38 @@ pub fn start_server(db_url: &str, extra: &str) -> Server {
                 .map(|r| r.status().as_u16())
         });
         assert_eq!(status.ok(), Some(200), "warm-up download against the Worker");
-        server
+    }
+    server
+}
+
+/// [`start_server`] without the Worker's warm-up request: the native server has prepared the schema when this
+/// returns (or failed to), the Worker prepares it on its first request.
+pub fn start_cold(db_url: &str, extra: &str) -> anyhow::Result<Server> {
+    let signin = if extra.contains("dev_signin") {
+        ""
+    } else {
+        "dev_signin = true"
+    };
+    let settings = format!("{signin}\n{extra}\n{TABLES}");
+    if edge() {
+        let table: toml::Table = toml::from_str(&settings).expect("test settings");
+        let vars = [
+            ("OVERSYNC_CONFIG", serde_json::to_string(&table).expect("json")),
+            ("OVERSYNC_INIT_SQL", init_sql().to_owned()),
+            ("JWT_SECRET", SECRET.to_owned()),
+        ];
+        oversync_tests::edge::start_wrangler(db_url, &vars)
     } else {
         let sql_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("init.sql");
         std::fs::write(&sql_path, init_sql()).expect("write init.sql");
         let config = format!(
             "listen = \"127.0.0.1:0\"\n{pool}init_sql = {:?}\n{settings}",
             sql_path.display().to_string(),
-            pool = if extra.contains("pool_size") { "" } else { "pool_size = 24\n" },
+            pool = if extra.contains("pool_size") {
+                ""
+            } else {
+                "pool_size = 24\n"
+            },
         );
         let env = [("DATABASE_URL", db_url.to_owned()), ("JWT_SECRET", SECRET.to_owned())];
         Server::start_native(
@@ -152,7 +164,6 @@ pub fn start_server(db_url: &str, extra: &str) -> Server {
             &config,
             &env,
         )
-        .expect("start server")
     }
 }
 
