@@ -9,6 +9,7 @@ mod hydration;
 mod kill;
 mod load;
 mod overload;
+mod page_budget;
 mod pg_restart;
 mod proxy_faults;
 mod regressions;
