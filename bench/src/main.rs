@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -8,6 +8,7 @@
 //! - P3 (native engine): a new device hydrating 100k rows, end to end and the engine alone (pages from memory);
 //!   P4 (native): capture triggers vs a plain table.
 //! - P6 latency: p50/p99 of a single-change upload and of an empty download, native and under workerd.
+//! - P8 fair share: user B's download p50/p99 alone and while user A runs 64 parallel max-size uploads.
 //! - Growth: P1/P2 with 10k, 100k and 1M rows already in the user's log, and a window full of own changes.
 //!
 //! The browser measures (P3 in OPFS, P4 in wasm, P5, P7) are `bench/browser/run.mjs`; `bench/run` runs both.
@@ -19,6 +20,7 @@ use serde_json::json;
 mod api;
 mod capture;
 mod ceiling;
+mod fairness;
 mod growth;
 mod hydrate;
 mod hydrate_local;
@@ -140,6 +142,15 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let (p8_parallel, p8_payload) = if short { (8, 16 << 10) } else { (64, 262_144) };
+    if only.as_deref() == Some("p8") {
+        let ([a50, a99, b50, b99], counts) = fairness::p8(&env, p8_parallel, p8_payload, samples).await?;
+        println!(
+            "P8 native: B's download alone {a50:.2} / {a99:.2} ms, under A's {p8_parallel} parallel uploads {b50:.2} / {b99:.2} ms (p50 / p99) = {:.2}× at p99; A's answers {counts}",
+            b99 / a99
+        );
+        return Ok(());
+    }
     if only.as_deref() == Some("p2") {
         let (api, ceiling, rows) = p2(&env, p2_batches, repeats).await?;
         println!(
@@ -167,6 +178,8 @@ async fn main() -> anyhow::Result<()> {
     let (p2_api, p2_ceiling, p2_rows) = p2(&env, p2_batches, repeats).await?;
     eprintln!("P6: latency…");
     let [up50, up99, down50, down99] = p6(&env, samples).await?;
+    eprintln!("P8: fair share under one tenant's parallel uploads…");
+    let ([p8a50, p8a99, p8b50, p8b99], p8_counts) = fairness::p8(&env, p8_parallel, p8_payload, samples).await?;
     eprintln!("P3 (native engine): hydration…");
     let (p3_rows, p3_rate) = hydrate::p3_native(&env, if short { 10 } else { 500 }).await?;
     eprintln!("P3 (native engine) over a 20 ms link, one page request in flight vs two…");
@@ -204,6 +217,9 @@ async fn main() -> anyhow::Result<()> {
         "p1_upload_32_devices": {"changes_per_s": p1_many, "ceiling": p1_many_ceiling, "ratio": p1_many / p1_many_ceiling},
         "p2_download": {"rows": p2_rows, "rows_per_s": p2_api, "ceiling": p2_ceiling, "ratio": p2_api / p2_ceiling},
         "p6_latency_ms_native": {"upload_p50": up50, "upload_p99": up99, "empty_download_p50": down50, "empty_download_p99": down99},
+        "p8_fair_share_ms": {"parallel_uploads": p8_parallel, "payload_bytes": p8_payload,
+            "alone_p50": p8a50, "alone_p99": p8a99, "attacked_p50": p8b50, "attacked_p99": p8b99,
+            "ratio_p99": p8b99 / p8a99, "attacker_answers": p8_counts},
         "p3_native_hydration": {"rows": p3_rows, "rows_per_s": p3_rate},
         "p3_native_engine_alone": {"rows": p3e_rows, "rows_per_s": p3e_rate},
         "p2_native_engine_alone": {"rows": p2e_rows, "rows_per_s_4k_pages": p2e_small, "rows_per_s_16k_pages": p2e_large},
@@ -219,10 +235,12 @@ async fn main() -> anyhow::Result<()> {
          | P1 upload, 32 devices (changes/s) | {p1_many:.0} | {p1_many_ceiling:.0} | {:.0}% | ≥ 50% |\n\
          | P2 download, pages of 1000 ({p2_rows} rows, rows/s) | {p2_api:.0} | {p2_ceiling:.0} | {:.0}% | ≥ 50% |\n\
          | P6 single-change upload p50 / p99 (ms, native) | {up50:.2} / {up99:.2} | | | |\n\
-         | P6 empty download p50 / p99 (ms, native) | {down50:.2} / {down99:.2} | | | |\n",
+         | P6 empty download p50 / p99 (ms, native) | {down50:.2} / {down99:.2} | | | |\n\
+         | P8 user B's download p50 / p99 (ms): alone → under A's {p8_parallel} parallel {p8_payload}-byte-payload uploads | {p8a50:.2} / {p8a99:.2} → {p8b50:.2} / {p8b99:.2} | | {:.2}× (p99) | ≤ 2× |\n",
         100.0 * p1_one / p1_one_ceiling,
         100.0 * p1_many / p1_many_ceiling,
         100.0 * p2_api / p2_ceiling,
+        p8b99 / p8a99,
     );
     if let Some([eu50, eu99, ed50, ed99]) = edge {
         results["p6_latency_ms_workerd"] =

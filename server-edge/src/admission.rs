@@ -24,7 +24,7 @@ use crate::error::{ApiError, RETRY_AFTER_S};
 /// The limits, from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Shares {
-    /// Uploads of one user in flight (0 = unlimited).
+    /// Uploads of one user in flight (0 = unlimited, and no in-process turn either).
     pub uploads_per_user: usize,
     /// Watches of one user waiting (0 = unlimited).
     pub watches_per_user: usize,
@@ -76,13 +76,17 @@ pub struct Slot<'a> {
 /// An admitted upload, and the user's turn to take a connection.
 pub struct UploadSlot<'a> {
     _slot: Slot<'a>,
-    turn: Arc<AsyncMutex<()>>,
+    /// `None` without a per-user share: uploads then meet only at the advisory lock.
+    turn: Option<Arc<AsyncMutex<()>>>,
 }
 
 impl UploadSlot<'_> {
     /// Waits for the user's previous upload (in this process) to finish.
-    pub async fn turn(&self) -> OwnedMutexGuard<()> {
-        self.turn.clone().lock_owned().await
+    pub async fn turn(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.turn {
+            Some(t) => Some(t.clone().lock_owned().await),
+            None => None,
+        }
     }
 }
 
@@ -135,7 +139,7 @@ impl Admission {
             return Err(ApiError::TooManyRequests("uploads", RETRY_AFTER_S));
         }
         u.uploads += 1;
-        let turn = u.turn.clone();
+        let turn = (limit > 0).then(|| u.turn.clone());
         Ok(UploadSlot {
             _slot: Slot {
                 admission: self,

@@ -428,12 +428,13 @@ impl Config {
     /// unlimited (PROTOCOL.md §6.8 asks for at least batch × payload, because classic clients do not re-chunk on
     /// 413).
     pub fn request_limit(&self) -> usize {
-        self.max_request_bytes.unwrap_or_else(|| {
-            match (self.max_upload_batch_size, self.max_payload_bytes) {
+        self.max_request_bytes
+            .unwrap_or_else(|| match (self.max_upload_batch_size, self.max_payload_bytes) {
                 (0, _) | (_, 0) => 64 << 20,
-                (batch, payload) => batch.saturating_mul(payload.saturating_add(1024)).saturating_add(64 << 10),
-            }
-        })
+                (batch, payload) => batch
+                    .saturating_mul(payload.saturating_add(1024))
+                    .saturating_add(64 << 10),
+            })
     }
 
     /// The token checks beyond the signature.
@@ -533,7 +534,11 @@ mod tests {
         assert!(c.dev_signin);
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
         assert_eq!(c.max_upload_batch_size, 2);
-        assert_eq!(c.request_limit(), 2 * (262_144 + 1024) + 65_536, "the request limit follows the batch");
+        assert_eq!(
+            c.request_limit(),
+            2 * (262_144 + 1024) + 65_536,
+            "the request limit follows the batch"
+        );
         c.max_payload_bytes = 0;
         assert_eq!(c.request_limit(), 64 << 20, "unlimited payloads keep the old 64 MiB");
         c.max_request_bytes = Some(4096);

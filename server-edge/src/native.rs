@@ -50,6 +50,13 @@ impl Runtime for NativeRuntime {
     async fn sleep(&self, d: Duration) {
         tokio::time::sleep(d).await;
     }
+
+    fn compute<T>(&self, f: impl FnOnce() -> T) -> T {
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+            _ => f(),
+        }
+    }
 }
 
 struct AppState {

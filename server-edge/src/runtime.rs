@@ -27,4 +27,11 @@ pub trait Runtime {
 
     /// Waits before a retry.
     fn sleep(&self, d: Duration) -> impl Future<Output = ()>;
+
+    /// Runs CPU-heavy work (parsing and validating a large upload) so that it does not hold up other requests:
+    /// natively on a worker thread that may block while its other tasks move on; inline by default (the Worker
+    /// has one thread per isolate and nothing to hand over to).
+    fn compute<T>(&self, f: impl FnOnce() -> T) -> T {
+        f()
+    }
 }

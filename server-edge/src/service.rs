@@ -46,6 +46,9 @@ pub struct Settings {
     pub service_name: String,
 }
 
+/// How long a 429 waits before it is sent (see the upload route).
+const REFUSAL_DELAY: Duration = Duration::from_millis(250);
+
 /// The largest sign-in body read (a user name and a device id).
 const SIGNIN_BODY_BYTES: usize = 64 << 10;
 
@@ -213,14 +216,29 @@ impl Service {
             Route::Upload => {
                 let who = self.auth.authenticate(req.authorization.as_deref(), now)?;
                 // Refused before a byte of the body is read: a user's third upload costs the server nothing.
-                let slot = self.admission.upload(&who.user_id)?;
+                let slot = match self.admission.upload(&who.user_id) {
+                    Ok(slot) => slot,
+                    Err(refused) => {
+                        // A tarpit: a client that ignores Retry-After and re-sends at once is slowed to one
+                        // refusal per REFUSAL_DELAY per connection instead of a flood of cheap refusals, at the
+                        // cost of a timer.
+                        rt.sleep(REFUSAL_DELAY).await;
+                        return Err(refused);
+                    }
+                };
+                // One upload of a user at a time reads, parses and writes; the next waits here with its body
+                // unread and no connection, for as long as the first may wait on the advisory lock.
+                let turn = std::pin::pin!(slot.turn());
+                let patience = Duration::from_millis(self.settings.lock_timeout_ms * u64::from(upload::ATTEMPTS));
+                let patience = std::pin::pin!(rt.sleep(patience));
+                let _turn = match futures_util::future::select(turn, patience).await {
+                    Either::Left((turn, _)) => turn,
+                    Either::Right(_) => return Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
+                };
                 let declared = req.content_length.map_or(limit, |n| n as usize);
                 let _bytes = self.admission.upload_bytes(declared)?;
                 let body = self.read_body(rt, req.body, declared.min(limit)).await?;
-                Ok(Response::json(
-                    200,
-                    &upload::upload(self, rt, &who, &body, &slot).await?,
-                ))
+                Ok(Response::json(200, &upload::upload(self, rt, &who, &body).await?))
             }
             _ => {
                 let who = self.auth.authenticate(req.authorization.as_deref(), now)?;
@@ -236,7 +254,10 @@ impl Service {
         match futures_util::future::select(read, timeout).await {
             Either::Left((Ok(body), _)) => Ok(body),
             Either::Left((Err(BodyError::TooLarge), _)) => Err(ApiError::TooLarge(limit)),
-            Either::Left((Err(BodyError::Failed(e)), _)) => Err(ApiError::InvalidRequest(e)),
+            Either::Left((Err(BodyError::Failed(e)), _)) => {
+                tracing::info!(error = %e, "request body not read");
+                Err(ApiError::InvalidRequest("Failed to read request body".into()))
+            }
             Either::Right(_) => Err(ApiError::BodyTimeout),
         }
     }

@@ -80,7 +80,14 @@ pub async fn watch<R: Runtime>(
     who: &Principal,
     q: &WatchQuery,
 ) -> Result<WatchResponse, ApiError> {
-    let _slot = svc.admission.watch(&who.user_id)?;
+    let _slot = match svc.admission.watch(&who.user_id) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            // Slowed like a refused upload, so a client that re-watches at once cannot spin on 429s.
+            rt.sleep(Duration::from_millis(250)).await;
+            return Err(refused);
+        }
+    };
     for look in 0..=q.timeout_s {
         if look > 0 {
             rt.sleep(POLL).await;

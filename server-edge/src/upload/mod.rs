@@ -6,7 +6,6 @@ pub mod store;
 
 use std::time::Duration;
 
-use futures_util::future::Either;
 use oversync_protocol::TableRef;
 use oversync_protocol::validate::validate_batch;
 use oversync_protocol::wire::{
@@ -16,9 +15,8 @@ use serde_json::value::RawValue;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, Transaction};
 
-use crate::admission::UploadSlot;
 use crate::auth::Principal;
-use crate::error::{ApiError, RETRY_AFTER_S};
+use crate::error::ApiError;
 use crate::materialize::materialize;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -26,33 +24,22 @@ use crate::service::Service;
 use plan::{Outcome, Prepared, decide, prepare};
 
 /// Attempts per upload (§6.1.4).
-const ATTEMPTS: u32 = 3;
+pub(crate) const ATTEMPTS: u32 = 3;
 
-/// Handles one upload body for an admitted, authenticated caller. The body is read under the batch limit
-/// (past twice the limit it is not read on: 413), and the user's turn is taken before a connection is.
+/// Handles one upload body for an admitted caller whose turn it is. The body is read under the batch limit
+/// (past twice the limit it is not read on: 413); parsing and validation run through [`Runtime::compute`].
 pub async fn upload<R: Runtime>(
     svc: &Service,
     rt: &R,
     who: &Principal,
     body: &[u8],
-    slot: &UploadSlot<'_>,
 ) -> Result<UploadResponse, ApiError> {
     let limit = svc.settings.max_upload_batch_size;
-    let changes = match UploadRequest::from_json_bounded(body, limit) {
+    let changes = match rt.compute(|| UploadRequest::from_json_bounded(body, limit)) {
         Ok(BoundedUpload::Within(req)) => req.changes.unwrap_or_default(),
         Ok(BoundedUpload::TooLarge { scids }) => return too_large(rt, who, &scids, limit).await,
         Err(BoundedError::Flood { limit, cap }) => return Err(ApiError::TooManyChanges { limit, cap }),
         Err(BoundedError::Invalid(_)) => return Err(ApiError::InvalidRequest("Failed to parse upload request".into())),
-    };
-    // One upload of a user at a time holds a connection; the next waits here without one, for as long as the
-    // first may wait on the advisory lock.
-    let turn = std::pin::pin!(slot.turn());
-    let patience = std::pin::pin!(rt.sleep(Duration::from_millis(
-        svc.settings.lock_timeout_ms * u64::from(ATTEMPTS)
-    )));
-    let _turn = match futures_util::future::select(turn, patience).await {
-        Either::Left((turn, _)) => turn,
-        Either::Right(_) => return Err(ApiError::Busy(RETRY_AFTER_S)),
     };
     let mut conn = rt.connect().await.map_err(ApiError::upload)?;
     let registry = svc.ready(&mut conn).await.map_err(ApiError::upload)?;
@@ -67,11 +54,13 @@ pub async fn upload<R: Runtime>(
         });
     }
 
-    let validated = validate_batch(
-        &changes,
-        &|t: &TableRef| registry.contains(t),
-        svc.settings.max_payload_bytes,
-    );
+    let validated = rt.compute(|| {
+        validate_batch(
+            &changes,
+            &|t: &TableRef| registry.contains(t),
+            svc.settings.max_payload_bytes,
+        )
+    });
     let accepted = !validated
         .iter()
         .any(|r| matches!(r, Err(e) if e.reason == oversync_protocol::Reason::UnregisteredTable));

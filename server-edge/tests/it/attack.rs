@@ -176,7 +176,7 @@ async fn lock_waiters(t: &Target, user: &str) -> i64 {
 
 #[tokio::test]
 async fn one_users_parallel_uploads_get_429_and_hold_one_connection() {
-    let t = target_with("attack_parallel", "");
+    let t = target_with("attack_parallel", "lock_timeout_ms = 30000");
     let (a, b) = (new_user(), new_user());
     let release = hold_locks(&t, std::slice::from_ref(&a)).await;
     let da = Device::new(&t, &a, "a");
@@ -286,7 +286,10 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
 
 #[tokio::test]
 async fn upload_bytes_in_flight_are_budgeted_over_all_users() {
-    let t = target_with("attack_bytes", "max_upload_bytes_in_flight = 300000");
+    let t = target_with(
+        "attack_bytes",
+        "max_upload_bytes_in_flight = 300000\nlock_timeout_ms = 30000",
+    );
     let (u1, u2) = (new_user(), new_user());
     let release = hold_locks(&t, std::slice::from_ref(&u1)).await;
     let big = |scid: i64| {
