@@ -1,9 +1,10 @@
 //! Fair share between users (issue 19): one token cannot take every pooled connection or queue without bound.
 //!
 //! - **Uploads**: at most `uploads_per_user` in flight per user in this process (native) or isolate (Worker);
-//!   the rest are answered 429 at once. Of the admitted ones, only one at a time goes on to take a pooled
-//!   connection: they queue on an in-process per-user lock first, so a user's uploads wait for each other without
-//!   holding connections (the PostgreSQL advisory lock stays, for other processes).
+//!   the rest are answered 429. Of the admitted ones, only one at a time goes on to read its body and take a
+//!   pooled connection: they queue on an in-process per-user turn first, so a user's uploads wait for each other
+//!   without holding connections (the PostgreSQL advisory lock stays, for other processes). Natively only: a
+//!   Worker request cannot be woken by another, so there the advisory lock alone serialises.
 //! - **Bytes**: upload bodies being handled at one moment are budgeted over all users (`upload_bytes`); past
 //!   it, 503 with `Retry-After`.
 //! - **Watches**: at most `watches_per_user` long-polls per user (429 beyond), and at most `watch_looks` of all
@@ -139,7 +140,9 @@ impl Admission {
             return Err(ApiError::TooManyRequests("uploads", RETRY_AFTER_S));
         }
         u.uploads += 1;
-        let turn = (limit > 0).then(|| u.turn.clone());
+        // Not on the Worker: workerd refuses to let one request's completion wake another's task ("Cannot
+        // perform I/O on behalf of a different request"), so there the advisory lock alone serialises.
+        let turn = (limit > 0 && !cfg!(target_arch = "wasm32")).then(|| u.turn.clone());
         Ok(UploadSlot {
             _slot: Slot {
                 admission: self,

@@ -121,6 +121,11 @@ async fn the_default_request_limit_is_what_a_full_batch_needs() {
 
 #[tokio::test]
 async fn bodies_are_read_only_after_authentication_and_within_the_timeout() {
+    if edge() {
+        // `wrangler dev`'s local proxy buffers a request body whole before the Worker sees the request, so a
+        // stalled body never reaches the Worker there; the Worker's own read is bounded the same way (EdgeBody).
+        return;
+    }
     let t = target_with("attack_slow_body", "body_timeout_ms = 500");
     measured("unauthenticated and slow bodies", &t, async {
         // No token: answered from the head, although the declared body never comes.
