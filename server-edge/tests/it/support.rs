@@ -114,7 +114,15 @@ pub fn start_server(db_url: &str, extra: &str) -> Server {
     if edge() {
         // The Worker ensures the sync schema on its first database request; make that happen before the tests
         // read the database directly.
-        let token = token_with(json!({"sub": "warm-up", "did": "warm-up"}));
+        // The token passes the variant's own token rules (issuer and audience when it sets them).
+        let settings: toml::Table = toml::from_str(extra).expect("test settings");
+        let mut claims = json!({"sub": "warm-up", "did": "warm-up"});
+        for (setting, claim) in [("jwt_issuer", "iss"), ("jwt_audience", "aud")] {
+            if let Some(v) = settings.get(setting).and_then(|v| v.as_str()) {
+                claims[claim] = json!(v);
+            }
+        }
+        let token = token_with(claims);
         let url = format!("{}/sync/download", server.base_url);
         let status = oversync_tests::block_on_thread(async move {
             reqwest::Client::new()
