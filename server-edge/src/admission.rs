@@ -1,4 +1,4 @@
-//! Fair share between users (issue 19): one token cannot take every pooled connection or queue without bound.
+//! Fair share between users: one token cannot take every pooled connection or queue without bound.
 //!
 //! - **Uploads**: at most `uploads_per_user` in flight per user in this process (native) or isolate (Worker);
 //!   the rest are answered 429. Of the admitted ones, only one at a time goes on to read its body and take a
@@ -21,6 +21,10 @@ use std::sync::{Arc, Mutex};
 use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::error::{ApiError, RETRY_AFTER_S};
+
+/// How long a 429 waits before it is sent: a client that ignores `Retry-After` and re-sends at once gets one
+/// refusal per this delay per connection, at the cost of a timer, instead of a flood of cheap refusals.
+pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The limits, from the configuration.
 #[derive(Debug, Clone, Copy)]

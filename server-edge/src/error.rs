@@ -68,21 +68,23 @@ impl ApiError {
     /// Wraps an upload failure; a connection the pool could not give in time, or start-up schema work that gave up
     /// waiting for a lock, is [`ApiError::Busy`].
     pub fn upload(e: impl Into<BoxError>) -> Self {
-        let e = e.into();
-        if e.is::<PoolBusy>() || is_schema_busy(&*e) {
-            return Self::Busy(RETRY_AFTER_S);
-        }
-        Self::Upload(e)
+        Self::busy_or(e.into(), Self::Upload)
     }
 
     /// Wraps a download failure; a connection the pool could not give in time, or start-up schema work that gave up
     /// waiting for a lock, is [`ApiError::Busy`].
     pub fn download(e: impl Into<BoxError>) -> Self {
-        let e = e.into();
+        Self::busy_or(e.into(), Self::Download)
+    }
+
+    /// A host error that means "busy" (no pooled connection in time, start-up DDL waiting for a lock) becomes
+    /// 503 + `Retry-After`; any other is wrapped by `wrap`.
+    fn busy_or(e: BoxError, wrap: fn(BoxError) -> Self) -> Self {
         if e.is::<PoolBusy>() || is_schema_busy(&*e) {
-            return Self::Busy(RETRY_AFTER_S);
+            Self::Busy(RETRY_AFTER_S)
+        } else {
+            wrap(e)
         }
-        Self::Download(e)
     }
 
     /// The `Retry-After` seconds of a 429 or 503.

@@ -5,7 +5,7 @@ use std::future::Future;
 use serde::Serialize;
 
 /// An incoming request: its head as the adapter read it, and a body not read yet. The service reads the body only
-/// after routing, the method check and authentication, with the limit that applies (issue 19).
+/// after routing, the method check and authentication, with the limit that applies.
 #[derive(Debug, Clone, Default)]
 pub struct Request<B = Vec<u8>> {
     /// Upper-case method.

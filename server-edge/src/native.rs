@@ -185,7 +185,7 @@ impl Bound {
         let mut pool_cfg = deadpool_postgres::Config::new();
         pool_cfg.url = Some(url);
         let mut pool = deadpool_postgres::PoolConfig::new(cfg.pool_size.max(1));
-        // A request waits this long for a connection, then gets 503 + Retry-After (issue 19); creating a
+        // A request waits this long for a connection, then gets 503 + Retry-After; creating a
         // connection is bounded too, so a stuck PostgreSQL cannot hold waiters forever.
         pool.timeouts.wait = Some(Duration::from_millis(cfg.pool_wait_timeout_ms));
         pool.timeouts.create = Some(Duration::from_secs(10));

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The pool gave no connection within its wait timeout: the request is answered 503 with `Retry-After`
-/// instead of queueing without bound (issue 19).
+/// instead of queueing without bound.
 #[derive(Debug, thiserror::Error)]
 #[error("no database connection within the pool's wait timeout")]
 pub struct PoolBusy;

@@ -46,9 +46,6 @@ pub struct Settings {
     pub service_name: String,
 }
 
-/// How long a 429 waits before it is sent (see the upload route).
-const REFUSAL_DELAY: Duration = Duration::from_millis(250);
-
 /// The largest sign-in body read (a user name and a device id).
 const SIGNIN_BODY_BYTES: usize = 64 << 10;
 
@@ -62,7 +59,7 @@ pub struct Service {
     ready: OnceLock<Registry>,
     init_sql: Option<String>,
     auth: Authenticator,
-    /// Per-user shares of this process (issue 19).
+    /// Per-user and process-wide shares of this process.
     pub(crate) admission: Admission,
 }
 
@@ -219,10 +216,8 @@ impl Service {
                 let slot = match self.admission.upload(&who.user_id) {
                     Ok(slot) => slot,
                     Err(refused) => {
-                        // A tarpit: a client that ignores Retry-After and re-sends at once is slowed to one
-                        // refusal per REFUSAL_DELAY per connection instead of a flood of cheap refusals, at the
-                        // cost of a timer.
-                        rt.sleep(REFUSAL_DELAY).await;
+                        // A tarpit (see `REFUSAL_DELAY`).
+                        rt.sleep(crate::admission::REFUSAL_DELAY).await;
                         return Err(refused);
                     }
                 };

@@ -84,7 +84,7 @@ pub async fn watch<R: Runtime>(
         Ok(slot) => slot,
         Err(refused) => {
             // Slowed like a refused upload, so a client that re-watches at once cannot spin on 429s.
-            rt.sleep(Duration::from_millis(250)).await;
+            rt.sleep(crate::admission::REFUSAL_DELAY).await;
             return Err(refused);
         }
     };

@@ -1,5 +1,5 @@
 //! The server's reading of an upload body: changes are counted while they are parsed, so a request of millions of
-//! `{}` elements costs the server no more than a request of a few over the limit (issue 19).
+//! `{}` elements costs the server no more than a request of a few over the limit.
 //!
 //! - Up to `limit` changes are parsed whole, as [`UploadRequest::from_json`] would.
 //! - Past the limit, only each change's `source_change_id` is kept, for the §6.2.2 answer (one `batch_too_large`
