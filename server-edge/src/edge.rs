@@ -19,7 +19,7 @@ use crate::config::Config;
 use futures_util::StreamExt;
 
 use crate::http::{Body, BodyError, Request};
-use crate::runtime::{BoxError, Runtime};
+use crate::runtime::{BoxError, Fetched, Runtime};
 use crate::service::Service;
 
 thread_local! {
@@ -80,6 +80,31 @@ impl Runtime for EdgeRuntime {
 
     async fn sleep(&self, d: Duration) {
         worker::Delay::from(d).await;
+    }
+
+    async fn get(&self, url: &str, limit: usize) -> Result<Fetched, BoxError> {
+        let text = |e: worker::Error| e.to_string();
+        let mut init = worker::RequestInit::new();
+        init.with_method(worker::Method::Get)
+            .with_redirect(worker::RequestRedirect::Manual);
+        let req = worker::Request::new_with_init(url, &init).map_err(text)?;
+        let mut resp = worker::Fetch::Request(req).send().await.map_err(text)?;
+        let status = resp.status_code();
+        let cache_control = resp.headers().get("cache-control").map_err(text)?;
+        let mut body = Vec::new();
+        let mut stream = resp.stream().map_err(text)?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(text)?;
+            if body.len() + chunk.len() > limit {
+                return Err(format!("response body over {limit} bytes").into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            status,
+            cache_control,
+            body,
+        })
     }
 }
 
@@ -157,6 +182,7 @@ async fn fetch(req: worker::Request, env: Env, _ctx: Context) -> worker::Result<
         query: url.query().unwrap_or_default().to_owned(),
         authorization,
         origin,
+        device_id: header(oversync_protocol::wire::DEVICE_ID_HEADER),
         content_length,
         body: EdgeBody(req),
     };

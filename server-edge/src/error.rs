@@ -23,7 +23,11 @@ pub enum ApiError {
     InvalidRequest(String),
     /// 401 `authentication_failed`.
     #[error(transparent)]
-    Auth(#[from] AuthError),
+    Auth(AuthError),
+    /// 503 `auth_unavailable`: no identity provider key set could be fetched and none is cached; retry after
+    /// the given seconds (a new token would not help).
+    #[error("The identity provider's signing keys are unavailable, retry later")]
+    AuthUnavailable(u32),
     /// 404 `not_found`.
     #[error("Not found")]
     NotFound,
@@ -64,6 +68,18 @@ pub enum ApiError {
     Token(#[source] jsonwebtoken::errors::Error),
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::KeysUnavailable => Self::AuthUnavailable(AUTH_RETRY_AFTER_S),
+            e => Self::Auth(e),
+        }
+    }
+}
+
+/// What a 503 `auth_unavailable` asks the client to wait, in seconds.
+pub const AUTH_RETRY_AFTER_S: u32 = 5;
+
 impl ApiError {
     /// Wraps an upload failure; a connection the pool could not give in time, or start-up schema work that gave up
     /// waiting for a lock, is [`ApiError::Busy`].
@@ -90,7 +106,7 @@ impl ApiError {
     /// The `Retry-After` seconds of a 429 or 503.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            Self::TooManyRequests(_, s) | Self::Busy(s) => Some(*s),
+            Self::TooManyRequests(_, s) | Self::Busy(s) | Self::AuthUnavailable(s) => Some(*s),
             _ => None,
         }
     }
@@ -106,6 +122,7 @@ impl ApiError {
             Self::BodyTimeout => (408, "request_timeout", self.to_string()),
             Self::TooManyRequests(..) => (429, "too_many_requests", self.to_string()),
             Self::Busy(_) => (503, "server_busy", self.to_string()),
+            Self::AuthUnavailable(_) => (503, "auth_unavailable", self.to_string()),
             Self::Upload(_) => (500, "upload_failed", "Failed to process upload".into()),
             Self::Download(_) => (500, "download_failed", "Failed to process download".into()),
             Self::Token(_) => (500, "token_error", "Failed to sign token".into()),
@@ -116,7 +133,8 @@ impl ApiError {
     pub fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
         // A busy answer is load shedding, not a failure: no error line per shed request.
-        if status >= 500 && !matches!(self, Self::Busy(_)) {
+        // (A missing key set is logged where the fetch failed.)
+        if status >= 500 && !matches!(self, Self::Busy(_) | Self::AuthUnavailable(_)) {
             let mut chain = self.to_string();
             let mut cause = std::error::Error::source(&self);
             while let Some(c) = cause {

@@ -18,6 +18,8 @@ pub struct Request<B = Vec<u8>> {
     pub authorization: Option<String>,
     /// The `Origin` header.
     pub origin: Option<String>,
+    /// `Oversync-Device-Id` (the device, for tokens without a device claim).
+    pub device_id: Option<String>,
     /// The declared `Content-Length`, if any (a chunked body has none).
     pub content_length: Option<u64>,
     /// The unread body.

@@ -11,13 +11,24 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use tokio_postgres::{Client, NoTls};
 
 use crate::http::{BodyError, Request};
-use crate::runtime::{BoxError, PoolBusy, Runtime};
+use crate::runtime::{BoxError, Fetched, PoolBusy, Runtime};
 use crate::{Config, Service};
 
-/// Connections from the pool, and tokio's timer.
+/// Connections from the pool, tokio's timer and an HTTP client (for identity provider key sets).
 #[derive(Clone)]
 pub struct NativeRuntime {
     pool: deadpool_postgres::Pool,
+    http: reqwest::Client,
+}
+
+/// The HTTP client for key sets: rustls with the system's roots, no redirects, bounded connect time.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("oversync-server/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")
 }
 
 /// A pooled connection; returned to the pool on drop.
@@ -49,6 +60,28 @@ impl Runtime for NativeRuntime {
 
     async fn sleep(&self, d: Duration) {
         tokio::time::sleep(d).await;
+    }
+
+    async fn get(&self, url: &str, limit: usize) -> Result<Fetched, BoxError> {
+        let mut resp = self.http.get(url).send().await?;
+        let status = resp.status().as_u16();
+        let cache_control = resp
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            if body.len() + chunk.len() > limit {
+                return Err(format!("response body over {limit} bytes").into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            status,
+            cache_control,
+            body,
+        })
     }
 
     fn compute<T>(&self, f: impl FnOnce() -> T) -> T {
@@ -118,6 +151,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request)
         query: parts.uri.query().unwrap_or_default().to_owned(),
         authorization: header_text(header::AUTHORIZATION),
         origin: header_text(header::ORIGIN),
+        device_id: header_text(HeaderName::from_static("oversync-device-id")),
         content_length: header_text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
         body: NativeBody(body),
     };
@@ -210,7 +244,10 @@ impl Bound {
         let addr = listener.local_addr()?;
         let state = Arc::new(AppState {
             service,
-            runtime: NativeRuntime { pool: pool.clone() },
+            runtime: NativeRuntime {
+                pool: pool.clone(),
+                http: http_client()?,
+            },
         });
         Ok(Self {
             addr,

@@ -16,6 +16,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("no database connection within the pool's wait timeout")]
 pub struct PoolBusy;
 
+/// The answer to [`Runtime::get`].
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// HTTP status.
+    pub status: u16,
+    /// The `Cache-Control` header.
+    pub cache_control: Option<String>,
+    /// The body, at most the asked limit.
+    pub body: Vec<u8>,
+}
+
 /// The host environment of one request.
 pub trait Runtime {
     /// A connection, returned to its pool (or closed) on drop.
@@ -24,6 +35,10 @@ pub trait Runtime {
     /// Obtains a connection, only by routes that touch the database: once per request, except `/sync/watch`,
     /// which takes one per look at the log after dropping the previous one.
     fn connect(&self) -> impl Future<Output = Result<Self::Conn, BoxError>>;
+
+    /// `GET url` (an identity provider's key set) with the host's own HTTP client; a body longer than `limit`
+    /// bytes is an error. Redirects are not followed.
+    fn get(&self, url: &str, limit: usize) -> impl Future<Output = Result<Fetched, BoxError>>;
 
     /// Waits before a retry.
     fn sleep(&self, d: Duration) -> impl Future<Output = ()>;

@@ -46,6 +46,11 @@ pub struct Settings {
     pub service_name: String,
 }
 
+/// The request's `Authorization` and `Oversync-Device-Id` headers.
+fn credentials<B>(req: &Request<B>) -> (Option<&str>, Option<&str>) {
+    (req.authorization.as_deref(), req.device_id.as_deref())
+}
+
 /// The largest sign-in body read (a user name and a device id).
 const SIGNIN_BODY_BYTES: usize = 64 << 10;
 
@@ -106,7 +111,6 @@ impl Service {
     pub fn new(cfg: &Config, init_sql: Option<String>) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let configured = Registry::from_config(cfg)?;
-        let secret = cfg.jwt_secret.as_deref().unwrap_or_default();
         Ok(Self {
             settings: Settings {
                 max_upload_batch_size: cfg.max_upload_batch_size,
@@ -125,7 +129,7 @@ impl Service {
             configured,
             ready: OnceLock::new(),
             init_sql,
-            auth: Authenticator::new(secret.as_bytes(), cfg.token_rules()),
+            auth: Authenticator::new(cfg.auth()?),
             admission: Admission::new(Shares {
                 uploads_per_user: cfg.max_uploads_per_user,
                 watches_per_user: cfg.max_watches_per_user,
@@ -181,7 +185,7 @@ impl Service {
                     .push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
                 r.headers.push((
                     "access-control-allow-headers",
-                    "Authorization, Content-Type, Accept".into(),
+                    "Authorization, Content-Type, Accept, Oversync-Device-Id".into(),
                 ));
                 r.headers.push(("access-control-max-age", "86400".into()));
             }
@@ -211,7 +215,7 @@ impl Service {
                 }
             }
             Route::Upload => {
-                let who = self.auth.authenticate(req.authorization.as_deref(), now)?;
+                let who = self.authenticate(rt, credentials(&req), now).await?;
                 // Refused before a byte of the body is read: a user's third upload costs the server nothing.
                 let slot = match self.admission.upload(&who.user_id) {
                     Ok(slot) => slot,
@@ -236,10 +240,21 @@ impl Service {
                 Ok(Response::json(200, &upload::upload(self, rt, &who, &body).await?))
             }
             _ => {
-                let who = self.auth.authenticate(req.authorization.as_deref(), now)?;
+                let who = self.authenticate(rt, credentials(&req), now).await?;
                 self.synced(route, rt, &who, &req.query).await
             }
         }
+    }
+
+    /// `authorization` and `device_id` are the request's headers (passed apart from the request, whose body
+    /// need not be `Sync`).
+    async fn authenticate<R: Runtime>(
+        &self,
+        rt: &R,
+        (authorization, device_id): (Option<&str>, Option<&str>),
+        now: Duration,
+    ) -> Result<Principal, ApiError> {
+        Ok(self.auth.authenticate(rt, authorization, device_id, now).await?)
     }
 
     /// Reads a body of at most `limit` bytes within `body_timeout_ms`.

@@ -41,16 +41,16 @@ async fn every_authentication_failure_is_401_with_its_exact_message() {
             "Invalid authorization header format",
         ),
         (Some("Bearer".into()), "Invalid authorization header format"),
-        (Some("Bearer not-a-jwt".into()), "Invalid token"),
-        (Some(format!("Bearer {wrong_secret}")), "Invalid token"),
-        (Some(format!("Bearer {none}")), "Invalid token"),
+        (Some("Bearer not-a-jwt".into()), "Invalid token: malformed"),
+        (Some(format!("Bearer {wrong_secret}")), "Invalid token: bad signature"),
+        (Some(format!("Bearer {none}")), "Invalid token: malformed"),
         (
             Some(hs(json!({"sub": user, "did": "d", "exp": now - 10}))),
-            "Invalid token",
+            "Invalid token: expired",
         ),
         (
             Some(hs(json!({"sub": user, "did": "d", "nbf": now + 600}))),
-            "Invalid token",
+            "Invalid token: not yet valid",
         ),
         (Some(hs(json!({"did": "d"}))), "missing sub (user ID) in token"),
         (
@@ -252,7 +252,7 @@ async fn exp_is_optional_by_default_and_required_with_require_exp() {
         "/sync/download",
     )
     .await;
-    assert_eq!((status, body), (401, envelope("Invalid token")));
+    assert_eq!((status, body), (401, envelope("Invalid token: no expiry")));
     assert_eq!(
         sync_get(&strict.base, Some(&strict_token(&user, json!({}))), "/sync/download")
             .await
@@ -276,20 +276,21 @@ async fn issuer_and_audience_must_match_when_configured() {
         assert_eq!(status, 200, "{extra}: {body}");
     }
     let rejected = [
-        json!({"iss": "https://evil.example"}),
-        json!({"iss": null}),
-        json!({"aud": "other-api"}),
-        json!({"aud": ["other-api"]}),
-        json!({"aud": null}),
+        (json!({"iss": "https://evil.example"}), "issuer"),
+        (json!({"iss": null}), "issuer"),
+        (json!({"aud": "other-api"}), "audience"),
+        (json!({"aud": ["other-api"]}), "audience"),
+        (json!({"aud": null}), "audience"),
     ];
-    for extra in rejected {
+    for (extra, which) in rejected {
         let got = sync_get(
             &strict.base,
             Some(&strict_token(&user, extra.clone())),
             "/sync/download",
         )
         .await;
-        assert_eq!(got, (401, envelope("Invalid token")), "{extra}");
+        let message = format!("Invalid token: wrong {which}");
+        assert_eq!(got, (401, envelope(&message)), "{extra}");
         // The default server checks neither.
         let unchecked = sync_get(
             &target().base,

@@ -55,3 +55,36 @@ pub struct DummySigninResponse {
     /// The device (`did`).
     pub device: String,
 }
+
+/// The request header that names the device when the token has no device claim (PROTOCOL.md §3.1). It only
+/// separates one user's own devices: whoever holds the user's token may name any device.
+pub const DEVICE_ID_HEADER: &str = "Oversync-Device-Id";
+
+/// The longest device id the [`DEVICE_ID_HEADER`] may carry.
+pub const MAX_DEVICE_ID_BYTES: usize = 128;
+
+/// Whether `value` is a usable [`DEVICE_ID_HEADER`]: 1 to [`MAX_DEVICE_ID_BYTES`] visible ASCII characters
+/// (no spaces or controls), enough for a UUID or any id a classic client puts into `did`.
+pub fn valid_device_id(value: &str) -> bool {
+    (1..=MAX_DEVICE_ID_BYTES).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_are_short_visible_ascii() {
+        for ok in [
+            "6c1f0e52-3b7d-4f7e-9a51-8d2c4b0a9e13",
+            "device-123",
+            "a",
+            &"x".repeat(128),
+        ] {
+            assert!(valid_device_id(ok), "{ok}");
+        }
+        for bad in ["", " ", "a b", "tab\t", "ümlaut", &"x".repeat(129), "nul\0"] {
+            assert!(!valid_device_id(bad), "{bad:?}");
+        }
+    }
+}

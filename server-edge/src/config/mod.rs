@@ -2,6 +2,8 @@
 //!
 //! The same [`Config`] feeds the native binary (file + process environment) and the Worker (wrangler vars).
 
+mod auth;
+
 use std::path::{Path, PathBuf};
 
 use oversync_protocol::TableRef;
@@ -102,9 +104,38 @@ pub struct Config {
     /// Native pool size.
     #[serde(default = "default_pool")]
     pub pool_size: usize,
-    /// HS256 secret, at least [`MIN_SECRET_BYTES`] bytes; env `JWT_SECRET`. Required.
+    /// HS256 secret, at least [`MIN_SECRET_BYTES`] bytes; env `JWT_SECRET`. Required unless `jwks_url` is set
+    /// (and by `dev_signin`, which signs with it).
     #[serde(default)]
     pub jwt_secret: Option<String>,
+    /// The identity providers' JSON Web Key Sets (one URL or a list): RS/PS/ES/EdDSA tokens are checked
+    /// against their keys. `https://`, or `http://` on a loopback host; env `OVERSYNC_JWKS_URL` (comma list).
+    #[serde(default, deserialize_with = "auth::one_or_many")]
+    pub jwks_url: Vec<String>,
+    /// The accepted token `alg`s. Default: HS256, HS384, HS512 with a `jwt_secret`, plus RS256, ES256 and EdDSA
+    /// with a `jwks_url`; env `OVERSYNC_JWT_ALGORITHMS` (comma list).
+    #[serde(default)]
+    pub jwt_algorithms: Option<Vec<String>>,
+    /// The claim holding the user id (default `sub`); env `OVERSYNC_USER_CLAIM`.
+    #[serde(default = "auth::default_user_claim")]
+    pub user_claim: String,
+    /// The claim holding the device id (default `did`). Tokens without it take the device from the
+    /// `Oversync-Device-Id` header; env `OVERSYNC_DEVICE_CLAIM`.
+    #[serde(default = "auth::default_device_claim")]
+    pub device_claim: String,
+    /// The shortest time a fetched key set is cached, whatever its `Cache-Control` says (default 60 s).
+    #[serde(default = "auth::default_jwks_cache_min")]
+    pub jwks_cache_min_s: u64,
+    /// The longest (default 3600 s): a key the provider removed stops working within it.
+    #[serde(default = "auth::default_jwks_cache_max")]
+    pub jwks_cache_max_s: u64,
+    /// The least time between two key set fetches that expiry did not cause: a token with an unknown `kid`,
+    /// a retry after a failed fetch (default 30 s).
+    #[serde(default = "auth::default_jwks_cooldown")]
+    pub jwks_cooldown_s: u64,
+    /// How long one key set fetch may take (default 5000 ms).
+    #[serde(default = "auth::default_jwks_timeout")]
+    pub jwks_timeout_ms: u64,
     /// Tokens without `exp` are rejected (off: PROTOCOL.md §3.1 keeps `exp` optional); env `OVERSYNC_REQUIRE_EXP`.
     #[serde(default)]
     pub require_exp: bool,
@@ -359,6 +390,7 @@ impl Config {
         if let Some((_, v)) = var("JWT_AUDIENCE") {
             self.jwt_audience = Some(v).filter(|v| !v.is_empty());
         }
+        self.apply_auth_env(&var)?;
         if let Some((n, v)) = var("JWT_LEEWAY_S") {
             self.jwt_leeway_s = parse_env(&n, &v, "integer")?;
         }
@@ -437,16 +469,6 @@ impl Config {
             })
     }
 
-    /// The token checks beyond the signature.
-    pub fn token_rules(&self) -> crate::auth::TokenRules {
-        crate::auth::TokenRules {
-            require_exp: self.require_exp,
-            issuer: self.jwt_issuer.clone(),
-            audience: self.jwt_audience.clone(),
-            leeway: std::time::Duration::from_secs(self.jwt_leeway_s),
-        }
-    }
-
     /// The process-wide budget of upload body bytes in flight: `max_upload_bytes_in_flight`, or four times
     /// [`Config::request_limit`].
     pub fn upload_bytes_budget(&self) -> usize {
@@ -457,19 +479,9 @@ impl Config {
     /// Checks what the server cannot start without, and refuses what it must not start with: a short JWT
     /// secret, dev sign-in reachable from other machines.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.jwt_secret.as_deref() {
-            None | Some("") => return Err(ConfigError::Missing("jwt_secret (or JWT_SECRET)")),
-            Some(s) if s.len() < MIN_SECRET_BYTES => return Err(ConfigError::WeakSecret(s.len())),
-            Some(_) => {}
-        }
+        self.auth()?;
         if self.dev_signin && !self.dev_signin_allow_remote && !is_loopback(&self.listen) {
             return Err(ConfigError::DevSigninRemote(self.listen.clone()));
-        }
-        for (setting, value) in [("jwt_issuer", &self.jwt_issuer), ("jwt_audience", &self.jwt_audience)] {
-            if value.as_deref() == Some("") {
-                let problem = "is empty; leave it out to skip the check";
-                return Err(ConfigError::Invalid { setting, problem });
-            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.tables {
@@ -484,7 +496,7 @@ impl Config {
 
 /// Whether a `host:port` listen address accepts connections from this machine only: 127.0.0.0/8, `::1` or
 /// `localhost`. Anything else, including a host name, counts as reachable from elsewhere.
-fn is_loopback(listen: &str) -> bool {
+pub(crate) fn is_loopback(listen: &str) -> bool {
     if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
         return addr.ip().is_loopback();
     }
@@ -493,7 +505,7 @@ fn is_loopback(listen: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn parse_env<T: std::str::FromStr>(name: &str, value: &str, kind: &'static str) -> Result<T, ConfigError> {
+pub(crate) fn parse_env<T: std::str::FromStr>(name: &str, value: &str, kind: &'static str) -> Result<T, ConfigError> {
     value.trim().parse().map_err(|_| ConfigError::Env {
         name: name.into(),
         value: value.into(),
