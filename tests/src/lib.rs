@@ -6,10 +6,14 @@
 //! - [`process::Server`]: a server process started on a free port with a given configuration: the native binary,
 //!   or the Worker under `wrangler dev` ([`edge::start_wrangler`]); tests talk to it through its base URL only.
 //!
+//! - [`issuer::Issuer`]: an identity provider on 127.0.0.1 that publishes a JWKS and signs RS256, ES256 and
+//!   EdDSA tokens, and can rotate its keys or go down.
+//!
 //! Every process the harness starts is watched by a small shell loop that stops it (and removes its temporary
 //! directory) as soon as the test process exits, even when the test binary is killed.
 
 pub mod edge;
+pub mod issuer;
 pub mod pg;
 pub mod process;
 pub mod proxy;

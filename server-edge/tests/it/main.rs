@@ -17,6 +17,7 @@ mod history;
 mod hostile;
 mod idempotency;
 mod isolation;
+mod jwks;
 mod limits;
 mod materialize;
 mod ordering;

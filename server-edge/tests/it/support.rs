@@ -272,6 +272,22 @@ impl Device {
         }
     }
 
+    /// A device presenting `token` (from any issuer) and, when given, an `Oversync-Device-Id` header.
+    pub fn with_token(t: &Target, token: String, device_header: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(d) = device_header {
+            headers.insert("oversync-device-id", d.parse().expect("header value"));
+        }
+        Self {
+            base: t.base.clone(),
+            token,
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("client"),
+        }
+    }
+
     /// POST /sync/upload with a raw JSON body.
     pub async fn upload_raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let r = self
