@@ -114,9 +114,15 @@ pub fn start_server(db_url: &str, extra: &str) -> Server {
     if edge() {
         // The Worker ensures the sync schema on its first database request; make that happen before the tests
         // read the database directly.
-        // The token passes the variant's own token rules (issuer and audience when it sets them).
+        // The token passes the variant's own token rules (issuer, audience and claim names when it sets them).
         let settings: toml::Table = toml::from_str(extra).expect("test settings");
-        let mut claims = json!({"sub": "warm-up", "did": "warm-up"});
+        let claim = |setting: &str, default: &str| {
+            let name = settings.get(setting).and_then(|v| v.as_str());
+            name.unwrap_or(default).to_owned()
+        };
+        let mut claims = json!({});
+        claims[claim("user_claim", "sub")] = json!("warm-up");
+        claims[claim("device_claim", "did")] = json!("warm-up");
         for (setting, claim) in [("jwt_issuer", "iss"), ("jwt_audience", "aud")] {
             if let Some(v) = settings.get(setting).and_then(|v| v.as_str()) {
                 claims[claim] = json!(v);
