@@ -1,5 +1,6 @@
 // The demo's stack (`oversync-dev`, what `www/demo` runs): the app on the sync server's origin, natively and
-// with the Worker under wrangler dev; Ctrl-C (SIGINT) stops everything it started.
+// with the Worker under wrangler dev, and with `--jwks` on a test identity provider's origin, signed in with its
+// RS256 tokens; Ctrl-C (SIGINT) stops everything it started.
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -18,9 +19,10 @@ const alive = (pid) => {
   }
 };
 
-for (const edge of [false, true]) {
-  test(`${edge ? 'Worker (wrangler dev)' : 'native'}: the app works end to end and Ctrl-C leaves no process behind`, async () => {
-    const stack = await startSyncServer({ staticDir: path.join(root, 'www/dist'), edge });
+for (const [edge, jwks] of [[false, false], [true, false], [false, true]]) {
+  const name = `${edge ? 'Worker (wrangler dev)' : 'native'}${jwks ? ' with --jwks (tokens from a test identity provider)' : ''}`;
+  test(`${name}: the app works end to end and Ctrl-C leaves no process behind`, async () => {
+    const stack = await startSyncServer({ staticDir: path.join(root, 'www/dist'), edge, jwks });
     const started = descendants(stack.pid);
     assert.ok(started.length > 0, 'oversync-dev started PostgreSQL and the server');
     try {
@@ -28,8 +30,8 @@ for (const edge of [false, true]) {
       assert.equal(health.status, 'healthy');
       const context = await launch();
       const page = await context.newPage();
-      await page.goto(`${stack.url}/`);
-      await page.fill('input[name=username]', edge ? 'edgar' : 'nadia');
+      await page.goto(`${stack.app}/`);
+      await page.fill('input[name=username]', edge ? 'edgar' : jwks ? 'jade' : 'nadia');
       await page.click('button[type=submit]');
       await page.fill('input[name=title]', 'hello from the run command');
       await page.click('form.compose button[type=submit]');

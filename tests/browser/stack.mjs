@@ -30,6 +30,13 @@ async function freePort() {
   });
 }
 
+async function isFree(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    s.on('error', () => resolve(false));
+  });
+}
+
 /** Every live descendant of `pid` (from /proc). */
 export function descendants(pid) {
   const children = new Map();
@@ -49,15 +56,19 @@ export function descendants(pid) {
 
 /**
  * Starts PostgreSQL + the sync server through `oversync-dev` (serving `staticDir` on its origin if given; the
- * Worker under wrangler dev with `edge`); resolves to `{ url, pid, stop }`.
+ * Worker under wrangler dev with `edge`; with `jwks` a test identity provider that serves the app and signs its
+ * tokens, on `app`; `env` adds server settings such as `OVERSYNC_JWKS_URL`); resolves to `{ url, app, pid, stop }`.
  */
-export async function startSyncServer({ staticDir, edge = false } = {}) {
-  const port = await freePort();
-  const extra = [...(staticDir ? ['--static', staticDir] : []), ...(edge ? ['--edge'] : [])];
+export async function startSyncServer({ staticDir, edge = false, jwks = false, env = {} } = {}) {
+  // --jwks needs PORT and PORT+1: retry until a free port's successor is free too.
+  let port = await freePort();
+  while (jwks && !(await isFree(port + 1))) port = await freePort();
+  const extra = [...(staticDir ? ['--static', staticDir] : []), ...(edge ? ['--edge'] : []), ...(jwks ? ['--jwks'] : [])];
+  const config = jwks ? 'server-edge/demo/jwks.toml' : 'server-edge/demo/demo.toml';
   const child = spawn(
     path.join(target, 'oversync-dev'),
-    ['--server', path.join(target, 'oversync-server'), '--config', path.join(root, 'server-edge/demo/demo.toml'), ...extra],
-    { env: { ...process.env, PORT: String(port), RUST_LOG: process.env.RUST_LOG ?? 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
+    ['--server', path.join(target, 'oversync-server'), '--config', path.join(root, config), ...extra],
+    { env: { ...process.env, ...env, PORT: String(port), RUST_LOG: process.env.RUST_LOG ?? 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
   const url = await new Promise((resolve, reject) => {
@@ -78,7 +89,8 @@ export async function startSyncServer({ staticDir, edge = false } = {}) {
       child.on('exit', resolve);
       child.kill('SIGINT');
     });
-  return { url, pid: child.pid, stop };
+  const app = out.match(/app:\s+(http:\/\/\S+?)\/?\s/)?.[1] ?? url;
+  return { url, app, pid: child.pid, stop };
 }
 
 /**

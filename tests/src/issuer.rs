@@ -7,7 +7,8 @@
 //!   and `aud` and no device claim (the demo's sign-in; CORS open to any origin).
 //!
 //! Keys are named after their files (`rsa-1`, `rsa-2`, `ec-1`, `ec-2`, `ed-1`) and their `kid` is the name.
-//! The server runs on a thread of its own, so it outlives the test that started it.
+//! The server runs on a thread of its own, so it outlives the test that started it. With an [`App`] it also
+//! serves a built web app and `/demo-config.json` (`www/demo --jwks`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -88,22 +89,47 @@ pub fn sign(name: &str, kid: Option<&str>, claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &encoding_key(name)).expect("sign")
 }
 
+/// A web app the issuer serves beside its routes, as an app's own backend would (`www/demo --jwks`): the files
+/// of `dir`, and `/demo-config.json` telling the app where the sync server is and where its tokens come from.
+pub struct App {
+    /// The built app.
+    pub dir: PathBuf,
+    /// The sync server's base URL.
+    pub sync_url: String,
+}
+
 impl Issuer {
-    /// Starts an issuer publishing `keys` with `max-age=600`.
+    /// Starts an issuer on a free port publishing `keys` with `max-age=600`.
     pub fn start(keys: &[&'static str]) -> anyhow::Result<Self> {
+        Self::start_on("127.0.0.1:0", keys, None)
+    }
+
+    /// Starts an issuer on `addr`, serving `app` too when given.
+    pub fn start_on(addr: &str, keys: &[&'static str], app: Option<App>) -> anyhow::Result<Self> {
         let state = Arc::new(Mutex::new(Published {
             keys: keys.to_vec(),
             max_age: 600,
             down: false,
             fetches: 0,
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the issuer")?;
+        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding the issuer to {addr}"))?;
         listener.set_nonblocking(true)?;
         let addr: SocketAddr = listener.local_addr()?;
-        let app = axum::Router::new()
+        let mut router = axum::Router::new()
             .route("/.well-known/jwks.json", axum::routing::get(jwks))
-            .route("/token", axum::routing::post(token).options(preflight))
-            .with_state(state.clone());
+            .route("/token", axum::routing::post(token).options(preflight));
+        if let Some(app) = app {
+            let config = json!({ "syncUrl": app.sync_url, "tokenUrl": "/token" }).to_string();
+            router = router
+                .route(
+                    "/demo-config.json",
+                    axum::routing::get(
+                        move || async move { json_response(&serde_json::from_str(&config).expect("json")) },
+                    ),
+                )
+                .fallback_service(tower_http::services::ServeDir::new(&app.dir));
+        }
+        let app = router.with_state(state.clone());
         std::thread::Builder::new().name("test-issuer".into()).spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -1,4 +1,5 @@
-// The journal's database: the schema, sign-in through the server's dev sign-in, and opening the synced client.
+// The journal's database: the schema, sign-in (the server's dev sign-in, or with --jwks the app backend's tokens),
+// and opening the synced client.
 import { SyncClient } from 'oversync-web';
 
 export const INIT = `
@@ -7,6 +8,40 @@ CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL, email
 CREATE TABLE IF NOT EXISTS posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, content TEXT NOT NULL,
   author_id TEXT REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED, created_at TEXT, updated_at TEXT);
 `;
+
+/**
+ * Where the sync server is and where tokens come from. By default the server's own origin and its dev sign-in;
+ * with `www/demo --jwks` the app is served by its backend (a test identity provider), whose /demo-config.json names
+ * the sync server and its token route. Kept in localStorage, so the app also starts offline.
+ */
+async function demoConfig() {
+  try {
+    const r = await fetch('/demo-config.json', { cache: 'no-store' });
+    if (r.ok) {
+      const config = await r.json();
+      localStorage.setItem('demo-config', JSON.stringify(config));
+      return config;
+    }
+    if (r.status === 404) {
+      localStorage.removeItem('demo-config');
+      return {};
+    }
+  } catch {
+    // Offline: the last known configuration.
+  }
+  return JSON.parse(localStorage.getItem('demo-config') ?? '{}');
+}
+
+/** A token for `username` from the app's backend (`--jwks`): RS256, no device claim (oversync-web sends it). */
+async function backendToken(tokenUrl, username) {
+  const r = await fetch(tokenUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ user: username }),
+  });
+  if (!r.ok) throw new Error(`sign-in failed: ${r.status}`);
+  return (await r.json()).token;
+}
 
 /** A dev token for `username` on this browser's device (the server's `/signin`, enabled by `dev_signin`). */
 async function signin(username, deviceId) {
@@ -36,14 +71,17 @@ export async function authorId(db, name) {
 
 /** Opens `username`'s journal (one database file per user) and makes sure their author row exists. */
 export async function openJournal(username, onError) {
+  const config = await demoConfig();
   const db = await SyncClient.open({
     name: 'journal',
     user: `user-${username}`,
-    url: location.origin,
+    url: config.syncUrl ?? location.origin,
     serverSchema: 'business',
     tables: ['users', 'posts'],
     init: INIT,
-    auth: ({ deviceId }) => signin(username, deviceId),
+    auth: config.tokenUrl
+      ? () => backendToken(config.tokenUrl, username)
+      : ({ deviceId }) => signin(username, deviceId),
     onError,
   });
   // After the first download the author row usually exists already (another device made it).

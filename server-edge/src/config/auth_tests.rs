@@ -114,3 +114,15 @@ fn auth_settings_are_read_from_the_environment() {
     let bad = c.apply_env(|k| (k == "OVERSYNC_JWKS_COOLDOWN_S").then(|| "soon".to_owned()));
     assert!(bad.unwrap_err().to_string().contains("OVERSYNC_JWKS_COOLDOWN_S"));
 }
+
+#[test]
+fn the_jwks_demo_configuration_needs_no_secret_and_no_dev_signin() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/jwks.toml");
+    let c = Config::from_file(&path).unwrap();
+    assert!(!c.dev_signin && c.require_exp);
+    let a = c.auth().expect("valid without jwt_secret");
+    assert_eq!(a.algorithms, [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]);
+    // The test issuer's values (tests/src/issuer.rs).
+    assert_eq!(a.rules.issuer.as_deref(), Some("https://issuer.oversync.test"));
+    assert_eq!(a.rules.audience.as_deref(), Some("oversync-tests"));
+}
