@@ -100,7 +100,10 @@ async fn configured_origins_get_cors_headers_and_preflights_need_no_auth() {
     let h = r.headers();
     assert_eq!(h["access-control-allow-origin"], "http://app.example");
     assert_eq!(h["access-control-allow-methods"], "GET, POST, OPTIONS");
-    assert_eq!(h["access-control-allow-headers"], "Authorization, Content-Type, Accept");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "Authorization, Content-Type, Accept, Oversync-Device-Id"
+    );
 
     // Every response to a configured origin carries the header, errors included.
     let r = http
