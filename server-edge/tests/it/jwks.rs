@@ -187,18 +187,18 @@ async fn status(t: &Target, token: &str) -> u16 {
 }
 
 /// One issuer and one server of their own, since the steps change what the issuer publishes and rely on the
-/// server's cache timing: cached for at least 1 s, refetches not caused by expiry at most every 2 s.
+/// server's cache timing: cached for at least 1 s, refetches not caused by expiry at most every 3 s.
 #[tokio::test]
 async fn outage_unknown_kids_and_rotation_follow_the_cache_rules() {
     let idp = Issuer::start(&["rsa-1", "ec-1"]).expect("issuer");
-    let extra = "jwks_cache_min_s = 1\njwks_cooldown_s = 2\njwks_timeout_ms = 2000\nuser_claim = \"uid\"\ndevice_claim = \"device\"";
+    let extra = "jwks_cache_min_s = 1\njwks_cooldown_s = 3\njwks_timeout_ms = 2000\nuser_claim = \"uid\"\ndevice_claim = \"device\"";
     let server = start_server(&target().db_url, &settings(&idp, extra));
     let t = Target {
         base: server.base_url.clone(),
         db_url: target().db_url.clone(),
         _server: None,
     };
-    let cooldown = || tokio::time::sleep(Duration::from_millis(2100));
+    let cooldown = || tokio::time::sleep(Duration::from_millis(3100));
     let user = new_user();
     let rsa1 = idp.token("rsa-1", json!({"uid": user, "device": "d1"}));
     let rsa2 = idp.token("rsa-2", json!({"uid": user, "device": "d1"}));
@@ -256,16 +256,23 @@ async fn outage_unknown_kids_and_rotation_follow_the_cache_rules() {
             async move { status(t, &token).await }
         }))
     };
+    let flooded = std::time::Instant::now();
     assert!(flood(20).await.iter().all(|s| *s == 401));
-    assert_eq!(idp.fetches(), 3, "one refetch for twenty unknown kids");
     assert!(flood(20).await.iter().all(|s| *s == 401));
-    assert_eq!(idp.fetches(), 3, "none within the cooldown");
+    // One refetch per cooldown the floods spanned: exactly one unless the machine is loaded enough for them to
+    // take longer than the cooldown.
+    let (refetches, cooldowns) = (idp.fetches() - 2, 1 + flooded.elapsed().as_secs() / 3);
+    assert!(
+        refetches >= 1 && refetches as u64 <= cooldowns,
+        "{refetches} refetches for forty unknown kids over {cooldowns} cooldown(s)"
+    );
+    let fetched = idp.fetches();
 
     // The issuer goes down: the last good set keeps serving.
     idp.set_down(true);
     cooldown().await;
     assert!(flood(1).await.iter().all(|s| *s == 401));
-    assert_eq!(idp.fetches(), 4, "the refetch was tried and failed");
+    assert_eq!(idp.fetches(), fetched + 1, "the refetch was tried and failed");
     assert_eq!(status(&t, &rsa1).await, 200, "kept the last good set");
 
     // Rotation: rsa-1 is replaced by rsa-2. It is accepted while the cached set is fresh, refused once the
@@ -274,7 +281,7 @@ async fn outage_unknown_kids_and_rotation_follow_the_cache_rules() {
     idp.set_max_age(1);
     cooldown().await;
     assert!(flood(1).await.iter().all(|s| *s == 401));
-    assert_eq!(idp.fetches(), 5, "refetched: now fresh for 1 s");
+    assert_eq!(idp.fetches(), fetched + 2, "refetched: now fresh for 1 s");
     idp.publish(&["rsa-2", "ec-1"]);
     assert_eq!(status(&t, &rsa1).await, 200, "the cached set still has rsa-1");
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -282,7 +289,7 @@ async fn outage_unknown_kids_and_rotation_follow_the_cache_rules() {
         get(&t, &rsa1, Some("d")).await,
         (401, envelope("Invalid token: unknown signing key"))
     );
-    assert_eq!(idp.fetches(), 6);
+    assert_eq!(idp.fetches(), fetched + 3);
     assert_eq!(status(&t, &rsa2).await, 200);
     drop(server);
 }
