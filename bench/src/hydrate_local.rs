@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use oversync_client::transport::{NetworkError, Reply, Transport};
+use oversync_client::transport::{Credentials, NetworkError, Reply, Transport};
 use oversync_client::{Engine, EngineConfig, TableConfig};
 use serde_json::{Value, json};
 
@@ -21,11 +21,11 @@ struct Pages {
 }
 
 impl Transport for Pages {
-    async fn post(&self, _: &str, _: &str, _: Vec<u8>) -> Result<Reply, NetworkError> {
+    async fn post(&self, _: &str, _: Credentials<'_>, _: Vec<u8>) -> Result<Reply, NetworkError> {
         Err(NetworkError("no uploads here".into()))
     }
 
-    async fn get(&self, path: &str, _: &str) -> Result<Reply, NetworkError> {
+    async fn get(&self, path: &str, _: Credentials<'_>) -> Result<Reply, NetworkError> {
         let body = if path.starts_with("/sync/capabilities") {
             capabilities(!self.download).to_string().into_bytes()
         } else if path.starts_with("/sync/snapshot") || (self.download && self.next.get() < self.pages.len()) {

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::conflict::{Conflict, Resolver};
 use crate::schema;
-use crate::transport::{NetworkError, Reply, Transport};
+use crate::transport::{Credentials, NetworkError, Reply, Transport};
 use crate::triggers::{TableShape, quote};
 
 #[path = "apply.rs"]
@@ -234,6 +234,8 @@ pub struct Engine<T> {
     last_error: Option<String>,
     last_synced: Option<String>,
     token_provider: Option<Box<TokenProvider>>,
+    /// This database's device id, sent with every request (it never changes).
+    device: String,
     /// `None` until asked; then the server's capabilities, or `Some(None)` for a classic server.
     capabilities: Option<Option<oversync_protocol::wire::Capabilities>>,
     /// The page size the last paced snapshot or download loop ended with; the next one resumes from it.
@@ -283,6 +285,8 @@ impl<T: Transport> Engine<T> {
         schema::startup(&conn, &all)?;
         let rank = fk_rank(&conn, &cfg.schema, &shapes)?;
         let chunk = cfg.chunk_size.max(1);
+        // An existing database keeps its device id (the one drawn above is for a new database only).
+        let device = conn.query_row("SELECT source_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))?;
         Ok(Self {
             conn: Rc::new(conn),
             cfg,
@@ -295,6 +299,7 @@ impl<T: Transport> Engine<T> {
             last_error: None,
             last_synced: None,
             token_provider: None,
+            device,
             capabilities: None,
             page_rows: None,
         })
@@ -328,11 +333,10 @@ impl<T: Transport> Engine<T> {
         self.token = Some(token);
     }
 
-    /// This database's device id (the `did` its tokens must carry).
+    /// This database's device id: the `did` of classic tokens, and the `Oversync-Device-Id` header of every
+    /// request (for tokens without a device claim).
     pub fn source_id(&self) -> Result<String, SyncError> {
-        Ok(self
-            .conn
-            .query_row("SELECT source_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))?)
+        Ok(self.device.clone())
     }
 
     /// The database, for the app's own reads and writes (writes are captured by the triggers).
@@ -423,6 +427,14 @@ impl<T: Transport> Engine<T> {
         self.token.clone().ok_or(SyncError::NotSignedIn)
     }
 
+    /// The credentials of one request.
+    fn credentials<'a>(&'a self, token: &'a str) -> Credentials<'a> {
+        Credentials {
+            token,
+            device: &self.device,
+        }
+    }
+
     /// One request with the current token; after a 401 the provider (if any) is asked once for a new token and
     /// the request is repeated. A 401 that persists is [`SyncError::Unauthorized`].
     async fn request(&mut self, path: &str, body: Option<&[u8]>) -> Result<crate::transport::Reply, SyncError> {
@@ -430,8 +442,8 @@ impl<T: Transport> Engine<T> {
         loop {
             let token = self.token()?;
             let reply = match body {
-                Some(b) => self.transport.post(path, &token, b.to_vec()).await?,
-                None => self.transport.get(path, &token).await?,
+                Some(b) => self.transport.post(path, self.credentials(&token), b.to_vec()).await?,
+                None => self.transport.get(path, self.credentials(&token)).await?,
             };
             if reply.status != 401 {
                 return Ok(reply);

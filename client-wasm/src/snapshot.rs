@@ -23,7 +23,7 @@ use oversync_protocol::wire::SnapshotResponse;
 use super::pace::Pacer;
 use super::write::apply_snapshot_page;
 use super::{Engine, SyncError};
-use crate::transport::{Reply, Transport};
+use crate::transport::{Credentials, Reply, Transport};
 
 /// One snapshot request: where it starts, and whether it only has to reach a hinted row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,10 +131,11 @@ impl<T: Transport> Engine<T> {
         let mut token = self.token()?;
         let mut refreshed = false;
         let transport = &self.transport;
+        let device = self.device.as_str();
         let fetch = |ask: Ask, token: String| {
             let path = path(&ask, until);
             async move {
-                let reply = transport.get(&path, &token).await;
+                let reply = transport.get(&path, Credentials { token: &token, device }).await;
                 (ask, path, token, reply)
             }
         };
@@ -176,7 +177,7 @@ impl<T: Transport> Engine<T> {
                         .and_then(|p| p())
                         .ok_or(SyncError::Unauthorized)?;
                 }
-                reply = transport.get(&path, &token).await?;
+                reply = transport.get(&path, Credentials { token: &token, device }).await?;
                 if reply.status == 401 {
                     return Err(SyncError::Unauthorized);
                 }

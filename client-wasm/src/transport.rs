@@ -4,6 +4,28 @@
 use std::future::Future;
 use std::time::Duration;
 
+pub use oversync_protocol::wire::DEVICE_ID_HEADER;
+use oversync_protocol::wire::valid_device_id;
+
+/// Who a request is from: the bearer token, and this database's device id. Tokens from an identity provider
+/// carry no device claim, so every request also names the device in the [`DEVICE_ID_HEADER`] (a server
+/// ignores it when the token has a `did`, and a classic server ignores it altogether).
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The bearer token.
+    pub token: &'a str,
+    /// The device id ([`crate::Engine::source_id`]).
+    pub device: &'a str,
+}
+
+impl<'a> Credentials<'a> {
+    /// The [`DEVICE_ID_HEADER`] value: the device id, unless it is not 1 to 128 visible ASCII characters (an
+    /// app-chosen id no header can carry; such a device needs tokens with a `did`).
+    pub fn device_header(&self) -> Option<&'a str> {
+        valid_device_id(self.device).then_some(self.device)
+    }
+}
+
 /// A response: status, body bytes and the server's retry hint.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -26,12 +48,18 @@ pub fn retry_after(value: &str) -> Option<Duration> {
 #[error("network error: {0}")]
 pub struct NetworkError(pub String);
 
-/// HTTP to the sync server. `path` starts with `/` and may carry a query string.
+/// HTTP to the sync server. `path` starts with `/` and may carry a query string. Every request carries the
+/// bearer token and the [`DEVICE_ID_HEADER`] ([`Credentials::device_header`]).
 pub trait Transport {
-    /// `POST path` with a JSON body and the bearer token.
-    fn post(&self, path: &str, token: &str, body: Vec<u8>) -> impl Future<Output = Result<Reply, NetworkError>>;
-    /// `GET path` with the bearer token.
-    fn get(&self, path: &str, token: &str) -> impl Future<Output = Result<Reply, NetworkError>>;
+    /// `POST path` with a JSON body.
+    fn post(
+        &self,
+        path: &str,
+        auth: Credentials<'_>,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Reply, NetworkError>>;
+    /// `GET path`.
+    fn get(&self, path: &str, auth: Credentials<'_>) -> impl Future<Output = Result<Reply, NetworkError>>;
 
     /// Gives the host's event loop a turn. Called between the pages of a hydration, whose next page is usually
     /// fetched by the time the previous one is applied: without a turn the pages would follow each other in
@@ -68,7 +96,11 @@ impl HttpTransport {
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, NetworkError> {
+    async fn send(&self, req: reqwest::RequestBuilder, auth: Credentials<'_>) -> Result<Reply, NetworkError> {
+        let mut req = req.bearer_auth(auth.token);
+        if let Some(device) = auth.device_header() {
+            req = req.header(DEVICE_ID_HEADER, device);
+        }
         let resp = req.send().await.map_err(|e| NetworkError(e.to_string()))?;
         let status = resp.status().as_u16();
         let retry_after = resp
@@ -87,15 +119,14 @@ impl HttpTransport {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl Transport for HttpTransport {
-    async fn post(&self, path: &str, token: &str, body: Vec<u8>) -> Result<Reply, NetworkError> {
-        let req = self.http.post(format!("{}{path}", self.base)).bearer_auth(token);
-        self.send(req.header("content-type", "application/json").body(body))
+    async fn post(&self, path: &str, auth: Credentials<'_>, body: Vec<u8>) -> Result<Reply, NetworkError> {
+        let req = self.http.post(format!("{}{path}", self.base));
+        self.send(req.header("content-type", "application/json").body(body), auth)
             .await
     }
 
-    async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
-        self.send(self.http.get(format!("{}{path}", self.base)).bearer_auth(token))
-            .await
+    async fn get(&self, path: &str, auth: Credentials<'_>) -> Result<Reply, NetworkError> {
+        self.send(self.http.get(format!("{}{path}", self.base)), auth).await
     }
 
     fn now_ms(&self) -> Option<f64> {
@@ -114,5 +145,17 @@ mod tests {
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(retry_after("-1"), None);
         assert_eq!(retry_after("1.5"), None);
+    }
+
+    #[test]
+    fn the_device_header_carries_only_ids_a_header_can() {
+        let header = |device: &str| Credentials { token: "t", device }.device_header().map(str::to_owned);
+        let uuid = "9b2f6d1e-5c1a-4f7e-9d3b-2a6c8e4f1b07";
+        assert_eq!(header(uuid).as_deref(), Some(uuid));
+        assert_eq!(header("phone-1").as_deref(), Some("phone-1"));
+        assert_eq!(header(&"d".repeat(128)).map(|d| d.len()), Some(128));
+        for unusable in ["", "my phone", "téléphone", "tab\there", &"d".repeat(129)] {
+            assert_eq!(header(unusable), None, "{unusable:?}");
+        }
     }
 }

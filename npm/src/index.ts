@@ -19,7 +19,11 @@ export class OversyncError extends Error {
   }
 }
 
-/** The token, or a function returning it; called again (with `refresh: true`) after the server answers 401. */
+/**
+ * The token, or a function returning it; called again (with `refresh: true`) after the server answers 401. The
+ * token need not carry the device: every request names it in the `Oversync-Device-Id` header too (what tokens
+ * from an identity provider such as Auth0 or Clerk need).
+ */
 export type Auth = string | ((ctx: { deviceId: string; user: string; refresh: boolean }) => string | Promise<string>);
 
 /** Options of {@link SyncClient.open}. */

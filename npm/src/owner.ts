@@ -98,6 +98,7 @@ export class Owner {
   private async realtime(): Promise<void> {
     const host = {
       url: String(this.opts.open.url).replace(/\/+$/, ''),
+      deviceId: this.deviceId,
       signal: this.closing.signal,
       online: () => this.isOnline(),
       cursor: () => (this.db.status() as { cursor: number }).cursor,

@@ -5,6 +5,8 @@
 /** What the loop needs from the owner. */
 export interface WatchHost {
   url: string;
+  /** Sent as `Oversync-Device-Id` (for tokens without a device claim). */
+  deviceId: string;
   signal: AbortSignal;
   online(): boolean;
   cursor(): number;
@@ -25,7 +27,7 @@ async function probe(host: WatchHost): Promise<boolean | null> {
     const token = await host.token(false);
     if (!token) return null;
     const r = await fetch(`${host.url}/sync/capabilities`, {
-      headers: { authorization: `Bearer ${token}` },
+      headers: { authorization: `Bearer ${token}`, 'oversync-device-id': host.deviceId },
       signal: AbortSignal.any([host.signal, AbortSignal.timeout(30_000)]),
     });
     if (r.status === 401 || r.status >= 500) return null;
@@ -75,7 +77,7 @@ export async function watchLoop(host: WatchHost): Promise<void> {
       refresh = false;
       const after = host.cursor();
       const r = await fetch(`${host.url}/sync/watch?after=${after}&timeout_s=25`, {
-        headers: token ? { authorization: `Bearer ${token}` } : {},
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'oversync-device-id': host.deviceId },
         signal: AbortSignal.any([host.signal, AbortSignal.timeout(40_000)]),
       });
       if (r.status === 401) {

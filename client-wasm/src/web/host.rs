@@ -4,7 +4,7 @@ use gloo_net::http::{Request, RequestBuilder};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::transport::{NetworkError, Reply, Transport, retry_after};
+use crate::transport::{Credentials, DEVICE_ID_HEADER, NetworkError, Reply, Transport, retry_after};
 
 #[wasm_bindgen]
 extern "C" {
@@ -72,17 +72,25 @@ impl HostTransport {
     }
 }
 
+/// The bearer token, and the device for tokens without a device claim (a cross-origin server must list the
+/// header in `Access-Control-Allow-Headers`).
+fn authorized(req: RequestBuilder, auth: Credentials<'_>) -> RequestBuilder {
+    let req = req.header("authorization", &format!("Bearer {}", auth.token));
+    match auth.device_header() {
+        Some(device) => req.header(DEVICE_ID_HEADER, device),
+        None => req,
+    }
+}
+
 impl Transport for HostTransport {
-    async fn post(&self, path: &str, token: &str, body: Vec<u8>) -> Result<Reply, NetworkError> {
-        let req = Request::post(&format!("{}{path}", self.base))
-            .header("authorization", &format!("Bearer {token}"))
-            .header("content-type", "application/json");
-        self.send(req, Some(body)).await
+    async fn post(&self, path: &str, auth: Credentials<'_>, body: Vec<u8>) -> Result<Reply, NetworkError> {
+        let req = Request::post(&format!("{}{path}", self.base)).header("content-type", "application/json");
+        self.send(authorized(req, auth), Some(body)).await
     }
 
-    async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
-        let req = Request::get(&format!("{}{path}", self.base)).header("authorization", &format!("Bearer {token}"));
-        self.send(req, None).await
+    async fn get(&self, path: &str, auth: Credentials<'_>) -> Result<Reply, NetworkError> {
+        self.send(authorized(Request::get(&format!("{}{path}", self.base)), auth), None)
+            .await
     }
 
     async fn yield_to_host(&self) {

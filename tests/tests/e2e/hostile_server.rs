@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-use oversync_client::transport::{NetworkError, Reply, Transport};
+use oversync_client::transport::{Credentials, NetworkError, Reply, Transport};
 use oversync_client::{Engine, EngineConfig, SyncError, TableConfig};
 use rusqlite::Connection;
 use serde_json::json;
@@ -30,10 +30,10 @@ impl Scripted {
 }
 
 impl Transport for Scripted {
-    async fn post(&self, _: &str, _: &str, _: Vec<u8>) -> Result<Reply, NetworkError> {
+    async fn post(&self, _: &str, _: Credentials<'_>, _: Vec<u8>) -> Result<Reply, NetworkError> {
         self.next()
     }
-    async fn get(&self, _: &str, _: &str) -> Result<Reply, NetworkError> {
+    async fn get(&self, _: &str, _: Credentials<'_>) -> Result<Reply, NetworkError> {
         self.next()
     }
 }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use oversync_client::transport::{HttpTransport, NetworkError, Reply, Transport};
+use oversync_client::transport::{Credentials, HttpTransport, NetworkError, Reply, Transport};
 use oversync_client::{Engine, EngineConfig, SyncError, TableConfig};
 use rusqlite::Connection;
 use serde_json::json;
@@ -33,10 +33,10 @@ impl Scripted {
 }
 
 impl Transport for Scripted {
-    async fn post(&self, path: &str, _: &str, _: Vec<u8>) -> Result<Reply, NetworkError> {
+    async fn post(&self, path: &str, _: Credentials<'_>, _: Vec<u8>) -> Result<Reply, NetworkError> {
         self.next(path)
     }
-    async fn get(&self, path: &str, _: &str) -> Result<Reply, NetworkError> {
+    async fn get(&self, path: &str, _: Credentials<'_>) -> Result<Reply, NetworkError> {
         self.next(path)
     }
 }
@@ -200,7 +200,14 @@ async fn the_http_transport_reads_retry_after() {
         .unwrap();
     });
     let reply = HttpTransport::new(format!("http://{addr}"))
-        .post("/sync/upload", "token", b"{}".to_vec())
+        .post(
+            "/sync/upload",
+            Credentials {
+                token: "token",
+                device: "d1",
+            },
+            b"{}".to_vec(),
+        )
         .await
         .unwrap();
     server.join().unwrap();

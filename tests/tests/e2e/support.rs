@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use oversync_client::transport::{HttpTransport, NetworkError, Reply, Transport};
+use oversync_client::transport::{Credentials, HttpTransport, NetworkError, Reply, Transport};
 use oversync_client::{Engine, EngineConfig, TableConfig};
 use rusqlite::Connection;
 use serde_json::Value;
@@ -43,21 +43,21 @@ pub struct Flaky {
 }
 
 impl Transport for Flaky {
-    async fn post(&self, path: &str, token: &str, body: Vec<u8>) -> Result<Reply, NetworkError> {
+    async fn post(&self, path: &str, auth: Credentials<'_>, body: Vec<u8>) -> Result<Reply, NetworkError> {
         if self.offline.get() {
             return Err(NetworkError("offline".into()));
         }
         if let Some(hook) = self.before_next_upload.borrow_mut().take() {
             hook();
         }
-        let reply = self.inner.post(path, token, body).await;
+        let reply = self.inner.post(path, auth, body).await;
         if self.drop_next_upload_response.replace(false) {
             return Err(NetworkError("response lost".into()));
         }
         reply
     }
 
-    async fn get(&self, path: &str, token: &str) -> Result<Reply, NetworkError> {
+    async fn get(&self, path: &str, auth: Credentials<'_>) -> Result<Reply, NetworkError> {
         if self.offline.get() {
             return Err(NetworkError("offline".into()));
         }
@@ -79,7 +79,7 @@ impl Transport for Flaky {
         self.gets_in_flight.set(self.gets_in_flight.get() + 1);
         self.most_gets_in_flight
             .set(self.most_gets_in_flight.get().max(self.gets_in_flight.get()));
-        let reply = self.inner.get(path, token).await;
+        let reply = self.inner.get(path, auth).await;
         self.gets_in_flight.set(self.gets_in_flight.get() - 1);
         reply
     }
