@@ -73,10 +73,14 @@ pub struct EngineConfig {
     pub resolver: Resolver,
     /// The device id for a new database; `None` draws a random one (a reinstall then counts as a new device).
     pub device_id: Option<String>,
+    /// The token claim that names the user (default `sub`, as the server's `user_claim`). Before each request
+    /// the engine reads it from the token's payload (without verifying it) and refuses a token of another user
+    /// than the one the database is bound to ([`SyncError::TokenUserMismatch`]).
+    pub user_claim: String,
 }
 
 impl EngineConfig {
-    /// Defaults: chunks of 200, pages of 1000, server wins.
+    /// Defaults: chunks of 200, pages of 1000, server wins, the user in `sub`.
     pub fn new(schema: &str, tables: Vec<TableConfig>) -> Self {
         Self {
             schema: schema.into(),
@@ -87,6 +91,7 @@ impl EngineConfig {
             snapshot_lookahead: true,
             resolver: Resolver::ServerWins,
             device_id: None,
+            user_claim: "sub".into(),
         }
     }
 }
@@ -122,6 +127,16 @@ pub enum SyncError {
     /// The database belongs to another user; open another file per user.
     #[error("this database belongs to {0}")]
     WrongUser(String),
+    /// The token names another user than the one the database belongs to (the app switched users without
+    /// opening that user's database). Nothing was sent: the bound user's pending writes must not reach another
+    /// account.
+    #[error("the token is for user {token_user} but this database belongs to user {bound_user}; sign out first")]
+    TokenUserMismatch {
+        /// The user the token's claim names.
+        token_user: String,
+        /// The user the database is bound to.
+        bound_user: String,
+    },
     /// Misconfiguration (e.g. a synced table without its key column).
     #[error("configuration: {0}")]
     Config(String),
@@ -420,11 +435,29 @@ impl<T: Transport> Engine<T> {
         self.token_provider = Some(Box::new(provider));
     }
 
+    /// The current token (asking the provider when there is none), refused if it is another user's.
     fn token(&mut self) -> Result<String, SyncError> {
         if self.token.is_none() {
             self.token = self.token_provider.as_ref().and_then(|p| p());
         }
-        self.token.clone().ok_or(SyncError::NotSignedIn)
+        let token = self.token.clone().ok_or(SyncError::NotSignedIn)?;
+        self.refuse_other_user(&token)?;
+        Ok(token)
+    }
+
+    /// [`SyncError::TokenUserMismatch`] when `token` definitely names another user than the bound one.
+    fn refuse_other_user(&self, token: &str) -> Result<(), SyncError> {
+        let bound: Option<String> = self
+            .conn
+            .prepare_cached("SELECT user_id FROM _sync_client_info WHERE id = 1")?
+            .query_row([], |r| r.get(0))?;
+        match (
+            crate::token::other_user(token, &self.cfg.user_claim, bound.as_deref()),
+            bound,
+        ) {
+            (Some(token_user), Some(bound_user)) => Err(SyncError::TokenUserMismatch { token_user, bound_user }),
+            _ => Ok(()),
+        }
     }
 
     /// The credentials of one request.
@@ -436,7 +469,8 @@ impl<T: Transport> Engine<T> {
     }
 
     /// One request with the current token; after a 401 the provider (if any) is asked once for a new token and
-    /// the request is repeated. A 401 that persists is [`SyncError::Unauthorized`].
+    /// the request is repeated. A 401 that persists is [`SyncError::Unauthorized`]. A token of another user
+    /// (the first or the fresh one) is refused before anything is sent.
     async fn request(&mut self, path: &str, body: Option<&[u8]>) -> Result<crate::transport::Reply, SyncError> {
         let mut refreshed = false;
         loop {

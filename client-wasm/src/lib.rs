@@ -7,11 +7,13 @@
 //! - [`triggers`]: change-capture trigger SQL from pure functions (§7.2), snapshot-tested.
 //! - [`engine`]: the upload cycle with freeze (§7.3), download/apply (§7.4), conflicts (§7.5), hydration (§7.6).
 //! - [`schedule`]: when to run a cycle (§7.7): debounce, timer, wake-ups, backoff with jitter; no IO.
+//! - [`token`]: the user a bearer token names (read, not verified), so another user's token is refused.
 
 pub mod conflict;
 pub mod engine;
 pub mod schedule;
 pub mod schema;
+pub mod token;
 pub mod transport;
 pub mod triggers;
 mod wire;

@@ -176,6 +176,7 @@ impl<T: Transport> Engine<T> {
                         .as_ref()
                         .and_then(|p| p())
                         .ok_or(SyncError::Unauthorized)?;
+                    self.refuse_other_user(&token)?;
                 }
                 reply = transport.get(&path, Credentials { token: &token, device }).await?;
                 if reply.status == 401 {

@@ -30,7 +30,7 @@ export type Auth = string | ((ctx: { deviceId: string; user: string; refresh: bo
 export interface OpenOptions {
   /** App database name; with `user` it names the file (`<name>.<user>.sqlite3`) — one file per user. */
   name: string;
-  /** The signed-in user's id (the token's `sub`). Switching user opens another database. */
+  /** The signed-in user's id (the token's `sub`, or the claim `userClaim` names). Another user opens another file. */
   user: string;
   /** Base URL of the sync server (e.g. `https://sync.example.com`). */
   url: string;
@@ -42,6 +42,13 @@ export interface OpenOptions {
   serverSchema?: string;
   /** The bearer token, or a callback producing one for this device (see {@link Auth}). */
   auth: Auth;
+  /**
+   * The token claim naming the user (default `sub`; the server's `user_claim`). Before each request the token's
+   * payload is read (not verified) and a token of another user than `user` is refused with
+   * `TOKEN_USER_MISMATCH`: nothing is sent, so this user's pending writes never reach another account. A token
+   * that is not a JWT, or lacks the claim, is left to the server.
+   */
+  userClaim?: string;
   /** Conflict strategy: `server-wins` (default) or `client-wins`. */
   resolver?: 'server-wins' | 'client-wins';
   /** Called with errors of background sync cycles (network errors excepted: see `status.online`). */
@@ -112,6 +119,7 @@ export class SyncClient {
             resolver: options.resolver,
             memory: options.memory ?? false,
             pageBudgetMs: options.hydrationPageBudgetMs,
+            userClaim: options.userClaim,
           },
         },
       ]);

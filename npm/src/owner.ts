@@ -338,6 +338,8 @@ export class Owner {
       // Failures before the engine ran (offline, no token) are the cycle's error too.
       const { code = 'INTERNAL', message = String(e) } = e as { code?: string; message?: string };
       this.cycleError = { code, message };
+      // Another user's token was refused before it was used: ask `auth` again next time instead of reusing it.
+      if (code === 'TOKEN_USER_MISMATCH') this.token = null;
       if ((e as { code?: string }).code !== 'NETWORK') this.hooks.error(e);
     } finally {
       // An overloaded server's Retry-After (429, 503) is a floor under the backoff.

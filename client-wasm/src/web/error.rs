@@ -54,7 +54,8 @@ fn primary(code: ErrorCode) -> &'static str {
 }
 
 /// A sync error: `NETWORK`, `UNAUTHORIZED`, `HTTP` (with `status`, and `retryAfterMs` after a `Retry-After`),
-/// `PROTOCOL`, `NOT_SIGNED_IN`, `WRONG_USER`, `CONFIG`, or a SQLite code for local storage failures.
+/// `PROTOCOL`, `NOT_SIGNED_IN`, `WRONG_USER`, `TOKEN_USER_MISMATCH`, `CONFIG`, or a SQLite code for local
+/// storage failures.
 pub(crate) fn sync(e: &SyncError) -> JsValue {
     let code = match e {
         SyncError::Storage(inner) => return sqlite(inner),
@@ -64,6 +65,7 @@ pub(crate) fn sync(e: &SyncError) -> JsValue {
         SyncError::Protocol(_) => "PROTOCOL",
         SyncError::NotSignedIn => "NOT_SIGNED_IN",
         SyncError::WrongUser(_) => "WRONG_USER",
+        SyncError::TokenUserMismatch { .. } => "TOKEN_USER_MISMATCH",
         SyncError::Config(_) => "CONFIG",
     };
     let err = js_sys::Error::new(&e.to_string());

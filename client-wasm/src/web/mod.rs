@@ -52,6 +52,9 @@ struct OpenOptions {
     /// Keep the database in memory (tests, or browsers without OPFS).
     #[serde(default)]
     memory: bool,
+    /// The token claim naming the user (default `sub`); a token of another user than the bound one is refused.
+    #[serde(default)]
+    user_claim: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +154,7 @@ impl Database {
         cfg.download_limit = opts.download_limit.unwrap_or(cfg.download_limit);
         // `0` is kept as given: the pacer treats a budget that is not positive as none.
         cfg.page_budget_ms = opts.page_budget_ms.or(cfg.page_budget_ms);
+        cfg.user_claim = opts.user_claim.unwrap_or(cfg.user_claim);
         let engine = Engine::open(conn, cfg, HostTransport::new(&opts.url, host)).map_err(|e| error::sync(&e))?;
         Ok(Database {
             conn: engine.shared_conn(),
