@@ -6,6 +6,7 @@ mod support;
 mod faults;
 mod hostile_server;
 mod hydration;
+mod identity;
 mod kill;
 mod load;
 mod overload;

@@ -89,6 +89,9 @@ impl Transport for Flaky {
     }
 }
 
+/// The HS256 secret of the servers [`world`] starts.
+pub const JWT_SECRET: &str = "e2e-secret-at-least-32-bytes-long";
+
 /// A running server on its own database.
 pub struct World {
     pub base: String,
@@ -108,7 +111,7 @@ pub async fn world_on(db_url: String, adjust: impl FnOnce(&mut oversync_server::
     let mut cfg = oversync_server::Config::from_file(std::path::Path::new(demo)).expect("demo config");
     cfg.listen = "127.0.0.1:0".into();
     cfg.database_url = Some(db_url.clone());
-    cfg.jwt_secret = Some("e2e-secret-at-least-32-bytes-long".into());
+    cfg.jwt_secret = Some(JWT_SECRET.into());
     adjust(&mut cfg);
     let bound = oversync_server::native::Bound::new(cfg).await.expect("server");
     let base = format!("http://{}", bound.addr);
@@ -229,7 +232,14 @@ pub fn temp_db() -> std::path::PathBuf {
 
 /// Signs `d` in as `username` through the server's dev sign-in. Returns the user id.
 pub async fn sign_in(w: &World, d: &mut Device, username: &str) -> String {
-    let body = serde_json::json!({"username": username, "password": "x", "device_id": d.source_id().unwrap()});
+    let (user, token) = dev_token(w, username, &d.source_id().unwrap()).await;
+    d.sign_in(&user, token).expect("sign in");
+    user
+}
+
+/// The server's dev sign-in for `username` on `device`: `(user id, token)`.
+pub async fn dev_token(w: &World, username: &str, device: &str) -> (String, String) {
+    let body = serde_json::json!({"username": username, "password": "x", "device_id": device});
     let resp: Value = reqwest::Client::new()
         .post(format!("{}/signin", w.base))
         .body(body.to_string())
@@ -240,9 +250,7 @@ pub async fn sign_in(w: &World, d: &mut Device, username: &str) -> String {
         .await
         .expect("signin json");
     let user = resp["user_id"].as_str().unwrap().to_owned();
-    d.sign_in(&user, resp["token"].as_str().unwrap().to_owned())
-        .expect("sign in");
-    user
+    (user, resp["token"].as_str().unwrap().to_owned())
 }
 
 /// A signed-in device.
