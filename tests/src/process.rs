@@ -134,8 +134,10 @@ impl Server {
             .arg("-P")
             .arg(self.child.id().to_string())
             .output()?;
+        // The watchdog's own `sleep 0.3` is a child too, for a moment: it is not the server.
         let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() != "sleep"))
             .map(str::to_owned)
             .collect();
         if pids.is_empty() {
