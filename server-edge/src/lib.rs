@@ -18,6 +18,7 @@ mod convert;
 pub mod download;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod materialize;
 pub mod registry;
 pub mod runtime;
@@ -30,6 +31,8 @@ pub mod watch;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod listen;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 

@@ -11,6 +11,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use tokio_postgres::{Client, NoTls};
 
 use crate::http::{BodyError, Request};
+use crate::hub::ChangeHub;
 use crate::runtime::{BoxError, Fetched, PoolBusy, Runtime};
 use crate::{Config, Service};
 
@@ -19,6 +20,8 @@ use crate::{Config, Service};
 pub struct NativeRuntime {
     pool: deadpool_postgres::Pool,
     http: reqwest::Client,
+    /// Pushed changes for `/sync/watch`, from [`crate::listen`] (with `watch` on).
+    hub: Option<Arc<ChangeHub>>,
 }
 
 /// The HTTP client for key sets: rustls with the system's roots, no redirects, bounded connect time.
@@ -82,6 +85,10 @@ impl Runtime for NativeRuntime {
             cache_control,
             body,
         })
+    }
+
+    fn hub(&self) -> Option<&ChangeHub> {
+        self.hub.as_deref()
     }
 
     fn compute<T>(&self, f: impl FnOnce() -> T) -> T {
@@ -203,6 +210,8 @@ pub struct Bound {
     state: Arc<AppState>,
     pool: deadpool_postgres::Pool,
     static_dir: Option<std::path::PathBuf>,
+    /// The `LISTEN` task feeding the change hub (with `watch` on).
+    notifications: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Bound {
@@ -242,11 +251,34 @@ impl Bound {
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
         let addr = listener.local_addr()?;
+        // One LISTEN connection feeds every /sync/watch waiter of this process.
+        let (hub, notifications) = if cfg.watch {
+            let hub = Arc::new(ChangeHub::new());
+            let db: tokio_postgres::Config = cfg
+                .database_url
+                .as_deref()
+                .unwrap_or_default()
+                .parse()
+                .context("database_url")?;
+            let notifications = tokio::spawn(crate::listen::run(hub.clone(), db));
+            // Serve once it listens (or after 2 s; until then waiters poll), so a start is pushed from the
+            // first request on.
+            for _ in 0..40 {
+                if hub.is_live() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (Some(hub), Some(notifications))
+        } else {
+            (None, None)
+        };
         let state = Arc::new(AppState {
             service,
             runtime: NativeRuntime {
                 pool: pool.clone(),
                 http: http_client()?,
+                hub,
             },
         });
         Ok(Self {
@@ -255,6 +287,7 @@ impl Bound {
             state,
             pool,
             static_dir: cfg.static_dir.clone(),
+            notifications,
         })
     }
 
@@ -263,6 +296,9 @@ impl Bound {
         axum::serve(self.listener, router(self.state, self.static_dir.as_deref()))
             .with_graceful_shutdown(shutdown)
             .await?;
+        if let Some(task) = self.notifications {
+            task.abort();
+        }
         self.pool.close();
         tracing::info!("stopped");
         Ok(())

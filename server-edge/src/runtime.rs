@@ -43,6 +43,12 @@ pub trait Runtime {
     /// Waits before a retry.
     fn sleep(&self, d: Duration) -> impl Future<Output = ()>;
 
+    /// Pushed changes of the users' logs, when the host has a push source (natively: one `LISTEN` connection);
+    /// `/sync/watch` polls without one.
+    fn hub(&self) -> Option<&crate::hub::ChangeHub> {
+        None
+    }
+
     /// Runs CPU-heavy work (parsing and validating a large upload) so that it does not hold up other requests:
     /// natively on a worker thread that may block while its other tasks move on; inline by default (the Worker
     /// has one thread per isolate and nothing to hand over to).

@@ -19,10 +19,35 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 
 /// The newest read function of each kind, by signature. They are created last, in the transaction that creates
 /// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
-const NEWEST_FUNCTIONS: [&str; 2] = [
+const NEWEST_FUNCTIONS: [&str; 3] = [
     "sync.download_page_v2(text, int8, int8, text, bool, text, int8, int8)",
     "sync.latest_change_v1(text, int8, text)",
+    "sync.notify_changes_v1()",
 ];
+
+/// The channel every commit that appends to the change log notifies, with one payload per user and device of
+/// the commit: the JSON array `[user_id, source_id, highest server_id]` (see [`NOTIFY_SQL`]).
+pub const NOTIFY_CHANNEL: &str = "oversync_changes";
+
+/// A statement trigger on the change log that notifies [`NOTIFY_CHANNEL`]. A notification is delivered when
+/// (and only if) its transaction commits, in commit order, costs no round trip of its own, and covers every
+/// writer of the log. A payload over PostgreSQL's 8000-byte limit (a user or device id of kilobytes) is skipped
+/// rather than failing the upload: that user's waiters hear of the commit at their next long-poll.
+pub const NOTIFY_SQL: &str = "DO $do$ BEGIN
+  IF to_regprocedure('sync.notify_changes_v1()') IS NULL THEN
+    CREATE FUNCTION sync.notify_changes_v1() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+      PERFORM pg_notify('oversync_changes', p)
+      FROM (SELECT json_build_array(user_id, source_id, max(server_id))::text AS p
+            FROM new_rows GROUP BY user_id, source_id) n
+      WHERE octet_length(p) < 8000;
+      RETURN NULL;
+    END $fn$;
+    CREATE TRIGGER server_change_log_notify AFTER INSERT ON sync.server_change_log
+      REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION sync.notify_changes_v1();
+  END IF;
+END $do$;
+";
 
 /// The digest under which a start-up SQL text is recorded once it ran.
 const DIGEST: &str = "encode(sha256(convert_to($1, 'UTF8')), 'hex')";
@@ -106,7 +131,8 @@ async fn migrate(client: &mut Client, init_sql: Option<&str>) -> Result<(), Sche
     // Another start-up may have done the work while this one waited for the advisory lock.
     let (schema, init) = missing(&tx, init_sql).await?;
     if schema {
-        tx.batch_execute(&[SYNC_SCHEMA_SQL, &read_functions()].concat()).await?;
+        tx.batch_execute(&[SYNC_SCHEMA_SQL, &read_functions(), NOTIFY_SQL].concat())
+            .await?;
     }
     if let Some(sql) = init_sql.filter(|_| init) {
         tx.batch_execute(sql).await?;
@@ -160,10 +186,15 @@ mod tests {
         insta::assert_snapshot!(super::read_functions());
     }
 
+    #[test]
+    fn the_trigger_notifies_the_channel_the_listener_listens_on() {
+        assert!(super::NOTIFY_SQL.contains(&format!("pg_notify('{}'", super::NOTIFY_CHANNEL)));
+    }
+
     /// [`super::ensure`] skips the DDL when these exist, so they must be the functions the DDL creates.
     #[test]
     fn the_completeness_check_names_the_functions_the_ddl_creates() {
-        let ddl = super::read_functions();
+        let ddl = super::read_functions() + super::NOTIFY_SQL;
         for signature in super::NEWEST_FUNCTIONS {
             assert!(ddl.contains(&format!("to_regprocedure('{signature}')")), "{signature}");
         }

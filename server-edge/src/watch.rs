@@ -1,7 +1,8 @@
 //! `GET /sync/watch` (PROTOCOL.md §8.3, extension, when `watch` is on): a long-poll that answers as soon as the
-//! user has a change from another device above `after`, or at the timeout. Stateless: it looks at the log once
-//! per second, taking a connection for each look and giving it back in between, so waiting clients hold no
-//! database connection. A user has at most `max_watches_per_user` waiting (429 beyond), and at most a quarter
+//! user has a change from another device above `after`, or at the timeout. Waiting clients hold no database
+//! connection. With a live [`ChangeHub`] (natively: one `LISTEN` connection) a waiter looks at the log once and
+//! is then woken by the commit's notification, costing the database nothing while nobody writes; without one it
+//! looks once per second, taking a connection for each look and giving it back in between. A user has at most `max_watches_per_user` waiting (429 beyond), and at most a quarter
 //! of the pool's size of looks run at one moment (see [`crate::admission`]).
 
 use std::time::Duration;
@@ -9,14 +10,20 @@ use std::time::Duration;
 use oversync_protocol::wire::WatchResponse;
 use tokio_postgres::types::Type;
 
+use futures_util::future::{Either, select};
+
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::hub::{ChangeHub, Notice};
 use crate::runtime::{PoolBusy, Runtime};
 use crate::service::Service;
 use crate::sql::read_function;
 
-/// How often the log is looked at.
+/// How often the log is looked at without a live hub.
 const POLL: Duration = Duration::from_secs(1);
+
+/// How soon a waiter with a hub tries its look again when no look share was free.
+const BUSY_RETRY: Duration = Duration::from_millis(50);
 
 /// The body of `sync.latest_change_v1(user, after, source)`: the user's newest change from another device above
 /// `after`, or NULL. A backward scan of the `(user_id, server_id)` index from the user's newest change down to
@@ -73,7 +80,8 @@ impl WatchQuery {
     }
 }
 
-/// Waits up to `timeout_s` for a change of the user from another device above `after`.
+/// Waits up to `timeout_s` for a change of the user from another device above `after`: woken by the host's
+/// [`ChangeHub`] when it has a live one, else looking at the log once per second.
 pub async fn watch<R: Runtime>(
     svc: &Service,
     rt: &R,
@@ -88,46 +96,104 @@ pub async fn watch<R: Runtime>(
             return Err(refused);
         }
     };
+    let latest = match rt.hub().filter(|h| h.is_live()) {
+        Some(hub) => pushed(svc, rt, hub, who, q).await?,
+        None => polled(svc, rt, who, q).await?,
+    };
+    Ok(match latest {
+        Some(latest) => WatchResponse {
+            changed: true,
+            latest_server_id: latest,
+        },
+        None => WatchResponse {
+            changed: false,
+            latest_server_id: q.after,
+        },
+    })
+}
+
+/// Looks at the log once per second.
+async fn polled<R: Runtime>(svc: &Service, rt: &R, who: &Principal, q: &WatchQuery) -> Result<Option<i64>, ApiError> {
     for look in 0..=q.timeout_s {
         if look > 0 {
             rt.sleep(POLL).await;
         }
-        // A bounded share of the pool: when every look is taken, this waiter skips a second. A wake-up is only
-        // a hint (§8.3), so a timeout that skipped its last look costs the client one more watch, nothing else.
-        let Some(_look) = svc.admission.look() else {
-            continue;
-        };
-        let latest: Option<i64> = {
-            let mut conn = match rt.connect().await {
-                Ok(c) => c,
-                Err(e) if e.is::<PoolBusy>() => continue,
-                Err(e) => return Err(ApiError::download(e)),
-            };
-            svc.ready(&mut conn).await.map_err(ApiError::download)?;
-            let row = conn
-                .query_typed_one(
-                    LATEST_SQL,
-                    &[
-                        (&who.user_id, Type::TEXT),
-                        (&q.after, Type::INT8),
-                        (&who.source_id, Type::TEXT),
-                    ],
-                )
-                .await
-                .map_err(ApiError::download)?;
-            row.get(0)
-        };
-        if let Some(latest) = latest {
-            return Ok(WatchResponse {
-                changed: true,
-                latest_server_id: latest,
-            });
+        if let Some(Some(latest)) = self::look(svc, rt, who, q.after).await? {
+            return Ok(Some(latest));
         }
     }
-    Ok(WatchResponse {
-        changed: false,
-        latest_server_id: q.after,
-    })
+    Ok(None)
+}
+
+/// Subscribes, looks once (a commit may precede the subscription), then waits for the hub: a notice of another
+/// device's commit above `after` answers at once; a resync looks again. If the hub stops being live meanwhile,
+/// the long-poll ends unchanged and the client's next one polls.
+async fn pushed<R: Runtime>(
+    svc: &Service,
+    rt: &R,
+    hub: &ChangeHub,
+    who: &Principal,
+    q: &WatchQuery,
+) -> Result<Option<i64>, ApiError> {
+    let mut notices = hub.subscribe(&who.user_id);
+    let mut deadline = std::pin::pin!(rt.sleep(Duration::from_secs(q.timeout_s)));
+    let mut pending_look = true;
+    loop {
+        if pending_look {
+            match look(svc, rt, who, q.after).await? {
+                Some(Some(latest)) => return Ok(Some(latest)),
+                Some(None) => pending_look = false,
+                // No look share free: try again shortly, unless the time is up.
+                None => {
+                    let pause = std::pin::pin!(rt.sleep(BUSY_RETRY));
+                    if let Either::Right(_) = select(pause, deadline.as_mut()).await {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+            }
+            if !hub.is_live() {
+                return Ok(None);
+            }
+        }
+        let next = std::pin::pin!(notices.next());
+        match select(next, deadline.as_mut()).await {
+            Either::Right(_) => return Ok(None),
+            Either::Left((Some(Notice::Change { source, top }), _)) => {
+                if *source != *who.source_id && top > q.after {
+                    return Ok(Some(top));
+                }
+            }
+            Either::Left((Some(Notice::Resync), _)) | Either::Left((None, _)) => pending_look = true,
+        }
+    }
+}
+
+/// One look at the log: `None` when no look share or connection was free (a wake-up is only a hint, §8.3, so a
+/// skipped look costs the client time, nothing else), else the newest change above `after` from another device.
+async fn look<R: Runtime>(svc: &Service, rt: &R, who: &Principal, after: i64) -> Result<Option<Option<i64>>, ApiError> {
+    // A bounded share of the pool, so waiting tabs never crowd out uploads.
+    let Some(_look) = svc.admission.look() else {
+        return Ok(None);
+    };
+    let mut conn = match rt.connect().await {
+        Ok(c) => c,
+        Err(e) if e.is::<PoolBusy>() => return Ok(None),
+        Err(e) => return Err(ApiError::download(e)),
+    };
+    svc.ready(&mut conn).await.map_err(ApiError::download)?;
+    let row = conn
+        .query_typed_one(
+            LATEST_SQL,
+            &[
+                (&who.user_id, Type::TEXT),
+                (&after, Type::INT8),
+                (&who.source_id, Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(ApiError::download)?;
+    Ok(Some(row.get(0)))
 }
 
 #[cfg(test)]

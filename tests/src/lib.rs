@@ -12,6 +12,7 @@
 //! Every process the harness starts is watched by a small shell loop that stops it (and removes its temporary
 //! directory) as soon as the test process exits, even when the test binary is killed.
 
+pub mod counting;
 pub mod edge;
 pub mod issuer;
 pub mod pg;

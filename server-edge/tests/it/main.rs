@@ -22,6 +22,7 @@ mod limits;
 mod materialize;
 mod ordering;
 mod page_budget;
+mod push;
 mod retries;
 mod roundtrips;
 mod routes;
