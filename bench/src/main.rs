@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -24,6 +24,7 @@ mod fairness;
 mod growth;
 mod hydrate;
 mod hydrate_local;
+mod watch;
 
 use api::{Env, p1, p2, p6};
 
@@ -110,6 +111,28 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let db_url = oversync_tests::pg::database("oversync_bench")?;
+    let (p9_waiters, p9_idle) = if short {
+        (20, Duration::from_secs(2))
+    } else {
+        (200, Duration::from_secs(8))
+    };
+    if only.as_deref() == Some("p9") {
+        for listen in [true, false] {
+            let r = watch::p9(&db_url, listen, p9_waiters, p9_idle).await?;
+            println!(
+                "P9 native {}: {p9_waiters} idle waiters sent PostgreSQL {} bytes in {p9_idle:?}; one commit told them in {:.1} ms (p50), {:.1} ms (slowest)",
+                if listen {
+                    "push (LISTEN)"
+                } else {
+                    "poll (watch_listen = false)"
+                },
+                r.idle_bytes,
+                r.wake_p50_ms,
+                r.wake_max_ms
+            );
+        }
+        return Ok(());
+    }
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../server-edge/demo/demo.toml");
     let mut cfg = oversync_server::Config::from_file(std::path::Path::new(demo))?;
     cfg.listen = "127.0.0.1:0".into();
@@ -180,6 +203,9 @@ async fn main() -> anyhow::Result<()> {
     let [up50, up99, down50, down99] = p6(&env, samples).await?;
     eprintln!("P8: fair share under one tenant's parallel uploads…");
     let ([p8a50, p8a99, p8b50, p8b99], p8_counts) = fairness::p8(&env, p8_parallel, p8_payload, samples).await?;
+    eprintln!("P9: idle watch waiters and one commit's fan-out, push vs poll…");
+    let p9_push = watch::p9(&env.db_url, true, p9_waiters, p9_idle).await?;
+    let p9_poll = watch::p9(&env.db_url, false, p9_waiters, p9_idle).await?;
     eprintln!("P3 (native engine): hydration…");
     let (p3_rows, p3_rate) = hydrate::p3_native(&env, if short { 10 } else { 500 }).await?;
     eprintln!("P3 (native engine) over a 20 ms link, one page request in flight vs two…");
@@ -220,6 +246,9 @@ async fn main() -> anyhow::Result<()> {
         "p8_fair_share_ms": {"parallel_uploads": p8_parallel, "payload_bytes": p8_payload,
             "alone_p50": p8a50, "alone_p99": p8a99, "attacked_p50": p8b50, "attacked_p99": p8b99,
             "ratio_p99": p8b99 / p8a99, "attacker_answers": p8_counts},
+        "p9_watch": {"waiters": p9_waiters, "idle_s": p9_idle.as_secs(),
+            "push": {"idle_bytes_to_postgres": p9_push.idle_bytes, "wake_p50_ms": p9_push.wake_p50_ms, "wake_max_ms": p9_push.wake_max_ms},
+            "poll": {"idle_bytes_to_postgres": p9_poll.idle_bytes, "wake_p50_ms": p9_poll.wake_p50_ms, "wake_max_ms": p9_poll.wake_max_ms}},
         "p3_native_hydration": {"rows": p3_rows, "rows_per_s": p3_rate},
         "p3_native_engine_alone": {"rows": p3e_rows, "rows_per_s": p3e_rate},
         "p2_native_engine_alone": {"rows": p2e_rows, "rows_per_s_4k_pages": p2e_small, "rows_per_s_16k_pages": p2e_large},
@@ -241,6 +270,17 @@ async fn main() -> anyhow::Result<()> {
         100.0 * p1_many / p1_many_ceiling,
         100.0 * p2_api / p2_ceiling,
         p8b99 / p8a99,
+    );
+    table += &format!(
+        "| P9 {p9_waiters} idle `/sync/watch` waiters of one user: bytes sent to PostgreSQL in {}s, push (LISTEN) / poll | {} / {} | | | 0 (push) |\n\
+         | P9 one commit → all {p9_waiters} waiters told, p50 / slowest (ms), push / poll | {:.1} / {:.1} · {:.1} / {:.1} | | | ≤ 300 (push) |\n",
+        p9_idle.as_secs(),
+        p9_push.idle_bytes,
+        p9_poll.idle_bytes,
+        p9_push.wake_p50_ms,
+        p9_push.wake_max_ms,
+        p9_poll.wake_p50_ms,
+        p9_poll.wake_max_ms,
     );
     if let Some([eu50, eu99, ed50, ed99]) = edge {
         results["p6_latency_ms_workerd"] =

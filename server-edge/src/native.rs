@@ -252,7 +252,7 @@ impl Bound {
             .with_context(|| format!("binding {}", cfg.listen))?;
         let addr = listener.local_addr()?;
         // One LISTEN connection feeds every /sync/watch waiter of this process.
-        let (hub, notifications) = if cfg.watch {
+        let (hub, notifications) = if cfg.watch && cfg.watch_listen {
             let hub = Arc::new(ChangeHub::new());
             let db: tokio_postgres::Config = cfg
                 .database_url
@@ -291,14 +291,22 @@ impl Bound {
         })
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves until `shutdown` resolves, then drains in-flight requests. Pushed long-polls end at once
+    /// (unchanged; the client watches again elsewhere) instead of holding the drain until their timeout.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (hub, notifications) = (self.state.runtime.hub.clone(), self.notifications);
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(task) = notifications {
+                task.abort();
+            }
+            if let Some(hub) = hub {
+                hub.set_live(false);
+            }
+        };
         axum::serve(self.listener, router(self.state, self.static_dir.as_deref()))
             .with_graceful_shutdown(shutdown)
             .await?;
-        if let Some(task) = self.notifications {
-            task.abort();
-        }
         self.pool.close();
         tracing::info!("stopped");
         Ok(())

@@ -164,6 +164,11 @@ pub struct Config {
     /// Serves `GET /sync/watch` long-polls (§8.3); env `OVERSYNC_WATCH`.
     #[serde(default)]
     pub watch: bool,
+    /// Native, with `watch`: wake waiters from one `LISTEN` connection instead of a look at the log per waiter
+    /// per second (default on). Off for a PostgreSQL reached through a transaction-pooling proxy (PgBouncer in
+    /// transaction mode), which does not carry `LISTEN`; env `OVERSYNC_WATCH_LISTEN`.
+    #[serde(default = "yes")]
+    pub watch_listen: bool,
     /// Value of `/sync/schema-version`.
     #[serde(default = "one")]
     pub schema_version: i64,
@@ -400,6 +405,9 @@ impl Config {
         if let Some((n, v)) = var("WATCH") {
             self.watch = parse_env(&n, &v, "boolean")?;
         }
+        if let Some((n, v)) = var("WATCH_LISTEN") {
+            self.watch_listen = parse_env(&n, &v, "boolean")?;
+        }
         if let Some((n, v)) = var("TOKEN_TTL") {
             self.token_ttl = parse_env(&n, &v, "integer")?;
         }
@@ -539,6 +547,7 @@ mod tests {
             "OVERSYNC_DEV_SIGNIN" => Some("true".to_owned()),
             "OVERSYNC_CORS_ORIGINS" => Some("http://a, http://b".to_owned()),
             "OVERSYNC_MAX_UPLOAD_BATCH_SIZE" => Some("2".to_owned()),
+            "OVERSYNC_WATCH_LISTEN" => Some("false".to_owned()),
             _ => None,
         };
         c.apply_env(env).unwrap();
@@ -546,6 +555,7 @@ mod tests {
         assert!(c.dev_signin);
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
         assert_eq!(c.max_upload_batch_size, 2);
+        assert!(!c.watch_listen, "on by default, off from the environment");
         assert_eq!(
             c.request_limit(),
             2 * (262_144 + 1024) + 65_536,
