@@ -19,7 +19,7 @@ use crate::config::Config;
 use futures_util::StreamExt;
 
 use crate::http::{Body, BodyError, Request};
-use crate::runtime::{BoxError, Fetched, Runtime};
+use crate::runtime::{BoxError, Fetched, Runtime, append_within};
 use crate::service::Service;
 
 thread_local! {
@@ -94,11 +94,7 @@ impl Runtime for EdgeRuntime {
         let mut body = Vec::new();
         let mut stream = resp.stream().map_err(text)?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(text)?;
-            if body.len() + chunk.len() > limit {
-                return Err(format!("response body over {limit} bytes").into());
-            }
-            body.extend_from_slice(&chunk);
+            append_within(&mut body, &chunk.map_err(text)?, limit)?;
         }
         Ok(Fetched {
             status,

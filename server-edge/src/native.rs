@@ -12,7 +12,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::http::{BodyError, Request};
 use crate::hub::ChangeHub;
-use crate::runtime::{BoxError, Fetched, PoolBusy, Runtime};
+use crate::runtime::{BoxError, Fetched, PoolBusy, Runtime, append_within};
 use crate::{Config, Service};
 
 /// Connections from the pool, tokio's timer and an HTTP client (for identity provider key sets).
@@ -75,10 +75,7 @@ impl Runtime for NativeRuntime {
             .map(str::to_owned);
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await? {
-            if body.len() + chunk.len() > limit {
-                return Err(format!("response body over {limit} bytes").into());
-            }
-            body.extend_from_slice(&chunk);
+            append_within(&mut body, &chunk, limit)?;
         }
         Ok(Fetched {
             status,

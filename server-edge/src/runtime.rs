@@ -27,6 +27,15 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
+/// Appends `chunk` to a [`Runtime::get`] body, refusing to grow it past `limit` bytes.
+pub fn append_within(body: &mut Vec<u8>, chunk: &[u8], limit: usize) -> Result<(), BoxError> {
+    if body.len() + chunk.len() > limit {
+        return Err(format!("response body over {limit} bytes").into());
+    }
+    body.extend_from_slice(chunk);
+    Ok(())
+}
+
 /// The host environment of one request.
 pub trait Runtime {
     /// A connection, returned to its pool (or closed) on drop.
@@ -54,5 +63,19 @@ pub trait Runtime {
     /// has one thread per isolate and nothing to hand over to).
     fn compute<T>(&self, f: impl FnOnce() -> T) -> T {
         f()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_fetched_body_grows_up_to_its_limit_and_no_further() {
+        let mut body = Vec::new();
+        super::append_within(&mut body, b"abc", 5).unwrap();
+        super::append_within(&mut body, b"de", 5).unwrap();
+        assert_eq!(body, b"abcde");
+        let err = super::append_within(&mut body, b"f", 5).unwrap_err();
+        assert_eq!(err.to_string(), "response body over 5 bytes");
+        assert_eq!(body, b"abcde", "nothing appended past the limit");
     }
 }
