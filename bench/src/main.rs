@@ -117,7 +117,13 @@ async fn main() -> anyhow::Result<()> {
         (200, Duration::from_secs(8))
     };
     if only.as_deref() == Some("p9") {
-        for listen in [true, false] {
+        // `P9_WAITERS=1000 P9_MODES=push`: the fan-out at a larger scale (polling 1,000 waiters takes minutes).
+        let p9_waiters = std::env::var("P9_WAITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(p9_waiters);
+        let push_only = std::env::var("P9_MODES").is_ok_and(|m| m == "push");
+        for listen in [true, false].into_iter().filter(|l| *l || !push_only) {
             let r = watch::p9(&db_url, listen, p9_waiters, p9_idle).await?;
             println!(
                 "P9 native {}: {p9_waiters} idle waiters sent PostgreSQL {} bytes in {p9_idle:?}; one commit told them in {:.1} ms (p50), {:.1} ms (slowest)",
