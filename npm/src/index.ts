@@ -2,6 +2,7 @@
 // an oversync server. See README.md for the options field by field.
 
 import { INITIAL_STATUS, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
+import { sameRows } from './rows.js';
 import type { Conflict, ExecResult, Params, Row, SyncStatus, TableOption } from './types.js';
 
 export type * from './types.js';
@@ -17,6 +18,17 @@ export class OversyncError extends Error {
     this.code = e.code;
     if (e.status !== undefined) this.status = e.status;
   }
+}
+
+/** Options of a live query ({@link SyncClient.subscribe}). */
+export interface SubscribeOptions {
+  /** Called when the query fails (default: the client's `onError`). */
+  onError?: (e: OversyncError) => void;
+  /**
+   * At most one re-run per this many milliseconds: writes in between fold into one re-run at the end of the
+   * interval (default 0: a re-run after every write that touches a table the query reads).
+   */
+  throttleMs?: number;
 }
 
 /**
@@ -170,36 +182,61 @@ export class SyncClient {
 
   /**
    * A live query: `callback` gets the rows now and again whenever a write (local, another tab's, or synced)
-   * touches a table the query reads. Returns the unsubscribe function.
+   * touches a table the query reads and the rows differ from the last ones it got (a write that leaves the
+   * result as it was calls nothing). Invalidation is by table: any write to a table the query reads re-runs it.
+   * The fourth argument is an error callback or {@link SubscribeOptions}. Returns the unsubscribe function.
    */
-  subscribe<T = Row>(sql: string, params: Params | undefined, callback: (rows: T[]) => void, onError?: (e: OversyncError) => void): () => void {
+  subscribe<T = Row>(
+    sql: string,
+    params: Params | undefined,
+    callback: (rows: T[]) => void,
+    options?: ((e: OversyncError) => void) | SubscribeOptions,
+  ): () => void {
+    const { onError, throttleMs = 0 } = typeof options === 'function' ? { onError: options } : (options ?? {});
     let active = true;
     let tables: Set<string> | null = null;
     let running = false;
     let dirty = false;
+    let last: T[] | null = null;
+    let lastRun = 0;
+    let timer: ReturnType<typeof setTimeout> | null = null;
     const run = async () => {
       if (running) return void (dirty = true);
       running = true;
       try {
         do {
           dirty = false;
+          lastRun = Date.now();
           tables ??= new Set((await this.call('tablesRead', [sql])) as string[]);
           const rows = await this.query<T>(sql, params);
-          if (active && !dirty) callback(rows);
+          if (active && !dirty && !(last && sameRows(last as Row[], rows as Row[]))) {
+            last = rows;
+            callback(rows);
+          }
         } while (dirty && active);
       } catch (e) {
-        if (active) (onError ?? ((err) => this.opts.onError?.(err)))(e as OversyncError);
+        if (active) (onError ?? ((err: OversyncError) => this.opts.onError?.(err)))(e as OversyncError);
       } finally {
         running = false;
       }
     };
+    /** Runs now, or once at the end of the throttle interval. */
+    const schedule = () => {
+      const wait = lastRun + throttleMs - Date.now();
+      if (wait <= 0) return void run();
+      timer ??= setTimeout(() => {
+        timer = null;
+        if (active) void run();
+      }, wait);
+    };
     const onChange = (changed: Set<string>) => {
-      if (!tables || [...tables].some((t) => changed.has(t))) void run();
+      if (!tables || [...tables].some((t) => changed.has(t))) schedule();
     };
     this.changeListeners.add(onChange);
     void run();
     return () => {
       active = false;
+      if (timer) clearTimeout(timer);
       this.changeListeners.delete(onChange);
     };
   }

@@ -119,6 +119,46 @@ test('a live query fires for local and for synced writes, and stops after unsubs
   await b.close();
 });
 
+test('a live query calls back only when its rows change; throttleMs folds a burst of writes into one re-run', async () => {
+  const ctx = await launch();
+  const page = await openPage(ctx, 'quiet');
+  const r = await page.evaluate(async () => {
+    const settle = () => new Promise((res) => setTimeout(res, 300));
+    const seen = [];
+    const unsub = window.db.subscribe('SELECT title FROM posts ORDER BY title', [], (rows) => seen.push(rows.map((x) => x.title)));
+    await settle();
+    const author = window.uuid();
+    const post = window.uuid();
+    await window.db.transaction(async (tx) => {
+      await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [author, 'Q', 'q@x']);
+      await tx.exec('INSERT INTO posts (id, title, content, author_id) VALUES (?, ?, ?, ?)', [post, 'one', 'c', author]);
+    });
+    await settle();
+    const afterInsert = seen.length;
+    // Same table, same result: the query re-runs and calls nothing.
+    await window.db.exec('UPDATE posts SET content = ? WHERE id = ?', ['edited', post]);
+    await settle();
+    const afterNoop = seen.length;
+    await window.db.exec('UPDATE posts SET title = ? WHERE id = ?', ['two', post]);
+    await settle();
+    unsub();
+    const throttled = [];
+    const unsub2 = window.db.subscribe('SELECT count(*) AS n FROM posts', [], (rows) => throttled.push(rows[0].n), { throttleMs: 400 });
+    await settle();
+    for (let i = 0; i < 5; i++) {
+      await window.db.exec('INSERT INTO posts (id, title, content, author_id) VALUES (?, ?, ?, ?)', [window.uuid(), `b${i}`, 'c', author]);
+    }
+    await new Promise((res) => setTimeout(res, 900));
+    unsub2();
+    return { seen, afterInsert, afterNoop, throttled };
+  });
+  assert.deepEqual(r.seen, [[], ['one'], ['two']], JSON.stringify(r));
+  assert.equal(r.afterNoop, r.afterInsert, 'an update that leaves the rows as they were calls nothing');
+  assert.equal(r.throttled.at(-1), 6, JSON.stringify(r.throttled));
+  assert.ok(r.throttled.length <= 3, `five writes in a burst, ${r.throttled.length} callbacks: ${r.throttled}`);
+  await ctx.close();
+});
+
 test('two tabs of one profile share the database; closing the owner hands over; a reload storm is harmless', async () => {
   const ctx = await launch();
   const t1 = await openPage(ctx, 'tabs');
