@@ -193,7 +193,8 @@ pub struct Status {
     pub cursor: i64,
     /// The last error of a sync step, cleared by the next success.
     pub last_error: Option<String>,
-    /// When the last successful cycle ended (RFC 3339, UTC).
+    /// When the last successful cycle ended (RFC 3339, UTC), kept in the database (`_sync_status`): it
+    /// survives a reload, and `None` means this database never completed one.
     pub last_synced: Option<String>,
 }
 
@@ -214,24 +215,25 @@ impl Rejected {
 }
 
 impl Status {
-    /// The counts and the cursor as stored in `conn` (`last_error` and `last_synced` are the engine's): a host
+    /// The counts, the cursor and the last sync as stored in `conn` (`last_error` is the engine's): a host
     /// reads them through [`Engine::shared_conn`] while a cycle is running.
     pub fn read(conn: &Connection) -> Result<Self, SyncError> {
         // One cached statement: hosts read this after every local write.
-        let (pending, parked, rejected, cursor) = conn
+        let (pending, parked, rejected, cursor, last_synced) = conn
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM _sync_pending), (SELECT count(*) FROM _sync_pending WHERE parked = 1),
-                        (SELECT count(*) FROM _sync_rejections), last_server_seq_seen
+                        (SELECT count(*) FROM _sync_rejections), last_server_seq_seen,
+                        (SELECT last_synced_at FROM _sync_status WHERE id = 1)
                  FROM _sync_client_info WHERE id = 1",
             )?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
         Ok(Self {
             pending,
             parked,
             rejected,
             cursor,
             last_error: None,
-            last_synced: None,
+            last_synced,
         })
     }
 }
@@ -247,7 +249,6 @@ pub struct Engine<T> {
     chunk: usize,
     conflicts: Vec<Conflict>,
     last_error: Option<String>,
-    last_synced: Option<String>,
     token_provider: Option<Box<TokenProvider>>,
     /// This database's device id, sent with every request (it never changes).
     device: String,
@@ -312,7 +313,6 @@ impl<T: Transport> Engine<T> {
             chunk,
             conflicts: Vec::new(),
             last_error: None,
-            last_synced: None,
             token_provider: None,
             device,
             capabilities: None,
@@ -395,10 +395,12 @@ impl<T: Transport> Engine<T> {
         let result = uploaded.and_then(|report| downloaded.map(|_| report));
         self.last_error = result.as_ref().err().map(ToString::to_string);
         if result.is_ok() {
-            self.last_synced = self
-                .conn
-                .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0))
-                .ok();
+            // Kept in the database, so "last synced" and "has synced" survive a reload.
+            self.conn.execute(
+                "INSERT INTO _sync_status (id, last_synced_at) VALUES (1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                 ON CONFLICT (id) DO UPDATE SET last_synced_at = excluded.last_synced_at",
+                [],
+            )?;
         }
         result
     }
@@ -407,7 +409,6 @@ impl<T: Transport> Engine<T> {
     pub fn status(&self) -> Result<Status, SyncError> {
         Ok(Status {
             last_error: self.last_error.clone(),
-            last_synced: self.last_synced.clone(),
             ..Status::read(&self.conn)?
         })
     }

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS _sync_rejections (
   id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, reason TEXT NOT NULL,
   message TEXT, rejected_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
 CREATE TABLE IF NOT EXISTS _sync_triggers (table_name TEXT PRIMARY KEY, signature TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _sync_status (id INTEGER PRIMARY KEY CHECK (id = 1), last_synced_at TEXT);
 ";
 
 /// Bumped when the generated trigger SQL changes, so existing databases get the new triggers at start-up.

@@ -11,6 +11,7 @@ export const INITIAL_STATUS: SyncStatus = {
   parked: 0,
   hydrated: false,
   lastSyncedAt: null,
+  hasSynced: false,
   lastError: null,
   conflicts: [],
   rejections: [],

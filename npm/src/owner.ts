@@ -364,6 +364,7 @@ export class Owner {
       syncing: boolean;
       lastError: SyncStatus['lastError'];
       lastSyncedAt: string | null;
+      hasSynced: boolean;
     };
     return {
       online: this.isOnline(),
@@ -372,6 +373,7 @@ export class Owner {
       parked: s.parked,
       hydrated: s.hydrated,
       lastSyncedAt: s.lastSyncedAt,
+      hasSynced: s.hasSynced,
       lastError: this.cycleError ?? s.lastError,
       conflicts: this.conflictLog,
       rejections: this.rejections,

@@ -52,8 +52,10 @@ export interface SyncStatus {
   parked: number;
   /** True once the first download of this database completed. */
   hydrated: boolean;
-  /** ISO time of the last successful cycle in this session. */
+  /** ISO time of the last successful cycle of this database (kept in the database: it survives a reload). */
   lastSyncedAt: string | null;
+  /** Whether this database ever completed a sync cycle (kept in the database: true again after a reload). */
+  hasSynced: boolean;
   /** The last cycle's error, cleared by the next success. */
   lastError: { code: string; message: string } | null;
   /** Conflicts resolved in this session, newest last (at most 100). */

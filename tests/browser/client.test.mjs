@@ -159,6 +159,26 @@ test('a live query calls back only when its rows change; throttleMs folds a burs
   await ctx.close();
 });
 
+test('status: hasSynced and lastSyncedAt are kept in the database and survive a reload', async () => {
+  const dir = profileDir();
+  let ctx = await launch(dir);
+  let page = await openPage(ctx, 'kept', { autoSync: false });
+  const fresh = await page.evaluate(() => window.db.status);
+  assert.deepEqual([fresh.hasSynced, fresh.lastSyncedAt], [false, null]);
+  const synced = await page.evaluate(async () => (await window.db.sync()).lastSyncedAt);
+  assert.ok(synced, 'a sync sets lastSyncedAt');
+  await ctx.close();
+  ctx = await launch(dir);
+  page = await openPage(ctx, 'kept', { autoSync: false });
+  const after = await eventually(
+    () => page.evaluate(() => (window.db.status.hasSynced ? window.db.status : null)),
+    10_000,
+    'the kept status',
+  );
+  assert.equal(after.lastSyncedAt, synced, 'the same time, read from the database, before any new sync');
+  await ctx.close();
+});
+
 test('two tabs of one profile share the database; closing the owner hands over; a reload storm is harmless', async () => {
   const ctx = await launch();
   const t1 = await openPage(ctx, 'tabs');

@@ -16,7 +16,6 @@ use crate::engine::{Rejected, Status};
 #[derive(Default)]
 pub(super) struct Last {
     error: Option<(String, String)>,
-    synced: Option<String>,
 }
 
 fn to_js(v: &Value) -> JsValue {
@@ -78,7 +77,6 @@ impl Database {
             match result {
                 Ok(r) => {
                     last.error = None;
-                    last.synced = e.status().ok().and_then(|s| s.last_synced);
                     Ok(to_js(&json!({
                         "applied": r.applied, "conflicts": r.conflicts, "rejected": r.rejected, "retried": r.retried,
                     })))
@@ -92,7 +90,8 @@ impl Database {
         })
     }
 
-    /// `{ pending, parked, rejected, cursor, hydrated, syncing, lastError: {code, message} | null, lastSyncedAt }`.
+    /// `{ pending, parked, rejected, cursor, hydrated, syncing, lastError: {code, message} | null, lastSyncedAt,
+    /// hasSynced }`; the last two come from the database, so they survive a reload.
     pub fn status(&self) -> Result<JsValue, JsValue> {
         let s = Status::read(&self.conn).map_err(|e| error::sync(&e))?;
         let hydrated: bool = self
@@ -104,7 +103,7 @@ impl Database {
             "pending": s.pending, "parked": s.parked, "rejected": s.rejected, "cursor": s.cursor,
             "hydrated": hydrated, "syncing": self.engine.try_borrow_mut().is_err(),
             "lastError": last.error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
-            "lastSyncedAt": last.synced,
+            "lastSyncedAt": s.last_synced, "hasSynced": s.last_synced.is_some(),
         })))
     }
 
