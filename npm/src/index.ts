@@ -259,6 +259,31 @@ export class SyncClient {
     return () => this.statusListeners.delete(listener);
   }
 
+  /**
+   * Resolves once this database has hydrated and completed a sync cycle: at once if it ever did (kept in the
+   * database, so a reload resolves without the network), else after the first successful cycle. Rejects with
+   * the coded error of a cycle that cannot succeed by waiting (`UNAUTHORIZED`, `TOKEN_USER_MISMATCH`, `AUTH`,
+   * `NOT_SIGNED_IN`, `WRONG_USER`, `CONFIG`, `PROTOCOL`); being offline (`NETWORK`) or a busy server (`HTTP`
+   * 429/503) only delays it. `close()` rejects it with `CLOSED`.
+   */
+  waitForFirstSync(): Promise<SyncStatus> {
+    const fatal = new Set(['UNAUTHORIZED', 'TOKEN_USER_MISMATCH', 'AUTH', 'NOT_SIGNED_IN', 'WRONG_USER', 'CONFIG', 'PROTOCOL']);
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const s = this.current;
+        if (s.hasSynced && s.hydrated) resolve(s);
+        else if (s.lastError && fatal.has(s.lastError.code)) reject(new OversyncError(s.lastError));
+        else if (this.closed) reject(new OversyncError({ code: 'CLOSED', message: 'the client is closed' }));
+        else return false;
+        return true;
+      };
+      if (check()) return;
+      const off = this.onStatus(() => {
+        if (check()) off();
+      });
+    });
+  }
+
   /** Calls `listener` with conflicts as sync resolves them; returns the unsubscribe function. */
   onConflicts(listener: (c: Conflict[]) => void): () => void {
     this.conflictListeners.add(listener);
@@ -287,6 +312,8 @@ export class SyncClient {
       this.worker.terminate();
       for (const c of this.calls.values()) c.reject(new OversyncError({ code: 'CLOSED', message: 'closed' }));
       this.calls.clear();
+      // Waiters such as waitForFirstSync see the client closed.
+      for (const l of [...this.statusListeners]) l();
     }
   }
 

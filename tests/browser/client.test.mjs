@@ -179,6 +179,31 @@ test('status: hasSynced and lastSyncedAt are kept in the database and survive a 
   await ctx.close();
 });
 
+test('waitForFirstSync resolves after hydration and a first cycle, and rejects with the code of a cycle that cannot succeed', async () => {
+  const ctx = await launch();
+  const page = await openPage(ctx, 'ready');
+  const ok = await page.evaluate(async () => {
+    const s = await window.db.waitForFirstSync();
+    return [s.hydrated, s.hasSynced];
+  });
+  assert.deepEqual(ok, [true, true]);
+  const refused = await page.evaluate(async () => {
+    const { INIT } = await import('./app.js');
+    const db = await window.SyncClient.open({ name: 'ready-forged', user: 'user-forged', url: location.origin,
+      serverSchema: 'business', tables: ['users', 'posts'], init: INIT, auth: 'not-a-valid-token', syncIntervalMs: 200 });
+    try {
+      await db.waitForFirstSync();
+      return 'resolved';
+    } catch (e) {
+      return e.code;
+    } finally {
+      await db.close();
+    }
+  });
+  assert.equal(refused, 'UNAUTHORIZED');
+  await ctx.close();
+});
+
 test('two tabs of one profile share the database; closing the owner hands over; a reload storm is harmless', async () => {
   const ctx = await launch();
   const t1 = await openPage(ctx, 'tabs');
