@@ -80,8 +80,9 @@ impl ChangeHub {
         }
     }
 
-    /// Users with waiters (for tests and metrics).
-    pub fn users_waited_for(&self) -> usize {
+    /// Users with waiters.
+    #[cfg(test)]
+    fn users_waited_for(&self) -> usize {
         self.lock().len()
     }
 

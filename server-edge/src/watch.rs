@@ -164,7 +164,9 @@ async fn pushed<R: Runtime>(
                     return Ok(Some(top));
                 }
             }
-            Either::Left((Some(Notice::Resync), _)) | Either::Left((None, _)) => pending_look = true,
+            Either::Left((Some(Notice::Resync), _)) => pending_look = true,
+            // The hub dropped the channel: end the long-poll rather than look again and again.
+            Either::Left((None, _)) => return Ok(None),
         }
     }
 }

@@ -178,22 +178,28 @@ impl Issuer {
     /// A token for `claims` signed by key `name` under its own `kid`, with this issuer's `iss` and `aud` and an
     /// `exp` one hour ahead unless `claims` set them.
     pub fn token(&self, name: &str, claims: Value) -> String {
-        let mut claims = claims;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
-        for (claim, value) in [
-            ("iss", json!(ISSUER)),
-            ("aud", json!(AUDIENCE)),
-            ("exp", json!(now + 3600)),
-        ] {
-            if claims.get(claim).is_none() {
-                claims[claim] = value;
-            }
-        }
-        sign(name, Some(name), &claims)
+        mint(name, claims)
     }
+}
+
+/// [`Issuer::token`]: signed by key `name` under its own `kid`, with the issuer's `iss`, `aud` and a one-hour
+/// `exp` unless `claims` set them.
+fn mint(name: &str, claims: Value) -> String {
+    let mut claims = claims;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    for (claim, value) in [
+        ("iss", json!(ISSUER)),
+        ("aud", json!(AUDIENCE)),
+        ("exp", json!(now + 3600)),
+    ] {
+        if claims.get(claim).is_none() {
+            claims[claim] = value;
+        }
+    }
+    sign(name, Some(name), &claims)
 }
 
 async fn jwks(State(state): State<Arc<Mutex<Published>>>) -> Response {
@@ -241,11 +247,7 @@ async fn token(State(state): State<Arc<Mutex<Published>>>, body: axum::body::Byt
         let s = state.lock().unwrap_or_else(|e| e.into_inner());
         *s.keys.first().expect("a published key")
     };
-    let issuer = Issuer {
-        base: String::new(),
-        state: state.clone(),
-    };
-    let token = issuer.token(key, json!({ "sub": format!("user-{user}") }));
+    let token = mint(key, json!({ "sub": format!("user-{user}") }));
     cors(json_response(
         &json!({ "token": token, "user_id": format!("user-{user}") }),
     ))

@@ -1,22 +1,12 @@
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
 use super::*;
 
-fn key_pem(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../tests/keys/{name}.pem", env!("CARGO_MANIFEST_DIR"))).expect("test key")
-}
-
-/// The public JWK of a test key, with `kid` and (when `pin`) `alg`.
+/// The public JWK of test key `name` (`tests/keys`), with `kid` and (when `pin`) `alg`.
 pub(crate) fn public_jwk(name: &str, alg: Algorithm, kid: &str, pin: bool) -> Value {
-    let pem = key_pem(name);
-    let key = match alg.family() {
-        jsonwebtoken::AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(&pem),
-        jsonwebtoken::AlgorithmFamily::Ec => EncodingKey::from_ec_pem(&pem),
-        _ => EncodingKey::from_ed_pem(&pem),
-    }
-    .expect("pem");
+    let key = oversync_tests::issuer::encoding_key(name);
     let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, alg).expect("jwk")).unwrap();
     jwk["kid"] = json!(kid);
     if !pin {

@@ -83,22 +83,9 @@ fn token(alg: Algorithm, secret: &[u8], claims: Value) -> String {
     encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret)).unwrap()
 }
 
-fn key_pem(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../tests/keys/{name}.pem", env!("CARGO_MANIFEST_DIR"))).expect("test key")
-}
-
-/// A token signed by test key `name` with header `kid`.
-fn signed(name: &str, alg: Algorithm, kid: Option<&str>, claims: Value) -> String {
-    let pem = key_pem(name);
-    let key = match alg.family() {
-        AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(&pem),
-        AlgorithmFamily::Ec => EncodingKey::from_ec_pem(&pem),
-        _ => EncodingKey::from_ed_pem(&pem),
-    }
-    .unwrap();
-    let mut header = Header::new(alg);
-    header.kid = kid.map(String::from);
-    encode(&header, &claims, &key).unwrap()
+/// A token signed by test key `name` (its algorithm follows from the key) with header `kid`.
+fn signed(name: &str, kid: Option<&str>, claims: Value) -> String {
+    oversync_tests::issuer::sign(name, kid, &claims)
 }
 
 fn ok_claims() -> Value {
@@ -163,7 +150,7 @@ fn every_failure_maps_to_its_message() {
 #[test]
 fn without_a_key_set_asymmetric_tokens_are_refused_unfetched() {
     let (a, host) = (hs(TokenRules::default()), Host::default());
-    let rs = signed("rsa-1", Algorithm::RS256, Some("r1"), ok_claims());
+    let rs = signed("rsa-1", Some("r1"), ok_claims());
     assert_eq!(check(&a, &host, &rs, None, NOW), Err(Invalid::Algorithm.into()));
     // An RS256 header over an HMAC signature made with the shared secret.
     let hs_token = token(Algorithm::HS256, SECRET, ok_claims());
@@ -190,20 +177,20 @@ fn public_keys_check_rs_es_and_ed_tokens_by_kid() {
         ("ec-1", Algorithm::ES256, "e1"),
         ("ed-1", Algorithm::EdDSA, "d1"),
     ] {
-        let t = signed(key, alg, Some(kid), json!({"sub": "u"}));
+        let t = signed(key, Some(kid), json!({"sub": "u"}));
         assert_eq!(
             check(&a, &host, &t, Some("phone"), NOW).unwrap().source_id,
             "phone",
             "{alg:?}"
         );
-        let no_kid = signed(key, alg, None, json!({"sub": "u", "did": "d"}));
+        let no_kid = signed(key, None, json!({"sub": "u", "did": "d"}));
         assert!(check(&a, &host, &no_kid, None, NOW).is_ok(), "{alg:?} without kid");
     }
     assert_eq!(host.fetches.get(), 1, "one fetch, then the cache");
     // Signed by a key the set does not hold, under a kid it does hold.
-    let forged = signed("rsa-2", Algorithm::RS256, Some("r1"), ok_claims());
+    let forged = signed("rsa-2", Some("r1"), ok_claims());
     assert_eq!(check(&a, &host, &forged, None, NOW), Err(Invalid::Signature.into()));
-    let unknown = signed("rsa-2", Algorithm::RS256, Some("r2"), ok_claims());
+    let unknown = signed("rsa-2", Some("r2"), ok_claims());
     assert_eq!(check(&a, &host, &unknown, None, NOW), Err(Invalid::UnknownKey.into()));
     assert_eq!(
         unknown_message(&a, &host, &unknown),
@@ -283,7 +270,7 @@ fn the_device_comes_from_the_claim_or_else_a_valid_header() {
 fn keys_unavailable_without_any_set_and_kept_when_the_provider_goes_down() {
     let a = Authenticator::new(settings(false, true, TokenRules::default()));
     let host = Host::default();
-    let t = signed("ec-1", Algorithm::ES256, Some("e1"), ok_claims());
+    let t = signed("ec-1", Some("e1"), ok_claims());
     assert_eq!(check(&a, &host, &t, None, NOW), Err(AuthError::KeysUnavailable));
     *host.jwks.borrow_mut() = Some(json!({"keys": [public_jwk("ec-1", Algorithm::ES256, "e1", true)]}));
     let later = NOW + Duration::from_secs(30);

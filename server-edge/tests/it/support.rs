@@ -270,12 +270,7 @@ pub struct Device {
 
 impl Device {
     pub fn new(t: &Target, user: &str, device: &str) -> Self {
-        let token = token_with(json!({"sub": user, "did": device}));
-        Self {
-            base: t.base.clone(),
-            token,
-            http: reqwest::Client::new(),
-        }
+        Self::with_token(t, token_with(json!({"sub": user, "did": device})), None)
     }
 
     /// A device presenting `token` (from any issuer) and, when given, an `Oversync-Device-Id` header.
