@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::process::{Server, shell_quote, tempdir, watched_group};
+use crate::process::{Server, StartFailed, shell_quote, tempdir, watched_group};
 
 /// Held while a `wrangler dev` starts (see [`start_wrangler_with`]).
 static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -44,7 +44,6 @@ pub fn start_wrangler_with(
     if !wrangler.exists() {
         bail!("wrangler is not installed: run npm ci in server-edge/");
     }
-    let dir = tempdir("oversync-wrangler")?;
     let mut doc = toml::Table::new();
     doc.insert("name".into(), "oversync-edge-test".into());
     doc.insert("main".into(), shim.display().to_string().into());
@@ -64,9 +63,30 @@ pub fn start_wrangler_with(
         table.insert("directory".into(), dir.display().to_string().into());
         doc.insert("assets".into(), table.into());
     }
-    let config = dir.join("wrangler.toml");
-    std::fs::write(&config, toml::to_string(&doc)?)?;
+    // One start-up at a time per process: each bundles the Worker and boots workerd, and a test binary starting
+    // several side by side on two cores, next to tests loading PostgreSQL, saw one miss the 90 s deadline.
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A free port can be taken by another socket before wrangler binds it, and workerd then fails to start: try
+    // again on fresh ports, a few times.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match start_once(&wrangler, &doc, port) {
+            Err(e) if attempt < 3 && e.chain().any(|c| c.is::<StartFailed>()) => {
+                eprintln!("wrangler dev failed to start (attempt {attempt}), trying again: {e:#}");
+            }
+            result => return result,
+        }
+    }
+}
 
+/// Wrangler's own words for a start-up that will not become ready.
+const WRANGLER_FAILED: &[&str] = &["The Workers runtime failed to start", "Address already in use"];
+
+fn start_once(wrangler: &Path, doc: &toml::Table, port: Option<u16>) -> anyhow::Result<Server> {
+    let dir = tempdir("oversync-wrangler")?;
+    let config = dir.join("wrangler.toml");
+    std::fs::write(&config, toml::to_string(doc)?)?;
     let (port, inspector) = (port.unwrap_or_else(crate::free_port), crate::free_port());
     let args: Vec<String> = [
         "dev",
@@ -93,10 +113,8 @@ pub fn start_wrangler_with(
         ("XDG_CONFIG_HOME", dir.join("config").display().to_string()),
     ];
     let base = format!("http://127.0.0.1:{port}");
-    // One start-up at a time per process: each bundles the Worker and boots workerd, and a test binary starting
-    // several side by side on two cores, next to tests loading PostgreSQL, saw one miss the 90 s deadline.
-    let _one_at_a_time = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let server = Server::wait_ready(cmd, &wrangler, &env, "Ready on", Some(base)).context("starting wrangler dev")?;
+    let server = Server::wait_ready(cmd, wrangler, &env, "Ready on", Some(base), WRANGLER_FAILED)
+        .context("starting wrangler dev")?;
     server.wait_http(std::time::Duration::from_secs(30))?;
     Ok(server)
 }

@@ -43,6 +43,18 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// A program that exited or reported a failure before it was ready; the text says what it printed.
+#[derive(Debug)]
+pub struct StartFailed(pub String);
+
+impl std::fmt::Display for StartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartFailed {}
+
 /// A running server process and its base URL.
 pub struct Server {
     /// `http://127.0.0.1:PORT`.
@@ -71,45 +83,69 @@ impl Server {
         let args = vec!["--config".to_owned(), config.display().to_string()];
         let cleanup = format!("rm -rf {}", shell_quote(&dir.display().to_string()));
         let cmd = watched(&binary.display().to_string(), &args, "TERM", &cleanup);
-        Self::wait_ready(cmd, binary, env, "listening on ", None)
+        Self::wait_ready(cmd, binary, env, "listening on ", None, &[])
     }
 
     /// Spawns `cmd` with `env` and waits (up to 90 s) for a stdout line containing `marker`. The base URL is the
-    /// text after the marker, or `known_url` when given.
+    /// text after the marker, or `known_url` when given. Fails at once, with [`StartFailed`] in the error chain,
+    /// when the program exits first or prints a line containing one of `fail_markers` (on stdout or stderr;
+    /// stderr is passed through).
     pub fn wait_ready(
         mut cmd: Command,
         what: &Path,
         env: &[(&str, String)],
         marker: &'static str,
         known_url: Option<String>,
+        fail_markers: &'static [&'static str],
     ) -> anyhow::Result<Self> {
         let binary = what;
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()));
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
+        let failed = tx.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent && let Some(url) = line.split(marker).nth(1) {
-                    let _ = tx.send(url.trim().to_owned());
+                if sent {
+                    continue;
+                }
+                if let Some(url) = line.split(marker).nth(1) {
+                    let _ = tx.send(Ok(url.trim().to_owned()));
+                    sent = true;
+                } else if fail_markers.iter().any(|m| line.contains(m)) {
+                    let _ = tx.send(Err(line));
                     sent = true;
                 }
             }
+            let _ = tx.send(Err("exited before it was ready".to_owned()));
         });
-        match rx.recv_timeout(Duration::from_secs(90)) {
-            Ok(url) => Ok(Self {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if fail_markers.iter().any(|m| line.contains(m)) {
+                    let _ = failed.send(Err(line));
+                }
+            }
+        });
+        let outcome = rx.recv_timeout(Duration::from_secs(90));
+        if let Ok(Ok(url)) = outcome {
+            return Ok(Self {
                 base_url: known_url.unwrap_or(url),
                 child,
-            }),
-            Err(_) => {
-                let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-                bail!("{} did not report {marker:?} within 90 s", binary.display())
-            }
+            });
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = child.wait();
+        match outcome {
+            Ok(Err(why)) => Err(anyhow::Error::new(StartFailed(why)))
+                .with_context(|| format!("{} failed to start", binary.display())),
+            _ => bail!("{} did not report {marker:?} within 90 s", binary.display()),
         }
     }
 
