@@ -26,6 +26,7 @@ pub mod schema;
 pub mod service;
 pub mod snapshot;
 mod sql;
+pub mod stream;
 pub mod upload;
 pub mod watch;
 

@@ -96,16 +96,24 @@ impl Runtime for NativeRuntime {
     }
 }
 
+mod stream;
+
 struct AppState {
     service: Service,
     runtime: NativeRuntime,
+    /// Set at shutdown: open `/sync/stream`s close with 1001.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The axum router: every path goes to [`Service::handle`]; with `static_dir`, a GET of an existing file is served
 /// from it first (the demo app on the same origin as the sync routes). Every response says `nosniff`; with
 /// `static_dir`, every response also carries the app's security headers ([`APP_HEADERS`]).
 fn router(state: Arc<AppState>, static_dir: Option<&std::path::Path>) -> axum::Router {
-    let api = axum::Router::new().fallback(handle).with_state(state);
+    let mut api = axum::Router::new();
+    if state.service.settings.stream {
+        api = api.route("/sync/stream", axum::routing::get(stream::handle));
+    }
+    let api = api.fallback(handle).with_state(state);
     let router = match static_dir {
         None => api,
         Some(dir) => {
@@ -277,6 +285,7 @@ impl Bound {
                 http: http_client()?,
                 hub,
             },
+            closing: tokio::sync::watch::channel(false).0,
         });
         Ok(Self {
             addr,
@@ -292,8 +301,10 @@ impl Bound {
     /// (unchanged; the client watches again elsewhere) instead of holding the drain until their timeout.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (hub, notifications) = (self.state.runtime.hub.clone(), self.notifications);
+        let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
+            state.closing.send_replace(true);
             if let Some(task) = notifications {
                 task.abort();
             }

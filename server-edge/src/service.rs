@@ -42,6 +42,9 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// `/sync/watch` served.
     pub watch: bool,
+    /// `/sync/stream` served (with `watch`, when the front door has a hub for it; the Worker needs its `HUB`
+    /// Durable Object binding).
+    pub stream: bool,
     /// `/health` service name.
     pub service_name: String,
 }
@@ -124,6 +127,7 @@ impl Service {
                 schema_version: cfg.schema_version,
                 cors_origins: cfg.cors_origins.clone(),
                 watch: cfg.watch,
+                stream: cfg.watch,
                 service_name: cfg.service_name.clone(),
             },
             configured,
@@ -248,7 +252,7 @@ impl Service {
 
     /// `authorization` and `device_id` are the request's headers (passed apart from the request, whose body
     /// need not be `Sync`).
-    async fn authenticate<R: Runtime>(
+    pub(crate) async fn authenticate<R: Runtime>(
         &self,
         rt: &R,
         (authorization, device_id): (Option<&str>, Option<&str>),
@@ -333,7 +337,11 @@ impl Service {
                 next_after_jumps: true,
                 fk_precheck: self.configured.fk_precheck.as_str().into(),
                 snapshot: true,
-                watch: if s.watch { vec!["long_poll".into()] } else { Vec::new() },
+                watch: match (s.watch, s.stream) {
+                    (true, true) => vec!["long_poll".into(), "stream".into()],
+                    (true, false) => vec!["long_poll".into()],
+                    _ => Vec::new(),
+                },
             },
         }
     }

@@ -173,7 +173,12 @@ async fn pushed<R: Runtime>(
 
 /// One look at the log: `None` when no look share or connection was free (a wake-up is only a hint, §8.3, so a
 /// skipped look costs the client time, nothing else), else the newest change above `after` from another device.
-async fn look<R: Runtime>(svc: &Service, rt: &R, who: &Principal, after: i64) -> Result<Option<Option<i64>>, ApiError> {
+pub(crate) async fn look<R: Runtime>(
+    svc: &Service,
+    rt: &R,
+    who: &Principal,
+    after: i64,
+) -> Result<Option<Option<i64>>, ApiError> {
     // A bounded share of the pool, so waiting tabs never crowd out uploads.
     let Some(_look) = svc.admission.look() else {
         return Ok(None);

@@ -93,5 +93,11 @@ pub fn principal(
         (None, Some(_)) => return Err(AuthError::BadDeviceHeader),
         (None, None) => return Err(AuthError::MissingDevice(names.device.clone())),
     };
-    Ok(Principal { user_id, source_id })
+    // A fractional or absurd `exp` is clamped: it only decides when a stream is closed.
+    let expires_at = claims.get("exp").and_then(Value::as_f64).map(|exp| exp.max(0.0) as u64);
+    Ok(Principal {
+        user_id,
+        source_id,
+        expires_at,
+    })
 }

@@ -33,6 +33,8 @@ pub struct Principal {
     pub user_id: String,
     /// The device claim (`did`), or the `Oversync-Device-Id` header.
     pub source_id: String,
+    /// The token's `exp` (seconds since the Unix epoch), when it has one: a `/sync/stream` is closed then.
+    pub expires_at: Option<u64>,
 }
 
 /// Why a request is not authenticated. Each is a 401 whose message says which check failed, never what a key

@@ -29,6 +29,7 @@ mod routes;
 mod scale;
 mod snapshot;
 mod startup;
+mod stream;
 mod upload;
 mod validation;
 mod watch;

@@ -40,7 +40,10 @@ async fn capabilities_advertise_long_poll() {
         .await
         .unwrap();
     let (status, body) = read(r).await;
-    assert_eq!((status, &body["features"]["watch"]), (200, &json!(["long_poll"])));
+    assert_eq!(
+        (status, &body["features"]["watch"]),
+        (200, &json!(["long_poll", "stream"]))
+    );
 }
 
 #[tokio::test]

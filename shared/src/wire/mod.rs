@@ -5,6 +5,7 @@ mod bounded;
 mod download;
 mod error;
 mod ext;
+mod stream;
 mod upload;
 
 pub use auth::*;
@@ -12,6 +13,7 @@ pub use bounded::*;
 pub use download::*;
 pub use error::*;
 pub use ext::*;
+pub use stream::*;
 pub use upload::*;
 
 use std::marker::PhantomData;

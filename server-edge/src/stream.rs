@@ -1,0 +1,145 @@
+//! `GET /sync/stream` (extension, docs/realtime.md): the runtime-neutral part of the WebSocket that tells a
+//! device `{"top": N}` whenever its user's log grows with another device's changes. The front doors own the
+//! socket (natively an axum task fed by the [`crate::hub::ChangeHub`]; on the Worker a Durable Object per user,
+//! see `edge/hub.rs`); here are the opening checks, the one look at open, and the pure decisions.
+
+use std::time::Duration;
+
+use oversync_protocol::wire::{StreamOffer, stream_close};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::hub::Notice;
+use crate::runtime::Runtime;
+use crate::service::Service;
+
+/// How long a stream may stay silent (no ping, no message) before the server closes it: three missed pings of a
+/// client pinging every 30 s. Natively only: a hibernated Worker socket costs nothing.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(95);
+
+/// Why a stream is closed or refused: the close code and its reason (at most 123 bytes once cut).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// A code of [`stream_close`] or RFC 6455 §7.4.1.
+    pub code: u16,
+    /// Human-readable; for 4001 the same message as a 401 body.
+    pub reason: String,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        let (status, _, message) = e.parts();
+        let code = match status {
+            401 => stream_close::UNAUTHORIZED,
+            429 => stream_close::TOO_MANY,
+            // No key set yet, or no connection: a moment later will do (RFC 6455 "try again later").
+            503 => 1013,
+            _ => stream_close::INTERNAL,
+        };
+        Self { code, reason: message }
+    }
+}
+
+impl Refusal {
+    /// The close for a token that expired while the stream was open.
+    pub fn expired() -> Self {
+        Self {
+            code: stream_close::UNAUTHORIZED,
+            reason: ApiError::Auth(crate::auth::AuthError::InvalidToken(crate::auth::Invalid::Expired))
+                .parts()
+                .2,
+        }
+    }
+}
+
+impl Service {
+    /// Authenticates a stream from its subprotocol offer, exactly as a request with the same `Authorization`
+    /// and `Oversync-Device-Id` headers would be.
+    pub async fn open_stream<R: Runtime>(
+        &self,
+        rt: &R,
+        offer: &StreamOffer,
+        now: Duration,
+    ) -> Result<Principal, Refusal> {
+        let authorization = offer.authorization();
+        Ok(self
+            .authenticate(rt, (authorization.as_deref(), offer.device.as_deref()), now)
+            .await?)
+    }
+}
+
+/// The newest `server_id` of `who`'s changes from other devices (0 when none), in one look; `None` when no look
+/// share or connection was free (the caller tries again or leaves it to the next notice).
+pub async fn top<R: Runtime>(svc: &Service, rt: &R, who: &Principal) -> Result<Option<i64>, ApiError> {
+    Ok(crate::watch::look(svc, rt, who, 0).await?.map(|t| t.unwrap_or(0)))
+}
+
+/// What a stream does on a hub notice, having told the device `told` so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send `{"top": n}`.
+    Tell(i64),
+    /// Notices were missed: look at the log.
+    Look,
+    /// Nothing new for this device.
+    Ignore,
+}
+
+/// The decision for `notice` on the stream of device `me` that has told `told`.
+pub fn on_notice(notice: &Notice, me: &str, told: i64) -> Step {
+    match notice {
+        Notice::Change { source, top } if **source != *me && *top > told => Step::Tell(*top),
+        Notice::Change { .. } => Step::Ignore,
+        Notice::Resync => Step::Look,
+    }
+}
+
+/// How long until `who`'s token expires at `now` (zero when it has); `None` for a token without `exp`.
+pub fn until_expiry(who: &Principal, now: Duration) -> Option<Duration> {
+    who.expires_at.map(|exp| Duration::from_secs(exp).saturating_sub(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(source: &str, top: i64) -> Notice {
+        Notice::Change {
+            source: source.into(),
+            top,
+        }
+    }
+
+    #[test]
+    fn only_other_devices_news_above_what_was_told_is_sent() {
+        assert_eq!(on_notice(&change("b", 7), "a", 5), Step::Tell(7));
+        assert_eq!(on_notice(&change("a", 7), "a", 5), Step::Ignore);
+        assert_eq!(on_notice(&change("b", 5), "a", 5), Step::Ignore);
+        assert_eq!(on_notice(&Notice::Resync, "a", 5), Step::Look);
+    }
+
+    #[test]
+    fn expiry_counts_down_to_zero() {
+        let who = |exp| Principal {
+            user_id: "u".into(),
+            source_id: "d".into(),
+            expires_at: exp,
+        };
+        let now = Duration::from_secs(100);
+        assert_eq!(until_expiry(&who(Some(130)), now), Some(Duration::from_secs(30)));
+        assert_eq!(until_expiry(&who(Some(90)), now), Some(Duration::ZERO));
+        assert_eq!(until_expiry(&who(None), now), None);
+    }
+
+    #[test]
+    fn refusals_map_statuses_to_close_codes() {
+        let auth = Refusal::from(ApiError::Auth(crate::auth::AuthError::MissingHeader));
+        assert_eq!(auth.code, stream_close::UNAUTHORIZED);
+        assert_eq!(
+            Refusal::from(ApiError::TooManyRequests("watches", 1)).code,
+            stream_close::TOO_MANY
+        );
+        assert_eq!(Refusal::from(ApiError::Busy(1)).code, 1013);
+        assert_eq!(Refusal::expired().reason, "Invalid token: expired");
+    }
+}

@@ -1,0 +1,210 @@
+//! `/sync/stream` (issue 21, docs/realtime.md): a WebSocket that says `{"top": N}` at open and on every other
+//! device's commit, answers `ping` with `pong`, and closes with 4001 for a bad or expired token and 4029 past the
+//! user's share. Runs against both front doors: natively the hub is the `LISTEN` connection, on the Worker a
+//! Durable Object per user.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use oversync_protocol::wire::{STREAM_PROTOCOL, stream_offer};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::support::*;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn stream_target() -> std::sync::Arc<Target> {
+    target_with("stream", "watch = true\nmax_watches_per_user = 3")
+}
+
+/// Opens a stream offering `protocols`; the server must select `oversync.v1`.
+async fn open_with(t: &Target, protocols: &str) -> Ws {
+    let mut req = format!("{}/sync/stream", t.base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", protocols.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.expect("upgrade");
+    assert_eq!(resp.headers()["sec-websocket-protocol"], STREAM_PROTOCOL);
+    ws
+}
+
+async fn open(t: &Target, token: &str, device: &str) -> Ws {
+    open_with(t, &stream_offer(token, device).join(", ")).await
+}
+
+/// The next text message, or the close code and reason; panics after `within`.
+async fn next(ws: &mut Ws, within: Duration) -> Result<String, (u16, String)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await.expect("a message in time") {
+            Some(Ok(Message::Text(t))) => return Ok(t.to_string()),
+            Some(Ok(Message::Close(Some(f)))) => return Err((f.code.into(), f.reason.to_string())),
+            Some(Ok(Message::Close(None))) | None => return Err((1005, String::new())),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("stream failed: {e}"),
+        }
+    }
+}
+
+async fn next_top(ws: &mut Ws) -> i64 {
+    let text = next(ws, Duration::from_secs(10)).await.expect("a top");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    v["top"].as_i64().unwrap_or_else(|| panic!("not a top: {text}"))
+}
+
+/// Nothing arrives within `quiet`.
+async fn silent(ws: &mut Ws, quiet: Duration) {
+    if let Ok(m) = tokio::time::timeout(quiet, ws.next()).await {
+        panic!("expected silence, got {m:?}");
+    }
+}
+
+async fn add_user(d: &Device, scid: i64) -> i64 {
+    let pk = id();
+    let r = d.upload(vec![upsert(scid, "users", &pk, 0, user_row(&pk, "s"))]).await;
+    r["highest_server_seq"].as_i64().unwrap()
+}
+
+fn token(user: &str, device: &str) -> String {
+    token_with(json!({"sub": user, "did": device}))
+}
+
+#[tokio::test]
+async fn capabilities_advertise_the_stream() {
+    let t = stream_target();
+    let d = Device::new(&t, &new_user(), "d");
+    let (status, body) = d.get_raw("/sync/capabilities").await;
+    assert_eq!(
+        (status, &body["features"]["watch"]),
+        (200, &json!(["long_poll", "stream"]))
+    );
+}
+
+#[tokio::test]
+async fn the_top_is_told_at_open_and_on_other_devices_commits_only() {
+    let t = stream_target();
+    let user = new_user();
+    let (phone, laptop) = (Device::new(&t, &user, "phone"), Device::new(&t, &user, "laptop"));
+    // A stream opened after a commit (a reconnect, or a hub that restarted) is told the top at once.
+    let first = add_user(&phone, 1).await;
+    let mut ws = open(&t, &token(&user, "laptop"), "laptop").await;
+    assert_eq!(next_top(&mut ws).await, first);
+
+    let started = Instant::now();
+    let second = add_user(&phone, 2).await;
+    assert_eq!(next_top(&mut ws).await, second);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "pushed, took {:?}",
+        started.elapsed()
+    );
+
+    // The laptop's own commit is not news to the laptop; another user's neither.
+    add_user(&laptop, 1).await;
+    add_user(&Device::new(&t, &new_user(), "phone"), 1).await;
+    silent(&mut ws, Duration::from_millis(1500)).await;
+    let third = add_user(&phone, 3).await;
+    assert_eq!(next_top(&mut ws).await, third);
+
+    ws.send(Message::text("ping")).await.unwrap();
+    assert_eq!(next(&mut ws, Duration::from_secs(10)).await, Ok("pong".into()));
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_device_from_the_offer_stands_in_for_the_header() {
+    let t = stream_target();
+    let user = new_user();
+    // No device claim: the device comes from the offer, as from `Oversync-Device-Id` on a request.
+    let mut ws = open(&t, &token_with(json!({"sub": user})), "tab:1/x").await;
+    assert_eq!(next_top(&mut ws).await, 0);
+    let own = Device::with_token(&t, token_with(json!({"sub": user})), Some("tab:1/x"));
+    add_user(&own, 1).await;
+    silent(&mut ws, Duration::from_millis(1500)).await;
+    let other = Device::with_token(&t, token_with(json!({"sub": user})), Some("tab:2"));
+    let seq = add_user(&other, 1).await;
+    assert_eq!(next_top(&mut ws).await, seq);
+}
+
+#[tokio::test]
+async fn bad_tokens_close_with_4001_and_say_which_check_failed() {
+    let t = stream_target();
+    let user = new_user();
+    let forged = format!("{}x", token(&user, "d"));
+    let mut ws = open(&t, &forged, "d").await;
+    assert_eq!(
+        next(&mut ws, Duration::from_secs(10)).await,
+        Err((4001, "Invalid token: bad signature".into()))
+    );
+    let mut ws = open_with(&t, STREAM_PROTOCOL).await;
+    assert_eq!(
+        next(&mut ws, Duration::from_secs(10)).await,
+        Err((4001, "Authorization header required".into()))
+    );
+
+    // Without the subprotocol the handshake itself is refused.
+    let plain = reqwest::Client::new()
+        .get(format!("{}/sync/stream", t.base))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+}
+
+#[tokio::test]
+async fn a_stream_closes_with_4001_when_its_token_expires() {
+    let t = stream_target();
+    let user = new_user();
+    let short = token_with(json!({"sub": user, "did": "d", "exp": now_secs() + 3}));
+    let mut ws = open(&t, &short, "d").await;
+    assert_eq!(next_top(&mut ws).await, 0);
+    let started = Instant::now();
+    assert_eq!(
+        next(&mut ws, Duration::from_secs(15)).await,
+        Err((4001, "Invalid token: expired".into()))
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A fresh token opens again.
+    let mut ws = open(&t, &token(&user, "d"), "d").await;
+    assert_eq!(next_top(&mut ws).await, 0);
+}
+
+#[tokio::test]
+async fn a_user_past_the_share_of_streams_is_closed_with_4029() {
+    let t = stream_target();
+    let user = new_user();
+    let mut open_ones = Vec::new();
+    for i in 0..3 {
+        let device = format!("tab-{i}");
+        let mut ws = open(&t, &token(&user, &device), &device).await;
+        assert_eq!(next_top(&mut ws).await, 0);
+        open_ones.push(ws);
+    }
+    let mut fourth = open(&t, &token(&user, "tab-3"), "tab-3").await;
+    let (code, _) = next(&mut fourth, Duration::from_secs(10)).await.unwrap_err();
+    assert_eq!(code, 4029);
+    // Another user is not affected, and a closed stream gives its share back.
+    let mut other = open(&t, &token(&new_user(), "d"), "d").await;
+    assert_eq!(next_top(&mut other).await, 0);
+    let mut gone = open_ones.pop().unwrap();
+    gone.close(None).await.unwrap();
+    while gone.next().await.is_some() {}
+    let mut again = None;
+    for _ in 0..50 {
+        let mut ws = open(&t, &token(&user, "tab-4"), "tab-4").await;
+        if let Ok(text) = next(&mut ws, Duration::from_secs(10)).await {
+            again = Some(text);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(again.as_deref(), Some(r#"{"top":0}"#));
+}
