@@ -194,6 +194,11 @@ impl Admission {
         }
     }
 
+    /// Watches and streams a user may hold (0: no limit); a Worker's user hub counts its streams against it.
+    pub fn watches_per_user(&self) -> usize {
+        self.shares().watches_per_user
+    }
+
     /// Users with something in flight (for tests).
     pub fn active_users(&self) -> usize {
         self.users().len()

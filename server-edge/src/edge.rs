@@ -15,12 +15,17 @@ use tokio_postgres::Client;
 use worker::postgres_tls::PassthroughTls;
 use worker::{Context, Env, SecureTransport, Socket, event};
 
+use oversync_protocol::wire::{STREAM_PROTOCOL, StreamOffer};
+
 use crate::config::Config;
+use crate::error::ApiError;
 use futures_util::StreamExt;
 
 use crate::http::{Body, BodyError, Request};
 use crate::runtime::{BoxError, Fetched, Runtime, append_within};
 use crate::service::Service;
+
+mod hub;
 
 thread_local! {
     static SERVICE: RefCell<Option<Rc<Service>>> = const { RefCell::new(None) };
@@ -104,6 +109,54 @@ impl Runtime for EdgeRuntime {
     }
 }
 
+/// `GET /sync/stream`: authenticates like every route, looks at the log once for the top, and hands the socket
+/// to the user's hub.
+async fn stream(service: &Service, req: worker::Request, env: Env) -> worker::Result<worker::Response> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let error = |e: ApiError| {
+        let resp = e.into_response();
+        worker::Response::from_bytes(resp.body).map(|r| r.with_status(resp.status))
+    };
+    if !header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return error(ApiError::InvalidRequest("a WebSocket upgrade is required".into()));
+    }
+    let offer = StreamOffer::parse(header("sec-websocket-protocol").as_deref());
+    if !offer.protocol {
+        return error(ApiError::InvalidRequest(format!(
+            "offer the {STREAM_PROTOCOL} subprotocol"
+        )));
+    }
+    let now = Duration::from_millis(js_sys::Date::now() as u64);
+    let runtime = EdgeRuntime {
+        env: env.clone(),
+        closed: RefCell::new(None),
+    };
+    let who = match service.open_stream(&runtime, &offer, now).await {
+        Ok(who) => who,
+        Err(refusal) => return hub::refuse(&refusal),
+    };
+    // Without a look (no share free, or the database failed) the stream still opens; the client syncs on open.
+    let top = match crate::stream::top(service, &runtime, &who).await {
+        Ok(top) => top,
+        Err(e) => {
+            worker::console_warn!("stream: looking for the top: {e}");
+            None
+        }
+    };
+    let closed = runtime.closed.borrow_mut().take();
+    if let Some(closed) = closed {
+        let _ = closed.await;
+    }
+    let admitted = hub::Admitted {
+        user: &who.user_id,
+        device: &who.source_id,
+        exp: who.expires_at,
+        top,
+        limit: service.admission.watches_per_user(),
+    };
+    hub::connect(&env, admitted).await
+}
+
 /// The body of a Worker request, streamed by the service after authentication and cut off at the limit (a
 /// chunked body has no Content-Length to check first).
 struct EdgeBody(worker::Request);
@@ -141,7 +194,10 @@ fn service(env: &Env) -> Result<Rc<Service>, String> {
         None => Config::from_json("{}").map_err(|e| e.to_string())?,
     };
     cfg.apply_env(|k| var(env, k)).map_err(|e| e.to_string())?;
-    let service = Rc::new(Service::new(&cfg, var(env, "OVERSYNC_INIT_SQL")).map_err(|e| e.to_string())?);
+    let mut service = Service::new(&cfg, var(env, "OVERSYNC_INIT_SQL")).map_err(|e| e.to_string())?;
+    // `/sync/stream` needs the user hubs; without the binding the Worker offers the long-poll only.
+    service.settings.stream = cfg.watch && env.durable_object(hub::BINDING).is_ok();
+    let service = Rc::new(service);
     if cfg.dev_signin {
         // Once per isolate: the service is built once and kept in SERVICE.
         worker::console_warn!("{}", crate::config::DEV_SIGNIN_WARNING);
@@ -156,7 +212,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: worker::Request, env: Env, _ctx: Context) -> worker::Result<worker::Response> {
+async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     let service = match service(&env) {
         Ok(s) => s,
         Err(e) => {
@@ -168,6 +224,9 @@ async fn fetch(req: worker::Request, env: Env, _ctx: Context) -> worker::Result<
         }
     };
     let url = req.url()?;
+    if url.path() == "/sync/stream" && service.settings.stream {
+        return stream(&service, req, env).await;
+    }
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let content_length = header("content-length").and_then(|v| v.parse().ok());
     let (authorization, origin) = (header("authorization"), header("origin"));
@@ -184,10 +243,14 @@ async fn fetch(req: worker::Request, env: Env, _ctx: Context) -> worker::Result<
     };
     let now = Duration::from_millis(js_sys::Date::now() as u64);
     let runtime = EdgeRuntime {
-        env,
+        env: env.clone(),
         closed: RefCell::new(None),
     };
-    let resp = service.handle(&runtime, request, now).await;
+    let mut resp = service.handle(&runtime, request, now).await;
+    if let Some(pushed) = resp.pushed.take().filter(|_| service.settings.stream) {
+        // After the answer: the upload never waits for its hub.
+        ctx.wait_until(hub::notify(env, pushed));
+    }
     // The connection was dropped with the request's state; let its task send Terminate and close the socket
     // before the response ends the request, so the database side sees a clean close rather than a reset.
     let closed = runtime.closed.borrow_mut().take();

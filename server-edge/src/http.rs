@@ -62,6 +62,20 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// An upload that applied changes: a front door whose database cannot notify (the Worker) tells the user's
+    /// hub after answering.
+    pub pushed: Option<Pushed>,
+}
+
+/// A commit to tell a user's hub about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The user whose log grew.
+    pub user: String,
+    /// The device that uploaded.
+    pub source: String,
+    /// The user's highest `server_id` after the commit.
+    pub top: i64,
 }
 
 impl Response {
@@ -72,6 +86,7 @@ impl Response {
             status,
             headers: vec![("content-type", "application/json".into())],
             body,
+            pushed: None,
         }
     }
 
@@ -81,6 +96,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            pushed: None,
         }
     }
 }

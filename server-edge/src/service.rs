@@ -241,7 +241,17 @@ impl Service {
                 let declared = req.content_length.map_or(limit, |n| n as usize);
                 let _bytes = self.admission.upload_bytes(declared)?;
                 let body = self.read_body(rt, req.body, declared.min(limit)).await?;
-                Ok(Response::json(200, &upload::upload(self, rt, &who, &body).await?))
+                let result = upload::upload(self, rt, &who, &body).await?;
+                let mut resp = Response::json(200, &result);
+                // Spurious for a replayed change (applied before): a hint, harmless.
+                if result.statuses.iter().any(|s| s.status == Status::Applied) {
+                    resp.pushed = Some(crate::http::Pushed {
+                        user: who.user_id,
+                        source: who.source_id,
+                        top: result.highest_server_seq,
+                    });
+                }
+                Ok(resp)
             }
             _ => {
                 let who = self.authenticate(rt, credentials(&req), now).await?;

@@ -53,6 +53,9 @@ pub fn start_wrangler_with(
     hyperdrive.insert("id".into(), "local".into());
     hyperdrive.insert("localConnectionString".into(), database_url.into());
     doc.insert("hyperdrive".into(), toml::Value::Array(vec![hyperdrive.into()]));
+    // The users' change hubs (`/sync/stream`), as in the repository's wrangler.toml.
+    let hubs: toml::Table = toml::from_str(HUB_CONFIG).expect("hub configuration");
+    doc.extend(hubs);
     let vars: toml::Table = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), toml::Value::from(v.as_str())))
@@ -119,6 +122,17 @@ fn start_once(wrangler: &Path, doc: &toml::Table, port: Option<u16>) -> anyhow::
     Ok(server)
 }
 
+/// The Durable Object binding and migration of `wrangler.toml` (the test below keeps them equal).
+pub const HUB_CONFIG: &str = r#"
+[[durable_objects.bindings]]
+name = "HUB"
+class_name = "UserHub"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["UserHub"]
+"#;
+
 /// The `compatibility_date` used for tests; kept equal to the one in `wrangler.toml`.
 pub const COMPATIBILITY_DATE: &str = "2026-04-20";
 
@@ -140,4 +154,18 @@ pub fn worker_vars(config: &Path, secret: &str) -> anyhow::Result<Vec<(&'static 
         ("OVERSYNC_INIT_SQL", init_sql),
         ("JWT_SECRET", secret.to_owned()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_hub_configuration_matches_wrangler_toml() {
+        let text = std::fs::read_to_string(super::repo_root().join("wrangler.toml")).unwrap();
+        let deployed: toml::Table = toml::from_str(&text).unwrap();
+        let tested: toml::Table = toml::from_str(super::HUB_CONFIG).unwrap();
+        for key in ["durable_objects", "migrations"] {
+            assert_eq!(deployed.get(key), tested.get(key), "{key}");
+        }
+        assert_eq!(deployed["compatibility_date"].as_str(), Some(super::COMPATIBILITY_DATE));
+    }
 }
