@@ -15,6 +15,7 @@ export const INITIAL_STATUS: SyncStatus = {
   lastError: null,
   conflicts: [],
   rejections: [],
+  realtime: 'timer',
   owner: false,
 };
 

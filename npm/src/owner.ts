@@ -4,7 +4,8 @@
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
 import type { Conflict, Rejection, SyncStatus } from './types.js';
-import { watchLoop } from './watch.js';
+import { realtimeLoop } from './realtime.js';
+import type { RealtimeMode } from './watch.js';
 
 /** What the owner needs from its worker. */
 export interface OwnerHooks {
@@ -35,6 +36,7 @@ export class Owner {
   private txWaiters: Array<() => void> = [];
   private offline = false;
   private closing = new AbortController();
+  private realtimeMode: RealtimeMode = 'timer';
   private timer: ReturnType<typeof setTimeout> | undefined;
   private cycle: Promise<unknown> | null = null;
   private token: string | null = null;
@@ -94,7 +96,8 @@ export class Owner {
     }
   }
 
-  /** Long-polls `/sync/watch` when the server offers it (the periodic timer stays as the fallback). */
+  /** Streams (`/sync/stream`) or long-polls (`/sync/watch`) when the server offers it; the periodic timer
+   * stays as the fallback. */
   private async realtime(): Promise<void> {
     const host = {
       url: String(this.opts.open.url).replace(/\/+$/, ''),
@@ -112,8 +115,12 @@ export class Owner {
         this.tick();
         await this.cycle;
       },
+      mode: (mode: RealtimeMode) => {
+        this.realtimeMode = mode;
+        this.publishStatus();
+      },
     };
-    await watchLoop(host);
+    await realtimeLoop(host);
   }
 
   /** Executes one operation from any tab. `tx` names the interactive transaction it belongs to. */
@@ -377,6 +384,7 @@ export class Owner {
       lastError: this.cycleError ?? s.lastError,
       conflicts: this.conflictLog,
       rejections: this.rejections,
+      realtime: this.realtimeMode,
       owner: true,
     };
   }

@@ -62,6 +62,11 @@ export interface SyncStatus {
   conflicts: Conflict[];
   /** Changes the server rejected for good. */
   rejections: Rejection[];
+  /**
+   * How other devices' changes reach this database: `'stream'` (the server pushes over `/sync/stream`),
+   * `'long_poll'` (`/sync/watch`), or `'timer'` (the next periodic cycle; also while the server is not yet asked).
+   */
+  realtime: 'stream' | 'long_poll' | 'timer';
   /** This tab's worker owns the database (others go through it). */
   owner: boolean;
 }

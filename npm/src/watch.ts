@@ -1,6 +1,6 @@
-// The realtime path: when the server advertises the §8.3 long-poll, the owner keeps one `/sync/watch` request
-// open and starts a cycle as soon as another device uploads. Without it, the periodic timer does the job.
-// A wake-up is only a hint: the cursor moves only through the sync cycle it triggers.
+// The §8.3 long-poll: one `/sync/watch` request stays open and a cycle starts as soon as another device
+// uploads. A wake-up is only a hint: the cursor moves only through the cycle it triggers. Also the helpers the
+// stream (stream.ts) shares.
 
 /** What the loop needs from the owner. */
 export interface WatchHost {
@@ -13,34 +13,21 @@ export interface WatchHost {
   token(refresh: boolean): Promise<string | null>;
   /** Starts a cycle and resolves when it ended. */
   wake(): Promise<void>;
+  /** Which path is in use (status `realtime`). */
+  mode(mode: RealtimeMode): void;
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
+/** How other devices' changes reach this one: pushed over a stream, long-polled, or by the periodic timer. */
+export type RealtimeMode = 'stream' | 'long_poll' | 'timer';
+
+export const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
     signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
   });
 
-/** True when the server offers the long-poll, false when it does not, null when it could not be asked. */
-async function probe(host: WatchHost): Promise<boolean | null> {
-  try {
-    const token = await host.token(false);
-    if (!token) return null;
-    const r = await fetch(`${host.url}/sync/capabilities`, {
-      headers: { authorization: `Bearer ${token}`, 'oversync-device-id': host.deviceId },
-      signal: AbortSignal.any([host.signal, AbortSignal.timeout(30_000)]),
-    });
-    if (r.status === 401 || r.status >= 500) return null;
-    if (!r.ok) return false; // a classic server: no extensions
-    const caps = (await r.json()) as { features?: { watch?: string[] } };
-    return caps.features?.watch?.includes('long_poll') ?? false;
-  } catch {
-    return null;
-  }
-}
-
 /** Waits from 1 s doubling to 60 s, at least `floorMs` (an overloaded server's Retry-After), plus up to 50 %. */
-const backoff = (failures: number, floorMs = 0) =>
+export const backoff = (failures: number, floorMs = 0) =>
   Math.min(60_000, Math.max(floorMs, 1000 * 2 ** Math.min(failures - 1, 6))) * (1 + Math.random() / 2);
 
 /** `Retry-After` in ms (delay-seconds form; an HTTP-date is ignored), 0 without one. */
@@ -49,28 +36,15 @@ export function retryAfterMs(r: Response): number {
   return Number.isInteger(s) && s > 0 ? s * 1000 : 0;
 }
 
-/**
- * Asks (once, when online) whether the server offers the long-poll, then long-polls until `host.signal` aborts;
- * failures back off from 1 s to 60 s, and a 429 or 503 waits at least its `Retry-After`. Returns at once for a
- * server without it.
- */
+/** Long-polls until `host.signal` aborts; failures back off from 1 s to 60 s, and a 429 or 503 waits at least
+ * its `Retry-After`. */
 export async function watchLoop(host: WatchHost): Promise<void> {
-  let available: boolean | null = null;
   let failures = 0;
   let refresh = false;
   while (!host.signal.aborted) {
     if (!host.online()) {
       await sleep(1000, host.signal);
       continue;
-    }
-    if (available === null) {
-      available = await probe(host);
-      if (available === false) return;
-      if (available === null) {
-        await sleep(backoff(++failures), host.signal);
-        continue;
-      }
-      failures = 0;
     }
     try {
       const token = await host.token(refresh);

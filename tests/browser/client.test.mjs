@@ -329,20 +329,6 @@ test('hydration pages start small and grow in the browser; hydrationPageBudgetMs
   await Promise.all([a.close(), b.close(), c.close()]);
 });
 
-test('realtime: with the periodic timer out of the way, /sync/watch brings another device\'s write within seconds', async () => {
-  const [a, b] = [await launch(), await launch()];
-  const slow = { syncIntervalMs: 10 * 60_000 };
-  const pa = await openPage(a, 'watch', slow);
-  const pb = await openPage(b, 'watch', slow);
-  await eventually(() => pb.evaluate(() => window.db.status.hydrated), 10_000, 'B hydrated');
-  const started = Date.now();
-  await addPost(pa, 'pushed');
-  await eventually(async () => (await titles(pb)).includes('pushed'), 10_000, 'B woken by watch');
-  assert.ok(Date.now() - started < 10_000);
-  await a.close();
-  await b.close();
-});
-
 test('auth: a rejected token is refreshed through the callback once; each user has their own database file', async () => {
   const ctx = await launch();
   const page = await ctx.newPage();

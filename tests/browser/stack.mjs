@@ -95,9 +95,10 @@ export async function startSyncServer({ staticDir, edge = false, jwks = false, e
 
 /**
  * Serves `mounts` (URL prefix → directory) and forwards every other path to `upstream`. `cut()` makes the
- * upstream unreachable (connections are reset), `restore()` undoes it.
+ * upstream unreachable (connections are reset), `restore()` undoes it. With `websockets: false` every WebSocket
+ * upgrade is dropped, as by a proxy that does not carry them.
  */
-export async function startOrigin(upstream, mounts) {
+export async function startOrigin(upstream, mounts, { websockets = true } = {}) {
   let down = false;
   const up = new URL(upstream);
   const server = http.createServer((req, res) => {
@@ -123,12 +124,38 @@ export async function startOrigin(upstream, mounts) {
     fwd.on('error', () => req.socket.destroy());
     req.pipe(fwd);
   });
+  // WebSocket upgrades (`/sync/stream`) are piped through as raw bytes; `cut()` drops the open ones too.
+  const tunnels = new Set();
+  server.on('upgrade', (req, socket, head) => {
+    if (down || !websockets) return socket.destroy();
+    const upstreamSocket = net.connect(Number(up.port), up.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      upstreamSocket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      upstreamSocket.write(head);
+      upstreamSocket.pipe(socket);
+      socket.pipe(upstreamSocket);
+    });
+    const pair = [socket, upstreamSocket];
+    tunnels.add(pair);
+    const end = () => (tunnels.delete(pair), socket.destroy(), upstreamSocket.destroy());
+    socket.on('error', end).on('close', end);
+    upstreamSocket.on('error', end).on('close', end);
+  });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const origin = `http://127.0.0.1:${server.address().port}`;
   return {
     origin,
-    cut: () => void (down = true),
+    cut: () => {
+      down = true;
+      for (const [a, b] of tunnels) (a.destroy(), b.destroy());
+    },
     restore: () => void (down = false),
-    stop: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+    stop: () =>
+      new Promise((r) => {
+        for (const [a, b] of tunnels) (a.destroy(), b.destroy());
+        server.closeAllConnections();
+        server.close(r);
+      }),
   };
 }

@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, cont
 
 /** A token from the server's dev sign-in for this database's device. */
 async function signin(username, deviceId) {
+  window.log.signins++;
   const r = await fetch('/signin', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -20,7 +21,7 @@ async function signin(username, deviceId) {
 }
 
 window.SyncClient = SyncClient;
-window.log = { errors: [], live: [] };
+window.log = { errors: [], live: [], signins: 0 };
 window.openDb = async (username, extra = {}) => {
   window.db = await SyncClient.open({
     name: 'journal',

@@ -1,0 +1,106 @@
+// Realtime in Chromium (issue 21): the owner tab keeps one `/sync/stream` WebSocket when the server offers it,
+// falls back to the `/sync/watch` long-poll when WebSockets do not get through, and reconnects with a fresh
+// token when the server closes an expired stream (4001). The periodic timer is set to ten minutes so that only
+// the pushed path can bring another device's write in time. The Worker (workerd, the user hub) is covered too.
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { cleanup, eventually, launch } from './browser.mjs';
+import { root, startOrigin, startSyncServer } from './stack.mjs';
+
+const stacks = [];
+after(async () => {
+  for (const s of stacks.reverse()) await s.stop();
+  cleanup();
+});
+
+/** A sync server (`options` as for startSyncServer) behind an origin serving the test pages. */
+async function stack(options = {}, origin = {}) {
+  const sync = await startSyncServer(options);
+  stacks.push(sync);
+  const web = await startOrigin(sync.url, {
+    '/oversync-web/': path.join(root, 'npm/dist'),
+    '/': path.join(root, 'tests/browser/pages'),
+  }, origin);
+  stacks.push(web);
+  return web;
+}
+
+const slow = { syncIntervalMs: 10 * 60_000 };
+
+async function openPage(web, context, username) {
+  const page = await context.newPage();
+  await page.goto(`${web.origin}/`);
+  await page.waitForFunction(() => window.ready);
+  await page.evaluate(([u, x]) => window.openDb(u, x), [username, slow]);
+  await eventually(() => page.evaluate(() => window.db.status.hydrated), 15_000, 'hydrated');
+  return page;
+}
+
+const addPost = (page, title) =>
+  page.evaluate(async (title) => {
+    const author = window.uuid();
+    await window.db.transaction(async (tx) => {
+      await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [author, 'Ann', 'ann@example.com']);
+      await tx.exec('INSERT INTO posts (id, title, content, author_id) VALUES (?, ?, ?, ?)', [window.uuid(), title, 'text', author]);
+    });
+  }, title);
+
+const titles = (page) =>
+  page.evaluate(async () => (await window.db.query('SELECT title FROM posts ORDER BY title')).map((r) => r.title));
+
+const realtime = (page) => page.evaluate(() => window.db.status.realtime);
+
+/** A's write reaches B over `mode`; returns how long it took. */
+async function propagates(pa, pb, mode, title) {
+  await eventually(async () => (await realtime(pa)) === mode && (await realtime(pb)) === mode, 20_000, `both on ${mode}`);
+  const started = Date.now();
+  await addPost(pa, title);
+  await eventually(async () => (await titles(pb)).includes(title), 10_000, `B told over ${mode}`);
+  return Date.now() - started;
+}
+
+test('the stream brings another device\'s write at once, natively', async () => {
+  const web = await stack();
+  const [a, b] = [await launch(), await launch()];
+  const [pa, pb] = [await openPage(web, a, 'stream'), await openPage(web, b, 'stream')];
+  const ms = await propagates(pa, pb, 'stream', 'pushed');
+  assert.ok(ms < 5000, `${ms} ms`);
+  // Only the owner tab holds a stream: the worker of a second tab of B does not open one.
+  const second = await openPage(web, b, 'stream');
+  assert.equal((await second.evaluate(() => window.db.status)).owner, false);
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('where WebSockets do not get through, the long-poll takes over', async () => {
+  const web = await stack({}, { websockets: false });
+  const [a, b] = [await launch(), await launch()];
+  const [pa, pb] = [await openPage(web, a, 'nows'), await openPage(web, b, 'nows')];
+  await propagates(pa, pb, 'long_poll', 'polled');
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('a stream closed for an expired token reconnects with a fresh one and keeps pushing', async () => {
+  const web = await stack({ env: { OVERSYNC_TOKEN_TTL: '3' } });
+  const [a, b] = [await launch(), await launch()];
+  const [pa, pb] = [await openPage(web, a, 'expiry'), await openPage(web, b, 'expiry')];
+  await eventually(async () => (await realtime(pb)) === 'stream', 20_000, 'B streams');
+  const before = await pb.evaluate(() => window.log.signins);
+  // Two lifetimes of a token: the server closes B's stream at each expiry, and B asks for a new token each time.
+  await new Promise((r) => setTimeout(r, 7000));
+  const after = await pb.evaluate(() => window.log.signins);
+  assert.ok(after >= before + 2, `signins ${before} → ${after}`);
+  const ms = await propagates(pa, pb, 'stream', 'after expiry');
+  assert.ok(ms < 5000, `${ms} ms`);
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('on the Worker the user hub (a Durable Object) pushes to the stream', async () => {
+  const web = await stack({ edge: true });
+  const [a, b] = [await launch(), await launch()];
+  const [pa, pb] = [await openPage(web, a, 'edge'), await openPage(web, b, 'edge')];
+  const ms = await propagates(pa, pb, 'stream', 'from the hub');
+  assert.ok(ms < 5000, `${ms} ms`);
+  await Promise.all([a.close(), b.close()]);
+});
