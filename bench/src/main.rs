@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9|p10]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -24,6 +24,7 @@ mod fairness;
 mod growth;
 mod hydrate;
 mod hydrate_local;
+mod stream;
 mod watch;
 
 use api::{Env, p1, p2, p6};
@@ -52,6 +53,20 @@ async fn p6_edge(db_url: &str, samples: usize) -> anyhow::Result<Option<[f64; 4]
     let r = p6(&env, samples).await?;
     tokio::task::spawn_blocking(move || drop(server)).await?;
     Ok(Some(r))
+}
+
+fn p10_line(front: stream::Front, streams: usize, idle: Duration, r: &stream::StreamRun) -> String {
+    format!(
+        "P10 {front:?}: {streams} streams opened in {:.1} s, sent PostgreSQL {} bytes idle in {idle:?}{}; one commit told them in {:.1} ms (p50), {:.1} ms (slowest)",
+        r.open_s,
+        r.idle_bytes,
+        r.rss_per_stream.map_or(String::new(), |b| format!(
+            ", server memory {:.1} KiB per stream",
+            b / 1024.0
+        )),
+        r.told_p50_ms,
+        r.told_max_ms
+    )
 }
 
 /// The JWT secret of the benchmarked servers (at least the 32 bytes the server requires).
@@ -116,6 +131,31 @@ async fn main() -> anyhow::Result<()> {
     } else {
         (200, Duration::from_secs(8))
     };
+    let (p10_streams, p10_idle) = if short {
+        (20, Duration::from_secs(1))
+    } else {
+        (1000, Duration::from_secs(60))
+    };
+    if only.as_deref() == Some("p10") {
+        // `P10_STREAMS=10000 P10_FRONTS=native`: the native server at ten times the scale.
+        let streams = std::env::var("P10_STREAMS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(p10_streams);
+        let idle = std::env::var("P10_IDLE_S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(p10_idle, Duration::from_secs);
+        let native_only = std::env::var("P10_FRONTS").is_ok_and(|m| m == "native");
+        for front in [stream::Front::Native, stream::Front::Edge] {
+            if native_only && front == stream::Front::Edge {
+                continue;
+            }
+            let r = stream::p10(&db_url, front, streams, idle).await?;
+            println!("{}", p10_line(front, streams, idle, &r));
+        }
+        return Ok(());
+    }
     if only.as_deref() == Some("p9") {
         // `P9_WAITERS=1000 P9_MODES=push`: the fan-out at a larger scale (polling 1,000 waiters takes minutes).
         let p9_waiters = std::env::var("P9_WAITERS")
@@ -212,6 +252,20 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("P9: idle watch waiters and one commit's fan-out, push vs poll…");
     let p9_push = watch::p9(&env.db_url, true, p9_waiters, p9_idle).await?;
     let p9_poll = watch::p9(&env.db_url, false, p9_waiters, p9_idle).await?;
+    eprintln!("P10: idle /sync/stream WebSockets and one commit's fan-out, native (and workerd in the full run)…");
+    let mut p10 = vec![(
+        stream::Front::Native,
+        stream::p10(&env.db_url, stream::Front::Native, p10_streams, p10_idle).await?,
+    )];
+    let worker_built = oversync_tests::edge::repo_root()
+        .join("server-edge/build/worker/shim.mjs")
+        .exists();
+    if !short && worker_built {
+        p10.push((
+            stream::Front::Edge,
+            stream::p10(&env.db_url, stream::Front::Edge, p10_streams, p10_idle).await?,
+        ));
+    }
     eprintln!("P3 (native engine): hydration…");
     let (p3_rows, p3_rate) = hydrate::p3_native(&env, if short { 10 } else { 500 }).await?;
     eprintln!("P3 (native engine) over a 20 ms link, one page request in flight vs two…");
@@ -288,6 +342,21 @@ async fn main() -> anyhow::Result<()> {
         p9_poll.wake_p50_ms,
         p9_poll.wake_max_ms,
     );
+    for (front, r) in &p10 {
+        results[format!("p10_stream_{front:?}").to_lowercase()] = json!({"streams": p10_streams, "idle_s": p10_idle.as_secs(),
+            "open_s": r.open_s, "idle_bytes_to_postgres": r.idle_bytes, "rss_bytes_per_stream": r.rss_per_stream,
+            "told_p50_ms": r.told_p50_ms, "told_max_ms": r.told_max_ms});
+        table += &format!(
+            "| P10 {p10_streams} idle `/sync/stream`s of one user ({front:?}): bytes to PostgreSQL in {}s · server memory per stream | {} · {} | | | 0 |\n\
+             | P10 one commit → all {p10_streams} streams told, p50 / slowest (ms, {front:?}) | {:.1} / {:.1} | | | ≤ 300 |\n",
+            p10_idle.as_secs(),
+            r.idle_bytes,
+            r.rss_per_stream
+                .map_or("—".to_owned(), |b| format!("{:.1} KiB", b / 1024.0)),
+            r.told_p50_ms,
+            r.told_max_ms,
+        );
+    }
     if let Some([eu50, eu99, ed50, ed99]) = edge {
         results["p6_latency_ms_workerd"] =
             json!({"upload_p50": eu50, "upload_p99": eu99, "empty_download_p50": ed50, "empty_download_p99": ed99});

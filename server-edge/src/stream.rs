@@ -41,6 +41,14 @@ impl From<ApiError> for Refusal {
 }
 
 impl Refusal {
+    /// The close for a client frame other than `ping` (RFC 6455 policy violation).
+    pub fn unexpected() -> Self {
+        Self {
+            code: 1008,
+            reason: "only \"ping\" is accepted on this stream".into(),
+        }
+    }
+
     /// The close for a token that expired while the stream was open.
     pub fn expired() -> Self {
         Self {

@@ -201,16 +201,26 @@ impl Server {
 
     /// The server process's peak resident set size in KiB (`VmHWM`) since start or the last reset.
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
-        let mut peak = 0;
+        self.status_kib("VmHWM:")
+    }
+
+    /// The server process's resident set size in KiB (`VmRSS`) now.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `/proc/PID/status` field in kB, summed over the server's processes.
+    fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
+        let mut total = 0;
         for pid in self.server_pids()? {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
             let line = status
                 .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .context("no VmHWM in /proc/PID/status")?;
-            peak += line.trim().trim_end_matches("kB").trim().parse::<u64>()?;
+                .find_map(|l| l.strip_prefix(field))
+                .with_context(|| format!("no {field} in /proc/PID/status"))?;
+            total += line.trim().trim_end_matches("kB").trim().parse::<u64>()?;
         }
-        Ok(peak)
+        Ok(total)
     }
 }
 

@@ -161,8 +161,10 @@ pub struct Config {
     /// Origins that get CORS headers.
     #[serde(default)]
     pub cors_origins: Vec<String>,
-    /// Serves `GET /sync/watch` long-polls (§8.3); env `OVERSYNC_WATCH`.
-    #[serde(default)]
+    /// Serves the realtime extensions (default on, since they cost the database nothing while idle): the
+    /// `GET /sync/watch` long-poll (§8.3) and the `GET /sync/stream` WebSocket (docs/realtime.md); env
+    /// `OVERSYNC_WATCH`.
+    #[serde(default = "yes")]
     pub watch: bool,
     /// Native, with `watch`: wake waiters from one `LISTEN` connection instead of a look at the log per waiter
     /// per second (default on). Off for a PostgreSQL reached through a transaction-pooling proxy (PgBouncer in

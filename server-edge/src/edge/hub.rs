@@ -149,9 +149,13 @@ impl DurableObject for UserHub {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
-        // Pings are auto-answered; this catches one that raced an awakening.
+        // Pings are auto-answered; this catches one that raced an awakening. Anything else closes the stream,
+        // so a client cannot keep its hub awake with traffic.
         if matches!(message, WebSocketIncomingMessage::String(ref s) if s == PING) {
             let _ = ws.send_with_str(PONG);
+        } else {
+            let refusal = Refusal::unexpected();
+            let _ = ws.close(Some(refusal.code), Some(close_reason(&refusal.reason)));
         }
         Ok(())
     }

@@ -41,7 +41,14 @@ pub(super) async fn handle(
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let opened = state.service.open_stream(&state.runtime, &offer, now).await;
+    // A client only ever sends `ping`: small buffers (tungstenite's defaults are 128 KiB each way per socket) and
+    // a 1 KiB bound on what it may send.
     ws.protocols([STREAM_PROTOCOL])
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 << 10)
+        .max_message_size(1024)
+        .max_frame_size(1024)
         .on_upgrade(move |socket| async move {
             let mut socket = socket;
             let outcome = match opened {
@@ -129,8 +136,12 @@ async fn serve(
                 idle_until = tokio::time::Instant::now() + IDLE_TIMEOUT;
                 match message {
                     Some(Ok(Message::Text(text))) if text.as_str() == PING => send(socket, PONG.into()).await?,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ok(()),
-                    Some(Ok(_)) => {}
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    // A frame past the 1 KiB bound, or broken: refused like any frame but a ping.
+                    Some(Err(_)) => return Err(Refusal::unexpected()),
+                    // Control frames (tungstenite answers pings itself).
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(_)) => return Err(Refusal::unexpected()),
                 }
             }
             _ = &mut expiry => return Err(Refusal::expired()),

@@ -48,7 +48,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     let t = target();
     let http = reqwest::Client::new();
     let not_found = json!({"error": "not_found", "message": "Not found"});
-    for path in ["/", "/sync", "/sync/uploads", "/sync/watch", "/health/x"] {
+    for path in ["/", "/sync", "/sync/uploads", "/health/x"] {
         assert_eq!(
             read(http.get(format!("{}{path}", t.base)).send().await.unwrap()).await,
             (404, not_found.clone()),
@@ -190,4 +190,20 @@ async fn the_shipped_demo_configuration_serves_the_demo_schema() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 401, "the demo requires exp");
+}
+
+#[tokio::test]
+async fn realtime_is_on_by_default_and_watch_false_turns_both_routes_off() {
+    let on = target();
+    let d = Device::new(&on, &new_user(), "d");
+    let (_, caps) = d.get_raw("/sync/capabilities").await;
+    assert_eq!(caps["features"]["watch"], json!(["long_poll", "stream"]));
+
+    let off = target_with("no_watch", "watch = false");
+    let d = Device::new(&off, &new_user(), "d");
+    let (_, caps) = d.get_raw("/sync/capabilities").await;
+    assert_eq!(caps["features"]["watch"], json!([]));
+    for path in ["/sync/watch", "/sync/stream"] {
+        assert_eq!(d.get_raw(path).await.0, 404, "{path}");
+    }
 }

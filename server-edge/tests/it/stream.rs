@@ -208,3 +208,21 @@ async fn a_user_past_the_share_of_streams_is_closed_with_4029() {
     }
     assert_eq!(again.as_deref(), Some(r#"{"top":0}"#));
 }
+
+#[tokio::test]
+async fn anything_but_ping_from_the_client_closes_the_stream() {
+    let t = stream_target();
+    let user = new_user();
+    for frame in [
+        Message::text("hello"),
+        Message::text("x".repeat(4096)),
+        Message::binary(vec![0u8; 16]),
+    ] {
+        let mut ws = open(&t, &token(&user, "d"), "d").await;
+        assert_eq!(next_top(&mut ws).await, 0);
+        ws.send(frame).await.unwrap();
+        let (code, _) = next(&mut ws, Duration::from_secs(10)).await.unwrap_err();
+        // 1008: not a ping; 1009: past the 1 KiB a client may send (natively caught while reading).
+        assert!(code == 1008 || code == 1009, "closed with {code}");
+    }
+}
