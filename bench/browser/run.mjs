@@ -3,8 +3,10 @@
 //      the longest wait for a UI query answered during hydration, and the OPFS write/flush calls it made;
 //   P4 change-capture overhead: 10k inserts in one statement into a synced table (triggers) vs a plain one;
 //   P7 single-row write latency through the npm API (p50/p99);
-//   P5 what the package delivers to a browser (wasm + JS, raw and gzip).
-// `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7] [--fixed] [--profile]`; run through bench/run.
+//   P5 what the package delivers to a browser (wasm + JS, raw and gzip);
+//   P11 propagation: device A's local write → device B's live query, two Chromium profiles of one user over
+//      `/sync/stream`, natively and under workerd; isolated writes and writes 100 ms apart (the debounce).
+// `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7|p11] [--fixed] [--profile]`; run through bench/run.
 // Reuses the browser tests' stack. `--only p3 --profile` adds a CPU profile of the database worker (see
 // profile.mjs); `--only p3 --fixed` also hydrates devices with fixed 1000-row pages, and `--only p3 --alone`
 // devices fed from memory (replay.mjs), as the full run does.
@@ -15,7 +17,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { randomUUID } from 'node:crypto';
 import { cleanup, launch } from '../../tests/browser/browser.mjs';
-import { root, startSyncServer } from '../../tests/browser/stack.mjs';
+import { root, startOrigin, startSyncServer } from '../../tests/browser/stack.mjs';
 import { profileWorker } from './profile.mjs';
 import { recordReplies, replayReplies } from './replay.mjs';
 
@@ -33,6 +35,7 @@ const REPEAT = short ? 1 : 15;
 const P3_RUNS = short ? 1 : 5;
 const P3_ALONE_RUNS = short ? 1 : 3;
 const FIXED = { hydrationPageBudgetMs: 0 };
+const P11_WRITES = short ? 5 : 40;
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
@@ -281,6 +284,60 @@ async function p4p7(origin) {
   };
 }
 
+/**
+ * P11: `P11_WRITES` writes on A, each timed from just before its commit on A to B's live query seeing it, with
+ * the periodic timer out of the way (ten minutes) so only the stream brings them. `gapMs` apart: 1000 makes
+ * each write isolated (the engine uploads it at once), 100 puts each within the 250 ms debounce of the last.
+ */
+async function p11(origin, gapMs) {
+  const [a, b] = [await launch(), await launch()];
+  const user = `p11-${randomUUID()}`;
+  const slow = { syncIntervalMs: 10 * 60_000 };
+  const [pa, pb] = [await openPage(a, origin, user, slow), await openPage(b, origin, user, slow)];
+  for (const page of [pa, pb]) {
+    await page.waitForFunction(() => window.db.status.hydrated && window.db.status.realtime === 'stream', null, { timeout: 30_000 });
+  }
+  await pb.evaluate(() => {
+    window.seen = new Map();
+    window.db.subscribe('SELECT title FROM posts', [], (rows) => {
+      const now = performance.timeOrigin + performance.now();
+      for (const r of rows) if (!window.seen.has(r.title)) window.seen.set(r.title, now);
+    });
+  });
+  const sent = new Map();
+  for (let i = 0; i < P11_WRITES; i++) {
+    const title = `w${i}`;
+    sent.set(title, await pa.evaluate(async (title) => {
+      const author = window.uuid();
+      const t0 = performance.timeOrigin + performance.now();
+      await window.db.transaction(async (tx) => {
+        await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [author, 'A', 'a@example.com']);
+        await tx.exec('INSERT INTO posts (id, title, content, author_id) VALUES (?, ?, ?, ?)', [window.uuid(), title, 'x', author]);
+      });
+      return t0;
+    }, title));
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  await pb.waitForFunction((n) => window.seen.size >= n, P11_WRITES, { timeout: 30_000 });
+  const seen = new Map(await pb.evaluate(() => [...window.seen]));
+  const lat = [...sent].map(([title, t0]) => seen.get(title) - t0);
+  await Promise.all([a.close(), b.close()]);
+  return { writes: P11_WRITES, gap_ms: gapMs, p50_ms: round(pct(lat, 50)), p99_ms: round(pct(lat, 99)), max_ms: round(Math.max(...lat)) };
+}
+
+/** P11 natively (this run's server) and under workerd (its own `wrangler dev`, behind the tests' origin). */
+async function p11All(origin) {
+  const native = { isolated: await p11(origin, 1000), burst: await p11(origin, 100) };
+  const worker = await startSyncServer({ edge: true });
+  const web = await startOrigin(worker.url, { '/oversync-web/': path.join(root, 'npm/dist'), '/': pages });
+  try {
+    return { native, workerd: { isolated: await p11(web.origin, 1000), burst: await p11(web.origin, 100) } };
+  } finally {
+    await web.stop();
+    await worker.stop();
+  }
+}
+
 /** The test page's schema (users, posts), so `init` can extend it. */
 async function page0Init(ctx, origin) {
   const page = await ctx.newPage();
@@ -316,7 +373,8 @@ const origin = sync.url;
 try {
   if (only) {
     // `--only p3|p4|p7`: one measure alone, for profiling or comparing a change.
-    console.log(JSON.stringify(only === 'p3' ? await p3(origin) : (await p4p7(origin))[only], null, 2));
+    const one = only === 'p3' ? await p3(origin) : only === 'p11' ? await p11All(origin) : (await p4p7(origin))[only];
+    console.log(JSON.stringify(one, null, 2));
   } else {
     await all();
   }
@@ -328,6 +386,11 @@ try {
 
 async function all() {
   const results = { short, date: new Date().toISOString(), p3: await p3(origin), ...(await p4p7(origin)), p5: p5() };
+  // Short mode measures natively only (wrangler's start-up would double the short run).
+  results.p11 = short ? { native: { isolated: await p11(origin, 1000) } } : await p11All(origin);
+  const p11Rows = Object.entries(results.p11).flatMap(([front, runs]) =>
+    Object.entries(runs).map(([kind, r]) =>
+      `| P11 propagation, ${front}, ${kind} writes (${r.gap_ms} ms apart): A's commit → B's live query, p50 / p99 (ms) | ${r.p50_ms} / ${r.p99_ms} | ${front === 'native' && kind === 'isolated' ? '≤ 100 (p50)' : ''} |`));
   const fx = results.p3.fixed_pages;
   const al = results.p3.engine_alone;
   const md = [
@@ -343,6 +406,7 @@ async function all() {
     `| P4 floor: a trigger writing only (table, key) to a keyed queue | ${results.p4.floor_ratio}× (${results.p4.floor_ms} ms) | |`,
     `| P7 single-row write through the npm API, p50 / p99 (ms) | ${results.p7.p50_ms} / ${results.p7.p99_ms} | |`,
     `| P5 delivered to the browser: wasm + JS gzip (KB) | ${Math.round(results.p5.total_gzip / 1024)} (wasm ${Math.round(results.p5.wasm_gzip / 1024)}, JS ${Math.round(results.p5.js_gzip / 1024)}; raw ${Math.round((results.p5.wasm_bytes + results.p5.js_bytes) / 1024)}) | ≤ 700 |`,
+    ...p11Rows,
   ].join('\n');
   console.log(JSON.stringify(results, null, 2));
   console.log(md);

@@ -7,7 +7,9 @@
 /// Scheduling knobs.
 #[derive(Debug, Clone, Copy)]
 pub struct ScheduleConfig {
-    /// Delay after the last local write before a cycle.
+    /// Least time between the starts of two cycles caused by writes: a write starts a cycle at once when none
+    /// started within this delay (an isolated write reaches the server without waiting), else when the delay
+    /// has passed, so the writes of a burst are batched and a steady stream of writes is never starved.
     pub debounce_ms: u64,
     /// Periodic cycle interval.
     pub interval_ms: u64,
@@ -38,6 +40,8 @@ pub struct Scheduler {
     backoff_until: u64,
     /// A write or wake-up arrived while a cycle ran: it may have missed it, so another one follows.
     again: bool,
+    /// When the last cycle started.
+    last_start: Option<u64>,
 }
 
 impl Scheduler {
@@ -50,12 +54,15 @@ impl Scheduler {
             failures: 0,
             backoff_until: 0,
             again: false,
+            last_start: None,
         }
     }
 
-    /// A local write: a cycle after the debounce delay (a burst of writes keeps pushing it).
+    /// A local write: a cycle at once, or `debounce_ms` after the last cycle started if that is later. A write
+    /// while a cycle runs gets a cycle of its own after it (the running one may not have taken it).
     pub fn on_write(&mut self, now: u64) {
-        self.due = now + self.cfg.debounce_ms;
+        let earliest = self.last_start.map_or(now, |t| now.max(t + self.cfg.debounce_ms));
+        self.due = if self.running { earliest } else { self.due.min(earliest) };
         self.again |= self.running;
     }
 
@@ -80,6 +87,7 @@ impl Scheduler {
     pub fn try_start(&mut self, now: u64) -> bool {
         if self.next_due().is_some_and(|t| t <= now) {
             self.running = true;
+            self.last_start = Some(now);
             return true;
         }
         false
@@ -136,16 +144,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_are_debounced_and_a_burst_pushes_the_cycle() {
+    fn an_isolated_write_goes_at_once_and_a_burst_is_batched_but_never_starved() {
         let mut s = Scheduler::new(ScheduleConfig::default(), 0);
         assert!(s.try_start(0));
         s.finish(0, true, 0.0);
         assert_eq!(s.next_due(), Some(30_000), "periodic after success");
         s.on_write(1_000);
-        s.on_write(1_100);
-        assert_eq!(s.next_due(), Some(1_350));
-        assert!(!s.try_start(1_349) && s.try_start(1_350));
-        assert_eq!(s.next_due(), None, "one cycle at a time");
+        assert_eq!(
+            s.next_due(),
+            Some(1_000),
+            "a write long after the last cycle goes at once"
+        );
+        assert!(s.try_start(1_000));
+        s.finish(1_020, true, 0.0);
+        // Writes every 100 ms: a cycle every 250 ms, each taking what came meanwhile.
+        let mut starts = Vec::new();
+        for now in (1_100..=2_000).step_by(100) {
+            s.on_write(now);
+            if s.try_start(now) {
+                starts.push(now);
+                s.finish(now + 20, true, 0.0);
+            }
+        }
+        assert_eq!(starts, [1_300, 1_600, 1_900]);
+        assert_eq!(s.next_due(), Some(2_150), "the burst's last write is not left behind");
     }
 
     #[test]
@@ -182,7 +204,7 @@ mod tests {
         assert!(s.try_start(0));
         s.on_write(100);
         s.finish(2_000, true, 0.0);
-        assert_eq!(s.next_due(), Some(350), "not pushed to the periodic timer");
+        assert_eq!(s.next_due(), Some(250), "not pushed to the periodic timer");
         assert!(s.try_start(2_000));
         s.finish(2_000, false, 0.0);
         assert_eq!(s.next_due(), Some(3_000));
