@@ -15,16 +15,20 @@ after(async () => {
   cleanup();
 });
 
+const mounts = { '/oversync-web/': path.join(root, 'npm/dist'), '/': path.join(root, 'tests/browser/pages') };
+
+/** An origin serving the test pages in front of `sync`. */
+async function front(sync, origin = {}) {
+  const web = await startOrigin(sync.url, mounts, origin);
+  stacks.push(web);
+  return web;
+}
+
 /** A sync server (`options` as for startSyncServer) behind an origin serving the test pages. */
 async function stack(options = {}, origin = {}) {
   const sync = await startSyncServer(options);
   stacks.push(sync);
-  const web = await startOrigin(sync.url, {
-    '/oversync-web/': path.join(root, 'npm/dist'),
-    '/': path.join(root, 'tests/browser/pages'),
-  }, origin);
-  stacks.push(web);
-  return web;
+  return front(sync, origin);
 }
 
 const slow = { syncIntervalMs: 10 * 60_000 };
@@ -104,3 +108,25 @@ test('on the Worker the user hub (a Durable Object) pushes to the stream', async
   assert.ok(ms < 5000, `${ms} ms`);
   await Promise.all([a.close(), b.close()]);
 });
+
+for (const edge of [false, true]) {
+  test(`a stream that was cut reconnects and catches up with what was committed meanwhile${edge ? ', on the Worker' : ''}`, async () => {
+    // A and B reach the server through origins of their own, so B's alone can be cut: its stream dies as it
+    // would when its hub restarts or its network drops.
+    const sync = await startSyncServer({ edge });
+    stacks.push(sync);
+    const [wa, wb] = [await front(sync), await front(sync)];
+    const [a, b] = [await launch(), await launch()];
+    const [pa, pb] = [await openPage(wa, a, 'cut'), await openPage(wb, b, 'cut')];
+    await eventually(async () => (await realtime(pa)) === 'stream' && (await realtime(pb)) === 'stream', 20_000, 'both stream');
+    wb.cut();
+    await addPost(pa, 'while cut');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok(!(await titles(pb)).includes('while cut'), 'B cannot have it yet');
+    wb.restore();
+    // Only the stream's reconnect can bring it: the timer is ten minutes away and B never went offline.
+    await eventually(async () => (await titles(pb)).includes('while cut'), 20_000, 'B caught up after the reconnect');
+    assert.equal(await realtime(pb), 'stream', 'still on the stream, not fallen back');
+    await Promise.all([a.close(), b.close()]);
+  });
+}

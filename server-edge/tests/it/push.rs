@@ -169,3 +169,59 @@ async fn a_killed_listen_connection_reconnects_and_nothing_committed_meanwhile_i
         assert_eq!(w.await.unwrap(), json!({"changed": true, "latest_server_id": top2}));
     }
 }
+
+#[tokio::test]
+async fn streams_outlive_a_killed_listen_connection_and_are_told_what_committed_meanwhile() {
+    if edge() {
+        return;
+    }
+    let (proxy, t, _server) = pushed_server().await;
+    let user = new_user();
+    let writer = Device::new(&t, &user, "writer");
+    let pid = listener_pid(&t).await.expect("the server listens");
+    let mut streams = Vec::new();
+    for i in 0..5 {
+        let device = format!("tab-{i}");
+        let mut ws = crate::stream::open(&t, &crate::stream::token(&user, &device), &device).await;
+        assert_eq!(crate::stream::next_top(&mut ws).await, 0);
+        streams.push(ws);
+    }
+    db(&t)
+        .await
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let pk = id();
+    let top = writer
+        .upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "w"))])
+        .await["highest_server_seq"]
+        .as_i64()
+        .unwrap();
+    // Pushed, polled while the hub was down, or looked up on the resync after the reconnect: told either way,
+    // and the streams stay open.
+    for ws in &mut streams {
+        assert_eq!(crate::stream::next_top(ws).await, top);
+    }
+    let mut back = None;
+    for _ in 0..100 {
+        back = listener_pid(&t).await.filter(|p| *p != pid);
+        if back.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back.is_some(), "the LISTEN connection came back");
+    settle(&proxy, Duration::from_millis(1500)).await;
+    let before = proxy.sent();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(proxy.sent() - before, 0, "open streams idle again after the reconnect");
+    let pk = id();
+    let top2 = writer
+        .upload(vec![upsert(2, "users", &pk, 0, user_row(&pk, "w2"))])
+        .await["highest_server_seq"]
+        .as_i64()
+        .unwrap();
+    for ws in &mut streams {
+        assert_eq!(crate::stream::next_top(ws).await, top2);
+    }
+}

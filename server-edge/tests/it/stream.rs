@@ -13,14 +13,14 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::*;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn stream_target() -> std::sync::Arc<Target> {
     target_with("stream", "watch = true\nmax_watches_per_user = 3")
 }
 
 /// Opens a stream offering `protocols`; the server must select `oversync.v1`.
-async fn open_with(t: &Target, protocols: &str) -> Ws {
+pub(crate) async fn open_with(t: &Target, protocols: &str) -> Ws {
     let mut req = format!("{}/sync/stream", t.base.replace("http://", "ws://"))
         .into_client_request()
         .unwrap();
@@ -31,12 +31,12 @@ async fn open_with(t: &Target, protocols: &str) -> Ws {
     ws
 }
 
-async fn open(t: &Target, token: &str, device: &str) -> Ws {
+pub(crate) async fn open(t: &Target, token: &str, device: &str) -> Ws {
     open_with(t, &stream_offer(token, device).join(", ")).await
 }
 
 /// The next text message, or the close code and reason; panics after `within`.
-async fn next(ws: &mut Ws, within: Duration) -> Result<String, (u16, String)> {
+pub(crate) async fn next(ws: &mut Ws, within: Duration) -> Result<String, (u16, String)> {
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -50,7 +50,7 @@ async fn next(ws: &mut Ws, within: Duration) -> Result<String, (u16, String)> {
     }
 }
 
-async fn next_top(ws: &mut Ws) -> i64 {
+pub(crate) async fn next_top(ws: &mut Ws) -> i64 {
     let text = next(ws, Duration::from_secs(10)).await.expect("a top");
     let v: Value = serde_json::from_str(&text).expect("JSON");
     v["top"].as_i64().unwrap_or_else(|| panic!("not a top: {text}"))
@@ -69,7 +69,7 @@ async fn add_user(d: &Device, scid: i64) -> i64 {
     r["highest_server_seq"].as_i64().unwrap()
 }
 
-fn token(user: &str, device: &str) -> String {
+pub(crate) fn token(user: &str, device: &str) -> String {
     token_with(json!({"sub": user, "did": device}))
 }
 
