@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9|p10]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9|p10|p11]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -24,6 +24,7 @@ mod fairness;
 mod growth;
 mod hydrate;
 mod hydrate_local;
+mod propagate;
 mod stream;
 mod watch;
 
@@ -220,6 +221,12 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let p11_writes = if short { 3 } else { 40 };
+    if only.as_deref() == Some("p11") {
+        let (p50, p99) = propagate::p11_native(&env, p11_writes, Duration::from_secs(1)).await?;
+        println!("P11 native engines: A's write → B has it over /sync/stream, {p50:.1} / {p99:.1} ms (p50 / p99)");
+        return Ok(());
+    }
     if only.as_deref() == Some("p2") {
         let (api, ceiling, rows) = p2(&env, p2_batches, repeats).await?;
         println!(
@@ -266,6 +273,8 @@ async fn main() -> anyhow::Result<()> {
             stream::p10(&env.db_url, stream::Front::Edge, p10_streams, p10_idle).await?,
         ));
     }
+    eprintln!("P11: propagation between two native engines over /sync/stream…");
+    let (p11_p50, p11_p99) = propagate::p11_native(&env, p11_writes, Duration::from_secs(1)).await?;
     eprintln!("P3 (native engine): hydration…");
     let (p3_rows, p3_rate) = hydrate::p3_native(&env, if short { 10 } else { 500 }).await?;
     eprintln!("P3 (native engine) over a 20 ms link, one page request in flight vs two…");
@@ -341,6 +350,10 @@ async fn main() -> anyhow::Result<()> {
         p9_push.wake_max_ms,
         p9_poll.wake_p50_ms,
         p9_poll.wake_max_ms,
+    );
+    results["p11_native_engines_ms"] = json!({"writes": p11_writes, "p50": p11_p50, "p99": p11_p99});
+    table += &format!(
+        "| P11 propagation between two native engines over `/sync/stream`: A's write → B has it, p50 / p99 (ms) | {p11_p50:.1} / {p11_p99:.1} | | | ≤ 100 (p50) |\n"
     );
     for (front, r) in &p10 {
         results[format!("p10_stream_{front:?}").to_lowercase()] = json!({"streams": p10_streams, "idle_s": p10_idle.as_secs(),
