@@ -12,11 +12,17 @@ export class OversyncError extends Error {
   readonly code: string;
   /** HTTP status, for `code === 'HTTP'`. */
   readonly status?: number;
+  /** SQLite's extended result code (e.g. 1555, `SQLITE_CONSTRAINT_PRIMARYKEY`), for `SQLITE_*` codes. */
+  readonly sqliteCode?: number;
+  /** How long the server asked to wait (`Retry-After`), for `HTTP` 429 and 503. */
+  readonly retryAfterMs?: number;
   constructor(e: WireError) {
     super(e.message);
     this.name = 'OversyncError';
     this.code = e.code;
     if (e.status !== undefined) this.status = e.status;
+    if (e.sqliteCode !== undefined) this.sqliteCode = e.sqliteCode;
+    if (e.retryAfterMs !== undefined) this.retryAfterMs = e.retryAfterMs;
   }
 }
 
@@ -94,6 +100,8 @@ export class SyncClient {
   private worker: Worker;
   private nextId = 0;
   private calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  /** Transactions of this client begun and not yet ended (see `outsideTx`). */
+  private openTransactions = 0;
   private changeListeners = new Set<(tables: Set<string>) => void>();
   private statusListeners = new Set<Listener>();
   private conflictListeners = new Set<(c: Conflict[]) => void>();
@@ -146,17 +154,31 @@ export class SyncClient {
 
   /** Runs one statement (INSERT, UPDATE, DELETE, DDL). Writes to synced tables are captured and uploaded. */
   exec(sql: string, params?: Params): Promise<ExecResult> {
-    return this.call('exec', [sql, params]) as Promise<ExecResult>;
+    return this.outsideTx('exec') ?? (this.call('exec', [sql, params]) as Promise<ExecResult>);
   }
 
   /** Runs a query; rows as objects. */
   query<T = Row>(sql: string, params?: Params): Promise<T[]> {
-    return this.call('query', [sql, params]) as Promise<T[]>;
+    return this.outsideTx('query') ?? (this.call('query', [sql, params]) as Promise<T[]>);
   }
 
   /** Runs several parameterless statements. */
   execScript(sql: string): Promise<void> {
-    return this.call('script', [sql]) as Promise<void>;
+    return this.outsideTx('execScript') ?? (this.call('script', [sql]) as Promise<void>);
+  }
+
+  /**
+   * A call on the client while one of its transactions is open would wait for the transaction, which (from
+   * inside its callback) waits for the call, until the 10 s idle rollback: refused at once instead.
+   */
+  private outsideTx(op: string): Promise<never> | null {
+    if (this.openTransactions === 0) return null;
+    return Promise.reject(
+      new OversyncError({
+        code: 'BAD_ARGUMENT',
+        message: `db.${op}() was called while a transaction() of this client is open: use the transaction's tx.exec/tx.query inside it, or wait for it to end`,
+      }),
+    );
   }
 
   /**
@@ -165,6 +187,15 @@ export class SyncClient {
    */
   async transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
     const id = (await this.call('begin', [])) as string;
+    this.openTransactions++;
+    try {
+      return await this.runTransaction(id, fn);
+    } finally {
+      this.openTransactions--;
+    }
+  }
+
+  private async runTransaction<R>(id: string, fn: (tx: Transaction) => Promise<R>): Promise<R> {
     const tx: Transaction = {
       exec: (sql, params) => this.call('exec', [sql, params], id) as Promise<ExecResult>,
       query: <T>(sql: string, params?: Params) => this.call('query', [sql, params], id) as Promise<T[]>,

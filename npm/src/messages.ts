@@ -38,7 +38,15 @@ export type Op =
   | 'setOffline';
 
 /** A serialised error (structured clone drops an Error's own properties). */
-export type WireError = { message: string; code: string; status?: number };
+export type WireError = {
+  message: string;
+  code: string;
+  status?: number;
+  /** SQLite's extended result code, for `SQLITE_*` codes. */
+  sqliteCode?: number;
+  /** The server's `Retry-After`, for `HTTP` 429/503. */
+  retryAfterMs?: number;
+};
 
 /** Worker → page. */
 export type WorkerMessage =
@@ -66,10 +74,12 @@ export type PeerMessage =
 /** Turns anything thrown into a WireError (wasm errors carry `code`). */
 export function toWire(e: unknown): WireError {
   if (e && typeof e === 'object') {
-    const o = e as { message?: unknown; code?: unknown; status?: unknown; name?: unknown };
+    const o = e as { message?: unknown; code?: unknown; status?: unknown; name?: unknown; sqliteCode?: unknown; retryAfterMs?: unknown };
     const code = typeof o.code === 'string' ? o.code : typeof o.name === 'string' ? jsCode(o.name) : 'INTERNAL';
     const out: WireError = { message: String(o.message ?? e), code };
     if (typeof o.status === 'number') out.status = o.status;
+    if (typeof o.sqliteCode === 'number') out.sqliteCode = o.sqliteCode;
+    if (typeof o.retryAfterMs === 'number') out.retryAfterMs = o.retryAfterMs;
     return out;
   }
   return { message: String(e), code: 'INTERNAL' };

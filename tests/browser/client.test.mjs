@@ -285,6 +285,46 @@ test('errors carry stable codes; a throwing transaction rolls back', async () =>
   await ctx.close();
 });
 
+test('errors keep sqliteCode in every tab, and db.exec inside transaction() is refused at once', async () => {
+  const ctx = await launch();
+  const owner = await openPage(ctx, 'codes', { autoSync: false });
+  const other = await openPage(ctx, 'codes', { autoSync: false });
+  const duplicate = (page) =>
+    page.evaluate(async () => {
+      const id = window.uuid();
+      await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [id, 'a', 'b']);
+      return window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [id, 'a', 'b']).then(
+        () => 'ok',
+        (e) => [e.code, e.sqliteCode],
+      );
+    });
+  assert.equal((await other.evaluate(() => window.db.status)).owner, false);
+  // 1555: SQLITE_CONSTRAINT_PRIMARYKEY, from the owner's worker and through it from another tab.
+  assert.deepEqual(await duplicate(owner), ['SQLITE_CONSTRAINT', 1555]);
+  assert.deepEqual(await duplicate(other), ['SQLITE_CONSTRAINT', 1555]);
+
+  const r = await owner.evaluate(async () => {
+    const id = window.uuid();
+    const started = performance.now();
+    const inside = await window.db.transaction(async (tx) => {
+      await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), 'in tx', 'e']);
+      return window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [id, 'outside', 'e']).then(
+        () => 'ran',
+        (e) => [e.code, e.message.includes('tx.exec')],
+      );
+    });
+    const ms = performance.now() - started;
+    const n = (await window.db.query('SELECT count(*) AS n FROM users WHERE id = ?', [id]))[0].n;
+    const afterwards = await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), 'after', 'e']);
+    return { inside, ms, n, afterwards: afterwards.changes };
+  });
+  assert.deepEqual(r.inside, ['BAD_ARGUMENT', true]);
+  assert.ok(r.ms < 2000, `refused at once, not after the 10 s rollback: ${r.ms} ms`);
+  assert.equal(r.n, 0, 'the refused write never ran');
+  assert.equal(r.afterwards, 1, 'the client works again after the transaction');
+  await ctx.close();
+});
+
 test('a tab reloaded in the middle of hydration loses nothing and finishes on the next open', async () => {
   const [a, b] = [await launch(), await launch()];
   const pa = await openPage(a, 'hydrate', { autoSync: false });
