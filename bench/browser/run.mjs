@@ -379,9 +379,9 @@ try {
     await all();
   }
 } finally {
+  await cleanup();
   await sync.stop();
   rmSync(site, { recursive: true, force: true });
-  cleanup();
 }
 
 async function all() {

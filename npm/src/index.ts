@@ -159,7 +159,7 @@ export class SyncClient {
 
   /** Runs a query; rows as objects. */
   query<T = Row>(sql: string, params?: Params): Promise<T[]> {
-    return this.outsideTx('query') ?? (this.call('query', [sql, params]) as Promise<T[]>);
+    return this.call('query', [sql, params]) as Promise<T[]>;
   }
 
   /** Runs several parameterless statements. */
@@ -168,8 +168,10 @@ export class SyncClient {
   }
 
   /**
-   * A call on the client while one of its transactions is open would wait for the transaction, which (from
-   * inside its callback) waits for the call, until the 10 s idle rollback: refused at once instead.
+   * A write on the client while one of its transactions is open would wait for the transaction, which (when
+   * called from inside its callback) waits for the write, until the 10 s idle rollback, and then commit on its
+   * own: refused at once instead. A read (`query`, live queries) only waits: it cannot commit anything, and live
+   * queries and renders of the same page must keep working while a transaction runs.
    */
   private outsideTx(op: string): Promise<never> | null {
     if (this.openTransactions === 0) return null;
@@ -239,7 +241,7 @@ export class SyncClient {
           dirty = false;
           lastRun = Date.now();
           tables ??= new Set((await this.call('tablesRead', [sql])) as string[]);
-          const rows = await this.query<T>(sql, params);
+          const rows = (await this.call('query', [sql, params])) as T[];
           if (active && !dirty && !(last && sameRows(last as Row[], rows as Row[]))) {
             last = rows;
             callback(rows);

@@ -13,6 +13,8 @@ const args = [
 ];
 
 const dirs = [];
+/** Every context launched and not yet closed: `cleanup` closes what a failed test left open. */
+const open = new Set();
 
 /** A new profile directory (removed by `cleanup`). */
 export function profileDir() {
@@ -24,6 +26,8 @@ export function profileDir() {
 /** Launches Chromium on `dir` (a fresh profile unless given). Browser console errors are echoed. */
 export async function launch(dir = profileDir()) {
   const context = await chromium.launchPersistentContext(dir, { executablePath, args, headless: true });
+  open.add(context);
+  context.on('close', () => open.delete(context));
   context.on('page', watch);
   context.pages().forEach(watch);
   return context;
@@ -36,7 +40,14 @@ function watch(page) {
   });
 }
 
-export function cleanup() {
+/**
+ * Closes every browser still open (a failed test skips its own `close()`, and a live Chromium would keep the test
+ * process from ever exiting), then removes the profile directories.
+ */
+export async function cleanup() {
+  const timeout = (ms) => new Promise((r) => setTimeout(r, ms).unref());
+  await Promise.all([...open].map((c) => Promise.race([c.close().catch(() => undefined), timeout(10_000)])));
+  open.clear();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 

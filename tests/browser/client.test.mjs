@@ -18,9 +18,9 @@ before(async () => {
 });
 
 after(async () => {
+  await cleanup();
   await web?.stop();
   await sync?.stop();
-  cleanup();
 });
 
 /** A page of `context` with the test app loaded and `username`'s database open. */
@@ -285,7 +285,7 @@ test('errors carry stable codes; a throwing transaction rolls back', async () =>
   await ctx.close();
 });
 
-test('errors keep sqliteCode in every tab, and db.exec inside transaction() is refused at once', async () => {
+test('errors keep sqliteCode in every tab; db.exec inside transaction() is refused at once, reads and live queries wait', async () => {
   const ctx = await launch();
   const owner = await openPage(ctx, 'codes', { autoSync: false });
   const other = await openPage(ctx, 'codes', { autoSync: false });
@@ -305,19 +305,30 @@ test('errors keep sqliteCode in every tab, and db.exec inside transaction() is r
 
   const r = await owner.evaluate(async () => {
     const id = window.uuid();
+    const live = [];
+    const unsub = window.db.subscribe('SELECT count(*) AS n FROM users WHERE name = ?', ['in tx'], (rows) => live.push(rows[0].n));
+    await new Promise((res) => setTimeout(res, 300));
+    let reading;
     const started = performance.now();
     const inside = await window.db.transaction(async (tx) => {
       await tx.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), 'in tx', 'e']);
+      // A read from elsewhere in the page (not awaited here) is not refused: it waits for the commit.
+      reading = window.db.query('SELECT count(*) AS n FROM users WHERE name = ?', ['in tx']);
       return window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [id, 'outside', 'e']).then(
         () => 'ran',
         (e) => [e.code, e.message.includes('tx.exec')],
       );
     });
     const ms = performance.now() - started;
+    const read = (await reading)[0].n;
+    await new Promise((res) => setTimeout(res, 500));
+    unsub();
     const n = (await window.db.query('SELECT count(*) AS n FROM users WHERE id = ?', [id]))[0].n;
     const afterwards = await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), 'after', 'e']);
-    return { inside, ms, n, afterwards: afterwards.changes };
+    return { inside, ms, n, afterwards: afterwards.changes, read, live };
   });
+  assert.equal(r.read, 1, 'a read made during the transaction waited for it and saw its commit');
+  assert.deepEqual(r.live, [0, 1], 'a live query open across the transaction re-ran after the commit');
   assert.deepEqual(r.inside, ['BAD_ARGUMENT', true]);
   assert.ok(r.ms < 2000, `refused at once, not after the 10 s rollback: ${r.ms} ms`);
   assert.equal(r.n, 0, 'the refused write never ran');

@@ -17,8 +17,8 @@ before(async () => {
 });
 
 after(async () => {
+  await cleanup();
   await sync?.stop();
-  cleanup();
 });
 
 const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });

@@ -45,10 +45,10 @@ before(async () => {
 });
 
 after(async () => {
+  await cleanup();
   await web?.stop();
   await sync?.stop();
   await new Promise((r) => (idp ? idp.close(r) : r()));
-  cleanup();
 });
 
 /** What an app's backend does after its own sign-in: a short-lived RS256 token for `sub`, no device claim. */

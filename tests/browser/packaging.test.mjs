@@ -29,9 +29,9 @@ before(async () => {
 });
 
 after(async () => {
+  await cleanup();
   await web?.stop();
   await sync?.stop();
-  cleanup();
   if (app) rmSync(app, { recursive: true, force: true });
 });
 

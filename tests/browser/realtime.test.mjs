@@ -11,8 +11,8 @@ import { root, startOrigin, startSyncServer } from './stack.mjs';
 
 const stacks = [];
 after(async () => {
+  await cleanup();
   for (const s of stacks.reverse()) await s.stop();
-  cleanup();
 });
 
 const mounts = { '/oversync-web/': path.join(root, 'npm/dist'), '/': path.join(root, 'tests/browser/pages') };
