@@ -1,8 +1,9 @@
 // oversync-web: an offline-first SQLite database in the browser (OPFS, in a dedicated worker) that syncs with
 // an oversync server. See README.md for the options field by field.
 
-import { INITIAL_STATUS, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
+import { INITIAL_STATUS, toWire, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
 import { sameRows } from './rows.js';
+import { fileName, removeFiles } from './files.js';
 import type { Conflict, ExecResult, Params, Row, SyncStatus, TableOption } from './types.js';
 
 export type * from './types.js';
@@ -85,6 +86,20 @@ export interface OpenOptions {
    * how long the app's queries wait during a hydration or a long catch-up; 0 asks for 1000-row pages throughout.
    */
   hydrationPageBudgetMs?: number;
+  /**
+   * Called when another tab signed this user out ({@link SyncClient.signOut}): the database is gone and this
+   * client is closed (its calls fail with `CLOSED`). Return to the sign-in screen here.
+   */
+  onSignedOut?: () => void;
+}
+
+/** Options of {@link SyncClient.signOut}. */
+export interface SignOutOptions {
+  /**
+   * True (default): upload every pending change first, and fail with that error (or `PENDING`), changing
+   * nothing, when they cannot all be uploaded (offline, server down, parked changes). False: discard them.
+   */
+  keepPending?: boolean;
 }
 
 /** One interactive transaction (see {@link SyncClient.transaction}). */
@@ -107,6 +122,8 @@ export class SyncClient {
   private conflictListeners = new Set<(c: Conflict[]) => void>();
   private current: SyncStatus = INITIAL_STATUS;
   private closed = false;
+  private signingOut = false;
+  private signedOut = false;
   private detach: () => void = () => undefined;
 
   private constructor(private opts: OpenOptions) {
@@ -121,7 +138,7 @@ export class SyncClient {
     }
     if (options.auth === undefined) throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'auth is required' });
     const client = new SyncClient(options);
-    const file = `${options.name}.${options.user}.sqlite3`.replace(/[^A-Za-z0-9._-]/g, '_');
+    const file = fileName(options.name, options.user);
     try {
       await client.call('open' as Op, [
         {
@@ -340,14 +357,56 @@ export class SyncClient {
       // A worker that cannot close cleanly within 10 s is terminated anyway (its Web Lock goes with it).
       await Promise.race([this.call('close' as Op, []), new Promise((r) => setTimeout(r, 10_000))]);
     } finally {
-      this.closed = true;
-      this.detach();
-      this.worker.terminate();
-      for (const c of this.calls.values()) c.reject(new OversyncError({ code: 'CLOSED', message: 'closed' }));
-      this.calls.clear();
-      // Waiters such as waitForFirstSync see the client closed.
-      for (const l of [...this.statusListeners]) l();
+      this.end();
     }
+  }
+
+  /**
+   * Signs the user out of this browser profile: uploads what is pending (see {@link SignOutOptions}), stops
+   * sync, closes the database in every tab (their `onSignedOut` is called) and deletes its files from OPFS, so
+   * nothing of the user is left behind. Resolves once the files are gone.
+   */
+  async signOut({ keepPending = true }: SignOutOptions = {}): Promise<void> {
+    this.signingOut = true;
+    try {
+      await this.call('signOut', [keepPending]);
+    } catch (e) {
+      // The worker's `signedOut` event may end this client just before the answer arrives.
+      if (!this.signedOut) throw e;
+    } finally {
+      this.signingOut = false;
+    }
+    this.end();
+  }
+
+  /**
+   * Deletes `name`'s database of `user` from this browser profile without opening it (a user who signed out
+   * elsewhere, a stale account). Fails with `BUSY` while a tab has it open: call `signOut()` on that client.
+   */
+  static async deleteDatabase(name: string, user: string): Promise<void> {
+    const file = fileName(name, user);
+    // A client closed a moment ago releases its lock shortly after: a second of grace before BUSY.
+    for (let attempt = 0; ; attempt++) {
+      const done = await navigator.locks.request(`oversync:${file}`, { ifAvailable: true }, async (lock) => {
+        if (lock) await removeFiles(file).catch((e) => Promise.reject(new OversyncError(toWire(e))));
+        return !!lock;
+      });
+      if (done) return;
+      if (attempt === 10) throw new OversyncError({ code: 'BUSY', message: `${file} is open in a tab: sign out through its client` });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Ends this client: the worker, every waiting call (`CLOSED`), and listeners told. */
+  private end(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.detach();
+    this.worker.terminate();
+    for (const c of this.calls.values()) c.reject(new OversyncError({ code: 'CLOSED', message: 'closed' }));
+    this.calls.clear();
+    // Waiters such as waitForFirstSync see the client closed.
+    for (const l of [...this.statusListeners]) l();
   }
 
   private call(op: Op, args: unknown[], tx?: string): Promise<unknown> {
@@ -385,6 +444,11 @@ export class SyncClient {
         return;
       case 'token':
         void this.token(m.tokenId, m.deviceId, m.refresh);
+        return;
+      case 'signedOut':
+        this.signedOut = true;
+        if (!this.signingOut) this.opts.onSignedOut?.();
+        this.end();
         return;
     }
   }

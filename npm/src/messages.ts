@@ -35,7 +35,8 @@ export type Op =
   | 'status'
   | 'rejections'
   | 'retryParked'
-  | 'setOffline';
+  | 'setOffline'
+  | 'signOut';
 
 /** A serialised error (structured clone drops an Error's own properties). */
 export type WireError = {
@@ -57,7 +58,9 @@ export type WorkerMessage =
   | { event: 'conflicts'; conflicts: Conflict[] }
   | { event: 'error'; error: WireError }
   | { event: 'token'; tokenId: number; deviceId: string; refresh: boolean }
-  | { event: 'role'; owner: boolean };
+  | { event: 'role'; owner: boolean }
+  /** The database was signed out (from this tab or another) and its files deleted: the client is closed. */
+  | { event: 'signedOut' };
 
 /** Between workers of one database (BroadcastChannel `oversync:<file>`). */
 export type PeerMessage =
@@ -69,7 +72,11 @@ export type PeerMessage =
   | { t: 'change'; tables: string[] }
   | { t: 'status'; status: SyncStatus }
   | { t: 'conflicts'; conflicts: Conflict[] }
-  | { t: 'error'; error: WireError };
+  | { t: 'error'; error: WireError }
+  /** The owner is signing out: stop serving and stop queueing for the lock (it must not reopen the file). */
+  | { t: 'signingOut' }
+  /** The files are deleted and the lock released. */
+  | { t: 'signedOut' };
 
 /** Turns anything thrown into a WireError (wasm errors carry `code`). */
 export function toWire(e: unknown): WireError {

@@ -189,6 +189,11 @@ export class Owner {
     throw coded('BAD_ARGUMENT', `unknown operation ${String(op)}`);
   }
 
+  /** Local changes not uploaded yet (parked ones included). */
+  unsent(): number {
+    return (this.db.status() as { pending: number }).pending;
+  }
+
   private async syncNow(): Promise<SyncStatus> {
     await this.cycle;
     this.schedule.onDemand(Date.now());

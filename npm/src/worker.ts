@@ -5,6 +5,7 @@
 
 import init from './wasm/oversync_client.js';
 import { Owner, type OwnerOptions } from './owner.js';
+import { removeFiles } from './files.js';
 import { toWire, type Op, type PageRequest, type PeerMessage, type WorkerMessage } from './messages.js';
 
 type OpenArgs = OwnerOptions & { file: string };
@@ -43,6 +44,11 @@ const tokenWaiters = new Map<number, (token: string | null, error: string | null
 let nextRid = 0;
 let nextToken = 0;
 let ready: Promise<void> | null = null;
+let openArgs: OpenArgs | null = null;
+/** Set once a sign-out began (here or in another tab): nothing is served or forwarded any more. */
+let signedOut = false;
+
+const closedError = () => Object.assign(new Error('the database was signed out'), { code: 'CLOSED' });
 
 scope.onmessage = (e: MessageEvent) => {
   const m = e.data as
@@ -76,7 +82,8 @@ scope.onmessage = (e: MessageEvent) => {
 
 /** Runs an operation on the owner: here if this worker owns the database, else through the channel. */
 function execute(op: Op, args: unknown[], tx?: string): Promise<unknown> {
-  if (owner) return owner.run(op, args, tx);
+  if (signedOut) return Promise.reject(closedError());
+  if (owner) return runHere(op, args, tx);
   return new Promise((resolve, reject) => {
     const rid = `${myId}:${nextRid++}`;
     forwarded.set(rid, { op, args, tx, sent: !!ownerId, resolve, reject });
@@ -84,7 +91,62 @@ function execute(op: Op, args: unknown[], tx?: string): Promise<unknown> {
   });
 }
 
+/** Runs an operation on this worker's owner (which it is). */
+function runHere(op: Op, args: unknown[], tx?: string): Promise<unknown> {
+  return op === 'signOut' ? signOut(args[0] !== false) : owner!.run(op, args, tx);
+}
+
+/**
+ * Signs the database out for every tab: uploads what is pending first unless `keepPending` is false (and
+ * fails, changing nothing, if that cannot be done), then tells the other tabs' workers to stop, closes the
+ * database, deletes its OPFS files and only then releases the lock, so no waiting worker can reopen them.
+ */
+async function signOut(keepPending: boolean): Promise<null> {
+  const o = owner!;
+  if (keepPending) {
+    for (let attempt = 0; o.unsent() > 0; attempt++) {
+      if (attempt === 3) {
+        throw Object.assign(
+          new Error(`${o.unsent()} local changes could not be uploaded (see status.parked and rejections); signOut({ keepPending: false }) discards them`),
+          { code: 'PENDING' },
+        );
+      }
+      await o.run('sync', []);
+    }
+  }
+  // From the check above on, in the same task: this worker serves nothing, so no write can slip in unsent.
+  owner = null;
+  ownerId = null;
+  stopServing(false);
+  channel.postMessage({ t: 'signingOut' } satisfies PeerMessage);
+  try {
+    await o.close();
+    if (!openArgs!.open.memory) await removeFiles(openArgs!.file);
+  } finally {
+    release();
+    channel.postMessage({ t: 'signedOut' } satisfies PeerMessage);
+    post({ event: 'signedOut' });
+  }
+  return null;
+}
+
+/**
+ * After a sign-out began: never take the lock, and fail what waits; a sign-out this tab forwarded waits for
+ * the end (`done`), when it has succeeded.
+ */
+function stopServing(done: boolean): void {
+  signedOut = true;
+  lockAbort.abort();
+  for (const [rid, p] of forwarded) {
+    if (p.op === 'signOut' && !done) continue;
+    forwarded.delete(rid);
+    if (p.op === 'signOut') p.resolve(null);
+    else p.reject(closedError());
+  }
+}
+
 async function open(args: OpenArgs): Promise<void> {
+  openArgs = args;
   await init();
   channel = new BroadcastChannel(`oversync:${args.file}`);
   channel.onmessage = (e) => onPeer(e.data as PeerMessage);
@@ -133,7 +195,7 @@ async function open(args: OpenArgs): Promise<void> {
       for (const [rid, p] of forwarded) {
         forwarded.delete(rid);
         if (p.sent && !READS.has(p.op)) p.reject(ownerLost());
-        else o.run(p.op, p.args, p.tx).then(p.resolve, p.reject);
+        else runHere(p.op, p.args, p.tx).then(p.resolve, p.reject);
       }
       resolveReady();
       await new Promise<void>((r) => (release = r));
@@ -180,7 +242,7 @@ function onPeer(m: PeerMessage): void {
       return;
     case 'req':
       if (!owner) return;
-      owner.run(m.op, m.args, m.tx).then(
+      runHere(m.op, m.args, m.tx).then(
         (value) => channel.postMessage({ t: 'res', rid: m.rid, ok: true, value: value ?? null } satisfies PeerMessage),
         (err) => channel.postMessage({ t: 'res', rid: m.rid, ok: false, error: toWire(err) } satisfies PeerMessage),
       );
@@ -204,6 +266,13 @@ function onPeer(m: PeerMessage): void {
       return;
     case 'error':
       post({ event: 'error', error: m.error });
+      return;
+    case 'signingOut':
+      stopServing(false);
+      return;
+    case 'signedOut':
+      stopServing(true);
+      post({ event: 'signedOut' });
       return;
   }
 }

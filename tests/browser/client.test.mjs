@@ -52,6 +52,9 @@ const seedUsers = (page, n) =>
     await window.db.sync();
   }, n);
 
+/** Every file path in the page's OPFS. */
+const opfs = (page) => page.evaluate(() => window.opfsFiles());
+
 const titles = (page) =>
   page.evaluate(async () => (await window.db.query('SELECT title FROM posts ORDER BY title')).map((r) => r.title));
 
@@ -334,6 +337,61 @@ test('errors keep sqliteCode in every tab; db.exec inside transaction() is refus
   assert.equal(r.n, 0, 'the refused write never ran');
   assert.equal(r.afterwards, 1, 'the client works again after the transaction');
   await ctx.close();
+});
+
+test('signOut uploads what is pending, closes every tab and deletes the files; the next user of the profile finds nothing', async () => {
+  const ctx = await launch();
+  const owner = await openPage(ctx, 'leaver');
+  const other = await openPage(ctx, 'leaver');
+  assert.equal((await other.evaluate(() => window.db.status)).owner, false);
+  await addPost(owner, 'sent');
+  await owner.evaluate(() => window.db.sync());
+  await owner.evaluate(() => window.db.simulateOffline(true));
+  await addPost(other, 'queued');
+
+  // Offline: the pending changes cannot be uploaded, so nothing happens and both tabs keep working.
+  const refused = await other.evaluate(() => window.db.signOut().then(() => 'signed out', (e) => e.code));
+  assert.equal(refused, 'NETWORK');
+  assert.deepEqual(await titles(owner), ['queued', 'sent']);
+  assert.ok((await opfs(owner)).some((f) => f.includes('leaver')), 'the files are still there');
+
+  // Online again, from the tab that does not own the database: both changes go up, then everything goes.
+  await owner.evaluate(() => window.db.simulateOffline(false));
+  await other.evaluate(() => window.db.signOut());
+  assert.deepEqual(await opfs(other), [], 'nothing of the user is left in OPFS');
+  assert.equal(await owner.evaluate(() => window.log.signedOut), 1, "the owner tab's onSignedOut was called");
+  assert.equal(await other.evaluate(() => window.log.signedOut), 0, 'the tab that signed out is not told again');
+  assert.equal(await owner.evaluate(() => window.db.query('SELECT 1').then(() => 'open', (e) => e.code)), 'CLOSED');
+
+  // Another user in the same profile sees nothing of the first; the first, back, gets both posts from the server.
+  await owner.evaluate(() => window.openDb('stranger'));
+  assert.deepEqual(await titles(owner), []);
+  assert.ok((await opfs(owner)).every((f) => !f.includes('leaver')));
+  await other.evaluate(() => window.openDb('leaver'));
+  await eventually(async () => (await titles(other)).length === 2, 20_000, 'the uploaded posts, hydrated again');
+  assert.deepEqual(await titles(other), ['queued', 'sent']);
+
+  // keepPending: false discards what is pending, even offline; the server never sees it.
+  await other.evaluate(() => window.db.simulateOffline(true));
+  await addPost(other, 'discarded');
+  await other.evaluate(() => window.db.signOut({ keepPending: false }));
+  assert.ok((await opfs(other)).every((f) => !f.includes('leaver')));
+
+  // deleteDatabase: refused while a tab has the database open, done once it is closed.
+  const busy = await owner.evaluate(() => window.SyncClient.deleteDatabase('journal', 'user-stranger').then(() => 'deleted', (e) => e.code));
+  assert.equal(busy, 'BUSY');
+  await owner.evaluate(async () => {
+    await window.db.close();
+    await window.SyncClient.deleteDatabase('journal', 'user-stranger');
+  });
+  assert.deepEqual(await opfs(owner), []);
+  await ctx.close();
+
+  const fresh = await launch();
+  const again = await openPage(fresh, 'leaver');
+  await eventually(async () => (await titles(again)).length === 2, 20_000, 'hydrated on a new profile');
+  assert.deepEqual(await titles(again), ['queued', 'sent'], 'the discarded post never reached the server');
+  await fresh.close();
 });
 
 test('a tab reloaded in the middle of hydration loses nothing and finishes on the next open', async () => {

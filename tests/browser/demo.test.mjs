@@ -67,6 +67,29 @@ test('two profiles signed in as the same user: a post written in one appears in 
   await b.context.close();
 });
 
+test('Sign out uploads what is pending and removes the journal from the browser; signing in brings it back', async () => {
+  const { context, page } = await device('erin');
+  await write(page, 'Before leaving');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForSelector('input[name=username]');
+  const files = await page.evaluate(async () => {
+    const out = [];
+    const walk = async (dir, prefix) => {
+      for await (const [name, h] of dir.entries()) {
+        if (h.kind === 'file') out.push(prefix + name);
+        else await walk(h, `${prefix}${name}/`);
+      }
+    };
+    await walk(await navigator.storage.getDirectory(), '');
+    return out;
+  });
+  assert.deepEqual(files.filter((f) => f.includes('erin')), [], 'nothing of erin is left in OPFS');
+  await page.fill('input[name=username]', 'erin');
+  await page.click('button[type=submit]');
+  await page.locator('.post h3', { hasText: 'Before leaving' }).waitFor({ timeout: 20_000 });
+  await context.close();
+});
+
 test('offline: the app reloads from the service worker, keeps working, queues writes and syncs them later', async () => {
   const a = await device('olive');
   const b = await device('olive');

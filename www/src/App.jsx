@@ -1,5 +1,5 @@
 // Team journal: sign in, write and edit posts offline or online, watch them sync.
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { openJournal } from './db.js';
 import { SignIn } from './SignIn.jsx';
 import { StatusBar } from './StatusBar.jsx';
@@ -13,13 +13,17 @@ export function App() {
   const [db, setDb] = useState(null);
   const [error, setError] = useState(null);
   const [notices, setNotices] = useState([]);
+  const [leaving, setLeaving] = useState(false);
+  const forget = () => (localStorage.removeItem(KEY), setLeaving(false), setUser(null));
+  const forgetRef = useRef(forget);
+  forgetRef.current = forget;
 
   useEffect(() => {
     if (!user) return;
     let client = null;
     let cancelled = false;
     const notify = (e) => setNotices((n) => [...n.slice(-4), `${e.code}: ${e.message}`]);
-    openJournal(user, notify).then(
+    openJournal(user, notify, () => forgetRef.current()).then(
       (c) => (cancelled ? c.close() : ((client = c), setDb(c))),
       (e) => setError(`${e.code ?? 'ERROR'}: ${e.message}`),
     );
@@ -33,13 +37,31 @@ export function App() {
   if (!user) {
     return <SignIn onSignIn={(name) => (localStorage.setItem(KEY, name), setError(null), setUser(name))} />;
   }
-  const signOut = () => (localStorage.removeItem(KEY), setUser(null));
+  // Uploads what is pending, then deletes this user's journal from the browser (every tab signs out with it).
+  // If the changes cannot be uploaded (offline), ask before discarding them.
+  const signOut = async () => {
+    if (!db) return forget();
+    setLeaving(true);
+    try {
+      await db.signOut();
+    } catch (e) {
+      const discard =
+        e.code !== 'CLOSED' &&
+        window.confirm(`${e.message}\n\nSign out anyway and discard the changes that were not uploaded?`);
+      if (!discard && e.code !== 'CLOSED') return setLeaving(false);
+      if (discard) await db.signOut({ keepPending: false }).catch(() => undefined);
+    }
+    forget();
+  };
   return (
     <div className="app">
       <header>
         <h1>Team journal</h1>
         <span className="who">
-          signed in as <b>{user}</b> <button onClick={signOut}>Sign out</button>
+          signed in as <b>{user}</b>{' '}
+          <button onClick={signOut} disabled={leaving}>
+            {leaving ? 'Signing out…' : 'Sign out'}
+          </button>
         </span>
       </header>
       <StatusBar db={db} />

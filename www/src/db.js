@@ -69,8 +69,11 @@ export async function authorId(db, name) {
   return id;
 }
 
-/** Opens `username`'s journal (one database file per user) and makes sure their author row exists. */
-export async function openJournal(username, onError) {
+/**
+ * Opens `username`'s journal (one database file per user) and makes sure their author row exists. `onSignedOut`:
+ * another tab signed this user out (the journal is gone from the browser).
+ */
+export async function openJournal(username, onError, onSignedOut) {
   const config = await demoConfig();
   const db = await SyncClient.open({
     name: 'journal',
@@ -83,6 +86,7 @@ export async function openJournal(username, onError) {
       ? () => backendToken(config.tokenUrl, username)
       : ({ deviceId }) => signin(username, deviceId),
     onError,
+    onSignedOut,
   });
   // After the first download the author row usually exists already (another device made it).
   await db.sync().catch(() => undefined);

@@ -21,7 +21,7 @@ async function signin(username, deviceId) {
 }
 
 window.SyncClient = SyncClient;
-window.log = { errors: [], live: [], signins: 0 };
+window.log = { errors: [], live: [], signins: 0, signedOut: 0 };
 window.openDb = async (username, extra = {}) => {
   window.db = await SyncClient.open({
     name: 'journal',
@@ -33,9 +33,22 @@ window.openDb = async (username, extra = {}) => {
     auth: ({ deviceId }) => signin(username, deviceId),
     onError: (e) => window.log.errors.push(`${e.code}: ${e.message}`),
     syncIntervalMs: 500,
+    onSignedOut: () => window.log.signedOut++,
     ...extra,
   });
   return window.db.status;
 };
 window.uuid = () => crypto.randomUUID();
+/** Every file path in this origin's OPFS. */
+window.opfsFiles = async () => {
+  const out = [];
+  const walk = async (dir, prefix) => {
+    for await (const [name, handle] of dir.entries()) {
+      if (handle.kind === 'file') out.push(prefix + name);
+      else await walk(handle, `${prefix}${name}/`);
+    }
+  };
+  await walk(await navigator.storage.getDirectory(), '');
+  return out;
+};
 window.ready = true;
