@@ -17,7 +17,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { randomUUID } from 'node:crypto';
 import { cleanup, launch } from '../../tests/browser/browser.mjs';
-import { root, startOrigin, startSyncServer } from '../../tests/browser/stack.mjs';
+import { root, seed, startOrigin, startSyncServer } from '../../tests/browser/stack.mjs';
 import { profileWorker } from './profile.mjs';
 import { recordReplies, replayReplies } from './replay.mjs';
 
@@ -40,30 +40,6 @@ const P11_WRITES = short ? 5 : 40;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const round = (x, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-
-/** Uploads `rows` rows (half users, half posts referencing them) for `username` in batches of 200. */
-async function seed(base, username, rows) {
-  const r = await fetch(`${base}/signin`, { method: 'POST', body: JSON.stringify({ username, device_id: 'seed' }) });
-  const { token } = await r.json();
-  let scid = 1;
-  for (let done = 0; done < rows; done += 200) {
-    const changes = [];
-    for (let i = 0; i < 100; i++) {
-      const u = randomUUID();
-      const p = randomUUID();
-      changes.push({ source_change_id: scid++, schema: 'business', table: 'users', op: 'INSERT', pk: u, server_version: 0,
-        payload: { id: u, name: `user ${done + i}`, email: `u${done + i}@example.com` } });
-      changes.push({ source_change_id: scid++, schema: 'business', table: 'posts', op: 'INSERT', pk: p, server_version: 0,
-        payload: { id: p, title: `post ${done + i}`, content: 'Lorem ipsum dolor sit amet, consectetur adipiscing elit.', author_id: u } });
-    }
-    const up = await fetch(`${base}/sync/upload`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ last_server_seq_seen: 0, changes }),
-    });
-    if (!up.ok) throw new Error(`seed upload: ${up.status} ${await up.text()}`);
-  }
-}
 
 async function openPage(context, origin, username, extra) {
   const page = await context.newPage();

@@ -7,6 +7,7 @@ use rusqlite::{Connection, params};
 use super::pace::Pacer;
 use super::write::{Batch, delete_row, materialize_pending, now};
 use super::{Engine, SyncError};
+use crate::progress::Phase;
 use crate::transport::Transport;
 use crate::triggers::{TableShape, quote};
 use crate::wire::read_payload;
@@ -25,6 +26,13 @@ impl<T: Transport> Engine<T> {
     /// live rows instead of replaying the log, then catches up with a normal download; classic servers get the
     /// paged download.
     pub async fn hydrate(&mut self, include_self: bool) -> Result<usize, SyncError> {
+        self.progress.enter(Phase::Hydrating);
+        let result = self.hydrate_pages(include_self).await;
+        self.progress.idle();
+        result
+    }
+
+    async fn hydrate_pages(&mut self, include_self: bool) -> Result<usize, SyncError> {
         let fresh = self.cursor()?.0 == 0;
         let n = if fresh && self.server_capabilities().await?.is_some_and(|c| c.features.snapshot) {
             self.snapshot_hydrate().await?
@@ -98,6 +106,7 @@ impl<T: Transport> Engine<T> {
             self.transport.yield_to_host().await;
             let began = self.transport.now_ms();
             applied += self.apply_page(&page, include_self)?;
+            self.progress.downloaded(page.changes.len());
             pacer.timed(page.changes.len(), asked, began, self.transport.now_ms());
             self.page_rows = Some(pacer.limit());
             if !page.has_more {

@@ -11,6 +11,7 @@ use oversync_protocol::order::{FkEdge, parent_first};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::conflict::{Conflict, Resolver};
+use crate::progress::{Phase, Tracker};
 use crate::schema;
 use crate::transport::{Credentials, NetworkError, Reply, Transport};
 use crate::triggers::{TableShape, quote};
@@ -256,6 +257,8 @@ pub struct Engine<T> {
     capabilities: Option<Option<oversync_protocol::wire::Capabilities>>,
     /// The page size the last paced snapshot or download loop ended with; the next one resumes from it.
     pub(crate) page_rows: Option<i64>,
+    /// What the running cycle is doing (read by the host while the cycle runs).
+    pub(crate) progress: Tracker,
 }
 
 /// Produces a fresh bearer token (the app's auth), asked once after a 401 before giving up.
@@ -317,6 +320,7 @@ impl<T: Transport> Engine<T> {
             device,
             capabilities: None,
             page_rows: None,
+            progress: Tracker::default(),
         })
     }
 
@@ -389,9 +393,12 @@ impl<T: Transport> Engine<T> {
     pub async fn sync(&mut self) -> Result<UploadReport, SyncError> {
         // Download even when the upload failed: one row the server keeps refusing must not stop the other way. But
         // a 503 (`server_busy`) asks the whole client to wait; a 429 limits only uploads, so downloads still go.
+        self.progress.enter(Phase::Uploading);
         let uploaded = self.upload().await;
         let busy = matches!(&uploaded, Err(SyncError::Http { status: 503, .. }));
+        self.progress.enter(Phase::Downloading);
         let downloaded = if busy { Ok(0) } else { self.download().await };
+        self.progress.idle();
         let result = uploaded.and_then(|report| downloaded.map(|_| report));
         self.last_error = result.as_ref().err().map(ToString::to_string);
         if result.is_ok() {
@@ -411,6 +418,11 @@ impl<T: Transport> Engine<T> {
             last_error: self.last_error.clone(),
             ..Status::read(&self.conn)?
         })
+    }
+
+    /// What the running cycle is doing; the handle stays valid (and shared) while a cycle holds the engine.
+    pub fn progress(&self) -> Tracker {
+        self.progress.clone()
     }
 
     /// Conflicts resolved since the last call (for the app to show).

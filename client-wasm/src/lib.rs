@@ -11,6 +11,7 @@
 
 pub mod conflict;
 pub mod engine;
+pub mod progress;
 pub mod schedule;
 pub mod schema;
 pub mod token;

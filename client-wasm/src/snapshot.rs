@@ -155,6 +155,7 @@ impl<T: Transport> Engine<T> {
             transport.yield_to_host().await;
             let began = transport.now_ms();
             applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)?;
+            self.progress.downloaded(page.rows.len());
             pacer.timed(page.rows.len(), ask.limit, began, transport.now_ms());
             // And again before the next page is parsed: parse and apply are two stretches, not one.
             transport.yield_to_host().await;

@@ -104,6 +104,7 @@ impl<T: Transport> Engine<T> {
                 continue;
             }
             self.process_with_fk_fallback(&frozen, &resp.statuses, &mut report)?;
+            self.progress.uploaded(frozen.len());
             for key in batch {
                 *sends.entry(key).or_default() += 1;
             }

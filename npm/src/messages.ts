@@ -7,6 +7,11 @@ import type { SyncStatus, Conflict } from './types.js';
 export const INITIAL_STATUS: SyncStatus = {
   online: true,
   syncing: false,
+  uploading: false,
+  downloading: false,
+  uploaded: 0,
+  downloaded: 0,
+  hydration: null,
   pending: 0,
   parked: 0,
   hydrated: false,

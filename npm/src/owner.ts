@@ -44,6 +44,7 @@ export class Owner {
   private conflictLog: Conflict[] = [];
   private rejections: Rejection[] = [];
   private lastStatus = '';
+  private lastProgress = 0;
   private cycleError: SyncStatus['lastError'] = null;
 
   constructor(private opts: OwnerOptions, private hooks: OwnerHooks) {}
@@ -53,6 +54,7 @@ export class Owner {
     const host = {
       beforeRequest: () => {
         this.flushChanges();
+        this.progressed();
         return this.isOnline();
       },
       afterResponse: () => this.txFree(),
@@ -67,6 +69,7 @@ export class Owner {
           };
           channel.port2.postMessage(null);
         });
+        this.progressed();
         await this.txFree();
       },
       signal: () => AbortSignal.any([AbortSignal.timeout(this.opts.requestTimeoutMs), this.closing.signal]),
@@ -370,6 +373,9 @@ export class Owner {
 
   private currentStatus(): SyncStatus {
     const s = this.db.status() as {
+      phase: 'upload' | 'download' | 'hydrate' | null;
+      uploaded: number;
+      downloaded: number;
       pending: number;
       parked: number;
       hydrated: boolean;
@@ -381,6 +387,11 @@ export class Owner {
     return {
       online: this.isOnline(),
       syncing: this.cycle !== null,
+      uploading: s.phase === 'upload',
+      downloading: s.phase === 'download' || s.phase === 'hydrate',
+      uploaded: s.uploaded,
+      downloaded: s.downloaded,
+      hydration: s.phase === 'hydrate' ? { downloaded: s.downloaded } : null,
       pending: s.pending,
       parked: s.parked,
       hydrated: s.hydrated,
@@ -392,6 +403,14 @@ export class Owner {
       realtime: this.realtimeMode,
       owner: true,
     };
+  }
+
+  /** During a cycle, between pages: the status with its progress, at most every 100 ms. */
+  private progressed(): void {
+    const now = Date.now();
+    if (now - this.lastProgress < 100) return;
+    this.lastProgress = now;
+    this.publishStatus();
   }
 
   /** Broadcasts the status when it changed. */

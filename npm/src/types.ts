@@ -46,6 +46,19 @@ export interface SyncStatus {
   online: boolean;
   /** A sync cycle is running. */
   syncing: boolean;
+  /** The running cycle is sending local changes; `uploaded` of them are answered so far. */
+  uploading: boolean;
+  /** The running cycle (or the hydration) is applying the server's changes; `downloaded` so far. */
+  downloading: boolean;
+  /** Changes the running upload has had answered (0 when not uploading). */
+  uploaded: number;
+  /** Rows and changes the running download or hydration has applied (0 when not downloading). */
+  downloaded: number;
+  /**
+   * While a new database fills from the server: the rows applied so far (the snapshot's total is not known in
+   * advance, so show a count or an indeterminate bar). `null` otherwise.
+   */
+  hydration: { downloaded: number } | null;
   /** Local changes waiting for upload (parked ones included). */
   pending: number;
   /** Changes parked after repeated failures (see `retryParked`). */

@@ -416,17 +416,37 @@ test('a tab reloaded in the middle of hydration loses nothing and finishes on th
   await b.close();
 });
 
-test('hydration pages start small and grow in the browser; hydrationPageBudgetMs: 0 keeps them at 1000 rows', async () => {
+/** Starts recording the page's status progress fields at every status event. */
+const trackProgress = (page) =>
+  page.evaluate(() => {
+    window.log.progress = [];
+    window.db.onStatus(() => {
+      const s = window.db.status;
+      window.log.progress.push({ uploading: s.uploading, uploaded: s.uploaded, downloading: s.downloading, hydration: s.hydration });
+    });
+  });
+
+test('hydration pages start small and grow in the browser (hydrationPageBudgetMs: 0 keeps them at 1000 rows); status reports upload and hydration progress', async () => {
   const [a, b, c] = [await launch(), await launch(), await launch()];
   const pa = await openPage(a, 'paced', { autoSync: false });
+  await trackProgress(pa);
   await seedUsers(pa, 3000);
+  const up = await pa.evaluate(() => window.log.progress);
+  assert.ok(up.some((p) => p.uploading && p.uploaded > 0 && p.uploaded < 3000), `upload progress shown mid-way: ${JSON.stringify(up.slice(0, 5))}`);
+  assert.deepEqual(up.at(-1), { uploading: false, uploaded: 0, downloading: false, hydration: null });
   // The limits the database worker asked for, from its resource timing (the engine's fetches run there).
   const limits = async (page) =>
     page.workers()[0].evaluate(() =>
       performance.getEntriesByType('resource').flatMap((e) => (e.name.includes('/sync/snapshot?') ? [Number(new URL(e.name).searchParams.get('limit'))] : [])));
   const hydrate = async (context, extra) => {
     const page = await openPage(context, 'paced', { autoSync: false, ...extra });
+    await trackProgress(page);
     await page.evaluate(() => window.db.sync());
+    const seen = await page.evaluate(() => window.log.progress);
+    const counts = seen.flatMap((p) => (p.hydration ? [p.hydration.downloaded] : []));
+    assert.ok(counts.some((n) => n > 0 && n < 3000), `hydration progress shown mid-way: ${counts}`);
+    assert.ok(seen.filter((p) => p.hydration).every((p) => p.downloading), 'a hydration is downloading');
+    assert.equal(seen.at(-1).hydration, null, 'and ends');
     assert.equal(await page.evaluate(async () => (await window.db.query('SELECT count(*) AS n FROM users'))[0].n), 3000);
     return limits(page);
   };

@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { cleanup, eventually, launch } from './browser.mjs';
-import { root, startSyncServer } from './stack.mjs';
+import { root, seed, startSyncServer } from './stack.mjs';
 
 const artifacts = path.join(root, 'tests/browser/artifacts');
 let sync;
@@ -87,6 +87,18 @@ test('Sign out uploads what is pending and removes the journal from the browser;
   await page.fill('input[name=username]', 'erin');
   await page.click('button[type=submit]');
   await page.locator('.post h3', { hasText: 'Before leaving' }).waitFor({ timeout: 20_000 });
+  await context.close();
+});
+
+test('first sign-in with a large journal shows the hydration progress, then the posts', async () => {
+  await seed(sync.url, 'hugo', 20_000);
+  const { context, page } = await device('hugo');
+  const bar = page.locator('[data-testid=hydration]');
+  await bar.waitFor({ timeout: 20_000 });
+  await eventually(async () => /[1-9][\d,]* rows so far/.test(await bar.textContent()), 20_000, 'a row count');
+  await shot(page, 'hydration');
+  await bar.waitFor({ state: 'detached', timeout: 60_000 });
+  await eventually(async () => (await titles(page)).length === 10_000, 20_000, 'every post listed');
   await context.close();
 });
 

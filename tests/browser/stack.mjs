@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -158,4 +159,28 @@ export async function startOrigin(upstream, mounts, { websockets = true } = {}) 
         server.close(r);
       }),
   };
+}
+
+/** Uploads `rows` rows (half users, half posts referencing them) for `username` in batches of 200. */
+export async function seed(base, username, rows) {
+  const r = await fetch(`${base}/signin`, { method: 'POST', body: JSON.stringify({ username, device_id: 'seed' }) });
+  const { token } = await r.json();
+  let scid = 1;
+  for (let done = 0; done < rows; done += 200) {
+    const changes = [];
+    for (let i = 0; i < 100; i++) {
+      const u = randomUUID();
+      const p = randomUUID();
+      changes.push({ source_change_id: scid++, schema: 'business', table: 'users', op: 'INSERT', pk: u, server_version: 0,
+        payload: { id: u, name: `user ${done + i}`, email: `u${done + i}@example.com` } });
+      changes.push({ source_change_id: scid++, schema: 'business', table: 'posts', op: 'INSERT', pk: p, server_version: 0,
+        payload: { id: p, title: `post ${done + i}`, content: 'Lorem ipsum dolor sit amet, consectetur adipiscing elit.', author_id: u } });
+    }
+    const up = await fetch(`${base}/sync/upload`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ last_server_seq_seen: 0, changes }),
+    });
+    if (!up.ok) throw new Error(`seed upload: ${up.status} ${await up.text()}`);
+  }
 }

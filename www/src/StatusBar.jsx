@@ -4,6 +4,10 @@ import { useSyncStatus } from 'oversync-web/react';
 
 const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : 'never');
 
+/** What the running cycle does, with its counts. */
+const activity = (s) =>
+  s.uploading ? `Uploading ${s.uploaded}…` : s.downloading ? `Downloading ${s.downloaded}…` : s.syncing ? 'Syncing…' : 'Idle';
+
 export function StatusBar({ db }) {
   const s = useSyncStatus(db);
   const [simulated, setSimulated] = useState(false);
@@ -14,7 +18,7 @@ export function StatusBar({ db }) {
   return (
     <section className="status" aria-label="sync status">
       <span className={`badge ${s.online ? 'ok' : 'off'}`} data-testid="online">{s.online ? 'Online' : 'Offline'}</span>
-      <span className={`badge ${s.syncing ? 'busy' : ''}`} data-testid="syncing">{s.syncing ? 'Syncing…' : 'Idle'}</span>
+      <span className={`badge ${s.syncing ? 'busy' : ''}`} data-testid="syncing">{activity(s)}</span>
       <span className={`badge ${s.pending ? 'warn' : ''}`} data-testid="pending">{s.pending} pending</span>
       {s.parked > 0 && <span className="badge warn">{s.parked} parked</span>}
       <span className="muted" data-testid="last-synced">Last synced: {time(s.lastSyncedAt)}</span>
@@ -25,6 +29,12 @@ export function StatusBar({ db }) {
         Simulate offline
       </label>
       <button onClick={() => db?.sync().catch(() => undefined)} disabled={!db}>Sync now</button>
+      {s.hydration && (
+        <div className="hydration" data-testid="hydration" role="status">
+          <progress aria-label="downloading your journal" />
+          Downloading your journal: {s.hydration.downloaded.toLocaleString('en')} rows so far
+        </div>
+      )}
     </section>
   );
 }

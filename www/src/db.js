@@ -88,8 +88,10 @@ export async function openJournal(username, onError, onSignedOut) {
     onError,
     onSignedOut,
   });
-  // After the first download the author row usually exists already (another device made it).
-  await db.sync().catch(() => undefined);
-  await authorId(db, username);
+  // After the first sync the author row usually exists already (another device made it); a post written before
+  // that makes it on the spot. The app shows the database at once, with the hydration's progress.
+  db.waitForFirstSync()
+    .then(() => authorId(db, username))
+    .catch(() => undefined);
   return db;
 }

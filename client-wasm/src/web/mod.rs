@@ -20,6 +20,7 @@ use serde::Deserialize;
 use sqlite_wasm_vfs::sahpool::{OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil, install};
 use wasm_bindgen::prelude::*;
 
+use crate::progress::Tracker;
 use crate::{Engine, EngineConfig, Resolver, TableConfig};
 use error::{bad_argument, js_error, sqlite};
 pub use host::{Host, HostTransport};
@@ -79,6 +80,8 @@ pub struct Database {
     reads: Reads,
     pool: Option<OpfsSAHPoolUtil>,
     last: Rc<RefCell<sync::Last>>,
+    /// The engine's progress, readable while a cycle holds the engine.
+    progress: Tracker,
 }
 
 fn app_table(name: &str) -> bool {
@@ -158,6 +161,7 @@ impl Database {
         let engine = Engine::open(conn, cfg, HostTransport::new(&opts.url, host)).map_err(|e| error::sync(&e))?;
         Ok(Database {
             conn: engine.shared_conn(),
+            progress: engine.progress(),
             engine: Rc::new(RefCell::new(engine)),
             changed,
             reads,

@@ -11,6 +11,7 @@ use super::Database;
 use super::error::{self, js_error, sqlite};
 use crate::conflict::Resolution;
 use crate::engine::{Rejected, Status};
+use crate::progress::Phase;
 
 /// The outcome of the last cycle, kept outside the engine so `status()` answers while a cycle runs.
 #[derive(Default)]
@@ -90,8 +91,9 @@ impl Database {
         })
     }
 
-    /// `{ pending, parked, rejected, cursor, hydrated, syncing, lastError: {code, message} | null, lastSyncedAt,
-    /// hasSynced }`; the last two come from the database, so they survive a reload.
+    /// `{ phase: 'upload' | 'download' | 'hydrate' | null, uploaded, downloaded, pending, parked, rejected,
+    /// cursor, hydrated, syncing, lastError: {code, message} | null, lastSyncedAt, hasSynced }`; `uploaded` and
+    /// `downloaded` count the current phase; the last two come from the database, so they survive a reload.
     pub fn status(&self) -> Result<JsValue, JsValue> {
         let s = Status::read(&self.conn).map_err(|e| error::sync(&e))?;
         let hydrated: bool = self
@@ -99,7 +101,15 @@ impl Database {
             .query_row("SELECT hydrated FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))
             .map_err(|e| sqlite(&e))?;
         let last = self.last.borrow();
+        let progress = self.progress.get();
+        let phase = match progress.phase {
+            Phase::Idle => Value::Null,
+            Phase::Uploading => "upload".into(),
+            Phase::Downloading => "download".into(),
+            Phase::Hydrating => "hydrate".into(),
+        };
         Ok(to_js(&json!({
+            "phase": phase, "uploaded": progress.uploaded, "downloaded": progress.downloaded,
             "pending": s.pending, "parked": s.parked, "rejected": s.rejected, "cursor": s.cursor,
             "hydrated": hydrated, "syncing": self.engine.try_borrow_mut().is_err(),
             "lastError": last.error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
