@@ -20,6 +20,8 @@ use crate::triggers::{TableShape, quote};
 mod apply;
 #[path = "pace.rs"]
 mod pace;
+#[path = "rejected.rs"]
+mod rejected;
 #[path = "snapshot.rs"]
 mod snapshot;
 #[path = "upload.rs"]
@@ -171,6 +173,8 @@ impl SyncError {
 /// A change the server rejected for good; it was dropped from the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
+    /// This rejection's id (for `retry_rejected` / `discard_rejected`).
+    pub id: i64,
     /// Local table.
     pub table: String,
     /// Canonical pk.
@@ -202,13 +206,15 @@ pub struct Status {
 impl Rejected {
     /// The rejection list in `conn`, oldest first (see [`Engine::rejections`]).
     pub fn read_all(conn: &Connection) -> Result<Vec<Self>, SyncError> {
-        let mut stmt = conn.prepare("SELECT table_name, pk_uuid, reason, message FROM _sync_rejections ORDER BY id")?;
+        let mut stmt =
+            conn.prepare("SELECT id, table_name, pk_uuid, reason, message FROM _sync_rejections ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             Ok(Rejected {
-                table: r.get(0)?,
-                pk: r.get(1)?,
-                reason: r.get(2)?,
-                message: r.get(3)?,
+                id: r.get(0)?,
+                table: r.get(1)?,
+                pk: r.get(2)?,
+                reason: r.get(3)?,
+                message: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

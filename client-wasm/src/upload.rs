@@ -324,9 +324,12 @@ fn handle_status(
         (_, Some(Reason::BadPayload | Reason::UnregisteredTable)) => {
             report.rejected += 1;
             let why = s.invalid.as_ref().map_or("", |i| i.reason.as_str());
+            // The id is the rejected change's scid (or past every id a database from before kept): ids never
+            // repeat, so an app holding one cannot retry or discard a later rejection by mistake.
             conn.execute(
-                "INSERT INTO _sync_rejections (table_name, pk_uuid, reason, message) VALUES (?1, ?2, ?3, ?4)",
-                params![f.table, f.pk, why, s.message],
+                "INSERT INTO _sync_rejections (id, table_name, pk_uuid, reason, message)
+                 VALUES (max(?5, (SELECT coalesce(max(id), 0) + 1 FROM _sync_rejections)), ?1, ?2, ?3, ?4)",
+                params![f.table, f.pk, why, s.message, f.scid],
             )?;
             settle(conn, f, unchanged, None)?;
         }

@@ -4,7 +4,7 @@
 import { INITIAL_STATUS, toWire, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
 import { sameRows } from './rows.js';
 import { fileName, removeFiles } from './files.js';
-import type { Conflict, ExecResult, Params, Row, SyncStatus, TableOption } from './types.js';
+import type { Conflict, ExecResult, Params, Rejection, Row, SyncStatus, TableOption } from './types.js';
 
 export type * from './types.js';
 
@@ -338,6 +338,28 @@ export class SyncClient {
   onConflicts(listener: (c: Conflict[]) => void): () => void {
     this.conflictListeners.add(listener);
     return () => this.conflictListeners.delete(listener);
+  }
+
+  /** Changes the server rejected for good (also in `status.rejections`), oldest first. */
+  rejections(): Promise<Rejection[]> {
+    return this.call('rejections', []) as Promise<Rejection[]>;
+  }
+
+  /**
+   * Sends rejection `id`'s row again as it is now (after the app fixed it, or the server started accepting
+   * it) and starts a cycle; resolves to false for an unknown id.
+   */
+  retryRejected(id: number): Promise<boolean> {
+    return this.call('retryRejected', [id]) as Promise<boolean>;
+  }
+
+  /**
+   * Lets rejection `id` go: it leaves the list, and a row the server never had is deleted locally (it exists
+   * nowhere else); a row the server has keeps its local content until the server next changes it. Resolves to
+   * false for an unknown id.
+   */
+  discardRejected(id: number): Promise<boolean> {
+    return this.call('discardRejected', [id]) as Promise<boolean>;
   }
 
   /** Unparks changes parked after repeated failures and syncs. */

@@ -40,6 +40,8 @@ export type Op =
   | 'status'
   | 'rejections'
   | 'retryParked'
+  | 'retryRejected'
+  | 'discardRejected'
   | 'setOffline'
   | 'signOut';
 

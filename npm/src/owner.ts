@@ -178,6 +178,9 @@ export class Owner {
         return this.currentStatus();
       case 'rejections':
         return db.rejections();
+      case 'retryRejected':
+      case 'discardRejected':
+        return this.onRejection(op, Number(args[0]));
       case 'retryParked': {
         const n = db.retryParked();
         this.wake();
@@ -190,6 +193,17 @@ export class Owner {
         return null;
     }
     throw coded('BAD_ARGUMENT', `unknown operation ${String(op)}`);
+  }
+
+  /** Retries or discards one rejection once no cycle runs (the engine's rejection list is not touched by one). */
+  private async onRejection(op: 'retryRejected' | 'discardRejected', id: number): Promise<boolean> {
+    while (this.cycle) await this.cycle;
+    const done = op === 'retryRejected' ? this.db.retryRejected(id) : this.db.discardRejected(id);
+    this.rejections = this.db.rejections() as Rejection[];
+    this.flushChanges();
+    if (done && op === 'retryRejected') this.localWrite();
+    else this.publishStatus();
+    return done;
   }
 
   /** Local changes not uploaded yet (parked ones included). */

@@ -33,6 +33,8 @@ export interface Conflict {
 
 /** A change the server refused for good; it was dropped from the queue. */
 export interface Rejection {
+  /** For {@link SyncClient.retryRejected} and {@link SyncClient.discardRejected}. */
+  id: number;
   table: string;
   pk: string;
   /** `bad_payload` or `unregistered_table`. */

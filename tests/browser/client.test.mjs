@@ -394,6 +394,41 @@ test('signOut uploads what is pending, closes every tab and deletes the files; t
   await fresh.close();
 });
 
+test('rejections: a change to a table the server does not sync is listed, can be discarded (gone locally) or retried', async () => {
+  const ctx = await launch();
+  const page = await ctx.newPage();
+  await page.goto(`${web.origin}/`);
+  await page.waitForFunction(() => window.ready);
+  await page.evaluate(async () => {
+    const { INIT } = await import('./app.js');
+    await window.openDb('rejected', {
+      autoSync: false,
+      tables: ['users', 'posts', 'notes'],
+      init: `${INIT} CREATE TABLE IF NOT EXISTS notes (id TEXT PRIMARY KEY, body TEXT);`,
+    });
+    await window.db.exec('INSERT INTO notes (id, body) VALUES (?, ?), (?, ?)', [window.uuid(), 'one', window.uuid(), 'two']);
+    await window.db.sync();
+  });
+  const list = await page.evaluate(() => window.db.rejections());
+  assert.deepEqual(list.map((r) => [r.table, r.reason]), [['notes', 'unregistered_table'], ['notes', 'unregistered_table']]);
+  assert.deepEqual((await page.evaluate(() => window.db.status)).rejections.map((r) => r.id), list.map((r) => r.id));
+  const r = await page.evaluate(async ([a, b]) => {
+    const discarded = await window.db.discardRejected(a.id);
+    const notes = (await window.db.query('SELECT body FROM notes')).map((n) => n.body);
+    const retried = await window.db.retryRejected(b.id);
+    const pending = window.db.status.pending;
+    await window.db.sync();
+    return { discarded, notes, retried, pending, again: await window.db.retryRejected(a.id), left: await window.db.rejections() };
+  }, list);
+  assert.equal(r.discarded, true);
+  assert.equal(r.notes.length, 1, 'the discarded note is gone locally (the server never had it)');
+  assert.equal(r.retried, true);
+  assert.equal(r.pending, 1, 'the retried row is queued again');
+  assert.equal(r.again, false, 'an id already handled');
+  assert.deepEqual(r.left.map((x) => x.pk), [list[1].pk], 'sent again, and rejected again by this server');
+  await ctx.close();
+});
+
 test('a tab reloaded in the middle of hydration loses nothing and finishes on the next open', async () => {
   const [a, b] = [await launch(), await launch()];
   const pa = await openPage(a, 'hydrate', { autoSync: false });

@@ -117,12 +117,12 @@ impl Database {
         })))
     }
 
-    /// Changes the server rejected for good: `[{ table, pk, reason, message }]`, oldest first.
+    /// Changes the server rejected for good: `[{ id, table, pk, reason, message }]`, oldest first.
     pub fn rejections(&self) -> Result<JsValue, JsValue> {
         let list = Rejected::read_all(&self.conn).map_err(|e| error::sync(&e))?;
         let v: Vec<Value> = list
             .into_iter()
-            .map(|r| json!({"table": r.table, "pk": r.pk, "reason": r.reason, "message": r.message}))
+            .map(|r| json!({"id": r.id, "table": r.table, "pk": r.pk, "reason": r.reason, "message": r.message}))
             .collect();
         Ok(to_js(&Value::Array(v)))
     }
@@ -151,6 +151,20 @@ impl Database {
             })
             .collect();
         to_js(&Value::Array(v))
+    }
+
+    /// Queues rejection `id`'s row again as it is now (see `Engine::retry_rejected`); `BUSY` during a cycle.
+    #[wasm_bindgen(js_name = retryRejected)]
+    pub fn retry_rejected(&self, id: f64) -> Result<bool, JsValue> {
+        let engine = self.engine.try_borrow().map_err(|_| busy())?;
+        engine.retry_rejected(id as i64).map_err(|e| error::sync(&e))
+    }
+
+    /// Lets rejection `id` go (see `Engine::discard_rejected`); `BUSY` during a cycle.
+    #[wasm_bindgen(js_name = discardRejected)]
+    pub fn discard_rejected(&self, id: f64) -> Result<bool, JsValue> {
+        let engine = self.engine.try_borrow().map_err(|_| busy())?;
+        engine.discard_rejected(id as i64).map_err(|e| error::sync(&e))
     }
 
     /// Unparks every parked row; returns how many.

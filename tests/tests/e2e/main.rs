@@ -14,6 +14,7 @@ mod page_budget;
 mod pg_restart;
 mod proxy_faults;
 mod regressions;
+mod rejections;
 mod scenarios;
 mod scenarios2;
 mod simulation;

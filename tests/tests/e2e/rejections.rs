@@ -1,0 +1,64 @@
+//! Changes the server rejects for good (§7.3 `unregistered_table`): the app lets one go, and retries another
+//! once the server accepts the table.
+
+use crate::support::*;
+
+fn add_post(d: &Device, id: &str, author: &str) {
+    d.conn()
+        .execute(
+            "INSERT INTO posts (id, title, content, author_id) VALUES (?1, 't', 'c', ?2)",
+            [id, author],
+        )
+        .unwrap();
+}
+
+fn local_posts(d: &Device) -> i64 {
+    d.conn()
+        .query_row("SELECT count(*) FROM posts", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rejected_change_is_dropped_locally_on_discard_and_sent_again_on_retry() {
+    let db = oversync_tests::pg::database("oversync_e2e").expect("database");
+    let strict = world_on(db.clone(), |c| c.tables.retain(|t| t.table != "posts")).await;
+    let path = temp_db();
+    let username = name();
+    let mut d = guest_at(&strict, &path, |_| {});
+    let user = sign_in(&strict, &mut d, &username).await;
+    let (author, kept, dropped) = (id(), id(), id());
+    add_user(&d, &author, "a");
+    add_post(&d, &kept, &author);
+    add_post(&d, &dropped, &author);
+    d.sync().await.unwrap();
+    let rejected = d.rejections().unwrap();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(rejected.iter().all(|r| r.reason == "unregistered_table"));
+    assert_eq!(d.status().unwrap().pending, 0, "a rejection is not pending");
+
+    // Discard: the server never had the post, so it goes locally too; the other stays rejected.
+    let gone = rejected.iter().find(|r| r.pk == dropped).unwrap().id;
+    assert!(d.discard_rejected(gone).unwrap());
+    assert!(!d.discard_rejected(gone).unwrap(), "already gone");
+    assert_eq!(local_posts(&d), 1);
+    assert_eq!(d.rejections().unwrap().len(), 1);
+    assert_eq!(d.status().unwrap().pending, 0, "discarding sends nothing");
+    drop(d);
+
+    // The server now syncs posts: a retry queues the row as it is, and the next cycle applies it.
+    let full = world_on(db, |_| {}).await;
+    let mut d = guest_at(&full, &path, |_| {});
+    sign_in(&full, &mut d, &username).await;
+    let retry = d.rejections().unwrap()[0].id;
+    assert!(d.retry_rejected(retry).unwrap());
+    assert!(d.rejections().unwrap().is_empty());
+    assert_eq!(d.status().unwrap().pending, 1);
+    d.sync().await.unwrap();
+    assert_eq!(d.status().unwrap().pending, 0);
+    assert_eq!(
+        server_count(&full, &user, "posts").await,
+        1,
+        "only the retried post reached the server"
+    );
+    let _ = std::fs::remove_file(&path);
+}
