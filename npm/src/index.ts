@@ -4,7 +4,9 @@
 import { INITIAL_STATUS, toWire, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
 import { sameRows } from './rows.js';
 import { fileName, removeFiles } from './files.js';
-import type { Conflict, ExecResult, Params, Rejection, Row, SyncStatus, TableOption } from './types.js';
+import type { Conflict, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, SyncStatus, TableOption } from './types.js';
+
+const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 export type * from './types.js';
 
@@ -91,6 +93,14 @@ export interface OpenOptions {
    * client is closed (its calls fail with `CLOSED`). Return to the sign-in screen here.
    */
   onSignedOut?: () => void;
+  /**
+   * Gets the package's log: each sync cycle (start at `debug`; done with its timing and counts at `info`;
+   * failed with the error's code at `warn`, or `info` when merely offline), the realtime mode, the database
+   * opening. Every tab's logger gets the lines of the tab that owns the database. Off when not set.
+   */
+  logger?: (entry: LogEntry) => void;
+  /** The lowest level `logger` gets (default `info`). */
+  logLevel?: LogLevel;
 }
 
 /** Options of {@link SyncClient.signOut}. */
@@ -137,6 +147,9 @@ export class SyncClient {
       if (typeof options[k] !== 'string' || !options[k]) throw new OversyncError({ code: 'BAD_ARGUMENT', message: `${k} is required` });
     }
     if (options.auth === undefined) throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'auth is required' });
+    if (options.logLevel !== undefined && !(options.logLevel in LEVELS)) {
+      throw new OversyncError({ code: 'BAD_ARGUMENT', message: `logLevel ${String(options.logLevel)}: use debug, info, warn or error` });
+    }
     const client = new SyncClient(options);
     const file = fileName(options.name, options.user);
     try {
@@ -467,6 +480,11 @@ export class SyncClient {
       case 'token':
         void this.token(m.tokenId, m.deviceId, m.refresh);
         return;
+      case 'log': {
+        const { logger, logLevel = 'info' } = this.opts;
+        if (logger && LEVELS[m.entry.level] >= LEVELS[logLevel]) logger(m.entry);
+        return;
+      }
       case 'signedOut':
         this.signedOut = true;
         if (!this.signingOut) this.opts.onSignedOut?.();

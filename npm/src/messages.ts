@@ -1,7 +1,7 @@
 // Messages between the page (SyncClient), its dedicated worker, and the other tabs' workers
 // (BroadcastChannel). Internal: not part of the public API.
 
-import type { SyncStatus, Conflict } from './types.js';
+import type { SyncStatus, Conflict, LogEntry } from './types.js';
 
 /** The status before the worker has reported one. */
 export const INITIAL_STATUS: SyncStatus = {
@@ -66,6 +66,7 @@ export type WorkerMessage =
   | { event: 'error'; error: WireError }
   | { event: 'token'; tokenId: number; deviceId: string; refresh: boolean }
   | { event: 'role'; owner: boolean }
+  | { event: 'log'; entry: LogEntry }
   /** The database was signed out (from this tab or another) and its files deleted: the client is closed. */
   | { event: 'signedOut' };
 
@@ -80,6 +81,7 @@ export type PeerMessage =
   | { t: 'status'; status: SyncStatus }
   | { t: 'conflicts'; conflicts: Conflict[] }
   | { t: 'error'; error: WireError }
+  | { t: 'log'; entry: LogEntry }
   /** The owner is signing out: stop serving and stop queueing for the lock (it must not reopen the file). */
   | { t: 'signingOut' }
   /** The files are deleted and the lock released. */

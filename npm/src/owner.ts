@@ -3,7 +3,7 @@
 
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
-import type { Conflict, Rejection, SyncStatus } from './types.js';
+import type { Conflict, LogEntry, LogLevel, Rejection, SyncStatus } from './types.js';
 import { realtimeLoop } from './realtime.js';
 import type { RealtimeMode } from './watch.js';
 
@@ -16,6 +16,8 @@ export interface OwnerHooks {
   status(s: SyncStatus): void;
   conflicts(c: Conflict[]): void;
   error(e: unknown): void;
+  /** A log line, for every tab's `logger` (each filters by its own level). */
+  log(entry: LogEntry): void;
 }
 
 export interface OwnerOptions {
@@ -93,6 +95,7 @@ export class Owner {
     self.addEventListener('online', () => this.wake());
     self.addEventListener('offline', () => this.publishStatus());
     this.publishStatus();
+    this.log('info', 'database open in this tab', { deviceId: this.deviceId, hydrated: this.currentStatus().hydrated });
     if (this.opts.autoSync) {
       this.arm();
       void this.realtime();
@@ -119,6 +122,7 @@ export class Owner {
         await this.cycle;
       },
       mode: (mode: RealtimeMode) => {
+        if (mode !== this.realtimeMode) this.log('info', `realtime: ${mode}`, { mode });
         this.realtimeMode = mode;
         this.publishStatus();
       },
@@ -209,6 +213,10 @@ export class Owner {
   /** Local changes not uploaded yet (parked ones included). */
   unsent(): number {
     return (this.db.status() as { pending: number }).pending;
+  }
+
+  private log(level: LogLevel, message: string, data?: Record<string, unknown>): void {
+    this.hooks.log({ level, message, at: Date.now(), ...(data ? { data } : {}) });
   }
 
   private async syncNow(): Promise<SyncStatus> {
@@ -345,6 +353,10 @@ export class Owner {
   private async runCycle(): Promise<unknown> {
     let ok = false;
     let failure: unknown = null;
+    const started = performance.now();
+    const hydrating = !this.db.status().hydrated;
+    let report: { applied?: number; conflicts?: number; rejected?: number; retried?: number } = {};
+    this.log('debug', 'sync cycle start', { pending: this.unsent(), hydrating });
     try {
       if (!this.isOnline()) throw coded('NETWORK', 'offline');
       this.token ??= await this.askToken(false);
@@ -352,21 +364,36 @@ export class Owner {
       await this.txFree();
       if (!this.db.userId()) this.db.signIn(this.opts.user, this.token);
       try {
-        await this.db.sync(this.token);
+        report = await this.db.sync(this.token);
       } catch (e) {
         if ((e as { code?: string }).code !== 'UNAUTHORIZED') throw e;
+        this.log('debug', 'token refused (401): asking auth for a fresh one');
         this.token = await this.askToken(true);
         if (!this.token) throw e;
         await this.txFree();
-        await this.db.sync(this.token);
+        report = await this.db.sync(this.token);
       }
       ok = true;
+      const status = this.db.status() as { pending: number; cursor: number };
+      this.log('info', hydrating ? 'hydration and sync cycle done' : 'sync cycle done', {
+        ms: Math.round(performance.now() - started),
+        uploaded: report.applied ?? 0,
+        conflicts: report.conflicts ?? 0,
+        rejected: report.rejected ?? 0,
+        pending: status.pending,
+        cursor: status.cursor,
+      });
       this.cycleError = null;
     } catch (e) {
       failure = e;
       // Failures before the engine ran (offline, no token) are the cycle's error too.
       const { code = 'INTERNAL', message = String(e) } = e as { code?: string; message?: string };
       this.cycleError = { code, message };
+      this.log(code === 'NETWORK' ? 'info' : 'warn', 'sync cycle failed', {
+        ms: Math.round(performance.now() - started),
+        code,
+        message,
+      });
       // Another user's token was refused before it was used: ask `auth` again next time instead of reusing it.
       if (code === 'TOKEN_USER_MISMATCH') this.token = null;
       if ((e as { code?: string }).code !== 'NETWORK') this.hooks.error(e);

@@ -42,6 +42,20 @@ export interface Rejection {
   message: string | null;
 }
 
+/** Severity of a {@link LogEntry}; a logger gets its level and the ones above. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** One line of the package's log (the `logger` option). */
+export interface LogEntry {
+  level: LogLevel;
+  /** For people, e.g. `sync cycle done`. */
+  message: string;
+  /** `Date.now()` when it happened (in the owner tab's worker). */
+  at: number;
+  /** Details: timings in ms, counts, the error's code. */
+  data?: Record<string, unknown>;
+}
+
 /** Sync state for the UI. */
 export interface SyncStatus {
   /** The browser reports a network and offline mode is not simulated. */

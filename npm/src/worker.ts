@@ -174,6 +174,10 @@ async function open(args: OpenArgs): Promise<void> {
           post({ event: 'error', error: toWire(err) });
           channel.postMessage({ t: 'error', error: toWire(err) } satisfies PeerMessage);
         },
+        log: (entry) => {
+          post({ event: 'log', entry });
+          channel.postMessage({ t: 'log', entry } satisfies PeerMessage);
+        },
       });
       try {
         await o.start();
@@ -266,6 +270,9 @@ function onPeer(m: PeerMessage): void {
       return;
     case 'error':
       post({ event: 'error', error: m.error });
+      return;
+    case 'log':
+      post({ event: 'log', entry: m.entry });
       return;
     case 'signingOut':
       stopServing(false);

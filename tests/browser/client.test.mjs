@@ -429,6 +429,40 @@ test('rejections: a change to a table the server does not sync is listed, can be
   await ctx.close();
 });
 
+test('logger: sync cycles with timings in every tab, filtered by the logLevel of each tab; failures carry their code', async () => {
+  const ctx = await launch();
+  const open = async (level) => {
+    const page = await ctx.newPage();
+    await page.goto(`${web.origin}/`);
+    await page.waitForFunction(() => window.ready);
+    await page.evaluate((logLevel) => {
+      window.log.lines = [];
+      return window.openDb('logged', { autoSync: false, logLevel, logger: (e) => window.log.lines.push(e) });
+    }, level);
+    return page;
+  };
+  const owner = await open('debug');
+  const other = await open(undefined);
+  await addPost(other, 'logged');
+  await other.evaluate(() => window.db.sync());
+  await owner.evaluate(() => window.db.simulateOffline(true));
+  await other.evaluate(() => window.db.sync().catch(() => undefined));
+  const lines = (page) => page.evaluate(() => window.log.lines.map(({ level, message, data, at }) => ({ level, message, data, at })));
+  await eventually(async () => (await lines(other)).some((l) => l.message === 'sync cycle failed'), 5_000, 'the failure line');
+  const mine = await lines(owner);
+  const theirs = await lines(other);
+  assert.ok(mine.some((l) => l.level === 'debug' && l.message === 'sync cycle start'), 'debug lines at debug level');
+  assert.ok(theirs.every((l) => l.level !== 'debug'), 'the default level is info');
+  const done = theirs.find((l) => l.message.endsWith('sync cycle done'));
+  assert.ok(done && done.level === 'info' && typeof done.data.ms === 'number' && done.data.uploaded === 2 && done.data.pending === 0, JSON.stringify(done));
+  const failed = theirs.find((l) => l.message === 'sync cycle failed');
+  assert.equal(failed.data.code, 'NETWORK');
+  assert.ok(theirs.every((l) => typeof l.at === 'number'));
+  const bad = await owner.evaluate(() => window.openDb('logged', { logLevel: 'loud' }).then(() => 'opened', (e) => e.code));
+  assert.equal(bad, 'BAD_ARGUMENT');
+  await ctx.close();
+});
+
 test('a tab reloaded in the middle of hydration loses nothing and finishes on the next open', async () => {
   const [a, b] = [await launch(), await launch()];
   const pa = await openPage(a, 'hydrate', { autoSync: false });
