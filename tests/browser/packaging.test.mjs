@@ -24,6 +24,7 @@ before(async () => {
   run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', path.join(app, tarball)], app);
   run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline'], app);
   run('npx', ['vite', 'build', '--logLevel', 'warn'], app);
+  run('npx', ['vite', 'build', '--ssr', 'src/ssr.js', '--outDir', 'dist-ssr', '--logLevel', 'warn'], app);
   sync = await startSyncServer();
   web = await startOrigin(sync.url, { '/': path.join(app, 'dist') });
 });
@@ -35,7 +36,7 @@ after(async () => {
   if (app) rmSync(app, { recursive: true, force: true });
 });
 
-test('the packed package builds with Vite and runs in Chromium (React hooks, OPFS, sync)', async () => {
+test('the packed package builds with Vite and runs in Chromium (React provider and hooks, OPFS, sync)', async () => {
   const assets = readdirSync(path.join(app, 'dist/assets'));
   assert.ok(assets.some((f) => f.endsWith('.wasm')), `vite emitted the wasm: ${assets}`);
   const ctx = await launch();
@@ -43,11 +44,28 @@ test('the packed package builds with Vite and runs in Chromium (React hooks, OPF
   await page.goto(`${web.origin}/`);
   await page.waitForSelector('#add', { timeout: 20_000 });
   await page.click('#add');
+  await page.click('#add-w');
   await page.waitForFunction(() => document.querySelector('#names')?.textContent === 'Vera');
+  await page.waitForFunction(() => document.querySelector('#count')?.textContent === '2');
+  await page.click('#switch');
+  await page.waitForFunction(() => document.querySelector('#names')?.textContent === 'Walt');
   await eventually(
     async () => (await page.textContent('#status')) === 'pending 0 synced yes',
     20_000,
-    'the row synced (useSyncStatus)',
+    'the rows synced (useSyncStatus through the provider)',
   );
+  const renders = await page.evaluate(() => window.renders);
+  assert.ok(renders[0].loading, 'loading before the database is open');
+  const first = renders.findIndex((r) => r.names.length > 0);
+  assert.deepEqual(renders.slice(first).filter((r) => r.names.length === 0), [], 'no flash of [] while the params change');
+  const switched = renders.findIndex((r) => r.prefix === 'W');
+  assert.deepEqual(renders[switched], { prefix: 'W', names: ['Vera'], loading: true }, 'the previous rows while the new query runs');
   await ctx.close();
+});
+
+test('the same React components render on a server (Vite SSR build): loading, offline, the Suspense fallback', () => {
+  const html = run('node', [path.join(app, 'dist-ssr/ssr.js')], app);
+  assert.match(html, /id="loading">loading</);
+  assert.match(html, /id="fallback">counting…</);
+  assert.match(html, /id="status">offline true</);
 });
