@@ -9,6 +9,8 @@ import type { Conflict, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, 
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 export type * from './types.js';
+export { defineSchema, type Schema, type Row as SchemaRow, type Database, type TableRow, type ColumnSpec, type ColumnType } from './schema.js';
+import { mismatches, type ActualColumn, type Schema } from './schema.js';
 
 /** Every error this package throws: `code` is stable (see README), `message` is for people. */
 export class OversyncError extends Error {
@@ -55,8 +57,13 @@ export interface OpenOptions {
   user: string;
   /** Base URL of the sync server (e.g. `https://sync.example.com`). */
   url: string;
-  /** The synced tables; they must exist after `init` ran. */
-  tables: TableOption[];
+  /** The synced tables; they must exist after `init` ran. Or give `schema` instead. */
+  tables?: TableOption[];
+  /**
+   * The synced tables with their columns ({@link defineSchema}), instead of `tables`: gives row types, and each
+   * declared column is checked against SQLite at open (`CONFIG` on a mismatch, with every difference listed).
+   */
+  schema?: Schema;
   /** SQL run at every open before sync starts: create your tables with `CREATE TABLE IF NOT EXISTS`. */
   init?: string;
   /** The server schema the tables belong to (default `public`). */
@@ -150,6 +157,11 @@ export class SyncClient {
     if (options.logLevel !== undefined && !(options.logLevel in LEVELS)) {
       throw new OversyncError({ code: 'BAD_ARGUMENT', message: `logLevel ${String(options.logLevel)}: use debug, info, warn or error` });
     }
+    if (!options.tables === !options.schema) {
+      throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'give either tables or schema' });
+    }
+    const tables: TableOption[] =
+      options.tables ?? Object.keys(options.schema!.tables).map((name) => ({ name, key: options.schema!.keys[name] }));
     const client = new SyncClient(options);
     const file = fileName(options.name, options.user);
     try {
@@ -165,7 +177,7 @@ export class SyncClient {
             url: options.url,
             serverSchema: options.serverSchema ?? 'public',
             init: options.init ?? '',
-            tables: options.tables.map((t) => (typeof t === 'string' ? { name: t } : t)),
+            tables: tables.map((t) => (typeof t === 'string' ? { name: t } : t)),
             resolver: options.resolver,
             memory: options.memory ?? false,
             pageBudgetMs: options.hydrationPageBudgetMs,
@@ -177,14 +189,35 @@ export class SyncClient {
       client.worker.terminate();
       throw e;
     }
+    if (options.schema) await client.checkSchema(options.schema);
     client.listenToPage();
     client.current = { ...((await client.call('status', [])) as SyncStatus), owner: client.current.owner };
     return client;
   }
 
+  /** Closes the client and fails with `CONFIG` when SQLite's tables differ from `schema`. */
+  private async checkSchema(schema: Schema): Promise<void> {
+    const problems: string[] = [];
+    for (const [table, columns] of Object.entries(schema.tables)) {
+      const actual = await this.query<ActualColumn>('SELECT name, type, "notnull", pk FROM pragma_table_info(?)', [table]);
+      problems.push(...mismatches(table, columns, actual));
+    }
+    if (problems.length === 0) return;
+    await this.close();
+    throw new OversyncError({ code: 'CONFIG', message: `the schema does not match the database: ${problems.join('; ')}` });
+  }
+
   /** Runs one statement (INSERT, UPDATE, DELETE, DDL). Writes to synced tables are captured and uploaded. */
   exec(sql: string, params?: Params): Promise<ExecResult> {
     return this.outsideTx('exec') ?? (this.call('exec', [sql, params]) as Promise<ExecResult>);
+  }
+
+  /**
+   * Runs a write that answers rows (`INSERT … RETURNING`, `UPDATE … RETURNING`); captured and synced like
+   * `exec`. Inside a transaction use `tx.query`.
+   */
+  execRows<T = Row>(sql: string, params?: Params): Promise<T[]> {
+    return this.outsideTx('execRows') ?? (this.call('execRows', [sql, params]) as Promise<T[]>);
   }
 
   /** Runs a query; rows as objects. */

@@ -30,6 +30,7 @@ export type PageRequest = { id: number; op: Op; args: unknown[]; tx?: string };
 /** Operations the owner executes. */
 export type Op =
   | 'exec'
+  | 'execRows'
   | 'query'
   | 'script'
   | 'tablesRead'

@@ -164,6 +164,8 @@ export class Owner {
     switch (op) {
       case 'exec':
         return this.wrote(() => db.exec(args[0] as string, args[1]), !!tx);
+      case 'execRows':
+        return this.wrote(() => db.query(args[0] as string, args[1]), !!tx);
       case 'script':
         return this.wrote(() => db.execScript(args[0] as string), !!tx);
       case 'query':
@@ -331,9 +333,10 @@ export class Owner {
     this.arm();
   }
 
-  /** Sets the timer for the next due cycle. */
+  /** Sets the timer for the next due cycle (never with `autoSync: false`: then only `sync()` starts one). */
   private arm(): void {
     clearTimeout(this.timer);
+    if (!this.opts.autoSync) return;
     const due = this.schedule.nextDue();
     if (due === undefined || this.closing.signal.aborted) return;
     this.timer = setTimeout(() => this.tick(), Math.max(0, due - Date.now()));

@@ -13,6 +13,7 @@ before(async () => {
   sync = await startSyncServer();
   web = await startOrigin(sync.url, {
     '/oversync-web/': path.join(root, 'npm/dist'),
+    '/kysely/': path.join(root, 'npm/node_modules/kysely/dist'),
     '/': path.join(root, 'tests/browser/pages'),
   });
 });
@@ -460,6 +461,59 @@ test('logger: sync cycles with timings in every tab, filtered by the logLevel of
   assert.ok(theirs.every((l) => typeof l.at === 'number'));
   const bad = await owner.evaluate(() => window.openDb('logged', { logLevel: 'loud' }).then(() => 'opened', (e) => e.code));
   assert.equal(bad, 'BAD_ARGUMENT');
+  await ctx.close();
+});
+
+test('Kysely dialect and defineSchema: typed queries, RETURNING, transactions, live queries through one worker; a schema that does not match SQLite is refused', async () => {
+  const ctx = await launch();
+  const page = await ctx.newPage();
+  await page.goto(`${web.origin}/`);
+  await page.waitForFunction(() => window.ready);
+  const r = await page.evaluate(async () => {
+    const { Kysely } = await import('kysely');
+    const { OversyncDialect, liveQuery } = await import('/oversync-web/kysely.js');
+    const { defineSchema } = await import('/oversync-web/index.js');
+    const schema = defineSchema({
+      users: { id: 'text', name: 'text', email: 'text', created_at: 'text?', updated_at: 'text?' },
+      posts: { id: 'text', title: 'text', content: 'text', author_id: 'text?', created_at: 'text?', updated_at: 'text?' },
+    });
+    await window.openDb('kysely', { tables: undefined, schema, autoSync: false });
+    const client = window.db;
+    const db = new Kysely({ dialect: new OversyncDialect({ client }) });
+    const live = [];
+    const stop = liveQuery(client, db.selectFrom('posts').select('title').orderBy('title'), (rows) => live.push(rows.map((x) => x.title)));
+    const author = crypto.randomUUID();
+    const inserted = await db.insertInto('users').values({ id: author, name: 'Kim', email: 'k@x' }).returning(['id', 'name']).executeTakeFirstOrThrow();
+    await db.transaction().execute(async (trx) => {
+      await trx.insertInto('posts').values({ id: crypto.randomUUID(), title: 'b', content: 'c', author_id: author }).execute();
+      await trx.insertInto('posts').values({ id: crypto.randomUUID(), title: 'a', content: 'c', author_id: author }).execute();
+    });
+    const failed = await db.transaction().execute(async (trx) => {
+      await trx.insertInto('posts').values({ id: crypto.randomUUID(), title: 'rolled back', content: 'c' }).execute();
+      throw new Error('no');
+    }).then(() => 'committed', (e) => e.message);
+    const updated = await db.updateTable('posts').set({ content: 'edited' }).where('title', '=', 'a').executeTakeFirst();
+    const joined = await db.selectFrom('posts').innerJoin('users', 'users.id', 'posts.author_id')
+      .select(['posts.title', 'users.name']).orderBy('posts.title').execute();
+    await new Promise((res) => setTimeout(res, 300));
+    stop();
+    const status = { ...client.status, queued: (await client.query('SELECT count(*) AS n FROM _sync_pending'))[0].n };
+    await client.close();
+    // The same schema with a column SQLite does not have: the open fails and names it.
+    const wrong = defineSchema({ posts: { id: 'text', title: 'text', summary: 'text?', content: 'integer' } });
+    const refused = await window.SyncClient.open({ name: 'journal', user: 'user-kysely', url: location.origin, serverSchema: 'business',
+      schema: wrong, init: '', auth: 'unused', autoSync: false }).then(() => 'opened', (e) => [e.code, e.message]);
+    return { inserted, failed, updated: Number(updated.numUpdatedRows), joined, live, pending: status.pending, status, refused };
+  });
+  assert.equal(r.inserted.name, 'Kim');
+  assert.equal(r.failed, 'no');
+  assert.equal(r.updated, 1);
+  assert.deepEqual(r.joined, [{ title: 'a', name: 'Kim' }, { title: 'b', name: 'Kim' }]);
+  assert.deepEqual(r.live.at(-1), ['a', 'b'], 'the live query saw the committed transaction, not the rolled-back one');
+  assert.equal(r.pending, 3, `every write went through capture (1 user, 2 posts), and autoSync: false synced nothing: ${JSON.stringify(r.status)}`);
+  assert.equal(r.refused[0], 'CONFIG');
+  assert.match(r.refused[1], /posts\.summary: no such column/);
+  assert.match(r.refused[1], /posts\.content: declared TEXT \(text\), the schema says integer/);
   await ctx.close();
 });
 

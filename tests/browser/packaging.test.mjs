@@ -63,6 +63,11 @@ test('the packed package builds with Vite and runs in Chromium (React provider a
   await ctx.close();
 });
 
+test('defineSchema row types reach db.query and Kysely from the packed package (tsc; wrong columns do not compile)', () => {
+  // `@ts-expect-error` lines fail the check if their error goes away, so the types are proved both ways.
+  run(path.join(root, 'npm/node_modules/.bin/tsc'), ['-p', 'tsconfig.json'], app);
+});
+
 test('the same React components render on a server (Vite SSR build): loading, offline, the Suspense fallback', () => {
   const html = run('node', [path.join(app, 'dist-ssr/ssr.js')], app);
   assert.match(html, /id="loading">loading</);

@@ -1,6 +1,6 @@
 // The journal's database: the schema, sign-in (the server's dev sign-in, or with --jwks the app backend's tokens),
 // and opening the synced client.
-import { SyncClient } from 'oversync-web';
+import { SyncClient, defineSchema } from 'oversync-web';
 
 export const INIT = `
 CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
@@ -8,6 +8,16 @@ CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL, email
 CREATE TABLE IF NOT EXISTS posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, content TEXT NOT NULL,
   author_id TEXT REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED, created_at TEXT, updated_at TEXT);
 `;
+
+/**
+ * The synced tables and their columns: the client checks them against INIT when it opens (a drift between the two
+ * is a CONFIG error, not a silent mismatch), and TypeScript apps get row types from it (`SchemaRow<typeof schema,
+ * 'posts'>`, or `Kysely<Database<typeof schema>>` with `oversync-web/kysely`).
+ */
+export const schema = defineSchema({
+  users: { id: 'text', name: 'text', email: 'text', created_at: 'text?', updated_at: 'text?' },
+  posts: { id: 'text', title: 'text', content: 'text', author_id: 'text?', created_at: 'text?', updated_at: 'text?' },
+});
 
 /**
  * Where the sync server is and where tokens come from. By default the server's own origin and its dev sign-in;
@@ -80,7 +90,7 @@ export async function openJournal(username, onError, onSignedOut) {
     user: `user-${username}`,
     url: config.syncUrl ?? location.origin,
     serverSchema: 'business',
-    tables: ['users', 'posts'],
+    schema,
     init: INIT,
     auth: config.tokenUrl
       ? () => backendToken(config.tokenUrl, username)

@@ -1,0 +1,100 @@
+// Typed tables: a schema written once in TypeScript gives the row types (for `db.query<…>`, the Kysely dialect's
+// `Kysely<Database<typeof schema>>`, React hooks) and the synced-table list, and is checked against the SQLite
+// tables when the database opens, so the types cannot silently drift from the SQL.
+
+/** A column's SQLite type; a trailing `?` makes it nullable. */
+export type ColumnType = 'text' | 'integer' | 'real' | 'blob';
+export type ColumnSpec = ColumnType | `${ColumnType}?`;
+
+type Base<C extends string> = C extends `text${string}`
+  ? string
+  : C extends `integer${string}` | `real${string}`
+    ? number
+    : C extends `blob${string}`
+      ? Uint8Array
+      : never;
+
+/** The JavaScript value of a column (`integer` beyond 2^53 comes back as bigint: keep such columns `text`). */
+export type ColumnValue<C extends ColumnSpec> = C extends `${string}?` ? Base<C> | null : Base<C>;
+
+/** The columns of each table. */
+export type Tables = Record<string, Record<string, ColumnSpec>>;
+
+/** A table's row type. */
+export type TableRow<Cols extends Record<string, ColumnSpec>> = { [K in keyof Cols]: ColumnValue<Cols[K]> };
+
+/** A schema from {@link defineSchema}. */
+export interface Schema<T extends Tables = Tables> {
+  readonly tables: T;
+  /** Sync key column per table (default `id`). */
+  readonly keys: { readonly [K in keyof T]?: keyof T[K] & string };
+}
+
+/** Every table's row type, by name: `Row<typeof schema, 'posts'>`. */
+export type Row<S extends Schema, Name extends keyof S['tables']> = TableRow<S['tables'][Name]>;
+
+/** The row types of every table: the `DB` type of `Kysely<Database<typeof schema>>`. */
+export type Database<S extends Schema> = { [Name in keyof S['tables']]: TableRow<S['tables'][Name]> };
+
+/**
+ * Declares the synced tables and their columns, e.g.
+ * `defineSchema({ posts: { id: 'text', title: 'text', content: 'text?' } })`. Pass it to `SyncClient.open` as
+ * `schema` (instead of `tables`): the tables are synced, and each declared column must exist with that type.
+ */
+export function defineSchema<const T extends Tables>(
+  tables: T,
+  options: { keys?: { [K in keyof T]?: keyof T[K] & string } } = {},
+): Schema<T> {
+  for (const [table, columns] of Object.entries(tables)) {
+    for (const [column, spec] of Object.entries(columns)) {
+      if (!/^(text|integer|real|blob)\??$/.test(spec)) {
+        throw new TypeError(`${table}.${column}: ${String(spec)} is not text, integer, real or blob (with ? if nullable)`);
+      }
+    }
+  }
+  return { tables, keys: options.keys ?? {} };
+}
+
+/** SQLite's affinity for a declared type (https://sqlite.org/datatype3.html §3.1). */
+export function affinity(declared: string): ColumnType | 'numeric' {
+  const t = declared.toUpperCase();
+  if (t.includes('INT')) return 'integer';
+  if (t.includes('CHAR') || t.includes('CLOB') || t.includes('TEXT')) return 'text';
+  if (t.includes('BLOB') || t === '') return 'blob';
+  if (t.includes('REAL') || t.includes('FLOA') || t.includes('DOUB')) return 'real';
+  return 'numeric';
+}
+
+/** A table's columns as SQLite reports them (`PRAGMA table_info`). */
+export interface ActualColumn {
+  name: string;
+  type: string;
+  notnull: number;
+  pk: number;
+}
+
+/**
+ * What is wrong with `table`'s SQLite columns against the schema (empty when they match): a declared column
+ * missing, another affinity, or NOT NULL where the schema says nullable / nullable where it says not.
+ */
+export function mismatches(table: string, declared: Record<string, ColumnSpec>, actual: ActualColumn[]): string[] {
+  if (actual.length === 0) return [`${table}: no such table (create it in init)`];
+  const byName = new Map(actual.map((c) => [c.name.toLowerCase(), c]));
+  const out: string[] = [];
+  for (const [name, spec] of Object.entries(declared)) {
+    const col = byName.get(name.toLowerCase());
+    if (!col) {
+      out.push(`${table}.${name}: no such column`);
+      continue;
+    }
+    const want = spec.replace('?', '');
+    const have = affinity(col.type);
+    if (have !== want) out.push(`${table}.${name}: declared ${col.type || 'without a type'} (${have}), the schema says ${want}`);
+    const nullable = spec.endsWith('?');
+    // A primary key is never NULL in practice, whatever SQLite's flag says.
+    const notNull = col.notnull === 1 || col.pk > 0;
+    if (nullable && notNull) out.push(`${table}.${name}: NOT NULL in SQLite, nullable ('${spec}') in the schema`);
+    if (!nullable && !notNull) out.push(`${table}.${name}: nullable in SQLite, '${spec}' in the schema (add ? or NOT NULL)`);
+  }
+  return out;
+}
