@@ -4,7 +4,7 @@
 import { INITIAL_STATUS, toWire, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
 import { sameRows } from './rows.js';
 import { fileName, removeFiles } from './files.js';
-import type { Conflict, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, SyncStatus, TableOption } from './types.js';
+import type { Conflict, ConflictContext, ConflictDecision, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, SyncStatus, TableOption } from './types.js';
 
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
@@ -77,8 +77,15 @@ export interface OpenOptions {
    * that is not a JWT, or lacks the claim, is left to the server.
    */
   userClaim?: string;
-  /** Conflict strategy: `server-wins` (default) or `client-wins`. */
+  /** Conflict strategy: `server-wins` (default) or `client-wins`; or give `conflict`. */
   resolver?: 'server-wins' | 'client-wins';
+  /**
+   * Decides each conflict in your code: return `'server'` (take the server's row), `'client'` (send the local
+   * change again over it) or a merged row (wire form, e.g. `{ ...ctx.server.payload, title: ctx.local.payload.title }`),
+   * or a promise of one. Called in the tab that owns the database (give every tab the same function). A
+   * throwing or silent resolver leaves the row pending and asks again at its next conflict.
+   */
+  conflict?: (ctx: ConflictContext) => ConflictDecision | Promise<ConflictDecision>;
   /** Called with errors of background sync cycles (network errors excepted: see `status.online`). */
   onError?: (error: OversyncError) => void;
   /** Periodic sync interval in ms (default 30000); writes, reconnects and `sync()` start a cycle sooner. */
@@ -157,6 +164,9 @@ export class SyncClient {
     if (options.logLevel !== undefined && !(options.logLevel in LEVELS)) {
       throw new OversyncError({ code: 'BAD_ARGUMENT', message: `logLevel ${String(options.logLevel)}: use debug, info, warn or error` });
     }
+    if (options.conflict && options.resolver) {
+      throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'give either resolver or conflict' });
+    }
     if (!options.tables === !options.schema) {
       throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'give either tables or schema' });
     }
@@ -178,7 +188,7 @@ export class SyncClient {
             serverSchema: options.serverSchema ?? 'public',
             init: options.init ?? '',
             tables: tables.map((t) => (typeof t === 'string' ? { name: t } : t)),
-            resolver: options.resolver,
+            resolver: options.conflict ? 'custom' : options.resolver,
             memory: options.memory ?? false,
             pageBudgetMs: options.hydrationPageBudgetMs,
             userClaim: options.userClaim,
@@ -513,6 +523,9 @@ export class SyncClient {
       case 'token':
         void this.token(m.tokenId, m.deviceId, m.refresh);
         return;
+      case 'resolve':
+        void this.resolveConflict(m.resolveId, m.conflict);
+        return;
       case 'log': {
         const { logger, logLevel = 'info' } = this.opts;
         if (logger && LEVELS[m.entry.level] >= LEVELS[logLevel]) logger(m.entry);
@@ -524,6 +537,18 @@ export class SyncClient {
         this.end();
         return;
     }
+  }
+
+  private async resolveConflict(resolveId: number, conflict: ConflictContext): Promise<void> {
+    let decision: ConflictDecision | null = null;
+    let error: string | null = null;
+    try {
+      if (!this.opts.conflict) throw new Error('this tab was opened without a conflict option');
+      decision = await this.opts.conflict(conflict);
+    } catch (e) {
+      error = String((e as Error)?.message ?? e);
+    }
+    this.worker.postMessage({ op: 'resolved', args: [resolveId, decision, error] });
   }
 
   private async token(tokenId: number, deviceId: string, refresh: boolean): Promise<void> {

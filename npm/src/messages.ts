@@ -1,7 +1,7 @@
 // Messages between the page (SyncClient), its dedicated worker, and the other tabs' workers
 // (BroadcastChannel). Internal: not part of the public API.
 
-import type { SyncStatus, Conflict, LogEntry } from './types.js';
+import type { SyncStatus, Conflict, ConflictContext, LogEntry } from './types.js';
 
 /** The status before the worker has reported one. */
 export const INITIAL_STATUS: SyncStatus = {
@@ -68,6 +68,7 @@ export type WorkerMessage =
   | { event: 'token'; tokenId: number; deviceId: string; refresh: boolean }
   | { event: 'role'; owner: boolean }
   | { event: 'log'; entry: LogEntry }
+  | { event: 'resolve'; resolveId: number; conflict: ConflictContext }
   /** The database was signed out (from this tab or another) and its files deleted: the client is closed. */
   | { event: 'signedOut' };
 

@@ -3,7 +3,7 @@
 
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
-import type { Conflict, LogEntry, LogLevel, Rejection, SyncStatus } from './types.js';
+import type { Conflict, ConflictContext, ConflictDecision, LogEntry, LogLevel, Rejection, SyncStatus } from './types.js';
 import { realtimeLoop } from './realtime.js';
 import type { RealtimeMode } from './watch.js';
 
@@ -16,6 +16,8 @@ export interface OwnerHooks {
   status(s: SyncStatus): void;
   conflicts(c: Conflict[]): void;
   error(e: unknown): void;
+  /** Asks the page's `conflict` option to decide one conflict. */
+  resolve(conflict: ConflictContext): Promise<ConflictDecision>;
   /** A log line, for every tab's `logger` (each filters by its own level). */
   log(entry: LogEntry): void;
 }
@@ -47,6 +49,8 @@ export class Owner {
   private rejections: Rejection[] = [];
   private lastStatus = '';
   private lastProgress = 0;
+  /** The app's resolver deciding the last cycle's conflicts: how many it decided. */
+  private resolving: Promise<number> | null = null;
   private cycleError: SyncStatus['lastError'] = null;
 
   constructor(private opts: OwnerOptions, private hooks: OwnerHooks) {}
@@ -225,7 +229,13 @@ export class Owner {
     await this.cycle;
     this.schedule.onDemand(Date.now());
     this.tick();
-    const failed = await this.cycle;
+    let failed = await this.cycle;
+    // Conflicts the app's resolver just decided are applied by one more cycle, so sync() ends with them done.
+    if (!failed && (await this.resolving)) {
+      this.schedule.onDemand(Date.now());
+      this.tick();
+      failed = await this.cycle;
+    }
     if (failed) throw failed;
     return this.currentStatus();
   }
@@ -410,9 +420,38 @@ export class Owner {
         this.hooks.conflicts(conflicts);
       }
       this.rejections = this.db.rejections() as Rejection[];
+      if (this.opts.open.resolver === 'custom') this.resolving = this.decideConflicts();
       queueMicrotask(() => this.publishStatus());
     }
     return failure;
+  }
+
+  /**
+   * Asks the app's `conflict` option about each conflict the last cycle left undecided and records its answers;
+   * the rows are then sent again (at once: a cycle is woken) and the engine applies the decisions.
+   */
+  private async decideConflicts(): Promise<number> {
+    const undecided = this.db.takeUndecided() as ConflictContext[];
+    let decided = 0;
+    await Promise.all(
+      undecided.map(async (c) => {
+        try {
+          const timeout = new Promise<never>((_, reject) =>
+            setTimeout(() => reject(new Error('the conflict resolver did not answer')), this.opts.requestTimeoutMs),
+          );
+          this.db.decide(c.table, c.pk, c.server.version, await Promise.race([this.hooks.resolve(c), timeout]));
+          decided++;
+        } catch (e) {
+          // The row keeps backing off and is asked about again at its next conflict.
+          const message = `conflict resolver failed for ${c.table} ${c.pk}: ${(e as Error).message ?? e}`;
+          this.log('warn', message, { table: c.table, pk: c.pk });
+          this.hooks.error(coded('RESOLVER', message));
+        }
+      }),
+    );
+    this.log('debug', 'conflicts decided by the app', { asked: undecided.length, decided });
+    if (decided > 0) this.wake();
+    return decided;
   }
 
   private currentStatus(): SyncStatus {

@@ -42,6 +42,19 @@ export interface Rejection {
   message: string | null;
 }
 
+/** A conflict the app's `conflict` option decides (payloads in wire form: column → JSON value). */
+export interface ConflictContext {
+  table: string;
+  pk: string;
+  /** The server's row: `payload` is null for a tombstone. */
+  server: { deleted: boolean; payload: Record<string, unknown> | null; version: number };
+  /** The local change: `op` INSERT/UPDATE/DELETE, `payload` null for a DELETE, the version it was made against. */
+  local: { op: string; payload: Record<string, unknown> | null; baseVersion: number };
+}
+
+/** What the `conflict` option answers: the server's row, the local change, or a merged row (wire form). */
+export type ConflictDecision = 'server' | 'client' | Record<string, unknown>;
+
 /** Severity of a {@link LogEntry}; a logger gets its level and the ones above. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 

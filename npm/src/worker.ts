@@ -6,6 +6,7 @@
 import init from './wasm/oversync_client.js';
 import { Owner, type OwnerOptions } from './owner.js';
 import { removeFiles } from './files.js';
+import type { ConflictContext, ConflictDecision } from './types.js';
 import { toWire, type Op, type PageRequest, type PeerMessage, type WorkerMessage } from './messages.js';
 
 type OpenArgs = OwnerOptions & { file: string };
@@ -41,6 +42,7 @@ let release: () => void = () => undefined;
 const lockAbort = new AbortController();
 const forwarded = new Map<string, Pending>();
 const tokenWaiters = new Map<number, (token: string | null, error: string | null) => void>();
+const resolverWaiters = new Map<number, (decision: ConflictDecision | null, error: string | null) => void>();
 let nextRid = 0;
 let nextToken = 0;
 let ready: Promise<void> | null = null;
@@ -54,7 +56,14 @@ scope.onmessage = (e: MessageEvent) => {
   const m = e.data as
     | PageRequest
     | { op: 'open'; id: number; args: [OpenArgs] }
-    | { op: 'token'; args: [number, string | null, string | null] };
+    | { op: 'token'; args: [number, string | null, string | null] }
+    | { op: 'resolved'; args: [number, ConflictDecision | null, string | null] };
+  if (m.op === 'resolved') {
+    const [resolveId, decision, error] = m.args as [number, ConflictDecision | null, string | null];
+    resolverWaiters.get(resolveId)?.(decision, error);
+    resolverWaiters.delete(resolveId);
+    return;
+  }
   if (m.op === 'token') {
     const [tokenId, token, error] = m.args as [number, string | null, string | null];
     tokenWaiters.get(tokenId)?.(token, error);
@@ -158,6 +167,7 @@ async function open(args: OpenArgs): Promise<void> {
     .request(`oversync:${args.file}`, { signal: lockAbort.signal }, async () => {
       const o = new Owner(args, {
         token: (deviceId, refresh) => askToken(deviceId, refresh),
+        resolve: (conflict) => askResolver(conflict),
         changed: (tables) => {
           post({ event: 'change', tables });
           channel.postMessage({ t: 'change', tables } satisfies PeerMessage);
@@ -282,6 +292,17 @@ function onPeer(m: PeerMessage): void {
       post({ event: 'signedOut' });
       return;
   }
+}
+
+/** Asks this tab's page for the app's decision on one conflict (its `conflict` option). */
+function askResolver(conflict: ConflictContext): Promise<ConflictDecision> {
+  const resolveId = nextToken++;
+  return new Promise((resolve, reject) => {
+    resolverWaiters.set(resolveId, (decision, error) =>
+      error === null ? resolve(decision!) : reject(Object.assign(new Error(error), { code: 'RESOLVER' })),
+    );
+    post({ event: 'resolve', resolveId, conflict });
+  });
 }
 
 function askToken(deviceId: string, refresh: boolean): Promise<string | null> {

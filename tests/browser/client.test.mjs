@@ -517,6 +517,49 @@ test('Kysely dialect and defineSchema: typed queries, RETURNING, transactions, l
   await ctx.close();
 });
 
+test('conflict option: a JS resolver merges fields from both sides; both profiles converge on the merge', async () => {
+  const [a, b] = [await launch(), await launch()];
+  const pa = await openPage(a, 'merger', { autoSync: false });
+  const pb = await b.newPage();
+  await pb.goto(`${web.origin}/`);
+  await pb.waitForFunction(() => window.ready);
+  await pb.evaluate(() => {
+    window.log.asked = [];
+    return window.openDb('merger', {
+      autoSync: false,
+      conflict: async (ctx) => {
+        window.log.asked.push(ctx);
+        // Keep the local title and everything else from the server.
+        return { ...ctx.server.payload, title: ctx.local.payload.title };
+      },
+    });
+  });
+  const row = (page) => page.evaluate(async () => (await window.db.query('SELECT title, content FROM posts'))[0]);
+  await addPost(pa, 'original');
+  await pa.evaluate(() => window.db.sync());
+  await pb.evaluate(() => window.db.sync());
+  await pa.evaluate(() => window.db.exec("UPDATE posts SET content = 'from A'"));
+  await pa.evaluate(() => window.db.sync());
+  await pb.evaluate(() => window.db.exec("UPDATE posts SET title = 'from B'"));
+  const status = await pb.evaluate(() => window.db.sync());
+  assert.equal(status.pending, 0, 'sync() ends with the decided conflict applied');
+  assert.deepEqual(await row(pb), { title: 'from B', content: 'from A' });
+  const asked = await pb.evaluate(() => window.log.asked);
+  assert.equal(asked.length, 1);
+  assert.equal(asked[0].table, 'posts');
+  assert.equal(asked[0].server.payload.content, 'from A');
+  assert.equal(asked[0].local.op, 'UPDATE');
+  assert.equal(asked[0].local.payload.title, 'from B');
+  assert.equal(typeof asked[0].local.baseVersion, 'number');
+  assert.deepEqual((await pb.evaluate(() => window.db.status)).conflicts.map((c) => c.resolution), ['merge']);
+  await pa.evaluate(() => window.db.sync());
+  assert.deepEqual(await row(pa), { title: 'from B', content: 'from A' }, 'A converges on the merged row');
+  const bad = await pa.evaluate(() => window.SyncClient.open({ name: 'x', user: 'u', url: location.origin, tables: ['users'],
+    auth: 't', resolver: 'client-wins', conflict: () => 'server' }).then(() => 'opened', (e) => e.code));
+  assert.equal(bad, 'BAD_ARGUMENT');
+  await Promise.all([a.close(), b.close()]);
+});
+
 test('a tab reloaded in the middle of hydration loses nothing and finishes on the next open', async () => {
   const [a, b] = [await launch(), await launch()];
   const pa = await openPage(a, 'hydrate', { autoSync: false });

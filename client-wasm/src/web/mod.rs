@@ -4,6 +4,7 @@
 
 mod error;
 mod host;
+mod resolve;
 mod schedule;
 mod sync;
 mod values;
@@ -82,6 +83,8 @@ pub struct Database {
     last: Rc<RefCell<sync::Last>>,
     /// The engine's progress, readable while a cycle holds the engine.
     progress: Tracker,
+    /// The app's conflict decisions (`resolver: "custom"`), see [`resolve`].
+    decisions: Option<resolve::Shared>,
 }
 
 fn app_table(name: &str) -> bool {
@@ -144,12 +147,18 @@ impl Database {
                 })
                 .collect(),
         );
+        let mut decisions = None;
         cfg.resolver = match opts.resolver.as_deref() {
             None | Some("server-wins") => Resolver::ServerWins,
             Some("client-wins") => Resolver::ClientWins,
+            Some("custom") => {
+                let shared = resolve::Shared::default();
+                decisions = Some(Rc::clone(&shared));
+                resolve::resolver(shared)
+            }
             Some(other) => {
                 return Err(bad_argument(format!(
-                    "resolver {other:?}: use server-wins or client-wins"
+                    "resolver {other:?}: use server-wins, client-wins or custom"
                 )));
             }
         };
@@ -162,6 +171,7 @@ impl Database {
         Ok(Database {
             conn: engine.shared_conn(),
             progress: engine.progress(),
+            decisions,
             engine: Rc::new(RefCell::new(engine)),
             changed,
             reads,
