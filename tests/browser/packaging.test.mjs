@@ -14,6 +14,8 @@ import { root, startOrigin, startSyncServer } from './stack.mjs';
 let sync;
 let web;
 let app;
+let webpackApp;
+let webpackWeb;
 
 const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
 
@@ -25,15 +27,25 @@ before(async () => {
   run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline'], app);
   run('npx', ['vite', 'build', '--logLevel', 'warn'], app);
   run('npx', ['vite', 'build', '--ssr', 'src/ssr.js', '--outDir', 'dist-ssr', '--logLevel', 'warn'], app);
+  // The same tarball in a webpack 5 app (no loaders, no plugins).
+  webpackApp = mkdtempSync(path.join(os.tmpdir(), 'oversync-webpack-'));
+  cpSync(path.join(root, 'tests/browser/webpack-app'), webpackApp, { recursive: true });
+  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', path.join(app, tarball)], webpackApp);
+  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline'], webpackApp);
+  run('npx', ['webpack', '--no-stats'], webpackApp);
+  cpSync(path.join(webpackApp, 'public/index.html'), path.join(webpackApp, 'dist/index.html'));
   sync = await startSyncServer();
   web = await startOrigin(sync.url, { '/': path.join(app, 'dist') });
+  webpackWeb = await startOrigin(sync.url, { '/': path.join(webpackApp, 'dist') });
 });
 
 after(async () => {
   await cleanup();
   await web?.stop();
+  await webpackWeb?.stop();
   await sync?.stop();
   if (app) rmSync(app, { recursive: true, force: true });
+  if (webpackApp) rmSync(webpackApp, { recursive: true, force: true });
 });
 
 test('the packed package builds with Vite and runs in Chromium (React provider and hooks, OPFS, sync)', async () => {
@@ -60,6 +72,19 @@ test('the packed package builds with Vite and runs in Chromium (React provider a
   assert.deepEqual(renders.slice(first).filter((r) => r.names.length === 0), [], 'no flash of [] while the params change');
   const switched = renders.findIndex((r) => r.prefix === 'W');
   assert.deepEqual(renders[switched], { prefix: 'W', names: ['Vera'], loading: true }, 'the previous rows while the new query runs');
+  await ctx.close();
+});
+
+test('the packed package builds with webpack 5 (defaults only) and runs in Chromium (worker, wasm, OPFS, sync)', async () => {
+  const assets = readdirSync(path.join(webpackApp, 'dist'));
+  assert.ok(assets.some((f) => f.endsWith('.wasm')), `webpack emitted the wasm: ${assets}`);
+  const ctx = await launch();
+  const page = await ctx.newPage();
+  await page.goto(`${webpackWeb.origin}/`);
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent || document.querySelector('#error')?.textContent, null, { timeout: 30_000 });
+  assert.equal(await page.textContent('#error'), '');
+  assert.equal(await page.textContent('#name'), 'Wes');
+  assert.equal(await page.textContent('#status'), 'pending 0 synced yes');
   await ctx.close();
 });
 
