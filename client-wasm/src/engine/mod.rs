@@ -16,17 +16,11 @@ use crate::schema;
 use crate::transport::{Credentials, NetworkError, Reply, Transport};
 use crate::triggers::{TableShape, quote};
 
-#[path = "apply.rs"]
 mod apply;
-#[path = "pace.rs"]
 mod pace;
-#[path = "rejected.rs"]
 mod rejected;
-#[path = "snapshot.rs"]
 mod snapshot;
-#[path = "upload.rs"]
 mod upload;
-#[path = "write.rs"]
 mod write;
 
 pub use upload::UploadReport;
