@@ -115,7 +115,7 @@ mod tests {
 
     /// The newest intent's payload, as a freeze would send it (payloads are deferred until then).
     fn last_payload(conn: &Connection) -> String {
-        conn.execute(&shape(conn).materialize_sql(), []).unwrap();
+        conn.execute(&shape(conn).fill_deferred_sql(), []).unwrap();
         conn.query_row(
             "SELECT payload FROM _sync_pending ORDER BY change_id DESC LIMIT 1",
             [],

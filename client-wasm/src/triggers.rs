@@ -16,7 +16,7 @@
 //! **Deferred intent.** The triggers write neither the payload nor the base version: an upsert's payload is
 //! left NULL ("the live row") and a new intent's base is [`LAZY_BASE`] ("the row's metadata version"). Both are
 //! what the write would have stored, as long as nothing but captured writes touches the row or its metadata,
-//! so [`materialize_base_sql`] and [`TableShape::materialize_sql`] fill them in before anything else does: before
+//! so [`fill_deferred_base_sql`] and [`TableShape::fill_deferred_sql`] fill them in before anything else does: before
 //! a freeze and at the start of every transaction that writes with capture silenced (download and snapshot pages,
 //! upload responses). The JSON after-image and the metadata lookup were a third of the capture triggers' work per
 //! write (instruction counts; `oversync-bench --only p4` for the time); a freeze or an apply now builds them
@@ -27,7 +27,7 @@
 pub const LAZY_BASE: i64 = -1;
 
 /// Resolves [`LAZY_BASE`] for every table at once (the metadata version, or 0 for a row the server never had).
-pub fn materialize_base_sql() -> String {
+pub fn fill_deferred_base_sql() -> String {
     format!(
         "UPDATE _sync_pending SET base_version = COALESCE((SELECT m.server_version FROM _sync_row_meta m
            WHERE m.table_name = _sync_pending.table_name AND m.pk_uuid = _sync_pending.pk_uuid), 0)
@@ -118,7 +118,7 @@ impl TableShape {
     }
 
     /// Fills the deferred payloads of this table's pending upserts from the live rows (see the module docs).
-    pub fn materialize_sql(&self) -> String {
+    pub fn fill_deferred_sql(&self) -> String {
         format!(
             "UPDATE _sync_pending SET payload = (SELECT {} FROM {} AS r WHERE r.{} = {})
              WHERE table_name = {} AND payload IS NULL AND op <> 'DELETE'",
@@ -250,12 +250,12 @@ mod tests {
     }
 
     #[test]
-    fn materialize_statements() {
+    fn fill_deferred_statements() {
         insta::assert_snapshot!(format!(
             "{}\n{}\n{}",
-            materialize_base_sql(),
-            users().materialize_sql(),
-            files().materialize_sql()
+            fill_deferred_base_sql(),
+            users().fill_deferred_sql(),
+            files().fill_deferred_sql()
         ));
     }
 }

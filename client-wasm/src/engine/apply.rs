@@ -5,7 +5,8 @@ use oversync_protocol::wire::{Capabilities, DownloadResponse};
 use rusqlite::{Connection, params};
 
 use super::pace::Pacer;
-use super::write::{Batch, delete_row, materialize_pending, now};
+use super::tx::{SyncTx, silenced};
+use super::write::{Batch, delete_row, now};
 use super::{Engine, SyncError};
 use crate::progress::Phase;
 use crate::transport::Transport;
@@ -144,11 +145,27 @@ impl<T: Transport> Engine<T> {
 
     fn apply_page_tx(&mut self, page: &DownloadResponse, include_self: bool) -> Result<usize, SyncError> {
         let me = self.source_id()?;
-        let tx = self.conn.unchecked_transaction()?;
-        materialize_pending(&tx, self.shapes.values())?;
+        let tx = SyncTx::begin(&self.conn, self.shapes.values())?;
         tx.pragma_update(None, "defer_foreign_keys", true)?;
-        tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
-        let now = now(&tx)?;
+        let applied = silenced(&tx, || self.apply_entries(&tx, page, include_self, &me))?;
+        let window = if page.has_more { page.window_until } else { 0 };
+        tx.execute(
+            "UPDATE _sync_client_info SET last_server_seq_seen = max(last_server_seq_seen, ?1), window_until = ?2 WHERE id = 1",
+            params![page.next_after, window],
+        )?;
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    /// A page's entries, written with capture off: rows, metadata and the deletes that cascaded.
+    fn apply_entries(
+        &self,
+        tx: &Connection,
+        page: &DownloadResponse,
+        include_self: bool,
+        me: &str,
+    ) -> Result<usize, SyncError> {
+        let now = now(tx)?;
         // Upserts and metadata in multi-row statements; a delete (which may cascade) first writes what is queued.
         // A row twice in the page is safe queued: its later entry is the newer version and is written last.
         let mut batch = Batch::new(&now);
@@ -186,8 +203,8 @@ impl<T: Transport> Engine<T> {
                 continue;
             }
             if e.deleted {
-                batch.flush(&tx)?;
-                delete_row(&tx, shape, &e.pk)?;
+                batch.flush(tx)?;
+                delete_row(tx, shape, &e.pk)?;
             } else {
                 let payload = e
                     .payload
@@ -195,21 +212,15 @@ impl<T: Transport> Engine<T> {
                     .ok_or_else(|| SyncError::Protocol(format!("entry {} has no payload object", e.server_id)))?;
                 let values = read_payload(shape, &e.pk, payload.get())
                     .map_err(|err| SyncError::Protocol(format!("payload of {}: {err}", e.pk)))?;
-                batch.upsert(&tx, shape, values)?;
+                batch.upsert(tx, shape, values)?;
             }
-            batch.meta(&tx, &e.table, &e.pk, e.server_version, e.deleted)?;
+            batch.meta(tx, &e.table, &e.pk, e.server_version, e.deleted)?;
             applied += 1;
         }
-        batch.flush(&tx)?;
+        batch.flush(tx)?;
         if page.changes.iter().any(|e| e.deleted) {
-            queue_cascaded_deletes(&tx, self.shapes.values())?;
+            queue_cascaded_deletes(tx, self.shapes.values())?;
         }
-        let window = if page.has_more { page.window_until } else { 0 };
-        tx.execute(
-            "UPDATE _sync_client_info SET last_server_seq_seen = max(last_server_seq_seen, ?1), window_until = ?2, apply_mode = 0 WHERE id = 1",
-            params![page.next_after, window],
-        )?;
-        tx.commit()?;
         Ok(applied)
     }
 }

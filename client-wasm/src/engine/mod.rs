@@ -20,6 +20,7 @@ mod apply;
 mod pace;
 mod rejected;
 mod snapshot;
+mod tx;
 mod upload;
 mod write;
 

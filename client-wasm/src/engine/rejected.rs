@@ -3,6 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::tx::silenced;
 use super::write::delete_row;
 use super::{Engine, SyncError};
 use crate::transport::Transport;
@@ -58,10 +59,7 @@ impl<T: Transport> Engine<T> {
             // A newer write since the rejection is the app's again: leave the row and that intent alone.
             if exists && !server_has && !pending {
                 let conn = engine.conn();
-                conn.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
-                let deleted = delete_row(conn, &engine.shapes[table], pk);
-                conn.execute("UPDATE _sync_client_info SET apply_mode = 0 WHERE id = 1", [])?;
-                deleted?;
+                silenced(conn, || Ok(delete_row(conn, &engine.shapes[table], pk)?))?;
             }
             Ok(())
         })

@@ -9,7 +9,8 @@ use oversync_protocol::wire::{
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::write::{delete_row, materialize_pending, set_meta, upsert_row};
+use super::tx::{SyncTx, silenced};
+use super::write::{delete_row, set_meta, upsert_row};
 use super::{Engine, SyncError};
 use crate::conflict::{Conflict, LocalIntent, Resolution, ServerState};
 use crate::transport::Transport;
@@ -143,8 +144,7 @@ impl<T: Transport> Engine<T> {
     /// Copies the current intent into the `sent_*` columns of rows without a frozen copy, in one transaction, and
     /// returns what to send.
     fn freeze(&mut self, batch: &[Key]) -> Result<Vec<Frozen>, SyncError> {
-        let tx = self.conn.unchecked_transaction()?;
-        materialize_pending(&tx, self.shapes.values())?;
+        let tx = SyncTx::begin(&self.conn, self.shapes.values())?;
         let mut out = Vec::with_capacity(batch.len());
         for (table, pk) in batch {
             tx.execute(
@@ -233,9 +233,9 @@ impl<T: Transport> Engine<T> {
             shapes,
             conflicts,
         };
-        let mut tx = conn.unchecked_transaction()?;
-        // Writes made while the request was out are intents of their own: settle what they hold first.
-        materialize_pending(&tx, ctx.shapes.values())?;
+        // Writes made while the request was out are intents of their own: the transaction settles what they hold
+        // first.
+        let mut tx = SyncTx::begin(conn, ctx.shapes.values())?;
         for (f, s) in frozen.iter().zip(statuses) {
             // Each status under its own savepoint: a row whose outcome cannot be written locally (a constraint,
             // a malformed server row) backs off alone instead of failing the whole chunk every cycle.
@@ -409,38 +409,39 @@ impl ConflictCtx<'_> {
             return Ok(false);
         }
         let shape = &self.shapes[&f.table];
-        tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
-        set_meta(tx, &f.table, &f.pk, server.server_version, server.deleted)?;
-        match &resolution {
-            Resolution::AcceptServer => {
-                match &server.payload {
-                    Some(p) if !server.deleted => upsert_row(tx, shape, &f.pk, p)?,
-                    _ => delete_row(tx, shape, &f.pk)?,
+        silenced(tx, || {
+            set_meta(tx, &f.table, &f.pk, server.server_version, server.deleted)?;
+            match &resolution {
+                Resolution::AcceptServer => {
+                    match &server.payload {
+                        Some(p) if !server.deleted => upsert_row(tx, shape, &f.pk, p)?,
+                        _ => delete_row(tx, shape, &f.pk)?,
+                    }
+                    tx.execute(
+                        "DELETE FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2",
+                        [&f.table, &f.pk],
+                    )?;
                 }
-                tx.execute(
-                    "DELETE FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2",
-                    [&f.table, &f.pk],
-                )?;
-            }
-            Resolution::KeepLocal => {
-                // A local upsert against a tombstone re-creates the row at the tombstone's version.
-                let op = match (local.op.as_str(), server.deleted) {
-                    ("DELETE", _) => "DELETE",
-                    (_, true) => "INSERT",
-                    _ => "UPDATE",
-                };
-                match &local.payload {
-                    Some(p) if op != "DELETE" => upsert_row(tx, shape, &f.pk, p)?,
-                    _ => delete_row(tx, shape, &f.pk)?,
+                Resolution::KeepLocal => {
+                    // A local upsert against a tombstone re-creates the row at the tombstone's version.
+                    let op = match (local.op.as_str(), server.deleted) {
+                        ("DELETE", _) => "DELETE",
+                        (_, true) => "INSERT",
+                        _ => "UPDATE",
+                    };
+                    match &local.payload {
+                        Some(p) if op != "DELETE" => upsert_row(tx, shape, &f.pk, p)?,
+                        _ => delete_row(tx, shape, &f.pk)?,
+                    }
+                    requeue(tx, f, op, server.server_version, None)?;
                 }
-                requeue(tx, f, op, server.server_version, None)?;
+                Resolution::Merge(p) => {
+                    upsert_row(tx, shape, &f.pk, p)?;
+                    requeue(tx, f, "UPDATE", server.server_version, Some(wire_to_local(shape, p)))?;
+                }
             }
-            Resolution::Merge(p) => {
-                upsert_row(tx, shape, &f.pk, p)?;
-                requeue(tx, f, "UPDATE", server.server_version, Some(wire_to_local(shape, p)))?;
-            }
-        }
-        tx.execute("UPDATE _sync_client_info SET apply_mode = 0 WHERE id = 1", [])?;
+            Ok(())
+        })?;
         self.conflicts.push(Conflict {
             table: f.table.clone(),
             pk: f.pk.clone(),

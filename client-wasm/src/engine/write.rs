@@ -13,6 +13,7 @@ use rusqlite::{Connection, params, params_from_iter};
 use serde_json::{Map, Value};
 
 use super::SyncError;
+use super::tx::{SyncTx, silenced};
 use crate::triggers::{TableShape, quote};
 use crate::wire::{key_value, read_payload, to_sql};
 
@@ -102,21 +103,6 @@ fn build_upsert_sql(shape: &TableShape, present: &[usize], rows: usize) -> Strin
         vec![tuple; rows].join(", "),
         quote(&shape.key)
     )
-}
-
-/// Fills in the deferred payloads and base versions of pending intents (`triggers` module docs): called before
-/// a freeze and at the start of every transaction that writes rows or metadata with capture silenced, so an
-/// intent never takes on what the server wrote. A scan of the pending queue, which is short between cycles.
-pub(super) fn materialize_pending<'a>(
-    conn: &Connection,
-    shapes: impl IntoIterator<Item = &'a TableShape>,
-) -> rusqlite::Result<()> {
-    for shape in shapes {
-        conn.prepare_cached(&shape.materialize_sql())?.execute([])?;
-    }
-    conn.prepare_cached(&crate::triggers::materialize_base_sql())?
-        .execute([])?;
-    Ok(())
 }
 
 /// Deletes a local row by key (local cascades happen; capture is silenced by the caller).
@@ -254,25 +240,26 @@ pub(super) fn apply_snapshot_page(
     schema: &str,
     page: &SnapshotResponse,
 ) -> Result<usize, SyncError> {
-    let tx = conn.unchecked_transaction()?;
-    materialize_pending(&tx, shapes.values())?;
-    tx.execute("UPDATE _sync_client_info SET apply_mode = 1 WHERE id = 1", [])?;
-    let now = now(&tx)?;
-    let mut batch = Batch::new(&now);
-    let mut applied = 0;
-    for row in &page.rows {
-        let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
-            continue;
-        };
-        let values = read_payload(shape, &row.pk, row.payload.get())
-            .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
-        batch.upsert(&tx, shape, values)?;
-        batch.meta(&tx, &row.table, &row.pk, row.server_version, false)?;
-        applied += 1;
-    }
-    batch.flush(&tx)?;
+    let tx = SyncTx::begin(conn, shapes.values())?;
+    let applied = silenced(&tx, || {
+        let now = now(&tx)?;
+        let mut batch = Batch::new(&now);
+        let mut applied = 0;
+        for row in &page.rows {
+            let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
+                continue;
+            };
+            let values = read_payload(shape, &row.pk, row.payload.get())
+                .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
+            batch.upsert(&tx, shape, values)?;
+            batch.meta(&tx, &row.table, &row.pk, row.server_version, false)?;
+            applied += 1;
+        }
+        batch.flush(&tx)?;
+        Ok(applied)
+    })?;
     tx.execute(
-        "UPDATE _sync_client_info SET apply_mode = 0, next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
+        "UPDATE _sync_client_info SET next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
         [page.max_own_source_change_id],
     )?;
     tx.commit()?;
