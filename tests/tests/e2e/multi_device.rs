@@ -1,4 +1,4 @@
-//! PROTOCOL.md §9.1, continued: device replacement, user switch, the complex multi-batch run and the
+//! PROTOCOL.md §9.1, continued: scenarios across devices and users (device replacement, user switch, the complex
 //! multi-device sequence.
 use crate::support::*;
 
