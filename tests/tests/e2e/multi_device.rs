@@ -1,5 +1,5 @@
-//! PROTOCOL.md §9.1, continued: scenarios across devices and users (device replacement, user switch, the complex
-//! multi-device sequence.
+//! PROTOCOL.md §9.1, continued: scenarios across devices and users (device replacement, user switch, the
+//! complex multi-batch run, the multi-device sequence, snapshot hydration across chunks).
 use crate::support::*;
 
 #[tokio::test]
