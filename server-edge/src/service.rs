@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use oversync_protocol::query::{SNAPSHOT_LIMIT_MAX, SnapshotQuery, WatchQuery};
 use oversync_protocol::validate::{DOWNLOAD_LIMIT_DEFAULT, DOWNLOAD_LIMIT_MAX, DownloadQuery};
 use oversync_protocol::wire::*;
 
@@ -295,21 +296,15 @@ impl Service {
     ) -> Result<Response, ApiError> {
         Ok(match route {
             Route::Download => {
-                let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-                let q = DownloadQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .map_err(ApiError::InvalidRequest)?;
+                let q = DownloadQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
                 Response::json(200, &download::download(self, rt, who, &q).await?)
             }
             Route::Snapshot => {
-                let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-                let q = crate::snapshot::SnapshotQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .map_err(ApiError::InvalidRequest)?;
+                let q = SnapshotQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
                 Response::json(200, &crate::snapshot::snapshot(self, rt, who, &q).await?)
             }
             Route::Watch => {
-                let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-                let q = crate::watch::WatchQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .map_err(ApiError::InvalidRequest)?;
+                let q = WatchQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
                 Response::json(200, &crate::watch::watch(self, rt, who, &q).await?)
             }
             Route::SchemaVersion => Response::json(
@@ -339,7 +334,7 @@ impl Service {
                 max_request_bytes: s.max_request_bytes as i64,
                 download_limit_default: DOWNLOAD_LIMIT_DEFAULT,
                 download_limit_max: DOWNLOAD_LIMIT_MAX,
-                snapshot_limit_max: crate::snapshot::SNAPSHOT_LIMIT_MAX,
+                snapshot_limit_max: SNAPSHOT_LIMIT_MAX,
                 max_page_bytes: Some(s.max_page_bytes as i64),
             },
             features: Features {

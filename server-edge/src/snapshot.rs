@@ -1,8 +1,7 @@
 //! `GET /sync/snapshot` (PROTOCOL.md §8.2, extension): pages over the user's live rows (`sync_state`) by keyset
 //! `(schema, table, pk)`, so a new device hydrates from current state instead of replaying the whole log.
 
-use oversync_protocol::names::is_valid_name;
-use oversync_protocol::pk::canonical_pk;
+use oversync_protocol::query::SnapshotQuery;
 use oversync_protocol::wire::{SnapshotResponse, SnapshotRow};
 use oversync_protocol::{RawValue, TableRef};
 use tokio_postgres::types::{ToSql, Type};
@@ -13,65 +12,6 @@ use crate::runtime::Runtime;
 use crate::service::Service;
 use crate::upload::plan::RowKey;
 use crate::upload::store::{META_BY_KEY, unzip_keys};
-
-/// Largest snapshot page.
-pub const SNAPSHOT_LIMIT_MAX: i64 = 1000;
-
-/// Validated snapshot parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotQuery {
-    schema: Option<String>,
-    after: Option<(TableRef, String)>,
-    limit: i64,
-    until: i64,
-}
-
-impl SnapshotQuery {
-    /// Validates decoded query pairs; a malformed parameter is named in the message.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
-        let mut first = std::collections::HashMap::new();
-        for (k, v) in pairs {
-            first.entry(k).or_insert(v);
-        }
-        let get = |k: &str| first.get(k).copied().filter(|v| !v.is_empty());
-        let schema = match get("schema") {
-            Some(s) if !is_valid_name(s) => return Err("invalid schema name".into()),
-            other => other.map(str::to_owned),
-        };
-        let after = match (get("after_table"), get("after_pk")) {
-            (None, _) => None,
-            (Some(t), pk) => {
-                let table = TableRef::parse(t)
-                    .filter(|r| t.contains('.') && r.to_string() == t)
-                    .ok_or("after_table must be <schema>.<table>")?;
-                let pk = pk.ok_or("after_pk is required with after_table")?;
-                Some((table, canonical_pk(pk).ok_or("after_pk must be a UUID")?))
-            }
-        };
-        let limit = match get("limit") {
-            None => 100,
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=SNAPSHOT_LIMIT_MAX).contains(n))
-                .ok_or("limit must be between 1 and 1000")?,
-        };
-        let until = match get("until") {
-            None => 0,
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or("until must be an integer >= 0")?,
-        };
-        Ok(Self {
-            schema,
-            after,
-            limit,
-            until,
-        })
-    }
-}
 
 /// A page in one statement, so that everything in it comes from one snapshot: the window and the device's newest
 /// scid (part 0), the page's rows (part 1, numbered in key order as the index returns them), the live metadata

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use oversync_protocol::query::WatchQuery;
 use oversync_protocol::wire::WatchResponse;
 use tokio_postgres::types::Type;
 
@@ -39,46 +40,6 @@ pub fn latest_function() -> String {
 }
 
 const LATEST_SQL: &str = "SELECT sync.latest_change_v1($1, $2, $3)";
-
-/// Validated watch parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchQuery {
-    after: i64,
-    timeout_s: u64,
-}
-
-impl WatchQuery {
-    /// `after` (≥ 0, default 0) and `timeout_s` (1..60, default 25); a malformed parameter is named.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
-        let mut q = Self {
-            after: 0,
-            timeout_s: 25,
-        };
-        let mut seen = (false, false);
-        for (k, v) in pairs {
-            match k {
-                "after" if !seen.0 => {
-                    seen.0 = true;
-                    q.after = v
-                        .parse()
-                        .ok()
-                        .filter(|n| *n >= 0)
-                        .ok_or("after must be a non-negative integer")?;
-                }
-                "timeout_s" if !seen.1 => {
-                    seen.1 = true;
-                    q.timeout_s = v
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=60).contains(n))
-                        .ok_or("timeout_s must be between 1 and 60")?;
-                }
-                _ => {}
-            }
-        }
-        Ok(q)
-    }
-}
 
 /// Waits up to `timeout_s` for a change of the user from another device above `after`: woken by the host's
 /// [`ChangeHub`] when it has a live one, else looking at the log once per second.
@@ -201,41 +162,4 @@ pub(crate) async fn look<R: Runtime>(
         .await
         .map_err(ApiError::download)?;
     Ok(Some(row.get(0)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parameters_are_checked_and_named() {
-        let q = |s: &[(&'static str, &'static str)]| WatchQuery::from_pairs(s.iter().copied());
-        assert_eq!(
-            q(&[]),
-            Ok(WatchQuery {
-                after: 0,
-                timeout_s: 25
-            })
-        );
-        assert_eq!(
-            q(&[("after", "7"), ("timeout_s", "1")]),
-            Ok(WatchQuery { after: 7, timeout_s: 1 })
-        );
-        assert_eq!(
-            q(&[("after", "-1")]).unwrap_err(),
-            "after must be a non-negative integer"
-        );
-        assert_eq!(
-            q(&[("after", "x")]).unwrap_err(),
-            "after must be a non-negative integer"
-        );
-        assert_eq!(
-            q(&[("timeout_s", "0")]).unwrap_err(),
-            "timeout_s must be between 1 and 60"
-        );
-        assert_eq!(
-            q(&[("timeout_s", "61")]).unwrap_err(),
-            "timeout_s must be between 1 and 60"
-        );
-    }
 }

@@ -15,6 +15,7 @@ pub mod encoding;
 pub mod names;
 pub mod order;
 pub mod pk;
+pub mod query;
 pub mod validate;
 pub mod wire;
 

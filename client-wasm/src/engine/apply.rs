@@ -1,6 +1,7 @@
 //! Download and apply (PROTOCOL.md §7.4) and hydration (§7.6), plus the row writes shared with conflict
 //! resolution. Every page is one SQLite transaction with capture silenced and foreign keys deferred.
 
+use oversync_protocol::validate::DownloadQuery;
 use oversync_protocol::wire::{Capabilities, DownloadResponse};
 use rusqlite::{Connection, params};
 
@@ -91,12 +92,15 @@ impl<T: Transport> Engine<T> {
         let mut pacer = Pacer::new(self.cfg.download_limit, self.cfg.page_budget_ms).resume(self.page_rows);
         loop {
             let (after, until) = self.cursor()?;
-            let own = if include_self { "&include_self=true" } else { "" };
             let asked = pacer.limit();
-            let path = format!(
-                "/sync/download?after={after}&limit={asked}&schema={}&until={until}{own}",
-                self.cfg.schema
-            );
+            let path = DownloadQuery {
+                after,
+                limit: asked,
+                schema: Some(self.cfg.schema.clone()),
+                include_self,
+                until,
+            }
+            .path();
             let reply = self.request(&path, None).await?;
             if reply.status != 200 {
                 return Err(SyncError::http(&reply));

@@ -18,6 +18,8 @@ use std::task::Poll;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use oversync_protocol::TableRef;
+use oversync_protocol::query::SnapshotQuery;
 use oversync_protocol::wire::SnapshotResponse;
 
 use super::pace::Pacer;
@@ -97,7 +99,17 @@ fn snapshot_page(reply: &Reply) -> Result<SnapshotResponse, SyncError> {
     if reply.status != 200 {
         return Err(SyncError::http(reply));
     }
-    serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))
+    let page: SnapshotResponse =
+        serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))?;
+    let keyset = |t: &str| TableRef::parse(t).is_some_and(|r| r.to_string() == t);
+    if (page.has_more && !keyset(&page.next_after_table))
+        || page.then_after_table.as_deref().is_some_and(|t| !keyset(t))
+    {
+        return Err(SyncError::Protocol(
+            "snapshot page: a keyset table that is not <schema>.<table>".into(),
+        ));
+    }
+    Ok(page)
 }
 
 impl<T: Transport> Engine<T> {
@@ -115,14 +127,18 @@ impl<T: Transport> Engine<T> {
         let mut pacer =
             Pacer::new(self.cfg.download_limit.clamp(1, 1000), self.cfg.page_budget_ms).resume(self.page_rows);
         let schema = self.cfg.schema.clone();
+        // Keyset tables were checked when their page was parsed (`snapshot_page`).
         let path = move |ask: &Ask, until: i64| {
-            let after = ask
-                .after
-                .as_ref()
-                .map(|(t, pk)| format!("&after_table={t}&after_pk={pk}"))
-                .unwrap_or_default();
-            let limit = ask.limit;
-            format!("/sync/snapshot?schema={schema}&limit={limit}&until={until}{after}")
+            SnapshotQuery {
+                schema: Some(schema.clone()),
+                after: ask
+                    .after
+                    .as_ref()
+                    .and_then(|(t, pk)| Some((TableRef::parse(t)?, pk.clone()))),
+                limit: ask.limit,
+                until,
+            }
+            .path()
         };
         let start = Ask::start(pacer.limit());
         let first = self.request(&path(&start, 0), None).await?;

@@ -92,16 +92,12 @@ impl<T: Transport> Engine<T> {
                     frozen.len()
                 )));
             }
-            if let Some(s) = resp.statuses.iter().find(|s| reason(s) == Some(Reason::BatchTooLarge))
+            if let Some(s) = resp.statuses.iter().find(|s| s.reason() == Some(Reason::BatchTooLarge))
                 && frozen.len() > 1
             {
-                // Halve what was sent; if the server said its limit (`… limit=<m>`), go straight to it.
+                // Halve what was sent; if the server said its limit, go straight to it.
                 let halved = (frozen.len() / 2).max(1);
-                let limit = s
-                    .message
-                    .as_deref()
-                    .and_then(|m| m.rsplit("limit=").next()?.trim().parse::<usize>().ok());
-                self.chunk = limit.filter(|&m| m > 0 && m < frozen.len()).unwrap_or(halved);
+                self.chunk = s.batch_limit().filter(|&m| m > 0 && m < frozen.len()).unwrap_or(halved);
                 continue;
             }
             self.process_with_fk_fallback(&frozen, &resp.statuses, &mut report)?;
@@ -283,7 +279,7 @@ fn handle_status(
         return Ok(());
     };
     let unchanged = change_id == f.scid;
-    match (&s.status, reason(s)) {
+    match (&s.status, s.reason()) {
         (Wire::Applied, _) => {
             report.applied += 1;
             match s.new_server_version {
@@ -333,11 +329,7 @@ fn handle_status(
             )?;
             settle(conn, f, unchanged, None)?;
         }
-        (_, Some(Reason::InternalError))
-            if s.message
-                .as_deref()
-                .is_some_and(|m| m.starts_with("conflict without server_row")) =>
-        {
+        (_, Some(Reason::InternalError)) if s.is_conflict_without_server_row() => {
             // The server has no record of the row: re-send it as new, and forget the version it never had.
             report.retried += 1;
             conn.execute(
@@ -451,10 +443,6 @@ impl ConflictCtx<'_> {
         });
         Ok(true)
     }
-}
-
-fn reason(s: &ChangeStatus) -> Option<Reason> {
-    s.invalid.as_ref().map(|i| i.reason.clone())
 }
 
 fn meta_version(conn: &Connection, table: &str, pk: &str) -> rusqlite::Result<Option<i64>> {

@@ -296,10 +296,7 @@ fn version_check(c: &ValidChange, row: &RowKey, current: Option<RowMeta>) -> Out
     match (current, c.op.is_delete()) {
         (None, true) => Outcome::Applied(None),
         (None, false) if base == 0 => Outcome::Applied(Some(1)),
-        (None, false) => Outcome::Rejected(Rejection::with_error(
-            Reason::InternalError,
-            format!("conflict without server_row for {} pk={}", row.0, row.1),
-        )),
+        (None, false) => Outcome::Rejected(Rejection::conflict_without_server_row(&row.0.to_string(), &row.1)),
         (Some(m), true) if m.deleted => Outcome::Applied(Some(m.version)),
         (Some(m), _) if base == m.version => Outcome::Applied(Some(m.version + 1)),
         (Some(m), _) => Outcome::Conflict {

@@ -88,6 +88,9 @@ pub struct ChangeStatus {
     pub invalid: Option<InvalidInfo>,
 }
 
+/// How the message of [`Rejection::conflict_without_server_row`] begins.
+const CONFLICT_WITHOUT_SERVER_ROW: &str = "conflict without server_row";
+
 impl ChangeStatus {
     /// `applied`, optionally with the version produced.
     pub fn applied(scid: i64, version: Option<i64>) -> Self {
@@ -111,6 +114,28 @@ impl ChangeStatus {
             message: None,
             invalid: None,
         }
+    }
+
+    /// The reason of an `invalid` status.
+    pub fn reason(&self) -> Option<Reason> {
+        self.invalid.as_ref().map(|i| i.reason.clone())
+    }
+
+    /// The server's batch limit named by a `batch_too_large` status (`… limit=<m>`), if it names one.
+    pub fn batch_limit(&self) -> Option<usize> {
+        (self.reason() == Some(Reason::BatchTooLarge))
+            .then(|| self.message.as_deref()?.rsplit("limit=").next()?.trim().parse().ok())
+            .flatten()
+    }
+
+    /// An `internal_error` that means the server has no record of a row the change was based on (see
+    /// [`Rejection::conflict_without_server_row`]): the client re-sends the row as new.
+    pub fn is_conflict_without_server_row(&self) -> bool {
+        self.reason() == Some(Reason::InternalError)
+            && self
+                .message
+                .as_deref()
+                .is_some_and(|m| m.starts_with(CONFLICT_WITHOUT_SERVER_ROW))
     }
 
     /// `invalid` for a rejection.
@@ -279,7 +304,17 @@ impl Rejection {
         }
     }
 
-    /// `batch_too_large` for a request of `n` changes over a limit of `limit`.
+    /// `internal_error` for an UPDATE or INSERT with a base version of a row the server has no record of
+    /// (PROTOCOL.md §6.4), parsed by [`ChangeStatus::is_conflict_without_server_row`].
+    pub fn conflict_without_server_row(table: &str, pk: &str) -> Self {
+        Self::with_error(
+            Reason::InternalError,
+            format!("{CONFLICT_WITHOUT_SERVER_ROW} for {table} pk={pk}"),
+        )
+    }
+
+    /// `batch_too_large` for a request of `n` changes over a limit of `limit` (parsed by
+    /// [`ChangeStatus::batch_limit`]).
     pub fn batch_too_large(n: usize, limit: usize) -> Self {
         Self::with_error(
             Reason::BatchTooLarge,
@@ -303,4 +338,23 @@ pub struct ServerRow {
     pub schema_name: String,
     /// The row's current version.
     pub server_version: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each message the server builds is read back by the parser the client uses.
+    #[test]
+    fn status_messages_round_trip_through_their_parsers() {
+        let too_large = ChangeStatus::invalid(1, Rejection::batch_too_large(400, 200));
+        assert_eq!(too_large.batch_limit(), Some(200));
+        assert!(!too_large.is_conflict_without_server_row());
+        let missing = ChangeStatus::invalid(2, Rejection::conflict_without_server_row("business.posts", "p"));
+        assert!(missing.is_conflict_without_server_row());
+        assert_eq!(missing.batch_limit(), None);
+        let other = ChangeStatus::invalid(3, Rejection::with_error(Reason::InternalError, "boom"));
+        assert!(!other.is_conflict_without_server_row());
+        assert_eq!(ChangeStatus::applied(4, Some(1)).reason(), None);
+    }
 }
