@@ -19,13 +19,14 @@ use oversync_protocol::wire::{STREAM_PROTOCOL, StreamOffer};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use futures_util::StreamExt;
-
 use crate::http::{Body, BodyError, Request};
-use crate::runtime::{BoxError, Fetched, Runtime, append_within};
+use crate::runtime::{BoxError, Fetched, Runtime};
 use crate::service::Service;
 
 mod hub;
+mod io;
+
+use io::{ReadError, read_within, to_worker};
 
 thread_local! {
     static SERVICE: RefCell<Option<Rc<Service>>> = const { RefCell::new(None) };
@@ -96,11 +97,11 @@ impl Runtime for EdgeRuntime {
         let mut resp = worker::Fetch::Request(req).send().await.map_err(text)?;
         let status = resp.status_code();
         let cache_control = resp.headers().get("cache-control").map_err(text)?;
-        let mut body = Vec::new();
-        let mut stream = resp.stream().map_err(text)?;
-        while let Some(chunk) = stream.next().await {
-            append_within(&mut body, &chunk.map_err(text)?, limit)?;
-        }
+        let body = match read_within(resp.stream().map_err(text)?, limit).await {
+            Ok(body) => body,
+            Err(ReadError::TooLarge) => return Err(format!("response body over {limit} bytes").into()),
+            Err(ReadError::Failed(e)) => return Err(e.into()),
+        };
         Ok(Fetched {
             status,
             cache_control,
@@ -113,10 +114,7 @@ impl Runtime for EdgeRuntime {
 /// to the user's hub.
 async fn stream(service: &Service, req: worker::Request, env: Env) -> worker::Result<worker::Response> {
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let error = |e: ApiError| {
-        let resp = e.into_response();
-        worker::Response::from_bytes(resp.body).map(|r| r.with_status(resp.status))
-    };
+    let error = |e: ApiError| to_worker(e.into_response());
     if !header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
         return error(ApiError::InvalidRequest("a WebSocket upgrade is required".into()));
     }
@@ -163,18 +161,13 @@ struct EdgeBody(worker::Request);
 
 impl Body for EdgeBody {
     async fn read(mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
-        let Some(mut stream) = self.0.stream().ok() else {
+        let Some(stream) = self.0.stream().ok() else {
             return Ok(Vec::new());
         };
-        let mut body = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| BodyError::Failed(format!("reading the request body: {e}")))?;
-            if body.len() + chunk.len() > limit {
-                return Err(BodyError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        read_within(stream, limit).await.map_err(|e| match e {
+            ReadError::TooLarge => BodyError::TooLarge,
+            ReadError::Failed(e) => BodyError::Failed(format!("reading the request body: {e}")),
+        })
     }
 }
 
@@ -185,16 +178,14 @@ fn var(env: &Env, name: &str) -> Option<String> {
         .or_else(|| env.secret(name).ok().map(|s| s.to_string()))
 }
 
-fn service(env: &Env) -> Result<Rc<Service>, String> {
+fn service(env: &Env) -> Result<Rc<Service>, ApiError> {
     if let Some(s) = SERVICE.with(|s| s.borrow().clone()) {
         return Ok(s);
     }
-    let mut cfg = match var(env, "OVERSYNC_CONFIG") {
-        Some(json) => Config::from_json(&json).map_err(|e| e.to_string())?,
-        None => Config::from_json("{}").map_err(|e| e.to_string())?,
-    };
-    cfg.apply_env(|k| var(env, k)).map_err(|e| e.to_string())?;
-    let mut service = Service::new(&cfg, var(env, "OVERSYNC_INIT_SQL")).map_err(|e| e.to_string())?;
+    let bad = |e: crate::config::ConfigError| ApiError::Misconfigured(e.into());
+    let mut cfg = Config::from_json(&var(env, "OVERSYNC_CONFIG").unwrap_or_else(|| "{}".into())).map_err(bad)?;
+    cfg.apply_env(|k| var(env, k)).map_err(bad)?;
+    let mut service = Service::new(&cfg, var(env, "OVERSYNC_INIT_SQL")).map_err(bad)?;
     // `/sync/stream` needs the user hubs; without the binding the Worker offers the long-poll only.
     service.settings.stream = cfg.watch && env.durable_object(hub::BINDING).is_ok();
     let service = Rc::new(service);
@@ -209,19 +200,15 @@ fn service(env: &Env) -> Result<Rc<Service>, String> {
 #[event(start)]
 fn start() {
     console_error_panic_hook::set_once();
+    io::install_console_log();
 }
 
 #[event(fetch)]
 async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     let service = match service(&env) {
         Ok(s) => s,
-        Err(e) => {
-            worker::console_error!("oversync configuration: {e}");
-            let body = br#"{"error":"internal_error","message":"Server misconfigured"}"#.to_vec();
-            let mut resp = worker::Response::from_bytes(body)?.with_status(500);
-            resp.headers_mut().set("content-type", "application/json")?;
-            return Ok(resp);
-        }
+        // Logged (with its cause) by into_response; the client gets the envelope only.
+        Err(e) => return to_worker(e.into_response()),
     };
     let url = req.url()?;
     if url.path() == "/sync/stream" && service.settings.stream {
@@ -258,14 +245,5 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
         let _ = closed.await;
     }
 
-    let mut out = if resp.body.is_empty() {
-        worker::Response::empty()?
-    } else {
-        worker::Response::from_bytes(resp.body)?
-    };
-    out = out.with_status(resp.status);
-    for (name, value) in resp.headers {
-        out.headers_mut().set(name, &value)?;
-    }
-    Ok(out)
+    to_worker(resp)
 }

@@ -63,6 +63,9 @@ pub enum ApiError {
     /// 500 `download_failed`.
     #[error("download failed: {0}")]
     Download(#[source] BoxError),
+    /// 500 `internal_error`: the Worker's configuration cannot be used (the cause is logged, not sent).
+    #[error("server misconfigured: {0}")]
+    Misconfigured(#[source] BoxError),
     /// 500 `token_error`: signing a dev token failed.
     #[error("token signing failed: {0}")]
     Token(#[source] jsonwebtoken::errors::Error),
@@ -126,6 +129,7 @@ impl ApiError {
             Self::Upload(_) => (500, "upload_failed", "Failed to process upload".into()),
             Self::Download(_) => (500, "download_failed", "Failed to process download".into()),
             Self::Token(_) => (500, "token_error", "Failed to sign token".into()),
+            Self::Misconfigured(_) => (500, "internal_error", "Server misconfigured".into()),
         }
     }
 
