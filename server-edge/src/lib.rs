@@ -15,12 +15,14 @@ pub mod admission;
 pub mod auth;
 pub mod config;
 mod convert;
+pub mod ctx;
 pub mod download;
 pub mod error;
 pub mod http;
 pub mod hub;
-pub mod materialize;
+mod pg;
 pub mod registry;
+pub mod rows;
 pub mod runtime;
 pub mod schema;
 pub mod service;
@@ -41,3 +43,6 @@ pub use config::Config;
 pub use registry::Registry;
 pub use runtime::Runtime;
 pub use service::Service;
+
+#[cfg(test)]
+mod layers_tests;

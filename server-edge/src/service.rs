@@ -1,6 +1,5 @@
 //! The sync service: routes, authentication, CORS and the handlers, shared unchanged by every front door.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use oversync_protocol::query::{SNAPSHOT_LIMIT_MAX, SnapshotQuery, WatchQuery};
@@ -12,43 +11,12 @@ use futures_util::future::Either;
 use crate::admission::{Admission, Shares};
 use crate::auth::{Authenticator, Principal, generated_device_id};
 use crate::config::{Config, ConfigError};
+use crate::ctx::{Ctx, Readiness, Settings};
 use crate::error::ApiError;
 use crate::http::{Body, BodyError, Request, Response};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::{download, upload};
-
-/// Settings read per request.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// 0 = unlimited.
-    pub max_upload_batch_size: usize,
-    /// 0 = unlimited.
-    pub max_payload_bytes: usize,
-    /// Body limit ([`Config::request_limit`]).
-    pub max_request_bytes: usize,
-    /// Payload bytes per download or snapshot page; 0 = unlimited.
-    pub max_page_bytes: usize,
-    /// How long a body may take to arrive after the head.
-    pub body_timeout_ms: u64,
-    /// Advisory lock wait bound.
-    pub lock_timeout_ms: u64,
-    /// Dev sign-in routes on.
-    pub dev_signin: bool,
-    /// Dev token lifetime, seconds.
-    pub token_ttl: i64,
-    /// `/sync/schema-version`.
-    pub schema_version: i64,
-    /// Origins given CORS headers.
-    pub cors_origins: Vec<String>,
-    /// `/sync/watch` served.
-    pub watch: bool,
-    /// `/sync/stream` served (with `watch`, when the front door has a hub for it; the Worker needs its `HUB`
-    /// Durable Object binding).
-    pub stream: bool,
-    /// `/health` service name.
-    pub service_name: String,
-}
 
 /// The request's `Authorization` and `Oversync-Device-Id` headers.
 fn credentials<B>(req: &Request<B>) -> (Option<&str>, Option<&str>) {
@@ -63,10 +31,8 @@ const SIGNIN_BODY_BYTES: usize = 64 << 10;
 pub struct Service {
     /// Settings.
     pub settings: Settings,
-    /// Registered tables, from configuration; completed from the catalogue by [`Service::ready`].
-    configured: Registry,
-    ready: OnceLock<Registry>,
-    init_sql: Option<String>,
+    /// The sync schema and the registry, made ready once.
+    db: Readiness,
     auth: Authenticator,
     /// Per-user and process-wide shares of this process.
     pub(crate) admission: Admission,
@@ -131,9 +97,7 @@ impl Service {
                 stream: cfg.watch,
                 service_name: cfg.service_name.clone(),
             },
-            configured,
-            ready: OnceLock::new(),
-            init_sql,
+            db: Readiness::new(configured, init_sql),
             auth: Authenticator::new(cfg.auth()?),
             admission: Admission::new(Shares {
                 uploads_per_user: cfg.max_uploads_per_user,
@@ -145,22 +109,19 @@ impl Service {
         })
     }
 
-    /// Ensures the sync schema (and the start-up SQL) and discovers FKs and column types, once per process;
-    /// afterwards it only returns the registry. Concurrent first calls may both do the (idempotent) work.
+    /// See [`Readiness::ready`].
     pub async fn ready(&self, client: &mut tokio_postgres::Client) -> Result<&Registry, crate::schema::SchemaError> {
-        if let Some(r) = self.ready.get() {
-            return Ok(r);
-        }
-        crate::schema::ensure(client, self.init_sql.as_deref()).await?;
-        let mut registry = self.configured.clone();
-        registry.discover(client).await?;
-        let _ = self.ready.set(registry);
-        Ok(self.ready.get().expect("just set"))
+        self.db.ready(client).await
     }
 
     /// The registry: discovered once ready, as configured before.
     pub fn registry(&self) -> &Registry {
-        self.ready.get().unwrap_or(&self.configured)
+        self.db.registry()
+    }
+
+    /// What a handler gets.
+    pub fn ctx(&self) -> Ctx<'_> {
+        Ctx::new(&self.settings, &self.admission, &self.db)
     }
 
     /// Handles one request at time `now` (since the Unix epoch). The body is read only once the request is
@@ -242,7 +203,7 @@ impl Service {
                 let declared = req.content_length.map_or(limit, |n| n as usize);
                 let _bytes = self.admission.upload_bytes(declared)?;
                 let body = self.read_body(rt, req.body, declared.min(limit)).await?;
-                let result = upload::upload(self, rt, &who, &body).await?;
+                let result = upload::upload(&self.ctx(), rt, &who, &body).await?;
                 let mut resp = Response::json(200, &result);
                 // Spurious for a replayed change (applied before): a hint, harmless.
                 if result.statuses.iter().any(|s| s.status == Status::Applied) {
@@ -297,15 +258,15 @@ impl Service {
         Ok(match route {
             Route::Download => {
                 let q = DownloadQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
-                Response::json(200, &download::download(self, rt, who, &q).await?)
+                Response::json(200, &download::download(&self.ctx(), rt, who, &q).await?)
             }
             Route::Snapshot => {
                 let q = SnapshotQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
-                Response::json(200, &crate::snapshot::snapshot(self, rt, who, &q).await?)
+                Response::json(200, &crate::snapshot::snapshot(&self.ctx(), rt, who, &q).await?)
             }
             Route::Watch => {
                 let q = WatchQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
-                Response::json(200, &crate::watch::watch(self, rt, who, &q).await?)
+                Response::json(200, &crate::watch::watch(&self.ctx(), rt, who, &q).await?)
             }
             Route::SchemaVersion => Response::json(
                 200,
@@ -340,7 +301,7 @@ impl Service {
             features: Features {
                 replay_returns_version: true,
                 next_after_jumps: true,
-                fk_precheck: self.configured.fk_precheck.as_str().into(),
+                fk_precheck: self.registry().fk_precheck.as_str().into(),
                 snapshot: true,
                 watch: match (s.watch, s.stream) {
                     (true, true) => vec!["long_poll".into(), "stream".into()],

@@ -7,11 +7,10 @@ use oversync_protocol::{RawValue, TableRef};
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::auth::Principal;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
+use crate::rows::{META_BY_KEY, RowKey, unzip_keys};
 use crate::runtime::Runtime;
-use crate::service::Service;
-use crate::upload::plan::RowKey;
-use crate::upload::store::{META_BY_KEY, unzip_keys};
 
 /// A page in one statement, so that everything in it comes from one snapshot: the window and the device's newest
 /// scid (part 0), the page's rows (part 1, numbered in key order as the index returns them), the live metadata
@@ -25,7 +24,7 @@ use crate::upload::store::{META_BY_KEY, unzip_keys};
 ///   60% of the page. Every live row has live metadata (uploads write both in one transaction), so the range
 ///   holds the page's versions; tombstones in it are skipped by the filter, so over a hydration each is read once.
 /// - Pages are cut by payload bytes (`$10`, `max_page_bytes`) as download pages are, in the same two steps (see
-///   [`crate::download`]'s page function): the rows while the payload bytes before them are under the budget,
+///   `crate::schema::read`'s page function): the rows while the payload bytes before them are under the budget,
 ///   then the first row past it as a marker without its payload (`sync_state` payloads are never NULL). The
 ///   `then_after` hint below still counts rows; a client pages on until a page reaches it.
 /// - The row two pages ahead (`OFFSET 2 × limit − 1`) lets a client keep two pages in flight: a hint, not a
@@ -82,7 +81,7 @@ static SQL_SCHEMA: std::sync::LazyLock<String> =
 
 /// Serves one snapshot page.
 pub async fn snapshot<R: Runtime>(
-    svc: &Service,
+    svc: &Ctx<'_>,
     rt: &R,
     who: &Principal,
     q: &SnapshotQuery,
@@ -105,7 +104,7 @@ pub async fn snapshot<R: Runtime>(
         Some(s) => (&*SQL_SCHEMA, s.clone(), String::new(), START.to_owned(), 0),
     };
     let (offset, one) = (2 * q.limit - 1, fetch.min(1));
-    let budget = crate::download::page_budget(svc.settings.max_page_bytes);
+    let budget = crate::schema::read::page_budget(svc.settings.max_page_bytes);
     let params: [(&(dyn ToSql + Sync), Type); 10] = [
         (&who.user_id, Type::TEXT),
         (&q.until, Type::INT8),

@@ -14,11 +14,11 @@ use tokio_postgres::types::Type;
 use futures_util::future::{Either, select};
 
 use crate::auth::Principal;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::hub::{ChangeHub, Notice};
 use crate::runtime::{PoolBusy, Runtime};
-use crate::service::Service;
-use crate::sql::read_function;
+use crate::schema::read::LATEST_SQL;
 
 /// How often the log is looked at without a live hub.
 const POLL: Duration = Duration::from_secs(1);
@@ -26,25 +26,10 @@ const POLL: Duration = Duration::from_secs(1);
 /// How soon a waiter with a hub tries its look again when no look share was free.
 const BUSY_RETRY: Duration = Duration::from_millis(50);
 
-/// The body of `sync.latest_change_v1(user, after, source)`: the user's newest change from another device above
-/// `after`, or NULL. A backward scan of the `(user_id, server_id)` index from the user's newest change down to
-/// `after` (planned by [`read_function`]'s rules; `max()` was planned as a walk of the primary key past every newer
-/// change of every user, each second of a watch).
-const LATEST_BODY: &str = "SELECT server_id FROM sync.server_change_log
-  WHERE (user_id, server_id) > ($1, $2) AND user_id <= $1 AND source_id <> $3
-  ORDER BY user_id DESC, server_id DESC LIMIT 1";
-
-/// `sync.latest_change_v1`, created at start-up.
-pub fn latest_function() -> String {
-    read_function("sync.latest_change_v1", "text, int8, text", "int8", LATEST_BODY)
-}
-
-const LATEST_SQL: &str = "SELECT sync.latest_change_v1($1, $2, $3)";
-
 /// Waits up to `timeout_s` for a change of the user from another device above `after`: woken by the host's
 /// [`ChangeHub`] when it has a live one, else looking at the log once per second.
 pub async fn watch<R: Runtime>(
-    svc: &Service,
+    svc: &Ctx<'_>,
     rt: &R,
     who: &Principal,
     q: &WatchQuery,
@@ -74,7 +59,7 @@ pub async fn watch<R: Runtime>(
 }
 
 /// Looks at the log once per second.
-async fn polled<R: Runtime>(svc: &Service, rt: &R, who: &Principal, q: &WatchQuery) -> Result<Option<i64>, ApiError> {
+async fn polled<R: Runtime>(svc: &Ctx<'_>, rt: &R, who: &Principal, q: &WatchQuery) -> Result<Option<i64>, ApiError> {
     for look in 0..=q.timeout_s {
         if look > 0 {
             rt.sleep(POLL).await;
@@ -90,7 +75,7 @@ async fn polled<R: Runtime>(svc: &Service, rt: &R, who: &Principal, q: &WatchQue
 /// device's commit above `after` answers at once; a resync looks again. If the hub stops being live meanwhile,
 /// the long-poll ends unchanged and the client's next one polls.
 async fn pushed<R: Runtime>(
-    svc: &Service,
+    svc: &Ctx<'_>,
     rt: &R,
     hub: &ChangeHub,
     who: &Principal,
@@ -135,7 +120,7 @@ async fn pushed<R: Runtime>(
 /// One look at the log: `None` when no look share or connection was free (a wake-up is only a hint, §8.3, so a
 /// skipped look costs the client time, nothing else), else the newest change above `after` from another device.
 pub(crate) async fn look<R: Runtime>(
-    svc: &Service,
+    svc: &Ctx<'_>,
     rt: &R,
     who: &Principal,
     after: i64,

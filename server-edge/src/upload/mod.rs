@@ -1,26 +1,27 @@
 //! `POST /sync/upload` (PROTOCOL.md §4.2, §6.1–§6.5): validation, then one transaction per attempt under the
 //! per-user advisory lock, retried on serialisation failures, deadlocks and lock timeouts.
 
+mod materialize;
 pub mod plan;
 pub mod store;
 
 use std::time::Duration;
 
+use crate::pg::is_retryable;
 use oversync_protocol::TableRef;
 use oversync_protocol::validate::validate_batch;
 use oversync_protocol::wire::{
     BoundedError, BoundedUpload, ChangeStatus, Rejection, ServerRow, UploadRequest, UploadResponse,
 };
 use serde_json::value::RawValue;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use crate::auth::Principal;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::materialize::materialize;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::service::Service;
+use materialize::materialize;
 use plan::{Outcome, Prepared, decide, prepare};
 
 /// Attempts per upload (§6.1.4).
@@ -29,7 +30,7 @@ pub(crate) const ATTEMPTS: u32 = 3;
 /// Handles one upload body for an admitted caller whose turn it is. The body is read under the batch limit
 /// (past twice the limit it is not read on: 413); parsing and validation run through [`Runtime::compute`].
 pub async fn upload<R: Runtime>(
-    svc: &Service,
+    svc: &Ctx<'_>,
     rt: &R,
     who: &Principal,
     body: &[u8],
@@ -141,16 +142,11 @@ async fn too_large<R: Runtime>(
     })
 }
 
-/// Serialisation failure, deadlock or lock timeout: the whole transaction is retried (§6.1.4).
-pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
-    matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::LOCK_NOT_AVAILABLE)
-}
-
 type Decided = Vec<Option<ChangeStatus>>;
 
 /// One attempt inside an open transaction: lock, read, decide, write, materialise.
 async fn run(
-    svc: &Service,
+    svc: &Ctx<'_>,
     registry: &Registry,
     tx: &Transaction<'_>,
     who: &Principal,
@@ -158,8 +154,8 @@ async fn run(
 ) -> Result<(Decided, i64), tokio_postgres::Error> {
     let (user, device) = (who.user_id.as_str(), who.source_id.as_str());
     store::lock_user(tx, user, svc.settings.lock_timeout_ms).await?;
-    let (snapshot, max_before) = store::read_snapshot(tx, registry, user, device, prepared).await?;
-    let plan = decide(registry, prepared, &snapshot);
+    let (reads, max_before) = store::read_set(tx, registry, user, device, prepared).await?;
+    let plan = decide(registry, prepared, &reads);
 
     let live_conflicts: Vec<plan::RowKey> = plan
         .outcomes

@@ -16,17 +16,7 @@ use serde_json::value::RawValue;
 use crate::config::FkPrecheck;
 use crate::registry::Registry;
 
-/// A row of a registered table: `(table, canonical pk)`.
-pub type RowKey = (TableRef, String);
-
-/// The stored version and tombstone flag of a row (`sync.sync_row_meta`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowMeta {
-    /// Current version.
-    pub version: i64,
-    /// Tombstone.
-    pub deleted: bool,
-}
+pub use crate::rows::{RowKey, RowMeta};
 
 /// The log row recorded for an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +27,9 @@ pub struct Logged {
     pub version: i64,
 }
 
-/// What the store read before deciding.
+/// What the store read before deciding (its read set; not to be confused with `/sync/snapshot`).
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub struct ReadSet {
     /// Idempotency records of the request's scids for this device.
     pub logged: HashMap<i64, Logged>,
     /// Metadata of the request's rows and of every referenced parent.
@@ -167,7 +157,7 @@ pub fn apply_order(registry: &Registry, changes: &[(usize, &ValidChange)]) -> Ve
 }
 
 /// Decides every valid change against the snapshot. `prepared[i]` is `None` where validation failed.
-pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], snap: &Snapshot) -> Plan {
+pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], reads: &ReadSet) -> Plan {
     let valid: Vec<(usize, &ValidChange)> = prepared
         .iter()
         .enumerate()
@@ -183,7 +173,7 @@ pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], snap: &Snapsho
         .filter(|(_, c)| !c.op.is_delete())
         .map(|(_, c)| (c.table.clone(), c.pk.clone()))
         .collect();
-    let mut meta = snap.meta.clone();
+    let mut meta = reads.meta.clone();
     let mut applied_here: HashSet<RowKey> = HashSet::new();
     let mut plan = Plan {
         outcomes: vec![None; prepared.len()],
@@ -194,7 +184,7 @@ pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], snap: &Snapsho
         let p = prepared[index].as_ref().expect("valid index");
         let c = &p.change;
         let row: RowKey = (c.table.clone(), c.pk.clone());
-        let outcome = if let Some(logged) = snap.logged.get(&c.scid) {
+        let outcome = if let Some(logged) = reads.logged.get(&c.scid) {
             if logged.row == row {
                 Outcome::Applied(Some(logged.version))
             } else {
@@ -208,7 +198,7 @@ pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], snap: &Snapsho
             p,
             &row,
             &meta,
-            snap,
+            reads,
             &applied_here,
             &deleted_here,
             &upserted_here,
@@ -218,7 +208,7 @@ pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], snap: &Snapsho
             version_check(c, &row, meta.get(&row).copied())
         };
         if let Outcome::Applied(Some(version)) = outcome
-            && !snap.logged.contains_key(&c.scid)
+            && !reads.logged.contains_key(&c.scid)
             && is_write(c.op, meta.get(&row).copied(), version)
         {
             meta.insert(
@@ -254,7 +244,7 @@ fn precheck(
     p: &Prepared,
     row: &RowKey,
     meta: &HashMap<RowKey, RowMeta>,
-    snap: &Snapshot,
+    reads: &ReadSet,
     applied_here: &HashSet<RowKey>,
     deleted_here: &HashSet<RowKey>,
     upserted_here: &HashSet<RowKey>,
@@ -266,7 +256,7 @@ fn precheck(
         Ok(refs) => refs,
         Err(rejection) => return Some(rejection.clone()),
     };
-    if refs.iter().any(|r| snap.failed_lookups.contains(&r.parent.0)) {
+    if refs.iter().any(|r| reads.failed_lookups.contains(&r.parent.0)) {
         // §4.3's fixed text in both places; the database's error never reaches the body.
         let message = format!("FK precheck failed for {} pk={}", row.0, row.1);
         return Some(Rejection::with_error(Reason::PrecheckError, message));
@@ -280,7 +270,7 @@ fn precheck(
             // Self-references: another (or the same) upsert of this table in the request satisfies them.
             let self_ref = r.parent.0 == row.0 && upserted_here.contains(&r.parent);
             let live = match registry.fk_precheck {
-                FkPrecheck::Business => snap.business_parents.contains(&r.parent) || applied_here.contains(&r.parent),
+                FkPrecheck::Business => reads.business_parents.contains(&r.parent) || applied_here.contains(&r.parent),
                 _ => meta.get(&r.parent).is_some_and(|m| !m.deleted),
             };
             !(live || self_ref)

@@ -38,7 +38,7 @@ fn change(scid: i64, table: &str, op: &str, pk: &str, base: i64, payload: Option
     c
 }
 
-fn run(changes: &[ChangeUpload], snap: &Snapshot) -> Plan {
+fn run(changes: &[ChangeUpload], reads: &ReadSet) -> Plan {
     let reg = registry();
     let prepared: Vec<Option<Prepared>> = changes
         .iter()
@@ -48,7 +48,7 @@ fn run(changes: &[ChangeUpload], snap: &Snapshot) -> Plan {
                 .map(|v| prepare(&reg, v))
         })
         .collect();
-    decide(&reg, &prepared, snap)
+    decide(&reg, &prepared, reads)
 }
 
 fn rejection_message(o: &Option<Outcome>) -> String {
@@ -66,7 +66,7 @@ fn upserts_apply_parent_first_and_deletes_child_first() {
             change(1, "posts", "INSERT", P1, 0, Some(&post)),
             change(2, "users", "INSERT", U1, 0, Some("{}")),
         ],
-        &Snapshot::default(),
+        &ReadSet::default(),
     );
     let order: Vec<usize> = plan.writes.iter().map(|w| w.index).collect();
     assert_eq!(
@@ -76,15 +76,15 @@ fn upserts_apply_parent_first_and_deletes_child_first() {
     );
     assert_eq!(plan.outcomes[0], Some(Outcome::Applied(Some(1))));
 
-    let mut snap = Snapshot::default();
-    snap.meta.insert(
+    let mut reads = ReadSet::default();
+    reads.meta.insert(
         (users(), U1.into()),
         RowMeta {
             version: 1,
             deleted: false,
         },
     );
-    snap.meta.insert(
+    reads.meta.insert(
         (TableRef::new("b", "posts"), P1.into()),
         RowMeta {
             version: 1,
@@ -96,7 +96,7 @@ fn upserts_apply_parent_first_and_deletes_child_first() {
             change(3, "users", "DELETE", U1, 1, None),
             change(4, "posts", "DELETE", P1, 1, None),
         ],
-        &snap,
+        &reads,
     );
     let order: Vec<usize> = plan.writes.iter().map(|w| w.index).collect();
     assert_eq!(order, [1, 0]);
@@ -107,10 +107,7 @@ fn upserts_apply_parent_first_and_deletes_child_first() {
 fn fk_precheck_reports_missing_parents_with_the_value_as_sent() {
     let upper = U2.to_uppercase();
     let post = format!(r#"{{"id":"{P1}","author_id":"{upper}"}}"#);
-    let plan = run(
-        &[change(1, "posts", "INSERT", P1, 0, Some(&post))],
-        &Snapshot::default(),
-    );
+    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&post))], &ReadSet::default());
     assert_eq!(
         rejection_message(&plan.outcomes[0]),
         format!(r#"{{"missing":["b.users:{upper}"]}}"#)
@@ -118,7 +115,7 @@ fn fk_precheck_reports_missing_parents_with_the_value_as_sent() {
     assert!(plan.writes.is_empty());
 
     let bad = format!(r#"{{"id":"{P1}","author_id":42}}"#);
-    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&bad))], &Snapshot::default());
+    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&bad))], &ReadSet::default());
     assert_eq!(
         rejection_message(&plan.outcomes[0]),
         format!("bad payload for b.posts pk={P1}")
@@ -127,8 +124,8 @@ fn fk_precheck_reports_missing_parents_with_the_value_as_sent() {
 
 #[test]
 fn a_parent_deleted_by_the_same_request_counts_as_missing() {
-    let mut snap = Snapshot::default();
-    snap.meta.insert(
+    let mut reads = ReadSet::default();
+    reads.meta.insert(
         (users(), U1.into()),
         RowMeta {
             version: 1,
@@ -141,7 +138,7 @@ fn a_parent_deleted_by_the_same_request_counts_as_missing() {
             change(1, "posts", "INSERT", P1, 0, Some(&post)),
             change(2, "users", "DELETE", U1, 1, None),
         ],
-        &snap,
+        &reads,
     );
     assert!(matches!(plan.outcomes[0], Some(Outcome::Rejected(ref r)) if r.reason == Reason::FkMissing));
     assert_eq!(plan.outcomes[1], Some(Outcome::Applied(Some(2))));
@@ -155,22 +152,22 @@ fn self_references_are_satisfied_by_upserts_in_the_same_request() {
             change(1, "nodes", "INSERT", U1, 0, Some(&child)),
             change(2, "nodes", "INSERT", U2, 0, Some("{}")),
         ],
-        &Snapshot::default(),
+        &ReadSet::default(),
     );
     assert_eq!(plan.writes.len(), 2);
 }
 
 #[test]
 fn version_rules_follow_the_table() {
-    let mut snap = Snapshot::default();
-    snap.meta.insert(
+    let mut reads = ReadSet::default();
+    reads.meta.insert(
         (users(), U1.into()),
         RowMeta {
             version: 3,
             deleted: false,
         },
     );
-    snap.meta.insert(
+    reads.meta.insert(
         (users(), U2.into()),
         RowMeta {
             version: 5,
@@ -185,7 +182,7 @@ fn version_rules_follow_the_table() {
             change(3, "users", "UPDATE", never, 4, Some("{}")),
             change(4, "users", "DELETE", "00000000-0000-4000-8000-00000000000e", 0, None),
         ],
-        &snap,
+        &reads,
     );
     assert!(matches!(
         plan.outcomes[0],
@@ -219,7 +216,7 @@ fn version_rules_follow_the_table() {
             change(5, "users", "DELETE", U2, 1, None),
             change(6, "users", "INSERT", U1, 3, Some("{}")),
         ],
-        &snap,
+        &reads,
     );
     assert_eq!(
         plan.outcomes[0],
@@ -232,25 +229,25 @@ fn version_rules_follow_the_table() {
 
 #[test]
 fn replays_answer_the_stored_version_and_reused_scids_are_rejected() {
-    let mut snap = Snapshot::default();
-    snap.logged.insert(
+    let mut reads = ReadSet::default();
+    reads.logged.insert(
         7,
         Logged {
             row: (users(), U1.into()),
             version: 1,
         },
     );
-    snap.meta.insert(
+    reads.meta.insert(
         (users(), U1.into()),
         RowMeta {
             version: 4,
             deleted: false,
         },
     );
-    let plan = run(&[change(7, "users", "UPDATE", U1, 0, Some("{}"))], &snap);
+    let plan = run(&[change(7, "users", "UPDATE", U1, 0, Some("{}"))], &reads);
     assert_eq!(plan.outcomes[0], Some(Outcome::Applied(Some(1))));
     assert!(plan.writes.is_empty());
-    let plan = run(&[change(7, "users", "DELETE", U2, 0, None)], &snap);
+    let plan = run(&[change(7, "users", "DELETE", U2, 0, None)], &reads);
     assert_eq!(
         rejection_message(&plan.outcomes[0]),
         format!("source_change_id 7 already used for b.users pk={U1}")
@@ -259,10 +256,10 @@ fn replays_answer_the_stored_version_and_reused_scids_are_rejected() {
 
 #[test]
 fn a_failed_parent_lookup_answers_the_fixed_precheck_error() {
-    let mut snap = Snapshot::default();
-    snap.failed_lookups.insert(users());
+    let mut reads = ReadSet::default();
+    reads.failed_lookups.insert(users());
     let post = format!(r#"{{"id":"{P1}","author_id":"{U1}"}}"#);
-    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&post))], &snap);
+    let plan = run(&[change(1, "posts", "INSERT", P1, 0, Some(&post))], &reads);
     let message = format!("FK precheck failed for b.posts pk={P1}");
     assert_eq!(
         plan.outcomes[0],

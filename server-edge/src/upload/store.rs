@@ -1,6 +1,6 @@
 //! The upload's SQL: a fixed number of set-based statements per phase, whatever the number of changes.
 //!
-//! Round trips of one upload: BEGIN; lock (one statement, with `lock_timeout`); snapshot reads (pipelined);
+//! Round trips of one upload: BEGIN; lock (one statement, with `lock_timeout`); the read set (pipelined);
 //! replayed scids (only when the device's newest logged scid says there can be any); conflict rows (only when
 //! there are live conflicts); the four sync-table writes (pipelined);
 //! materialisation (a few per touched table); COMMIT.
@@ -11,9 +11,10 @@ use oversync_protocol::TableRef;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Error, GenericClient, Transaction};
 
-use super::plan::{Logged, Prepared, RowKey, RowMeta, Snapshot, Write};
+use super::plan::{Logged, Prepared, ReadSet, RowKey, RowMeta, Write};
 use crate::config::FkPrecheck;
 use crate::registry::Registry;
+use crate::rows::{META_BY_KEY, unzip_keys};
 use crate::sql::quote_ident;
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
@@ -55,22 +56,15 @@ pub async fn max_server_id(client: &impl GenericClient, user: &str) -> Result<i6
     Ok(rows[0].get(0))
 }
 
-/// The metadata of the rows named by `$2`/`$3`/`$4` (schemas, tables, pks) of user `$1`: schema, table, pk,
-/// version, deleted. One probe per key (see [`max_server_id`] on why not a join).
-pub const META_BY_KEY: &str = "SELECT m.schema_name, m.table_name, m.pk_uuid::text, m.server_version, m.deleted
-FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
-CROSS JOIN LATERAL (SELECT * FROM sync.sync_row_meta m WHERE m.user_id = $1 AND m.schema_name = k.s
-                    AND m.table_name = k.t AND m.pk_uuid = k.p::uuid LIMIT 1) m";
-
 /// Reads everything [`super::plan::decide`] needs, in one pipelined round trip. Also returns the user's
 /// highest `server_id` before this upload.
-pub async fn read_snapshot(
+pub async fn read_set(
     tx: &Transaction<'_>,
     registry: &Registry,
     user: &str,
     device: &str,
     prepared: &[Option<Prepared>],
-) -> Result<(Snapshot, i64), Error> {
+) -> Result<(ReadSet, i64), Error> {
     let valid = prepared.iter().flatten();
     let scids: Vec<i64> = valid.clone().map(|p| p.change.scid).collect();
     let mut keys: Vec<RowKey> = valid
@@ -119,18 +113,18 @@ pub async fn read_snapshot(
     // savepoint is rolled back.
     let (business_parents, failed_lookups) = business_parents(tx, registry, user, &parents).await?;
 
-    let mut snap = Snapshot {
+    let mut reads = ReadSet {
         business_parents,
         failed_lookups,
-        ..Snapshot::default()
+        ..ReadSet::default()
     };
     for r in logged {
         let row = (TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2)), r.get(3));
-        snap.logged.insert(r.get(0), Logged { row, version: r.get(4) });
+        reads.logged.insert(r.get(0), Logged { row, version: r.get(4) });
     }
     for r in meta {
         let row = (TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2));
-        snap.meta.insert(
+        reads.meta.insert(
             row,
             RowMeta {
                 version: r.get(3),
@@ -138,7 +132,7 @@ pub async fn read_snapshot(
             },
         );
     }
-    Ok((snap, max))
+    Ok((reads, max))
 }
 
 /// With `fk_precheck = business`: which parents exist in their business table, owned by the user, and the parent
@@ -187,7 +181,7 @@ async fn business_parents(
                 tx.batch_execute("RELEASE SAVEPOINT oversync_precheck").await?;
                 found.extend(rows.into_iter().map(|r| (table.clone(), r.get::<_, String>(0))));
             }
-            Err(e) if crate::upload::is_retryable(&e) => return Err(e),
+            Err(e) if crate::pg::is_retryable(&e) => return Err(e),
             Err(e) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT oversync_precheck; RELEASE SAVEPOINT oversync_precheck")
                     .await?;
@@ -333,12 +327,4 @@ pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes
     );
     let (highest, ..) = futures_util::try_join!(log, meta, upsert_state, delete_state)?;
     Ok(highest[0].get(0))
-}
-
-/// The keys as the three text arrays the key-list statements take.
-pub fn unzip_keys(keys: &[RowKey]) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let schemas = keys.iter().map(|(t, _)| t.schema.clone()).collect();
-    let tables = keys.iter().map(|(t, _)| t.table.clone()).collect();
-    let pks = keys.iter().map(|(_, p)| p.clone()).collect();
-    (schemas, tables, pks)
 }

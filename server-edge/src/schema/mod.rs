@@ -7,6 +7,8 @@
 //! therefore reads the catalogue first and does nothing when the schema is complete, and the DDL it does run waits
 //! at most [`DDL_LOCK_TIMEOUT`] for a lock: the request fails with 503 and the next one tries again.
 
+pub mod read;
+
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
@@ -131,7 +133,7 @@ async fn migrate(client: &mut Client, init_sql: Option<&str>) -> Result<(), Sche
     // Another start-up may have done the work while this one waited for the advisory lock.
     let (schema, init) = missing(&tx, init_sql).await?;
     if schema {
-        tx.batch_execute(&[SYNC_SCHEMA_SQL, &read_functions(), NOTIFY_SQL].concat())
+        tx.batch_execute(&[SYNC_SCHEMA_SQL, &read::read_functions(), NOTIFY_SQL].concat())
             .await?;
     }
     if let Some(sql) = init_sql.filter(|_| init) {
@@ -172,18 +174,13 @@ async fn missing(
     Ok((false, !ran))
 }
 
-/// The DDL of the change log's read functions (see [`crate::sql::read_function`]).
-fn read_functions() -> String {
-    [crate::download::page_function(), crate::watch::latest_function()].concat()
-}
-
 #[cfg(test)]
 mod tests {
     /// A database keeps a read function as it was first created: a change to this snapshot must come with a new
     /// function name (`…_v2`), or databases created before it keep the old body.
     #[test]
     fn read_functions() {
-        insta::assert_snapshot!(super::read_functions());
+        insta::assert_snapshot!(super::read::read_functions());
     }
 
     #[test]
@@ -194,7 +191,7 @@ mod tests {
     /// [`super::ensure`] skips the DDL when these exist, so they must be the functions the DDL creates.
     #[test]
     fn the_completeness_check_names_the_functions_the_ddl_creates() {
-        let ddl = super::read_functions() + super::NOTIFY_SQL;
+        let ddl = super::read::read_functions() + super::NOTIFY_SQL;
         for signature in super::NEWEST_FUNCTIONS {
             assert!(ddl.contains(&format!("to_regprocedure('{signature}')")), "{signature}");
         }

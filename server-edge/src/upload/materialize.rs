@@ -11,10 +11,10 @@ use serde_json::value::RawValue;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Error, Transaction};
 
+use super::plan::Write;
 use crate::convert::{cast_expr, to_sql_text};
 use crate::registry::{Registry, Target};
 use crate::sql::quote_ident;
-use crate::upload::plan::Write;
 
 /// A failed row.
 struct Failure<'a> {
@@ -239,7 +239,7 @@ async fn guarded<T>(
     }
     // A deadlock or lock timeout on a business row is not the row's fault: restart the whole upload instead.
     match result {
-        Err(e) if crate::upload::is_retryable(&e) => Err(e),
+        Err(e) if crate::pg::is_retryable(&e) => Err(e),
         other => Ok(other),
     }
 }
