@@ -17,6 +17,7 @@ use crate::transport::{Credentials, NetworkError, Reply, Transport};
 use crate::triggers::{TableShape, quote};
 
 mod apply;
+mod outcome;
 mod pace;
 mod rejected;
 mod snapshot;

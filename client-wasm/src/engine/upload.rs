@@ -3,16 +3,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use oversync_protocol::wire::{
-    ChangeStatus, ChangeUpload, RawValue, Reason, Status as Wire, UploadRequest, UploadResponse,
-};
+use oversync_protocol::wire::{ChangeStatus, ChangeUpload, RawValue, Reason, UploadRequest, UploadResponse};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
+use super::outcome::{self, Action, Effect, Requeue, RowWrite};
 use super::tx::{SyncTx, silenced};
 use super::write::{delete_row, set_meta, upsert_row};
 use super::{Engine, SyncError};
-use crate::conflict::{Conflict, LocalIntent, Resolution, ServerState};
+use crate::conflict::{Conflict, LocalIntent, ServerState};
 use crate::transport::Transport;
 use crate::wire::{local_to_wire, wire_to_local};
 
@@ -260,7 +259,7 @@ impl<T: Transport> Engine<T> {
     }
 }
 
-/// One status of §7.3, written through `conn` (a savepoint of the response transaction).
+/// One status of §7.3 ([`outcome::decide`]), written through `conn` (a savepoint of the response transaction).
 fn handle_status(
     conn: &Connection,
     ctx: &mut ConflictCtx<'_>,
@@ -275,31 +274,29 @@ fn handle_status(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((change_id, op, payload, base)) = current else {
-        return Ok(());
-    };
-    let unchanged = change_id == f.scid;
-    match (&s.status, s.reason()) {
-        (Wire::Applied, _) => {
+    let action = outcome::decide(s, current.as_ref().map(|c| c.0), f.scid, &f.op);
+    let unchanged = current.as_ref().is_some_and(|c| c.0 == f.scid);
+    match action {
+        Action::Nothing => {}
+        Action::Applied { version, delete } => {
             report.applied += 1;
-            match s.new_server_version {
+            match version {
                 Some(v) => {
                     let known = meta_version(conn, &f.table, &f.pk)?;
-                    set_meta(conn, &f.table, &f.pk, known.map_or(v, |k| k.max(v)), f.op == "DELETE")?;
-                    settle(conn, f, unchanged, Some(v))?;
+                    set_meta(conn, &f.table, &f.pk, known.map_or(v, |k| k.max(v)), delete)?;
                 }
-                None => {
-                    if f.op == "DELETE" {
-                        conn.execute(
-                            "UPDATE _sync_row_meta SET deleted = 1 WHERE table_name = ?1 AND pk_uuid = ?2",
-                            [&f.table, &f.pk],
-                        )?;
-                    }
-                    settle(conn, f, unchanged, None)?;
+                None if delete => {
+                    conn.execute(
+                        "UPDATE _sync_row_meta SET deleted = 1 WHERE table_name = ?1 AND pk_uuid = ?2",
+                        [&f.table, &f.pk],
+                    )?;
                 }
+                None => {}
             }
+            settle(conn, f, unchanged, version)?;
         }
-        (Wire::Conflict, _) => {
+        Action::Conflict => {
+            let (_, op, payload, base) = current.expect("a conflict is decided only for a pending row");
             let local = LocalIntent {
                 payload: payload
                     .as_deref()
@@ -312,43 +309,35 @@ fn handle_status(
                 false => report.retried += 1,
             }
         }
-        (_, Some(Reason::BadPayload | Reason::UnregisteredTable)) if !unchanged => {
-            // A newer intent was written since the send: keep it, it is not what the server refused (§7.3).
+        Action::KeepNewer => {
             report.retried += 1;
             settle(conn, f, false, None)?;
         }
-        (_, Some(Reason::BadPayload | Reason::UnregisteredTable)) => {
+        Action::Reject { reason } => {
             report.rejected += 1;
-            let why = s.invalid.as_ref().map_or("", |i| i.reason.as_str());
             // The id is the rejected change's scid (or past every id a database from before kept): ids never
             // repeat, so an app holding one cannot retry or discard a later rejection by mistake.
             conn.execute(
                 "INSERT INTO _sync_rejections (id, table_name, pk_uuid, reason, message)
                  VALUES (max(?5, (SELECT coalesce(max(id), 0) + 1 FROM _sync_rejections)), ?1, ?2, ?3, ?4)",
-                params![f.table, f.pk, why, s.message, f.scid],
+                params![f.table, f.pk, reason, s.message, f.scid],
             )?;
             settle(conn, f, unchanged, None)?;
         }
-        (_, Some(Reason::InternalError)) if s.is_conflict_without_server_row() => {
-            // The server has no record of the row: re-send it as new, and forget the version it never had.
+        Action::ResendAsNew => {
             report.retried += 1;
             conn.execute(
                 "DELETE FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
                 [&f.table, &f.pk],
             )?;
             conn.execute(
-                    "UPDATE _sync_pending SET base_version = 0, sent_change_id = NULL, sent_op = NULL, sent_base = NULL, sent_payload = NULL
-                     WHERE table_name = ?1 AND pk_uuid = ?2",
-                    [&f.table, &f.pk],
-                )?;
+                "UPDATE _sync_pending SET base_version = 0, sent_change_id = NULL, sent_op = NULL, sent_base = NULL, sent_payload = NULL
+                 WHERE table_name = ?1 AND pk_uuid = ?2",
+                [&f.table, &f.pk],
+            )?;
         }
-        _ => {
+        Action::BackOff(error) => {
             report.retried += 1;
-            let error = s.message.clone().unwrap_or_else(|| {
-                s.invalid
-                    .as_ref()
-                    .map_or(s.status.as_str().to_owned(), |i| i.details.to_string())
-            });
             back_off(conn, &f.table, &f.pk, &error)?;
         }
     }
@@ -390,46 +379,35 @@ impl ConflictCtx<'_> {
                 return Ok(false);
             }
         };
-        // Never turn an unreadable payload into a delete (which would then spread as a cascade): keep and retry.
-        let unreadable = match &resolution {
-            Resolution::AcceptServer => !server.deleted && server.payload.is_none(),
-            Resolution::KeepLocal => local.op != "DELETE" && local.payload.is_none(),
-            Resolution::Merge(_) => false,
-        };
-        if unreadable {
-            back_off(tx, &f.table, &f.pk, "conflict with an unreadable payload")?;
-            return Ok(false);
-        }
         let shape = &self.shapes[&f.table];
+        let (row, requeue_as) = match outcome::conflict_effect(&server, &local, &resolution) {
+            Effect::BackOff(why) => {
+                back_off(tx, &f.table, &f.pk, why)?;
+                return Ok(false);
+            }
+            Effect::Write { row, requeue } => (row, requeue),
+        };
         silenced(tx, || {
             set_meta(tx, &f.table, &f.pk, server.server_version, server.deleted)?;
-            match &resolution {
-                Resolution::AcceptServer => {
-                    match &server.payload {
-                        Some(p) if !server.deleted => upsert_row(tx, shape, &f.pk, p)?,
-                        _ => delete_row(tx, shape, &f.pk)?,
-                    }
+            match row {
+                RowWrite::Upsert(p) => upsert_row(tx, shape, &f.pk, p)?,
+                RowWrite::Delete => delete_row(tx, shape, &f.pk)?,
+            }
+            match requeue_as {
+                Requeue::Drop => {
                     tx.execute(
                         "DELETE FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2",
                         [&f.table, &f.pk],
                     )?;
                 }
-                Resolution::KeepLocal => {
-                    // A local upsert against a tombstone re-creates the row at the tombstone's version.
-                    let op = match (local.op.as_str(), server.deleted) {
-                        ("DELETE", _) => "DELETE",
-                        (_, true) => "INSERT",
-                        _ => "UPDATE",
-                    };
-                    match &local.payload {
-                        Some(p) if op != "DELETE" => upsert_row(tx, shape, &f.pk, p)?,
-                        _ => delete_row(tx, shape, &f.pk)?,
-                    }
-                    requeue(tx, f, op, server.server_version, None)?;
-                }
-                Resolution::Merge(p) => {
-                    upsert_row(tx, shape, &f.pk, p)?;
-                    requeue(tx, f, "UPDATE", server.server_version, Some(wire_to_local(shape, p)))?;
+                Requeue::Send { op, payload } => {
+                    requeue(
+                        tx,
+                        f,
+                        op,
+                        server.server_version,
+                        payload.map(|p| wire_to_local(shape, p)),
+                    )?;
                 }
             }
             Ok(())
