@@ -1,12 +1,14 @@
 //! Download and apply (PROTOCOL.md §7.4) and hydration (§7.6), plus the row writes shared with conflict
 //! resolution. Every page is one SQLite transaction with capture silenced and foreign keys deferred.
 
+use std::rc::Rc;
+
 use oversync_protocol::validate::DownloadQuery;
 use oversync_protocol::wire::{Capabilities, DownloadResponse};
 use rusqlite::{Connection, params};
 
 use super::pace::Pacer;
-use super::tx::{SyncTx, silenced};
+use super::tx::{SyncTx, silenced, with_fk_fallback};
 use super::write::{Batch, delete_row, now};
 use super::{Engine, SyncError};
 use crate::progress::Phase;
@@ -120,22 +122,10 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    /// Applies a page; if its commit violates a foreign key, applies it again with enforcement off and records
-    /// the violations. That happens when the server holds a child whose parent another device deleted later
-    /// (sync state never cascades, PROTOCOL.md §6.5): the device then matches the server, and the app can see
-    /// the orphans through [`Engine::fk_violations`] instead of the sync wedging on that page forever.
+    /// Applies a page in one transaction, with the foreign-key fallback ([`with_fk_fallback`]).
     fn apply_page(&mut self, page: &DownloadResponse, include_self: bool) -> Result<usize, SyncError> {
-        match self.apply_page_tx(page, include_self) {
-            Err(SyncError::Storage(e)) if is_fk_violation(&e) => {
-                self.conn.pragma_update(None, "foreign_keys", false)?;
-                let applied = self.apply_page_tx(page, include_self);
-                let restored = self.conn.pragma_update(None, "foreign_keys", true);
-                let applied = applied?;
-                restored?;
-                Ok(applied)
-            }
-            other => other,
-        }
+        let conn = Rc::clone(&self.conn);
+        with_fk_fallback(&conn, || self.apply_page_tx(page, include_self))
     }
 
     /// Rows that violate a foreign key locally: `(table, rowid, parent table)`.
@@ -271,9 +261,4 @@ pub(super) fn queue_cascaded_deletes<'a>(
         }
     }
     Ok(queued)
-}
-
-pub(super) fn is_fk_violation(e: &rusqlite::Error) -> bool {
-    e.sqlite_error()
-        .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
 }

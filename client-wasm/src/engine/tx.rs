@@ -65,3 +65,31 @@ pub(super) fn silenced<R>(conn: &Connection, f: impl FnOnce() -> Result<R, SyncE
     conn.execute("UPDATE _sync_client_info SET apply_mode = 0 WHERE id = 1", [])?;
     result
 }
+
+/// Runs `f` (which does its work in one transaction); if the commit violates a foreign key, runs it again with
+/// enforcement off. That happens when the server holds a child whose parent another device deleted later (sync
+/// state never cascades, PROTOCOL.md §6.5): the device then matches the server, and the app can see the orphans
+/// through `Engine::fk_violations` instead of the sync wedging on that work forever. `f` must start from scratch
+/// each time it is called.
+pub(super) fn with_fk_fallback<R>(
+    conn: &Connection,
+    mut f: impl FnMut() -> Result<R, SyncError>,
+) -> Result<R, SyncError> {
+    match f() {
+        Err(SyncError::Storage(e)) if is_fk_violation(&e) => {
+            conn.pragma_update(None, "foreign_keys", false)?;
+            let result = f();
+            let restored = conn.pragma_update(None, "foreign_keys", true);
+            let result = result?;
+            restored?;
+            Ok(result)
+        }
+        other => other,
+    }
+}
+
+/// A foreign key violated at commit (or by a statement).
+fn is_fk_violation(e: &rusqlite::Error) -> bool {
+    e.sqlite_error()
+        .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}

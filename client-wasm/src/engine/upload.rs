@@ -2,13 +2,14 @@
 //! the statuses by index in one transaction per chunk.
 
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use oversync_protocol::wire::{ChangeStatus, ChangeUpload, RawValue, Reason, UploadRequest, UploadResponse};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::outcome::{self, Action, Effect, Requeue, RowWrite};
-use super::tx::{SyncTx, silenced};
+use super::tx::{SyncTx, silenced, with_fk_fallback};
 use super::write::{delete_row, set_meta, upsert_row};
 use super::{Engine, SyncError};
 use crate::conflict::{Conflict, LocalIntent, ServerState};
@@ -32,6 +33,15 @@ pub struct UploadReport {
     pub rejected: usize,
     /// Changes kept for a later retry.
     pub retried: usize,
+}
+
+impl std::ops::AddAssign for UploadReport {
+    fn add_assign(&mut self, other: Self) {
+        self.applied += other.applied;
+        self.conflicts += other.conflicts;
+        self.rejected += other.rejected;
+        self.retried += other.retried;
+    }
 }
 
 /// A frozen send.
@@ -189,23 +199,15 @@ impl<T: Transport> Engine<T> {
         statuses: &[ChangeStatus],
         report: &mut UploadReport,
     ) -> Result<(), SyncError> {
-        let mut attempt = UploadReport::default();
+        let conn = Rc::clone(&self.conn);
         let conflicts_before = self.conflicts.len();
-        match self.process(frozen, statuses, &mut attempt) {
-            Err(SyncError::Storage(e)) if super::apply::is_fk_violation(&e) => {
-                attempt = UploadReport::default();
-                self.conflicts.truncate(conflicts_before);
-                self.conn.pragma_update(None, "foreign_keys", false)?;
-                let result = self.process(frozen, statuses, &mut attempt);
-                self.conn.pragma_update(None, "foreign_keys", true)?;
-                result?;
-            }
-            other => other?,
-        }
-        report.applied += attempt.applied;
-        report.conflicts += attempt.conflicts;
-        report.rejected += attempt.rejected;
-        report.retried += attempt.retried;
+        *report += with_fk_fallback(&conn, || {
+            // From scratch on the second run: the first one's conflicts were rolled back with it.
+            self.conflicts.truncate(conflicts_before);
+            let mut attempt = UploadReport::default();
+            self.process(frozen, statuses, &mut attempt)?;
+            Ok(attempt)
+        })?;
         Ok(())
     }
 
@@ -239,10 +241,7 @@ impl<T: Transport> Engine<T> {
             match handle_status(&sp, &mut ctx, f, s, &mut one) {
                 Ok(()) => {
                     sp.commit()?;
-                    report.applied += one.applied;
-                    report.conflicts += one.conflicts;
-                    report.rejected += one.rejected;
-                    report.retried += one.retried;
+                    *report += one;
                 }
                 Err(SyncError::Storage(e)) => {
                     drop(sp);
