@@ -9,8 +9,8 @@ use crate::triggers::{Column, TableShape, quote};
 /// rejection list, and the column signature the triggers were generated from).
 ///
 /// PROTOCOL.md §7.1's `CHECK (op IN (…))` is written as `=`/`OR`: the same constraint, but SQLite builds an
-/// ephemeral table for an `IN` list on every check, and every captured write checks it (a fifth of the capture
-/// triggers' cost in `oversync-bench --only p4`). The two sync-state tables are `WITHOUT ROWID` (keyed lookups only).
+/// ephemeral table for an `IN` list on every check, and every captured write checks it
+/// (bench/results/design-choices.md). The two sync-state tables are `WITHOUT ROWID` (keyed lookups only).
 pub const SYNC_TABLES_SQL: &str = "
 CREATE TABLE IF NOT EXISTS _sync_client_info (
   id INTEGER PRIMARY KEY CHECK (id = 1), user_id TEXT, source_id TEXT NOT NULL,

@@ -6,7 +6,8 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 /// How the log's read functions are planned: every plan that sorts or goes through a bitmap priced out, and JIT
-/// off (a disabled node adds 10^10 to a plan's cost, far past `jit_above_cost`; compiling took 130–250 ms).
+/// off (a disabled node's cost is past `jit_above_cost`, so JIT would compile every such plan; numbers in
+/// bench/results/design-choices.md).
 const BY_INDEX: &str =
     "SET enable_sort = off SET enable_incremental_sort = off SET enable_bitmapscan = off SET jit = off";
 
@@ -18,10 +19,10 @@ const BY_INDEX: &str =
 /// plans whenever it thought the range small: a user who appeared after the last ANALYZE, rows newer than the
 /// histogram, or a window bound it cannot know at planning time (it comes from the same statement). Those plans
 /// cost O(rows) per page, not O(page): a bitmap scan and a sort of the whole rest of the window, or a walk of the
-/// primary key through every other user's changes (452,000 rows filtered to serve a page of 1,000). A function's
-/// `SET` clauses hold while its body is planned and run, and it is still one statement from the server: one
-/// round trip, where a `BEGIN; SET LOCAL …; …; COMMIT` pipeline tripled an empty download's latency under
-/// workerd (16 → 55 ms; each answer is flushed on its own through the local Hyperdrive proxy).
+/// primary key through every other user's changes. A function's `SET` clauses hold while its body is planned
+/// and run, and it is still one statement from the server: one round trip, where a `BEGIN; SET LOCAL …; …;
+/// COMMIT` pipeline is several (each answer is flushed on its own through the local Hyperdrive proxy). The
+/// measurements are in bench/results/design-choices.md.
 ///
 /// A function is created once, never replaced (start-ups stay read-only on the catalog): a changed body needs a
 /// new name (`…_v2`).

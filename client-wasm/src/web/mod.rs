@@ -119,15 +119,14 @@ impl Database {
             let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
             let conn = Connection::open_with_flags_and_vfs(format!("/{}", opts.file), flags, vfs.as_str())
                 .map_err(|e| sqlite(&e))?;
-            // 16 KiB pages for a new database (an existing one keeps its size): an OPFS write costs 20-50 us per
-            // call here whatever its size, so a commit of four times fewer, larger pages is cheaper. Bench P3, five
-            // devices each, in-worker sums over 100 pages: apply 2087 -> 1618 ms, commit 640 -> 486 ms (64 KiB:
-            // 1681-1855 / 500 ms).
+            // 16 KiB pages for a new database (an existing one keeps its size): an OPFS write costs about the same
+            // per call whatever its size, so a commit of four times fewer, larger pages is cheaper (P3; numbers in
+            // bench/results/design-choices.md).
             conn.pragma_update(None, "page_size", 16384).map_err(|e| sqlite(&e))?;
             // A rollback journal kept between transactions (its header zeroed on commit) instead of one created
             // and deleted by every commit: on the sahpool VFS that is a file association, a truncate and flushes
-            // per transaction. Same crash safety as DELETE. CPU profile of a 100k-row hydration (bench P3):
-            // flush 8 -> 5-6% and truncate 2 -> 0.5% of the worker's samples, ~10% less time.
+            // per transaction. Same crash safety as DELETE, and less of a hydration's time in flushes and
+            // truncates (P3 profile in bench/results/design-choices.md).
             conn.pragma_update_and_check(None, "journal_mode", "PERSIST", |r| r.get::<_, String>(0))
                 .map_err(|e| sqlite(&e))?;
             (conn, Some(pool))
