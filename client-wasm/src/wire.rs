@@ -160,6 +160,28 @@ fn into_sql(value: Value, blob: bool) -> Option<SqlValue> {
     }
 }
 
+/// The key's value and the payload's values for local columns, with the indexes of those columns. Unknown
+/// payload keys are ignored; columns the payload lacks are left out (they keep their values on update).
+pub fn row_values(shape: &TableShape, pk: &str, payload: &Map<String, Value>) -> (Vec<usize>, Vec<SqlValue>) {
+    let mut present = Vec::with_capacity(shape.columns.len());
+    let mut values: Vec<SqlValue> = Vec::with_capacity(shape.columns.len());
+    values.push(key_value(shape, pk));
+    for (i, c) in shape.columns.iter().enumerate().filter(|(_, c)| c.name != shape.key) {
+        let Some(v) = payload
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
+            .map(|(_, v)| v)
+        else {
+            continue;
+        };
+        if let Some(v) = to_sql(v, c.blob) {
+            present.push(i);
+            values.push(v);
+        }
+    }
+    (present, values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,23 +200,9 @@ mod tests {
         }
     }
 
-    /// What the map-based path makes of the same payload: the first key matching each column, via `to_sql`.
+    /// What the map-based path ([`row_values`], used for resolver and merge payloads) makes of the same payload.
     fn through_a_map(shape: &TableShape, pk: &str, json: &str) -> (Vec<usize>, Vec<SqlValue>) {
-        let map: Map<String, Value> = serde_json::from_str(json).unwrap();
-        let mut present = Vec::new();
-        let mut values = vec![key_value(shape, pk)];
-        for (i, c) in shape.columns.iter().enumerate().filter(|(_, c)| c.name != shape.key) {
-            if let Some(v) = map
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
-                .map(|(_, v)| v)
-                && let Some(v) = to_sql(v, c.blob)
-            {
-                present.push(i);
-                values.push(v);
-            }
-        }
-        (present, values)
+        row_values(shape, pk, &serde_json::from_str(json).unwrap())
     }
 
     #[test]

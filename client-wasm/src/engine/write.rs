@@ -15,32 +15,10 @@ use serde_json::{Map, Value};
 use super::SyncError;
 use super::tx::{SyncTx, silenced};
 use crate::triggers::{TableShape, quote};
-use crate::wire::{key_value, read_payload, to_sql};
+use crate::wire::{key_value, read_payload, row_values};
 
 /// Rows per multi-row statement (bounded further by SQLite's 32766 bound parameters).
 const CHUNK_ROWS: usize = 64;
-
-/// The key's value and the payload's values for local columns, with the indexes of those columns. Unknown
-/// payload keys are ignored; columns the payload lacks are left out (they keep their values on update).
-fn row_values(shape: &TableShape, pk: &str, payload: &Map<String, Value>) -> (Vec<usize>, Vec<SqlValue>) {
-    let mut present = Vec::with_capacity(shape.columns.len());
-    let mut values: Vec<SqlValue> = Vec::with_capacity(shape.columns.len());
-    values.push(key_value(shape, pk));
-    for (i, c) in shape.columns.iter().enumerate().filter(|(_, c)| c.name != shape.key) {
-        let Some(v) = payload
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
-            .map(|(_, v)| v)
-        else {
-            continue;
-        };
-        if let Some(v) = to_sql(v, c.blob) {
-            present.push(i);
-            values.push(v);
-        }
-    }
-    (present, values)
-}
 
 /// `INSERT … ON CONFLICT (key) DO UPDATE` over the payload keys that are local columns (never `INSERT OR
 /// REPLACE`, which would delete first and cascade). Unknown keys are ignored; missing columns keep their values.
