@@ -84,16 +84,14 @@ async fn a_server_killed_mid_upload_leaves_nothing_half_applied() {
 
     // Nothing half-applied: every log row has its metadata and state, and each batch is all or nothing.
     let conn = db(&target).await;
-    let orphans: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM sync.server_change_log l LEFT JOIN sync.sync_state s
+    let orphans: i64 = count(
+        &conn,
+        "SELECT count(*) FROM sync.server_change_log l LEFT JOIN sync.sync_state s
                ON s.user_id = l.user_id AND s.table_name = l.table_name AND s.pk_uuid = l.pk_uuid
              WHERE l.user_id = $1 AND s.pk_uuid IS NULL",
-            &[&user],
-        )
-        .await
-        .unwrap()
-        .get(0);
+        &[&user],
+    )
+    .await;
     assert_eq!(orphans, 0);
     let per_device = conn
         .query(
@@ -121,14 +119,12 @@ async fn a_server_killed_mid_upload_leaves_nothing_half_applied() {
         let d = Device::new(&target, &user, &format!("device-{dev}"));
         assert_eq!(send_from(&d, &plans[dev], stopped[dev]).await, BATCHES);
     }
-    let logged: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM sync.server_change_log WHERE user_id = $1",
-            &[&user],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let logged: i64 = count(
+        &conn,
+        "SELECT count(*) FROM sync.server_change_log WHERE user_id = $1",
+        &[&user],
+    )
+    .await;
     assert_eq!(
         logged,
         (DEVICES * BATCHES * PER_BATCH) as i64,

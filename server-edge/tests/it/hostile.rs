@@ -41,15 +41,12 @@ async fn malformed_and_hostile_uploads_are_answered_without_a_500() {
         .map(|r| (r.status().as_u16(), ()))
         .unwrap();
     assert_eq!(status, 200);
-    let n: i64 = db(&t)
-        .await
-        .query_one(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'business' AND table_name = 'users'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = count(
+        &db(&t).await,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'business' AND table_name = 'users'",
+        &[],
+    )
+    .await;
     assert_eq!(n, 1, "the business table survived");
 }
 

@@ -68,14 +68,12 @@ async fn on_a_table_keyed_by_id_alone_reusing_another_users_uuid_cannot_change_t
         (row.get::<_, String>(0), row.get::<_, String>(1)),
         ("alice".to_owned(), alice.clone())
     );
-    let failures: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1 AND pk_uuid = $2::text::uuid",
-            &[&mallory, &pk],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let failures: i64 = count(
+        &conn,
+        "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1 AND pk_uuid = $2::text::uuid",
+        &[&mallory, &pk],
+    )
+    .await;
     assert_eq!(failures, 1, "the refused upsert is recorded");
 }
 

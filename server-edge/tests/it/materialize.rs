@@ -94,16 +94,18 @@ async fn a_failure_is_recorded_while_the_change_stays_applied() {
         .await;
     assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
     let conn = db(&t).await;
-    let live: i64 = conn
-        .query_one("SELECT count(*) FROM sync.sync_state WHERE user_id = $1", &[&user])
-        .await
-        .unwrap()
-        .get(0);
-    let business: i64 = conn
-        .query_one("SELECT count(*) FROM business.typed WHERE owner_id = $1", &[&user])
-        .await
-        .unwrap()
-        .get(0);
+    let live: i64 = count(
+        &conn,
+        "SELECT count(*) FROM sync.sync_state WHERE user_id = $1",
+        &[&user],
+    )
+    .await;
+    let business: i64 = count(
+        &conn,
+        "SELECT count(*) FROM business.typed WHERE owner_id = $1",
+        &[&user],
+    )
+    .await;
     assert_eq!(
         (live, business),
         (3, 1),
@@ -221,18 +223,12 @@ async fn bytea_business_keys_hold_the_uuids_16_bytes() {
         .get(0);
     assert_eq!(label, "two");
     d.upload(vec![delete(3, "blobs", &pk, 2)]).await;
-    let left: i64 = conn
-        .query_one("SELECT count(*) FROM business.blobs WHERE id = $1", &[&bytes])
-        .await
-        .unwrap()
-        .get(0);
-    let failures: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1",
-            &[&user],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let left: i64 = count(&conn, "SELECT count(*) FROM business.blobs WHERE id = $1", &[&bytes]).await;
+    let failures: i64 = count(
+        &conn,
+        "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1",
+        &[&user],
+    )
+    .await;
     assert_eq!((left, failures), (0, 0));
 }

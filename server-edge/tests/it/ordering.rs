@@ -29,15 +29,12 @@ async fn upserts_apply_parent_first_and_deletes_child_first() {
         "log order is parent-first"
     );
     // Materialised too: the deferred business FK is satisfied within the transaction.
-    let n: i64 = db(&t)
-        .await
-        .query_one(
-            "SELECT count(*) FROM business.posts WHERE id = $1::text::uuid AND owner_id = $2",
-            &[&p, &user],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = count(
+        &db(&t).await,
+        "SELECT count(*) FROM business.posts WHERE id = $1::text::uuid AND owner_id = $2",
+        &[&p, &user],
+    )
+    .await;
     assert_eq!(n, 1);
 
     let r = d
@@ -50,12 +47,12 @@ async fn upserts_apply_parent_first_and_deletes_child_first() {
         [p.clone(), u.clone()],
         "deletes are child-first"
     );
-    let n: i64 = db(&t)
-        .await
-        .query_one("SELECT count(*) FROM business.users WHERE id = $1::text::uuid", &[&u])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = count(
+        &db(&t).await,
+        "SELECT count(*) FROM business.users WHERE id = $1::text::uuid",
+        &[&u],
+    )
+    .await;
     assert_eq!(n, 0);
 }
 
@@ -167,18 +164,17 @@ async fn a_large_mixed_batch_with_children_first_applies_completely() {
     let r = d.upload(changes).await;
     assert!(statuses(&r).iter().all(|s| s["status"] == "applied"));
     let conn = db(&t).await;
-    let posts: i64 = conn
-        .query_one("SELECT count(*) FROM business.posts WHERE owner_id = $1", &[&user])
-        .await
-        .unwrap()
-        .get(0);
-    let failures: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1",
-            &[&user],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let posts: i64 = count(
+        &conn,
+        "SELECT count(*) FROM business.posts WHERE owner_id = $1",
+        &[&user],
+    )
+    .await;
+    let failures: i64 = count(
+        &conn,
+        "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1",
+        &[&user],
+    )
+    .await;
     assert_eq!((posts, failures), (100, 0));
 }

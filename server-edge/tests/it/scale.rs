@@ -51,21 +51,18 @@ async fn five_hundred_changes_page_through_in_order() {
         assert!(statuses(&r).iter().all(|s| s["status"] == "applied"));
     }
     let started = Instant::now();
-    let (mut after, mut seen) = (0_i64, Vec::new());
-    loop {
-        let page = b.download(&format!("after={after}&limit=50")).await;
-        seen.extend(
-            page["changes"]
+    let seen: Vec<i64> = b
+        .download_pages(50, "")
+        .await
+        .iter()
+        .flat_map(|p| {
+            p["changes"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|c| c["server_id"].as_i64().unwrap()),
-        );
-        after = page["next_after"].as_i64().unwrap();
-        if !page["has_more"].as_bool().unwrap() {
-            break;
-        }
-    }
+                .map(|c| c["server_id"].as_i64().unwrap())
+        })
+        .collect();
     let elapsed = started.elapsed().as_secs_f64();
     assert_eq!(seen.len(), 500);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));

@@ -135,14 +135,12 @@ async fn a_page_reads_its_rows_and_their_versions_from_one_snapshot() {
     // `pg_stat_activity` is frozen).
     let watcher = db(&t).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while watcher
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
+    while count(
+        &watcher,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        &[],
+    )
+    .await
         == 0
     {
         assert!(

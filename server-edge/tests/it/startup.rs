@@ -38,14 +38,12 @@ async fn second_server(t: &Target) -> anyhow::Result<Target> {
 async fn until_a_session_waits_for_a_lock(t: &Target) {
     let watcher = db(t).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while watcher
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
+    while count(
+        &watcher,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        &[],
+    )
+    .await
         == 0
     {
         assert!(
@@ -81,12 +79,7 @@ async fn a_cold_start_on_a_complete_schema_takes_no_lock_an_upload_in_flight_hol
         .expect("an upload beside the one in flight");
     assert_eq!(statuses(&r)[0]["status"], "applied", "{r}");
     holder.batch_execute("COMMIT").await.unwrap();
-    let recorded: i64 = db(&t)
-        .await
-        .query_one("SELECT count(*) FROM sync.applied_init_sql", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let recorded: i64 = count(&db(&t).await, "SELECT count(*) FROM sync.applied_init_sql", &[]).await;
     assert_eq!(recorded, 1, "the start-up SQL ran once, for the first server");
 }
 

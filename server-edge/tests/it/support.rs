@@ -350,20 +350,32 @@ impl Device {
         body
     }
 
-    /// Pages the whole current window (`after` = 0) and returns every entry.
-    pub async fn download_all(&self, extra: &str) -> Vec<Value> {
-        let (mut after, mut until, mut out) = (0_i64, 0_i64, Vec::new());
+    /// Pages the whole current window (`after` = 0, the window frozen by the first page) `limit` entries at a
+    /// time, with `extra` query parameters, and returns the pages.
+    pub async fn download_pages(&self, limit: usize, extra: &str) -> Vec<Value> {
+        let (mut after, mut until, mut pages) = (0_i64, 0_i64, Vec::new());
         loop {
             let page = self
-                .download(&format!("after={after}&limit=1000&until={until}{extra}"))
+                .download(&format!("after={after}&limit={limit}&until={until}{extra}"))
                 .await;
-            out.extend(page["changes"].as_array().unwrap().iter().cloned());
             after = page["next_after"].as_i64().unwrap();
             until = page["window_until"].as_i64().unwrap();
-            if !page["has_more"].as_bool().unwrap() {
-                return out;
+            let more = page["has_more"].as_bool().unwrap();
+            pages.push(page);
+            if !more {
+                return pages;
             }
+            assert!(pages.len() < 100_000, "paging does not end");
         }
+    }
+
+    /// Pages the whole current window and returns every entry.
+    pub async fn download_all(&self, extra: &str) -> Vec<Value> {
+        let pages = self.download_pages(1000, extra).await;
+        pages
+            .iter()
+            .flat_map(|p| p["changes"].as_array().unwrap().iter().cloned())
+            .collect()
     }
 }
 
@@ -425,15 +437,21 @@ pub async fn db(t: &Target) -> tokio_postgres::Client {
     client
 }
 
+/// The one value of a `SELECT count(*) …` (or any single-`int8` query).
+pub async fn count(
+    db: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> i64 {
+    db.query_one(sql, params).await.unwrap().get(0)
+}
+
 /// Number of log rows of `user`.
 pub async fn log_rows(t: &Target, user: &str) -> i64 {
-    db(t)
-        .await
-        .query_one(
-            "SELECT count(*) FROM sync.server_change_log WHERE user_id = $1",
-            &[&user],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    count(
+        &db(t).await,
+        "SELECT count(*) FROM sync.server_change_log WHERE user_id = $1",
+        &[&user],
+    )
+    .await
 }

@@ -153,11 +153,7 @@ async fn a_loser_leaves_no_log_row_and_peers_download_only_the_winner() {
         "conflict",
         "a re-sent loser conflicts again"
     );
-    let n: i64 = db(&t).await
-        .query_one("SELECT count(*) FROM sync.server_change_log WHERE user_id = $1 AND source_id = 'b' AND source_change_id IN (1, 3)", &[&user])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = count(&db(&t).await, "SELECT count(*) FROM sync.server_change_log WHERE user_id = $1 AND source_id = 'b' AND source_change_id IN (1, 3)", &[&user]).await;
     assert_eq!(n, 0);
 }
 
@@ -248,11 +244,11 @@ async fn every_uuid_form_addresses_the_same_row() {
         entries.iter().all(|e| e["pk"] == pk.as_str()),
         "downloads carry the canonical pk"
     );
-    let n: i64 = db(&t)
-        .await
-        .query_one("SELECT count(*) FROM sync.sync_row_meta WHERE user_id = $1", &[&user])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = count(
+        &db(&t).await,
+        "SELECT count(*) FROM sync.sync_row_meta WHERE user_id = $1",
+        &[&user],
+    )
+    .await;
     assert_eq!(n, 1);
 }
