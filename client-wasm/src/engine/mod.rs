@@ -21,7 +21,10 @@ mod outcome;
 mod pace;
 mod rejected;
 mod snapshot;
+mod status;
 mod tx;
+
+pub use status::{LastError, Status, StatusReader, sqlite_code};
 mod upload;
 mod write;
 
@@ -181,24 +184,6 @@ pub struct Rejected {
     pub message: Option<String>,
 }
 
-/// What the app can show.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Status {
-    /// Rows waiting to be uploaded (parked included).
-    pub pending: i64,
-    /// Rows parked after repeated failures.
-    pub parked: i64,
-    /// Rejected changes recorded so far.
-    pub rejected: i64,
-    /// The download cursor.
-    pub cursor: i64,
-    /// The last error of a sync step, cleared by the next success.
-    pub last_error: Option<String>,
-    /// When the last successful cycle ended (RFC 3339, UTC), kept in the database (`_sync_status`): it
-    /// survives a reload, and `None` means this database never completed one.
-    pub last_synced: Option<String>,
-}
-
 impl Rejected {
     /// The rejection list in `conn`, oldest first (see [`Engine::rejections`]).
     pub fn read_all(conn: &Connection) -> Result<Vec<Self>, SyncError> {
@@ -217,30 +202,6 @@ impl Rejected {
     }
 }
 
-impl Status {
-    /// The counts, the cursor and the last sync as stored in `conn` (`last_error` is the engine's): a host
-    /// reads them through [`Engine::shared_conn`] while a cycle is running.
-    pub fn read(conn: &Connection) -> Result<Self, SyncError> {
-        // One cached statement: hosts read this after every local write.
-        let (pending, parked, rejected, cursor, last_synced) = conn
-            .prepare_cached(
-                "SELECT (SELECT count(*) FROM _sync_pending), (SELECT count(*) FROM _sync_pending WHERE parked = 1),
-                        (SELECT count(*) FROM _sync_rejections), last_server_seq_seen,
-                        (SELECT last_synced_at FROM _sync_status WHERE id = 1)
-                 FROM _sync_client_info WHERE id = 1",
-            )?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
-        Ok(Self {
-            pending,
-            parked,
-            rejected,
-            cursor,
-            last_error: None,
-            last_synced,
-        })
-    }
-}
-
 /// The engine over one SQLite database.
 pub struct Engine<T> {
     conn: Rc<Connection>,
@@ -251,7 +212,8 @@ pub struct Engine<T> {
     rank: HashMap<String, usize>,
     chunk: usize,
     conflicts: Vec<Conflict>,
-    last_error: Option<String>,
+    /// The last cycle's error (shared with [`StatusReader`]).
+    last_error: Rc<std::cell::RefCell<Option<LastError>>>,
     token_provider: Option<Box<TokenProvider>>,
     /// This database's device id, sent with every request (it never changes).
     device: String,
@@ -317,7 +279,7 @@ impl<T: Transport> Engine<T> {
             rank,
             chunk,
             conflicts: Vec::new(),
-            last_error: None,
+            last_error: Rc::default(),
             token_provider: None,
             device,
             capabilities: None,
@@ -402,7 +364,7 @@ impl<T: Transport> Engine<T> {
         let downloaded = if busy { Ok(0) } else { self.download().await };
         self.progress.idle();
         let result = uploaded.and_then(|report| downloaded.map(|_| report));
-        self.last_error = result.as_ref().err().map(ToString::to_string);
+        self.status_reader().finish(result.as_ref().map(|_| ()));
         if result.is_ok() {
             // Kept in the database, so "last synced" and "has synced" survive a reload.
             self.conn.execute(
@@ -416,10 +378,28 @@ impl<T: Transport> Engine<T> {
 
     /// Pending, parked and rejected counts, the cursor and the last error.
     pub fn status(&self) -> Result<Status, SyncError> {
-        Ok(Status {
-            last_error: self.last_error.clone(),
-            ..Status::read(&self.conn)?
-        })
+        self.status_reader().read()
+    }
+
+    /// The status, readable while a cycle holds the engine (hosts keep no status of their own).
+    pub fn status_reader(&self) -> StatusReader {
+        StatusReader {
+            conn: Rc::clone(&self.conn),
+            progress: self.progress.clone(),
+            last_error: Rc::clone(&self.last_error),
+        }
+    }
+
+    /// One cycle as a host runs it: a hydration first if this database never completed one, then
+    /// [`Engine::sync`]. Its outcome is the status's last error.
+    pub async fn cycle(&mut self) -> Result<UploadReport, SyncError> {
+        if !self.hydrated()?
+            && let Err(e) = self.hydrate(false).await
+        {
+            self.status_reader().finish(Err(&e));
+            return Err(e);
+        }
+        self.sync().await
     }
 
     /// What the running cycle is doing; the handle stays valid (and shared) while a cycle holds the engine.
@@ -439,10 +419,7 @@ impl<T: Transport> Engine<T> {
 
     /// Unparks every parked row (an app-triggered retry).
     pub fn retry_parked(&self) -> Result<usize, SyncError> {
-        Ok(self.conn.execute(
-            "UPDATE _sync_pending SET parked = 0, attempts = 0, next_attempt_at = NULL WHERE parked = 1",
-            [],
-        )?)
+        self.status_reader().unpark_all()
     }
 
     /// Sets the token provider: asked for a token when there is none, and once more after a 401.

@@ -1,6 +1,6 @@
 //! Errors as JS `Error`s with a stable `code` (the npm package documents the list).
 
-use rusqlite::ErrorCode;
+use crate::engine::sqlite_code;
 use wasm_bindgen::JsValue;
 
 use crate::SyncError;
@@ -25,51 +25,23 @@ pub(crate) fn bad_argument(message: impl AsRef<str>) -> JsValue {
 /// A SQLite error: `SQLITE_CONSTRAINT`, `SQLITE_BUSY`, … after SQLite's primary result code, `SQLITE_ERROR`
 /// otherwise; `sqliteCode` carries the extended code.
 pub(crate) fn sqlite(e: &rusqlite::Error) -> JsValue {
-    let (code, extended) = match e {
-        rusqlite::Error::SqliteFailure(f, _) => (primary(f.code), Some(f.extended_code)),
-        rusqlite::Error::InvalidParameterCount(..) | rusqlite::Error::InvalidParameterName(_) => ("BAD_ARGUMENT", None),
-        _ => ("SQLITE_ERROR", None),
-    };
     let err = js_sys::Error::new(&e.to_string());
-    set(&err, "code", &code.into());
-    if let Some(x) = extended {
-        set(&err, "sqliteCode", &x.into());
+    set(&err, "code", &sqlite_code(e).into());
+    if let rusqlite::Error::SqliteFailure(f, _) = e {
+        set(&err, "sqliteCode", &f.extended_code.into());
     }
     err.into()
-}
-
-fn primary(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::ConstraintViolation => "SQLITE_CONSTRAINT",
-        ErrorCode::DatabaseBusy => "SQLITE_BUSY",
-        ErrorCode::DatabaseLocked => "SQLITE_LOCKED",
-        ErrorCode::ReadOnly => "SQLITE_READONLY",
-        ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => "SQLITE_CORRUPT",
-        ErrorCode::DiskFull => "SQLITE_FULL",
-        ErrorCode::SystemIoFailure => "SQLITE_IOERR",
-        ErrorCode::TypeMismatch => "SQLITE_MISMATCH",
-        ErrorCode::TooBig => "SQLITE_TOOBIG",
-        _ => "SQLITE_ERROR",
-    }
 }
 
 /// A sync error: `NETWORK`, `UNAUTHORIZED`, `HTTP` (with `status`, and `retryAfterMs` after a `Retry-After`),
 /// `PROTOCOL`, `NOT_SIGNED_IN`, `WRONG_USER`, `TOKEN_USER_MISMATCH`, `CONFIG`, or a SQLite code for local
 /// storage failures.
 pub(crate) fn sync(e: &SyncError) -> JsValue {
-    let code = match e {
-        SyncError::Storage(inner) => return sqlite(inner),
-        SyncError::Network(_) => "NETWORK",
-        SyncError::Unauthorized => "UNAUTHORIZED",
-        SyncError::Http { .. } => "HTTP",
-        SyncError::Protocol(_) => "PROTOCOL",
-        SyncError::NotSignedIn => "NOT_SIGNED_IN",
-        SyncError::WrongUser(_) => "WRONG_USER",
-        SyncError::TokenUserMismatch { .. } => "TOKEN_USER_MISMATCH",
-        SyncError::Config(_) => "CONFIG",
-    };
+    if let SyncError::Storage(inner) = e {
+        return sqlite(inner);
+    }
     let err = js_sys::Error::new(&e.to_string());
-    set(&err, "code", &code.into());
+    set(&err, "code", &e.code().into());
     if let SyncError::Http {
         status, retry_after, ..
     } = e

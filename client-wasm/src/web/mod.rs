@@ -21,7 +21,7 @@ use serde::Deserialize;
 use sqlite_wasm_vfs::sahpool::{OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil, install};
 use wasm_bindgen::prelude::*;
 
-use crate::progress::Tracker;
+use crate::engine::StatusReader;
 use crate::{Engine, EngineConfig, Resolver, TableConfig};
 use error::{bad_argument, js_error, sqlite};
 pub use host::{Host, HostTransport};
@@ -80,9 +80,10 @@ pub struct Database {
     changed: Changed,
     reads: Reads,
     pool: Option<OpfsSAHPoolUtil>,
-    last: Rc<RefCell<sync::Last>>,
-    /// The engine's progress, readable while a cycle holds the engine.
-    progress: Tracker,
+    /// The engine's status (counts, progress, last error), readable while a cycle holds the engine.
+    status: StatusReader,
+    /// This database's device id (it never changes).
+    device: String,
     /// The app's conflict decisions (`resolver: "custom"`), see [`resolve`].
     decisions: Option<resolve::Shared>,
 }
@@ -169,22 +170,20 @@ impl Database {
         let engine = Engine::open(conn, cfg, HostTransport::new(&opts.url, host)).map_err(|e| error::sync(&e))?;
         Ok(Database {
             conn: engine.shared_conn(),
-            progress: engine.progress(),
+            status: engine.status_reader(),
+            device: engine.source_id().map_err(|e| error::sync(&e))?,
             decisions,
             engine: Rc::new(RefCell::new(engine)),
             changed,
             reads,
             pool,
-            last: Rc::default(),
         })
     }
 
     /// This database's device id (the `did` its tokens must carry).
     #[wasm_bindgen(js_name = deviceId)]
-    pub fn device_id(&self) -> Result<String, JsValue> {
-        self.conn
-            .query_row("SELECT source_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))
-            .map_err(|e| sqlite(&e))
+    pub fn device_id(&self) -> String {
+        self.device.clone()
     }
 
     /// Executes one statement; `{ changes, lastInsertRowid }`.
@@ -256,8 +255,15 @@ impl Database {
     /// Closes the database and releases its OPFS files (another worker can open them). Fails with `BUSY` while
     /// a sync cycle runs.
     pub fn close(self) -> Result<(), JsValue> {
-        let Database { conn, engine, pool, .. } = self;
-        drop(conn);
+        // Every handle on the connection goes before the engine gives it back to be closed.
+        let Database {
+            conn,
+            engine,
+            pool,
+            status,
+            ..
+        } = self;
+        drop((conn, status));
         let engine = Rc::into_inner(engine).ok_or_else(|| js_error("BUSY", "a sync cycle is running"))?;
         engine.into_inner().into_conn().close().map_err(|(_, e)| sqlite(&e))?;
         if let Some(pool) = pool {

@@ -8,16 +8,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::Database;
-use super::error::{self, js_error, sqlite};
+use super::error::{self, js_error};
 use crate::conflict::Resolution;
-use crate::engine::{Rejected, Status};
+use crate::engine::Rejected;
 use crate::progress::Phase;
-
-/// The outcome of the last cycle, kept outside the engine so `status()` answers while a cycle runs.
-#[derive(Default)]
-pub(super) struct Last {
-    error: Option<(String, String)>,
-}
 
 fn to_js(v: &Value) -> JsValue {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
@@ -26,14 +20,6 @@ fn to_js(v: &Value) -> JsValue {
 
 fn busy() -> JsValue {
     js_error("BUSY", "a sync cycle is running")
-}
-
-/// The stable `code` of a sync error, for `status().lastError`.
-fn code_of(e: &JsValue) -> String {
-    js_sys::Reflect::get(e, &"code".into())
-        .ok()
-        .and_then(|c| c.as_string())
-        .unwrap_or_default()
 }
 
 #[wasm_bindgen]
@@ -48,9 +34,7 @@ impl Database {
     /// The user this database belongs to (`null` before the first sign-in).
     #[wasm_bindgen(js_name = userId)]
     pub fn user_id(&self) -> Result<Option<String>, JsValue> {
-        self.conn
-            .query_row("SELECT user_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))
-            .map_err(|e| sqlite(&e))
+        Ok(self.status.read().map_err(|e| error::sync(&e))?.user)
     }
 
     /// One cycle (hydrating first if this database never completed a hydration); `token` replaces the current
@@ -61,33 +45,15 @@ impl Database {
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn sync(&self, token: Option<String>) -> js_sys::Promise {
         let engine = Rc::clone(&self.engine);
-        let last = Rc::clone(&self.last);
         future_to_promise(async move {
             let mut e = engine.try_borrow_mut().map_err(|_| busy())?;
             if let Some(t) = token {
                 e.set_token(t);
             }
-            let result = async {
-                if !e.hydrated()? {
-                    e.hydrate(false).await?;
-                }
-                e.sync().await
-            }
-            .await;
-            let mut last = last.borrow_mut();
-            match result {
-                Ok(r) => {
-                    last.error = None;
-                    Ok(to_js(&json!({
-                        "applied": r.applied, "conflicts": r.conflicts, "rejected": r.rejected, "retried": r.retried,
-                    })))
-                }
-                Err(err) => {
-                    let js = error::sync(&err);
-                    last.error = Some((code_of(&js), err.to_string()));
-                    Err(js)
-                }
-            }
+            let r = e.cycle().await.map_err(|err| error::sync(&err))?;
+            Ok(to_js(&json!({
+                "applied": r.applied, "conflicts": r.conflicts, "rejected": r.rejected, "retried": r.retried,
+            })))
         })
     }
 
@@ -95,13 +61,8 @@ impl Database {
     /// cursor, hydrated, syncing, lastError: {code, message} | null, lastSyncedAt, hasSynced }`; `uploaded` and
     /// `downloaded` count the current phase; the last two come from the database, so they survive a reload.
     pub fn status(&self) -> Result<JsValue, JsValue> {
-        let s = Status::read(&self.conn).map_err(|e| error::sync(&e))?;
-        let hydrated: bool = self
-            .conn
-            .query_row("SELECT hydrated FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))
-            .map_err(|e| sqlite(&e))?;
-        let last = self.last.borrow();
-        let progress = self.progress.get();
+        let s = self.status.read().map_err(|e| error::sync(&e))?;
+        let progress = s.progress;
         let phase = match progress.phase {
             Phase::Idle => Value::Null,
             Phase::Uploading => "upload".into(),
@@ -111,8 +72,8 @@ impl Database {
         Ok(to_js(&json!({
             "phase": phase, "uploaded": progress.uploaded, "downloaded": progress.downloaded,
             "pending": s.pending, "parked": s.parked, "rejected": s.rejected, "cursor": s.cursor,
-            "hydrated": hydrated, "syncing": self.engine.try_borrow_mut().is_err(),
-            "lastError": last.error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
+            "hydrated": s.hydrated, "syncing": self.engine.try_borrow_mut().is_err(),
+            "lastError": s.last_error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
             "lastSyncedAt": s.last_synced, "hasSynced": s.last_synced.is_some(),
         })))
     }
@@ -170,13 +131,6 @@ impl Database {
     /// Unparks every parked row; returns how many.
     #[wasm_bindgen(js_name = retryParked)]
     pub fn retry_parked(&self) -> Result<u32, JsValue> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE _sync_pending SET parked = 0, attempts = 0, next_attempt_at = NULL WHERE parked = 1",
-                [],
-            )
-            .map_err(|e| sqlite(&e))?;
-        Ok(n as u32)
+        Ok(self.status.unpark_all().map_err(|e| error::sync(&e))? as u32)
     }
 }

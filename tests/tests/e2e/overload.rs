@@ -109,7 +109,12 @@ async fn a_429_on_upload_keeps_every_change_penalises_no_row_and_surfaces_retry_
         ["/sync/upload", "/sync/download"],
         "a 429 limits uploads only: the download still runs"
     );
-    assert!(e.status().unwrap().last_error.is_some_and(|m| m.contains("429")));
+    assert!(
+        e.status()
+            .unwrap()
+            .last_error
+            .is_some_and(|e| e.message.contains("429"))
+    );
 
     // The retry sends the same frozen changes and they land.
     let statuses: Vec<_> = (1..=3)
