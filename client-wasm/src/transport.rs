@@ -69,6 +69,12 @@ pub trait Transport {
         std::future::ready(())
     }
 
+    /// A fresh token after the server refused the current one (401), from the host's auth; `None` when it has
+    /// none. The engine asks at most once per request (see `Engine::fresh_token`). By default there is none.
+    fn fresh_token(&self) -> impl Future<Output = Option<String>> {
+        std::future::ready(None)
+    }
+
     /// Milliseconds on a monotonic clock, to time page applies (snapshot and download pages are sized by
     /// them); `None` without a clock.
     fn now_ms(&self) -> Option<f64> {

@@ -64,6 +64,8 @@ export class Owner {
         return this.isOnline();
       },
       afterResponse: () => this.txFree(),
+      // The engine asks (once per request) after a 401; the fresh token is kept for the next cycles too.
+      freshToken: async () => (this.token = await this.askToken(true)),
       // A macrotask without timer clamping: messages queued meanwhile (UI queries) are answered before it; an
       // interactive transaction begun meanwhile is waited for, since the engine writes next.
       yieldTask: async () => {
@@ -376,16 +378,8 @@ export class Owner {
       if (!this.token) throw coded('NOT_SIGNED_IN', 'auth gave no token');
       await this.txFree();
       if (!this.db.userId()) this.db.signIn(this.opts.user, this.token);
-      try {
-        report = await this.db.sync(this.token);
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'UNAUTHORIZED') throw e;
-        this.log('debug', 'token refused (401): asking auth for a fresh one');
-        this.token = await this.askToken(true);
-        if (!this.token) throw e;
-        await this.txFree();
-        report = await this.db.sync(this.token);
-      }
+      // A 401 is handled inside the cycle: the engine asks `freshToken` once and repeats the request.
+      report = await this.db.sync(this.token);
       ok = true;
       const status = this.db.status() as { pending: number; cursor: number };
       this.log('info', hydrating ? 'hydration and sync cycle done' : 'sync cycle done', {

@@ -460,8 +460,18 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    /// One request with the current token; after a 401 the provider (if any) is asked once for a new token and
-    /// the request is repeated. A 401 that persists is [`SyncError::Unauthorized`]. A token of another user
+    /// A fresh token after a 401: the one place the engine asks for one. From the token provider when one is
+    /// set (native hosts), else from the transport's host (the browser's `auth` callback, asynchronously).
+    /// The caller repeats its request once with it.
+    async fn fresh_token(&self) -> Option<String> {
+        match &self.token_provider {
+            Some(provider) => provider(),
+            None => self.transport.fresh_token().await,
+        }
+    }
+
+    /// One request with the current token; after a 401 a fresh token ([`Engine::fresh_token`]) is asked for
+    /// once and the request is repeated. A 401 that persists is [`SyncError::Unauthorized`]. A token of another user
     /// (the first or the fresh one) is refused before anything is sent.
     async fn request(&mut self, path: &str, body: Option<&[u8]>) -> Result<crate::transport::Reply, SyncError> {
         let mut refreshed = false;
@@ -474,11 +484,7 @@ impl<T: Transport> Engine<T> {
             if reply.status != 401 {
                 return Ok(reply);
             }
-            let fresh = if refreshed {
-                None
-            } else {
-                self.token_provider.as_ref().and_then(|p| p())
-            };
+            let fresh = if refreshed { None } else { self.fresh_token().await };
             match fresh {
                 Some(t) => {
                     self.token = Some(t);

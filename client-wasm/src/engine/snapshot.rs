@@ -185,14 +185,10 @@ impl<T: Transport> Engine<T> {
             let mut reply = reply?;
             if reply.status == 401 {
                 // An expired token: a request sent before a refresh retries with the new one; otherwise ask
-                // the provider once.
+                // for a fresh one once.
                 if used == token && !refreshed {
                     refreshed = true;
-                    token = self
-                        .token_provider
-                        .as_ref()
-                        .and_then(|p| p())
-                        .ok_or(SyncError::Unauthorized)?;
+                    token = self.fresh_token().await.ok_or(SyncError::Unauthorized)?;
                     self.refuse_other_user(&token)?;
                 }
                 reply = transport.get(&path, Credentials { token: &token, device }).await?;

@@ -25,6 +25,10 @@ extern "C" {
     #[wasm_bindgen(method, js_name = yieldTask)]
     fn yield_task(this: &Host) -> js_sys::Promise;
 
+    /// A fresh token from the app's `auth` (asked with `refresh: true`) after the server refused the current
+    /// one; resolves to `null` when it gives none.
+    #[wasm_bindgen(method, js_name = freshToken)]
+    fn fresh_token(this: &Host) -> js_sys::Promise;
     /// The abort signal for the next request (a timeout, and `close()`).
     #[wasm_bindgen(method)]
     fn signal(this: &Host) -> web_sys::AbortSignal;
@@ -86,6 +90,10 @@ impl Transport for HostTransport {
     async fn post(&self, path: &str, auth: Credentials<'_>, body: Vec<u8>) -> Result<Reply, NetworkError> {
         let req = Request::post(&format!("{}{path}", self.base)).header("content-type", "application/json");
         self.send(authorized(req, auth), Some(body)).await
+    }
+
+    async fn fresh_token(&self) -> Option<String> {
+        JsFuture::from(self.host.fresh_token()).await.ok()?.as_string()
     }
 
     async fn get(&self, path: &str, auth: Credentials<'_>) -> Result<Reply, NetworkError> {
