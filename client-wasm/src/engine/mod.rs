@@ -546,3 +546,13 @@ fn fk_rank(
         .map(|(i, t)| (t.table, i))
         .collect())
 }
+
+/// Lets a row that is backing off be sent at the next cycle (the app decided its conflict). A function of the
+/// connection, not the engine: the host may call it while a cycle holds the engine.
+pub fn retry_now(conn: &Connection, table: &str, pk: &str) -> Result<(), SyncError> {
+    conn.execute(
+        "UPDATE _sync_pending SET next_attempt_at = NULL WHERE table_name = ?1 AND pk_uuid = ?2",
+        [table, pk],
+    )?;
+    Ok(())
+}

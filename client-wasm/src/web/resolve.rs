@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use wasm_bindgen::prelude::*;
 
 use super::Database;
-use super::error::{bad_argument, sqlite};
+use super::error::bad_argument;
 use crate::conflict::{LocalIntent, Resolution, Resolver, ServerState};
 
 /// Conflicts waiting for the app, and its decisions by (table, pk, server version).
@@ -98,12 +98,6 @@ impl Database {
             .borrow_mut()
             .decided
             .insert((table.to_owned(), pk.to_owned(), version as i64), resolution);
-        self.conn
-            .execute(
-                "UPDATE _sync_pending SET next_attempt_at = NULL WHERE table_name = ?1 AND pk_uuid = ?2",
-                [table, pk],
-            )
-            .map_err(|e| sqlite(&e))?;
-        Ok(())
+        crate::engine::retry_now(&self.conn, table, pk).map_err(|e| super::error::sync(&e))
     }
 }
