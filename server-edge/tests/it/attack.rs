@@ -398,7 +398,7 @@ async fn a_page_of_big_rows_is_cut_by_bytes_not_built_whole() {
             .download_pages(1000, "")
             .await
             .iter()
-            .map(|p| p["changes"].as_array().unwrap().len())
+            .map(|p| p.changes.len())
             .collect();
         assert!(
             sizes.iter().all(|&n| n <= 17),

@@ -110,7 +110,7 @@ async fn the_source_id_comes_from_the_token_not_the_body() {
     let b = Device::new(&t, &user, "dev-b");
     let entries = b.download_all("").await;
     assert_eq!(entries.len(), 1, "dev-b sees the change as someone else's");
-    assert_eq!(entries[0]["source_id"], "dev-a");
+    assert_eq!(entries[0].source_id, "dev-a");
 }
 
 #[tokio::test]

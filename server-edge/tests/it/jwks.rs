@@ -51,7 +51,7 @@ async fn rs_es_and_ed_tokens_sync_with_the_device_taken_from_the_header() {
         assert_eq!(statuses(&resp)[0]["status"], "applied", "{key}: {resp}");
         let seen = laptop.download_all("").await;
         assert_eq!(seen.len(), 1, "{key}: {seen:?}");
-        assert_eq!(seen[0]["source_id"], format!("phone-{key}"), "{key}");
+        assert_eq!(seen[0].source_id, format!("phone-{key}"), "{key}");
         // Another user of the same issuer sees nothing of it.
         let other = Device::with_token(&t, issuer().token(key, json!({"sub": new_user()})), Some("x"));
         assert!(other.download_all("").await.is_empty(), "{key}");
@@ -69,7 +69,7 @@ async fn a_device_claim_wins_over_the_header_and_classic_hs_tokens_still_work() 
     let classic = token_with(json!({"sub": user, "did": "classic", "iss": ISSUER, "aud": AUDIENCE}));
     let hs = Device::with_token(&t, classic, None);
     let seen = hs.download_all("").await;
-    assert_eq!(seen[0]["source_id"], "from-token");
+    assert_eq!(seen[0].source_id, "from-token");
 }
 
 #[tokio::test]

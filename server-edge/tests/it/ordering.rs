@@ -1,12 +1,13 @@
 //! §6.5: parent-first upserts, child-first deletes, the FK precheck on sync state; §9.2 case 15.
 
 use oversync_protocol::encoding::encode_base64;
-use serde_json::{Value, json};
+use oversync_protocol::wire::ChangeDownload;
+use serde_json::json;
 
 use crate::support::*;
 
-fn pks_in_log_order(entries: &[Value]) -> Vec<String> {
-    entries.iter().map(|e| e["pk"].as_str().unwrap().to_owned()).collect()
+fn pks_in_log_order(entries: &[ChangeDownload]) -> Vec<String> {
+    entries.iter().map(|e| e.pk.clone()).collect()
 }
 
 #[tokio::test]

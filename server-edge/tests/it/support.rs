@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use oversync_protocol::wire::{ChangeDownload, DownloadResponse};
 use oversync_tests::process::Server;
 use serde_json::{Value, json};
 
@@ -351,16 +352,16 @@ impl Device {
     }
 
     /// Pages the whole current window (`after` = 0, the window frozen by the first page) `limit` entries at a
-    /// time, with `extra` query parameters, and returns the pages.
-    pub async fn download_pages(&self, limit: usize, extra: &str) -> Vec<Value> {
+    /// time, with `extra` query parameters, and returns the pages (typed: each must parse as the wire type).
+    pub async fn download_pages(&self, limit: usize, extra: &str) -> Vec<DownloadResponse> {
         let (mut after, mut until, mut pages) = (0_i64, 0_i64, Vec::new());
         loop {
-            let page = self
+            let body = self
                 .download(&format!("after={after}&limit={limit}&until={until}{extra}"))
                 .await;
-            after = page["next_after"].as_i64().unwrap();
-            until = page["window_until"].as_i64().unwrap();
-            let more = page["has_more"].as_bool().unwrap();
+            let page: DownloadResponse = serde_json::from_value(body).expect("a download page");
+            (after, until) = (page.next_after, page.window_until);
+            let more = page.has_more;
             pages.push(page);
             if !more {
                 return pages;
@@ -370,12 +371,9 @@ impl Device {
     }
 
     /// Pages the whole current window and returns every entry.
-    pub async fn download_all(&self, extra: &str) -> Vec<Value> {
+    pub async fn download_all(&self, extra: &str) -> Vec<ChangeDownload> {
         let pages = self.download_pages(1000, extra).await;
-        pages
-            .iter()
-            .flat_map(|p| p["changes"].as_array().unwrap().iter().cloned())
-            .collect()
+        pages.into_iter().flat_map(|p| p.changes).collect()
     }
 }
 

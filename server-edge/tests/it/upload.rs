@@ -28,7 +28,7 @@ async fn insert_update_delete_advance_the_version() {
     );
     assert_eq!(
         r["highest_server_seq"],
-        d.download_all("&include_self=true").await.last().unwrap()["server_id"]
+        d.download_all("&include_self=true").await.last().unwrap().server_id
     );
     // DELETE of a tombstone: applied with the tombstone's version, nothing written.
     let r = d.upload(vec![delete(4, "users", &pk, 1)]).await;
@@ -125,9 +125,7 @@ async fn a_loser_leaves_no_log_row_and_peers_download_only_the_winner() {
     ])
     .await;
     let peer = Device::new(&t, &user, "peer");
-    let cursor = peer.download_all("").await.last().unwrap()["server_id"]
-        .as_i64()
-        .unwrap();
+    let cursor = peer.download_all("").await.last().unwrap().server_id;
 
     let r = b
         .upload(vec![
@@ -240,10 +238,7 @@ async fn every_uuid_form_addresses_the_same_row() {
         assert_eq!(status(&r, 0)["new_server_version"], v + 1, "{form}");
     }
     let entries = Device::new(&t, &user, "peer").download_all("").await;
-    assert!(
-        entries.iter().all(|e| e["pk"] == pk.as_str()),
-        "downloads carry the canonical pk"
-    );
+    assert!(entries.iter().all(|e| e.pk == pk), "downloads carry the canonical pk");
     let n: i64 = count(
         &db(&t).await,
         "SELECT count(*) FROM sync.sync_row_meta WHERE user_id = $1",
