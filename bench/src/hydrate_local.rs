@@ -98,7 +98,7 @@ fn pages(rows: usize, download: bool) -> Vec<Vec<u8>> {
                     .to_string()
                     .into_bytes();
             }
-            json!({"rows": rows, "has_more": p + 1 < count, "next_after_table": "users",
+            json!({"rows": rows, "has_more": p + 1 < count, "next_after_table": "business.users",
                    "next_after_pk": "00000000-0000-4000-8000-000000000000", "window_until": 1,
                    "max_own_source_change_id": 0})
             .to_string()
