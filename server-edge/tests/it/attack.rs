@@ -110,11 +110,7 @@ async fn the_default_request_limit_is_what_a_full_batch_needs() {
         .collect();
     measured_under("a legitimate full batch", &t, FULL_BATCH_RSS_BOUND_MIB, async {
         let r = d.upload(changes).await;
-        assert!(
-            statuses(&r).iter().all(|s| s["status"] == "applied"),
-            "{}",
-            statuses(&r)[0]
-        );
+        assert!(all_applied(&r), "{}", statuses(&r)[0]);
     })
     .await;
 }
@@ -220,7 +216,7 @@ async fn one_users_parallel_uploads_get_429_and_hold_one_connection() {
         match status {
             200 => {
                 ok += 1;
-                assert!(statuses(&body).iter().all(|s| s["status"] == "applied"), "{body}");
+                assert!(all_applied(&body), "{body}");
             }
             429 => {
                 refused += 1;
@@ -277,7 +273,7 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
     release.send(()).unwrap();
     for u in uploads {
         let r = u.await.unwrap();
-        assert_eq!(statuses(&r)[0]["status"], "applied", "{r}");
+        assert_eq!(status_at(&r, 0), WireStatus::Applied, "{r}");
     }
     assert_eq!(
         dc.download_raw("after=0").await.0,
@@ -330,7 +326,7 @@ async fn upload_bytes_in_flight_are_budgeted_over_all_users() {
     let d2 = Device::new(&t, &u2, "d");
     assert_eq!(statuses(&d2.upload(users(1, 2)).await)[0]["status"], "applied");
     release.send(()).unwrap();
-    assert_eq!(statuses(&first.await.unwrap())[0]["status"], "applied");
+    assert_eq!(status_at(&first.await.unwrap(), 0), WireStatus::Applied);
     assert_eq!(
         statuses(&d2.upload(vec![big(3)]).await)[0]["status"],
         "applied",

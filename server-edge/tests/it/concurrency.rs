@@ -24,7 +24,7 @@ async fn a_paging_peer_sees_every_server_id_exactly_once_in_order() {
                         })
                         .collect();
                     let r = d.upload(changes).await;
-                    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"));
+                    assert!(all_applied(&r));
                 }
             })
         })

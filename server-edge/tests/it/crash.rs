@@ -19,7 +19,7 @@ async fn send_from(d: &Device, batches: &[Value], from: usize) -> usize {
         let Some((200, resp)) = d.try_upload_raw(b.to_string()).await else {
             return i;
         };
-        assert!(statuses(&resp).iter().all(|s| s["status"] == "applied"), "{resp}");
+        assert!(all_applied(&resp), "{resp}");
     }
     batches.len()
 }

@@ -101,7 +101,7 @@ async fn uploads_downloads_and_snapshots_stay_bounded_with_stale_statistics() {
 
     reset_statements(&conn).await;
     let r = d.upload(users(200, 10)).await;
-    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
+    assert!(all_applied(&r), "{r}");
     let newest = r["highest_server_seq"].as_i64().unwrap();
     let page = e.download(&format!("after={}&limit=100", newest - 150)).await;
     assert_eq!(page["changes"].as_array().unwrap().len(), 100);

@@ -53,7 +53,7 @@ async fn the_same_scid_from_another_device_is_independent() {
     let (x, y) = (id(), id());
     a.upload(vec![upsert(1, "users", &x, 0, user_row(&x, "x"))]).await;
     let r = b.upload(vec![upsert(1, "users", &y, 0, user_row(&y, "y"))]).await;
-    assert_eq!(statuses(&r)[0]["status"], "applied");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied);
     assert_eq!(log_rows(&t, &user).await, 2);
 }
 

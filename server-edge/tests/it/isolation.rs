@@ -50,12 +50,12 @@ async fn on_a_table_keyed_by_id_alone_reusing_another_users_uuid_cannot_change_t
     let hostile = json!({"id": pk, "name": "mallory", "owner_id": mallory});
     let r = m.upload(vec![upsert(1, table, &pk, 0, hostile)]).await;
     assert_eq!(
-        statuses(&r)[0]["status"],
-        "applied",
+        status_at(&r, 0),
+        WireStatus::Applied,
         "sync state is per user; only materialisation is refused"
     );
     let r = m.upload(vec![delete(2, table, &pk, 1)]).await;
-    assert_eq!(statuses(&r)[0]["status"], "applied");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied);
     let conn = db(&t).await;
     let row = conn
         .query_one(
@@ -98,7 +98,7 @@ async fn a_user_who_takes_another_users_ids_first_neither_blocks_nor_touches_the
     let (bob, mallory) = (new_user(), new_user());
     let (b, m) = (Device::new(&t, &bob, "d"), Device::new(&t, &mallory, "d"));
     let (author, post, gone, file, review) = (id(), id(), id(), id(), id());
-    let applied = |r: &serde_json::Value| assert!(statuses(r).iter().all(|s| s["status"] == "applied"), "{r}");
+    let applied = |r: &serde_json::Value| assert!(all_applied(r), "{r}");
 
     // Mallory writes Bob's ids before Bob does (her post's author_id is Bob's user id), then deletes one.
     applied(

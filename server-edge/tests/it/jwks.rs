@@ -48,7 +48,7 @@ async fn rs_es_and_ed_tokens_sync_with_the_device_taken_from_the_header() {
         let laptop = Device::with_token(&t, token, Some("laptop"));
         let pk = id();
         let resp = phone.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, key))]).await;
-        assert_eq!(statuses(&resp)[0]["status"], "applied", "{key}: {resp}");
+        assert_eq!(status_at(&resp, 0), WireStatus::Applied, "{key}: {resp}");
         let seen = laptop.download_all("").await;
         assert_eq!(seen.len(), 1, "{key}: {seen:?}");
         assert_eq!(seen[0].source_id, format!("phone-{key}"), "{key}");

@@ -17,7 +17,7 @@ async fn classic_values_convert_to_the_column_types() {
         "label": "hello", "ignored_key": "x"
     });
     let r = d.upload(vec![upsert(1, "typed", &pk, 0, payload)]).await;
-    assert_eq!(statuses(&r)[0]["status"], "applied");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied);
     let row = db(&t)
         .await
         .query_one(
@@ -48,7 +48,7 @@ async fn classic_values_convert_to_the_column_types() {
             json!({"id": pk, "at": "2026-03-02T09:15:27.5+01:00", "blob": null, "label": "x"}),
         )])
         .await;
-    assert_eq!(statuses(&r)[0]["status"], "applied");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied);
     let row = db(&t)
         .await
         .query_one(
@@ -63,7 +63,7 @@ async fn classic_values_convert_to_the_column_types() {
     let r = d
         .upload(vec![upsert(3, "typed", &pk, 2, json!({"id": pk, "blob": ""}))])
         .await;
-    assert_eq!(statuses(&r)[0]["status"], "applied");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied);
     let empty: Vec<u8> = db(&t)
         .await
         .query_one("SELECT blob FROM business.typed WHERE id = $1::text::uuid", &[&pk])
@@ -92,7 +92,7 @@ async fn a_failure_is_recorded_while_the_change_stays_applied() {
             ),
         ])
         .await;
-    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
+    assert!(all_applied(&r), "{r}");
     let conn = db(&t).await;
     let live: i64 = count(
         &conn,
@@ -181,7 +181,7 @@ async fn files_with_blob_data_materialise_byte_for_byte() {
             ),
         ])
         .await;
-    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
+    assert!(all_applied(&r), "{r}");
     let conn = db(&t).await;
     let stored: Vec<u8> = conn
         .query_one("SELECT data FROM business.files WHERE id = $1::text::uuid", &[&f])
@@ -209,11 +209,11 @@ async fn bytea_business_keys_hold_the_uuids_16_bytes() {
     let r = d
         .upload(vec![upsert(1, "blobs", &pk, 0, json!({"id": pk, "label": "one"}))])
         .await;
-    assert_eq!(statuses(&r)[0]["status"], "applied");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied);
     let r = d
         .upload(vec![upsert(2, "blobs", &pk, 1, json!({"id": pk, "label": "two"}))])
         .await;
-    assert_eq!(statuses(&r)[0]["status"], "applied");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied);
     let bytes = uuid::Uuid::parse_str(&pk).unwrap().as_bytes().to_vec();
     let conn = db(&t).await;
     let label: String = conn

@@ -22,7 +22,7 @@ async fn upserts_apply_parent_first_and_deletes_child_first() {
             upsert(22, "users", &u, 0, user_row(&u, "Dana")),
         ])
         .await;
-    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
+    assert!(all_applied(&r), "{r}");
     let peer = Device::new(&t, &user, "peer");
     assert_eq!(
         pks_in_log_order(&peer.download_all("").await),
@@ -41,7 +41,7 @@ async fn upserts_apply_parent_first_and_deletes_child_first() {
     let r = d
         .upload(vec![delete(23, "users", &u, 1), delete(24, "posts", &p, 1)])
         .await;
-    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
+    assert!(all_applied(&r), "{r}");
     let entries = peer.download_all("").await;
     assert_eq!(
         pks_in_log_order(&entries[2..]),
@@ -92,7 +92,7 @@ async fn a_parent_known_only_to_sync_state_satisfies_the_precheck() {
             json!({"id": child, "parent_id": b64}),
         )])
         .await;
-    assert_eq!(statuses(&r)[0]["status"], "applied", "{r}");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied, "{r}");
     // A deleted parent no longer satisfies it, and neither does one deleted in the same request.
     let (other, child2, child3) = (id(), id(), id());
     d.upload(vec![upsert(3, "app.parents", &other, 0, json!({"id": other}))])
@@ -104,7 +104,7 @@ async fn a_parent_known_only_to_sync_state_satisfies_the_precheck() {
         ])
         .await;
     assert_eq!(statuses(&r)[0]["invalid"]["reason"], "fk_missing");
-    assert_eq!(statuses(&r)[1]["status"], "applied");
+    assert_eq!(status_at(&r, 1), WireStatus::Applied);
     let r = d
         .upload(vec![upsert(
             6,
@@ -144,7 +144,7 @@ async fn self_references_within_one_request_are_satisfied() {
             upsert(2, "app.nodes", &root, 0, json!({"id": root, "parent_id": null})),
         ])
         .await;
-    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"), "{r}");
+    assert!(all_applied(&r), "{r}");
 }
 
 #[tokio::test]
@@ -163,7 +163,7 @@ async fn a_large_mixed_batch_with_children_first_applies_completely() {
         changes.push(upsert(i as i64 + 1, "users", u, 0, user_row(u, "author")));
     }
     let r = d.upload(changes).await;
-    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"));
+    assert!(all_applied(&r));
     let conn = db(&t).await;
     let posts: i64 = count(
         &conn,

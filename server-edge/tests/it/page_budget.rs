@@ -85,7 +85,7 @@ async fn download_pages_are_cut_by_payload_bytes_and_page_on_by_has_more() {
     // One change per upload, so that the delete's row exists when it arrives.
     for c in &changes {
         let r = a.upload(vec![c.clone()]).await;
-        assert_eq!(statuses(&r)[0]["status"], "applied", "{r}");
+        assert_eq!(status_at(&r, 0), WireStatus::Applied, "{r}");
     }
 
     let (mut after, mut until, mut pages, mut seen) = (0_i64, 0_i64, Vec::new(), Vec::new());

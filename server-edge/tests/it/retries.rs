@@ -52,7 +52,7 @@ async fn an_upload_that_never_gets_the_lock_fails_whole_with_500() {
     holder.await.unwrap();
     // The same upload goes through once the lock is free.
     let r = d.upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "x"))]).await;
-    assert_eq!(statuses(&r)[0]["status"], "applied");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied);
 }
 
 #[tokio::test]
@@ -65,7 +65,7 @@ async fn the_business_precheck_reads_owner_scoped_parents() {
     let r = a
         .upload(vec![upsert(2, "posts", &p, 0, post_row(&p, &u, "mine"))])
         .await;
-    assert_eq!(statuses(&r)[0]["status"], "applied", "{r}");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied, "{r}");
     // Bob cannot hang a post on Alice's business row.
     let r = b
         .upload(vec![upsert(1, "posts", &q, 0, post_row(&q, &u, "theirs"))])
@@ -114,5 +114,5 @@ fks = [{ column = "parent_id", parent = "app.broken_parent" }]
     // The database's error ("column no_such_column does not exist") is logged, never sent.
     assert_eq!(s["invalid"]["details"], json!({ "error": message }), "{s}");
     assert!(!r.to_string().contains("no_such_column"), "{r}");
-    assert_eq!(statuses(&r)[1]["status"], "applied");
+    assert_eq!(status_at(&r, 1), WireStatus::Applied);
 }

@@ -34,7 +34,7 @@ async fn a_200_change_upload_costs_as_many_statements_as_a_2_change_upload() {
     let before = statements(&conn).await;
     let r = d.upload(users(200, 100)).await;
     let large = statements(&conn).await - before;
-    assert!(statuses(&r).iter().all(|s| s["status"] == "applied"));
+    assert!(all_applied(&r));
     assert_eq!(
         large, small,
         "statements per upload must not grow with the number of changes ({small} for 2, {large} for 200)"

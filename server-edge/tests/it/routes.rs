@@ -155,7 +155,7 @@ async fn the_shipped_demo_configuration_serves_the_demo_schema() {
             upsert(4, "files", &f, 0, json!({"id": f, "name": "f", "data": "AAE="})),
         ])
         .await;
-    assert!(statuses(&resp).iter().all(|s| s["status"] == "applied"), "{resp}");
+    assert!(all_applied(&resp), "{resp}");
     let (status, body) = read(
         reqwest::Client::new()
             .post(format!("{}/signin", demo.base))

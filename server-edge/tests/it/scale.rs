@@ -23,7 +23,7 @@ async fn an_85_kb_payload_uploads_and_downloads() {
             json!({"id": pk, "title": "big", "content": big, "author_id": null}),
         )])
         .await;
-    assert_eq!(statuses(&r)[0]["status"], "applied");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied);
     let entries = b.download_all("").await;
     let payload: Value = serde_json::from_str(entries[0].payload.as_ref().expect("a payload").get()).unwrap();
     assert_eq!(payload["content"].as_str().map(str::len), Some(big.len()));
@@ -49,7 +49,7 @@ async fn five_hundred_changes_page_through_in_order() {
             .take(if chunk == 2 { 100 } else { 200 })
             .collect();
         let r = a.upload(changes).await;
-        assert!(statuses(&r).iter().all(|s| s["status"] == "applied"));
+        assert!(all_applied(&r));
     }
     let started = Instant::now();
     let seen: Vec<i64> = b

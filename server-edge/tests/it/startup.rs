@@ -77,7 +77,7 @@ async fn a_cold_start_on_a_complete_schema_takes_no_lock_an_upload_in_flight_hol
     let r = tokio::time::timeout(within, d.upload(vec![one_user_row(1)]))
         .await
         .expect("an upload beside the one in flight");
-    assert_eq!(statuses(&r)[0]["status"], "applied", "{r}");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied, "{r}");
     holder.batch_execute("COMMIT").await.unwrap();
     let recorded: i64 = count(&db(&t).await, "SELECT count(*) FROM sync.applied_init_sql", &[]).await;
     assert_eq!(recorded, 1, "the start-up SQL ran once, for the first server");
@@ -130,7 +130,7 @@ async fn start_up_ddl_gives_up_after_its_lock_timeout_and_uploads_do_not_queue_b
         .await
         .expect("an upload did not stay queued behind the start-up DDL")
         .unwrap();
-    assert_eq!(statuses(&r)[0]["status"], "applied", "{r}");
+    assert_eq!(status_at(&r, 0), WireStatus::Applied, "{r}");
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "gave up after {:?}",

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use oversync_protocol::wire::{ChangeDownload, DownloadResponse};
+pub use oversync_protocol::wire::Status as WireStatus;
+use oversync_protocol::wire::{ChangeDownload, DownloadResponse, UploadResponse};
 use oversync_tests::process::Server;
 use serde_json::{Value, json};
 
@@ -422,6 +423,19 @@ pub fn post_row(pk: &str, author: &str, title: &str) -> Value {
 }
 
 /// The statuses array.
+/// Whether every status of an upload answer is `applied`, read as the typed wire response (an answer that
+/// does not parse as `UploadResponse` fails).
+pub fn all_applied(resp: &Value) -> bool {
+    let typed: UploadResponse = serde_json::from_value(resp.clone()).expect("an upload response");
+    typed.statuses.iter().all(|s| s.status == WireStatus::Applied)
+}
+
+/// Status `i` of an upload answer, read as the typed wire response.
+pub fn status_at(resp: &Value, i: usize) -> WireStatus {
+    let typed: UploadResponse = serde_json::from_value(resp.clone()).expect("an upload response");
+    typed.statuses[i].status.clone()
+}
+
 pub fn statuses(resp: &Value) -> &Vec<Value> {
     resp["statuses"].as_array().expect("statuses")
 }

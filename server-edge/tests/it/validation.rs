@@ -111,7 +111,7 @@ async fn an_unregistered_table_is_reported_and_clears_accepted_but_others_apply(
         ("unregistered_table", Some("table not registered business.notes"))
     );
     assert_eq!(details, json!({"schema": "business", "table": "notes"}));
-    assert_eq!(statuses(&resp)[1]["status"], "applied");
+    assert_eq!(status_at(&resp, 1), WireStatus::Applied);
     // A null element is an empty change (Go's zero value), judged per change, not a 400.
     let resp = d.upload_raw(r#"{"changes":[null]}"#).await.1;
     assert_eq!(
