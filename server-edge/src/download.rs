@@ -4,23 +4,20 @@
 use oversync_protocol::validate::DownloadQuery;
 use oversync_protocol::wire::{ChangeDownload, DownloadResponse};
 use serde_json::value::RawValue;
+use tokio_postgres::Client;
 use tokio_postgres::types::Type;
 
 use crate::auth::Principal;
-use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::runtime::Runtime;
 use crate::schema::read::{DOWNLOAD_SQL, page_budget};
 
-/// Serves one download page.
-pub async fn download<R: Runtime>(
-    svc: &Ctx<'_>,
-    rt: &R,
+/// Serves one download page on `conn` (of a ready database), cut at `max_page_bytes` of payload.
+pub async fn download(
+    conn: &Client,
     who: &Principal,
     q: &DownloadQuery,
+    max_page_bytes: usize,
 ) -> Result<DownloadResponse, ApiError> {
-    let mut conn = rt.connect().await.map_err(ApiError::download)?;
-    svc.ready(&mut conn).await.map_err(ApiError::download)?;
     let fetch = q.limit + 1;
     let rows = conn
         .query_typed(
@@ -33,7 +30,7 @@ pub async fn download<R: Runtime>(
                 (&q.include_self, Type::BOOL),
                 (&who.source_id, Type::TEXT),
                 (&fetch, Type::INT8),
-                (&page_budget(svc.settings.max_page_bytes), Type::INT8),
+                (&page_budget(max_page_bytes), Type::INT8),
             ],
         )
         .await

@@ -119,6 +119,14 @@ impl Service {
         self.db.registry()
     }
 
+    /// A connection of a ready database, for the read routes that need nothing else from the service. (Uploads
+    /// read their body before they take a connection, and watches take one per look: they get a [`Ctx`].)
+    async fn ready_conn<R: Runtime>(&self, rt: &R) -> Result<R::Conn, ApiError> {
+        let mut conn = rt.connect().await.map_err(ApiError::download)?;
+        self.ready(&mut conn).await.map_err(ApiError::download)?;
+        Ok(conn)
+    }
+
     /// What a handler gets.
     pub fn ctx(&self) -> Ctx<'_> {
         Ctx::new(&self.settings, &self.admission, &self.db)
@@ -258,11 +266,19 @@ impl Service {
         Ok(match route {
             Route::Download => {
                 let q = DownloadQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
-                Response::json(200, &download::download(&self.ctx(), rt, who, &q).await?)
+                let conn = self.ready_conn(rt).await?;
+                Response::json(
+                    200,
+                    &download::download(&conn, who, &q, self.settings.max_page_bytes).await?,
+                )
             }
             Route::Snapshot => {
                 let q = SnapshotQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
-                Response::json(200, &crate::snapshot::snapshot(&self.ctx(), rt, who, &q).await?)
+                let conn = self.ready_conn(rt).await?;
+                Response::json(
+                    200,
+                    &crate::snapshot::snapshot(&conn, who, &q, self.settings.max_page_bytes).await?,
+                )
             }
             Route::Watch => {
                 let q = WatchQuery::from_query(query).map_err(ApiError::InvalidRequest)?;

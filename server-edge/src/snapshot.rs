@@ -4,13 +4,12 @@
 use oversync_protocol::query::SnapshotQuery;
 use oversync_protocol::wire::{SnapshotResponse, SnapshotRow};
 use oversync_protocol::{RawValue, TableRef};
+use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::auth::Principal;
-use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::rows::{META_BY_KEY, RowKey, unzip_keys};
-use crate::runtime::Runtime;
 
 /// A page in one statement, so that everything in it comes from one snapshot: the window and the device's newest
 /// scid (part 0), the page's rows (part 1, numbered in key order as the index returns them), the live metadata
@@ -79,15 +78,13 @@ static SQL_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| SNAPSH
 static SQL_SCHEMA: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| SNAPSHOT_SQL.replace("{KEYSET}", KEYSET_SCHEMA));
 
-/// Serves one snapshot page.
-pub async fn snapshot<R: Runtime>(
-    svc: &Ctx<'_>,
-    rt: &R,
+/// Serves one snapshot page on `conn` (of a ready database), cut at `max_page_bytes` of payload.
+pub async fn snapshot(
+    conn: &Client,
     who: &Principal,
     q: &SnapshotQuery,
+    max_page_bytes: usize,
 ) -> Result<SnapshotResponse, ApiError> {
-    let mut conn = rt.connect().await.map_err(ApiError::download)?;
-    svc.ready(&mut conn).await.map_err(ApiError::download)?;
     const START: &str = "00000000-0000-0000-0000-000000000000";
     let (after_schema, after_table, after_pk) = match &q.after {
         Some((t, pk)) => (t.schema.clone(), t.table.clone(), pk.clone()),
@@ -104,7 +101,7 @@ pub async fn snapshot<R: Runtime>(
         Some(s) => (&*SQL_SCHEMA, s.clone(), String::new(), START.to_owned(), 0),
     };
     let (offset, one) = (2 * q.limit - 1, fetch.min(1));
-    let budget = crate::schema::read::page_budget(svc.settings.max_page_bytes);
+    let budget = crate::schema::read::page_budget(max_page_bytes);
     let params: [(&(dyn ToSql + Sync), Type); 10] = [
         (&who.user_id, Type::TEXT),
         (&q.until, Type::INT8),
