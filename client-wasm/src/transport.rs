@@ -69,10 +69,11 @@ pub trait Transport {
         std::future::ready(())
     }
 
-    /// A fresh token after the server refused the current one (401), from the host's auth; `None` when it has
-    /// none. The engine asks at most once per request (see `Engine::fresh_token`). By default there is none.
-    fn fresh_token(&self) -> impl Future<Output = Option<String>> {
-        std::future::ready(None)
+    /// A fresh token after the server refused the current one (401), from the host's auth: `Ok(None)` when it
+    /// has none, `Err` with the reason when asking failed (the app's callback threw or did not answer). The
+    /// engine asks at most once per request (see `Engine::fresh_token`). By default there is none.
+    fn fresh_token(&self) -> impl Future<Output = Result<Option<String>, String>> {
+        std::future::ready(Ok(None))
     }
 
     /// Milliseconds on a monotonic clock, to time page applies (snapshot and download pages are sized by

@@ -148,6 +148,8 @@ export class SyncClient {
   private closed = false;
   private signingOut = false;
   private signedOut = false;
+  /** Why the files could not be deleted, when a sign-out closed every tab but failed there. */
+  private signOutFailure: OversyncError | null = null;
   private detach: () => void = () => undefined;
 
   private constructor(private opts: OpenOptions) {
@@ -455,6 +457,7 @@ export class SyncClient {
       this.signingOut = false;
     }
     this.end();
+    if (this.signOutFailure) throw this.signOutFailure;
   }
 
   /**
@@ -533,6 +536,7 @@ export class SyncClient {
       }
       case 'signedOut':
         this.signedOut = true;
+        if (m.error) this.signOutFailure = new OversyncError(m.error);
         if (!this.signingOut) this.opts.onSignedOut?.();
         this.end();
         return;

@@ -46,9 +46,10 @@ export class OversyncDialect implements Dialect {
   }
 }
 
-/** A statement that answers rows: a read, or a write with `RETURNING`. */
+/** A statement that answers rows: a read, or a write with `RETURNING`. A `WITH` that writes is a write. */
 const READ = /^\s*(select|with|pragma|values|explain)\b/i;
 const RETURNING = /\breturning\b/i;
+const WRITES = /\b(insert|update|delete|replace)\b/i;
 
 /** The one connection: the client. Kysely takes it one query (or one transaction) at a time. */
 class OversyncConnection implements DatabaseConnection {
@@ -64,7 +65,7 @@ class OversyncConnection implements DatabaseConnection {
     if (rows) {
       const out = tx
         ? await tx.query<R>(q.sql, params)
-        : READ.test(q.sql) && !RETURNING.test(q.sql)
+        : READ.test(q.sql) && !RETURNING.test(q.sql) && !(/^\s*with\b/i.test(q.sql) && WRITES.test(q.sql))
           ? await this.client.query<R>(q.sql, params)
           : ((await this.client.execRows(q.sql, params)) as R[]);
       return { rows: out };

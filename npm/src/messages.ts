@@ -70,7 +70,7 @@ export type WorkerMessage =
   | { event: 'log'; entry: LogEntry }
   | { event: 'resolve'; resolveId: number; conflict: ConflictContext }
   /** The database was signed out (from this tab or another) and its files deleted: the client is closed. */
-  | { event: 'signedOut' };
+  | { event: 'signedOut'; error?: WireError };
 
 /** Between workers of one database (BroadcastChannel `oversync:<file>`). */
 export type PeerMessage =
@@ -87,7 +87,7 @@ export type PeerMessage =
   /** The owner is signing out: stop serving and stop queueing for the lock (it must not reopen the file). */
   | { t: 'signingOut' }
   /** The files are deleted and the lock released. */
-  | { t: 'signedOut' };
+  | { t: 'signedOut'; error?: WireError };
 
 /** Turns anything thrown into a WireError (wasm errors carry `code`). */
 export function toWire(e: unknown): WireError {

@@ -147,6 +147,8 @@ export class Owner {
       if (op === 'begin') await new Promise((r) => setTimeout(r, 0));
       // Check and use in the same microtask: nothing can open a transaction in between.
       while (this.tx) await new Promise<void>((r) => this.txWaiters.push(r));
+      // Woken by close() (which rolls back the transaction it waited for): nothing more runs on this database.
+      if (this.closing.signal.aborted) throw coded('CLOSED', 'the database was closed');
     } else {
       this.touchTx(tx);
       try {
@@ -430,10 +432,15 @@ export class Owner {
     await Promise.all(
       undecided.map(async (c) => {
         try {
-          const timeout = new Promise<never>((_, reject) =>
-            setTimeout(() => reject(new Error('the conflict resolver did not answer')), this.opts.requestTimeoutMs),
-          );
-          this.db.decide(c.table, c.pk, c.server.version, await Promise.race([this.hooks.resolve(c), timeout]));
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const timeout = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('the conflict resolver did not answer')), this.opts.requestTimeoutMs);
+          });
+          try {
+            this.db.decide(c.table, c.pk, c.server.version, c.key, await Promise.race([this.hooks.resolve(c), timeout]));
+          } finally {
+            clearTimeout(timer);
+          }
           decided++;
         } catch (e) {
           // The row keeps backing off and is asked about again at its next conflict.

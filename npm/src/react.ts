@@ -33,13 +33,17 @@ const Context = createContext<DbContext>({ db: null, ready: never });
  * near the root; the hooks re-render when `db` changes.
  */
 export function OversyncProvider({ db, children }: { db: SyncClient | null; children?: ReactNode }) {
-  const deferred = useRef<{ promise: Promise<SyncClient>; resolve: (db: SyncClient) => void } | null>(null);
-  if (!deferred.current) {
+  const deferred = useRef<{ promise: Promise<SyncClient>; resolve: (db: SyncClient) => void; done: boolean } | null>(null);
+  // A pending promise while there is no database (again, after a sign-out): suspending hooks wait on it.
+  if (!deferred.current || (!db && deferred.current.done)) {
     let resolve!: (db: SyncClient) => void;
     const promise = new Promise<SyncClient>((r) => (resolve = r));
-    deferred.current = { promise, resolve };
+    deferred.current = { promise, resolve, done: false };
   }
-  if (db) deferred.current.resolve(db);
+  if (db && !deferred.current.done) {
+    deferred.current.resolve(db);
+    deferred.current.done = true;
+  }
   const value = useMemo(() => ({ db, ready: db ? Promise.resolve(db) : deferred.current!.promise }), [db]);
   return createElement(Context.Provider, { value }, children);
 }

@@ -33,9 +33,15 @@ export function queryEntry<T>(db: SyncClient, sql: string, params: Params | unde
 
   const listeners = new Set<() => void>();
   let settle!: () => void;
+  let settled = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const notify = () => {
     settle();
+    if (!settled) {
+      settled = true;
+      // A render that suspended on it retries now; if none reads it after all, it goes after LINGER_MS.
+      if (listeners.size === 0) release();
+    }
     listeners.forEach((l) => l());
   };
   const drop = () => {
@@ -43,9 +49,10 @@ export function queryEntry<T>(db: SyncClient, sql: string, params: Params | unde
     unsubscribe();
     if (byQuery.get(id) === entry) byQuery.delete(id);
   };
+  // Never before the first result: a suspended render waits on `first`, which only a result settles.
   const release = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => listeners.size === 0 && drop(), LINGER_MS);
+    if (settled) timer = setTimeout(() => listeners.size === 0 && drop(), LINGER_MS);
   };
   const entry: QueryEntry<T> = {
     rows: undefined,

@@ -50,6 +50,8 @@ export interface ConflictContext {
   server: { deleted: boolean; payload: Record<string, unknown> | null; version: number };
   /** The local change: `op` INSERT/UPDATE/DELETE, `payload` null for a DELETE, the version it was made against. */
   local: { op: string; payload: Record<string, unknown> | null; baseVersion: number };
+  /** Internal: identifies the local change the decision is for. */
+  key: string;
 }
 
 /** What the `conflict` option answers: the server's row, the local change, or a merged row (wire form). */

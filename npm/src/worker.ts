@@ -7,7 +7,7 @@ import init from './wasm/oversync_client.js';
 import { Owner, type OwnerOptions } from './owner.js';
 import { removeFiles } from './files.js';
 import type { ConflictContext, ConflictDecision } from './types.js';
-import { toWire, type Op, type PageRequest, type PeerMessage, type WorkerMessage } from './messages.js';
+import { toWire, type WireError, type Op, type PageRequest, type PeerMessage, type WorkerMessage } from './messages.js';
 
 type OpenArgs = OwnerOptions & { file: string };
 type Pending = {
@@ -128,13 +128,18 @@ async function signOut(keepPending: boolean): Promise<null> {
   ownerId = null;
   stopServing(false);
   channel.postMessage({ t: 'signingOut' } satisfies PeerMessage);
+  // Every tab is closed either way; a failure to delete the files is reported to every caller with it.
+  let failure: WireError | undefined;
   try {
     await o.close();
     if (!openArgs!.open.memory) await removeFiles(openArgs!.file);
+  } catch (e) {
+    failure = toWire(e);
+    throw e;
   } finally {
     release();
-    channel.postMessage({ t: 'signedOut' } satisfies PeerMessage);
-    post({ event: 'signedOut' });
+    channel.postMessage({ t: 'signedOut', error: failure } satisfies PeerMessage);
+    post({ event: 'signedOut', error: failure });
   }
   return null;
 }
@@ -143,13 +148,14 @@ async function signOut(keepPending: boolean): Promise<null> {
  * After a sign-out began: never take the lock, and fail what waits; a sign-out this tab forwarded waits for
  * the end (`done`), when it has succeeded.
  */
-function stopServing(done: boolean): void {
+function stopServing(done: boolean, failure?: WireError): void {
   signedOut = true;
   lockAbort.abort();
   for (const [rid, p] of forwarded) {
     if (p.op === 'signOut' && !done) continue;
     forwarded.delete(rid);
-    if (p.op === 'signOut') p.resolve(null);
+    if (p.op === 'signOut' && !failure) p.resolve(null);
+    else if (p.op === 'signOut') p.reject(Object.assign(new Error(failure!.message), failure));
     else p.reject(closedError());
   }
 }
@@ -288,8 +294,8 @@ function onPeer(m: PeerMessage): void {
       stopServing(false);
       return;
     case 'signedOut':
-      stopServing(true);
-      post({ event: 'signedOut' });
+      stopServing(true, m.error);
+      post({ event: 'signedOut', error: m.error });
       return;
   }
 }

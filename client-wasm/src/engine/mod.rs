@@ -142,6 +142,9 @@ pub enum SyncError {
     /// Misconfiguration (e.g. a synced table without its key column).
     #[error("configuration: {0}")]
     Config(String),
+    /// The host's auth failed while asked for a fresh token (the app's callback threw or did not answer).
+    #[error("{0}")]
+    Auth(String),
 }
 
 impl SyncError {
@@ -463,10 +466,10 @@ impl<T: Transport> Engine<T> {
     /// A fresh token after a 401: the one place the engine asks for one. From the token provider when one is
     /// set (native hosts), else from the transport's host (the browser's `auth` callback, asynchronously).
     /// The caller repeats its request once with it.
-    async fn fresh_token(&self) -> Option<String> {
+    async fn fresh_token(&self) -> Result<Option<String>, SyncError> {
         match &self.token_provider {
-            Some(provider) => provider(),
-            None => self.transport.fresh_token().await,
+            Some(provider) => Ok(provider()),
+            None => self.transport.fresh_token().await.map_err(SyncError::Auth),
         }
     }
 
@@ -484,7 +487,7 @@ impl<T: Transport> Engine<T> {
             if reply.status != 401 {
                 return Ok(reply);
             }
-            let fresh = if refreshed { None } else { self.fresh_token().await };
+            let fresh = if refreshed { None } else { self.fresh_token().await? };
             match fresh {
                 Some(t) => {
                     self.token = Some(t);

@@ -188,7 +188,7 @@ impl<T: Transport> Engine<T> {
                 // for a fresh one once.
                 if used == token && !refreshed {
                     refreshed = true;
-                    token = self.fresh_token().await.ok_or(SyncError::Unauthorized)?;
+                    token = self.fresh_token().await?.ok_or(SyncError::Unauthorized)?;
                     self.refuse_other_user(&token)?;
                 }
                 reply = transport.get(&path, Credentials { token: &token, device }).await?;

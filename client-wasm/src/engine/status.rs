@@ -128,6 +128,7 @@ impl SyncError {
             Self::WrongUser(_) => "WRONG_USER",
             Self::TokenUserMismatch { .. } => "TOKEN_USER_MISMATCH",
             Self::Config(_) => "CONFIG",
+            Self::Auth(_) => "AUTH",
         }
     }
 }

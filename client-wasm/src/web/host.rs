@@ -92,8 +92,14 @@ impl Transport for HostTransport {
         self.send(authorized(req, auth), Some(body)).await
     }
 
-    async fn fresh_token(&self) -> Option<String> {
-        JsFuture::from(self.host.fresh_token()).await.ok()?.as_string()
+    async fn fresh_token(&self) -> Result<Option<String>, String> {
+        match JsFuture::from(self.host.fresh_token()).await {
+            Ok(token) => Ok(token.as_string()),
+            Err(e) => Err(js_sys::Reflect::get(&e, &"message".into())
+                .ok()
+                .and_then(|m| m.as_string())
+                .unwrap_or_else(|| format!("{e:?}"))),
+        }
     }
 
     async fn get(&self, path: &str, auth: Credentials<'_>) -> Result<Reply, NetworkError> {

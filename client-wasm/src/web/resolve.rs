@@ -22,7 +22,7 @@ use crate::conflict::{LocalIntent, Resolution, Resolver, ServerState};
 #[derive(Default)]
 pub(super) struct Decisions {
     undecided: Vec<Value>,
-    decided: HashMap<(String, String, i64), Resolution>,
+    decided: HashMap<(String, String, i64, String), Resolution>,
 }
 
 pub(super) type Shared = Rc<RefCell<Decisions>>;
@@ -31,16 +31,16 @@ pub(super) type Shared = Rc<RefCell<Decisions>>;
 pub(super) fn resolver(shared: Shared) -> Resolver {
     Resolver::Custom(Box::new(move |table, pk, server, local| {
         let mut d = shared.borrow_mut();
+        let key = local_key(local);
         if let Some(r) = d
             .decided
-            .remove(&(table.to_owned(), pk.to_owned(), server.server_version))
+            .remove(&(table.to_owned(), pk.to_owned(), server.server_version, key.clone()))
         {
             return Ok(r);
         }
-        let listed = d
-            .undecided
-            .iter()
-            .any(|c| c["table"] == table && c["pk"] == pk && c["server"]["version"] == server.server_version);
+        let listed = d.undecided.iter().any(|c| {
+            c["table"] == table && c["pk"] == pk && c["server"]["version"] == server.server_version && c["key"] == key
+        });
         if !listed {
             d.undecided.push(describe(table, pk, server, local));
         }
@@ -48,10 +48,21 @@ pub(super) fn resolver(shared: Shared) -> Resolver {
     }))
 }
 
-/// The conflict as the app's callback sees it (wire-form payloads).
+/// Identifies the local intent a decision was made for: a newer local edit of the row is asked about again
+/// instead of getting a decision (a merge, say) made for what it replaced.
+fn local_key(local: &LocalIntent) -> String {
+    format!(
+        "{}:{}:{}",
+        local.op,
+        local.base_version,
+        Value::from(local.payload.clone())
+    )
+}
+
+/// The conflict as the app's callback sees it (wire-form payloads), with the key its decision is kept under.
 fn describe(table: &str, pk: &str, server: &ServerState, local: &LocalIntent) -> Value {
     json!({
-        "table": table, "pk": pk,
+        "table": table, "pk": pk, "key": local_key(local),
         "server": {"deleted": server.deleted, "payload": server.payload, "version": server.server_version},
         "local": {"op": local.op, "payload": local.payload, "baseVersion": local.base_version},
     })
@@ -75,7 +86,7 @@ impl Database {
 
     /// Records the app's decision for one conflict (`'server'`, `'client'`, or a merged wire-form payload
     /// object) at server `version`, and lets the row be sent again at once.
-    pub fn decide(&self, table: &str, pk: &str, version: f64, decision: JsValue) -> Result<(), JsValue> {
+    pub fn decide(&self, table: &str, pk: &str, version: f64, key: String, decision: JsValue) -> Result<(), JsValue> {
         let Some(shared) = &self.decisions else {
             return Err(bad_argument(
                 "decide: the database was opened without a conflict resolver",
@@ -97,7 +108,7 @@ impl Database {
         shared
             .borrow_mut()
             .decided
-            .insert((table.to_owned(), pk.to_owned(), version as i64), resolution);
+            .insert((table.to_owned(), pk.to_owned(), version as i64, key), resolution);
         crate::engine::retry_now(&self.conn, table, pk).map_err(|e| super::error::sync(&e))
     }
 }
