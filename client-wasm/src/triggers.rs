@@ -18,9 +18,9 @@
 //! what the write would have stored, as long as nothing but captured writes touches the row or its metadata,
 //! so [`fill_deferred_base_sql`] and [`TableShape::fill_deferred_sql`] fill them in before anything else does: before
 //! a freeze and at the start of every transaction that writes with capture silenced (download and snapshot pages,
-//! upload responses). The JSON after-image and the metadata lookup were much of the capture triggers' work per
-//! write (bench/results/design-choices.md); a freeze or an apply now builds them set-based, once per intent
-//! instead of once per write. PROTOCOL.md §7.1 lets pending payloads use any internal
+//! upload responses). The JSON after-image and the metadata lookup are much of a capture trigger's work per write
+//! (bench/results/design-choices.md), so a freeze or an apply builds them set-based, once per intent instead of
+//! once per write. PROTOCOL.md §7.1 lets pending payloads use any internal
 //! encoding; the wire form is unchanged.
 
 /// `_sync_pending.base_version` of an intent whose base is still "the row's metadata version, or 0".

@@ -66,3 +66,18 @@ export async function eventually(f, ms = 15_000, what = 'condition') {
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Every file path in `page`'s origin's OPFS. */
+export function opfsFiles(page) {
+  return page.evaluate(async () => {
+    const out = [];
+    const walk = async (dir, prefix) => {
+      for await (const [name, handle] of dir.entries()) {
+        if (handle.kind === 'file') out.push(prefix + name);
+        else await walk(handle, `${prefix}${name}/`);
+      }
+    };
+    await walk(await navigator.storage.getDirectory(), '');
+    return out;
+  });
+}

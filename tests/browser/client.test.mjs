@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { cleanup, eventually, launch, profileDir } from './browser.mjs';
+import { cleanup, eventually, launch, opfsFiles as opfs, profileDir } from './browser.mjs';
 import { root, startOrigin, startSyncServer } from './stack.mjs';
 
 let sync;
@@ -24,11 +24,17 @@ after(async () => {
   await sync?.stop();
 });
 
-/** A page of `context` with the test app loaded and `username`'s database open. */
-async function openPage(context, username, extra = {}) {
+/** A page of `context` with the test app loaded (no database open yet). */
+async function loadPage(context) {
   const page = await context.newPage();
   await page.goto(`${web.origin}/`);
   await page.waitForFunction(() => window.ready);
+  return page;
+}
+
+/** A page of `context` with the test app loaded and `username`'s database open. */
+async function openPage(context, username, extra = {}) {
+  const page = await loadPage(context);
   await page.evaluate(([u, x]) => window.openDb(u, x), [username, extra]);
   return page;
 }
@@ -53,8 +59,6 @@ const seedUsers = (page, n) =>
     await window.db.sync();
   }, n);
 
-/** Every file path in the page's OPFS. */
-const opfs = (page) => page.evaluate(() => window.opfsFiles());
 
 const titles = (page) =>
   page.evaluate(async () => (await window.db.query('SELECT title FROM posts ORDER BY title')).map((r) => r.title));
@@ -397,9 +401,7 @@ test('signOut uploads what is pending, closes every tab and deletes the files; t
 
 test('rejections: a change to a table the server does not sync is listed, can be discarded (gone locally) or retried', async () => {
   const ctx = await launch();
-  const page = await ctx.newPage();
-  await page.goto(`${web.origin}/`);
-  await page.waitForFunction(() => window.ready);
+  const page = await loadPage(ctx);
   await page.evaluate(async () => {
     const { INIT } = await import('./app.js');
     await window.openDb('rejected', {
@@ -433,9 +435,7 @@ test('rejections: a change to a table the server does not sync is listed, can be
 test('logger: sync cycles with timings in every tab, filtered by the logLevel of each tab; failures carry their code', async () => {
   const ctx = await launch();
   const open = async (level) => {
-    const page = await ctx.newPage();
-    await page.goto(`${web.origin}/`);
-    await page.waitForFunction(() => window.ready);
+    const page = await loadPage(ctx);
     await page.evaluate((logLevel) => {
       window.log.lines = [];
       return window.openDb('logged', { autoSync: false, logLevel, logger: (e) => window.log.lines.push(e) });
@@ -466,9 +466,7 @@ test('logger: sync cycles with timings in every tab, filtered by the logLevel of
 
 test('Kysely dialect and defineSchema: typed queries, RETURNING, transactions, live queries through one worker; a schema that does not match SQLite is refused', async () => {
   const ctx = await launch();
-  const page = await ctx.newPage();
-  await page.goto(`${web.origin}/`);
-  await page.waitForFunction(() => window.ready);
+  const page = await loadPage(ctx);
   const r = await page.evaluate(async () => {
     const { Kysely } = await import('kysely');
     const { OversyncDialect, liveQuery } = await import('/oversync-web/kysely.js');
@@ -520,9 +518,7 @@ test('Kysely dialect and defineSchema: typed queries, RETURNING, transactions, l
 test('conflict option: a JS resolver merges fields from both sides; both profiles converge on the merge', async () => {
   const [a, b] = [await launch(), await launch()];
   const pa = await openPage(a, 'merger', { autoSync: false });
-  const pb = await b.newPage();
-  await pb.goto(`${web.origin}/`);
-  await pb.waitForFunction(() => window.ready);
+  const pb = await loadPage(b);
   await pb.evaluate(() => {
     window.log.asked = [];
     return window.openDb('merger', {
@@ -564,9 +560,7 @@ test('a tab reloaded in the middle of hydration loses nothing and finishes on th
   const [a, b] = [await launch(), await launch()];
   const pa = await openPage(a, 'hydrate', { autoSync: false });
   await seedUsers(pa, 3000);
-  const pb = await b.newPage();
-  await pb.goto(`${web.origin}/`);
-  await pb.waitForFunction(() => window.ready);
+  const pb = await loadPage(b);
   // Start hydrating, and reload as soon as some rows have landed.
   await pb.evaluate(() => window.openDb('hydrate', { autoSync: false }).then(() => void window.db.sync().catch(() => {})));
   await eventually(() => pb.evaluate(async () => (await window.db.query('SELECT count(*) AS n FROM users'))[0].n > 0), 20_000, 'rows arriving');
@@ -626,9 +620,7 @@ test('hydration pages start small and grow in the browser (hydrationPageBudgetMs
 
 test('auth: a rejected token is refreshed through the callback once; each user has their own database file', async () => {
   const ctx = await launch();
-  const page = await ctx.newPage();
-  await page.goto(`${web.origin}/`);
-  await page.waitForFunction(() => window.ready);
+  const page = await loadPage(ctx);
   const r = await page.evaluate(async () => {
     const { INIT } = await import('./app.js');
     const calls = [];

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { cleanup, eventually, launch } from './browser.mjs';
+import { cleanup, eventually, launch, opfsFiles } from './browser.mjs';
 import { root, seed, startSyncServer } from './stack.mjs';
 
 const artifacts = path.join(root, 'tests/browser/artifacts');
@@ -72,17 +72,7 @@ test('Sign out uploads what is pending and removes the journal from the browser;
   await write(page, 'Before leaving');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForSelector('input[name=username]');
-  const files = await page.evaluate(async () => {
-    const out = [];
-    const walk = async (dir, prefix) => {
-      for await (const [name, h] of dir.entries()) {
-        if (h.kind === 'file') out.push(prefix + name);
-        else await walk(h, `${prefix}${name}/`);
-      }
-    };
-    await walk(await navigator.storage.getDirectory(), '');
-    return out;
-  });
+  const files = await opfsFiles(page);
   assert.deepEqual(files.filter((f) => f.includes('erin')), [], 'nothing of erin is left in OPFS');
   await page.fill('input[name=username]', 'erin');
   await page.click('button[type=submit]');

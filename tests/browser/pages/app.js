@@ -39,16 +39,4 @@ window.openDb = async (username, extra = {}) => {
   return window.db.status;
 };
 window.uuid = () => crypto.randomUUID();
-/** Every file path in this origin's OPFS. */
-window.opfsFiles = async () => {
-  const out = [];
-  const walk = async (dir, prefix) => {
-    for await (const [name, handle] of dir.entries()) {
-      if (handle.kind === 'file') out.push(prefix + name);
-      else await walk(handle, `${prefix}${name}/`);
-    }
-  };
-  await walk(await navigator.storage.getDirectory(), '');
-  return out;
-};
 window.ready = true;
