@@ -8,6 +8,7 @@
 //! at most [`DDL_LOCK_TIMEOUT`] for a lock: the request fails with 503 and the next one tries again.
 
 pub mod read;
+pub mod write;
 
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -21,9 +22,13 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 
 /// The newest read function of each kind, by signature. They are created last, in the transaction that creates
 /// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
-const NEWEST_FUNCTIONS: [&str; 3] = [
+const NEWEST_FUNCTIONS: [&str; 7] = [
+    "sync.user_top_v1(text)",
+    "sync.changed_since_v1(text, int8, int8, text, text[], text[], text[])",
     "sync.download_page_v2(text, int8, int8, text, bool, text, int8, int8)",
     "sync.latest_change_v1(text, int8, text)",
+    "sync.upload_read_v1(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
+    "sync.upload_write_v1(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
     "sync.notify_changes_v1()",
 ];
 
@@ -133,8 +138,16 @@ async fn migrate(client: &mut Client, init_sql: Option<&str>) -> Result<(), Sche
     // Another start-up may have done the work while this one waited for the advisory lock.
     let (schema, init) = missing(&tx, init_sql).await?;
     if schema {
-        tx.batch_execute(&[SYNC_SCHEMA_SQL, &read::read_functions(), NOTIFY_SQL].concat())
-            .await?;
+        tx.batch_execute(
+            &[
+                SYNC_SCHEMA_SQL,
+                &read::read_functions(),
+                &write::write_functions(),
+                NOTIFY_SQL,
+            ]
+            .concat(),
+        )
+        .await?;
     }
     if let Some(sql) = init_sql.filter(|_| init) {
         tx.batch_execute(sql).await?;
@@ -183,6 +196,12 @@ mod tests {
         insta::assert_snapshot!(super::read::read_functions());
     }
 
+    /// Likewise for the upload's functions.
+    #[test]
+    fn write_functions() {
+        insta::assert_snapshot!(super::write::write_functions());
+    }
+
     #[test]
     fn the_trigger_notifies_the_channel_the_listener_listens_on() {
         assert!(super::NOTIFY_SQL.contains(&format!("pg_notify('{}'", super::NOTIFY_CHANNEL)));
@@ -191,7 +210,7 @@ mod tests {
     /// [`super::ensure`] skips the DDL when these exist, so they must be the functions the DDL creates.
     #[test]
     fn the_completeness_check_names_the_functions_the_ddl_creates() {
-        let ddl = super::read::read_functions() + super::NOTIFY_SQL;
+        let ddl = super::read::read_functions() + &super::write::write_functions() + super::NOTIFY_SQL;
         for signature in super::NEWEST_FUNCTIONS {
             assert!(ddl.contains(&format!("to_regprocedure('{signature}')")), "{signature}");
         }

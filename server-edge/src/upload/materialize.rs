@@ -1,122 +1,143 @@
-//! Materialisation of applied changes into business tables (PROTOCOL.md §6.7).
+//! Materialisation of applied changes into business tables (PROTOCOL.md §6.7), planned here without IO and run by
+//! `sync.upload_write_v1` in the upload's write (see `crate::schema::write`).
 //!
-//! Each table's rows go in one set-based statement under a savepoint, with constraints checked immediately so
-//! a violation is charged to the rows and not to COMMIT. If the batch fails, the rows are retried one by one
-//! (each under its own savepoint) to find the failing ones. Failures are recorded in
+//! Each table's rows go in one set-based statement under an exception block (a savepoint), with constraints
+//! checked immediately so a violation is charged to the rows and not to COMMIT. If the statement fails, the rows
+//! are retried one by one (each under its own block) to find the failing ones. Failures are recorded in
 //! `sync.materialize_failures`; the changes stay applied, because sync state is the source of truth.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
-use tokio_postgres::types::Type;
-use tokio_postgres::{Error, Transaction};
 
 use super::plan::Write;
 use crate::convert::{cast_expr, to_sql_text};
 use crate::registry::{Registry, Target};
 use crate::sql::quote_ident;
 
-/// A failed row.
-struct Failure<'a> {
-    write: &'a Write,
-    error: String,
+/// The statements and data of one upload's materialisation, in the arrays the write function takes: groups of
+/// rows in apply order, each with its statement; rows are numbered by their 1-based index in the writes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Materialization {
+    /// Each group's statement (`$1` user, `$2` keys, `$3` column arrays, `$4` the row to run alone or NULL).
+    pub sql: Vec<String>,
+    /// Rows per group.
+    pub rows: Vec<i32>,
+    /// Each row's write index, groups one after another.
+    pub index: Vec<i32>,
+    /// Each row's key, likewise.
+    pub keys: Vec<String>,
+    /// Column arrays per group.
+    pub columns: Vec<i32>,
+    /// The column arrays, groups one after another: each a `text[]` literal of one column's values in row order.
+    pub values: Vec<String>,
+    /// Rows that failed before any statement (no business table, or a value the column cannot take): write index.
+    pub failed: Vec<i32>,
+    /// Their errors.
+    pub errors: Vec<String>,
 }
 
-/// Materialises `writes` (in apply order) and records failures.
-pub async fn materialize(tx: &Transaction<'_>, registry: &Registry, user: &str, writes: &[Write]) -> Result<(), Error> {
-    let mut failures = Vec::new();
+/// Plans the materialisation of `writes` (in apply order).
+pub fn materialization(registry: &Registry, writes: &[Write]) -> Materialization {
+    let mut m = Materialization::default();
+    let mut at = 0;
     for group in writes.chunk_by(|a, b| a.row.0 == b.row.0 && a.op.is_delete() == b.op.is_delete()) {
+        let first = at;
+        at += group.len();
         let Some(target) = registry.get(&group[0].row.0).and_then(|t| t.target.as_ref()) else {
             continue;
         };
+        let numbered = group.iter().enumerate().map(|(i, w)| (first + i + 1, w));
         if target.columns.is_empty() {
             let error = format!("target table {}.{} not found", target.schema, target.table);
-            failures.extend(group.iter().map(|write| Failure {
-                write,
-                error: error.clone(),
-            }));
-        } else if group[0].op.is_delete() {
-            delete_group(tx, target, user, group, &mut failures).await?;
-        } else {
-            upsert_group(tx, target, user, group, &mut failures).await?;
-        }
-    }
-    record_failures(tx, user, &failures).await
-}
-
-/// One upsert row converted to SQL text: `(column, value)` pairs in a stable order.
-struct RowValues<'a> {
-    write: &'a Write,
-    values: BTreeMap<String, Option<String>>,
-}
-
-async fn upsert_group<'a>(
-    tx: &Transaction<'_>,
-    target: &Target,
-    user: &str,
-    group: &'a [Write],
-    failures: &mut Vec<Failure<'a>>,
-) -> Result<(), Error> {
-    // Rows with the same column set share one statement.
-    let mut by_columns: BTreeMap<Vec<String>, Vec<RowValues<'a>>> = BTreeMap::new();
-    for write in group {
-        match convert_row(target, write) {
-            Ok(values) => by_columns
-                .entry(values.keys().cloned().collect())
-                .or_default()
-                .push(RowValues { write, values }),
-            Err(error) => failures.push(Failure { write, error }),
-        }
-    }
-    for (columns, rows) in by_columns {
-        let sql = upsert_sql(target, &columns);
-        let run = |rows: &[&RowValues<'a>]| {
-            let keys: Vec<String> = rows.iter().map(|r| r.write.row.1.clone()).collect();
-            let cols: Vec<Vec<Option<String>>> = columns
-                .iter()
-                .map(|c| rows.iter().map(|r| r.values[c].clone()).collect())
-                .collect();
-            let sql = sql.clone();
-            async move {
-                let mut params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
-                    vec![(&user, Type::TEXT), (&keys, Type::TEXT_ARRAY)];
-                params.extend(
-                    cols.iter()
-                        .map(|c| (c as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT_ARRAY)),
-                );
-                let outcome = guarded(tx, tx.query_typed(&sql, &params)).await?;
-                Ok::<_, Error>(outcome.map(|rows| rows.iter().map(|r| r.get(0)).collect::<HashSet<String>>()))
+            for (i, _) in numbered {
+                m.fail(i, error.clone());
             }
-        };
-        let all: Vec<&RowValues<'a>> = rows.iter().collect();
-        let batch = guarded_result(run(&all).await?);
-        match batch {
-            Ok(done) => note_unowned(&all, &done, failures),
-            Err(_) => {
-                for row in &all {
-                    match guarded_result(run(std::slice::from_ref(row)).await?) {
-                        Ok(done) => note_unowned(std::slice::from_ref(row), &done, failures),
-                        Err(error) => failures.push(Failure {
-                            write: row.write,
-                            error,
-                        }),
-                    }
+        } else if group[0].op.is_delete() {
+            m.group(delete_sql(target), numbered.map(|(i, w)| (i, w, BTreeMap::new())), 0);
+        } else {
+            // Rows with the same column set share one statement.
+            let mut by_columns: BTreeMap<Vec<String>, Vec<_>> = BTreeMap::new();
+            for (i, write) in numbered {
+                match convert_row(target, write) {
+                    Ok(values) => by_columns
+                        .entry(values.keys().cloned().collect())
+                        .or_default()
+                        .push((i, write, values)),
+                    Err(error) => m.fail(i, error),
                 }
             }
+            for (columns, rows) in by_columns {
+                m.group(upsert_sql(target, &columns), rows, columns.len());
+            }
         }
     }
-    Ok(())
+    m
 }
 
-fn note_unowned<'a>(rows: &[&RowValues<'a>], done: &HashSet<String>, failures: &mut Vec<Failure<'a>>) {
-    for row in rows {
-        if !done.contains(&row.write.row.1) {
-            failures.push(Failure {
-                write: row.write,
-                error: "row exists and belongs to another user".into(),
-            });
+impl Materialization {
+    fn fail(&mut self, index: usize, error: String) {
+        self.failed.push(index_i32(index));
+        self.errors.push(error);
+    }
+
+    fn group<'a>(
+        &mut self,
+        sql: String,
+        rows: impl IntoIterator<Item = (usize, &'a Write, BTreeMap<String, Option<String>>)>,
+        width: usize,
+    ) {
+        let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); width];
+        let mut n = 0;
+        for (index, write, values) in rows {
+            self.index.push(index_i32(index));
+            self.keys.push(write.row.1.clone());
+            for (column, value) in columns.iter_mut().zip(values.into_values()) {
+                column.push(value);
+            }
+            n += 1;
+        }
+        self.sql.push(sql);
+        self.rows.push(n);
+        self.columns.push(index_i32(width));
+        self.values.extend(columns.iter().map(|c| array_literal(c)));
+    }
+}
+
+/// Batches are bounded far below `i32::MAX` rows (`max_upload_batch_size`).
+fn index_i32(n: usize) -> i32 {
+    i32::try_from(n).expect("an upload's rows fit in int4")
+}
+
+/// A `text[]` literal: every element double-quoted with `"` and `\` escaped, `NULL` unquoted.
+pub fn array_literal(values: &[Option<String>]) -> String {
+    let mut out = String::with_capacity(
+        2 + values
+            .iter()
+            .map(|v| v.as_ref().map_or(4, |s| s.len() + 3))
+            .sum::<usize>(),
+    );
+    out.push('{');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match v {
+            None => out.push_str("NULL"),
+            Some(s) => {
+                out.push('"');
+                for c in s.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
         }
     }
+    out.push('}');
+    out
 }
 
 fn convert_row(target: &Target, write: &Write) -> Result<BTreeMap<String, Option<String>>, String> {
@@ -129,11 +150,21 @@ fn convert_row(target: &Target, write: &Write) -> Result<BTreeMap<String, Option
             continue;
         }
         if let Some(col) = target.columns.get(&key) {
-            values.insert(key.clone(), to_sql_text(col.kind, &key, raw)?);
+            let value = to_sql_text(col.kind, &key, raw)?;
+            // PostgreSQL text cannot hold U+0000; the statement would fail to bind, with every row of the upload.
+            if value.as_deref().is_some_and(|v| v.contains('\0')) {
+                return Err(format!(
+                    "column {key}: PostgreSQL text cannot contain the character U+0000"
+                ));
+            }
+            values.insert(key.clone(), value);
         }
     }
     Ok(values)
 }
+
+/// The rows to run: all, or only row `$4`.
+const ROW_FILTER: &str = "WHERE $4::int8 IS NULL OR u.o = $4";
 
 fn upsert_sql(target: &Target, columns: &[String]) -> String {
     let table = format!("{}.{}", quote_ident(&target.schema), quote_ident(&target.table));
@@ -142,6 +173,7 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
     let mut exprs = vec![target.key_from_text("u.k")];
     let mut updates = Vec::new();
     let mut aliases = vec!["k".to_owned()];
+    let mut arrays = vec!["$2::text[]".to_owned()];
     for (i, c) in columns.iter().enumerate() {
         let col = &target.columns[c];
         let alias = format!("c{i}");
@@ -149,7 +181,9 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
         exprs.push(cast_expr(col.kind, &format!("u.{alias}"), &col.sql_type));
         updates.push(format!("{q} = excluded.{q}", q = quote_ident(c)));
         aliases.push(alias);
+        arrays.push(format!("($3::text[])[{}]::text[]", i + 1));
     }
+    aliases.push("o".into());
     let (mut guard, mut conflict) = (String::new(), key.clone());
     if let Some(owner) = &target.owner {
         names.push(quote_ident(owner));
@@ -164,10 +198,10 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
     if updates.is_empty() {
         updates.push(format!("{key} = excluded.{key}"));
     }
-    let arrays: Vec<String> = (0..aliases.len()).map(|i| format!("${}::text[]", i + 2)).collect();
     format!(
-        "INSERT INTO {table} ({names}) SELECT {exprs} FROM unnest({arrays}) AS u({aliases}) \
-         ON CONFLICT ({conflict}) DO UPDATE SET {updates}{guard} RETURNING {returned}",
+        "WITH done AS (INSERT INTO {table} ({names}) SELECT {exprs} FROM unnest({arrays}) WITH ORDINALITY AS u({aliases}) \
+         {ROW_FILTER} ON CONFLICT ({conflict}) DO UPDATE SET {updates}{guard} RETURNING {returned} AS k) \
+         SELECT coalesce(array_agg(k), '{{}}') FROM done",
         names = names.join(", "),
         exprs = exprs.join(", "),
         arrays = arrays.join(", "),
@@ -177,115 +211,19 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
     )
 }
 
-async fn delete_group<'a>(
-    tx: &Transaction<'_>,
-    target: &Target,
-    user: &str,
-    group: &'a [Write],
-    failures: &mut Vec<Failure<'a>>,
-) -> Result<(), Error> {
+fn delete_sql(target: &Target) -> String {
     let owner = match &target.owner {
         Some(o) => format!("{} = $1", quote_ident(o)),
         None => "$1::text IS NOT NULL".into(),
     };
-    let sql = format!(
-        "DELETE FROM {}.{} WHERE {} = ANY(ARRAY(SELECT {} FROM unnest($2::text[]) AS d(k))) AND {owner}",
+    format!(
+        "WITH gone AS (DELETE FROM {}.{} WHERE {} = ANY(ARRAY(SELECT {} FROM unnest($2::text[]) WITH ORDINALITY AS u(k, o) \
+         {ROW_FILTER})) AND {owner}) SELECT NULL::text[]",
         quote_ident(&target.schema),
         quote_ident(&target.table),
         quote_ident(&target.key),
-        target.key_from_text("d.k"),
-    );
-    let run = |writes: &[Write]| {
-        let keys: Vec<String> = writes.iter().map(|w| w.row.1.clone()).collect();
-        let sql = sql.clone();
-        async move {
-            guarded(
-                tx,
-                tx.execute_typed(&sql, &[(&user, Type::TEXT), (&keys, Type::TEXT_ARRAY)]),
-            )
-            .await
-        }
-    };
-    if guarded_result(run(group).await?).is_err() {
-        for write in group {
-            if let Err(error) = guarded_result(run(std::slice::from_ref(write)).await?) {
-                failures.push(Failure { write, error });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Runs `stmt` under a savepoint with constraints checked immediately. The outer `Result` is a failure of the
-/// savepoint handling itself (the transaction is broken); the inner one is the statement's own outcome.
-async fn guarded<T>(
-    tx: &Transaction<'_>,
-    stmt: impl std::future::Future<Output = Result<T, Error>>,
-) -> Result<Result<T, Error>, Error> {
-    // One round trip when the statement succeeds: the release is sent behind it. When it fails, the release
-    // fails too (the transaction is aborted until the rollback to the savepoint), and the rollback follows.
-    let setup = tx.batch_execute("SAVEPOINT oversync_materialize; SET CONSTRAINTS ALL IMMEDIATE");
-    let release = tx.batch_execute("SET CONSTRAINTS ALL DEFERRED; RELEASE SAVEPOINT oversync_materialize");
-    let (setup, result, released) = futures_util::join!(setup, stmt, release);
-    setup?;
-    if result.is_ok() {
-        released?;
-    } else {
-        tx.batch_execute(
-            "ROLLBACK TO SAVEPOINT oversync_materialize; RELEASE SAVEPOINT oversync_materialize; \
-             SET CONSTRAINTS ALL DEFERRED",
-        )
-        .await?;
-    }
-    // A deadlock or lock timeout on a business row is not the row's fault: restart the whole upload instead.
-    match result {
-        Err(e) if crate::pg::is_retryable(&e) => Err(e),
-        other => Ok(other),
-    }
-}
-
-fn guarded_result<T>(r: Result<T, Error>) -> Result<T, String> {
-    r.map_err(|e| {
-        e.as_db_error()
-            .map_or_else(|| e.to_string(), |d| d.message().to_owned())
-    })
-}
-
-async fn record_failures(tx: &Transaction<'_>, user: &str, failures: &[Failure<'_>]) -> Result<(), Error> {
-    if failures.is_empty() {
-        return Ok(());
-    }
-    tracing::warn!(user, count = failures.len(), first = %failures[0].error, "materialisation failed; changes stay applied");
-    let col = |f: &dyn Fn(&Failure) -> String| failures.iter().map(f).collect::<Vec<String>>();
-    let schemas = col(&|f| f.write.row.0.schema.clone());
-    let tables = col(&|f| f.write.row.0.table.clone());
-    let pks = col(&|f| f.write.row.1.clone());
-    let ops = col(&|f| f.write.op.as_str().to_owned());
-    let errors = col(&|f| f.error.clone());
-    let versions: Vec<i64> = failures.iter().map(|f| f.write.version).collect();
-    let payloads: Vec<Option<&str>> = failures
-        .iter()
-        .map(|f| f.write.payload.as_deref().map(RawValue::get))
-        .collect();
-    tx.execute_typed(
-        "INSERT INTO sync.materialize_failures (user_id, schema_name, table_name, pk_uuid, attempted_version, op, payload, error)
-         SELECT $1, s, t, p::uuid, v, o, pl::json, e
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], $8::text[]) AS u(s, t, p, v, o, pl, e)
-         ON CONFLICT (user_id, schema_name, table_name, pk_uuid, attempted_version)
-         DO UPDATE SET retry_count = sync.materialize_failures.retry_count + 1, error = excluded.error, op = excluded.op",
-        &[
-            (&user, Type::TEXT),
-            (&schemas, Type::TEXT_ARRAY),
-            (&tables, Type::TEXT_ARRAY),
-            (&pks, Type::TEXT_ARRAY),
-            (&versions, Type::INT8_ARRAY),
-            (&ops, Type::TEXT_ARRAY),
-            (&payloads, Type::TEXT_ARRAY),
-            (&errors, Type::TEXT_ARRAY),
-        ],
+        target.key_from_text("u.k"),
     )
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -318,10 +256,25 @@ mod tests {
     fn owner_scoped_keys_conflict_on_owner_and_key() {
         assert_eq!(
             upsert_sql(&target(true), &["name".into()]),
-            "INSERT INTO \"business\".\"users\" (\"id\", \"name\", \"owner_id\") SELECT CAST(u.k AS uuid), \
-             CAST(u.c0 AS text), $1 FROM unnest($2::text[], $3::text[]) AS u(k, c0) ON CONFLICT (\"owner_id\", \"id\") \
-             DO UPDATE SET \"name\" = excluded.\"name\" WHERE \"business\".\"users\".\"owner_id\" = $1 RETURNING \"id\"::text"
+            "WITH done AS (INSERT INTO \"business\".\"users\" (\"id\", \"name\", \"owner_id\") SELECT CAST(u.k AS uuid), \
+             CAST(u.c0 AS text), $1 FROM unnest($2::text[], ($3::text[])[1]::text[]) WITH ORDINALITY AS u(k, c0, o) \
+             WHERE $4::int8 IS NULL OR u.o = $4 ON CONFLICT (\"owner_id\", \"id\") \
+             DO UPDATE SET \"name\" = excluded.\"name\" WHERE \"business\".\"users\".\"owner_id\" = $1 RETURNING \"id\"::text AS k) \
+             SELECT coalesce(array_agg(k), '{}') FROM done"
         );
+    }
+
+    #[test]
+    fn array_literals_quote_every_element_and_escape_quotes_and_backslashes() {
+        let values = [
+            Some("plain".into()),
+            None,
+            Some("NULL".into()),
+            Some("a \"q\" \\ {x,y}".into()),
+            Some(String::new()),
+        ];
+        assert_eq!(array_literal(&values), r#"{"plain",NULL,"NULL","a \"q\" \\ {x,y}",""}"#);
+        assert_eq!(array_literal(&[]), "{}");
     }
 
     #[test]

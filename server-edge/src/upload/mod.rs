@@ -1,5 +1,7 @@
-//! `POST /sync/upload` (PROTOCOL.md §4.2, §6.1–§6.5): validation, then one transaction per attempt under the
-//! per-user advisory lock, retried on serialisation failures, deadlocks and lock timeouts.
+//! `POST /sync/upload` (PROTOCOL.md §4.2, §6.1–§6.5): validation, then two round trips per attempt (issue 24): a
+//! read without the lock, the pure decision, and a write that takes the per-user advisory lock, checks the read
+//! is still current and commits. Attempts are retried on serialisation failures, deadlocks and lock timeouts;
+//! a read gone stale is read again, and after [`STALE_READS`] of them under the lock.
 
 mod materialize;
 pub mod plan;
@@ -14,18 +16,23 @@ use oversync_protocol::wire::{
     BoundedError, BoundedUpload, ChangeStatus, Rejection, ServerRow, UploadRequest, UploadResponse,
 };
 use serde_json::value::RawValue;
-use tokio_postgres::{IsolationLevel, Transaction};
+use tokio_postgres::{GenericClient, IsolationLevel};
 
 use crate::auth::Principal;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use materialize::materialize;
 use plan::{Outcome, Prepared, decide, prepare};
+use store::Written;
 
 /// Attempts per upload (§6.1.4).
 pub(crate) const ATTEMPTS: u32 = 3;
+
+/// Reads that went stale (another upload of the user wrote one of the rows between read and write) before the
+/// upload takes the lock first and reads under it, which cannot go stale: contention costs round trips, never
+/// an unbounded number of them.
+pub(crate) const STALE_READS: u32 = 2;
 
 /// Handles one upload body for an admitted caller whose turn it is. The body is read under the batch limit
 /// (past twice the limit it is not read on: 413); parsing and validation run through [`Runtime::compute`].
@@ -80,21 +87,15 @@ pub async fn upload<R: Runtime>(
         }
     }
 
-    let mut attempt = 1;
+    let (mut attempt, mut stale) = (1, 0);
     loop {
-        // READ COMMITTED explicitly (§6.1.3): under REPEATABLE READ the snapshot would predate the lock wait.
-        let tx = conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(ApiError::upload)?;
-        let result = match run(svc, registry, &tx, who, &prepared).await {
-            Ok(out) => tx.commit().await.map(|()| out),
-            Err(e) => Err(e),
+        let result = if stale < STALE_READS {
+            run(svc, registry, &*conn, who, &prepared).await
+        } else {
+            locked(svc, registry, &mut conn, who, &prepared).await
         };
         match result {
-            Ok((decided, highest)) => {
+            Ok(Some((decided, highest))) => {
                 for (slot, d) in statuses.iter_mut().zip(decided) {
                     if let Some(d) = d {
                         *slot = Some(d);
@@ -110,6 +111,10 @@ pub async fn upload<R: Runtime>(
                     statuses,
                 });
             }
+            Ok(None) => {
+                tracing::debug!(user = %who.user_id, stale, "upload read went stale; reading again");
+                stale += 1;
+            }
             Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
                 tracing::info!(user = %who.user_id, attempt, error = %e, "upload transaction retried");
                 rt.sleep(Duration::from_millis(20 * u64::from(attempt * attempt))).await;
@@ -118,6 +123,26 @@ pub async fn upload<R: Runtime>(
             Err(e) => return Err(ApiError::upload(e)),
         }
     }
+}
+
+/// The fallback after [`STALE_READS`]: one explicit transaction that takes the lock, then reads and writes under
+/// it (READ COMMITTED explicitly, §6.1.3: under REPEATABLE READ the snapshot would predate the lock wait).
+async fn locked(
+    svc: &Ctx<'_>,
+    registry: &Registry,
+    conn: &mut tokio_postgres::Client,
+    who: &Principal,
+    prepared: &[Option<Prepared>],
+) -> Result<Option<(Decided, i64)>, tokio_postgres::Error> {
+    let tx = conn
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await?;
+    store::lock_user(&tx, &who.user_id, svc.settings.lock_timeout_ms).await?;
+    let out = run(svc, registry, &tx, who, prepared).await?;
+    tx.commit().await?;
+    Ok(Some(out.expect("a read under the lock cannot go stale")))
 }
 
 /// §6.2.2: more changes than the limit (at most twice it): every status `batch_too_large`, nothing written.
@@ -144,20 +169,18 @@ async fn too_large<R: Runtime>(
 
 type Decided = Vec<Option<ChangeStatus>>;
 
-/// One attempt inside an open transaction: lock, read, decide, write, materialise.
+/// One attempt: read, decide, write. `None` when the read went stale.
 async fn run(
     svc: &Ctx<'_>,
     registry: &Registry,
-    tx: &Transaction<'_>,
+    client: &impl GenericClient,
     who: &Principal,
     prepared: &[Option<Prepared>],
-) -> Result<(Decided, i64), tokio_postgres::Error> {
+) -> Result<Option<(Decided, i64)>, tokio_postgres::Error> {
     let (user, device) = (who.user_id.as_str(), who.source_id.as_str());
-    store::lock_user(tx, user, svc.settings.lock_timeout_ms).await?;
-    let (reads, max_before) = store::read_set(tx, registry, user, device, prepared).await?;
-    let plan = decide(registry, prepared, &reads);
-
-    let live_conflicts: Vec<plan::RowKey> = plan
+    let read = store::read(client, registry, user, device, prepared).await?;
+    let plan = decide(registry, prepared, &read.set);
+    let conflicts: Vec<plan::RowKey> = plan
         .outcomes
         .iter()
         .flatten()
@@ -166,10 +189,17 @@ async fn run(
             _ => None,
         })
         .collect();
-    let payloads = store::live_payloads(tx, user, &live_conflicts).await?;
-    let max_written = store::apply_writes(tx, user, device, &plan.writes).await?;
-    materialize(tx, registry, user, &plan.writes).await?;
-
+    let materialization = materialize::materialization(registry, &plan.writes);
+    let set = store::WriteSet {
+        writes: &plan.writes,
+        materialization: &materialization,
+        conflicts: &conflicts,
+    };
+    let Written::Done { payloads, top } =
+        store::write(client, (user, device), svc.settings.lock_timeout_ms, &read, &set).await?
+    else {
+        return Ok(None);
+    };
     let decided = plan
         .outcomes
         .into_iter()
@@ -200,5 +230,5 @@ async fn run(
             })
         })
         .collect();
-    Ok((decided, max_before.max(max_written)))
+    Ok(Some((decided, top)))
 }

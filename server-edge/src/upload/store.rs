@@ -1,20 +1,21 @@
-//! The upload's SQL: a fixed number of set-based statements per phase, whatever the number of changes.
-//!
-//! Round trips of one upload: BEGIN; lock (one statement, with `lock_timeout`); the read set (pipelined);
-//! replayed scids (only when the device's newest logged scid says there can be any); conflict rows (only when
-//! there are live conflicts); the four sync-table writes (pipelined);
-//! materialisation (a few per touched table); COMMIT.
+//! The upload's IO: two round trips whatever the number of changes, one call of `sync.upload_read_v1` (the read
+//! set, without the lock) and one of `sync.upload_write_v1` (lock, check, writes, materialisation, in one implicit
+//! transaction); see `crate::schema::write`. Under contention on the same rows the write answers `stale` and the
+//! upload reads again; [`lock_user`] serves the fallback that takes the lock before reading.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use oversync_protocol::TableRef;
+use serde_json::value::RawValue;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Error, GenericClient, Transaction};
 
+use super::materialize::Materialization;
 use super::plan::{Logged, Prepared, ReadSet, RowKey, RowMeta, Write};
 use crate::config::FkPrecheck;
 use crate::registry::Registry;
-use crate::rows::{META_BY_KEY, unzip_keys};
+use crate::rows::unzip_keys;
+use crate::schema::write::{READ_SQL, WRITE_SQL};
 use crate::sql::quote_ident;
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
@@ -56,15 +57,32 @@ pub async fn max_server_id(client: &impl GenericClient, user: &str) -> Result<i6
     Ok(rows[0].get(0))
 }
 
-/// Reads everything [`super::plan::decide`] needs, in one pipelined round trip. Also returns the user's
-/// highest `server_id` before this upload.
-pub async fn read_set(
-    tx: &Transaction<'_>,
+/// The keys a read looked at (its rows and their parents), which the write checks for changes since.
+#[derive(Debug, Default)]
+pub struct ReadKeys {
+    schemas: Vec<String>,
+    tables: Vec<String>,
+    pks: Vec<String>,
+}
+
+/// What the read saw: the read set, the user's top `server_id` when it read, and the keys it read.
+pub struct Read {
+    /// For [`super::plan::decide`].
+    pub set: ReadSet,
+    /// The user's highest `server_id` in the read's snapshot.
+    pub top: i64,
+    /// The keys read.
+    pub keys: ReadKeys,
+}
+
+/// Reads everything [`super::plan::decide`] needs in one call of `sync.upload_read_v1`.
+pub async fn read(
+    client: &impl GenericClient,
     registry: &Registry,
     user: &str,
     device: &str,
     prepared: &[Option<Prepared>],
-) -> Result<(ReadSet, i64), Error> {
+) -> Result<Read, Error> {
     let valid = prepared.iter().flatten();
     let scids: Vec<i64> = valid.clone().map(|p| p.change.scid).collect();
     let mut keys: Vec<RowKey> = valid
@@ -78,76 +96,85 @@ pub async fn read_set(
     keys.sort();
     keys.dedup();
     let (schemas, tables, pks) = unzip_keys(&keys);
-
-    let logged_params: [Param; 3] = [(&user, Type::TEXT), (&device, Type::TEXT), (&scids, Type::INT8_ARRAY)];
-    let meta_params: [Param; 4] = [
+    let lookups = parent_lookups(registry, &parents);
+    let mut failed_lookups: std::collections::HashSet<TableRef> = lookups.unchecked;
+    let l_len: Vec<i32> = lookups
+        .pks
+        .iter()
+        .map(|p| i32::try_from(p.len()).unwrap_or(i32::MAX))
+        .collect();
+    let l_pks: Vec<String> = lookups.pks.concat();
+    let params: [Param; 9] = [
         (&user, Type::TEXT),
+        (&device, Type::TEXT),
+        (&scids, Type::INT8_ARRAY),
         (&schemas, Type::TEXT_ARRAY),
         (&tables, Type::TEXT_ARRAY),
         (&pks, Type::TEXT_ARRAY),
+        (&lookups.sql, Type::TEXT_ARRAY),
+        (&l_len, Type::INT4_ARRAY),
+        (&l_pks, Type::TEXT_ARRAY),
     ];
-    // Replays are rare: the device's highest logged scid (one index probe) tells whether any of these scids can
-    // be in the log at all; only then are they looked up one by one (a second round trip).
-    let newest_params: [Param; 2] = [(&user, Type::TEXT), (&device, Type::TEXT)];
-    let newest = tx.query_typed(
-        "SELECT source_change_id FROM sync.server_change_log WHERE user_id = $1 AND source_id = $2
-         ORDER BY source_change_id DESC LIMIT 1",
-        &newest_params,
-    );
-    let meta = tx.query_typed(META_BY_KEY, &meta_params);
-    let max = max_server_id(tx, user);
-    let (newest, meta, max) = futures_util::try_join!(newest, meta, max)?;
-    let newest: Option<i64> = newest.first().map(|r| r.get(0));
-    let logged = match (newest, scids.iter().min()) {
-        (Some(newest), Some(&lowest)) if newest >= lowest => {
-            tx.query_typed(
-                "SELECT source_change_id, schema_name, table_name, pk_uuid::text, server_version
-                 FROM sync.server_change_log WHERE user_id = $1 AND source_id = $2 AND source_change_id = ANY($3)",
-                &logged_params,
-            )
-            .await?
+    let rows = client.query_typed(READ_SQL, &params).await?;
+    let mut set = ReadSet::default();
+    let mut top = 0;
+    for r in rows {
+        let table = || TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2));
+        let lookup = || &lookups.tables[usize::try_from(r.get::<_, i64>(4)).expect("a lookup number") - 1];
+        match r.get::<_, &str>(0) {
+            "top" => top = r.get(4),
+            "logged" => {
+                let row = (table(), r.get(3));
+                set.logged.insert(r.get(4), Logged { row, version: r.get(5) });
+            }
+            "meta" => {
+                let meta = RowMeta {
+                    version: r.get(5),
+                    deleted: r.get(6),
+                };
+                set.meta.insert((table(), r.get(3)), meta);
+            }
+            "parent" => {
+                set.business_parents.insert((lookup().clone(), r.get(3)));
+            }
+            "failed" => {
+                // The cause is logged here and never sent: PostgreSQL's text names tables and columns the client has
+                // no business knowing. The primary message and SQLSTATE only (row values would be in DETAIL).
+                let (code, message): (&str, &str) = (r.get(1), r.get(7));
+                tracing::warn!(parent = %lookup(), code, error = %message, "FK precheck lookup failed");
+                failed_lookups.insert(lookup().clone());
+            }
+            other => unreachable!("upload_read_v1 answered a {other} row"),
         }
-        _ => Vec::new(),
-    };
-    // Not pipelined with the reads above: a failing lookup aborts the statements sent after it until its
-    // savepoint is rolled back.
-    let (business_parents, failed_lookups) = business_parents(tx, registry, user, &parents).await?;
-
-    let mut reads = ReadSet {
-        business_parents,
-        failed_lookups,
-        ..ReadSet::default()
-    };
-    for r in logged {
-        let row = (TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2)), r.get(3));
-        reads.logged.insert(r.get(0), Logged { row, version: r.get(4) });
     }
-    for r in meta {
-        let row = (TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2));
-        reads.meta.insert(
-            row,
-            RowMeta {
-                version: r.get(3),
-                deleted: r.get(4),
-            },
-        );
-    }
-    Ok((reads, max))
+    set.failed_lookups = failed_lookups;
+    Ok(Read {
+        set,
+        top,
+        keys: ReadKeys { schemas, tables, pks },
+    })
 }
 
-/// With `fk_precheck = business`: which parents exist in their business table, owned by the user, and the parent
-/// tables whose lookup failed (each lookup runs under its own savepoint, so a failure is charged to the changes
-/// that need it as `precheck_error` instead of failing the upload). The failure's cause is logged here and never
-/// sent: PostgreSQL's text names tables and columns the client has no business knowing.
-async fn business_parents(
-    tx: &Transaction<'_>,
-    registry: &Registry,
-    user: &str,
-    parents: &[RowKey],
-) -> Result<(HashSet<RowKey>, HashSet<TableRef>), Error> {
-    let (mut found, mut failed) = (HashSet::new(), HashSet::new());
+/// With `fk_precheck = business`, the lookups of parents in their business tables, one per parent table: which
+/// exist, owned by the user. Each runs under its own exception block in the read, so a failure is charged to the
+/// changes that need it as `precheck_error` instead of failing the upload.
+struct Lookups {
+    tables: Vec<TableRef>,
+    sql: Vec<String>,
+    pks: Vec<Vec<String>>,
+    /// Parent tables with no business table to look in.
+    unchecked: std::collections::HashSet<TableRef>,
+}
+
+fn parent_lookups(registry: &Registry, parents: &[RowKey]) -> Lookups {
+    let mut lookups = Lookups {
+        tables: Vec::new(),
+        sql: Vec::new(),
+        pks: Vec::new(),
+        unchecked: Default::default(),
+    };
     if registry.fk_precheck != FkPrecheck::Business {
-        return Ok((found, failed));
+        return lookups;
     }
     let mut by_table: HashMap<&TableRef, Vec<String>> = HashMap::new();
     for (t, pk) in parents {
@@ -156,7 +183,7 @@ async fn business_parents(
     for (table, pks) in by_table {
         let Some(target) = registry.get(table).and_then(|t| t.target.as_ref()) else {
             tracing::warn!(parent = %table, "FK precheck: the parent has no business table to check");
-            failed.insert(table.clone());
+            lookups.unchecked.insert(table.clone());
             continue;
         };
         let key = quote_ident(&target.key);
@@ -165,166 +192,113 @@ async fn business_parents(
             None => "AND $2::text IS NOT NULL".into(),
         };
         // Compare in the key's own type (so its index serves), return the canonical text.
-        let sql = format!(
-            "SELECT {} FROM {}.{} WHERE {key} = ANY(ARRAY(SELECT {} FROM unnest($1::text[]) AS p(k))) {owner}",
+        lookups.sql.push(format!(
+            "SELECT coalesce(array_agg(x), '{{}}') FROM (SELECT {} FROM {}.{} \
+             WHERE {key} = ANY(ARRAY(SELECT {} FROM unnest($1::text[]) AS p(k))) {owner}) q(x)",
             target.key_as_text(&key),
             quote_ident(&target.schema),
             quote_ident(&target.table),
             target.key_from_text("p.k"),
-        );
-        tx.batch_execute("SAVEPOINT oversync_precheck").await?;
-        match tx
-            .query_typed(&sql, &[(&pks, Type::TEXT_ARRAY), (&user, Type::TEXT)])
-            .await
-        {
-            Ok(rows) => {
-                tx.batch_execute("RELEASE SAVEPOINT oversync_precheck").await?;
-                found.extend(rows.into_iter().map(|r| (table.clone(), r.get::<_, String>(0))));
-            }
-            Err(e) if crate::pg::is_retryable(&e) => return Err(e),
-            Err(e) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT oversync_precheck; RELEASE SAVEPOINT oversync_precheck")
-                    .await?;
-                // The primary message and SQLSTATE only: PostgreSQL puts row values in DETAIL, which stays out.
-                let (code, message) = e.as_db_error().map_or_else(
-                    || (None, e.to_string()),
-                    |d| (Some(d.code().code()), d.message().to_owned()),
-                );
-                tracing::warn!(parent = %table, keys = pks.len(), ?code, error = %message, "FK precheck lookup failed");
-                failed.insert(table.clone());
-            }
-        }
+        ));
+        lookups.tables.push(table.clone());
+        lookups.pks.push(pks);
     }
-    Ok((found, failed))
+    lookups
 }
 
-/// The current payloads of live rows (for `server_row` of conflicts).
-pub async fn live_payloads(
-    tx: &Transaction<'_>,
-    user: &str,
-    keys: &[RowKey],
-) -> Result<HashMap<RowKey, String>, Error> {
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let (schemas, tables, pks) = unzip_keys(keys);
-    let rows = tx
-        .query_typed(
-            "SELECT s.schema_name, s.table_name, s.pk_uuid::text, s.payload::text
-             FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
-             CROSS JOIN LATERAL (SELECT * FROM sync.sync_state s WHERE s.user_id = $1 AND s.schema_name = k.s
-                                 AND s.table_name = k.t AND s.pk_uuid = k.p::uuid LIMIT 1) s",
-            &[
-                (&user, Type::TEXT),
-                (&schemas, Type::TEXT_ARRAY),
-                (&tables, Type::TEXT_ARRAY),
-                (&pks, Type::TEXT_ARRAY),
-            ],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                (TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)),
-                r.get(3),
-            )
-        })
-        .collect())
+/// The write's answer.
+pub enum Written {
+    /// A log row above the read's top names a key the read looked at, or comes from this device: nothing was
+    /// written, read again.
+    Stale,
+    /// Committed (or, inside the fallback's transaction, done).
+    Done {
+        /// The current payloads of the live conflict rows asked for.
+        payloads: HashMap<RowKey, String>,
+        /// The user's highest `server_id` after the writes.
+        top: i64,
+    },
 }
 
-/// Appends the log rows, updates metadata and row state for every write. Returns the highest `server_id`
-/// allocated (0 when there are no writes).
-pub async fn apply_writes(tx: &Transaction<'_>, user: &str, device: &str, writes: &[Write]) -> Result<i64, Error> {
-    if writes.is_empty() {
-        return Ok(0);
-    }
+/// What one write sends besides the read: its writes in apply order, their materialisation and the live conflict
+/// rows whose payloads the answer needs.
+pub struct WriteSet<'a> {
+    /// Applied changes, in apply order.
+    pub writes: &'a [Write],
+    /// Their materialisation.
+    pub materialization: &'a Materialization,
+    /// Rows in conflict that are live.
+    pub conflicts: &'a [RowKey],
+}
+
+/// Writes in one call of `sync.upload_write_v1`: the lock (bounded by `lock_timeout_ms`), the check against `read`,
+/// the log, metadata and state, materialisation and its failures.
+pub async fn write(
+    client: &impl GenericClient,
+    who: (&str, &str),
+    lock_timeout_ms: u64,
+    read: &Read,
+    set: &WriteSet<'_>,
+) -> Result<Written, Error> {
+    let (user, device) = who;
+    let timeout = format!("{lock_timeout_ms}ms");
+    let writes = set.writes;
     let col = |f: &dyn Fn(&Write) -> String| writes.iter().map(f).collect::<Vec<String>>();
-    let schemas = col(&|w| w.row.0.schema.clone());
-    let tables = col(&|w| w.row.0.table.clone());
-    let pks = col(&|w| w.row.1.clone());
-    let ops = col(&|w| w.op.as_str().to_owned());
-    let payloads: Vec<Option<&str>> = writes.iter().map(|w| w.payload.as_deref().map(|p| p.get())).collect();
-    let scids: Vec<i64> = writes.iter().map(|w| w.scid).collect();
-    let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
-    let deleted: Vec<bool> = writes.iter().map(|w| w.op.is_delete()).collect();
-
-    let log_params: [Param; 9] = [
+    let (w_s, w_t, w_p) = (
+        col(&|w| w.row.0.schema.clone()),
+        col(&|w| w.row.0.table.clone()),
+        col(&|w| w.row.1.clone()),
+    );
+    let w_o = col(&|w| w.op.as_str().to_owned());
+    let w_pl: Vec<Option<&str>> = writes.iter().map(|w| w.payload.as_deref().map(RawValue::get)).collect();
+    let w_sc: Vec<i64> = writes.iter().map(|w| w.scid).collect();
+    let w_v: Vec<i64> = writes.iter().map(|w| w.version).collect();
+    let (c_s, c_t, c_p) = unzip_keys(set.conflicts);
+    let m = set.materialization;
+    let k = &read.keys;
+    let params: [Param; 25] = [
         (&user, Type::TEXT),
         (&device, Type::TEXT),
-        (&schemas, Type::TEXT_ARRAY),
-        (&tables, Type::TEXT_ARRAY),
-        (&ops, Type::TEXT_ARRAY),
-        (&pks, Type::TEXT_ARRAY),
-        (&payloads, Type::TEXT_ARRAY),
-        (&scids, Type::INT8_ARRAY),
-        (&versions, Type::INT8_ARRAY),
+        (&read.top, Type::INT8),
+        (&timeout, Type::TEXT),
+        (&k.schemas, Type::TEXT_ARRAY),
+        (&k.tables, Type::TEXT_ARRAY),
+        (&k.pks, Type::TEXT_ARRAY),
+        (&w_s, Type::TEXT_ARRAY),
+        (&w_t, Type::TEXT_ARRAY),
+        (&w_o, Type::TEXT_ARRAY),
+        (&w_p, Type::TEXT_ARRAY),
+        (&w_pl, Type::TEXT_ARRAY),
+        (&w_sc, Type::INT8_ARRAY),
+        (&w_v, Type::INT8_ARRAY),
+        (&c_s, Type::TEXT_ARRAY),
+        (&c_t, Type::TEXT_ARRAY),
+        (&c_p, Type::TEXT_ARRAY),
+        (&m.sql, Type::TEXT_ARRAY),
+        (&m.rows, Type::INT4_ARRAY),
+        (&m.index, Type::INT4_ARRAY),
+        (&m.keys, Type::TEXT_ARRAY),
+        (&m.columns, Type::INT4_ARRAY),
+        (&m.values, Type::TEXT_ARRAY),
+        (&m.failed, Type::INT4_ARRAY),
+        (&m.errors, Type::TEXT_ARRAY),
     ];
-    // `server_id` comes from its sequence row by row in apply order (the rows are inserted in `ord` order), so
-    // log order follows §6.5; the statement returns the highest id it took.
-    let log = tx.query_typed(
-        "WITH logged AS (
-           INSERT INTO sync.server_change_log
-             (user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version, ts)
-           SELECT $1, s, t, o, p::uuid, pl::json, $2, sc, v, clock_timestamp()
-           FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::int8[])
-             WITH ORDINALITY AS u(s, t, o, p, pl, sc, v, ord)
-           ORDER BY ord
-           RETURNING server_id)
-         SELECT max(server_id) FROM logged",
-        &log_params,
-    );
-    let meta_params: [Param; 6] = [
-        (&user, Type::TEXT),
-        (&schemas, Type::TEXT_ARRAY),
-        (&tables, Type::TEXT_ARRAY),
-        (&pks, Type::TEXT_ARRAY),
-        (&versions, Type::INT8_ARRAY),
-        (&deleted, Type::BOOL_ARRAY),
-    ];
-    let meta = tx.execute_typed(
-        "INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version, deleted, updated_at)
-         SELECT $1, s, t, p::uuid, v, d, now() FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::bool[]) AS u(s, t, p, v, d)
-         ON CONFLICT (user_id, schema_name, table_name, pk_uuid)
-         DO UPDATE SET server_version = excluded.server_version, deleted = excluded.deleted, updated_at = excluded.updated_at",
-        &meta_params,
-    );
-    let state_params: [Param; 6] = [
-        (&user, Type::TEXT),
-        (&schemas, Type::TEXT_ARRAY),
-        (&tables, Type::TEXT_ARRAY),
-        (&pks, Type::TEXT_ARRAY),
-        (&payloads, Type::TEXT_ARRAY),
-        (&deleted, Type::BOOL_ARRAY),
-    ];
-    let upsert_state = tx.execute_typed(
-        "INSERT INTO sync.sync_state (user_id, schema_name, table_name, pk_uuid, payload)
-         SELECT $1, s, t, p::uuid, pl::json FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[]) AS u(s, t, p, pl, d)
-         WHERE NOT d
-         ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE SET payload = excluded.payload",
-        &state_params,
-    );
-    let gone: Vec<RowKey> = writes
-        .iter()
-        .filter(|w| w.op.is_delete())
-        .map(|w| w.row.clone())
-        .collect();
-    let (gone_schemas, gone_tables, gone_pks) = unzip_keys(&gone);
-    let delete_params: [Param; 4] = [
-        (&user, Type::TEXT),
-        (&gone_schemas, Type::TEXT_ARRAY),
-        (&gone_tables, Type::TEXT_ARRAY),
-        (&gone_pks, Type::TEXT_ARRAY),
-    ];
-    let delete_state = tx.execute_typed(
-        // Found by key, deleted by tuple id (a join or `IN` here can be planned as a scan of the user's rows).
-        // The tuple ids cannot go stale before the delete: only uploads write `sync_state`, under the user's lock.
-        "DELETE FROM sync.sync_state WHERE ctid = ANY(ARRAY(
-           SELECT s.ctid FROM unnest($2::text[], $3::text[], $4::text[]) AS u(sc, t, p)
-           CROSS JOIN LATERAL (SELECT x.ctid FROM sync.sync_state x WHERE x.user_id = $1 AND x.schema_name = u.sc
-                               AND x.table_name = u.t AND x.pk_uuid = u.p::uuid LIMIT 1) s))",
-        &delete_params,
-    );
-    let (highest, ..) = futures_util::try_join!(log, meta, upsert_state, delete_state)?;
-    Ok(highest[0].get(0))
+    let rows = client.query_typed(WRITE_SQL, &params).await?;
+    let (mut payloads, mut top) = (HashMap::new(), 0);
+    for r in rows {
+        match r.get::<_, &str>(0) {
+            "stale" => return Ok(Written::Stale),
+            "payload" => {
+                let row = (TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2)), r.get(3));
+                payloads.insert(row, r.get(5));
+            }
+            "failures" => {
+                let (count, first): (i64, &str) = (r.get(4), r.get(5));
+                tracing::warn!(user, count, first, "materialisation failed; changes stay applied");
+            }
+            "top" => top = r.get(4),
+            other => unreachable!("upload_write_v1 answered a {other} row"),
+        }
+    }
+    Ok(Written::Done { payloads, top })
 }

@@ -232,3 +232,55 @@ async fn bytea_business_keys_hold_the_uuids_16_bytes() {
     .await;
     assert_eq!((left, failures), (0, 0));
 }
+
+/// Values reach the write function as `text[]` literals (issue 24): quotes, backslashes, braces, commas, the word
+/// NULL and non-ASCII text arrive exactly as sent (NULLs: `classic_values_convert_to_the_column_types`), and a U+0000 (which PostgreSQL text
+/// cannot hold) is a recorded failure of that row alone.
+#[tokio::test]
+async fn text_values_arrive_exactly_whatever_their_characters() {
+    let t = target();
+    let user = new_user();
+    let d = Device::new(&t, &user, "d");
+    let labels = [
+        json!(r#"a "quoted" \ back\\slash {x,y} 'single'"#),
+        json!("NULL"),
+        json!("{}"),
+        json!(""),
+        json!("é ✓ 𝄞 \t\n"),
+        json!("nul \u{0} inside"),
+    ];
+    let pks: Vec<String> = labels.iter().map(|_| id()).collect();
+    let changes = labels
+        .iter()
+        .zip(&pks)
+        .enumerate()
+        .map(|(i, (label, pk))| upsert(i as i64 + 1, "typed", pk, 0, json!({"id": pk, "label": label})))
+        .collect();
+    let r = d.upload(changes).await;
+    assert!(all_applied(&r), "{r}");
+    let conn = db(&t).await;
+    for (label, pk) in labels.iter().zip(&pks).take(5) {
+        let got: Option<String> = conn
+            .query_one("SELECT label FROM business.typed WHERE id = $1::text::uuid", &[pk])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(got.as_deref(), label.as_str(), "{label}");
+    }
+    let failed: String = conn
+        .query_one(
+            "SELECT error FROM sync.materialize_failures WHERE user_id = $1 AND pk_uuid = $2::text::uuid",
+            &[&user, &pks[5]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(failed.contains("U+0000"), "{failed}");
+    let failures = count(
+        &conn,
+        "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1",
+        &[&user],
+    )
+    .await;
+    assert_eq!(failures, 1);
+}

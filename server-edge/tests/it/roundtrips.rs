@@ -1,5 +1,7 @@
-//! The upload path is set-based: a 200-change upload runs exactly as many statements as a 2-change upload.
-//! Counted with `pg_stat_statements` on a database of its own.
+//! Round trips and statements per request: a fixed number, whatever the size of the request.
+//! Statements are counted with `pg_stat_statements` on a database of its own, round trips at the wire.
+
+use oversync_tests::counting::CountingProxy;
 
 use crate::support::*;
 
@@ -41,4 +43,106 @@ async fn a_200_change_upload_costs_as_many_statements_as_a_2_change_upload() {
     );
     // BEGIN, lock (2), snapshot (3), ids, writes (4), materialisation (5 for one table), COMMIT, plus this count.
     assert!(small <= 20, "{small} statements for one upload");
+}
+
+/// A server of its own whose every database message goes through a round-trip counting proxy.
+async fn counted_server(settings: &'static str) -> (CountingProxy, Target, oversync_tests::process::Server) {
+    let db_url = oversync_tests::pg::database("oversync_trips").expect("database");
+    let cfg: tokio_postgres::Config = db_url.parse().unwrap();
+    let proxy = CountingProxy::start(format!("127.0.0.1:{}", cfg.get_ports()[0]).parse().unwrap())
+        .await
+        .expect("proxy");
+    let via_proxy = proxy.url_for(&db_url);
+    // Started off the test's runtime thread, which the proxy needs meanwhile.
+    let server = tokio::task::spawn_blocking(move || start_server(&via_proxy, settings))
+        .await
+        .expect("start");
+    let t = Target {
+        base: server.base_url.clone(),
+        db_url,
+        _server: None,
+    };
+    (proxy, t, server)
+}
+
+/// The round trips one request costs.
+async fn trips<T>(proxy: &CountingProxy, request: impl std::future::Future<Output = T>) -> (u64, T) {
+    let before = proxy.round_trips();
+    let out = request.await;
+    (proxy.round_trips() - before, out)
+}
+
+/// Issue 24: on the edge every database round trip crosses Hyperdrive, so an upload of any size is at most two
+/// (one read, one write that commits), and a download page, a snapshot page and a watch look one each. Counted
+/// at the wire (`Query` and `Sync` messages), on both front doors, with both FK precheck modes, so the number
+/// cannot silently grow.
+async fn requests_cost_at_most_their_round_trips(settings: &'static str) {
+    let (proxy, t, _server) = counted_server(settings).await;
+    let user = new_user();
+    let d = Device::new(&t, &user, "d");
+    let other = Device::new(&t, &user, "other");
+    d.upload(users(1, 1)).await; // warm-up: the schema is ready, the pool holds a connection
+
+    let mut costs = Vec::new();
+    let (n, r) = trips(&proxy, d.upload(users(1, 10))).await;
+    assert!(all_applied(&r));
+    costs.push(("upload of 1 change", n, 2));
+    // Parents and children in two tables, children first (deferred FK order, §6.5).
+    let mut batch = Vec::new();
+    for i in 0..100 {
+        let (author, post) = (id(), id());
+        batch.push(upsert(100 + 2 * i, "posts", &post, 0, post_row(&post, &author, "t")));
+        batch.push(upsert(101 + 2 * i, "users", &author, 0, user_row(&author, "a")));
+    }
+    let (n, r) = trips(&proxy, d.upload(batch.clone())).await;
+    assert!(all_applied(&r), "{r}");
+    costs.push(("upload of 200 changes in two tables", n, 2));
+    let (n, r) = trips(&proxy, d.upload(batch)).await;
+    assert!(all_applied(&r), "a replay is answered from the log: {r}");
+    costs.push(("replayed upload", n, 2));
+    let pk = id();
+    other
+        .upload(vec![upsert(1, "users", &pk, 0, user_row(&pk, "theirs"))])
+        .await;
+    let (n, r) = trips(
+        &proxy,
+        d.upload(vec![upsert(500, "users", &pk, 0, user_row(&pk, "mine"))]),
+    )
+    .await;
+    assert_eq!(status_at(&r, 0), WireStatus::Conflict, "{r}");
+    costs.push(("upload with a conflict", n, 2));
+    let (n, r) = trips(&proxy, d.upload(vec![delete(501, "users", &pk, 1)])).await;
+    assert!(all_applied(&r), "{r}");
+    costs.push(("upload of a delete", n, 2));
+    let (n, _) = trips(&proxy, d.upload(Vec::new())).await;
+    costs.push(("empty upload", n, 1));
+
+    let (n, page) = trips(&proxy, other.download("limit=50")).await;
+    assert!(!page["changes"].as_array().unwrap().is_empty());
+    costs.push(("download page", n, 1));
+    let top = page["window_until"].as_i64().unwrap();
+    let (n, _) = trips(&proxy, other.download(&format!("after={top}"))).await;
+    costs.push(("download at the top", n, 1));
+    let (n, (status, _)) = trips(&proxy, other.get_raw("/sync/snapshot?limit=50")).await;
+    assert_eq!(status, 200);
+    costs.push(("snapshot page", n, 1));
+    let (n, (status, _)) = trips(&proxy, other.get_raw("/sync/watch?after=0&timeout_s=1")).await;
+    assert_eq!(status, 200);
+    costs.push(("watch with a change waiting", n, 1));
+
+    let over: Vec<_> = costs.iter().filter(|(_, n, most)| n > most).collect();
+    assert!(
+        over.is_empty(),
+        "round trips over their bound (what, counted, bound): {over:?}; all: {costs:?}"
+    );
+}
+
+#[tokio::test]
+async fn requests_cost_at_most_their_round_trips_with_the_sync_state_precheck() {
+    requests_cost_at_most_their_round_trips("").await;
+}
+
+#[tokio::test]
+async fn requests_cost_at_most_their_round_trips_with_the_business_precheck() {
+    requests_cost_at_most_their_round_trips("fk_precheck = \"business\"").await;
 }
