@@ -192,18 +192,18 @@ END $do$;
 /// The body of `sync.changed_since_v1(user, seen, top, device, key schemas, key tables, key pks)`: whether a log row
 /// of the user in `(seen, top]` comes from `device` or names one of the keys. Asked only when the user's top moved
 /// since the read, so it reads only the rows of uploads that raced this one: a range scan of the `(user_id,
-/// server_id)` index, which [`read_function`]'s rules make sure of (an `EXISTS` in the write function was planned
-/// as a scan of the whole log when the statistics had not seen the user's rows). A scalar subquery, because
-/// `EXISTS` drops its `ORDER BY`.
+/// server_id)` index, which [`read_function`]'s rules make sure of (left to statistics that have not seen the
+/// user, a plain `EXISTS` can be planned as a scan of the whole log). A scalar subquery, because `EXISTS` drops its
+/// `ORDER BY`.
 const CHANGED_SINCE: &str = "SELECT (SELECT c.server_id FROM sync.server_change_log c
   WHERE (c.user_id, c.server_id) > ($1, $2) AND (c.user_id, c.server_id) <= ($1, $3)
     AND (c.source_id = $4 OR (c.schema_name, c.table_name, c.pk_uuid) IN (SELECT s, t, p::uuid FROM unnest($5, $6, $7) AS k(s, t, p)))
   ORDER BY c.user_id, c.server_id LIMIT 1) IS NOT NULL";
 
 /// The body of `sync.user_top_v1(user)`: the user's highest `server_id`, or 0. A function of its own so that it is
-/// planned by [`read_function`]'s rules: inside the upload's functions the same subquery was once planned as a
-/// top-N sort of all the user's rows in the other index (the statistics had not seen the user, and both plans
-/// looked like one row). `ORDER BY … DESC LIMIT 1`, not `max()`: see `upload/store.rs`.
+/// planned by [`read_function`]'s rules: with statistics that have not seen the user, a top-N sort of all the
+/// user's rows in the other index looks as cheap as the backward scan. `ORDER BY … DESC LIMIT 1`, not `max()`: see
+/// `upload/store.rs`.
 const USER_TOP: &str =
     "SELECT coalesce((SELECT server_id FROM sync.server_change_log WHERE user_id >= $1 AND user_id <= $1
   ORDER BY user_id DESC, server_id DESC LIMIT 1), 0)::int8";

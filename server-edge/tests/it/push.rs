@@ -26,24 +26,7 @@ async fn watch(d: &Device, after: i64) -> Value {
 
 /// A server of its own on a database of its own, reached through a counting proxy.
 async fn pushed_server() -> (CountingProxy, Target, oversync_tests::process::Server) {
-    let db_url = oversync_tests::pg::database("oversync_push").expect("database");
-    let cfg: tokio_postgres::Config = db_url.parse().unwrap();
-    let port = cfg.get_ports()[0];
-    let proxy = CountingProxy::start(format!("127.0.0.1:{port}").parse().unwrap())
-        .await
-        .expect("proxy");
-    let via_proxy = db_url.replace(&format!("127.0.0.1:{port}"), &proxy.addr.to_string());
-    // Started off the test's runtime thread, which the proxy needs meanwhile.
-    let server =
-        tokio::task::spawn_blocking(move || start_server(&via_proxy, "watch = true\nmax_watches_per_user = 0"))
-            .await
-            .expect("start");
-    let t = Target {
-        base: server.base_url.clone(),
-        db_url,
-        _server: None,
-    };
-    (proxy, t, server)
+    proxied_server("oversync_push", "watch = true\nmax_watches_per_user = 0").await
 }
 
 /// Waits until the proxy has seen no bytes for `quiet` (at most 10 s: a server that never goes quiet then fails

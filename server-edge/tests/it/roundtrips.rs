@@ -45,26 +45,6 @@ async fn a_200_change_upload_costs_as_many_statements_as_a_2_change_upload() {
     assert!(small <= 20, "{small} statements for one upload");
 }
 
-/// A server of its own whose every database message goes through a round-trip counting proxy.
-async fn counted_server(settings: &'static str) -> (CountingProxy, Target, oversync_tests::process::Server) {
-    let db_url = oversync_tests::pg::database("oversync_trips").expect("database");
-    let cfg: tokio_postgres::Config = db_url.parse().unwrap();
-    let proxy = CountingProxy::start(format!("127.0.0.1:{}", cfg.get_ports()[0]).parse().unwrap())
-        .await
-        .expect("proxy");
-    let via_proxy = proxy.url_for(&db_url);
-    // Started off the test's runtime thread, which the proxy needs meanwhile.
-    let server = tokio::task::spawn_blocking(move || start_server(&via_proxy, settings))
-        .await
-        .expect("start");
-    let t = Target {
-        base: server.base_url.clone(),
-        db_url,
-        _server: None,
-    };
-    (proxy, t, server)
-}
-
 /// The round trips one request costs.
 async fn trips<T>(proxy: &CountingProxy, request: impl std::future::Future<Output = T>) -> (u64, T) {
     let before = proxy.round_trips();
@@ -77,7 +57,7 @@ async fn trips<T>(proxy: &CountingProxy, request: impl std::future::Future<Outpu
 /// at the wire (`Query` and `Sync` messages), on both front doors, with both FK precheck modes, so the number
 /// cannot silently grow.
 async fn requests_cost_at_most_their_round_trips(settings: &'static str) {
-    let (proxy, t, _server) = counted_server(settings).await;
+    let (proxy, t, _server) = proxied_server("oversync_trips", settings).await;
     let user = new_user();
     let d = Device::new(&t, &user, "d");
     let other = Device::new(&t, &user, "other");

@@ -226,6 +226,30 @@ pub fn target_in_own_db(settings: &str) -> Target {
     }
 }
 
+/// A server of its own on a database of its own (named after `prefix`) whose every database message goes through a
+/// counting proxy. The server is started off the test's runtime thread, which the proxy needs meanwhile.
+pub async fn proxied_server(
+    prefix: &str,
+    settings: &'static str,
+) -> (oversync_tests::counting::CountingProxy, Target, Server) {
+    let db_url = oversync_tests::pg::database(prefix).expect("database");
+    let cfg: tokio_postgres::Config = db_url.parse().unwrap();
+    let proxy =
+        oversync_tests::counting::CountingProxy::start(format!("127.0.0.1:{}", cfg.get_ports()[0]).parse().unwrap())
+            .await
+            .expect("proxy");
+    let via_proxy = proxy.url_for(&db_url);
+    let server = tokio::task::spawn_blocking(move || start_server(&via_proxy, settings))
+        .await
+        .expect("start");
+    let t = Target {
+        base: server.base_url.clone(),
+        db_url,
+        _server: None,
+    };
+    (proxy, t, server)
+}
+
 /// The default variant.
 pub fn target() -> Arc<Target> {
     target_with("default", "cors_origins = [\"http://app.example\"]")
