@@ -48,6 +48,8 @@ impl DerefMut for EdgeConn {
     }
 }
 
+impl crate::runtime::Conn for EdgeConn {}
+
 struct EdgeRuntime {
     env: Env,
     /// Resolves when this request's connection task has finished (see [`fetch`]).

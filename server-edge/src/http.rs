@@ -90,6 +90,14 @@ impl Response {
         }
     }
 
+    /// A JSON response whose body is already written.
+    pub fn json_text(status: u16, body: String) -> Self {
+        Self {
+            body: body.into_bytes(),
+            ..Self::json(status, &())
+        }
+    }
+
     /// An empty response.
     pub fn empty(status: u16) -> Self {
         Self {

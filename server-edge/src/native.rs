@@ -12,7 +12,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::http::{BodyError, Request};
 use crate::hub::ChangeHub;
-use crate::runtime::{BoxError, Fetched, PoolBusy, Runtime, append_within};
+use crate::runtime::{BoxError, Conn, Fetched, Params, PoolBusy, Runtime, append_within};
 use crate::{Config, Service};
 
 /// Connections from the pool, tokio's timer and an HTTP client (for identity provider key sets).
@@ -47,6 +47,19 @@ impl Deref for PooledConn {
 impl DerefMut for PooledConn {
     fn deref_mut(&mut self) -> &mut Client {
         &mut self.0
+    }
+}
+
+impl Conn for PooledConn {
+    async fn query_fixed(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let types: Vec<_> = params.iter().map(|(_, t)| t.clone()).collect();
+        let statement = self.0.prepare_typed_cached(sql, &types).await?;
+        let values: Vec<_> = params.iter().map(|(v, _)| *v).collect();
+        self.0.query(&statement, &values).await
     }
 }
 

@@ -5,7 +5,8 @@ use std::future::Future;
 use std::ops::DerefMut;
 use std::time::Duration;
 
-use tokio_postgres::Client;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row};
 
 /// A boxed error from the host (pool exhausted, socket refused, …).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,10 +37,29 @@ pub fn append_within(body: &mut Vec<u8>, chunk: &[u8], limit: usize) -> Result<(
     Ok(())
 }
 
+/// Parameters of a statement, each with its type (so that no Describe round trip is needed for them).
+pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
+
+/// A database connection of the host.
+pub trait Conn: DerefMut<Target = Client> {
+    /// Runs one of the server's fixed statements. A host that keeps its connections (the native pool) prepares
+    /// each statement once per connection, so a small request is not parsed and planned again every time; by
+    /// default it is sent unprepared, in one round trip (a Worker's connection lives for one request).
+    fn query_fixed(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> {
+        self.query_typed(sql, params)
+    }
+}
+
+impl Conn for Box<Client> {}
+
 /// The host environment of one request.
 pub trait Runtime {
     /// A connection, returned to its pool (or closed) on drop.
-    type Conn: DerefMut<Target = Client>;
+    type Conn: Conn;
 
     /// Obtains a connection, only by routes that touch the database: once per request, except `/sync/watch`,
     /// which takes one per look at the log after dropping the previous one.

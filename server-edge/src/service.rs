@@ -267,9 +267,9 @@ impl Service {
             Route::Download => {
                 let q = DownloadQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
                 let conn = self.ready_conn(rt).await?;
-                Response::json(
+                Response::json_text(
                     200,
-                    &download::download(&conn, who, &q, self.settings.max_page_bytes).await?,
+                    download::download(&conn, who, &q, self.settings.max_page_bytes).await?,
                 )
             }
             Route::Snapshot => {

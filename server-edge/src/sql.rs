@@ -27,10 +27,25 @@ const BY_INDEX: &str =
 /// A function is created once, never replaced (start-ups stay read-only on the catalog): a changed body needs a
 /// new name (`…_v2`).
 pub fn read_function(name: &str, arg_types: &str, returns: &str, body: &str) -> String {
+    create_once(name, arg_types, arg_types, returns, "sql", body)
+}
+
+/// Like [`read_function`], for a PL/pgSQL `body` (`BEGIN … END`) with named arguments `args` (`p_user text, …`).
+///
+/// A SQL function with `SET` clauses is never inlined, so PostgreSQL plans its body on every call: for a small
+/// request that planning is most of the database's work (a download at the top of the log: 1.3 ms against 0.12 ms
+/// in pgbench). PL/pgSQL keeps the plans of its statements for the life of the connection, made under the same
+/// `SET` clauses, and can answer a cheap case (nothing above `after`) before it runs the expensive statement.
+pub fn read_procedure(name: &str, args: &str, returns: &str, body: &str) -> String {
+    let arg_types: Vec<&str> = args.split(',').filter_map(|a| a.split_whitespace().last()).collect();
+    create_once(name, &arg_types.join(", "), args, returns, "plpgsql", body)
+}
+
+fn create_once(name: &str, arg_types: &str, args: &str, returns: &str, language: &str, body: &str) -> String {
     format!(
         "DO $do$ BEGIN
   IF to_regprocedure('{name}({arg_types})') IS NULL THEN
-    CREATE FUNCTION {name}({arg_types}) RETURNS {returns} LANGUAGE sql STABLE {BY_INDEX} AS $fn${body}$fn$;
+    CREATE FUNCTION {name}({args}) RETURNS {returns} LANGUAGE {language} STABLE {BY_INDEX} AS $fn${body}$fn$;
   END IF;
 END $do$;
 "

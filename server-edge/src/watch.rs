@@ -17,7 +17,7 @@ use crate::auth::Principal;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::hub::{ChangeHub, Notice};
-use crate::runtime::{PoolBusy, Runtime};
+use crate::runtime::{Conn as _, PoolBusy, Runtime};
 use crate::schema::read::LATEST_SQL;
 
 /// How often the log is looked at without a live hub.
@@ -135,8 +135,8 @@ pub(crate) async fn look<R: Runtime>(
         Err(e) => return Err(ApiError::download(e)),
     };
     svc.ready(&mut conn).await.map_err(ApiError::download)?;
-    let row = conn
-        .query_typed_one(
+    let rows = conn
+        .query_fixed(
             LATEST_SQL,
             &[
                 (&who.user_id, Type::TEXT),
@@ -146,5 +146,8 @@ pub(crate) async fn look<R: Runtime>(
         )
         .await
         .map_err(ApiError::download)?;
+    let row = rows
+        .first()
+        .ok_or_else(|| ApiError::Download("the look returned no row".into()))?;
     Ok(Some(row.get(0)))
 }

@@ -25,8 +25,8 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 const NEWEST_FUNCTIONS: [&str; 7] = [
     "sync.user_top_v1(text)",
     "sync.changed_since_v1(text, int8, int8, text, text[], text[], text[])",
-    "sync.download_page_v2(text, int8, int8, text, bool, text, int8, int8)",
-    "sync.latest_change_v1(text, int8, text)",
+    "sync.download_page_v3(text, int8, int8, text, bool, text, int8, int8)",
+    "sync.latest_change_v2(text, int8, text)",
     "sync.upload_read_v1(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
     "sync.upload_write_v1(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
     "sync.notify_changes_v1()",

@@ -177,6 +177,18 @@ async fn download_pages_stay_bounded_behind_other_users_history() {
         second["changes"][0]["server_id"].as_i64().unwrap(),
         first["next_after"].as_i64().unwrap() + 1
     );
+    // More pages on the same connection: from the sixth call on, PL/pgSQL may plan its statement once for any
+    // parameters (a generic plan), which must be as bounded as the plans made for the first calls' parameters.
+    let mut page = second;
+    for _ in 0..8 {
+        page = e
+            .download(&format!(
+                "after={}&until={}&limit=1000",
+                page["next_after"], page["window_until"]
+            ))
+            .await;
+        assert_eq!(page["changes"].as_array().unwrap().len(), 1000);
+    }
 
     let (status, quiet) = other.get_raw("/sync/watch?after=0&timeout_s=1").await;
     assert_eq!((status, &quiet["changed"]), (200, &false.into()), "{quiet}");
