@@ -48,7 +48,15 @@ impl DerefMut for EdgeConn {
     }
 }
 
-impl crate::runtime::Conn for EdgeConn {}
+impl crate::runtime::Fixed for EdgeConn {
+    fn query_fixed(
+        &self,
+        sql: &'static str,
+        params: &crate::runtime::Params<'_>,
+    ) -> impl std::future::Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> {
+        self.0.query_typed(sql, params)
+    }
+}
 
 struct EdgeRuntime {
     env: Env,

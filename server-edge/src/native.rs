@@ -12,7 +12,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::http::{BodyError, Request};
 use crate::hub::ChangeHub;
-use crate::runtime::{BoxError, Conn, Fetched, Params, PoolBusy, Runtime, append_within};
+use crate::runtime::{BoxError, Fetched, Fixed, Params, PoolBusy, Runtime, append_within};
 use crate::{Config, Service};
 
 /// Connections from the pool, tokio's timer and an HTTP client (for identity provider key sets).
@@ -50,7 +50,7 @@ impl DerefMut for PooledConn {
     }
 }
 
-impl Conn for PooledConn {
+impl Fixed for PooledConn {
     async fn query_fixed(
         &self,
         sql: &'static str,

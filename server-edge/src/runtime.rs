@@ -6,7 +6,7 @@ use std::ops::DerefMut;
 use std::time::Duration;
 
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, Transaction};
 
 /// A boxed error from the host (pool exhausted, socket refused, …).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -40,11 +40,19 @@ pub fn append_within(body: &mut Vec<u8>, chunk: &[u8], limit: usize) -> Result<(
 /// Parameters of a statement, each with its type (so that no Describe round trip is needed for them).
 pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
 
-/// A database connection of the host.
-pub trait Conn: DerefMut<Target = Client> {
-    /// Runs one of the server's fixed statements. A host that keeps its connections (the native pool) prepares
-    /// each statement once per connection, so a small request is not parsed and planned again every time; by
-    /// default it is sent unprepared, in one round trip (a Worker's connection lives for one request).
+/// Runs one of the server's fixed statements (`sql` is a constant of the server's).
+pub trait Fixed {
+    /// A host that keeps its connections (the native pool) prepares each statement once per connection, so that
+    /// a small request is not parsed and planned again every time; otherwise it is sent unprepared, in one round
+    /// trip (a Worker's connection lives for one request).
+    fn query_fixed(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>>;
+}
+
+impl Fixed for Client {
     fn query_fixed(
         &self,
         sql: &'static str,
@@ -54,7 +62,30 @@ pub trait Conn: DerefMut<Target = Client> {
     }
 }
 
-impl Conn for Box<Client> {}
+impl Fixed for Transaction<'_> {
+    fn query_fixed(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> {
+        self.query_typed(sql, params)
+    }
+}
+
+impl Fixed for Box<Client> {
+    fn query_fixed(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> {
+        self.query_typed(sql, params)
+    }
+}
+
+/// A database connection of the host.
+pub trait Conn: DerefMut<Target = Client> + Fixed {}
+
+impl<T: DerefMut<Target = Client> + Fixed> Conn for T {}
 
 /// The host environment of one request.
 pub trait Runtime {

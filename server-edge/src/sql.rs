@@ -11,8 +11,9 @@ pub fn quote_ident(name: &str) -> String {
 const BY_INDEX: &str =
     "SET enable_sort = off SET enable_incremental_sort = off SET enable_bitmapscan = off SET jit = off";
 
-/// The DDL that creates read function `name(arg_types)` of the change log if it is missing, so that its one
-/// statement `body` (parameters `$1`…) is planned as an ordered index scan whatever the statistics say.
+/// The DDL that creates read function `name(args)` of the change log if it is missing (`args` with names:
+/// `p_user text, …`), so that the statements of its PL/pgSQL `body` (`BEGIN … END`) are planned as ordered index
+/// scans whatever the statistics say.
 ///
 /// A page of the log is `… ORDER BY user_id, server_id LIMIT n` over a row-comparison range, which only the
 /// `(user_id, server_id)` index returns in order without a sort. Left to its estimates, PostgreSQL chose other
@@ -24,28 +25,21 @@ const BY_INDEX: &str =
 /// COMMIT` pipeline is several (each answer is flushed on its own through the local Hyperdrive proxy). The
 /// measurements are in bench/results/design-choices.md.
 ///
+/// PL/pgSQL, not SQL: a SQL function with `SET` clauses is never inlined, so PostgreSQL planned its body on every
+/// call, and for a small request that planning was most of the database's work (a download at the top of the log:
+/// 1.3 ms against 0.12 ms in pgbench). PL/pgSQL keeps the plans of its statements for the life of the connection,
+/// made under the same `SET` clauses, and can answer a cheap case (nothing above `after`) before it runs the
+/// expensive statement.
+///
 /// A function is created once, never replaced (start-ups stay read-only on the catalog): a changed body needs a
 /// new name (`…_v2`).
-pub fn read_function(name: &str, arg_types: &str, returns: &str, body: &str) -> String {
-    create_once(name, arg_types, arg_types, returns, "sql", body)
-}
-
-/// Like [`read_function`], for a PL/pgSQL `body` (`BEGIN … END`) with named arguments `args` (`p_user text, …`).
-///
-/// A SQL function with `SET` clauses is never inlined, so PostgreSQL plans its body on every call: for a small
-/// request that planning is most of the database's work (a download at the top of the log: 1.3 ms against 0.12 ms
-/// in pgbench). PL/pgSQL keeps the plans of its statements for the life of the connection, made under the same
-/// `SET` clauses, and can answer a cheap case (nothing above `after`) before it runs the expensive statement.
 pub fn read_procedure(name: &str, args: &str, returns: &str, body: &str) -> String {
     let arg_types: Vec<&str> = args.split(',').filter_map(|a| a.split_whitespace().last()).collect();
-    create_once(name, &arg_types.join(", "), args, returns, "plpgsql", body)
-}
-
-fn create_once(name: &str, arg_types: &str, args: &str, returns: &str, language: &str, body: &str) -> String {
+    let arg_types = arg_types.join(", ");
     format!(
         "DO $do$ BEGIN
   IF to_regprocedure('{name}({arg_types})') IS NULL THEN
-    CREATE FUNCTION {name}({args}) RETURNS {returns} LANGUAGE {language} STABLE {BY_INDEX} AS $fn${body}$fn$;
+    CREATE FUNCTION {name}({args}) RETURNS {returns} LANGUAGE plpgsql STABLE {BY_INDEX} AS $fn${body}$fn$;
   END IF;
 END $do$;
 "

@@ -17,7 +17,7 @@ use crate::auth::Principal;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::hub::{ChangeHub, Notice};
-use crate::runtime::{Conn as _, PoolBusy, Runtime};
+use crate::runtime::{Fixed as _, PoolBusy, Runtime};
 use crate::schema::read::LATEST_SQL;
 
 /// How often the log is looked at without a live hub.

@@ -23,12 +23,12 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 /// The newest read function of each kind, by signature. They are created last, in the transaction that creates
 /// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
 const NEWEST_FUNCTIONS: [&str; 7] = [
-    "sync.user_top_v1(text)",
-    "sync.changed_since_v1(text, int8, int8, text, text[], text[], text[])",
+    "sync.user_top_v2(text)",
+    "sync.changed_since_v2(text, int8, int8, text, text[], text[], text[])",
     "sync.download_page_v3(text, int8, int8, text, bool, text, int8, int8)",
     "sync.latest_change_v2(text, int8, text)",
-    "sync.upload_read_v1(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
-    "sync.upload_write_v1(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
+    "sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
+    "sync.upload_write_v2(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
     "sync.notify_changes_v1()",
 ];
 

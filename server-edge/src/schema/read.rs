@@ -12,7 +12,7 @@ pub(super) fn read_functions() -> String {
 /// first: at (or past) its end the answer is the user's top alone, one probe of the index, and the page statement
 /// is not run. The page is bounded by row comparisons on `(user_id, server_id)` and ordered by both columns, so
 /// the btree scan starts after `after` and stops at the window's end, and the primary key cannot serve the order
-/// (see [`crate::sql::read_function`]). A STABLE function's statements all read the calling statement's
+/// (see [`read_procedure`]). A STABLE function's statements all read the calling statement's
 /// snapshot, so the window bound and the page agree (PROTOCOL.md §4.4, §6.6).
 ///
 /// Pages are also cut by payload bytes (`p_max`, `max_page_bytes`), in SQL, so that PostgreSQL never reads more

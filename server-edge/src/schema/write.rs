@@ -1,30 +1,30 @@
 //! The upload's two functions (issue 24): an upload costs two round trips, one call of each, whatever its size.
 //!
-//! - `sync.upload_read_v1` reads everything `plan::decide` needs, without the user's lock, in one snapshot (a
+//! - `sync.upload_read_v2` reads everything `plan::decide` needs, without the user's lock, in one snapshot (a
 //!   `STABLE` function runs all its statements in its caller's snapshot): the user's top `server_id` first, the
 //!   idempotency records of the request's scids, the metadata of every named row and parent, and (with
 //!   `fk_precheck = business`) the parents found in their business tables, each lookup under its own exception
 //!   block so that a failing one is charged to its changes.
-//! - `sync.upload_write_v1` is one implicit transaction: it takes the per-user lock (§6.1.2), checks that nothing
+//! - `sync.upload_write_v2` is one implicit transaction: it takes the per-user lock (§6.1.2), checks that nothing
 //!   the read saw has changed since, and only then writes the log, metadata and state, materialises into the
 //!   business tables (each group under an exception block, i.e. a savepoint, retried row by row when it fails) and
 //!   records failures. Its statements each take a snapshot after the lock (`VOLATILE`, READ COMMITTED), so they
 //!   see every upload that committed before it.
 //!
-//! The check (`sync.changed_since_v1`) is what makes the read safe outside the lock. Every write to a user's sync state appends to the
+//! The check (`sync.changed_since_v2`) is what makes the read safe outside the lock. Every write to a user's sync state appends to the
 //! user's log under the lock, with `server_id`s above every id the user had committed before: so the read stays
 //! valid exactly when no log row above the read's top names one of the read's keys or comes from the same device
 //! (its scids). If one does, the function writes nothing and answers `stale`, and the server reads again.
 
-use crate::sql::read_function;
+use crate::sql::read_procedure;
 
-/// `sync.upload_read_v1(user, device, scids, key schemas, key tables, key pks, lookup sqls, lookup sizes, lookup
+/// `sync.upload_read_v2(user, device, scids, key schemas, key tables, key pks, lookup sqls, lookup sizes, lookup
 /// pks)`: rows `(kind, schema, table, pk, n, v, deleted, error)`, kinds `top` (n), `logged` (scid n, version v),
 /// `meta` (version v), `parent` (lookup n's parent pk) and `failed` (lookup n, SQLSTATE in schema, message in
 /// error). A lookup statement takes `$1` its pks and `$2` the user and returns one `text[]` of the pks found.
 const READ: &str = r#"DO $do$ BEGIN
-  IF to_regprocedure('sync.upload_read_v1(text, text, int8[], text[], text[], text[], text[], int4[], text[])') IS NULL THEN
-    CREATE FUNCTION sync.upload_read_v1(p_user text, p_device text, p_scids int8[],
+  IF to_regprocedure('sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])') IS NULL THEN
+    CREATE FUNCTION sync.upload_read_v2(p_user text, p_device text, p_scids int8[],
         k_s text[], k_t text[], k_p text[], l_sql text[], l_len int4[], l_pks text[])
       RETURNS TABLE (r_kind text, r_schema text, r_table text, r_pk text, r_n int8, r_v int8, r_deleted bool, r_error text)
       LANGUAGE plpgsql STABLE AS $fn$
@@ -35,7 +35,7 @@ const READ: &str = r#"DO $do$ BEGIN
       failed bool;
       l_off int := 0;
     BEGIN
-      RETURN QUERY SELECT 'top', NULL::text, NULL::text, NULL::text, sync.user_top_v1(p_user), NULL::int8, NULL::bool,
+      RETURN QUERY SELECT 'top', NULL::text, NULL::text, NULL::text, sync.user_top_v2(p_user), NULL::int8, NULL::bool,
         NULL::text;
       SELECT c.source_change_id INTO newest FROM sync.server_change_log c
         WHERE c.user_id = p_user AND c.source_id = p_device ORDER BY c.source_change_id DESC LIMIT 1;
@@ -70,7 +70,7 @@ const READ: &str = r#"DO $do$ BEGIN
 END $do$;
 "#;
 
-/// `sync.upload_write_v1(user, device, seen top, lock timeout, read keys (3), writes (7: schema, table, op, pk,
+/// `sync.upload_write_v2(user, device, seen top, lock timeout, read keys (3), writes (7: schema, table, op, pk,
 /// payload, scid, version, in apply order), conflict keys (3), materialisation groups (sql, rows per group,
 /// write index per row, keys, columns per group, column arrays), failures known before (write index, error))`:
 /// rows `(kind, schema, table, pk, n, text)`, kinds `stale` (nothing was written), `payload` (a conflict row's
@@ -81,8 +81,8 @@ END $do$;
 /// once per statement) and `$4` a row number to run alone (NULL: all rows); an upsert returns the `text[]` of
 /// keys it wrote (a key not in it belongs to another user), a delete NULL.
 const WRITE: &str = r#"DO $do$ BEGIN
-  IF to_regprocedure('sync.upload_write_v1(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])') IS NULL THEN
-    CREATE FUNCTION sync.upload_write_v1(p_user text, p_device text, p_seen int8, p_timeout text,
+  IF to_regprocedure('sync.upload_write_v2(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])') IS NULL THEN
+    CREATE FUNCTION sync.upload_write_v2(p_user text, p_device text, p_seen int8, p_timeout text,
         k_s text[], k_t text[], k_p text[],
         w_s text[], w_t text[], w_o text[], w_p text[], w_pl text[], w_sc int8[], w_v int8[],
         c_s text[], c_t text[], c_p text[],
@@ -104,8 +104,8 @@ const WRITE: &str = r#"DO $do$ BEGIN
     BEGIN
       PERFORM set_config('lock_timeout', p_timeout, true);
       PERFORM pg_advisory_xact_lock(hashtextextended(p_user, 0));
-      top := sync.user_top_v1(p_user);
-      IF top > p_seen AND sync.changed_since_v1(p_user, p_seen, top, p_device, k_s, k_t, k_p) THEN
+      top := sync.user_top_v2(p_user);
+      IF top > p_seen AND sync.changed_since_v2(p_user, p_seen, top, p_device, k_s, k_t, k_p) THEN
         RETURN QUERY SELECT 'stale', NULL::text, NULL::text, NULL::text, NULL::int8, NULL::text;
         RETURN;
       END IF;
@@ -189,32 +189,36 @@ const WRITE: &str = r#"DO $do$ BEGIN
 END $do$;
 "#;
 
-/// The body of `sync.changed_since_v1(user, seen, top, device, key schemas, key tables, key pks)`: whether a log row
+/// The body of `sync.changed_since_v2(user, seen, top, device, key schemas, key tables, key pks)`: whether a log row
 /// of the user in `(seen, top]` comes from `device` or names one of the keys. Asked only when the user's top moved
 /// since the read, so it reads only the rows of uploads that raced this one: a range scan of the `(user_id,
-/// server_id)` index, which [`read_function`]'s rules make sure of (left to statistics that have not seen the
+/// server_id)` index, which [`read_procedure`]'s rules make sure of (left to statistics that have not seen the
 /// user, a plain `EXISTS` can be planned as a scan of the whole log). A scalar subquery, because `EXISTS` drops its
 /// `ORDER BY`.
-const CHANGED_SINCE: &str = "SELECT (SELECT c.server_id FROM sync.server_change_log c
-  WHERE (c.user_id, c.server_id) > ($1, $2) AND (c.user_id, c.server_id) <= ($1, $3)
-    AND (c.source_id = $4 OR (c.schema_name, c.table_name, c.pk_uuid) IN (SELECT s, t, p::uuid FROM unnest($5, $6, $7) AS k(s, t, p)))
-  ORDER BY c.user_id, c.server_id LIMIT 1) IS NOT NULL";
+const CHANGED_SINCE: &str = "BEGIN
+  RETURN (SELECT c.server_id FROM sync.server_change_log c
+          WHERE (c.user_id, c.server_id) > (p_user, p_seen) AND (c.user_id, c.server_id) <= (p_user, p_top)
+            AND (c.source_id = p_device OR (c.schema_name, c.table_name, c.pk_uuid) IN (
+                 SELECT k.s, k.t, k.p::uuid FROM unnest(p_s, p_t, p_p) AS k(s, t, p)))
+          ORDER BY c.user_id, c.server_id LIMIT 1) IS NOT NULL;
+END";
 
-/// The body of `sync.user_top_v1(user)`: the user's highest `server_id`, or 0. A function of its own so that it is
-/// planned by [`read_function`]'s rules: with statistics that have not seen the user, a top-N sort of all the
+/// The body of `sync.user_top_v2(user)`: the user's highest `server_id`, or 0. A function of its own so that it is
+/// planned by [`read_procedure`]'s rules: with statistics that have not seen the user, a top-N sort of all the
 /// user's rows in the other index looks as cheap as the backward scan. `ORDER BY … DESC LIMIT 1`, not `max()`: see
 /// `upload/store.rs`.
-const USER_TOP: &str =
-    "SELECT coalesce((SELECT server_id FROM sync.server_change_log WHERE user_id >= $1 AND user_id <= $1
-  ORDER BY user_id DESC, server_id DESC LIMIT 1), 0)::int8";
+const USER_TOP: &str = "BEGIN
+  RETURN coalesce((SELECT c.server_id FROM sync.server_change_log c WHERE c.user_id >= p_user AND c.user_id <= p_user
+                   ORDER BY c.user_id DESC, c.server_id DESC LIMIT 1), 0);
+END";
 
 /// The DDL of the upload's functions.
 pub(super) fn write_functions() -> String {
     [
-        &read_function("sync.user_top_v1", "text", "int8", USER_TOP),
-        &read_function(
-            "sync.changed_since_v1",
-            "text, int8, int8, text, text[], text[], text[]",
+        &read_procedure("sync.user_top_v2", "p_user text", "int8", USER_TOP),
+        &read_procedure(
+            "sync.changed_since_v2",
+            "p_user text, p_seen int8, p_top int8, p_device text, p_s text[], p_t text[], p_p text[]",
             "bool",
             CHANGED_SINCE,
         ),
@@ -225,8 +229,8 @@ pub(super) fn write_functions() -> String {
 }
 
 /// The upload's read: one call.
-pub const READ_SQL: &str = "SELECT * FROM sync.upload_read_v1($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub const READ_SQL: &str = "SELECT * FROM sync.upload_read_v2($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// The upload's write: one call, its own transaction.
-pub const WRITE_SQL: &str = "SELECT * FROM sync.upload_write_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+pub const WRITE_SQL: &str = "SELECT * FROM sync.upload_write_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
      $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";

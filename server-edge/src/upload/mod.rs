@@ -16,13 +16,13 @@ use oversync_protocol::wire::{
     BoundedError, BoundedUpload, ChangeStatus, Rejection, ServerRow, UploadRequest, UploadResponse,
 };
 use serde_json::value::RawValue;
-use tokio_postgres::{GenericClient, IsolationLevel};
+use tokio_postgres::IsolationLevel;
 
 use crate::auth::Principal;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::registry::Registry;
-use crate::runtime::Runtime;
+use crate::runtime::{Fixed, Runtime};
 use plan::{Outcome, Prepared, decide, prepare};
 use store::Written;
 
@@ -90,7 +90,7 @@ pub async fn upload<R: Runtime>(
     let (mut attempt, mut stale) = (1, 0);
     loop {
         let result = if stale < STALE_READS {
-            run(svc, registry, &*conn, who, &prepared).await
+            run(svc, registry, &conn, who, &prepared).await
         } else {
             locked(svc, registry, &mut conn, who, &prepared).await
         };
@@ -173,7 +173,7 @@ type Decided = Vec<Option<ChangeStatus>>;
 async fn run(
     svc: &Ctx<'_>,
     registry: &Registry,
-    client: &impl GenericClient,
+    client: &impl Fixed,
     who: &Principal,
     prepared: &[Option<Prepared>],
 ) -> Result<Option<(Decided, i64)>, tokio_postgres::Error> {

@@ -1,5 +1,5 @@
-//! The upload's IO: two round trips whatever the number of changes, one call of `sync.upload_read_v1` (the read
-//! set, without the lock) and one of `sync.upload_write_v1` (lock, check, writes, materialisation, in one implicit
+//! The upload's IO: two round trips whatever the number of changes, one call of `sync.upload_read_v2` (the read
+//! set, without the lock) and one of `sync.upload_write_v2` (lock, check, writes, materialisation, in one implicit
 //! transaction); see `crate::schema::write`. Under contention on the same rows the write answers `stale` and the
 //! upload reads again; [`lock_user`] serves the fallback that takes the lock before reading.
 
@@ -15,6 +15,7 @@ use super::plan::{Logged, Prepared, ReadSet, RowKey, RowMeta, Write};
 use crate::config::FkPrecheck;
 use crate::registry::Registry;
 use crate::rows::unzip_keys;
+use crate::runtime::Fixed;
 use crate::schema::write::{READ_SQL, WRITE_SQL};
 use crate::sql::quote_ident;
 
@@ -75,9 +76,9 @@ pub struct Read {
     pub keys: ReadKeys,
 }
 
-/// Reads everything [`super::plan::decide`] needs in one call of `sync.upload_read_v1`.
+/// Reads everything [`super::plan::decide`] needs in one call of `sync.upload_read_v2`.
 pub async fn read(
-    client: &impl GenericClient,
+    client: &impl Fixed,
     registry: &Registry,
     user: &str,
     device: &str,
@@ -115,7 +116,7 @@ pub async fn read(
         (&l_len, Type::INT4_ARRAY),
         (&l_pks, Type::TEXT_ARRAY),
     ];
-    let rows = client.query_typed(READ_SQL, &params).await?;
+    let rows = client.query_fixed(READ_SQL, &params).await?;
     let mut set = ReadSet::default();
     let mut top = 0;
     for r in rows {
@@ -144,7 +145,7 @@ pub async fn read(
                 tracing::warn!(parent = %lookup(), code, error = %message, "FK precheck lookup failed");
                 failed_lookups.insert(lookup().clone());
             }
-            other => unreachable!("upload_read_v1 answered a {other} row"),
+            other => unreachable!("upload_read_v2 answered a {other} row"),
         }
     }
     set.failed_lookups = failed_lookups;
@@ -231,10 +232,10 @@ pub struct WriteSet<'a> {
     pub conflicts: &'a [RowKey],
 }
 
-/// Writes in one call of `sync.upload_write_v1`: the lock (bounded by `lock_timeout_ms`), the check against `read`,
+/// Writes in one call of `sync.upload_write_v2`: the lock (bounded by `lock_timeout_ms`), the check against `read`,
 /// the log, metadata and state, materialisation and its failures.
 pub async fn write(
-    client: &impl GenericClient,
+    client: &impl Fixed,
     who: (&str, &str),
     lock_timeout_ms: u64,
     read: &Read,
@@ -283,7 +284,7 @@ pub async fn write(
         (&m.failed, Type::INT4_ARRAY),
         (&m.errors, Type::TEXT_ARRAY),
     ];
-    let rows = client.query_typed(WRITE_SQL, &params).await?;
+    let rows = client.query_fixed(WRITE_SQL, &params).await?;
     let (mut payloads, mut top) = (HashMap::new(), 0);
     for r in rows {
         match r.get::<_, &str>(0) {
@@ -297,7 +298,7 @@ pub async fn write(
                 tracing::warn!(user, count, first, "materialisation failed; changes stay applied");
             }
             "top" => top = r.get(4),
-            other => unreachable!("upload_write_v1 answered a {other} row"),
+            other => unreachable!("upload_write_v2 answered a {other} row"),
         }
     }
     Ok(Written::Done { payloads, top })
