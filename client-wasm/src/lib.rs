@@ -5,10 +5,12 @@
 //!
 //! - [`schema`]: the `_sync_*` tables of §7.1 and start-up repair.
 //! - [`triggers`]: change-capture trigger SQL from pure functions (§7.2), snapshot-tested.
+//! - [`capture`]: the fold of the triggers' capture log into the pending queue, by §7.2's table.
 //! - [`engine`]: the upload cycle with freeze (§7.3), download/apply (§7.4), conflicts (§7.5), hydration (§7.6).
 //! - [`schedule`]: when to run a cycle (§7.7): debounce, timer, wake-ups, backoff with jitter; no IO.
 //! - [`token`]: the user a bearer token names (read, not verified), so another user's token is refused.
 
+pub mod capture;
 pub mod conflict;
 pub mod engine;
 pub mod progress;

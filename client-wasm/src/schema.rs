@@ -5,8 +5,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::triggers::{Column, TableShape, quote};
 
-/// DDL of the sync tables. `_sync_rejections` and `_sync_triggers` are this client's additions (the app-visible
-/// rejection list, and the column signature the triggers were generated from).
+/// DDL of the sync tables. `_sync_capture`, `_sync_rejections` and `_sync_triggers` are this client's additions
+/// (the log the triggers append to, the app-visible rejection list, and the column signature the triggers were
+/// generated from).
 ///
 /// PROTOCOL.md §7.1's `CHECK (op IN (…))` is written as `=`/`OR`: the same constraint, but SQLite builds an
 /// ephemeral table for an `IN` list on every check, and every captured write checks it
@@ -29,13 +30,15 @@ CREATE TABLE IF NOT EXISTS _sync_pending (
 CREATE TABLE IF NOT EXISTS _sync_rejections (
   id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, reason TEXT NOT NULL,
   message TEXT, rejected_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+CREATE TABLE IF NOT EXISTS _sync_capture (
+  seq INTEGER PRIMARY KEY, table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, op INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _sync_triggers (table_name TEXT PRIMARY KEY, signature TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _sync_status (id INTEGER PRIMARY KEY CHECK (id = 1), last_synced_at TEXT);
 ";
 
 /// Bumped when the generated trigger SQL changes, so existing databases get the new triggers at start-up.
-/// 2: deferred payload and base (`triggers` module docs).
-const TRIGGER_FORMAT: u32 = 2;
+/// 2: deferred payload and base; 3: the capture log (`triggers` module docs).
+const TRIGGER_FORMAT: u32 = 3;
 
 /// Creates the sync tables and the single info row (with `source_id` as the device id) if missing.
 pub fn create(conn: &Connection, source_id: &str) -> rusqlite::Result<()> {
@@ -115,6 +118,7 @@ mod tests {
 
     /// The newest intent's payload, as a freeze would send it (payloads are deferred until then).
     fn last_payload(conn: &Connection) -> String {
+        crate::capture::fold(conn).unwrap();
         conn.execute(&shape(conn).fill_deferred_sql(), []).unwrap();
         conn.query_row(
             "SELECT payload FROM _sync_pending ORDER BY change_id DESC LIMIT 1",
@@ -154,7 +158,7 @@ mod tests {
         let next: i64 = conn
             .query_row("SELECT next_change_id FROM _sync_client_info", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(next, 3, "each captured write took a scid from the persisted counter");
+        assert_eq!(next, 3, "each folded intent took a scid from the persisted counter");
         // apply_mode is reset at start-up: a crash mid-apply cannot silence capture for good.
         conn.execute("UPDATE _sync_client_info SET apply_mode = 1", []).unwrap();
         startup(&conn, &[shape(&conn)]).unwrap();
@@ -192,6 +196,7 @@ mod rebuild_tests {
             [],
         )
         .unwrap();
+        crate::capture::fold(&conn).unwrap();
         let pending: i64 = conn
             .query_row("SELECT count(*) FROM _sync_pending", [], |r| r.get(0))
             .unwrap();

@@ -31,6 +31,8 @@ export interface OwnerOptions {
 }
 
 const TX_IDLE_MS = 10_000;
+/** How long after a local write its status is published (writes within it share one fold of the capture log). */
+const STATUS_AFTER_WRITE_MS = 20;
 const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
 
 export class Owner {
@@ -42,6 +44,7 @@ export class Owner {
   private closing = new AbortController();
   private realtimeMode: RealtimeMode = 'timer';
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private statusTimer: ReturnType<typeof setTimeout> | undefined;
   private cycle: Promise<unknown> | null = null;
   private token: string | null = null;
   private deviceId = '';
@@ -216,7 +219,8 @@ export class Owner {
     this.rejections = this.db.rejections() as Rejection[];
     this.flushChanges();
     if (done && op === 'retryRejected') this.localWrite();
-    else this.publishStatus();
+    // At once: the app reads the pending count next (the retry queued its row directly, nothing to fold).
+    this.publishStatus();
     return done;
   }
 
@@ -247,6 +251,7 @@ export class Owner {
   /** Waits for a running cycle, then closes the database and releases its files. */
   async close(): Promise<void> {
     clearTimeout(this.timer);
+    clearTimeout(this.statusTimer);
     this.closing.abort(coded('CLOSED', 'the database was closed'));
     if (this.tx) this.abandon(this.tx.id);
     await this.cycle?.catch(() => undefined);
@@ -275,7 +280,18 @@ export class Owner {
   private localWrite(): void {
     this.schedule.onWrite(Date.now());
     this.arm();
-    this.publishStatus();
+    this.publishStatusSoon();
+  }
+
+  /** Publishes the status once per burst of local writes, shortly after the first. Reading it folds the
+   * writes captured since into the pending queue (a transaction of its own): per burst, not per write, and
+   * after the write has been answered. */
+  private publishStatusSoon(): void {
+    if (this.statusTimer !== undefined) return;
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = undefined;
+      this.publishStatus();
+    }, STATUS_AFTER_WRITE_MS);
   }
 
   private flushChanges(): void {

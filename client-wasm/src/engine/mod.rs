@@ -338,6 +338,13 @@ impl<T: Transport> Engine<T> {
         Rc::clone(&self.conn)
     }
 
+    /// Folds the writes captured since the last engine step into the pending queue now, and returns how many
+    /// it folded. Every engine step does this first; call it before reading `_sync_pending` directly (tools,
+    /// tests).
+    pub fn fold_captured(&self) -> Result<usize, SyncError> {
+        Ok(crate::capture::fold(&self.conn)?)
+    }
+
     /// The transport (tests wrap it to inject faults).
     pub fn transport(&self) -> &T {
         &self.transport

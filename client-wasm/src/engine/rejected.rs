@@ -86,13 +86,17 @@ impl<T: Transport> Engine<T> {
             return Err(SyncError::Config(format!("table {table} is no longer synced")));
         }
         conn.execute_batch("SAVEPOINT oversync_rejection")?;
-        let done = f(self, &table, &pk).and_then(|()| {
-            conn.execute(
-                "DELETE FROM _sync_rejections WHERE table_name = ?1 AND pk_uuid = ?2",
-                [&table, &pk],
-            )?;
-            Ok(())
-        });
+        // Whether a newer write exists is read from the pending queue.
+        let done = crate::capture::fold(conn)
+            .map_err(SyncError::from)
+            .and_then(|_| f(self, &table, &pk))
+            .and_then(|()| {
+                conn.execute(
+                    "DELETE FROM _sync_rejections WHERE table_name = ?1 AND pk_uuid = ?2",
+                    [&table, &pk],
+                )?;
+                Ok(())
+            });
         match done {
             Ok(()) => conn.execute_batch("RELEASE oversync_rejection")?,
             Err(_) => conn.execute_batch("ROLLBACK TO oversync_rejection; RELEASE oversync_rejection")?,

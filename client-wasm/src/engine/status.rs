@@ -45,8 +45,21 @@ pub struct Status {
 }
 
 impl Status {
-    /// The counts, the cursor, hydration and the last sync as stored in `conn` (no error, no progress).
+    /// The counts, the cursor, hydration and the last sync as stored in `conn` (no error, no progress). Folds
+    /// the capture log first (a write, cheap when the log is short).
     pub fn read(conn: &Connection) -> Result<Self, SyncError> {
+        // The counts are of intents, so the writes captured since the last fold are folded first. While another
+        // connection holds the write lock the counts are read as they are (a status read must not fail on it).
+        match crate::capture::fold(conn) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) => {}
+            other => {
+                other?;
+            }
+        }
         // One cached statement: hosts read this after every local write.
         let (pending, parked, rejected, cursor, hydrated, user, last_synced) = conn
             .prepare_cached(

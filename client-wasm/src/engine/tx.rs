@@ -1,7 +1,7 @@
 //! The two rules every engine transaction follows, as types, so that forgetting one is impossible:
 //!
-//! - **Deferred intents are filled first.** A captured write leaves its payload and base for later
-//!   (`triggers` module docs). Before the engine writes rows or metadata, they must be filled from the rows as
+//! - **Captured writes are folded and deferred intents filled first.** A captured write only appends to the
+//!   capture log and leaves its payload and base for later (`triggers` module docs). Before the engine writes rows or metadata, they must be filled from the rows as
 //!   the app left them, or an intent would take on what the server wrote. [`SyncTx::begin`] is the only way
 //!   the engine opens a transaction, and it fills them.
 //! - **The engine's own writes are not captured.** Rows the server sent or a resolver decided are written
@@ -20,12 +20,13 @@ pub(super) struct SyncTx<'c> {
 }
 
 impl<'c> SyncTx<'c> {
-    /// Begins a transaction on `conn` and fills the deferred intents of `shapes`' tables.
+    /// Begins a transaction on `conn`, folds the capture log and fills the deferred intents of `shapes`' tables.
     pub(super) fn begin<'a>(
         conn: &'c Connection,
         shapes: impl IntoIterator<Item = &'a TableShape>,
     ) -> rusqlite::Result<Self> {
         let tx = conn.unchecked_transaction()?;
+        crate::capture::fold(&tx)?;
         fill_deferred(&tx, shapes)?;
         Ok(Self { tx })
     }

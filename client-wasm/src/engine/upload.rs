@@ -119,6 +119,7 @@ impl<T: Transport> Engine<T> {
 
     /// Eligible rows in apply order: upserts parent-first, then deletes child-first, ties in capture order.
     fn next_batch(&self, attempted: &HashSet<Key>) -> Result<Vec<Key>, SyncError> {
+        crate::capture::fold(&self.conn)?;
         let mut stmt = self.conn.prepare(
             "SELECT table_name, pk_uuid, COALESCE(sent_op, op), change_id FROM _sync_pending
              WHERE parked = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",

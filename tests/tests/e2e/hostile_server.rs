@@ -48,6 +48,7 @@ fn engine(replies: Vec<(u16, String)>) -> Engine<Scripted> {
 }
 
 fn snapshot(e: &Engine<Scripted>) -> (i64, i64, Vec<(String, String)>) {
+    e.fold_captured().unwrap();
     let c = e.conn();
     let pending: i64 = c
         .query_row("SELECT count(*) FROM _sync_pending", [], |r| r.get(0))

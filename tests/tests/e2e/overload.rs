@@ -82,6 +82,7 @@ fn script(e: &Engine<Scripted>, replies: impl IntoIterator<Item = Reply>) {
 
 /// `(pending, penalised)`: penalised rows have an attempt, a backoff time, an error or are parked.
 fn queue(e: &Engine<Scripted>) -> (i64, i64) {
+    e.fold_captured().unwrap();
     e.conn()
         .query_row(
             "SELECT count(*), count(*) FILTER (WHERE attempts > 0 OR next_attempt_at IS NOT NULL

@@ -160,6 +160,7 @@ async fn run(seed: u64) {
     for (i, d) in devices.iter().enumerate() {
         // Posts the server keeps refusing because another device deleted their author stay pending (visible, not
         // lost); they are the one way a device may hold rows the server lacks.
+        d.fold_captured().unwrap();
         let stuck: Vec<String> = {
             let mut s = d
                 .conn()
