@@ -4,12 +4,12 @@
 use oversync_protocol::query::SnapshotQuery;
 use oversync_protocol::wire::{SnapshotResponse, SnapshotRow};
 use oversync_protocol::{RawValue, TableRef};
-use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::rows::{META_BY_KEY, RowKey, unzip_keys};
+use crate::runtime::Conn;
 
 /// A page in one statement, so that everything in it comes from one snapshot: the window and the device's newest
 /// scid (part 0), the page's rows (part 1, numbered in key order as the index returns them), the live metadata
@@ -78,9 +78,10 @@ static SQL_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| SNAPSH
 static SQL_SCHEMA: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| SNAPSHOT_SQL.replace("{KEYSET}", KEYSET_SCHEMA));
 
-/// Serves one snapshot page on `conn` (of a ready database), cut at `max_page_bytes` of payload.
+/// Serves one snapshot page on `conn` (of a ready database), cut at `max_page_bytes` of payload. The two forms
+/// of the page statement are fixed strings, so a native connection prepares each once (`Fixed`).
 pub async fn snapshot(
-    conn: &Client,
+    conn: &impl Conn,
     who: &Principal,
     q: &SnapshotQuery,
     max_page_bytes: usize,
@@ -114,7 +115,8 @@ pub async fn snapshot(
         (&one, Type::INT8),
         (&budget, Type::INT8),
     ];
-    let rows = conn.query_typed(sql, &params).await.map_err(ApiError::download)?;
+    let sql: &'static str = sql.as_str();
+    let rows = conn.query_fixed(sql, &params).await.map_err(ApiError::download)?;
     let key = |r: &tokio_postgres::Row| -> (String, String, String) { (r.get(3), r.get(4), r.get(5)) };
     let (mut window_until, mut own, mut cut) = (0, 0, false);
     let (mut live, mut known, mut ahead) = (Vec::new(), std::collections::HashMap::new(), None);
@@ -140,7 +142,7 @@ pub async fn snapshot(
         let missing: Vec<RowKey> = missing.into_iter().map(|(s, t, p)| (TableRef::new(s, t), p)).collect();
         let (schemas, tables, pks) = unzip_keys(&missing);
         let probed = conn
-            .query_typed(
+            .query_fixed(
                 META_BY_KEY,
                 &[
                     (&who.user_id, Type::TEXT),
