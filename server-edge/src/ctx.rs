@@ -39,6 +39,8 @@ pub struct Settings {
     pub stream: bool,
     /// `/health` service name.
     pub service_name: String,
+    /// The admin route's bearer secret; `None`: no admin route.
+    pub admin_secret: Option<String>,
 }
 
 /// The sync schema and the registry, made ready on the first request that touches the database.

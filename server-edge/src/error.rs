@@ -28,6 +28,9 @@ pub enum ApiError {
     /// the given seconds (a new token would not help).
     #[error("The identity provider's signing keys are unavailable, retry later")]
     AuthUnavailable(u32),
+    /// 401 `unauthorized`: the admin route without its secret.
+    #[error("The admin secret is required")]
+    AdminDenied,
     /// 404 `not_found`.
     #[error("Not found")]
     NotFound,
@@ -66,6 +69,9 @@ pub enum ApiError {
     /// 500 `internal_error`: the Worker's configuration cannot be used (the cause is logged, not sent).
     #[error("server misconfigured: {0}")]
     Misconfigured(#[source] BoxError),
+    /// 500 `admin_failed`: the membership write failed; nothing changed.
+    #[error("admin request failed: {0}")]
+    Admin(#[source] BoxError),
     /// 500 `token_error`: signing a dev token failed.
     #[error("token signing failed: {0}")]
     Token(#[source] jsonwebtoken::errors::Error),
@@ -96,6 +102,11 @@ impl ApiError {
         Self::busy_or(e.into(), Self::Download)
     }
 
+    /// Wraps an admin route failure; "busy" as for [`ApiError::upload`].
+    pub fn admin(e: impl Into<BoxError>) -> Self {
+        Self::busy_or(e.into(), Self::Admin)
+    }
+
     /// A host error that means "busy" (no pooled connection in time, start-up DDL waiting for a lock) becomes
     /// 503 + `Retry-After`; any other is wrapped by `wrap`.
     fn busy_or(e: BoxError, wrap: fn(BoxError) -> Self) -> Self {
@@ -119,6 +130,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest(m) => (400, "invalid_request", m.clone()),
             Self::Auth(e) => (401, "authentication_failed", e.to_string()),
+            Self::AdminDenied => (401, "unauthorized", self.to_string()),
             Self::NotFound => (404, "not_found", self.to_string()),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", self.to_string()),
             Self::TooLarge(_) | Self::TooManyChanges { .. } => (413, "request_too_large", self.to_string()),
@@ -129,6 +141,7 @@ impl ApiError {
             Self::Upload(_) => (500, "upload_failed", "Failed to process upload".into()),
             Self::Download(_) => (500, "download_failed", "Failed to process download".into()),
             Self::Token(_) => (500, "token_error", "Failed to sign token".into()),
+            Self::Admin(_) => (500, "admin_failed", "Failed to change the membership".into()),
             Self::Misconfigured(_) => (500, "internal_error", "Server misconfigured".into()),
         }
     }

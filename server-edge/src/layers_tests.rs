@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     // What handlers get from the service.
     &["ctx"],
     // Route handlers.
-    &["download", "snapshot", "watch", "upload"],
+    &["download", "snapshot", "watch", "upload", "admin"],
     // The service (and its stream route).
     &["service", "stream"],
     // Front doors.

@@ -11,6 +11,7 @@
 //! - [`registry`]: registered tables, FK graph and column types, discovered once per process (native: at
 //!   start-up; Worker: on the first request that touches the database) by [`Service::ready`].
 
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod config;

@@ -49,10 +49,11 @@ enum Route {
     Capabilities,
     Snapshot,
     Watch,
+    AdminMembers,
 }
 
 impl Route {
-    fn parse(path: &str, dev_signin: bool, watch: bool) -> Option<Self> {
+    fn parse(path: &str, dev_signin: bool, watch: bool, admin: bool) -> Option<Self> {
         Some(match path {
             "/health" => Self::Health,
             "/signin" if dev_signin => Self::Signin,
@@ -63,13 +64,14 @@ impl Route {
             "/sync/capabilities" => Self::Capabilities,
             "/sync/snapshot" => Self::Snapshot,
             "/sync/watch" if watch => Self::Watch,
+            "/sync/admin/members" if admin => Self::AdminMembers,
             _ => return None,
         })
     }
 
     fn method(self) -> &'static str {
         match self {
-            Self::Signin | Self::DummySignin | Self::Upload => "POST",
+            Self::Signin | Self::DummySignin | Self::Upload | Self::AdminMembers => "POST",
             _ => "GET",
         }
     }
@@ -96,6 +98,7 @@ impl Service {
                 watch: cfg.watch,
                 stream: cfg.watch,
                 service_name: cfg.service_name.clone(),
+                admin_secret: cfg.admin_secret.clone(),
             },
             db: Readiness::new(configured, init_sql),
             auth: Authenticator::new(cfg.auth()?),
@@ -150,7 +153,9 @@ impl Service {
     }
 
     async fn route<R: Runtime, B: Body>(&self, rt: &R, req: Request<B>, now: Duration) -> Result<Response, ApiError> {
-        let route = Route::parse(&req.path, self.settings.dev_signin, self.settings.watch).ok_or(ApiError::NotFound)?;
+        let s = &self.settings;
+        let route =
+            Route::parse(&req.path, s.dev_signin, s.watch, s.admin_secret.is_some()).ok_or(ApiError::NotFound)?;
         if req.method == "OPTIONS" {
             // Preflight headers only for configured origins; `handle` adds Access-Control-Allow-Origin.
             let mut r = Response::empty(204);
@@ -222,6 +227,19 @@ impl Service {
                     });
                 }
                 Ok(resp)
+            }
+            Route::AdminMembers => {
+                let secret = self.settings.admin_secret.as_deref().unwrap_or_default();
+                if !crate::admin::authorized(credentials(&req).0, secret) {
+                    return Err(ApiError::AdminDenied);
+                }
+                let body = self
+                    .read_body(rt, req.body, crate::admin::ADMIN_BODY_BYTES.min(limit))
+                    .await?;
+                let change = crate::admin::parse(&body)?;
+                let mut conn = rt.connect().await.map_err(ApiError::admin)?;
+                self.ready(&mut conn).await.map_err(ApiError::admin)?;
+                Ok(Response::json(200, &crate::admin::apply(&conn, change).await?))
             }
             _ => {
                 let who = self.authenticate(rt, credentials(&req), now).await?;

@@ -108,6 +108,10 @@ pub struct Config {
     /// (and by `dev_signin`, which signs with it).
     #[serde(default)]
     pub jwt_secret: Option<String>,
+    /// The bearer secret of the admin route (`POST /sync/admin/members`, docs/sharing.md §3), at least
+    /// [`MIN_SECRET_BYTES`] bytes; env `OVERSYNC_ADMIN_SECRET`. Without it the route does not exist (404).
+    #[serde(default)]
+    pub admin_secret: Option<String>,
     /// The identity providers' JSON Web Key Sets (one URL or a list): RS/PS/ES/EdDSA tokens are checked
     /// against their keys. `https://`, or `http://` on a loopback host; env `OVERSYNC_JWKS_URL` (comma list).
     #[serde(default, deserialize_with = "auth::one_or_many")]
@@ -381,6 +385,9 @@ impl Config {
         if let Some((_, v)) = var("LISTEN") {
             self.listen = v;
         }
+        if let Some((_, v)) = var("ADMIN_SECRET") {
+            self.admin_secret = Some(v).filter(|v| !v.is_empty());
+        }
         if let Some((n, v)) = var("DEV_SIGNIN") {
             self.dev_signin = parse_env(&n, &v, "boolean")?;
         }
@@ -490,6 +497,12 @@ impl Config {
     /// secret, dev sign-in reachable from other machines.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth()?;
+        if self.admin_secret.as_ref().is_some_and(|s| s.len() < MIN_SECRET_BYTES) {
+            return Err(ConfigError::Invalid {
+                setting: "admin_secret",
+                problem: "at least 32 bytes are required (e.g. `openssl rand -base64 48`)",
+            });
+        }
         if self.dev_signin && !self.dev_signin_allow_remote && !is_loopback(&self.listen) {
             return Err(ConfigError::DevSigninRemote(self.listen.clone()));
         }

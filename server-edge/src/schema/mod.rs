@@ -8,6 +8,7 @@
 //! at most [`DDL_LOCK_TIMEOUT`] for a lock: the request fails with 503 and the next one tries again.
 
 pub mod read;
+pub mod scopes;
 pub mod write;
 
 use tokio_postgres::Client;
@@ -22,7 +23,7 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 
 /// The newest read function of each kind, by signature. They are created last, in the transaction that creates
 /// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
-const NEWEST_FUNCTIONS: [&str; 7] = [
+const NEWEST_FUNCTIONS: [&str; 8] = [
     "sync.user_top_v2(text)",
     "sync.changed_since_v2(text, int8, int8, text, text[], text[], text[])",
     "sync.download_page_v3(text, int8, int8, text, bool, text, int8, int8)",
@@ -30,6 +31,7 @@ const NEWEST_FUNCTIONS: [&str; 7] = [
     "sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
     "sync.upload_write_v2(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
     "sync.notify_changes_v1()",
+    "sync.scope_event_v1()",
 ];
 
 /// The channel every commit that appends to the change log notifies, with one payload per user and device of
@@ -144,6 +146,7 @@ async fn migrate(client: &mut Client, init_sql: Option<&str>) -> Result<(), Sche
                 &read::read_functions(),
                 &write::write_functions(),
                 NOTIFY_SQL,
+                scopes::SCOPES_SQL,
             ]
             .concat(),
         )
@@ -210,7 +213,10 @@ mod tests {
     /// [`super::ensure`] skips the DDL when these exist, so they must be the functions the DDL creates.
     #[test]
     fn the_completeness_check_names_the_functions_the_ddl_creates() {
-        let ddl = super::read::read_functions() + &super::write::write_functions() + super::NOTIFY_SQL;
+        let ddl = super::read::read_functions()
+            + &super::write::write_functions()
+            + super::NOTIFY_SQL
+            + super::scopes::SCOPES_SQL;
         for signature in super::NEWEST_FUNCTIONS {
             assert!(ddl.contains(&format!("to_regprocedure('{signature}')")), "{signature}");
         }

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod admin;
 mod attack;
 mod auth;
 mod concurrency;

@@ -1,0 +1,147 @@
+//! `POST /sync/admin/members` (docs/sharing.md §3): sets or removes one scope membership, for an app's backend
+//! that holds the admin secret. Users' tokens have no say here: the route checks its own secret, compared in
+//! constant time, before it reads a byte of the body.
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tokio_postgres::types::Type;
+
+use crate::error::ApiError;
+
+/// The largest body the route reads: a scope, a user and a role fit many times over.
+pub const ADMIN_BODY_BYTES: usize = 4096;
+/// Longest scope name, in bytes (the table's CHECK says the same).
+pub const MAX_SCOPE_BYTES: usize = 128;
+/// Longest user id, in bytes (likewise).
+pub const MAX_USER_BYTES: usize = 256;
+
+/// The request: `role` `"reader"` or `"writer"` sets the membership, `null` (or absent) removes it.
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberChange {
+    /// The scope.
+    pub scope: String,
+    /// The user id (as the tokens' user claim names it).
+    pub user: String,
+    /// The role to hold, or `None` to leave.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// The answer: the membership as it is now, and whether the request changed it.
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct MemberState {
+    /// The scope.
+    pub scope: String,
+    /// The user id.
+    pub user: String,
+    /// The role now held, `None` when not a member.
+    pub role: Option<String>,
+    /// The request changed something (a repeated request answers `false`).
+    pub changed: bool,
+}
+
+/// Whether `authorization` is `Bearer <secret>`. Constant time in the secret's bytes; the length of a wrong
+/// secret is not hidden, which tells nothing about the right one's bytes.
+pub fn authorized(authorization: Option<&str>, secret: &str) -> bool {
+    let given = authorization.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(secret.as_bytes()))
+}
+
+/// Parses and checks a request body.
+pub fn parse(body: &[u8]) -> Result<MemberChange, ApiError> {
+    let change: MemberChange =
+        serde_json::from_slice(body).map_err(|e| ApiError::InvalidRequest(format!("invalid admin request: {e}")))?;
+    let bad = |m: &str| Err(ApiError::InvalidRequest(m.to_owned()));
+    if change.scope.is_empty() || change.scope.len() > MAX_SCOPE_BYTES {
+        return bad("scope must be 1 to 128 bytes");
+    }
+    if change.user.is_empty() || change.user.len() > MAX_USER_BYTES {
+        return bad("user must be 1 to 256 bytes");
+    }
+    if change.scope.chars().chain(change.user.chars()).any(char::is_control) {
+        return bad("scope and user must not contain control characters");
+    }
+    if let Some(role) = &change.role
+        && role != "reader"
+        && role != "writer"
+    {
+        return bad("role must be \"reader\", \"writer\" or null");
+    }
+    Ok(change)
+}
+
+/// Applies `change` in one statement (one transaction of its own) and reports the membership after it.
+pub async fn apply(conn: &tokio_postgres::Client, change: MemberChange) -> Result<MemberState, ApiError> {
+    let MemberChange { scope, user, role } = change;
+    let changed = match &role {
+        Some(role) => {
+            conn.execute_typed(
+                "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, $3)
+                 ON CONFLICT (scope, user_id) DO UPDATE SET role = excluded.role
+                 WHERE sync.scope_members.role IS DISTINCT FROM excluded.role",
+                &[(&scope, Type::TEXT), (&user, Type::TEXT), (role, Type::TEXT)],
+            )
+            .await
+        }
+        None => {
+            conn.execute_typed(
+                "DELETE FROM sync.scope_members WHERE scope = $1 AND user_id = $2",
+                &[(&scope, Type::TEXT), (&user, Type::TEXT)],
+            )
+            .await
+        }
+    }
+    .map_err(ApiError::admin)?;
+    Ok(MemberState {
+        scope,
+        user,
+        role,
+        changed: changed > 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_bearer_secret_is_authorized() {
+        let secret = "an-admin-secret-of-thirty-two-by";
+        assert!(authorized(Some(&format!("Bearer {secret}")), secret));
+        for wrong in [
+            None,
+            Some(""),
+            Some(secret),
+            Some("Bearer "),
+            Some("Bearer an-admin-secret-of-thirty-two-bx"),
+            Some("Bearer an-admin-secret-of-thirty-two-b"),
+            Some("bearer an-admin-secret-of-thirty-two-by"),
+        ] {
+            assert!(!authorized(wrong, secret), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_names_a_scope_a_user_and_a_known_role() {
+        let ok = parse(br#"{"scope":"team-1","user":"u","role":"writer"}"#).unwrap();
+        assert_eq!(ok.role.as_deref(), Some("writer"));
+        assert_eq!(parse(br#"{"scope":"team-1","user":"u"}"#).unwrap().role, None);
+        let long = "s".repeat(129);
+        for bad in [
+            r#"{"scope":"","user":"u","role":"reader"}"#.to_owned(),
+            format!(r#"{{"scope":"{long}","user":"u"}}"#),
+            r#"{"scope":"t","user":"","role":"reader"}"#.to_owned(),
+            r#"{"scope":"t","user":"u","role":"owner"}"#.to_owned(),
+            r#"{"scope":"t\u0000","user":"u"}"#.to_owned(),
+            r#"{"scope":"t","user":"\u001fteam"}"#.to_owned(),
+            r#"{"scope":"t","user":"u","extra":1}"#.to_owned(),
+            "not json".to_owned(),
+        ] {
+            assert!(
+                matches!(parse(bad.as_bytes()), Err(ApiError::InvalidRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Scope membership (docs/sharing.md §3): who belongs to which scope, and the record of every join and leave.
+//!
+//! The app's backend writes `sync.scope_members` with plain SQL (or through the admin route, `crate::admin`);
+//! a row trigger records each insert, role change and delete in `sync.scope_events`, in the writing
+//! transaction, so a device can tell joins and leaves apart from a later read of the events alone.
+
+/// Tables, index and the events trigger; idempotent (`IF NOT EXISTS`, the trigger function by its name).
+pub const SCOPES_SQL: &str = "
+CREATE TABLE IF NOT EXISTS sync.scope_members (
+  scope text NOT NULL CHECK (octet_length(scope) BETWEEN 1 AND 128),
+  user_id text NOT NULL CHECK (octet_length(user_id) BETWEEN 1 AND 256),
+  role text NOT NULL CHECK (role = 'reader' OR role = 'writer'),
+  since timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (scope, user_id));
+CREATE INDEX IF NOT EXISTS scope_members_by_user ON sync.scope_members (user_id, scope);
+CREATE TABLE IF NOT EXISTS sync.scope_events (
+  id bigserial PRIMARY KEY, user_id text NOT NULL, scope text NOT NULL,
+  role text CHECK (role IS NULL OR role = 'reader' OR role = 'writer'),
+  at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS scope_events_by_user ON sync.scope_events (user_id, id);
+DO $do$ BEGIN
+  IF to_regprocedure('sync.scope_event_v1()') IS NULL THEN
+    -- One event per change of a membership: the role it has now, NULL once it is gone. An UPDATE that moves a
+    -- membership to another scope or user is a leave of the old and a join of the new.
+    CREATE FUNCTION sync.scope_event_v1() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+      IF TG_OP <> 'INSERT' AND (TG_OP = 'DELETE' OR OLD.scope <> NEW.scope OR OLD.user_id <> NEW.user_id) THEN
+        INSERT INTO sync.scope_events (user_id, scope, role) VALUES (OLD.user_id, OLD.scope, NULL);
+      END IF;
+      IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND (OLD.scope, OLD.user_id, OLD.role) IS DISTINCT FROM
+                                                   (NEW.scope, NEW.user_id, NEW.role)) THEN
+        INSERT INTO sync.scope_events (user_id, scope, role) VALUES (NEW.user_id, NEW.scope, NEW.role);
+      END IF;
+      RETURN NULL;
+    END $fn$;
+    CREATE TRIGGER scope_members_events AFTER INSERT OR UPDATE OR DELETE ON sync.scope_members
+      FOR EACH ROW EXECUTE FUNCTION sync.scope_event_v1();
+  END IF;
+END $do$;
+";
