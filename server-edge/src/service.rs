@@ -233,9 +233,11 @@ impl Service {
                 if !crate::admin::authorized(credentials(&req).0, secret) {
                     return Err(ApiError::AdminDenied);
                 }
-                let body = self
-                    .read_body(rt, req.body, crate::admin::ADMIN_BODY_BYTES.min(limit))
-                    .await?;
+                let admin_limit = crate::admin::ADMIN_BODY_BYTES.min(limit);
+                if req.content_length.is_some_and(|n| n > admin_limit as u64) {
+                    return Err(ApiError::TooLarge(admin_limit));
+                }
+                let body = self.read_body(rt, req.body, admin_limit).await?;
                 let change = crate::admin::parse(&body)?;
                 let mut conn = rt.connect().await.map_err(ApiError::admin)?;
                 self.ready(&mut conn).await.map_err(ApiError::admin)?;

@@ -62,9 +62,10 @@ async fn requests_cost_at_most_their_round_trips(settings: &'static str) {
     let d = Device::new(&t, &user, "d");
     let other = Device::new(&t, &user, "other");
     // Warm-up: the schema is ready, the pool holds a connection, and (natively) that connection has prepared the
-    // download's and the watch's statements (one more round trip each, once per connection).
+    // download's, the snapshot page's and the watch's statements (one more round trip each, once per connection).
     d.upload(users(1, 1)).await;
     other.download("limit=1").await;
+    other.get_raw("/sync/snapshot?limit=1").await;
     other.get_raw("/sync/watch?after=0&timeout_s=1").await;
 
     let mut costs = Vec::new();
