@@ -75,6 +75,9 @@ pub fn check(rules: &TokenRules, claims: &Map<String, Value>, now: Duration) -> 
     Ok(())
 }
 
+/// What starts the owner of a scope's rows in the sync tables' `user_id` (docs/sharing.md §1).
+pub const SCOPE_OWNER_PREFIX: char = '\u{1f}';
+
 /// The user and device a checked token names. The device comes from the token's device claim when it has
 /// one (the header is then ignored), else from `device_header`.
 pub fn principal(
@@ -87,6 +90,10 @@ pub fn principal(
         _ => None,
     };
     let user_id = text(&names.user).ok_or_else(|| AuthError::MissingUser(names.user.clone()))?;
+    // Sync state keeps a scope's rows under `'\x1f' || scope`: no user may be mistaken for one.
+    if user_id.starts_with(SCOPE_OWNER_PREFIX) {
+        return Err(AuthError::ReservedUser);
+    }
     let source_id = match (text(&names.device), device_header) {
         (Some(did), _) => did,
         (None, Some(header)) if valid_device_id(header) => header.to_owned(),

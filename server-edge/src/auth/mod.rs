@@ -53,6 +53,9 @@ pub enum AuthError {
     /// The user claim is missing or empty.
     #[error("missing {0} (user ID) in token")]
     MissingUser(String),
+    /// A user ID starting with U+001F, which names a scope's rows in the sync tables (docs/sharing.md §1).
+    #[error("the user ID in the token must not start with U+001F (reserved for scopes)")]
+    ReservedUser,
     /// Neither the device claim nor the `Oversync-Device-Id` header.
     #[error("missing {0} (device ID) in token")]
     MissingDevice(String),

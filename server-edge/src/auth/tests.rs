@@ -267,6 +267,19 @@ fn the_device_comes_from_the_claim_or_else_a_valid_header() {
 }
 
 #[test]
+fn a_user_id_that_could_name_a_scope_is_refused() {
+    let a = Authenticator::new(settings(true, false, TokenRules::default()));
+    let host = Host::default();
+    let t = token(Algorithm::HS256, SECRET, json!({"sub": "\u{1f}team", "did": "d"}));
+    assert_eq!(check(&a, &host, &t, None, NOW), Err(AuthError::ReservedUser));
+    let t = token(Algorithm::HS256, SECRET, json!({"sub": "team\u{1f}", "did": "d"}));
+    assert!(
+        check(&a, &host, &t, None, NOW).is_ok(),
+        "only the first character is reserved"
+    );
+}
+
+#[test]
 fn keys_unavailable_without_any_set_and_kept_when_the_provider_goes_down() {
     let a = Authenticator::new(settings(false, true, TokenRules::default()));
     let host = Host::default();
