@@ -128,17 +128,17 @@ pub fn fold(conn: &Connection) -> rusqlite::Result<usize> {
 fn fold_log(conn: &Connection) -> rusqlite::Result<usize> {
     // A key's scid is the counter plus its last write's offset in the log: in capture order and unique (gaps are
     // allowed, reuse is not) without sorting the keys.
-    let (first, low, high, writes): (i64, i64, i64, i64) = conn
+    let (first, low, high): (i64, i64, i64) = conn
         .prepare_cached(
-            "SELECT next_change_id, (SELECT min(seq) FROM _sync_capture), (SELECT max(seq) FROM _sync_capture),
-                    (SELECT count(*) FROM _sync_capture)
+            "SELECT next_change_id, (SELECT min(seq) FROM _sync_capture), (SELECT max(seq) FROM _sync_capture)
              FROM _sync_client_info WHERE id = 1",
         )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let base = first - low;
     // Each key stepped write by write from its intent and metadata as they were before the fold. (A set-based
     // INSERT … SELECT for keys written once costs more here: grouping the log by key sorts it.)
     let mut keys: HashMap<(String, String), Folding> = HashMap::new();
+    let mut writes = 0;
     {
         let mut stmt = conn.prepare_cached(
             "SELECT c.seq, c.table_name, c.pk_uuid, c.op, p.op, p.base_version, p.sent_change_id IS NOT NULL,
@@ -148,6 +148,7 @@ fn fold_log(conn: &Connection) -> rusqlite::Result<usize> {
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
+            writes += 1;
             let seq: i64 = r.get(0)?;
             let Some(write) = Op::captured(r.get(3)?) else {
                 continue;
@@ -201,7 +202,7 @@ fn fold_log(conn: &Connection) -> rusqlite::Result<usize> {
     conn.prepare_cached("UPDATE _sync_client_info SET next_change_id = ?1 WHERE id = 1")?
         .execute([base + high + 1])?;
     conn.prepare_cached("DELETE FROM _sync_capture")?.execute([])?;
-    Ok(writes as usize)
+    Ok(writes)
 }
 
 #[cfg(test)]

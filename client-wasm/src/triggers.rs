@@ -91,7 +91,7 @@ impl TableShape {
         let k = format!("{row}.{}", quote(&self.key));
         // Canonical: 36 characters with the four dashes in place, the other 32 hex digits (`unhex` ignoring the
         // dashes gives 16 bytes only then: a stray dash leaves fewer digits, anything else gives NULL), in lower
-        // case. Three SQL function calls cost half of one 36-class GLOB per write (bench/results/design-choices.md).
+        // case. Three SQL function calls are cheaper than one 36-class GLOB (bench/results/design-choices.md).
         let bad = if self.blob_key {
             format!("typeof({k}) <> 'blob' OR length({k}) <> 16")
         } else {

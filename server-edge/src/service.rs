@@ -186,7 +186,9 @@ impl Service {
                 },
             )),
             Route::Signin | Route::DummySignin => {
-                let body = self.read_body(rt, req.body, SIGNIN_BODY_BYTES.min(limit)).await?;
+                let body = self
+                    .read_body(rt, req.content_length, req.body, SIGNIN_BODY_BYTES.min(limit))
+                    .await?;
                 if route == Route::Signin {
                     self.signin(&body, now)
                 } else {
@@ -215,7 +217,9 @@ impl Service {
                 };
                 let declared = req.content_length.map_or(limit, |n| n as usize);
                 let _bytes = self.admission.upload_bytes(declared)?;
-                let body = self.read_body(rt, req.body, declared.min(limit)).await?;
+                let body = self
+                    .read_body(rt, req.content_length, req.body, declared.min(limit))
+                    .await?;
                 let result = upload::upload(&self.ctx(), rt, &who, &body).await?;
                 let mut resp = Response::json(200, &result);
                 // Spurious for a replayed change (applied before): a hint, harmless.
@@ -234,10 +238,7 @@ impl Service {
                     return Err(ApiError::AdminDenied);
                 }
                 let admin_limit = crate::admin::ADMIN_BODY_BYTES.min(limit);
-                if req.content_length.is_some_and(|n| n > admin_limit as u64) {
-                    return Err(ApiError::TooLarge(admin_limit));
-                }
-                let body = self.read_body(rt, req.body, admin_limit).await?;
+                let body = self.read_body(rt, req.content_length, req.body, admin_limit).await?;
                 let change = crate::admin::parse(&body)?;
                 let mut conn = rt.connect().await.map_err(ApiError::admin)?;
                 self.ready(&mut conn).await.map_err(ApiError::admin)?;
@@ -261,8 +262,18 @@ impl Service {
         Ok(self.auth.authenticate(rt, authorization, device_id, now).await?)
     }
 
-    /// Reads a body of at most `limit` bytes within `body_timeout_ms`.
-    async fn read_body<R: Runtime, B: Body>(&self, rt: &R, body: B, limit: usize) -> Result<Vec<u8>, ApiError> {
+    /// Reads a body of at most `limit` bytes within `body_timeout_ms`. A body declared longer is refused before a
+    /// byte of it is read (under wrangler dev an early answer to a large unread body hung).
+    async fn read_body<R: Runtime, B: Body>(
+        &self,
+        rt: &R,
+        declared: Option<u64>,
+        body: B,
+        limit: usize,
+    ) -> Result<Vec<u8>, ApiError> {
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::TooLarge(limit));
+        }
         let read = std::pin::pin!(body.read(limit));
         let timeout = std::pin::pin!(rt.sleep(Duration::from_millis(self.settings.body_timeout_ms)));
         match futures_util::future::select(read, timeout).await {

@@ -50,15 +50,13 @@ impl Status {
     pub fn read(conn: &Connection) -> Result<Self, SyncError> {
         // The counts are of intents, so the writes captured since the last fold are folded first. While another
         // connection holds the write lock the counts are read as they are (a status read must not fail on it).
-        match crate::capture::fold(conn) {
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-                ) => {}
-            other => {
-                other?;
-            }
+        if let Err(e) = crate::capture::fold(conn)
+            && !matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            )
+        {
+            return Err(e.into());
         }
         // One cached statement: hosts read this after every local write.
         let (pending, parked, rejected, cursor, hydrated, user, last_synced) = conn

@@ -1,8 +1,9 @@
 //! The two rules every engine transaction follows, as types, so that forgetting one is impossible:
 //!
 //! - **Captured writes are folded and deferred intents filled first.** A captured write only appends to the
-//!   capture log and leaves its payload and base for later (`triggers` module docs). Before the engine writes rows or metadata, they must be filled from the rows as
-//!   the app left them, or an intent would take on what the server wrote. [`SyncTx::begin`] is the only way
+//!   capture log and leaves its payload and base for later (`triggers` module docs). Before the engine writes
+//!   rows or metadata, they must be filled from the rows as the app left them, or an intent would take on what
+//!   the server wrote. [`SyncTx::begin`] is the only way
 //!   the engine opens a transaction, and it fills them.
 //! - **The engine's own writes are not captured.** Rows the server sent or a resolver decided are written
 //!   with capture off. [`silenced`] switches it off around them and back on afterwards, also on failure.
