@@ -41,6 +41,8 @@ pub struct Settings {
     pub service_name: String,
     /// The admin route's bearer secret; `None`: no admin route.
     pub admin_secret: Option<String>,
+    /// Memberships a user may have for a scope-aware read.
+    pub max_scopes_per_user: usize,
 }
 
 /// The sync schema and the registry, made ready on the first request that touches the database.

@@ -1,22 +1,23 @@
 //! `GET /sync/download` (PROTOCOL.md §4.4, §6.6): one call of a SQL function, so the window bound and the page
-//! come from one snapshot. The function writes the page's JSON; the server wraps it.
+//! come from one snapshot. The function writes the page's JSON; the server wraps it. With `scopes=1` the page
+//! covers the user's scopes too (docs/sharing.md §5.2).
 
 use oversync_protocol::validate::DownloadQuery;
 use tokio_postgres::types::Type;
 
 use crate::auth::Principal;
+use crate::ctx::Settings;
 use crate::error::ApiError;
 use crate::runtime::Conn;
-use crate::schema::read::{DOWNLOAD_SQL, page_budget};
+use crate::schema::read::{DOWNLOAD_SCOPED_SQL, DOWNLOAD_SQL, page_budget};
 
 /// Serves one download page on `conn` (of a ready database), cut at `max_page_bytes` of payload: the body of the
 /// 200 response, a `DownloadResponse` in JSON.
-pub async fn download(
-    conn: &impl Conn,
-    who: &Principal,
-    q: &DownloadQuery,
-    max_page_bytes: usize,
-) -> Result<String, ApiError> {
+pub async fn download(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &Settings) -> Result<String, ApiError> {
+    if q.scopes {
+        return scoped(conn, who, q, s).await;
+    }
+    let max_page_bytes = s.max_page_bytes;
     let rows = conn
         .query_fixed(
             DOWNLOAD_SQL,
@@ -33,9 +34,16 @@ pub async fn download(
         )
         .await
         .map_err(ApiError::download)?;
-    let r = rows
-        .first()
-        .ok_or_else(|| ApiError::Download("the page function returned no row".into()))?;
+    page_json(first(&rows)?, q, "")
+}
+
+fn first(rows: &[tokio_postgres::Row]) -> Result<&tokio_postgres::Row, ApiError> {
+    rows.first()
+        .ok_or_else(|| ApiError::Download("the page function returned no row".into()))
+}
+
+/// The page's JSON from the page functions' first six columns, with `extra` fields at its end.
+fn page_json(r: &tokio_postgres::Row, q: &DownloadQuery, extra: &str) -> Result<String, ApiError> {
     let page = Page {
         top: r.get(0),
         window_until: r.get(1),
@@ -46,9 +54,45 @@ pub async fn download(
     let changes: &str = r.get(5);
     let (has_more, next_after) = page.cursor(q.after, q.limit);
     Ok(format!(
-        r#"{{"changes":[{changes}],"has_more":{has_more},"next_after":{next_after},"window_until":{}}}"#,
+        r#"{{"changes":[{changes}],"has_more":{has_more},"next_after":{next_after},"window_until":{}{extra}}}"#,
         page.window_until
     ))
+}
+
+/// The scope-aware page: the classic page's fields, the memberships when they changed since the client's
+/// `scope_event`, and the newest membership event.
+async fn scoped(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &Settings) -> Result<String, ApiError> {
+    let max_scopes = i64::try_from(s.max_scopes_per_user).unwrap_or(i64::MAX);
+    let timeout = format!("{}ms", s.lock_timeout_ms);
+    let rows = conn
+        .query_fixed(
+            DOWNLOAD_SCOPED_SQL,
+            &[
+                (&who.user_id, Type::TEXT),
+                (&q.scope, Type::TEXT),
+                (&q.scope_event, Type::INT8),
+                (&q.after, Type::INT8),
+                (&q.until, Type::INT8),
+                (&q.schema, Type::TEXT),
+                (&q.include_self, Type::BOOL),
+                (&who.source_id, Type::TEXT),
+                (&q.limit, Type::INT8),
+                (&page_budget(s.max_page_bytes), Type::INT8),
+                (&max_scopes, Type::INT8),
+                (&timeout, Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(ApiError::download)?;
+    let r = first(&rows)?;
+    match r.get::<_, Option<&str>>(8) {
+        Some("too_many_scopes") => return Err(ApiError::TooManyScopes(s.max_scopes_per_user)),
+        Some(_) => return Err(ApiError::ScopeForbidden(q.scope.clone().unwrap_or_default())),
+        None => {}
+    }
+    let (scopes, event): (Option<&str>, i64) = (r.get(6), r.get(7));
+    let scopes = scopes.map(|s| format!(r#","scopes":{s}"#)).unwrap_or_default();
+    page_json(r, q, &format!(r#"{scopes},"scope_event":{event}"#))
 }
 
 /// What the page function says about a page besides its rows.

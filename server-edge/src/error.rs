@@ -31,6 +31,12 @@ pub enum ApiError {
     /// 401 `unauthorized`: the admin route without its secret.
     #[error("The admin secret is required")]
     AdminDenied,
+    /// 403 `scope_forbidden`: a scope's download or snapshot by a user who is not a member of it.
+    #[error("Not a member of scope {0}")]
+    ScopeForbidden(String),
+    /// 403 `too_many_scopes`: the user has more memberships than `max_scopes_per_user`.
+    #[error("More than {0} scope memberships")]
+    TooManyScopes(usize),
     /// 404 `not_found`.
     #[error("Not found")]
     NotFound,
@@ -131,6 +137,8 @@ impl ApiError {
             Self::InvalidRequest(m) => (400, "invalid_request", m.clone()),
             Self::Auth(e) => (401, "authentication_failed", e.to_string()),
             Self::AdminDenied => (401, "unauthorized", self.to_string()),
+            Self::ScopeForbidden(_) => (403, "scope_forbidden", self.to_string()),
+            Self::TooManyScopes(_) => (403, "too_many_scopes", self.to_string()),
             Self::NotFound => (404, "not_found", self.to_string()),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", self.to_string()),
             Self::TooLarge(_) | Self::TooManyChanges { .. } => (413, "request_too_large", self.to_string()),

@@ -47,8 +47,11 @@ pub struct Target {
     pub table: String,
     /// Key column.
     pub key: String,
-    /// Owner column, set to the user id.
+    /// Owner column, set to the user id; for a scoped table its scope column, set to the scope.
     pub owner: Option<String>,
+    /// The table is scoped (docs/sharing.md §2): rows are written by scope owners (`'\x1f' || scope`), and the
+    /// owner column takes the scope.
+    pub scoped: bool,
     /// The key is unique only together with the owner column (the table's key is `(owner, key)`), so upserts
     /// conflict on both and every user has a key space of their own. Discovered from the unique indexes.
     pub owner_scoped: bool,
@@ -64,6 +67,18 @@ impl Target {
             Some(c) if c.kind == Kind::Bytea => format!("decode(replace({text}, '-', ''), 'hex')"),
             Some(c) => format!("CAST({text} AS {})", c.sql_type),
             None => format!("CAST({text} AS text)"),
+        }
+    }
+
+    /// SQL for the owner column's value from the owner parameter `param` (the user id, or for a scoped table the
+    /// owner `'\x1f' || scope`, whose scope it takes in the column's type).
+    pub fn owner_value(&self, param: &str) -> String {
+        if !self.scoped {
+            return param.to_owned();
+        }
+        match self.owner.as_ref().and_then(|o| self.columns.get(o)) {
+            Some(c) => format!("CAST(substr({param}, 2) AS {})", c.sql_type),
+            None => format!("substr({param}, 2)"),
         }
     }
 
@@ -98,6 +113,8 @@ pub struct TableInfo {
     pub target: Option<Target>,
     /// FKs were declared in configuration, so none are discovered for this table.
     pub declared_fks: bool,
+    /// The payload column naming the row's scope (lower case), for a scoped table.
+    pub scope: Option<String>,
 }
 
 /// All registered tables.
@@ -135,7 +152,8 @@ impl Registry {
                     schema,
                     table: name,
                     key: t.target_key.clone().unwrap_or_else(|| t.sync_key.clone()),
-                    owner: t.owner_column.clone(),
+                    owner: t.owner_column.clone().or_else(|| t.scope_column.clone()),
+                    scoped: t.scope_column.is_some(),
                     owner_scoped: false,
                     columns: HashMap::new(),
                 })
@@ -150,6 +168,7 @@ impl Registry {
                     fks,
                     target,
                     declared_fks,
+                    scope: t.scope_column.as_ref().map(|c| c.to_lowercase()),
                 },
             );
         }
@@ -239,7 +258,7 @@ impl Registry {
                 tracing::warn!(table = %info.table, %target, "materialisation target not found; its rows will be recorded as failures");
             } else if t.owner.is_none() {
                 tracing::warn!(table = %info.table, %target, "materialised table has no owner column: its rows are shared by all users and any user can change or delete them");
-            } else if !t.owner_scoped {
+            } else if !t.owner_scoped && !t.scoped {
                 tracing::warn!(table = %info.table, %target, key = %t.key, "materialised table's key is not scoped by its owner column: the first user to write a key owns it, and other users' rows for it are not materialised; make the primary key (owner, key)");
             }
         }
@@ -332,6 +351,16 @@ impl Registry {
     /// Position in the parent-first order.
     pub fn rank(&self, t: &TableRef) -> usize {
         self.rank.get(t).copied().unwrap_or(usize::MAX)
+    }
+
+    /// The scope column of a scoped table.
+    pub fn scope_column(&self, t: &TableRef) -> Option<&str> {
+        self.tables.get(t).and_then(|i| i.scope.as_deref())
+    }
+
+    /// Some registered table is scoped.
+    pub fn has_scopes(&self) -> bool {
+        self.tables.values().any(|i| i.scope.is_some())
     }
 
     /// All registered tables.

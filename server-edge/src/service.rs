@@ -99,6 +99,7 @@ impl Service {
                 stream: cfg.watch,
                 service_name: cfg.service_name.clone(),
                 admin_secret: cfg.admin_secret.clone(),
+                max_scopes_per_user: cfg.max_scopes_per_user,
             },
             db: Readiness::new(configured, init_sql),
             auth: Authenticator::new(cfg.auth()?),
@@ -298,10 +299,7 @@ impl Service {
             Route::Download => {
                 let q = DownloadQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
                 let conn = self.ready_conn(rt).await?;
-                Response::json_text(
-                    200,
-                    download::download(&conn, who, &q, self.settings.max_page_bytes).await?,
-                )
+                Response::json_text(200, download::download(&conn, who, &q, &self.settings).await?)
             }
             Route::Snapshot => {
                 let q = SnapshotQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
@@ -355,6 +353,7 @@ impl Service {
                     (true, false) => vec!["long_poll".into()],
                     _ => Vec::new(),
                 },
+                scopes: true,
             },
         }
     }

@@ -34,12 +34,18 @@ const BY_INDEX: &str =
 /// A function is created once, never replaced (start-ups stay read-only on the catalog): a changed body needs a
 /// new name (`…_v2`).
 pub fn read_procedure(name: &str, args: &str, returns: &str, body: &str) -> String {
+    procedure(name, args, returns, "STABLE", body)
+}
+
+/// [`read_procedure`] with another volatility: `VOLATILE` for a read that takes locks first, so that the
+/// statements after them read snapshots taken after the locks.
+pub fn procedure(name: &str, args: &str, returns: &str, volatility: &str, body: &str) -> String {
     let arg_types: Vec<&str> = args.split(',').filter_map(|a| a.split_whitespace().last()).collect();
     let arg_types = arg_types.join(", ");
     format!(
         "DO $do$ BEGIN
   IF to_regprocedure('{name}({arg_types})') IS NULL THEN
-    CREATE FUNCTION {name}({args}) RETURNS {returns} LANGUAGE plpgsql STABLE {BY_INDEX} AS $fn${body}$fn$;
+    CREATE FUNCTION {name}({args}) RETURNS {returns} LANGUAGE plpgsql {volatility} {BY_INDEX} AS $fn${body}$fn$;
   END IF;
 END $do$;
 "

@@ -42,6 +42,15 @@ impl DownloadQuery {
         if self.include_self {
             p.push(("include_self", "true".into()));
         }
+        if self.scopes {
+            p.push(("scopes", "1".into()));
+        }
+        if let Some(s) = &self.scope {
+            p.push(("scope", s.clone()));
+        }
+        if self.scope_event > 0 {
+            p.push(("scope_event", self.scope_event.to_string()));
+        }
         path("/sync/download", &p)
     }
 }
@@ -200,6 +209,9 @@ mod tests {
             schema: Some("business".into()),
             include_self: true,
             until: 42,
+            scopes: true,
+            scope: Some("team 1/ä".into()),
+            scope_event: 3,
         };
         let built = d.path();
         let (_, q) = built.split_once('?').unwrap();

@@ -192,6 +192,13 @@ pub struct DownloadQuery {
     pub include_self: bool,
     /// Inclusive upper bound; 0 = the user's current maximum.
     pub until: i64,
+    /// `scopes=1`: the scope-aware download of docs/sharing.md §5.2 (private rows and every member scope).
+    pub scopes: bool,
+    /// `scope=<s>` (with `scopes=1`): only that scope's rows, the bounded replay of a backfill (§5.3).
+    pub scope: Option<String>,
+    /// `scope_event=<n>` (with `scopes=1`): the newest membership event the device knows; the page lists the
+    /// memberships only when a newer one exists.
+    pub scope_event: i64,
 }
 
 impl DownloadQuery {
@@ -220,14 +227,29 @@ impl DownloadQuery {
         };
         let include_self = get("include_self") == Some("true");
         let until = int_param(get("until"), "until", 0)?;
+        let scopes = get("scopes") == Some("1");
+        let scope = match get("scope") {
+            Some(_) if !scopes => return Err("scope needs scopes=1".into()),
+            Some(s) if !is_valid_scope(s) => return Err("invalid scope".into()),
+            other => other.map(str::to_owned),
+        };
+        let scope_event = int_param(get("scope_event"), "scope_event", 0)?;
         Ok(Self {
             after,
             limit,
             schema,
             include_self,
             until,
+            scopes,
+            scope,
+            scope_event,
         })
     }
+}
+
+/// A scope name (docs/sharing.md §1): 1–128 bytes, no control characters.
+pub fn is_valid_scope(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && !s.chars().any(char::is_control)
 }
 
 fn int_param(v: Option<&str>, name: &str, default: i64) -> Result<i64, String> {

@@ -144,7 +144,10 @@ fn download_parameters_are_checked_in_order_with_exact_messages() {
             limit: 100,
             schema: None,
             include_self: false,
-            until: 0
+            until: 0,
+            scopes: false,
+            scope: None,
+            scope_event: 0,
         })
     );
     assert_eq!(q("after=x&limit=0").unwrap_err(), "after must be an integer");
@@ -164,8 +167,21 @@ fn download_parameters_are_checked_in_order_with_exact_messages() {
             limit: 1000,
             schema: Some("business".into()),
             include_self: true,
-            until: 12
+            until: 12,
+            scopes: false,
+            scope: None,
+            scope_event: 0,
         }
     );
     assert!(!q("include_self=TRUE").unwrap().include_self);
+    let scoped = q("scopes=1&scope=team-1").unwrap();
+    assert!(scoped.scopes);
+    assert_eq!(scoped.scope.as_deref(), Some("team-1"));
+    assert!(!q("scopes=true").unwrap().scopes, "only scopes=1 asks for scopes");
+    assert_eq!(q("scope=t").unwrap_err(), "scope needs scopes=1");
+    assert_eq!(q("scopes=1&scope=a\u{1}b").unwrap_err(), "invalid scope");
+    let long: &'static str = format!("scopes=1&scope={}", "s".repeat(129)).leak();
+    assert_eq!(q(long).unwrap_err(), "invalid scope");
+    assert_eq!(q("scopes=1&scope_event=9").unwrap().scope_event, 9);
+    assert_eq!(q("scopes=1&scope_event=-1").unwrap_err(), "scope_event must be >= 0");
 }

@@ -101,6 +101,9 @@ impl<T: Transport> Engine<T> {
                 schema: Some(self.cfg.schema.clone()),
                 include_self,
                 until,
+                scopes: false,
+                scope: None,
+                scope_event: 0,
             }
             .path();
             let reply = self.request(&path, None).await?;

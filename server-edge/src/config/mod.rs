@@ -67,6 +67,10 @@ pub struct TableConfig {
     /// Owner column set to the user id; rows of other users are never overwritten.
     #[serde(default)]
     pub owner_column: Option<String>,
+    /// The payload column naming a row's scope (docs/sharing.md §2): the table's rows are shared by the scope's
+    /// members, and the column is also the business table's owner column. NULL: a private draft of its author.
+    #[serde(default)]
+    pub scope_column: Option<String>,
     /// Declared FKs. When empty, FKs are discovered from the business tables' constraints at start-up.
     #[serde(default)]
     pub fks: Vec<FkConfig>,
@@ -112,6 +116,10 @@ pub struct Config {
     /// [`MIN_SECRET_BYTES`] bytes; env `OVERSYNC_ADMIN_SECRET`. Without it the route does not exist (404).
     #[serde(default)]
     pub admin_secret: Option<String>,
+    /// Memberships a user may have for scope-aware downloads (docs/sharing.md §8); past it they answer 403
+    /// `too_many_scopes`; env `OVERSYNC_MAX_SCOPES_PER_USER`.
+    #[serde(default = "default_scopes_per_user")]
+    pub max_scopes_per_user: usize,
     /// The identity providers' JSON Web Key Sets (one URL or a list): RS/PS/ES/EdDSA tokens are checked
     /// against their keys. `https://`, or `http://` on a loopback host; env `OVERSYNC_JWKS_URL` (comma list).
     #[serde(default, deserialize_with = "auth::one_or_many")]
@@ -248,6 +256,9 @@ fn default_batch() -> usize {
 }
 fn default_payload() -> usize {
     262_144
+}
+fn default_scopes_per_user() -> usize {
+    1000
 }
 fn default_page_bytes() -> usize {
     4 << 20
@@ -440,6 +451,9 @@ impl Config {
         if let Some((n, v)) = var("MAX_REQUEST_BYTES") {
             self.max_request_bytes = Some(parse_env(&n, &v, "integer")?);
         }
+        if let Some((n, v)) = var("MAX_SCOPES_PER_USER") {
+            self.max_scopes_per_user = parse_env(&n, &v, "integer")?;
+        }
         if let Some((n, v)) = var("MAX_PAGE_BYTES") {
             self.max_page_bytes = parse_env(&n, &v, "integer")?;
         }
@@ -511,6 +525,19 @@ impl Config {
             let r = t.table_ref()?;
             if !seen.insert(r.clone()) {
                 return Err(ConfigError::Duplicate(r.to_string()));
+            }
+            if let Some(scope) = &t.scope_column {
+                let problem = if scope.eq_ignore_ascii_case(&t.sync_key) {
+                    "the scope column cannot be the sync key"
+                } else if t.owner_column.is_some() {
+                    "a scoped table's owner column is its scope column: leave owner_column out"
+                } else {
+                    continue;
+                };
+                return Err(ConfigError::Invalid {
+                    setting: "scope_column",
+                    problem,
+                });
             }
         }
         Ok(())
@@ -596,6 +623,16 @@ mod tests {
         ))
         .unwrap();
         assert!(matches!(dup.validate(), Err(ConfigError::Duplicate(_))));
+        let scoped = |extra: &str| {
+            Config::from_toml(&format!("jwt_secret='{SECRET}'\n[[tables]]\ntable='a'\n{extra}"))
+                .unwrap()
+                .validate()
+        };
+        assert!(scoped("scope_column='team_id'").is_ok());
+        for bad in ["scope_column='ID'", "scope_column='team_id'\nowner_column='owner_id'"] {
+            let err = scoped(bad).unwrap_err();
+            assert!(err.to_string().starts_with("scope_column: "), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 
 /// The newest read function of each kind, by signature. They are created last, in the transaction that creates
 /// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
-const NEWEST_FUNCTIONS: [&str; 8] = [
+const NEWEST_FUNCTIONS: [&str; 10] = [
     "sync.user_top_v2(text)",
     "sync.changed_since_v2(text, int8, int8, text, text[], text[], text[])",
     "sync.download_page_v3(text, int8, int8, text, bool, text, int8, int8)",
@@ -32,6 +32,8 @@ const NEWEST_FUNCTIONS: [&str; 8] = [
     "sync.upload_write_v2(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
     "sync.notify_changes_v1()",
     "sync.scope_event_v1()",
+    "sync.lock_owners_v1(text, text[], text)",
+    "sync.download_scoped_v1(text, text, int8, int8, int8, text, bool, text, int8, int8, int8, text)",
 ];
 
 /// The channel every commit that appends to the change log notifies, with one payload per user and device of

@@ -1,11 +1,11 @@
 //! The change log's read functions (see [`read_procedure`]): created with the schema, called by the read
 //! routes (download, watch) with the statements below.
 
-use crate::sql::read_procedure;
+use crate::sql::{procedure, read_procedure};
 
 /// The DDL of every read function.
 pub(super) fn read_functions() -> String {
-    [page_function(), latest_function()].concat()
+    [page_function(), latest_function(), scoped_page_function()].concat()
 }
 
 /// The page function's body. `ORDER BY … DESC LIMIT 1`, not `max()`: see `upload/store.rs`. The window comes
@@ -32,12 +32,26 @@ pub(super) fn read_functions() -> String {
 /// order: the stored payload text goes out as it came in, and the server only wraps the page. `n` counts the rows
 /// read before the cut (up to `p_limit + 1`: more than `p_limit` means more rows follow), `last_id` is the last
 /// row of the page.
-const PAGE_BODY: &str = r#"
-#variable_conflict use_column
-BEGIN
-  m := coalesce((SELECT c.server_id FROM sync.server_change_log c WHERE c.user_id >= p_user AND c.user_id <= p_user
+const PAGE_TOP: &str = "  m := coalesce((SELECT c.server_id FROM sync.server_change_log c WHERE c.user_id >= p_user AND c.user_id <= p_user
                  ORDER BY c.user_id DESC, c.server_id DESC LIMIT 1), 0);
-  w := CASE WHEN p_until > 0 THEN p_until ELSE m END;
+";
+
+/// The scan of [`page_body`] for one user: a range of the `(user_id, server_id)` index.
+const PAGE_SCAN: &str = "FROM sync.server_change_log c
+                  WHERE (c.user_id, c.server_id) > (p_user, p_after) AND (c.user_id, c.server_id) <= (p_user, w)
+                    AND (p_schema IS NULL OR c.schema_name = p_schema) AND (p_self OR c.source_id <> p_source)
+                  ORDER BY c.user_id, c.server_id LIMIT p_limit + 1) s";
+
+/// The page statement around a scan (`top` sets `m`, `scan` is the FROM clause of the rows in order, `order`
+/// the order of the windows over them with its table alias left to `{t}`, `scope` the entry fields after
+/// `source_change_id`).
+fn page_body(declare: &str, top: &str, scan: &str, order: &str, scope: &str) -> String {
+    let [c, q, s, b] = ["c", "q", "s", "b"].map(|t| order.replace("{t}", t));
+    format!(
+        r#"
+#variable_conflict use_column
+{declare}BEGIN
+{top}  w := CASE WHEN p_until > 0 THEN p_until ELSE m END;
   n := 0; cut := false; page := '';
   IF p_after >= w THEN
     RETURN NEXT;
@@ -46,39 +60,38 @@ BEGIN
   SELECT count(*) FILTER (WHERE NOT p.is_cut), max(p.server_id) FILTER (WHERE NOT p.is_cut AND p.rn <= p_limit),
          coalesce(bool_or(p.is_cut), false),
          coalesce(string_agg(
-           '{"server_id":' || p.server_id || ',"schema":' || to_json(p.schema_name) || ',"table":' || to_json(p.table_name)
+           '{{"server_id":' || p.server_id || ',"schema":' || to_json(p.schema_name) || ',"table":' || to_json(p.table_name)
            || ',"op":' || to_json(p.op) || ',"pk":"' || p.pk_uuid || '"' || coalesce(',"payload":' || p.json_text, '')
            || ',"server_version":' || p.server_version || ',"deleted":' || (p.op = 'DELETE')
-           || ',"source_id":' || to_json(p.source_id) || ',"source_change_id":' || p.source_change_id
-           || ',"ts":"' || to_char(p.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}',
+           || ',"source_id":' || to_json(p.source_id) || ',"source_change_id":' || p.source_change_id{scope}
+           || ',"ts":"' || to_char(p.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}}',
            ',' ORDER BY p.server_id) FILTER (WHERE NOT p.is_cut AND p.rn <= p_limit), '')
     INTO n, last_id, cut, page
   FROM (
-    SELECT q.*, q.before >= p_max AS is_cut, row_number() OVER (ORDER BY q.user_id, q.server_id) AS rn
+    SELECT q.*, q.before >= p_max AS is_cut, row_number() OVER (ORDER BY {q}) AS rn
     FROM (
       SELECT b.*, coalesce(sum(b.bytes) OVER r, 0) AS before, coalesce(lag(b.bytes) OVER r, 0) AS last
       FROM (SELECT s.*, s.payload::text AS json_text, octet_length(s.payload::text) AS bytes
             FROM (SELECT c.*, coalesce(sum(greatest(pg_column_size(c.payload) - 8, 0)) OVER (
-                                   ORDER BY c.user_id, c.server_id ROWS BETWEEN UNBOUNDED PRECEDING AND 2 PRECEDING), 0) AS stored
-                  FROM sync.server_change_log c
-                  WHERE (c.user_id, c.server_id) > (p_user, p_after) AND (c.user_id, c.server_id) <= (p_user, w)
-                    AND (p_schema IS NULL OR c.schema_name = p_schema) AND (p_self OR c.source_id <> p_source)
-                  ORDER BY c.user_id, c.server_id LIMIT p_limit + 1) s
-            WHERE s.stored < p_max ORDER BY s.user_id, s.server_id OFFSET 0) b
-      WINDOW r AS (ORDER BY b.user_id, b.server_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) q
+                                   ORDER BY {c} ROWS BETWEEN UNBOUNDED PRECEDING AND 2 PRECEDING), 0) AS stored
+                  {scan}
+            WHERE s.stored < p_max ORDER BY {s} OFFSET 0) b
+      WINDOW r AS (ORDER BY {b} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) q
     WHERE q.before - q.last < p_max) p;
   RETURN NEXT;
-END"#;
+END"#
+    )
+}
 
 /// `sync.download_page_v3(user, after, until, schema, include_self, source, limit, max_bytes)`, created at
 /// start-up (`max_bytes` > 0; the server passes `i64::MAX` for unlimited). One row: the user's top `m`, the
-/// window's end `w`, and the page (see [`PAGE_BODY`]).
+/// window's end `w`, and the page (see [`page_body`]).
 pub fn page_function() -> String {
     read_procedure(
         "sync.download_page_v3",
         "p_user text, p_after int8, p_until int8, p_schema text, p_self bool, p_source text, p_limit int8, p_max int8",
         "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text)",
-        PAGE_BODY,
+        &page_body("", PAGE_TOP, PAGE_SCAN, "{t}.user_id, {t}.server_id", ""),
     )
 }
 
@@ -116,3 +129,84 @@ pub fn latest_function() -> String {
 
 /// The watch's look: one call of [`latest_function`]'s function.
 pub const LATEST_SQL: &str = "SELECT sync.latest_change_v2($1, $2, $3)";
+
+/// The scope-aware page's head (docs/sharing.md §5.2): the user's memberships and newest membership event, the
+/// limits, then the shared form of every owner lock the page reads (the user's, then each scope's stripe in
+/// ascending order), then the memberships again among those locked, so a leave committed before the locks is
+/// honoured at once, then the owners' top. While the shared locks are held no upload of any owner is in flight,
+/// so the statements after them all see the same log for those owners, and the top bounds everything that can
+/// still commit for them: one cursor across owners is safe.
+const SCOPED_TOP: &str = r#"  m := 0; w := 0; n := 0; cut := false; page := ''; r_scopes := NULL; refused := NULL;
+  SELECT coalesce(array_agg(x.scope ORDER BY x.scope), '{}') INTO held FROM sync.scope_members x WHERE x.user_id = p_user;
+  r_event := coalesce((SELECT e.id FROM sync.scope_events e WHERE e.user_id >= p_user AND e.user_id <= p_user
+                       ORDER BY e.user_id DESC, e.id DESC LIMIT 1), 0);
+  IF cardinality(held) > p_max_scopes THEN
+    refused := 'too_many_scopes';
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  IF p_scope IS NOT NULL THEN
+    held := ARRAY(SELECT x FROM unnest(held) AS x WHERE x = p_scope);
+  END IF;
+  PERFORM set_config('lock_timeout', p_timeout, true);
+  PERFORM pg_advisory_xact_lock_shared(hashtextextended(p_user, 0));
+  FOR stripe IN SELECT DISTINCT (hashtextextended(x, 0) & 63)::int4 FROM unnest(held) AS x ORDER BY 1 LOOP
+    PERFORM pg_advisory_xact_lock_shared(28534, stripe);
+  END LOOP;
+  SELECT coalesce(array_agg(x.scope ORDER BY x.scope), '{}'),
+         coalesce(json_agg(json_build_object('scope', x.scope, 'role', x.role) ORDER BY x.scope), '[]')::text
+    INTO held, r_scopes FROM sync.scope_members x WHERE x.user_id = p_user AND x.scope = ANY(held);
+  IF p_scope IS NOT NULL AND cardinality(held) = 0 THEN
+    refused := 'scope_forbidden';
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  IF r_event = p_known THEN
+    r_scopes := NULL;
+  END IF;
+  owners := ARRAY(SELECT chr(31) || x FROM unnest(held) AS x);
+  IF p_scope IS NULL THEN
+    owners := p_user || owners;
+  END IF;
+  m := coalesce((SELECT max(t.top) FROM unnest(owners) AS o(owner) CROSS JOIN LATERAL (
+                   SELECT c.server_id AS top FROM sync.server_change_log c WHERE c.user_id >= o.owner AND c.user_id <= o.owner
+                   ORDER BY c.user_id DESC, c.server_id DESC LIMIT 1) t), 0);
+"#;
+
+/// The scope-aware page's scan: each owner's range of the `(user_id, server_id)` index (at most a page each),
+/// merged by `server_id`.
+const SCOPED_SCAN: &str = "FROM (SELECT x.* FROM unnest(owners) AS o(owner) CROSS JOIN LATERAL (
+                          SELECT * FROM sync.server_change_log x
+                          WHERE (x.user_id, x.server_id) > (o.owner, p_after) AND (x.user_id, x.server_id) <= (o.owner, w)
+                            AND (p_schema IS NULL OR x.schema_name = p_schema) AND (p_self OR x.source_id <> p_source)
+                          ORDER BY x.user_id, x.server_id LIMIT p_limit + 1) x) c
+                  ORDER BY c.server_id LIMIT p_limit + 1) s";
+
+/// Entries of a scope owner name their scope.
+const SCOPED_FIELD: &str = "\n           || CASE WHEN left(p.user_id, 1) = chr(31) THEN ',\"scope\":' || to_json(substr(p.user_id, 2)) ELSE '' END";
+
+/// `sync.download_scoped_v1(user, scope, known event, after, until, schema, include_self, source, limit,
+/// max_bytes, max scopes, lock timeout)`: the scope-aware page (docs/sharing.md §5.2), or with `scope` one
+/// scope's (§5.3). One row: `m`, `w`, the page as [`page_function`]'s, the memberships as JSON (NULL when the
+/// newest membership event is still `known`), that event, and `refused` (`too_many_scopes`, `scope_forbidden`)
+/// with nothing else.
+pub fn scoped_page_function() -> String {
+    procedure(
+        "sync.download_scoped_v1",
+        "p_user text, p_scope text, p_known int8, p_after int8, p_until int8, p_schema text, p_self bool, \
+         p_source text, p_limit int8, p_max int8, p_max_scopes int8, p_timeout text",
+        "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text, r_scopes text, r_event int8, refused text)",
+        "VOLATILE",
+        &page_body(
+            "DECLARE\n  held text[];\n  owners text[];\n  stripe int4;\n",
+            SCOPED_TOP,
+            SCOPED_SCAN,
+            "{t}.server_id",
+            SCOPED_FIELD,
+        ),
+    )
+}
+
+/// The scope-aware page: one call.
+pub const DOWNLOAD_SCOPED_SQL: &str = "SELECT m, w, n, last_id, cut, page, r_scopes, r_event, refused \
+     FROM sync.download_scoped_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";

@@ -37,4 +37,41 @@ DO $do$ BEGIN
       FOR EACH ROW EXECUTE FUNCTION sync.scope_event_v1();
   END IF;
 END $do$;
+CREATE INDEX IF NOT EXISTS sync_row_meta_scoped ON sync.sync_row_meta (schema_name, table_name, pk_uuid)
+  WHERE left(user_id, 1) = chr(31);
+DO $do$ BEGIN
+  IF to_regprocedure('sync.lock_owners_v1(text, text[], text)') IS NULL THEN
+    -- The owner locks of an upload (docs/sharing.md §4): the user's, then each scope's stripe, ascending.
+    CREATE FUNCTION sync.lock_owners_v1(p_user text, p_scopes text[], p_timeout text) RETURNS void
+      LANGUAGE plpgsql VOLATILE AS $fn$
+    DECLARE
+      stripe int4;
+    BEGIN
+      PERFORM set_config('lock_timeout', p_timeout, true);
+      PERFORM pg_advisory_xact_lock(hashtextextended(p_user, 0));
+      FOR stripe IN SELECT DISTINCT (hashtextextended(x, 0) & 63)::int4 FROM unnest(p_scopes) AS x ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(28534, stripe);
+      END LOOP;
+    END $fn$;
+  END IF;
+END $do$;
 ";
+
+/// Locks an upload's owners: the user, then `scopes`' stripes (one call of `sync.lock_owners_v1`).
+pub const LOCK_OWNERS_SQL: &str = "SELECT sync.lock_owners_v1($1, $2, $3)";
+
+/// Where each scoped key lives now, among the scope owners and the user (drafts): rows `(schema, table, pk,
+/// owner, version, deleted)`; a key may live in several (a tombstone where it moved from). One probe of the
+/// partial index on scope owners and one of the primary key per key.
+pub const WHERE_ROWS_SQL: &str = "
+SELECT m.schema_name, m.table_name, m.pk_uuid::text, m.user_id, m.server_version, m.deleted
+FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, t, p)
+CROSS JOIN LATERAL (
+  SELECT * FROM sync.sync_row_meta m WHERE left(m.user_id, 1) = chr(31) AND m.schema_name = k.s AND m.table_name = k.t
+    AND m.pk_uuid = k.p::uuid
+  UNION ALL
+  SELECT * FROM sync.sync_row_meta m WHERE m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t
+    AND m.pk_uuid = k.p::uuid) m";
+
+/// The user's roles in the given scopes: rows `(scope, role)`.
+pub const ROLES_SQL: &str = "SELECT scope, role FROM sync.scope_members WHERE user_id = $1 AND scope = ANY($2::text[])";

@@ -37,8 +37,9 @@ pub struct Materialization {
     pub errors: Vec<String>,
 }
 
-/// Plans the materialisation of `writes` (in apply order).
-pub fn materialization(registry: &Registry, writes: &[Write]) -> Materialization {
+/// Plans the materialisation of `writes` (in apply order) of one owner. A user's rows of a scoped table are
+/// drafts (docs/sharing.md §2) and are not materialised: the business table's owner column is the scope.
+pub fn materialization(registry: &Registry, writes: &[Write], owner_is_scope: bool) -> Materialization {
     let mut m = Materialization::default();
     let mut at = 0;
     for group in writes.chunk_by(|a, b| a.row.0 == b.row.0 && a.op.is_delete() == b.op.is_delete()) {
@@ -47,6 +48,9 @@ pub fn materialization(registry: &Registry, writes: &[Write]) -> Materialization
         let Some(target) = registry.get(&group[0].row.0).and_then(|t| t.target.as_ref()) else {
             continue;
         };
+        if target.scoped != owner_is_scope {
+            continue;
+        }
         let numbered = group.iter().enumerate().map(|(i, w)| (first + i + 1, w));
         if target.columns.is_empty() {
             let error = format!("target table {}.{} not found", target.schema, target.table);
@@ -187,10 +191,11 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
     let (mut guard, mut conflict) = (String::new(), key.clone());
     if let Some(owner) = &target.owner {
         names.push(quote_ident(owner));
-        exprs.push("$1".into());
+        let value = target.owner_value("$1");
+        exprs.push(value.clone());
         // Owner-scoped keys conflict only with the user's own row. A key unique on its own conflicts with any
         // user's, and the guard leaves another user's row alone (no row comes back: a failure).
-        guard = format!(" WHERE {table}.{} = $1", quote_ident(owner));
+        guard = format!(" WHERE {table}.{} = {value}", quote_ident(owner));
         if target.owner_scoped {
             conflict = format!("{}, {key}", quote_ident(owner));
         }
@@ -213,7 +218,7 @@ fn upsert_sql(target: &Target, columns: &[String]) -> String {
 
 fn delete_sql(target: &Target) -> String {
     let owner = match &target.owner {
-        Some(o) => format!("{} = $1", quote_ident(o)),
+        Some(o) => format!("{} = {}", quote_ident(o), target.owner_value("$1")),
         None => "$1::text IS NOT NULL".into(),
     };
     format!(
@@ -243,6 +248,7 @@ mod tests {
             table: "users".into(),
             key: "id".into(),
             owner: Some("owner_id".into()),
+            scoped: false,
             owner_scoped,
             columns: HashMap::from([
                 ("id".into(), column("uuid", Kind::Uuid)),

@@ -5,6 +5,7 @@
 
 mod materialize;
 pub mod plan;
+mod scoped;
 pub mod store;
 
 use std::time::Duration;
@@ -87,9 +88,15 @@ pub async fn upload<R: Runtime>(
         }
     }
 
+    let scoped = prepared
+        .iter()
+        .flatten()
+        .any(|p| registry.scope_column(&p.change.table).is_some());
     let (mut attempt, mut stale) = (1, 0);
     loop {
-        let result = if stale < STALE_READS {
+        let result = if scoped {
+            scoped::run(svc.settings.lock_timeout_ms, registry, &mut conn, who, &prepared).await
+        } else if stale < STALE_READS {
             run(svc, registry, &conn, who, &prepared).await
         } else {
             locked(svc, registry, &mut conn, who, &prepared).await
@@ -111,6 +118,7 @@ pub async fn upload<R: Runtime>(
                     statuses,
                 });
             }
+            Ok(None) if scoped && stale >= STALE_READS => return Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
             Ok(None) => {
                 tracing::debug!(user = %who.user_id, stale, "upload read went stale; reading again");
                 stale += 1;
@@ -189,7 +197,7 @@ async fn run(
             _ => None,
         })
         .collect();
-    let materialization = materialize::materialization(registry, &plan.writes);
+    let materialization = materialize::materialization(registry, &plan.writes, false);
     let set = store::WriteSet {
         writes: &plan.writes,
         materialization: &materialization,
@@ -200,8 +208,17 @@ async fn run(
     else {
         return Ok(None);
     };
-    let decided = plan
-        .outcomes
+    let decided = to_statuses(plan.outcomes, prepared, &payloads);
+    Ok(Some((decided, top)))
+}
+
+/// The statuses of decided outcomes, in request order; conflicts carry their row's payload from `payloads`.
+fn to_statuses(
+    outcomes: Vec<Option<Outcome>>,
+    prepared: &[Option<Prepared>],
+    payloads: &std::collections::HashMap<plan::RowKey, String>,
+) -> Decided {
+    outcomes
         .into_iter()
         .zip(prepared)
         .map(|(o, p)| {
@@ -229,6 +246,5 @@ async fn run(
                 }
             })
         })
-        .collect();
-    Ok(Some((decided, top)))
+        .collect()
 }

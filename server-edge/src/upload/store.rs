@@ -189,7 +189,7 @@ fn parent_lookups(registry: &Registry, parents: &[RowKey]) -> Lookups {
         };
         let key = quote_ident(&target.key);
         let owner = match &target.owner {
-            Some(o) => format!("AND {} = $2", quote_ident(o)),
+            Some(o) => format!("AND {} = {}", quote_ident(o), target.owner_value("$2")),
             None => "AND $2::text IS NOT NULL".into(),
         };
         // Compare in the key's own type (so its index serves), return the canonical text.

@@ -28,6 +28,7 @@ mod retries;
 mod roundtrips;
 mod routes;
 mod scale;
+mod scopes;
 mod snapshot;
 mod startup;
 mod stream;

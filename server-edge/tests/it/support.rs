@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS business.typed (
   owner_id text, id uuid, n bigint, r double precision, ok boolean, at timestamptz, doc jsonb, blob bytea, ref uuid,
   label text NOT NULL DEFAULT 'x' CHECK (label <> 'forbidden'), PRIMARY KEY (owner_id, id));
 CREATE TABLE IF NOT EXISTS business.blobs (owner_id text, id bytea, label text, PRIMARY KEY (owner_id, id));
+CREATE TABLE IF NOT EXISTS business.team_posts (id uuid PRIMARY KEY, team_id text, title text NOT NULL DEFAULT '');
 "#;
 
 const TABLES: &str = r#"
@@ -58,6 +59,11 @@ owner_column = "owner_id"
 schema = "other"
 table = "shared_keys"
 owner_column = "owner_id"
+# Shared by the members of the scope named in team_id (docs/sharing.md).
+[[tables]]
+schema = "business"
+table = "team_posts"
+scope_column = "team_id"
 # Sync-state only (no business tables): FKs are declared, not discovered.
 [[tables]]
 schema = "app"

@@ -69,6 +69,9 @@ pub struct Features {
     pub snapshot: bool,
     /// Watch modes served (`long_poll`, `sse`); empty when off.
     pub watch: Vec<String>,
+    /// Shared data (docs/sharing.md): scoped tables, `scopes=1` downloads. Absent (false) from servers without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scopes: bool,
 }
 
 /// `GET /sync/snapshot` response (§8.2).

@@ -211,6 +211,9 @@ pub enum Reason {
     InternalError,
     /// Too many changes in the request: re-send smaller.
     BatchTooLarge,
+    /// The user is not a writer of the row's scope (docs/sharing.md §5.1): scope-aware clients move the change to
+    /// their rejections; classic clients keep and retry it as an unknown reason.
+    ScopeForbidden,
     /// A reason this version does not know: keep and retry.
     Other(String),
 }
@@ -225,6 +228,7 @@ impl Reason {
             Self::PrecheckError => "precheck_error",
             Self::InternalError => "internal_error",
             Self::BatchTooLarge => "batch_too_large",
+            Self::ScopeForbidden => "scope_forbidden",
             Self::Other(s) => s,
         }
     }
@@ -245,6 +249,7 @@ impl<'de> Deserialize<'de> for Reason {
             "precheck_error" => Self::PrecheckError,
             "internal_error" => Self::InternalError,
             "batch_too_large" => Self::BatchTooLarge,
+            "scope_forbidden" => Self::ScopeForbidden,
             other => Self::Other(other.to_owned()),
         })
     }
@@ -311,6 +316,15 @@ impl Rejection {
             Reason::InternalError,
             format!("{CONFLICT_WITHOUT_SERVER_ROW} for {table} pk={pk}"),
         )
+    }
+
+    /// `scope_forbidden` (docs/sharing.md §5.1): details `{"scope": scope}`.
+    pub fn scope_forbidden(scope: &str, table: &str, pk: &str) -> Self {
+        Self {
+            reason: Reason::ScopeForbidden,
+            message: Some(format!("not a writer of scope {scope} for {table} pk={pk}")),
+            details: json!({ "scope": scope }),
+        }
     }
 
     /// `batch_too_large` for a request of `n` changes over a limit of `limit` (parsed by

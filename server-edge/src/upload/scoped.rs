@@ -1,0 +1,303 @@
+//! Uploads that touch a scoped table (docs/sharing.md §4, §5.1). Every change is written under its row's
+//! owner: the user for private tables and drafts, `'\x1f' || scope` for a shared row. One explicit transaction:
+//!
+//! 1. where each scoped key lives now (read without locks, to know which owners to lock);
+//! 2. the owner locks, the user's then the scopes' stripes ascending (`sync.lock_owners_v1`);
+//! 3. the same read under the locks (a key that moved meanwhile to an owner not locked: start again), and the
+//!    user's roles in those scopes, so a revoked writer is refused by the upload that follows the revocation;
+//! 4. per owner, the classic read and decision (`store::read`, `plan::decide`), a move decided against the row
+//!    where it lives;
+//! 5. the writes: first every move's DELETE in its old owner (so a member of both scopes reads the delete before
+//!    the row arrives in the new one), then each owner's writes. The locks make the write function's staleness
+//!    check moot, so it is skipped (`top = i64::MAX`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use oversync_protocol::validate::{Op, ValidChange, is_valid_scope};
+use oversync_protocol::wire::Rejection;
+use serde_json::value::RawValue;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, IsolationLevel};
+
+use super::materialize::materialization;
+use super::plan::{Outcome, Prepared, RowKey, RowMeta, Write, decide};
+use super::store::{self, Read, WriteSet, Written};
+use super::{Decided, to_statuses};
+use crate::auth::Principal;
+use crate::auth::claims::SCOPE_OWNER_PREFIX;
+use crate::registry::Registry;
+use crate::rows::unzip_keys;
+use crate::schema::scopes::{LOCK_OWNERS_SQL, ROLES_SQL, WHERE_ROWS_SQL};
+
+/// Where a key lives: its owner and metadata there.
+type Place = (String, RowMeta);
+
+/// The payload's scope of an upsert to a scoped table: `Some(scope)`, `None` for a draft (NULL or absent).
+pub fn payload_scope(column: &str, c: &ValidChange) -> Result<Option<String>, Rejection> {
+    let Some(payload) = &c.payload else { return Ok(None) };
+    let bad = |why: &str| Rejection::bad_payload(format!("{why} for {} pk={}", c.table, c.pk));
+    let map: HashMap<String, &RawValue> = serde_json::from_str(payload.get()).map_err(|_| bad("bad payload"))?;
+    let Some(raw) = map
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(column))
+        .map(|(_, v)| v)
+    else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Option<String>>(raw.get()) {
+        Ok(None) => Ok(None),
+        Ok(Some(s)) if is_valid_scope(&s) => Ok(Some(s)),
+        _ => Err(bad(&format!(
+            "{column} must be a scope name (1-128 bytes, no control characters) or null"
+        ))),
+    }
+}
+
+fn owner_of(user: &str, scope: Option<&str>) -> String {
+    scope.map_or_else(|| user.to_owned(), |s| format!("{SCOPE_OWNER_PREFIX}{s}"))
+}
+
+fn scope_of(owner: &str) -> Option<&str> {
+    owner.strip_prefix(SCOPE_OWNER_PREFIX)
+}
+
+/// The live place of each key, else its newest tombstone.
+async fn places(
+    tx: &tokio_postgres::Transaction<'_>,
+    user: &str,
+    keys: &[RowKey],
+) -> Result<HashMap<RowKey, Place>, tokio_postgres::Error> {
+    let (s, t, p) = unzip_keys(keys);
+    let rows = tx
+        .query_typed(
+            WHERE_ROWS_SQL,
+            &[
+                (&user, Type::TEXT),
+                (&s, Type::TEXT_ARRAY),
+                (&t, Type::TEXT_ARRAY),
+                (&p, Type::TEXT_ARRAY),
+            ],
+        )
+        .await?;
+    let mut out: HashMap<RowKey, Place> = HashMap::new();
+    for r in rows {
+        let key = (
+            oversync_protocol::TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+            r.get(2),
+        );
+        let meta = RowMeta {
+            version: r.get(4),
+            deleted: r.get(5),
+        };
+        let better = out.get(&key).is_none_or(|(_, m)| {
+            (m.deleted && !meta.deleted) || (m.deleted == meta.deleted && meta.version > m.version)
+        });
+        if better {
+            out.insert(key, (r.get(3), meta));
+        }
+    }
+    Ok(out)
+}
+
+/// What one scoped change needs: its owner for the write, the place it moves from, and the scopes it writes.
+struct Routed {
+    owner: String,
+    from: Option<Place>,
+    scopes: Vec<String>,
+}
+
+fn route(user: &str, target: Option<&Option<String>>, c: &ValidChange, at: Option<&Place>) -> Routed {
+    let live = at.filter(|(_, m)| !m.deleted);
+    let mut scopes: Vec<String> = Vec::new();
+    let owner = match (c.op, target) {
+        (Op::Delete, _) | (_, None) => at.map_or_else(|| user.to_owned(), |(o, _)| o.clone()),
+        (_, Some(scope)) => {
+            scopes.extend(scope.clone());
+            owner_of(user, scope.as_deref())
+        }
+    };
+    if let Some(s) = at.and_then(|(o, _)| scope_of(o)) {
+        scopes.push(s.to_owned());
+    }
+    let from = live.filter(|(o, _)| *o != owner && !c.op.is_delete()).cloned();
+    scopes.sort();
+    scopes.dedup();
+    Routed { owner, from, scopes }
+}
+
+/// One attempt. `None`: a key moved to an owner this attempt did not lock; try again.
+pub(super) async fn run(
+    lock_timeout_ms: u64,
+    registry: &Registry,
+    conn: &mut Client,
+    who: &Principal,
+    prepared: &[Option<Prepared>],
+) -> Result<Option<(Decided, i64)>, tokio_postgres::Error> {
+    let (user, device) = (who.user_id.as_str(), who.source_id.as_str());
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; prepared.len()];
+    // The payload scope of each change to a scoped table (upserts), or its rejection.
+    let mut targets: HashMap<usize, Option<String>> = HashMap::new();
+    let mut keys: Vec<RowKey> = Vec::new();
+    for (i, p) in prepared.iter().enumerate() {
+        let Some(p) = p else { continue };
+        let Some(column) = registry.scope_column(&p.change.table) else {
+            continue;
+        };
+        keys.push((p.change.table.clone(), p.change.pk.clone()));
+        if p.change.op.is_delete() {
+            continue;
+        }
+        match payload_scope(column, &p.change) {
+            Ok(scope) => {
+                targets.insert(i, scope);
+            }
+            Err(r) => outcomes[i] = Some(Outcome::Rejected(r)),
+        }
+    }
+    let tx = conn
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await?;
+    let before = places(&tx, user, &keys).await?;
+    let mut locked: BTreeSet<String> = targets.values().flatten().cloned().collect();
+    locked.extend(before.values().filter_map(|(o, _)| scope_of(o).map(str::to_owned)));
+    let locked: Vec<String> = locked.into_iter().collect();
+    let timeout = format!("{lock_timeout_ms}ms");
+    tx.query_typed(
+        LOCK_OWNERS_SQL,
+        &[(&user, Type::TEXT), (&locked, Type::TEXT_ARRAY), (&timeout, Type::TEXT)],
+    )
+    .await?;
+    let at = places(&tx, user, &keys).await?;
+    if at
+        .values()
+        .any(|(o, _)| scope_of(o).is_some_and(|s| locked.binary_search(&s.to_owned()).is_err()))
+    {
+        return Ok(None);
+    }
+    let roles: HashMap<String, String> = tx
+        .query_typed(ROLES_SQL, &[(&user, Type::TEXT), (&locked, Type::TEXT_ARRAY)])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+
+    // Route every change to its owner; refuse those that write a scope the user is not a writer of.
+    let mut groups: BTreeMap<String, Vec<Option<Prepared>>> = BTreeMap::new();
+    let mut moves: HashMap<usize, Place> = HashMap::new();
+    for (i, p) in prepared.iter().enumerate() {
+        let Some(p) = p.as_ref().filter(|_| outcomes[i].is_none()) else {
+            continue;
+        };
+        let c = &p.change;
+        let owner = if registry.scope_column(&c.table).is_some() {
+            let key = (c.table.clone(), c.pk.clone());
+            let r = route(user, targets.get(&i), c, at.get(&key));
+            if let Some(s) = r
+                .scopes
+                .iter()
+                .find(|s| roles.get(*s).is_none_or(|role| role != "writer"))
+            {
+                outcomes[i] = Some(Outcome::Rejected(Rejection::scope_forbidden(
+                    s,
+                    &c.table.to_string(),
+                    &c.pk,
+                )));
+                continue;
+            }
+            if let Some(from) = r.from {
+                moves.insert(i, from);
+            }
+            r.owner
+        } else {
+            user.to_owned()
+        };
+        groups.entry(owner).or_insert_with(|| vec![None; prepared.len()])[i] = Some(p.clone());
+    }
+
+    // Decide per owner; a move is decided against the place it moves from.
+    let mut planned: Vec<(String, Read, Vec<Write>)> = Vec::new();
+    let mut move_deletes: BTreeMap<String, Vec<Write>> = BTreeMap::new();
+    let mut conflicts: BTreeMap<String, Vec<RowKey>> = BTreeMap::new();
+    for (owner, group) in &groups {
+        let mut read = store::read(&tx, registry, owner, device, group).await?;
+        for (i, (_, meta)) in moves.iter().filter(|(i, _)| group[**i].is_some()) {
+            let c = &group[*i].as_ref().expect("in the group").change;
+            read.set.meta.insert((c.table.clone(), c.pk.clone()), *meta);
+        }
+        let plan = decide(registry, group, &read.set);
+        for (i, o) in plan.outcomes.into_iter().enumerate() {
+            let Some(o) = o else { continue };
+            let from = moves.get(&i);
+            match (&o, from) {
+                (Outcome::Applied(Some(version)), Some((old, _))) => {
+                    let c = &group[i].as_ref().expect("decided").change;
+                    move_deletes.entry(old.clone()).or_default().push(Write {
+                        index: i,
+                        row: (c.table.clone(), c.pk.clone()),
+                        op: Op::Delete,
+                        payload: None,
+                        scid: c.scid,
+                        version: *version,
+                    });
+                }
+                (Outcome::Conflict { row, meta }, _) if !meta.deleted => {
+                    let place = from.map_or(owner, |(o, _)| o);
+                    conflicts.entry(place.clone()).or_default().push(row.clone());
+                }
+                _ => {}
+            }
+            outcomes[i] = Some(o);
+        }
+        read.top = i64::MAX;
+        planned.push((owner.clone(), read, plan.writes));
+    }
+
+    let unlocked = || Read {
+        set: Default::default(),
+        top: i64::MAX,
+        keys: Default::default(),
+    };
+    for (old, writes) in &move_deletes {
+        let m = materialization(registry, writes, scope_of(old).is_some());
+        let set = WriteSet {
+            writes,
+            materialization: &m,
+            conflicts: &[],
+        };
+        store::write(&tx, (old, device), lock_timeout_ms, &unlocked(), &set).await?;
+    }
+    let mut payloads = HashMap::new();
+    let mut top = None;
+    let (no_read, no_writes) = (unlocked(), Vec::new());
+    let owners: BTreeSet<&String> = planned.iter().map(|(o, ..)| o).chain(conflicts.keys()).collect();
+    for owner in owners {
+        let (read, writes) = match planned.iter().find(|(o, ..)| o == owner) {
+            Some((_, read, writes)) => (read, writes),
+            None => (&no_read, &no_writes),
+        };
+        let m = materialization(registry, writes, scope_of(owner).is_some());
+        let c = conflicts.get(owner).map_or(&[][..], Vec::as_slice);
+        let set = WriteSet {
+            writes,
+            materialization: &m,
+            conflicts: c,
+        };
+        let Written::Done { payloads: p, top: t } =
+            store::write(&tx, (owner, device), lock_timeout_ms, read, &set).await?
+        else {
+            unreachable!("the write's check is skipped under the owner locks");
+        };
+        payloads.extend(p);
+        if owner == user {
+            top = Some(t);
+        }
+    }
+    let top = match top {
+        Some(t) => t,
+        None => store::max_server_id(&tx, user).await?,
+    };
+    tx.commit().await?;
+    Ok(Some((to_statuses(outcomes, prepared, &payloads), top)))
+}

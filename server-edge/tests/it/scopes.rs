@@ -1,0 +1,355 @@
+//! docs/sharing.md §4–§5: rows of a scoped table belong to the scope named in their scope column. Members
+//! read them in one stream with their private rows, writers write them, everyone else is refused; revocation
+//! takes effect on the next request; two members editing one row conflict like two devices of one user.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const TABLE: &str = "business.team_posts";
+
+fn post(scid: i64, pk: &str, base: i64, team: Option<&str>, title: &str) -> Value {
+    upsert(
+        scid,
+        TABLE,
+        pk,
+        base,
+        json!({"id": pk, "team_id": team, "title": title}),
+    )
+}
+
+async fn join(t: &Target, scope: &str, user: &str, role: Option<&str>) {
+    let db = db(t).await;
+    match role {
+        Some(role) => db
+            .execute(
+                "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, $3)
+                 ON CONFLICT (scope, user_id) DO UPDATE SET role = excluded.role",
+                &[&scope, &user, &role],
+            )
+            .await
+            .unwrap(),
+        None => db
+            .execute(
+                "DELETE FROM sync.scope_members WHERE scope = $1 AND user_id = $2",
+                &[&scope, &user],
+            )
+            .await
+            .unwrap(),
+    };
+}
+
+/// Every entry of a scope-aware download from `after` on (with `extra` parameters), and the last page.
+async fn scoped(d: &Device, after: i64, extra: &str) -> (Vec<Value>, Value) {
+    let (mut after, mut until, mut all) = (after, 0, Vec::new());
+    loop {
+        let page = d
+            .download(&format!(
+                "scopes=1&after={after}&until={until}&limit=2&include_self=true{extra}"
+            ))
+            .await;
+        all.extend(page["changes"].as_array().unwrap().iter().cloned());
+        (after, until) = (
+            page["next_after"].as_i64().unwrap(),
+            page["window_until"].as_i64().unwrap(),
+        );
+        if page["has_more"] == false {
+            return (all, page);
+        }
+    }
+}
+
+fn titles(entries: &[Value], pk: &str) -> Vec<(String, Option<String>)> {
+    entries
+        .iter()
+        .filter(|e| e["pk"] == pk)
+        .map(|e| {
+            let title = e["payload"]["title"].as_str().map(str::to_owned);
+            (e["op"].as_str().unwrap().to_owned(), title)
+        })
+        .collect()
+}
+
+async fn materialised(t: &Target, pk: &str) -> i64 {
+    let db = db(t).await;
+    count(
+        &db,
+        "SELECT count(*) FROM business.team_posts WHERE id = $1::text::uuid",
+        &[&pk],
+    )
+    .await
+}
+
+struct Team {
+    t: std::sync::Arc<Target>,
+    scope: String,
+    a: (String, Device),
+    b: (String, Device),
+}
+
+async fn team() -> Team {
+    let t = target();
+    let scope = format!("team-{}", id());
+    let (a, b) = (new_user(), new_user());
+    join(&t, &scope, &a, Some("writer")).await;
+    join(&t, &scope, &b, Some("writer")).await;
+    let (da, db) = (Device::new(&t, &a, "a1"), Device::new(&t, &b, "b1"));
+    Team {
+        t,
+        scope,
+        a: (a, da),
+        b: (b, db),
+    }
+}
+
+#[tokio::test]
+async fn two_members_see_each_others_rows_both_ways_and_the_business_table_holds_one_row() {
+    let Team { t, scope, a, b } = team().await;
+    let pk = id();
+    assert!(all_applied(
+        &a.1.upload(vec![post(1, &pk, 0, Some(&scope), "from a")]).await
+    ));
+    let (entries, last) = scoped(&b.1, 0, "").await;
+    assert_eq!(titles(&entries, &pk), vec![("INSERT".into(), Some("from a".into()))]);
+    let entry = entries.iter().find(|e| e["pk"] == pk).unwrap();
+    assert_eq!(entry["scope"], scope.as_str());
+    assert_eq!(last["scopes"], json!([{"scope": scope, "role": "writer"}]));
+    assert!(last["scope_event"].as_i64().unwrap() > 0);
+
+    let resp = b.1.upload(vec![post(1, &pk, 1, Some(&scope), "edited by b")]).await;
+    assert_eq!(status_at(&resp, 0), WireStatus::Applied, "{resp}");
+    assert_eq!(resp["statuses"][0]["new_server_version"], 2);
+    let (entries, _) = scoped(&a.1, 0, "").await;
+    assert_eq!(
+        titles(&entries, &pk),
+        vec![
+            ("INSERT".into(), Some("from a".into())),
+            ("UPDATE".into(), Some("edited by b".into()))
+        ]
+    );
+    let db = db(&t).await;
+    let rows = db
+        .query(
+            "SELECT team_id, title FROM business.team_posts WHERE id = $1::text::uuid",
+            &[&pk],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].get::<_, String>(0), rows[0].get::<_, String>(1)),
+        (scope.clone(), "edited by b".into())
+    );
+    // A classic download is the private stream alone: the shared row is not the user's.
+    let classic = a.1.download("after=0&include_self=true").await;
+    assert!(
+        titles(classic["changes"].as_array().unwrap(), &pk).is_empty(),
+        "{classic}"
+    );
+}
+
+#[tokio::test]
+async fn a_non_member_or_a_reader_can_neither_write_nor_read_a_scope() {
+    let Team { t, scope, a, .. } = team().await;
+    let pk = id();
+    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "secret")]).await;
+    let (outsider, reader) = (new_user(), new_user());
+    join(&t, &scope, &reader, Some("reader")).await;
+    let own_team = format!("team-{}", id());
+    join(&t, &own_team, &outsider, Some("writer")).await;
+    let (o, r) = (Device::new(&t, &outsider, "o1"), Device::new(&t, &reader, "r1"));
+
+    // Writes into the scope, over its row, or moving its row into a scope of one's own: all refused.
+    let attempts = vec![
+        post(1, &id(), 0, Some(&scope), "new row"),
+        post(2, &pk, 1, Some(&scope), "overwrite"),
+        post(3, &pk, 1, Some(&own_team), "steal"),
+        delete(4, TABLE, &pk, 1),
+    ];
+    for change in attempts {
+        let resp = o.upload(vec![change]).await;
+        assert_eq!(status_at(&resp, 0), WireStatus::Invalid, "{resp}");
+        assert_eq!(resp["statuses"][0]["invalid"]["reason"], "scope_forbidden", "{resp}");
+        assert_eq!(
+            resp["statuses"][0]["invalid"]["details"]["scope"],
+            scope.as_str(),
+            "{resp}"
+        );
+    }
+    let resp = r.upload(vec![post(1, &pk, 1, Some(&scope), "reader edit")]).await;
+    assert_eq!(resp["statuses"][0]["invalid"]["reason"], "scope_forbidden", "{resp}");
+
+    let (entries, last) = scoped(&o, 0, "").await;
+    assert!(entries.is_empty(), "{entries:?}");
+    assert_eq!(last["scopes"], json!([{"scope": own_team, "role": "writer"}]));
+    let (status, body) = o.download_raw(&format!("scopes=1&scope={scope}")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("scope_forbidden")),
+        "{body}"
+    );
+    // The reader reads; the row is as its writer left it.
+    let (entries, _) = scoped(&r, 0, "").await;
+    assert_eq!(titles(&entries, &pk), vec![("INSERT".into(), Some("secret".into()))]);
+    let db = db(&t).await;
+    let title: String = db
+        .query_one(
+            "SELECT title FROM business.team_posts WHERE id = $1::text::uuid",
+            &[&pk],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(title, "secret");
+}
+
+#[tokio::test]
+async fn a_revoked_member_is_refused_by_the_next_request() {
+    let Team { t, scope, a, b } = team().await;
+    a.1.upload(vec![post(1, &id(), 0, Some(&scope), "before")]).await;
+    let (_, last) = scoped(&b.1, 0, "").await;
+    let seen = last["next_after"].as_i64().unwrap();
+    let event = last["scope_event"].as_i64().unwrap();
+    let unchanged =
+        b.1.download(&format!("scopes=1&after={seen}&scope_event={event}"))
+            .await;
+    assert!(
+        unchanged.get("scopes").is_none(),
+        "memberships are listed only when they changed: {unchanged}"
+    );
+
+    join(&t, &scope, &b.0, None).await;
+    let after = id();
+    a.1.upload(vec![post(2, &after, 0, Some(&scope), "after")]).await;
+    let page =
+        b.1.download(&format!("scopes=1&after={seen}&scope_event={event}"))
+            .await;
+    assert_eq!(page["changes"], json!([]), "{page}");
+    assert_eq!(page["scopes"], json!([]), "the leave is listed: {page}");
+    assert!(page["scope_event"].as_i64().unwrap() > event);
+    let resp = b.1.upload(vec![post(1, &after, 1, Some(&scope), "still here?")]).await;
+    assert_eq!(resp["statuses"][0]["invalid"]["reason"], "scope_forbidden", "{resp}");
+}
+
+#[tokio::test]
+async fn two_members_editing_one_row_conflict_and_the_loser_gets_the_winners_row() {
+    let Team { scope, a, b, .. } = team().await;
+    let pk = id();
+    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "v1")]).await;
+    let first = a.1.upload(vec![post(2, &pk, 1, Some(&scope), "a wins")]).await;
+    assert_eq!(status_at(&first, 0), WireStatus::Applied);
+    let second = b.1.upload(vec![post(1, &pk, 1, Some(&scope), "b loses")]).await;
+    assert_eq!(status_at(&second, 0), WireStatus::Conflict, "{second}");
+    let row = &second["statuses"][0]["server_row"];
+    assert_eq!(
+        (row["server_version"].as_i64(), row["payload"]["title"].as_str()),
+        (Some(2), Some("a wins"))
+    );
+    // The loser rebases on the winner's version and converges.
+    let third = b.1.upload(vec![post(2, &pk, 2, Some(&scope), "b after a")]).await;
+    assert_eq!(third["statuses"][0]["new_server_version"], 3, "{third}");
+    // A retry of an applied change is answered from the log, whoever's row it is.
+    let again = b.1.upload(vec![post(2, &pk, 2, Some(&scope), "b after a")]).await;
+    assert_eq!(again["statuses"][0]["new_server_version"], 3, "{again}");
+}
+
+#[tokio::test]
+async fn a_move_deletes_the_row_in_the_old_scope_and_inserts_it_in_the_new() {
+    let Team { t, scope, a, b } = team().await;
+    let (other, c) = (format!("team-{}", id()), new_user());
+    join(&t, &other, &a.0, Some("writer")).await;
+    join(&t, &other, &c, Some("reader")).await;
+    let dc = Device::new(&t, &c, "c1");
+    let pk = id();
+    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "in the first")]).await;
+    let moved = a.1.upload(vec![post(2, &pk, 1, Some(&other), "moved")]).await;
+    assert_eq!(moved["statuses"][0]["new_server_version"], 2, "{moved}");
+    // b is only in the first scope: the row is deleted there. c is only in the second: it arrives.
+    let (entries, _) = scoped(&b.1, 0, "").await;
+    assert_eq!(
+        titles(&entries, &pk),
+        vec![("INSERT".into(), Some("in the first".into())), ("DELETE".into(), None)]
+    );
+    let (entries, _) = scoped(&dc, 0, "").await;
+    assert_eq!(titles(&entries, &pk), vec![("UPDATE".into(), Some("moved".into()))]);
+    assert_eq!(entries[0]["scope"], other.as_str());
+    // a, in both, reads the delete before the row arrives in the second scope.
+    let (entries, _) = scoped(&a.1, 0, "").await;
+    let ops: Vec<(String, String)> = entries
+        .iter()
+        .filter(|e| e["pk"] == pk)
+        .map(|e| {
+            (
+                e["op"].as_str().unwrap().to_owned(),
+                e["scope"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            ("INSERT".into(), scope.clone()),
+            ("DELETE".into(), scope.clone()),
+            ("UPDATE".into(), other.clone())
+        ]
+    );
+    let db = db(&t).await;
+    let team: String = db
+        .query_one(
+            "SELECT team_id FROM business.team_posts WHERE id = $1::text::uuid",
+            &[&pk],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(team, other);
+}
+
+#[tokio::test]
+async fn drafts_stay_private_to_their_author_and_are_not_materialised() {
+    let Team { t, scope, a, b } = team().await;
+    let pk = id();
+    assert!(all_applied(&a.1.upload(vec![post(1, &pk, 0, None, "my draft")]).await));
+    assert!(titles(&scoped(&b.1, 0, "").await.0, &pk).is_empty());
+    let (mine, _) = scoped(&a.1, 0, "").await;
+    assert_eq!(titles(&mine, &pk), vec![("INSERT".into(), Some("my draft".into()))]);
+    assert!(mine.iter().find(|e| e["pk"] == pk).unwrap().get("scope").is_none());
+    assert_eq!(materialised(&t, &pk).await, 0);
+    // Publishing the draft moves it into the scope: the team sees it, the business table holds it.
+    a.1.upload(vec![post(2, &pk, 1, Some(&scope), "published")]).await;
+    assert_eq!(
+        titles(&scoped(&b.1, 0, "").await.0, &pk),
+        vec![("UPDATE".into(), Some("published".into()))]
+    );
+    assert_eq!(materialised(&t, &pk).await, 1);
+}
+
+#[tokio::test]
+async fn bad_scope_values_are_bad_payloads_and_too_many_memberships_are_refused() {
+    let Team { t, a, .. } = team().await;
+    let resp =
+        a.1.upload(vec![
+            upsert(1, TABLE, &id(), 0, json!({"team_id": 7, "title": "x"})),
+            upsert(2, TABLE, &id(), 0, json!({"team_id": "s".repeat(129), "title": "x"})),
+            upsert(3, TABLE, &id(), 0, json!({"team_id": "a\u{1}b", "title": "x"})),
+        ])
+        .await;
+    for i in 0..3 {
+        assert_eq!(resp["statuses"][i]["invalid"]["reason"], "bad_payload", "{resp}");
+    }
+    let db = db(&t).await;
+    db.execute(
+        "INSERT INTO sync.scope_members (scope, user_id, role) SELECT 'many-' || i, $1, 'reader' FROM generate_series(1, 1000) i",
+        &[&a.0],
+    )
+    .await
+    .unwrap();
+    let (status, body) = a.1.download_raw("scopes=1").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("too_many_scopes")),
+        "{body}"
+    );
+    let classic = a.1.download_raw("after=0").await;
+    assert_eq!(classic.0, 200, "the classic stream does not read memberships");
+}
