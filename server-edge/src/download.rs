@@ -10,6 +10,7 @@ use crate::ctx::Settings;
 use crate::error::ApiError;
 use crate::runtime::Conn;
 use crate::schema::read::{DOWNLOAD_SCOPED_SQL, DOWNLOAD_SQL, page_budget};
+use crate::schema::scopes::scope_source;
 
 /// Serves one download page on `conn` (of a ready database), cut at `max_page_bytes` of payload: the body of the
 /// 200 response, a `DownloadResponse` in JSON.
@@ -64,6 +65,7 @@ fn page_json(r: &tokio_postgres::Row, q: &DownloadQuery, extra: &str) -> Result<
 async fn scoped(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &Settings) -> Result<String, ApiError> {
     let max_scopes = i64::try_from(s.max_scopes_per_user).unwrap_or(i64::MAX);
     let timeout = format!("{}ms", s.lock_timeout_ms);
+    let scoped_source = scope_source(&who.user_id, &who.source_id);
     let rows = conn
         .query_fixed(
             DOWNLOAD_SCOPED_SQL,
@@ -76,6 +78,7 @@ async fn scoped(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &Settin
                 (&q.schema, Type::TEXT),
                 (&q.include_self, Type::BOOL),
                 (&who.source_id, Type::TEXT),
+                (&scoped_source, Type::TEXT),
                 (&q.limit, Type::INT8),
                 (&page_budget(s.max_page_bytes), Type::INT8),
                 (&max_scopes, Type::INT8),

@@ -7,6 +7,7 @@ use oversync_protocol::{RawValue, TableRef};
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::auth::Principal;
+use crate::auth::claims::SCOPE_OWNER_PREFIX;
 use crate::error::ApiError;
 use crate::rows::{META_BY_KEY, RowKey, unzip_keys};
 use crate::runtime::Conn;
@@ -78,14 +79,37 @@ static SQL_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| SNAPSH
 static SQL_SCHEMA: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| SNAPSHOT_SQL.replace("{KEYSET}", KEYSET_SCHEMA));
 
+/// Whether the user is a member of the scope (any role).
+const MEMBER_SQL: &str = "SELECT EXISTS (SELECT 1 FROM sync.scope_members WHERE user_id = $1 AND scope = $2)";
+
 /// Serves one snapshot page on `conn` (of a ready database), cut at `max_page_bytes` of payload. The two forms
-/// of the page statement are fixed strings, so a native connection prepares each once (`Fixed`).
+/// of the page statement are fixed strings, so a native connection prepares each once (`Fixed`). With `scope`
+/// the page is that scope's (docs/sharing.md §5.3), for a member only: membership is read on every page, so a
+/// revoked member's next page is refused.
 pub async fn snapshot(
     conn: &impl Conn,
     who: &Principal,
     q: &SnapshotQuery,
     max_page_bytes: usize,
 ) -> Result<SnapshotResponse, ApiError> {
+    let (owner, source) = match &q.scope {
+        None => (who.user_id.clone(), who.source_id.clone()),
+        Some(scope) => {
+            let member: bool = conn
+                .query_fixed(MEMBER_SQL, &[(&who.user_id, Type::TEXT), (scope, Type::TEXT)])
+                .await
+                .map_err(ApiError::download)?
+                .first()
+                .is_some_and(|r| r.get(0));
+            if !member {
+                return Err(ApiError::ScopeForbidden(scope.clone()));
+            }
+            (
+                format!("{SCOPE_OWNER_PREFIX}{scope}"),
+                crate::schema::scopes::scope_source(&who.user_id, &who.source_id),
+            )
+        }
+    };
     const START: &str = "00000000-0000-0000-0000-000000000000";
     let (after_schema, after_table, after_pk) = match &q.after {
         Some((t, pk)) => (t.schema.clone(), t.table.clone(), pk.clone()),
@@ -104,9 +128,9 @@ pub async fn snapshot(
     let (offset, one) = (2 * q.limit - 1, fetch.min(1));
     let budget = crate::schema::read::page_budget(max_page_bytes);
     let params: [(&(dyn ToSql + Sync), Type); 10] = [
-        (&who.user_id, Type::TEXT),
+        (&owner, Type::TEXT),
         (&q.until, Type::INT8),
-        (&who.source_id, Type::TEXT),
+        (&source, Type::TEXT),
         (&first, Type::TEXT),
         (&table, Type::TEXT),
         (&pk, Type::TEXT),
@@ -145,7 +169,7 @@ pub async fn snapshot(
             .query_fixed(
                 META_BY_KEY,
                 &[
-                    (&who.user_id, Type::TEXT),
+                    (&owner, Type::TEXT),
                     (&schemas, Type::TEXT_ARRAY),
                     (&tables, Type::TEXT_ARRAY),
                     (&pks, Type::TEXT_ARRAY),

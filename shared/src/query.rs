@@ -66,6 +66,8 @@ pub struct SnapshotQuery {
     pub limit: i64,
     /// The window (`server_id`) the snapshot is frozen at; 0 = the user's current maximum.
     pub until: i64,
+    /// `scope=<s>`: that scope's live rows instead of the user's (docs/sharing.md §5.3's backfill).
+    pub scope: Option<String>,
 }
 
 impl SnapshotQuery {
@@ -107,11 +109,16 @@ impl SnapshotQuery {
                 .filter(|n| *n >= 0)
                 .ok_or("until must be an integer >= 0")?,
         };
+        let scope = match get("scope") {
+            Some(s) if !crate::validate::is_valid_scope(s) => return Err("invalid scope".into()),
+            other => other.map(str::to_owned),
+        };
         Ok(Self {
             schema,
             after,
             limit,
             until,
+            scope,
         })
     }
 
@@ -132,6 +139,9 @@ impl SnapshotQuery {
         if let Some((table, pk)) = &self.after {
             p.push(("after_table", table.to_string()));
             p.push(("after_pk", pk.clone()));
+        }
+        if let Some(s) = &self.scope {
+            p.push(("scope", s.clone()));
         }
         path("/sync/snapshot", &p)
     }
@@ -224,6 +234,7 @@ mod tests {
             )),
             limit: 100,
             until: 9,
+            scope: Some("team/1".into()),
         };
         let built = s.path();
         let (route, q) = built.split_once('?').unwrap();

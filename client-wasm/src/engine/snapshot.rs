@@ -137,6 +137,7 @@ impl<T: Transport> Engine<T> {
                     .and_then(|(t, pk)| Some((TableRef::parse(t)?, pk.clone()))),
                 limit: ask.limit,
                 until,
+                scope: None,
             }
             .path()
         };

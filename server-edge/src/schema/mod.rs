@@ -33,7 +33,7 @@ const NEWEST_FUNCTIONS: [&str; 10] = [
     "sync.notify_changes_v1()",
     "sync.scope_event_v1()",
     "sync.lock_owners_v1(text, text[], text)",
-    "sync.download_scoped_v1(text, text, int8, int8, int8, text, bool, text, int8, int8, int8, text)",
+    "sync.download_scoped_v1(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text)",
 ];
 
 /// The channel every commit that appends to the change log notifies, with one payload per user and device of

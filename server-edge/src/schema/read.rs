@@ -45,7 +45,7 @@ const PAGE_SCAN: &str = "FROM sync.server_change_log c
 /// The page statement around a scan (`top` sets `m`, `scan` is the FROM clause of the rows in order, `order`
 /// the order of the windows over them with its table alias left to `{t}`, `scope` the entry fields after
 /// `source_change_id`).
-fn page_body(declare: &str, top: &str, scan: &str, order: &str, scope: &str) -> String {
+fn page_body(declare: &str, top: &str, scan: &str, order: &str, source: &str, scope: &str) -> String {
     let [c, q, s, b] = ["c", "q", "s", "b"].map(|t| order.replace("{t}", t));
     format!(
         r#"
@@ -63,7 +63,7 @@ fn page_body(declare: &str, top: &str, scan: &str, order: &str, scope: &str) -> 
            '{{"server_id":' || p.server_id || ',"schema":' || to_json(p.schema_name) || ',"table":' || to_json(p.table_name)
            || ',"op":' || to_json(p.op) || ',"pk":"' || p.pk_uuid || '"' || coalesce(',"payload":' || p.json_text, '')
            || ',"server_version":' || p.server_version || ',"deleted":' || (p.op = 'DELETE')
-           || ',"source_id":' || to_json(p.source_id) || ',"source_change_id":' || p.source_change_id{scope}
+           || ',"source_id":' || {source} || ',"source_change_id":' || p.source_change_id{scope}
            || ',"ts":"' || to_char(p.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}}',
            ',' ORDER BY p.server_id) FILTER (WHERE NOT p.is_cut AND p.rn <= p_limit), '')
     INTO n, last_id, cut, page
@@ -91,7 +91,14 @@ pub fn page_function() -> String {
         "sync.download_page_v3",
         "p_user text, p_after int8, p_until int8, p_schema text, p_self bool, p_source text, p_limit int8, p_max int8",
         "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text)",
-        &page_body("", PAGE_TOP, PAGE_SCAN, "{t}.user_id, {t}.server_id", ""),
+        &page_body(
+            "",
+            PAGE_TOP,
+            PAGE_SCAN,
+            "{t}.user_id, {t}.server_id",
+            "to_json(p.source_id)",
+            "",
+        ),
     )
 }
 
@@ -178,15 +185,23 @@ const SCOPED_TOP: &str = r#"  m := 0; w := 0; n := 0; cut := false; page := ''; 
 const SCOPED_SCAN: &str = "FROM (SELECT x.* FROM unnest(owners) AS o(owner) CROSS JOIN LATERAL (
                           SELECT * FROM sync.server_change_log x
                           WHERE (x.user_id, x.server_id) > (o.owner, p_after) AND (x.user_id, x.server_id) <= (o.owner, w)
-                            AND (p_schema IS NULL OR x.schema_name = p_schema) AND (p_self OR x.source_id <> p_source)
+                            AND (p_schema IS NULL OR x.schema_name = p_schema)
+                            AND (p_self OR x.source_id <> CASE WHEN left(o.owner, 1) = chr(31) THEN p_scoped_source ELSE p_source END)
                           ORDER BY x.user_id, x.server_id LIMIT p_limit + 1) x) c
                   ORDER BY c.server_id LIMIT p_limit + 1) s";
 
-/// Entries of a scope owner name their scope.
-const SCOPED_FIELD: &str = "\n           || CASE WHEN left(p.user_id, 1) = chr(31) THEN ',\"scope\":' || to_json(substr(p.user_id, 2)) ELSE '' END";
+/// Entries of a scope owner name their scope and their author, and send the device alone as `source_id`
+/// (`crate::schema::scopes::scope_source`).
+const SCOPED_FIELD: &str =
+    "\n           || CASE WHEN left(p.user_id, 1) = chr(31) THEN ',\"scope\":' || to_json(substr(p.user_id, 2))
+                || ',\"author\":' || to_json(p.source_id::json ->> 0) ELSE '' END";
 
-/// `sync.download_scoped_v1(user, scope, known event, after, until, schema, include_self, source, limit,
-/// max_bytes, max scopes, lock timeout)`: the scope-aware page (docs/sharing.md §5.2), or with `scope` one
+/// A scope owner's `source_id` is `[user, device]`.
+const SCOPED_SOURCE: &str =
+    "CASE WHEN left(p.user_id, 1) = chr(31) THEN to_json(p.source_id::json ->> 1) ELSE to_json(p.source_id) END";
+
+/// `sync.download_scoped_v1(user, scope, known event, after, until, schema, include_self, source, the source in
+/// scope owners' rows, limit, max_bytes, max scopes, lock timeout)`: the scope-aware page (docs/sharing.md §5.2), or with `scope` one
 /// scope's (§5.3). One row: `m`, `w`, the page as [`page_function`]'s, the memberships as JSON (NULL when the
 /// newest membership event is still `known`), that event, and `refused` (`too_many_scopes`, `scope_forbidden`)
 /// with nothing else.
@@ -194,7 +209,7 @@ pub fn scoped_page_function() -> String {
     procedure(
         "sync.download_scoped_v1",
         "p_user text, p_scope text, p_known int8, p_after int8, p_until int8, p_schema text, p_self bool, \
-         p_source text, p_limit int8, p_max int8, p_max_scopes int8, p_timeout text",
+         p_source text, p_scoped_source text, p_limit int8, p_max int8, p_max_scopes int8, p_timeout text",
         "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text, r_scopes text, r_event int8, refused text)",
         "VOLATILE",
         &page_body(
@@ -202,6 +217,7 @@ pub fn scoped_page_function() -> String {
             SCOPED_TOP,
             SCOPED_SCAN,
             "{t}.server_id",
+            SCOPED_SOURCE,
             SCOPED_FIELD,
         ),
     )
@@ -209,4 +225,4 @@ pub fn scoped_page_function() -> String {
 
 /// The scope-aware page: one call.
 pub const DOWNLOAD_SCOPED_SQL: &str = "SELECT m, w, n, last_id, cut, page, r_scopes, r_event, refused \
-     FROM sync.download_scoped_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     FROM sync.download_scoped_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";

@@ -75,3 +75,11 @@ CROSS JOIN LATERAL (
 
 /// The user's roles in the given scopes: rows `(scope, role)`.
 pub const ROLES_SQL: &str = "SELECT scope, role FROM sync.scope_members WHERE user_id = $1 AND scope = ANY($2::text[])";
+
+/// The `source_id` a scope owner's log rows carry for a device: the JSON array `[user, device]`. Device ids are
+/// chosen by clients and are unique per user only, so two members' devices named alike must not share
+/// idempotency records (`UNIQUE (user_id, source_id, source_change_id)`) under one scope; the download sends the
+/// device back as `source_id` and the user as `author`.
+pub fn scope_source(user: &str, device: &str) -> String {
+    serde_json::to_string(&(user, device)).expect("strings serialise")
+}

@@ -27,7 +27,7 @@ use crate::auth::Principal;
 use crate::auth::claims::SCOPE_OWNER_PREFIX;
 use crate::registry::Registry;
 use crate::rows::unzip_keys;
-use crate::schema::scopes::{LOCK_OWNERS_SQL, ROLES_SQL, WHERE_ROWS_SQL};
+use crate::schema::scopes::{LOCK_OWNERS_SQL, ROLES_SQL, WHERE_ROWS_SQL, scope_source};
 
 /// Where a key lives: its owner and metadata there.
 type Place = (String, RowMeta);
@@ -134,6 +134,14 @@ pub(super) async fn run(
     prepared: &[Option<Prepared>],
 ) -> Result<Option<(Decided, i64)>, tokio_postgres::Error> {
     let (user, device) = (who.user_id.as_str(), who.source_id.as_str());
+    let scoped_device = scope_source(user, device);
+    let device_for = |owner: &str| {
+        if scope_of(owner).is_some() {
+            scoped_device.as_str()
+        } else {
+            device
+        }
+    };
     let mut outcomes: Vec<Option<Outcome>> = vec![None; prepared.len()];
     // The payload scope of each change to a scoped table (upserts), or its rejection.
     let mut targets: HashMap<usize, Option<String>> = HashMap::new();
@@ -221,7 +229,7 @@ pub(super) async fn run(
     let mut move_deletes: BTreeMap<String, Vec<Write>> = BTreeMap::new();
     let mut conflicts: BTreeMap<String, Vec<RowKey>> = BTreeMap::new();
     for (owner, group) in &groups {
-        let mut read = store::read(&tx, registry, owner, device, group).await?;
+        let mut read = store::read(&tx, registry, owner, device_for(owner), group).await?;
         for (i, (_, meta)) in moves.iter().filter(|(i, _)| group[**i].is_some()) {
             let c = &group[*i].as_ref().expect("in the group").change;
             read.set.meta.insert((c.table.clone(), c.pk.clone()), *meta);
@@ -266,7 +274,7 @@ pub(super) async fn run(
             materialization: &m,
             conflicts: &[],
         };
-        store::write(&tx, (old, device), lock_timeout_ms, &unlocked(), &set).await?;
+        store::write(&tx, (old, device_for(old)), lock_timeout_ms, &unlocked(), &set).await?;
     }
     let mut payloads = HashMap::new();
     let mut top = None;
@@ -285,7 +293,7 @@ pub(super) async fn run(
             conflicts: c,
         };
         let Written::Done { payloads: p, top: t } =
-            store::write(&tx, (owner, device), lock_timeout_ms, read, &set).await?
+            store::write(&tx, (owner, device_for(owner)), lock_timeout_ms, read, &set).await?
         else {
             unreachable!("the write's check is skipped under the owner locks");
         };

@@ -113,6 +113,10 @@ async fn two_members_see_each_others_rows_both_ways_and_the_business_table_holds
     assert_eq!(titles(&entries, &pk), vec![("INSERT".into(), Some("from a".into()))]);
     let entry = entries.iter().find(|e| e["pk"] == pk).unwrap();
     assert_eq!(entry["scope"], scope.as_str());
+    assert_eq!(
+        (entry["author"].as_str(), entry["source_id"].as_str()),
+        (Some(a.0.as_str()), Some("a1"))
+    );
     assert_eq!(last["scopes"], json!([{"scope": scope, "role": "writer"}]));
     assert!(last["scope_event"].as_i64().unwrap() > 0);
 
@@ -352,4 +356,227 @@ async fn bad_scope_values_are_bad_payloads_and_too_many_memberships_are_refused(
     );
     let classic = a.1.download_raw("after=0").await;
     assert_eq!(classic.0, 200, "the classic stream does not read memberships");
+}
+
+#[tokio::test]
+async fn a_joining_member_backfills_the_scope_alone_by_snapshot_and_a_bounded_replay() {
+    let Team { t, scope, a, .. } = team().await;
+    let other = format!("team-{}", id());
+    join(&t, &other, &a.0, Some("writer")).await;
+    let pks: Vec<String> = (0..5).map(|_| id()).collect();
+    let posts = pks
+        .iter()
+        .enumerate()
+        .map(|(i, pk)| post(i as i64 + 1, pk, 0, Some(&scope), "p"))
+        .collect();
+    a.1.upload(posts).await;
+    a.1.upload(vec![
+        delete(6, TABLE, &pks[0], 1),
+        post(7, &id(), 0, Some(&other), "elsewhere"),
+    ])
+    .await;
+    // The newcomer has a private stream of its own and its cursor at its top.
+    let newcomer = new_user();
+    let n = Device::new(&t, &newcomer, "n1");
+    n.upload(vec![upsert(1, "business.users", &id(), 0, user_row(&id(), "me"))])
+        .await;
+    let (status, body) = n.get_raw(&format!("/sync/snapshot?scope={scope}")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("scope_forbidden")),
+        "{body}"
+    );
+    join(&t, &scope, &newcomer, Some("reader")).await;
+
+    let (mut rows, mut after, mut until) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = n
+            .get_raw(&format!("/sync/snapshot?scope={scope}&limit=2&until={until}{after}"))
+            .await
+            .1;
+        rows.extend(
+            page["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["pk"].as_str().unwrap().to_owned()),
+        );
+        until = page["window_until"].as_i64().unwrap();
+        after = format!(
+            "&after_table={}&after_pk={}",
+            page["next_after_table"].as_str().unwrap(),
+            page["next_after_pk"].as_str().unwrap()
+        );
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    let mut live: Vec<String> = pks[1..].to_vec();
+    live.sort();
+    assert_eq!(
+        rows, live,
+        "the scope's live rows, nothing of the user's or of another scope"
+    );
+    // Writes after the snapshot's window come by the bounded replay, up to where the device's stream is.
+    let late = id();
+    a.1.upload(vec![
+        post(8, &late, 0, Some(&scope), "late"),
+        post(9, &id(), 0, Some(&other), "no"),
+    ])
+    .await;
+    let cursor = scoped(&n, 0, "").await.1["next_after"].as_i64().unwrap();
+    let (replayed, _) = scoped(&n, until, &format!("&scope={scope}")).await;
+    let replayed: Vec<&str> = replayed.iter().map(|e| e["pk"].as_str().unwrap()).collect();
+    assert_eq!(replayed, vec![late.as_str()]);
+    let bounded = n
+        .download(&format!("scopes=1&scope={scope}&after={until}&until={until}"))
+        .await;
+    assert_eq!(bounded["changes"], json!([]), "nothing past until: {bounded}");
+    assert!(cursor > until);
+}
+
+/// §4's reason for the shared locks: writers of different scopes commit in any order, and a member of all of them
+/// paging one cursor across the owners still sees every `server_id` exactly once, in order.
+#[tokio::test]
+async fn a_member_paging_one_cursor_across_scopes_sees_every_write_of_racing_writers_exactly_once() {
+    let t = target();
+    let scopes: Vec<String> = (0..3).map(|_| format!("team-{}", id())).collect();
+    let peer_user = new_user();
+    for s in &scopes {
+        join(&t, s, &peer_user, Some("reader")).await;
+    }
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let user = new_user();
+        for s in &scopes {
+            join(&t, s, &user, Some("writer")).await;
+        }
+        let d = Device::new(&t, &user, "w");
+        let scopes = scopes.clone();
+        writers.push(tokio::spawn(async move {
+            for round in 0..15_i64 {
+                let scope = &scopes[(w + round as usize) % scopes.len()];
+                let changes = (0..8)
+                    .map(|j| post(round * 8 + j + 1, &id(), 0, Some(scope), "w"))
+                    .collect();
+                let r = d.upload(changes).await;
+                assert!(all_applied(&r), "{r}");
+            }
+        }));
+    }
+    let peer = Device::new(&t, &peer_user, "peer");
+    let (mut seen, mut after, mut until, mut writers_done) = (Vec::new(), 0_i64, 0_i64, false);
+    loop {
+        let page = peer
+            .download(&format!("scopes=1&after={after}&limit=7&until={until}"))
+            .await;
+        seen.extend(
+            page["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["server_id"].as_i64().unwrap()),
+        );
+        after = page["next_after"].as_i64().unwrap();
+        until = if page["has_more"] == true {
+            page["window_until"].as_i64().unwrap()
+        } else {
+            0
+        };
+        if until == 0 {
+            if writers_done {
+                break;
+            }
+            writers_done = writers.iter().all(|w| w.is_finished());
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order, no repeats");
+    let owners: Vec<String> = scopes.iter().map(|s| format!("\u{1f}{s}")).collect();
+    let logged: std::collections::BTreeSet<i64> = db(&t)
+        .await
+        .query(
+            "SELECT server_id FROM sync.server_change_log WHERE user_id = ANY($1)",
+            &[&owners],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(logged.len(), 4 * 15 * 8);
+    assert_eq!(
+        seen.into_iter().collect::<std::collections::BTreeSet<_>>(),
+        logged,
+        "no server_id skipped"
+    );
+}
+
+/// The same, made deterministic: an upload into one scope holds its owner lock with its log row written but not
+/// committed (a lower `server_id`) while another scope's upload commits a higher one. A member's download waits
+/// for the first instead of answering the second and moving its cursor past the first's id.
+#[tokio::test]
+async fn a_download_across_scopes_waits_for_an_upload_in_flight_in_any_of_them() {
+    let t = target();
+    let db = db(&t).await;
+    let stripe = |s: String| {
+        let db = &db;
+        async move {
+            db.query_one("SELECT (hashtextextended($1, 0) & 63)::int4", &[&s])
+                .await
+                .unwrap()
+                .get::<_, i32>(0)
+        }
+    };
+    let first = format!("team-{}", id());
+    let mut second = format!("team-{}", id());
+    while stripe(second.clone()).await == stripe(first.clone()).await {
+        second = format!("team-{}", id());
+    }
+    let (writer, peer_user) = (new_user(), new_user());
+    for s in [&first, &second] {
+        join(&t, s, &writer, Some("writer")).await;
+        join(&t, s, &peer_user, Some("reader")).await;
+    }
+    let mut held = tokio_postgres::connect(&t.db_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(held.1);
+    let tx = held.0.transaction().await.unwrap();
+    let in_flight = id();
+    tx.execute(
+        "SELECT sync.lock_owners_v1('another-uploader', ARRAY[$1], '5s')",
+        &[&first],
+    )
+    .await
+    .unwrap();
+    tx.execute(
+        "INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload, source_id,
+           source_change_id, server_version)
+         VALUES (chr(31) || $1, 'business', 'team_posts', 'INSERT', $2::text::uuid, '{\"title\":\"slow\"}', '[\"x\",\"y\"]', 1, 1)",
+        &[&first, &in_flight],
+    )
+    .await
+    .unwrap();
+    let later = id();
+    let w = Device::new(&t, &writer, "w");
+    assert!(all_applied(
+        &w.upload(vec![post(1, &later, 0, Some(&second), "fast")]).await
+    ));
+    let peer = Device::new(&t, &peer_user, "p");
+    let page = tokio::spawn(async move { peer.download("scopes=1&after=0").await });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        !page.is_finished(),
+        "the download answered while an upload of one of its scopes was in flight"
+    );
+    tx.commit().await.unwrap();
+    let page = page.await.unwrap();
+    let pks: Vec<&str> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pk"].as_str().unwrap())
+        .collect();
+    assert_eq!(pks, vec![in_flight.as_str(), later.as_str()], "{page}");
 }
