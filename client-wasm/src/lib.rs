@@ -22,7 +22,7 @@ pub mod triggers;
 mod wire;
 
 pub use conflict::{Resolution, Resolver};
-pub use engine::{Engine, EngineConfig, SyncError, TableConfig};
+pub use engine::{Engine, EngineConfig, ScopeStatus, SyncError, TableConfig};
 pub use oversync_protocol as protocol;
 
 #[cfg(target_arch = "wasm32")]

@@ -16,6 +16,8 @@ pub enum Phase {
     Downloading,
     /// Filling a new database (snapshot pages or the whole log, then the catch-up).
     Hydrating,
+    /// Filling a scope the user joined (docs/sharing.md §5.3).
+    Backfilling,
 }
 
 /// The current step and what it has moved so far.

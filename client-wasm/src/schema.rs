@@ -7,7 +7,8 @@ use crate::triggers::{Column, TableShape, quote};
 
 /// DDL of the sync tables. `_sync_capture`, `_sync_rejections` and `_sync_triggers` are this client's additions
 /// (the log the triggers append to, the app-visible rejection list, and the column signature the triggers were
-/// generated from).
+/// generated from); `_sync_scopes` and `_sync_scope_info` hold shared data's state (docs/sharing.md §5.3: the
+/// scopes held, a backfill's saved keyset, the newest membership event seen).
 ///
 /// PROTOCOL.md §7.1's `CHECK (op IN (…))` is written as `=`/`OR`: the same constraint, but SQLite builds an
 /// ephemeral table for an `IN` list on every check, and every captured write checks it
@@ -34,6 +35,10 @@ CREATE TABLE IF NOT EXISTS _sync_capture (
   seq INTEGER PRIMARY KEY, table_name TEXT NOT NULL, pk_uuid TEXT NOT NULL, op INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _sync_triggers (table_name TEXT PRIMARY KEY, signature TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _sync_status (id INTEGER PRIMARY KEY CHECK (id = 1), last_synced_at TEXT);
+CREATE TABLE IF NOT EXISTS _sync_scopes (
+  scope TEXT PRIMARY KEY, role TEXT NOT NULL, state TEXT NOT NULL, after_table TEXT, after_pk TEXT,
+  window_until INTEGER NOT NULL DEFAULT 0, snapshot_done INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS _sync_scope_info (id INTEGER PRIMARY KEY CHECK (id = 1), scope_event INTEGER NOT NULL DEFAULT 0);
 ";
 
 /// Bumped when the generated trigger SQL changes, so existing databases get the new triggers at start-up.

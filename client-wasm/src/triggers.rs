@@ -73,7 +73,7 @@ pub struct TableShape {
 
 impl TableShape {
     /// SQL for the wire pk of `row` (`NEW` or `OLD`): the TEXT key itself, or the BLOB key as canonical UUID text.
-    fn pk_expr(&self, row: &str) -> String {
+    pub(crate) fn pk_expr(&self, row: &str) -> String {
         let k = format!("{row}.{}", quote(&self.key));
         if self.blob_key {
             let h = format!("lower(hex({k}))");

@@ -46,5 +46,18 @@ CREATE TABLE IF NOT EXISTS business.file_reviews (
   FOREIGN KEY (owner_id, file_id) REFERENCES business.files (owner_id, id) DEFERRABLE INITIALLY DEFERRED
 );
 
+-- The team journal's shared posts (docs/sharing.md): a row belongs to the team named in team_id, which is also
+-- its owner column; NULL keeps it a private draft (synced, not materialised). Keys are global: a post is one row
+-- whichever member wrote it.
+CREATE TABLE IF NOT EXISTS business.team_posts (
+  id uuid PRIMARY KEY,
+  team_id text,
+  title text NOT NULL DEFAULT '',
+  content text NOT NULL DEFAULT '',
+  author_name text,
+  created_at timestamptz,
+  updated_at timestamptz
+);
+
 CREATE INDEX IF NOT EXISTS posts_author_id ON business.posts (owner_id, author_id);
 CREATE INDEX IF NOT EXISTS file_reviews_file_id ON business.file_reviews (owner_id, file_id);

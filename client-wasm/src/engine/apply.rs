@@ -89,6 +89,7 @@ impl<T: Transport> Engine<T> {
 
     async fn download_loop(&mut self, include_self: bool) -> Result<usize, SyncError> {
         self.token()?;
+        let scopes = self.scope_aware().await?;
         let mut applied = 0;
         // Paced like snapshot pages: a long catch-up, or a hydration from a classic server, is many pages.
         let mut pacer = Pacer::new(self.cfg.download_limit, self.cfg.page_budget_ms).resume(self.page_rows);
@@ -101,17 +102,12 @@ impl<T: Transport> Engine<T> {
                 schema: Some(self.cfg.schema.clone()),
                 include_self,
                 until,
-                scopes: false,
+                scopes,
                 scope: None,
-                scope_event: 0,
+                scope_event: if scopes { self.scope_event()? } else { 0 },
             }
             .path();
-            let reply = self.request(&path, None).await?;
-            if reply.status != 200 {
-                return Err(SyncError::http(&reply));
-            }
-            let page: DownloadResponse =
-                serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("download page: {e}")))?;
+            let page: DownloadResponse = self.get_json(&path, "download page").await?;
             // A host turn between parsing and applying: UI queries wait for one of the two, not both.
             self.transport.yield_to_host().await;
             let began = self.transport.now_ms();
@@ -144,7 +140,21 @@ impl<T: Transport> Engine<T> {
         let me = self.source_id()?;
         let tx = SyncTx::begin(&self.conn, self.shapes.values())?;
         tx.pragma_update(None, "defer_foreign_keys", true)?;
-        let applied = silenced(&tx, || self.apply_entries(&tx, page, include_self, &me))?;
+        let applied = silenced(&tx, || {
+            let applied = self.apply_entries(&tx, page, include_self, &me)?;
+            // Memberships after the entries: the page was read under them (docs/sharing.md §5.3).
+            if let Some(listed) = &page.scopes {
+                super::scopes::memberships(&tx, &self.scoped, listed)?;
+            }
+            Ok(applied)
+        })?;
+        if let Some(event) = page.scope_event {
+            tx.execute(
+                "INSERT INTO _sync_scope_info (id, scope_event) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET scope_event = excluded.scope_event",
+                [event],
+            )?;
+        }
         let window = if page.has_more { page.window_until } else { 0 };
         tx.execute(
             "UPDATE _sync_client_info SET last_server_seq_seen = max(last_server_seq_seen, ?1), window_until = ?2 WHERE id = 1",
@@ -152,6 +162,19 @@ impl<T: Transport> Engine<T> {
         )?;
         tx.commit()?;
         Ok(applied)
+    }
+
+    /// A backfill's replay page (docs/sharing.md §5.3): its entries, with the cursor left alone.
+    pub(super) fn apply_replay(&mut self, page: &DownloadResponse) -> Result<usize, SyncError> {
+        let me = self.source_id()?;
+        let conn = Rc::clone(&self.conn);
+        with_fk_fallback(&conn, || {
+            let tx = SyncTx::begin(&self.conn, self.shapes.values())?;
+            tx.pragma_update(None, "defer_foreign_keys", true)?;
+            let applied = silenced(&tx, || self.apply_entries(&tx, page, true, &me))?;
+            tx.commit()?;
+            Ok(applied)
+        })
     }
 
     /// A page's entries, written with capture off: rows, metadata and the deletes that cascaded.
@@ -167,8 +190,11 @@ impl<T: Transport> Engine<T> {
         // A row twice in the page is safe queued: its later entry is the newer version and is written last.
         let mut batch = Batch::new(&now);
         let mut applied = 0;
+        let user: Option<String> =
+            tx.query_row("SELECT user_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))?;
         for (i, e) in page.changes.iter().enumerate() {
-            if e.source_id == me {
+            // A shared row names its author: another member's device may carry the same id.
+            if e.source_id == me && (e.author.is_none() || e.author == user) {
                 if !include_self {
                     continue;
                 }

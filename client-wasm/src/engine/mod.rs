@@ -20,6 +20,7 @@ mod apply;
 mod outcome;
 mod pace;
 mod rejected;
+mod scopes;
 mod snapshot;
 mod status;
 mod tx;
@@ -28,6 +29,7 @@ pub use status::{LastError, Status, StatusReader, sqlite_code};
 mod upload;
 mod write;
 
+pub use scopes::ScopeStatus;
 pub use upload::UploadReport;
 
 /// A synced table.
@@ -37,6 +39,9 @@ pub struct TableConfig {
     pub table: String,
     /// The sync key column: canonical UUID TEXT, or a 16-byte BLOB (detected from its declared type).
     pub key: String,
+    /// The column naming a row's scope, for a table whose rows are shared (docs/sharing.md §2; the server's
+    /// `scope_column`). NULL in it keeps the row a private draft.
+    pub scope: Option<String>,
 }
 
 impl TableConfig {
@@ -45,6 +50,15 @@ impl TableConfig {
         Self {
             table: table.into(),
             key: "id".into(),
+            scope: None,
+        }
+    }
+
+    /// A shared table keyed by `id` whose scope is in `column`.
+    pub fn scoped(table: &str, column: &str) -> Self {
+        Self {
+            scope: Some(column.into()),
+            ..Self::new(table)
         }
     }
 }
@@ -181,7 +195,7 @@ pub struct Rejected {
     pub table: String,
     /// Canonical pk.
     pub pk: String,
-    /// `bad_payload` or `unregistered_table`.
+    /// `bad_payload`, `unregistered_table` or `scope_forbidden`.
     pub reason: String,
     /// The server's message.
     pub message: Option<String>,
@@ -212,6 +226,8 @@ pub struct Engine<T> {
     transport: T,
     token: Option<String>,
     shapes: BTreeMap<String, TableShape>,
+    /// The shared tables and their scope columns.
+    scoped: Rc<scopes::Scoped>,
     rank: HashMap<String, usize>,
     chunk: usize,
     conflicts: Vec<Conflict>,
@@ -267,6 +283,18 @@ impl<T: Transport> Engine<T> {
             };
             shapes.insert(t.table.clone(), shape);
         }
+        let mut scoped = scopes::Scoped::new();
+        for t in &cfg.tables {
+            if let Some(column) = &t.scope {
+                if !shapes[&t.table].columns.iter().any(|c| c.name == *column) || *column == t.key {
+                    return Err(SyncError::Config(format!(
+                        "table {} has no scope column {column} (other than its key)",
+                        t.table
+                    )));
+                }
+                scoped.insert(t.table.clone(), (shapes[&t.table].clone(), column.clone()));
+            }
+        }
         let all: Vec<TableShape> = shapes.values().cloned().collect();
         schema::startup(&conn, &all)?;
         let rank = fk_rank(&conn, &cfg.schema, &shapes)?;
@@ -279,6 +307,7 @@ impl<T: Transport> Engine<T> {
             transport,
             token: None,
             shapes,
+            scoped: Rc::new(scoped),
             rank,
             chunk,
             conflicts: Vec::new(),
@@ -372,6 +401,11 @@ impl<T: Transport> Engine<T> {
         let busy = matches!(&uploaded, Err(SyncError::Http { status: 503, .. }));
         self.progress.enter(Phase::Downloading);
         let downloaded = if busy { Ok(0) } else { self.download().await };
+        // Scopes joined on the way are filled once the stream is at its top (docs/sharing.md §5.3).
+        let downloaded = match downloaded {
+            Ok(n) => self.backfill_scopes().await.map(|b| n + b),
+            e => e,
+        };
         self.progress.idle();
         let result = uploaded.and_then(|report| downloaded.map(|_| report));
         self.status_reader().finish(result.as_ref().map(|_| ()));
@@ -397,6 +431,7 @@ impl<T: Transport> Engine<T> {
             conn: Rc::clone(&self.conn),
             progress: self.progress.clone(),
             last_error: Rc::clone(&self.last_error),
+            scoped: Rc::clone(&self.scoped),
         }
     }
 
@@ -503,6 +538,15 @@ impl<T: Transport> Engine<T> {
                 None => return Err(SyncError::Unauthorized),
             }
         }
+    }
+
+    /// A GET answered 200 with a JSON body of type `R` (`what` names it in a protocol error).
+    async fn get_json<R: serde::de::DeserializeOwned>(&mut self, path: &str, what: &str) -> Result<R, SyncError> {
+        let reply = self.request(path, None).await?;
+        if reply.status != 200 {
+            return Err(SyncError::http(&reply));
+        }
+        serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("{what}: {e}")))
     }
 
     fn cursor(&self) -> Result<(i64, i64), SyncError> {

@@ -42,6 +42,8 @@ pub struct Status {
     pub last_synced: Option<String>,
     /// What the running cycle is doing.
     pub progress: Progress,
+    /// The shared scopes the device holds or is filling (docs/sharing.md §6).
+    pub scopes: Vec<super::ScopeStatus>,
 }
 
 impl Status {
@@ -87,6 +89,7 @@ impl Status {
             last_error: None,
             last_synced,
             progress: Progress::default(),
+            scopes: Vec::new(),
         })
     }
 }
@@ -97,14 +100,21 @@ pub struct StatusReader {
     pub(super) conn: Rc<Connection>,
     pub(super) progress: Tracker,
     pub(super) last_error: Rc<RefCell<Option<LastError>>>,
+    pub(super) scoped: Rc<super::scopes::Scoped>,
 }
 
 impl StatusReader {
     /// The status now.
     pub fn read(&self) -> Result<Status, SyncError> {
+        let scopes = if self.scoped.is_empty() {
+            Vec::new()
+        } else {
+            super::scopes::list(&self.conn, &self.scoped)?
+        };
         Ok(Status {
             last_error: self.last_error.borrow().clone(),
             progress: self.progress.get(),
+            scopes,
             ..Status::read(&self.conn)?
         })
     }

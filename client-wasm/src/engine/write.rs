@@ -219,28 +219,48 @@ pub(super) fn apply_snapshot_page(
     page: &SnapshotResponse,
 ) -> Result<usize, SyncError> {
     let tx = SyncTx::begin(conn, shapes.values())?;
-    let applied = silenced(&tx, || {
-        let now = now(&tx)?;
-        let mut batch = Batch::new(&now);
-        let mut applied = 0;
-        for row in &page.rows {
-            let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
+    let applied = silenced(&tx, || apply_snapshot_rows(&tx, shapes, schema, page, false))?;
+    tx.commit()?;
+    Ok(applied)
+}
+
+/// A snapshot page's rows (capture silenced by the caller), and `next_change_id` past the page's own scids.
+/// With `guard` a row is skipped where the device already has its version or a newer one (a backfill, whose rows
+/// the main stream may have brought first).
+pub(super) fn apply_snapshot_rows(
+    tx: &Connection,
+    shapes: &BTreeMap<String, TableShape>,
+    schema: &str,
+    page: &SnapshotResponse,
+    guard: bool,
+) -> Result<usize, SyncError> {
+    let now = now(tx)?;
+    let mut batch = Batch::new(&now);
+    let mut applied = 0;
+    for row in &page.rows {
+        let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
+            continue;
+        };
+        if guard {
+            let known: Option<i64> = tx
+                .prepare_cached("SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2")?
+                .query_row([&row.table, &row.pk], |r| r.get(0))
+                .ok();
+            if known.is_some_and(|v| v >= row.server_version) {
                 continue;
-            };
-            let values = read_payload(shape, &row.pk, row.payload.get())
-                .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
-            batch.upsert(&tx, shape, values)?;
-            batch.meta(&tx, &row.table, &row.pk, row.server_version, false)?;
-            applied += 1;
+            }
         }
-        batch.flush(&tx)?;
-        Ok(applied)
-    })?;
+        let values = read_payload(shape, &row.pk, row.payload.get())
+            .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;
+        batch.upsert(tx, shape, values)?;
+        batch.meta(tx, &row.table, &row.pk, row.server_version, false)?;
+        applied += 1;
+    }
+    batch.flush(tx)?;
     tx.execute(
         "UPDATE _sync_client_info SET next_change_id = max(next_change_id, ?1 + 1) WHERE id = 1",
         [page.max_own_source_change_id],
     )?;
-    tx.commit()?;
     Ok(applied)
 }
 

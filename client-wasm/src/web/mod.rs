@@ -65,6 +65,9 @@ struct TableOption {
     name: String,
     #[serde(default)]
     key: Option<String>,
+    /// The scope column of a shared table (docs/sharing.md §2).
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// Tables touched by writes (local or applied by sync) since the last [`Database::take_changed`].
@@ -144,6 +147,7 @@ impl Database {
                 .map(|t| TableConfig {
                     table: t.name.clone(),
                     key: t.key.clone().unwrap_or_else(|| "id".into()),
+                    scope: t.scope.clone(),
                 })
                 .collect(),
         );

@@ -68,6 +68,7 @@ impl Database {
             Phase::Uploading => "upload".into(),
             Phase::Downloading => "download".into(),
             Phase::Hydrating => "hydrate".into(),
+            Phase::Backfilling => "backfill".into(),
         };
         Ok(to_js(&json!({
             "phase": phase, "uploaded": progress.uploaded, "downloaded": progress.downloaded,
@@ -75,7 +76,15 @@ impl Database {
             "hydrated": s.hydrated, "syncing": self.engine.try_borrow_mut().is_err(),
             "lastError": s.last_error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
             "lastSyncedAt": s.last_synced, "hasSynced": s.last_synced.is_some(),
+            "scopes": scopes_json(&s.scopes),
         })))
+    }
+
+    /// The shared scopes the device holds or is filling: `[{ scope, role, state, rows }]`.
+    pub fn scopes(&self) -> Result<JsValue, JsValue> {
+        Ok(to_js(&scopes_json(
+            &self.status.read().map_err(|e| error::sync(&e))?.scopes,
+        )))
     }
 
     /// Changes the server rejected for good: `[{ id, table, pk, reason, message }]`, oldest first.
@@ -133,4 +142,11 @@ impl Database {
     pub fn retry_parked(&self) -> Result<u32, JsValue> {
         Ok(self.status.unpark_all().map_err(|e| error::sync(&e))? as u32)
     }
+}
+
+fn scopes_json(scopes: &[crate::ScopeStatus]) -> Value {
+    scopes
+        .iter()
+        .map(|s| json!({"scope": s.scope, "role": s.role, "state": s.state, "rows": s.rows}))
+        .collect()
 }

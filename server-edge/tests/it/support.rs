@@ -23,7 +23,6 @@ CREATE TABLE IF NOT EXISTS business.typed (
   owner_id text, id uuid, n bigint, r double precision, ok boolean, at timestamptz, doc jsonb, blob bytea, ref uuid,
   label text NOT NULL DEFAULT 'x' CHECK (label <> 'forbidden'), PRIMARY KEY (owner_id, id));
 CREATE TABLE IF NOT EXISTS business.blobs (owner_id text, id bytea, label text, PRIMARY KEY (owner_id, id));
-CREATE TABLE IF NOT EXISTS business.team_posts (id uuid PRIMARY KEY, team_id text, title text NOT NULL DEFAULT '');
 "#;
 
 const TABLES: &str = r#"

@@ -15,6 +15,22 @@ pub struct DownloadResponse {
     pub next_after: i64,
     /// Inclusive upper bound of this window.
     pub window_until: i64,
+    /// Scope-aware pages (docs/sharing.md §5.2): the memberships the page was read under, when they changed
+    /// since the `scope_event` the client sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<ScopeRole>>,
+    /// Scope-aware pages: the user's newest membership event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_event: Option<i64>,
+}
+
+/// One membership of a scope-aware page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeRole {
+    /// The scope.
+    pub scope: String,
+    /// `reader` or `writer`.
+    pub role: String,
 }
 
 /// One log entry.
@@ -41,6 +57,12 @@ pub struct ChangeDownload {
     pub source_id: String,
     /// The originating scid.
     pub source_change_id: i64,
+    /// A scoped row's scope (docs/sharing.md §5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// A scoped row's uploading user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     /// When the change was applied: RFC 3339 UTC with six fractional digits.
     pub ts: String,
 }

@@ -17,4 +17,5 @@ mod proxy_faults;
 mod regressions;
 mod rejections;
 mod scenarios;
+mod sharing;
 mod simulation;

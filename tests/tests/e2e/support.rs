@@ -16,6 +16,7 @@ CREATE TABLE posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, content TEXT NOT N
 CREATE TABLE files (id BLOB PRIMARY KEY, name TEXT NOT NULL, data BLOB);
 CREATE TABLE file_reviews (id BLOB PRIMARY KEY, review TEXT NOT NULL,
   file_id BLOB REFERENCES files(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED);
+CREATE TABLE team_posts (id TEXT PRIMARY KEY, team_id TEXT, title TEXT NOT NULL DEFAULT '', content TEXT NOT NULL DEFAULT '');
 ";
 
 pub type Device = Engine<Flaky>;
@@ -132,10 +133,12 @@ pub async fn world_on(db_url: String, adjust: impl FnOnce(&mut oversync_server::
 }
 
 fn tables() -> Vec<TableConfig> {
-    ["users", "posts", "files", "file_reviews"]
+    let mut tables: Vec<TableConfig> = ["users", "posts", "files", "file_reviews"]
         .into_iter()
         .map(TableConfig::new)
-        .collect()
+        .collect();
+    tables.push(TableConfig::scoped("team_posts", "team_id"));
+    tables
 }
 
 /// A new device (fresh in-memory database), not signed in (guest mode).
