@@ -4,7 +4,7 @@
 import { INITIAL_STATUS, toWire, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
 import { sameRows } from './rows.js';
 import { fileName, removeFiles } from './files.js';
-import type { Conflict, ConflictContext, ConflictDecision, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, SyncStatus, TableOption } from './types.js';
+import type { Conflict, ConflictContext, ConflictDecision, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, ScopeStatus, SyncStatus, TableOption } from './types.js';
 
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
@@ -173,7 +173,12 @@ export class SyncClient {
       throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'give either tables or schema' });
     }
     const tables: TableOption[] =
-      options.tables ?? Object.keys(options.schema!.tables).map((name) => ({ name, key: options.schema!.keys[name] }));
+      options.tables ??
+      Object.keys(options.schema!.tables).map((name) => ({
+        name,
+        key: options.schema!.keys[name],
+        scope: options.schema!.scopes?.[name],
+      }));
     const client = new SyncClient(options);
     const file = fileName(options.name, options.user);
     try {
@@ -396,6 +401,11 @@ export class SyncClient {
   onConflicts(listener: (c: Conflict[]) => void): () => void {
     this.conflictListeners.add(listener);
     return () => this.conflictListeners.delete(listener);
+  }
+
+  /** The shared scopes this database holds (also in `status.scopes`): `{ scope, role, state, rows }`. */
+  scopes(): Promise<ScopeStatus[]> {
+    return this.call('scopes', []) as Promise<ScopeStatus[]>;
   }
 
   /** Changes the server rejected for good (also in `status.rejections`), oldest first. */

@@ -9,6 +9,7 @@ export const INITIAL_STATUS: SyncStatus = {
   syncing: false,
   uploading: false,
   downloading: false,
+  backfill: null,
   uploaded: 0,
   downloaded: 0,
   hydration: null,
@@ -20,6 +21,7 @@ export const INITIAL_STATUS: SyncStatus = {
   lastError: null,
   conflicts: [],
   rejections: [],
+  scopes: [],
   realtime: 'timer',
   owner: false,
 };
@@ -40,6 +42,7 @@ export type Op =
   | 'sync'
   | 'status'
   | 'rejections'
+  | 'scopes'
   | 'retryParked'
   | 'retryRejected'
   | 'discardRejected'

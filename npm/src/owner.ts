@@ -3,7 +3,7 @@
 
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
-import type { Conflict, ConflictContext, ConflictDecision, LogEntry, LogLevel, Rejection, SyncStatus } from './types.js';
+import type { Conflict, ConflictContext, ConflictDecision, LogEntry, LogLevel, Rejection, ScopeStatus, SyncStatus } from './types.js';
 import { realtimeLoop } from './realtime.js';
 import type { RealtimeMode } from './watch.js';
 
@@ -195,6 +195,8 @@ export class Owner {
         return this.currentStatus();
       case 'rejections':
         return db.rejections();
+      case 'scopes':
+        return db.scopes();
       case 'retryRejected':
       case 'discardRejected':
         return this.onRejection(op, Number(args[0]));
@@ -473,7 +475,7 @@ export class Owner {
 
   private currentStatus(): SyncStatus {
     const s = this.db.status() as {
-      phase: 'upload' | 'download' | 'hydrate' | null;
+      phase: 'upload' | 'download' | 'hydrate' | 'backfill' | null;
       uploaded: number;
       downloaded: number;
       pending: number;
@@ -483,12 +485,14 @@ export class Owner {
       lastError: SyncStatus['lastError'];
       lastSyncedAt: string | null;
       hasSynced: boolean;
+      scopes: ScopeStatus[];
     };
     return {
       online: this.isOnline(),
       syncing: this.cycle !== null,
       uploading: s.phase === 'upload',
-      downloading: s.phase === 'download' || s.phase === 'hydrate',
+      downloading: s.phase === 'download' || s.phase === 'hydrate' || s.phase === 'backfill',
+      backfill: s.phase === 'backfill' ? { downloaded: s.downloaded } : null,
       uploaded: s.uploaded,
       downloaded: s.downloaded,
       hydration: s.phase === 'hydrate' ? { downloaded: s.downloaded } : null,
@@ -500,6 +504,7 @@ export class Owner {
       lastError: this.cycleError ?? s.lastError,
       conflicts: this.conflictLog,
       rejections: this.rejections,
+      scopes: s.scopes,
       realtime: this.realtimeMode,
       owner: true,
     };

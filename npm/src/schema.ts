@@ -28,6 +28,8 @@ export interface Schema<T extends Tables = Tables> {
   readonly tables: T;
   /** Sync key column per table (default `id`). */
   readonly keys: { readonly [K in keyof T]?: keyof T[K] & string };
+  /** Scope column per shared table (docs/sharing.md: the server's `scope_column`). */
+  readonly scopes: { readonly [K in keyof T]?: keyof T[K] & string };
 }
 
 /** Every table's row type, by name: `Row<typeof schema, 'posts'>`. */
@@ -43,7 +45,11 @@ export type Database<S extends Schema> = { [Name in keyof S['tables']]: TableRow
  */
 export function defineSchema<const T extends Tables>(
   tables: T,
-  options: { keys?: { [K in keyof T]?: keyof T[K] & string } } = {},
+  options: {
+    keys?: { [K in keyof T]?: keyof T[K] & string };
+    /** Shared tables: the column naming each row's scope (NULL keeps the row a private draft). */
+    scopes?: { [K in keyof T]?: keyof T[K] & string };
+  } = {},
 ): Schema<T> {
   for (const [table, columns] of Object.entries(tables)) {
     for (const [column, spec] of Object.entries(columns)) {
@@ -52,7 +58,7 @@ export function defineSchema<const T extends Tables>(
       }
     }
   }
-  return { tables, keys: options.keys ?? {} };
+  return { tables, keys: options.keys ?? {}, scopes: options.scopes ?? {} };
 }
 
 /** SQLite's affinity for a declared type (https://sqlite.org/datatype3.html §3.1). */

@@ -18,7 +18,22 @@ export interface ExecResult {
 }
 
 /** A synced table: its name, and its sync key column (default `id`: a UUID as TEXT, or a 16-byte BLOB). */
-export type TableOption = string | { name: string; key?: string };
+/**
+ * A synced table: its name, its key column (default `id`) and, for a table whose rows are shared by a team
+ * (docs/sharing.md), the column naming the row's scope (`scope`, the server's `scope_column`; NULL keeps a row a
+ * private draft).
+ */
+export type TableOption = string | { name: string; key?: string; scope?: string };
+
+/** A shared scope this database holds (docs/sharing.md §6). */
+export interface ScopeStatus {
+  scope: string;
+  role: 'reader' | 'writer';
+  /** `backfilling` while its existing rows arrive after a join, then `held`. */
+  state: 'backfilling' | 'held';
+  /** Local rows of the scope. */
+  rows: number;
+}
 
 /** A conflict the engine resolved during a sync (PROTOCOL §7.5). */
 export interface Conflict {
@@ -79,8 +94,10 @@ export interface SyncStatus {
   syncing: boolean;
   /** The running cycle is sending local changes; `uploaded` of them are answered so far. */
   uploading: boolean;
-  /** The running cycle (or the hydration) is applying the server's changes; `downloaded` so far. */
+  /** The running cycle (or the hydration, or a backfill) is applying the server's changes; `downloaded` so far. */
   downloading: boolean;
+  /** A scope the user joined is filling (its existing rows); `downloaded` so far. `null` otherwise. */
+  backfill: { downloaded: number } | null;
   /** Changes the running upload has had answered (0 when not uploading). */
   uploaded: number;
   /** Rows and changes the running download or hydration has applied (0 when not downloading). */
@@ -106,6 +123,8 @@ export interface SyncStatus {
   conflicts: Conflict[];
   /** Changes the server rejected for good. */
   rejections: Rejection[];
+  /** The shared scopes this database holds (empty without scoped tables or on a server without scopes). */
+  scopes: ScopeStatus[];
   /**
    * How other devices' changes reach this database: `'stream'` (the server pushes over `/sync/stream`),
    * `'long_poll'` (`/sync/watch`), or `'timer'` (the next periodic cycle; also while the server is not yet asked).

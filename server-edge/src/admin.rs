@@ -101,6 +101,64 @@ pub async fn apply(conn: &tokio_postgres::Client, change: MemberChange) -> Resul
     })
 }
 
+/// `POST /demo/teams` (with `dev_signin` only): the demo app's stand-in for an app backend that manages teams
+/// (docs/sharing.md §3 leaves that to the app). The signed-in user creates a team (`{"create": name}`: a new
+/// scope `<name>-<8 hex>`, the user its writer), joins one by its code (`{"join": code}`: an existing team, as a
+/// writer) or leaves one (`{"leave": code}`). Answers as the admin route does: `{scope, user, role, changed}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum DemoTeam {
+    /// A new team named so.
+    Create(String),
+    /// An existing team's code.
+    Join(String),
+    /// A team to leave.
+    Leave(String),
+}
+
+/// Runs a [`DemoTeam`] request of `user`.
+pub async fn demo_team(conn: &tokio_postgres::Client, user: &str, body: &[u8]) -> Result<MemberState, ApiError> {
+    let req: DemoTeam =
+        serde_json::from_slice(body).map_err(|e| ApiError::InvalidRequest(format!("invalid team request: {e}")))?;
+    let (scope, role) = match req {
+        DemoTeam::Create(name) => {
+            let slug: String = name
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .take(40)
+                .collect::<String>()
+                .trim()
+                .replace(' ', "-")
+                .to_lowercase();
+            let slug = if slug.is_empty() { "team".to_owned() } else { slug };
+            let code = format!("{slug}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            (code, Some("writer".to_owned()))
+        }
+        DemoTeam::Join(code) => {
+            let exists: bool = conn
+                .query_typed_one(
+                    "SELECT EXISTS (SELECT 1 FROM sync.scope_members WHERE scope = $1)",
+                    &[(&code, Type::TEXT)],
+                )
+                .await
+                .map_err(ApiError::admin)?
+                .get(0);
+            if !exists {
+                return Err(ApiError::InvalidRequest(format!("no team has the code {code:?}")));
+            }
+            (code, Some("writer".to_owned()))
+        }
+        DemoTeam::Leave(code) => (code, None),
+    };
+    let change = MemberChange {
+        scope,
+        user: user.to_owned(),
+        role,
+    };
+    let change = parse(&serde_json::to_vec(&change).expect("serialisable"))?;
+    apply(conn, change).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

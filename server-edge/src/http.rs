@@ -76,6 +76,9 @@ pub struct Pushed {
     pub source: String,
     /// The user's highest `server_id` after the commit.
     pub top: i64,
+    /// Other users to tell, for a commit to shared rows (docs/sharing.md §7): each member of a written scope,
+    /// with the source as that member's streams compare it and the scope's top.
+    pub also: Vec<(String, String, i64)>,
 }
 
 impl Response {

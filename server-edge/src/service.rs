@@ -50,6 +50,7 @@ enum Route {
     Snapshot,
     Watch,
     AdminMembers,
+    DemoTeams,
 }
 
 impl Route {
@@ -65,13 +66,14 @@ impl Route {
             "/sync/snapshot" => Self::Snapshot,
             "/sync/watch" if watch => Self::Watch,
             "/sync/admin/members" if admin => Self::AdminMembers,
+            "/demo/teams" if dev_signin => Self::DemoTeams,
             _ => return None,
         })
     }
 
     fn method(self) -> &'static str {
         match self {
-            Self::Signin | Self::DummySignin | Self::Upload | Self::AdminMembers => "POST",
+            Self::Signin | Self::DummySignin | Self::Upload | Self::AdminMembers | Self::DemoTeams => "POST",
             _ => "GET",
         }
     }
@@ -221,7 +223,7 @@ impl Service {
                 let body = self
                     .read_body(rt, req.content_length, req.body, declared.min(limit))
                     .await?;
-                let result = upload::upload(&self.ctx(), rt, &who, &body).await?;
+                let (result, also) = upload::upload(&self.ctx(), rt, &who, &body).await?;
                 let mut resp = Response::json(200, &result);
                 // Spurious for a replayed change (applied before): a hint, harmless.
                 if result.statuses.iter().any(|s| s.status == Status::Applied) {
@@ -229,6 +231,7 @@ impl Service {
                         user: who.user_id,
                         source: who.source_id,
                         top: result.highest_server_seq,
+                        also,
                     });
                 }
                 Ok(resp)
@@ -244,6 +247,17 @@ impl Service {
                 let mut conn = rt.connect().await.map_err(ApiError::admin)?;
                 self.ready(&mut conn).await.map_err(ApiError::admin)?;
                 Ok(Response::json(200, &crate::admin::apply(&conn, change).await?))
+            }
+            Route::DemoTeams => {
+                let who = self.authenticate(rt, credentials(&req), now).await?;
+                let admin_limit = crate::admin::ADMIN_BODY_BYTES.min(limit);
+                let body = self.read_body(rt, req.content_length, req.body, admin_limit).await?;
+                let mut conn = rt.connect().await.map_err(ApiError::admin)?;
+                self.ready(&mut conn).await.map_err(ApiError::admin)?;
+                Ok(Response::json(
+                    200,
+                    &crate::admin::demo_team(&conn, &who.user_id, &body).await?,
+                ))
             }
             _ => {
                 let who = self.authenticate(rt, credentials(&req), now).await?;

@@ -56,6 +56,43 @@ async function edit(page, from, to) {
 
 const synced = (page) => eventually(async () => (await badge(page, 'pending')) === '0 pending', 20_000, 'nothing pending');
 
+const teamTitles = (page) => page.locator('.team-post h4').allTextContents();
+
+async function share(page, team, title) {
+  await page.selectOption('select[name=share]', team);
+  await page.fill('input[name=team-title]', title);
+  await page.getByRole('button', { name: 'Share' }).click();
+  await page.locator('.team-post h4', { hasText: title }).first().waitFor();
+}
+
+test('a team journal: create, invite by code, posts both ways, drafts stay private, leaving drops the team', async () => {
+  const a = await device('tess');
+  const b = await device('uma');
+  await a.page.fill('input[name=team-name]', 'Hikers');
+  await a.page.getByRole('button', { name: 'Create team' }).click();
+  const code = await eventually(() => a.page.locator('.team-list li[data-team] code').first().textContent(), 20_000, 'the new team');
+  assert.match(code, /^hikers-[0-9a-f]{8}$/);
+  await share(a.page, code, 'Trail report');
+  await share(a.page, '', 'Secret draft');
+  await b.page.fill('input[name=team-code]', code);
+  await b.page.getByRole('button', { name: 'Join' }).click();
+  // Joining backfills the team's existing posts; the draft is not among them.
+  await eventually(async () => (await teamTitles(b.page)).includes('Trail report'), 20_000, "the team's post on the member");
+  assert.ok(!(await teamTitles(b.page)).includes('Secret draft'));
+  await eventually(async () => (await b.page.locator(`.team-list li[data-team="${code}"]`).textContent()).includes('held'), 20_000, 'held');
+  await share(b.page, code, 'Reply from uma');
+  await eventually(async () => (await teamTitles(a.page)).includes('Reply from uma'), 20_000, 'the reply on the creator');
+  await shot(b.page, 'team');
+  // Leaving removes the team's posts from the device (not from the team).
+  await b.page.locator(`.team-list li[data-team="${code}"]`).getByRole('button', { name: 'Leave' }).click();
+  await eventually(async () => (await teamTitles(b.page)).length === 0, 20_000, 'the team gone from the leaver');
+  await a.page.getByRole('button', { name: 'Sync now' }).click();
+  await synced(a.page);
+  assert.deepEqual((await teamTitles(a.page)).sort(), ['Reply from uma', 'Secret draft', 'Trail report']);
+  await a.context.close();
+  await b.context.close();
+});
+
 test('two profiles signed in as the same user: a post written in one appears in the other', async () => {
   const a = await device('dana');
   const b = await device('dana');

@@ -5,6 +5,7 @@ import { SignIn } from './SignIn.jsx';
 import { StatusBar } from './StatusBar.jsx';
 import { Posts } from './Posts.jsx';
 import { Activity } from './Activity.jsx';
+import { Teams } from './Teams.jsx';
 
 const KEY = 'journal-user';
 
@@ -68,6 +69,7 @@ export function App() {
       {error && <p className="error" role="alert">{error}</p>}
       {!db && !error && <p className="muted">Opening your journal…</p>}
       {db && <Posts db={db} user={user} />}
+      {db && <Teams db={db} user={user} />}
       {db && <Activity db={db} notices={notices} />}
     </div>
   );

@@ -7,6 +7,8 @@ CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL, email
   created_at TEXT, updated_at TEXT);
 CREATE TABLE IF NOT EXISTS posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, content TEXT NOT NULL,
   author_id TEXT REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED, created_at TEXT, updated_at TEXT);
+CREATE TABLE IF NOT EXISTS team_posts (id TEXT PRIMARY KEY, team_id TEXT, title TEXT NOT NULL DEFAULT '',
+  content TEXT NOT NULL DEFAULT '', author_name TEXT, created_at TEXT, updated_at TEXT);
 `;
 
 /**
@@ -14,10 +16,18 @@ CREATE TABLE IF NOT EXISTS posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, cont
  * is a CONFIG error, not a silent mismatch), and TypeScript apps get row types from it (`SchemaRow<typeof schema,
  * 'posts'>`, or `Kysely<Database<typeof schema>>` with `oversync-web/kysely`).
  */
-export const schema = defineSchema({
-  users: { id: 'text', name: 'text', email: 'text', created_at: 'text?', updated_at: 'text?' },
-  posts: { id: 'text', title: 'text', content: 'text', author_id: 'text?', created_at: 'text?', updated_at: 'text?' },
-});
+export const schema = defineSchema(
+  {
+    users: { id: 'text', name: 'text', email: 'text', created_at: 'text?', updated_at: 'text?' },
+    posts: { id: 'text', title: 'text', content: 'text', author_id: 'text?', created_at: 'text?', updated_at: 'text?' },
+    team_posts: {
+      id: 'text', team_id: 'text?', title: 'text', content: 'text', author_name: 'text?', created_at: 'text?',
+      updated_at: 'text?',
+    },
+  },
+  // A team post belongs to the team named in team_id (shared with its members); NULL keeps it a private draft.
+  { scopes: { team_posts: 'team_id' } },
+);
 
 /**
  * Where the sync server is and where tokens come from. By default the server's own origin and its dev sign-in;
@@ -62,6 +72,22 @@ async function signin(username, deviceId) {
   });
   if (!r.ok) throw new Error(`sign-in failed: ${r.status}`);
   return (await r.json()).token;
+}
+
+/**
+ * Creates, joins or leaves a team through the demo server's team route (its stand-in for an app backend that
+ * manages teams; dev sign-in only): `{ create: name }`, `{ join: code }` or `{ leave: code }`.
+ */
+export async function teamRequest(username, body) {
+  const token = await signin(username, 'team-admin');
+  const r = await fetch('/demo/teams', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const answer = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(answer.message ?? `team request failed: ${r.status}`);
+  return answer;
 }
 
 /**

@@ -57,17 +57,21 @@ pub async fn connect(env: &Env, stream: Admitted<'_>) -> Result<Response> {
     hub(env, stream.user)?.fetch_with_request(req).await
 }
 
-/// Tells the user's hub about a commit (after the upload's answer; a failure only costs latency).
+/// Tells the user's hub about a commit, and the hubs of the members of the scopes it wrote (after the upload's
+/// answer; a failure only costs latency).
 pub async fn notify(env: Env, pushed: Pushed) {
-    let body = serde_json::json!({ "source": pushed.source, "top": pushed.top }).to_string();
-    let sent = async {
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(body.into()));
-        let req = Request::new_with_init("https://hub/notify", &init)?;
-        hub(&env, &pushed.user)?.fetch_with_request(req).await
-    };
-    if let Err(e) = sent.await {
-        worker::console_warn!("telling the hub of a commit: {e}");
+    let first = (pushed.user, pushed.source, pushed.top);
+    for (user, source, top) in std::iter::once(first).chain(pushed.also) {
+        let body = serde_json::json!({ "source": source, "top": top }).to_string();
+        let sent = async {
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_body(Some(body.into()));
+            let req = Request::new_with_init("https://hub/notify", &init)?;
+            hub(&env, &user)?.fetch_with_request(req).await
+        };
+        if let Err(e) = sent.await {
+            worker::console_warn!("telling the hub of a commit: {e}");
+        }
     }
 }
 

@@ -30,7 +30,7 @@ const NEWEST_FUNCTIONS: [&str; 10] = [
     "sync.latest_change_v2(text, int8, text)",
     "sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
     "sync.upload_write_v2(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
-    "sync.notify_changes_v1()",
+    "sync.notify_changes_v2()",
     "sync.scope_event_v1()",
     "sync.lock_owners_v1(text, text[], text)",
     "sync.download_scoped_v1(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text)",
@@ -44,18 +44,30 @@ pub const NOTIFY_CHANNEL: &str = "oversync_changes";
 /// (and only if) its transaction commits, in commit order, costs no round trip of its own, and covers every
 /// writer of the log. A payload over PostgreSQL's 8000-byte limit (a user or device id of kilobytes) is skipped
 /// rather than failing the upload: that user's waiters hear of the commit at their next long-poll.
+///
+/// v2 (docs/sharing.md §7): a commit to a scope owner's log notifies every member of the scope as a user of its
+/// own, so the hub, the waiters and the streams stay keyed by user; the author's own devices get their device id
+/// as the source (the log row carries `[author, device]`), so they ignore their own writes as for private rows.
 pub const NOTIFY_SQL: &str = "DO $do$ BEGIN
-  IF to_regprocedure('sync.notify_changes_v1()') IS NULL THEN
-    CREATE FUNCTION sync.notify_changes_v1() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  IF to_regprocedure('sync.notify_changes_v2()') IS NULL THEN
+    CREATE FUNCTION sync.notify_changes_v2() RETURNS trigger LANGUAGE plpgsql AS $fn$
     BEGIN
       PERFORM pg_notify('oversync_changes', p)
       FROM (SELECT json_build_array(user_id, source_id, max(server_id))::text AS p
-            FROM new_rows GROUP BY user_id, source_id) n
+            FROM new_rows WHERE left(user_id, 1) <> chr(31) GROUP BY user_id, source_id
+            UNION ALL
+            SELECT json_build_array(m.user_id,
+                     CASE WHEN m.user_id = n.source_id::json ->> 0 THEN n.source_id::json ->> 1 ELSE n.source_id END,
+                     n.top)::text
+            FROM (SELECT user_id, source_id, max(server_id) AS top FROM new_rows WHERE left(user_id, 1) = chr(31)
+                  GROUP BY user_id, source_id) n
+            JOIN sync.scope_members m ON m.scope = substr(n.user_id, 2)) n
       WHERE octet_length(p) < 8000;
       RETURN NULL;
     END $fn$;
+    DROP TRIGGER IF EXISTS server_change_log_notify ON sync.server_change_log;
     CREATE TRIGGER server_change_log_notify AFTER INSERT ON sync.server_change_log
-      REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION sync.notify_changes_v1();
+      REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION sync.notify_changes_v2();
   END IF;
 END $do$;
 ";
@@ -209,6 +221,7 @@ mod tests {
 
     #[test]
     fn the_trigger_notifies_the_channel_the_listener_listens_on() {
+        assert!(super::NOTIFY_SQL.contains("sync.notify_changes_v2()"));
         assert!(super::NOTIFY_SQL.contains(&format!("pg_notify('{}'", super::NOTIFY_CHANNEL)));
     }
 

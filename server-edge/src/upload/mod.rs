@@ -42,11 +42,11 @@ pub async fn upload<R: Runtime>(
     rt: &R,
     who: &Principal,
     body: &[u8],
-) -> Result<UploadResponse, ApiError> {
+) -> Result<(UploadResponse, Vec<Member>), ApiError> {
     let limit = svc.settings.max_upload_batch_size;
     let changes = match rt.compute(|| UploadRequest::from_json_bounded(body, limit)) {
         Ok(BoundedUpload::Within(req)) => req.changes.unwrap_or_default(),
-        Ok(BoundedUpload::TooLarge { scids }) => return too_large(rt, who, &scids, limit).await,
+        Ok(BoundedUpload::TooLarge { scids }) => return Ok((too_large(rt, who, &scids, limit).await?, Vec::new())),
         Err(BoundedError::Flood { limit, cap }) => return Err(ApiError::TooManyChanges { limit, cap }),
         Err(BoundedError::Invalid(_)) => return Err(ApiError::InvalidRequest("Failed to parse upload request".into())),
     };
@@ -56,11 +56,12 @@ pub async fn upload<R: Runtime>(
         let highest = store::max_server_id(&*conn, &who.user_id)
             .await
             .map_err(ApiError::upload)?;
-        return Ok(UploadResponse {
+        let empty = UploadResponse {
             accepted: true,
             highest_server_seq: highest,
             statuses: Vec::new(),
-        });
+        };
+        return Ok((empty, Vec::new()));
     }
 
     let validated = rt.compute(|| {
@@ -94,8 +95,11 @@ pub async fn upload<R: Runtime>(
         .any(|p| registry.scope_column(&p.change.table).is_some());
     let (mut attempt, mut stale) = (1, 0);
     loop {
+        // Members are told by the upload only where no trigger notification reaches the host's waiters.
+        let mut members = Vec::new();
+        let tell = rt.hub().is_none().then_some(&mut members);
         let result = if scoped {
-            scoped::run(svc.settings.lock_timeout_ms, registry, &mut conn, who, &prepared).await
+            scoped::run(svc.settings.lock_timeout_ms, registry, &mut conn, who, &prepared, tell).await
         } else if stale < STALE_READS {
             run(svc, registry, &conn, who, &prepared).await
         } else {
@@ -112,11 +116,12 @@ pub async fn upload<R: Runtime>(
                     .into_iter()
                     .map(|s| s.expect("every change has a status"))
                     .collect();
-                return Ok(UploadResponse {
+                let response = UploadResponse {
                     accepted,
                     highest_server_seq: highest,
                     statuses,
-                });
+                };
+                return Ok((response, members));
             }
             Ok(None) if scoped && stale >= STALE_READS => return Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
             Ok(None) => {
@@ -176,6 +181,10 @@ async fn too_large<R: Runtime>(
 }
 
 type Decided = Vec<Option<ChangeStatus>>;
+
+/// A member of a scope an upload wrote, to be told of it: user, the source as their devices compare it, and the
+/// scope's top.
+pub type Member = (String, String, i64);
 
 /// One attempt: read, decide, write. `None` when the read went stale.
 async fn run(

@@ -29,6 +29,11 @@ use crate::registry::Registry;
 use crate::rows::unzip_keys;
 use crate::schema::scopes::{LOCK_OWNERS_SQL, ROLES_SQL, WHERE_ROWS_SQL, scope_source};
 
+/// Members of a scope told of one of its commits by the upload (the rest learn of it at their next cycle).
+const MAX_TOLD: i64 = 256;
+
+const MEMBERS_SQL: &str = "SELECT user_id FROM sync.scope_members WHERE scope = $1 ORDER BY user_id LIMIT $2";
+
 /// Where a key lives: its owner and metadata there.
 type Place = (String, RowMeta);
 
@@ -132,6 +137,7 @@ pub(super) async fn run(
     conn: &mut Client,
     who: &Principal,
     prepared: &[Option<Prepared>],
+    mut members: Option<&mut Vec<super::Member>>,
 ) -> Result<Option<(Decided, i64)>, tokio_postgres::Error> {
     let (user, device) = (who.user_id.as_str(), who.source_id.as_str());
     let scoped_device = scope_source(user, device);
@@ -277,7 +283,7 @@ pub(super) async fn run(
         store::write(&tx, (old, device_for(old)), lock_timeout_ms, &unlocked(), &set).await?;
     }
     let mut payloads = HashMap::new();
-    let mut top = None;
+    let (mut top, mut scope_tops) = (None, Vec::new());
     let (no_read, no_writes) = (unlocked(), Vec::new());
     let owners: BTreeSet<&String> = planned.iter().map(|(o, ..)| o).chain(conflicts.keys()).collect();
     for owner in owners {
@@ -300,6 +306,27 @@ pub(super) async fn run(
         payloads.extend(p);
         if owner == user {
             top = Some(t);
+        } else if let Some(scope) = scope_of(owner).filter(|_| !writes.is_empty()) {
+            scope_tops.push((scope.to_owned(), t));
+        }
+    }
+    // The members to tell of the commit, for a host without a push source of its own (the Worker's hubs;
+    // natively the log's trigger notifies them).
+    let told = if members.is_some() { &scope_tops[..] } else { &[] };
+    for (scope, t) in told {
+        let rows = tx
+            .query_typed(MEMBERS_SQL, &[(scope, Type::TEXT), (&MAX_TOLD, Type::INT8)])
+            .await?;
+        for r in rows {
+            let member: String = r.get(0);
+            let source = if member == user {
+                device.to_owned()
+            } else {
+                scoped_device.clone()
+            };
+            if let Some(m) = members.as_deref_mut() {
+                m.push((member, source, *t));
+            }
         }
     }
     let top = match top {

@@ -133,3 +133,52 @@ async fn without_an_admin_secret_there_is_no_admin_route() {
     let (status, reply) = post(&t, Some(&format!("Bearer {ADMIN}")), "{}").await;
     assert_eq!((status, reply["error"].as_str()), (404, Some("not_found")));
 }
+
+/// The demo's team routes (dev sign-in only): a user creates a team, another joins it by its code, and leaves.
+#[tokio::test]
+async fn the_demo_team_route_creates_joins_and_leaves_teams_for_the_signed_in_user() {
+    let t = target();
+    let (a, b) = (new_user(), new_user());
+    let post = |user: &str, body: Value| {
+        let token = token_with(json!({"sub": user, "did": "d"}));
+        let url = format!("{}/demo/teams", t.base);
+        async move {
+            read(
+                reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(token)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let (status, created) = post(&a, json!({"create": "Hiking Club!"})).await;
+    assert_eq!(status, 200, "{created}");
+    let code = created["scope"].as_str().unwrap().to_owned();
+    assert!(code.starts_with("hiking-club-"), "{code}");
+    assert_eq!(
+        (created["user"].as_str(), created["role"].as_str()),
+        (Some(a.as_str()), Some("writer"))
+    );
+    let (status, joined) = post(&b, json!({"join": code})).await;
+    assert_eq!((status, joined["role"].as_str()), (200, Some("writer")), "{joined}");
+    assert_eq!(events(&t, &b).await, vec![(code.clone(), Some("writer".to_owned()))]);
+    let (status, left) = post(&b, json!({"leave": code})).await;
+    assert_eq!((status, left["changed"].as_bool()), (200, Some(true)), "{left}");
+    let (status, body) = post(&b, json!({"join": "no-such-team"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/demo/teams", t.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+}

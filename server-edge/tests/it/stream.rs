@@ -226,3 +226,37 @@ async fn anything_but_ping_from_the_client_closes_the_stream() {
         assert!(code == 1008 || code == 1009, "closed with {code}");
     }
 }
+
+/// docs/sharing.md §7: a commit to a scope tells every member's streams, but not the writing device.
+#[tokio::test]
+async fn a_commit_to_a_scope_is_told_to_every_members_streams_but_the_writers_own_device() {
+    let t = stream_target();
+    let (a, b) = (new_user(), new_user());
+    let scope = format!("team-{}", id());
+    let db = db(&t).await;
+    for u in [&a, &b] {
+        db.execute(
+            "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, 'writer')",
+            &[&scope, u],
+        )
+        .await
+        .unwrap();
+    }
+    let mut member = open(&t, &token(&b, "b1"), "b1").await;
+    assert_eq!(next_top(&mut member).await, 0);
+    let mut writer = open(&t, &token(&a, "a1"), "a1").await;
+    assert_eq!(next_top(&mut writer).await, 0);
+    let pk = id();
+    let post = upsert(
+        1,
+        "business.team_posts",
+        &pk,
+        0,
+        json!({"id": pk, "team_id": scope, "title": "t"}),
+    );
+    let r = Device::new(&t, &a, "a1").upload(vec![post]).await;
+    assert!(all_applied(&r), "{r}");
+    let top = next_top(&mut member).await;
+    assert!(top > 0);
+    silent(&mut writer, Duration::from_millis(1500)).await;
+}
