@@ -250,7 +250,9 @@ impl<T: Transport> Engine<T> {
 
 /// A local `ON DELETE CASCADE` during apply removes children silently (capture is off), but the server keeps
 /// them: it never cascades. Rows the server still has live (metadata says so) that are gone locally and have no
-/// pending intent are queued as DELETEs, so the cascade reaches the server and every device converges.
+/// pending intent are queued as DELETEs, so the cascade reaches the server and every device converges. A row whose
+/// change the server rejected (a delete by a reader of its scope, say) is the app's to retry or discard: queuing
+/// it again would only be rejected again, at every page with a delete.
 pub(super) fn queue_cascaded_deletes<'a>(
     conn: &Connection,
     shapes: impl Iterator<Item = &'a TableShape>,
@@ -266,7 +268,8 @@ pub(super) fn queue_cascaded_deletes<'a>(
             "SELECT m.pk_uuid, m.server_version FROM _sync_row_meta m
              WHERE m.table_name = ?1 AND m.deleted = 0
                AND NOT EXISTS (SELECT 1 FROM {t} WHERE {k} = {key})
-               AND NOT EXISTS (SELECT 1 FROM _sync_pending p WHERE p.table_name = m.table_name AND p.pk_uuid = m.pk_uuid)",
+               AND NOT EXISTS (SELECT 1 FROM _sync_pending p WHERE p.table_name = m.table_name AND p.pk_uuid = m.pk_uuid)
+               AND NOT EXISTS (SELECT 1 FROM _sync_rejections r WHERE r.table_name = m.table_name AND r.pk_uuid = m.pk_uuid)",
             t = quote(&shape.table),
             k = quote(&shape.key),
         );

@@ -112,7 +112,6 @@ struct Routed {
 }
 
 fn route(user: &str, target: Option<&Option<String>>, c: &ValidChange, at: Option<&Place>) -> Routed {
-    let live = at.filter(|(_, m)| !m.deleted);
     let mut scopes: Vec<String> = Vec::new();
     let owner = match (c.op, target) {
         (Op::Delete, _) | (_, None) => at.map_or_else(|| user.to_owned(), |(o, _)| o.clone()),
@@ -124,7 +123,9 @@ fn route(user: &str, target: Option<&Option<String>>, c: &ValidChange, at: Optio
     if let Some(s) = at.and_then(|(o, _)| scope_of(o)) {
         scopes.push(s.to_owned());
     }
-    let from = live.filter(|(o, _)| *o != owner && !c.op.is_delete()).cloned();
+    // An upsert is decided against where its row is, live or deleted, even in another owner: an edit of a row
+    // that another member moved away or deleted since is a conflict, as for a row deleted in place.
+    let from = at.filter(|(o, _)| *o != owner && !c.op.is_delete()).cloned();
     scopes.sort();
     scopes.dedup();
     Routed { owner, from, scopes }
@@ -240,12 +241,15 @@ pub(super) async fn run(
             let c = &group[*i].as_ref().expect("in the group").change;
             read.set.meta.insert((c.table.clone(), c.pk.clone()), *meta);
         }
-        let plan = decide(registry, group, &read.set);
-        for (i, o) in plan.outcomes.into_iter().enumerate() {
-            let Some(o) = o else { continue };
+        let mut plan = decide(registry, group, &read.set);
+        for (i, o) in std::mem::take(&mut plan.outcomes).into_iter().enumerate() {
+            let Some(mut o) = o else { continue };
             let from = moves.get(&i);
-            match (&o, from) {
-                (Outcome::Applied(Some(version)), Some((old, _))) => {
+            match (&mut o, from) {
+                // The old place's DELETE takes the next version and the row the one after it in the new place: a
+                // member of both applies the delete, then a newer row (with one version for both, the version
+                // guard would skip the row).
+                (Outcome::Applied(Some(version)), Some((old, meta))) if !meta.deleted => {
                     let c = &group[i].as_ref().expect("decided").change;
                     move_deletes.entry(old.clone()).or_default().push(Write {
                         index: i,
@@ -255,6 +259,10 @@ pub(super) async fn run(
                         scid: c.scid,
                         version: *version,
                     });
+                    *version += 1;
+                    if let Some(w) = plan.writes.iter_mut().find(|w| w.index == i) {
+                        w.version = *version;
+                    }
                 }
                 (Outcome::Conflict { row, meta }, _) if !meta.deleted => {
                     let place = from.map_or(owner, |(o, _)| o);

@@ -267,7 +267,10 @@ async fn a_move_deletes_the_row_in_the_old_scope_and_inserts_it_in_the_new() {
     let pk = id();
     a.1.upload(vec![post(1, &pk, 0, Some(&scope), "in the first")]).await;
     let moved = a.1.upload(vec![post(2, &pk, 1, Some(&other), "moved")]).await;
-    assert_eq!(moved["statuses"][0]["new_server_version"], 2, "{moved}");
+    assert_eq!(
+        moved["statuses"][0]["new_server_version"], 3,
+        "the delete is version 2: {moved}"
+    );
     // b is only in the first scope: the row is deleted there. c is only in the second: it arrives.
     let (entries, _) = scoped(&b.1, 0, "").await;
     assert_eq!(
@@ -579,4 +582,25 @@ async fn a_download_across_scopes_waits_for_an_upload_in_flight_in_any_of_them()
         .map(|e| e["pk"].as_str().unwrap())
         .collect();
     assert_eq!(pks, vec![in_flight.as_str(), later.as_str()], "{page}");
+}
+
+/// A row moved away (here into another member's draft) leaves a tombstone in its scope: an edit of the old version
+/// by someone who cannot see where it went is a conflict against that deletion, wherever the edit would put it.
+#[tokio::test]
+async fn an_edit_of_a_row_moved_out_of_reach_conflicts_with_its_deletion() {
+    let Team { scope, a, b, .. } = team().await;
+    let pk = id();
+    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "shared")]).await;
+    let taken = b.1.upload(vec![post(1, &pk, 1, None, "b's draft now")]).await;
+    assert_eq!(status_at(&taken, 0), WireStatus::Applied, "{taken}");
+    for (scid, to) in [(2, Some(scope.as_str())), (3, None)] {
+        let resp = a.1.upload(vec![post(scid, &pk, 1, to, "a's late edit")]).await;
+        assert_eq!(status_at(&resp, 0), WireStatus::Conflict, "{resp}");
+        let row = &resp["statuses"][0]["server_row"];
+        assert_eq!(
+            (row["deleted"].as_bool(), row["server_version"].as_i64()),
+            (Some(true), Some(2)),
+            "{resp}"
+        );
+    }
 }

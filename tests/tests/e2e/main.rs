@@ -18,4 +18,5 @@ mod regressions;
 mod rejections;
 mod scenarios;
 mod sharing;
+mod sharing_sim;
 mod simulation;

@@ -224,3 +224,27 @@ async fn a_client_without_scoped_tables_keeps_syncing_classically() {
     );
     assert!(scoped.transport().gets.borrow().iter().any(|p| p.contains("scopes=1")));
 }
+
+#[tokio::test]
+async fn a_post_moved_between_two_teams_lands_in_the_new_one_on_a_member_of_both() {
+    let w = world(|_| {}).await;
+    let (first, mut a, mut b) = pair(&w).await;
+    let second = team();
+    for d in [&a, &b] {
+        join(&w, &second, &user_of(d), Some("writer")).await;
+    }
+    let pk = id();
+    write_post(&a, &pk, Some(&first), "moving");
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    write_post(&a, &pk, Some(&second), "moved");
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    assert_eq!(posts(&b), vec![(pk.clone(), Some(second.clone()), "moved".into())]);
+    // And back to a draft: it leaves both teams' members.
+    write_post(&a, &pk, None, "mine again");
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    assert!(posts(&b).is_empty());
+    assert_eq!(posts(&a), vec![(pk, None, "mine again".into())]);
+}
