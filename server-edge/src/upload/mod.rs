@@ -5,6 +5,7 @@
 
 mod materialize;
 pub mod plan;
+mod route;
 mod scoped;
 pub mod store;
 

@@ -13,123 +13,24 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use oversync_protocol::validate::{Op, ValidChange, is_valid_scope};
+use oversync_protocol::validate::Op;
 use oversync_protocol::wire::Rejection;
-use serde_json::value::RawValue;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, IsolationLevel};
 
 use super::materialize::materialization;
-use super::plan::{Outcome, Prepared, RowKey, RowMeta, Write, decide};
+use super::plan::{Outcome, Prepared, RowKey, Write, decide};
+use super::route::{Place, payload_scope, places, route, scope_of};
 use super::store::{self, Read, WriteSet, Written};
 use super::{Decided, to_statuses};
 use crate::auth::Principal;
-use crate::auth::claims::SCOPE_OWNER_PREFIX;
 use crate::registry::Registry;
-use crate::rows::unzip_keys;
-use crate::schema::scopes::{LOCK_OWNERS_SQL, ROLES_SQL, WHERE_ROWS_SQL, scope_source};
+use crate::schema::scopes::{LOCK_OWNERS_SQL, ROLES_SQL, scope_source};
 
 /// Members of a scope told of one of its commits by the upload (the rest learn of it at their next cycle).
 const MAX_TOLD: i64 = 256;
 
 const MEMBERS_SQL: &str = "SELECT user_id FROM sync.scope_members WHERE scope = $1 ORDER BY user_id LIMIT $2";
-
-/// Where a key lives: its owner and metadata there.
-type Place = (String, RowMeta);
-
-/// The payload's scope of an upsert to a scoped table: `Some(scope)`, `None` for a draft (NULL or absent).
-pub fn payload_scope(column: &str, c: &ValidChange) -> Result<Option<String>, Rejection> {
-    let Some(payload) = &c.payload else { return Ok(None) };
-    let bad = |why: &str| Rejection::bad_payload(format!("{why} for {} pk={}", c.table, c.pk));
-    let map: HashMap<String, &RawValue> = serde_json::from_str(payload.get()).map_err(|_| bad("bad payload"))?;
-    let Some(raw) = map
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(column))
-        .map(|(_, v)| v)
-    else {
-        return Ok(None);
-    };
-    match serde_json::from_str::<Option<String>>(raw.get()) {
-        Ok(None) => Ok(None),
-        Ok(Some(s)) if is_valid_scope(&s) => Ok(Some(s)),
-        _ => Err(bad(&format!(
-            "{column} must be a scope name (1-128 bytes, no control characters) or null"
-        ))),
-    }
-}
-
-fn owner_of(user: &str, scope: Option<&str>) -> String {
-    scope.map_or_else(|| user.to_owned(), |s| format!("{SCOPE_OWNER_PREFIX}{s}"))
-}
-
-fn scope_of(owner: &str) -> Option<&str> {
-    owner.strip_prefix(SCOPE_OWNER_PREFIX)
-}
-
-/// The live place of each key, else its newest tombstone.
-async fn places(
-    tx: &tokio_postgres::Transaction<'_>,
-    user: &str,
-    keys: &[RowKey],
-) -> Result<HashMap<RowKey, Place>, tokio_postgres::Error> {
-    let (s, t, p) = unzip_keys(keys);
-    let rows = tx
-        .query_typed(
-            WHERE_ROWS_SQL,
-            &[
-                (&user, Type::TEXT),
-                (&s, Type::TEXT_ARRAY),
-                (&t, Type::TEXT_ARRAY),
-                (&p, Type::TEXT_ARRAY),
-            ],
-        )
-        .await?;
-    let mut out: HashMap<RowKey, Place> = HashMap::new();
-    for r in rows {
-        let key = (
-            oversync_protocol::TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1)),
-            r.get(2),
-        );
-        let meta = RowMeta {
-            version: r.get(4),
-            deleted: r.get(5),
-        };
-        let better = out.get(&key).is_none_or(|(_, m)| {
-            (m.deleted && !meta.deleted) || (m.deleted == meta.deleted && meta.version > m.version)
-        });
-        if better {
-            out.insert(key, (r.get(3), meta));
-        }
-    }
-    Ok(out)
-}
-
-/// What one scoped change needs: its owner for the write, the place it moves from, and the scopes it writes.
-struct Routed {
-    owner: String,
-    from: Option<Place>,
-    scopes: Vec<String>,
-}
-
-fn route(user: &str, target: Option<&Option<String>>, c: &ValidChange, at: Option<&Place>) -> Routed {
-    let mut scopes: Vec<String> = Vec::new();
-    let owner = match (c.op, target) {
-        (Op::Delete, _) | (_, None) => at.map_or_else(|| user.to_owned(), |(o, _)| o.clone()),
-        (_, Some(scope)) => {
-            scopes.extend(scope.clone());
-            owner_of(user, scope.as_deref())
-        }
-    };
-    if let Some(s) = at.and_then(|(o, _)| scope_of(o)) {
-        scopes.push(s.to_owned());
-    }
-    // An upsert is decided against where its row is, live or deleted, even in another owner: an edit of a row
-    // that another member moved away or deleted since is a conflict, as for a row deleted in place.
-    let from = at.filter(|(o, _)| *o != owner && !c.op.is_delete()).cloned();
-    scopes.sort();
-    scopes.dedup();
-    Routed { owner, from, scopes }
-}
 
 /// One attempt. `None`: a key moved to an owner this attempt did not lock; try again.
 pub(super) async fn run(
@@ -208,7 +109,7 @@ pub(super) async fn run(
         let c = &p.change;
         let owner = if registry.scope_column(&c.table).is_some() {
             let key = (c.table.clone(), c.pk.clone());
-            let r = route(user, targets.get(&i), c, at.get(&key));
+            let r = route(user, c.op, targets.get(&i), at.get(&key));
             if let Some(s) = r
                 .scopes
                 .iter()
