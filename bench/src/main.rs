@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9|p10|p11]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9|p10|p11|p12]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -10,6 +10,7 @@
 //! - P6 latency: p50/p99 of a single-change upload and of an empty download, native and under workerd.
 //! - P8 fair share: user B's download p50/p99 alone and while user A runs 64 parallel max-size uploads.
 //! - Growth: P1/P2 with 10k, 100k and 1M rows already in the user's log, and a window full of own changes.
+//! - P12 (`--only p12`): shared data, a download for a user in 1, 10 and 1,000 scopes and a scope's backfill.
 //!
 //! The browser measures (P3 in OPFS, P4 in wasm, P5, P7) are `bench/browser/run.mjs`; `bench/run` runs both.
 
@@ -25,6 +26,7 @@ mod growth;
 mod hydrate;
 mod hydrate_local;
 mod propagate;
+mod scopes;
 mod stream;
 mod watch;
 
@@ -245,6 +247,27 @@ async fn main() -> anyhow::Result<()> {
     if only.as_deref() == Some("p3") {
         let (rows, rate) = hydrate::p3_native(&env, 500).await?;
         println!("P3 native: {rows} rows, {rate:.0} rows/s");
+        return Ok(());
+    }
+    if only.as_deref() == Some("p12") {
+        let sizes: &[usize] = if short { &[1, 10] } else { &[1, 10, 1000] };
+        for (n, top50, top99, page, rows) in scopes::p12_download(&env, sizes, samples).await? {
+            let who = if n == 0 {
+                "classic, own log".to_owned()
+            } else {
+                format!("{n} scopes")
+            };
+            println!(
+                "P12 download, {who}: at the top {top50:.2} / {top99:.2} ms (p50 / p99), first page of {rows} rows {page:.1} ms (p50)"
+            );
+        }
+        let rows = if short { 2_000 } else { 10_000 };
+        for _ in 0..if short { 1 } else { 3 } {
+            println!(
+                "P12 backfill of a joined scope, native engine: {:.0} rows/s",
+                scopes::p12_backfill(&env, rows).await?
+            );
+        }
         return Ok(());
     }
 
