@@ -79,6 +79,29 @@ impl Route {
     }
 }
 
+/// A membership route's answer; a change is pushed to the user's hub on a host that tells hubs itself (the Worker;
+/// natively `sync.scope_event_v2` notifies), with the change log's newest allocated id as the top.
+async fn membership_response(
+    conn: &tokio_postgres::Client,
+    state: crate::admin::MemberState,
+) -> Result<Response, ApiError> {
+    let mut resp = Response::json(200, &state);
+    if state.changed {
+        let top: i64 = conn
+            .query_typed_one(crate::schema::scopes::SEQUENCE_TOP_SQL, &[])
+            .await
+            .map_err(ApiError::admin)?
+            .get(0);
+        resp.pushed = Some(crate::http::Pushed {
+            user: state.user,
+            source: "membership".into(),
+            top,
+            also: Vec::new(),
+        });
+    }
+    Ok(resp)
+}
+
 impl Service {
     /// Builds the service from a configuration, without touching the database. `init_sql` is run (idempotently)
     /// when the service becomes ready, before the catalogue is read.
@@ -246,7 +269,8 @@ impl Service {
                 let change = crate::admin::parse(&body)?;
                 let mut conn = rt.connect().await.map_err(ApiError::admin)?;
                 self.ready(&mut conn).await.map_err(ApiError::admin)?;
-                Ok(Response::json(200, &crate::admin::apply(&conn, change).await?))
+                let state = crate::admin::apply(&conn, change).await?;
+                membership_response(&conn, state).await
             }
             Route::DemoTeams => {
                 let who = self.authenticate(rt, credentials(&req), now).await?;
@@ -254,10 +278,8 @@ impl Service {
                 let body = self.read_body(rt, req.content_length, req.body, admin_limit).await?;
                 let mut conn = rt.connect().await.map_err(ApiError::admin)?;
                 self.ready(&mut conn).await.map_err(ApiError::admin)?;
-                Ok(Response::json(
-                    200,
-                    &crate::admin::demo_team(&conn, &who.user_id, &body).await?,
-                ))
+                let state = crate::admin::demo_team(&conn, &who.user_id, &body).await?;
+                membership_response(&conn, state).await
             }
             _ => {
                 let who = self.authenticate(rt, credentials(&req), now).await?;

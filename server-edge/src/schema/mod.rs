@@ -31,7 +31,7 @@ const NEWEST_FUNCTIONS: [&str; 10] = [
     "sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
     "sync.upload_write_v2(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
     "sync.notify_changes_v2()",
-    "sync.scope_event_v1()",
+    "sync.scope_event_v2()",
     "sync.lock_owners_v1(text, text[], text)",
     "sync.download_scoped_v1(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text)",
 ];

@@ -19,22 +19,29 @@ CREATE TABLE IF NOT EXISTS sync.scope_events (
   at timestamptz NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS scope_events_by_user ON sync.scope_events (user_id, id);
 DO $do$ BEGIN
-  IF to_regprocedure('sync.scope_event_v1()') IS NULL THEN
+  IF to_regprocedure('sync.scope_event_v2()') IS NULL THEN
     -- One event per change of a membership: the role it has now, NULL once it is gone. An UPDATE that moves a
-    -- membership to another scope or user is a leave of the old and a join of the new.
-    CREATE FUNCTION sync.scope_event_v1() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    -- membership to another scope or user is a leave of the old and a join of the new. v2 also tells the user's
+    -- waiters (docs/sharing.md §7), with a fresh id of the change log's sequence as the top (a gap in the log):
+    -- above everything told before, so the news is not taken for old, and below every later commit.
+    CREATE FUNCTION sync.scope_event_v2() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    DECLARE
+      top int8 := nextval('sync.server_change_log_server_id_seq');
     BEGIN
       IF TG_OP <> 'INSERT' AND (TG_OP = 'DELETE' OR OLD.scope <> NEW.scope OR OLD.user_id <> NEW.user_id) THEN
         INSERT INTO sync.scope_events (user_id, scope, role) VALUES (OLD.user_id, OLD.scope, NULL);
+        PERFORM pg_notify('oversync_changes', json_build_array(OLD.user_id, 'membership', top)::text);
       END IF;
       IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND (OLD.scope, OLD.user_id, OLD.role) IS DISTINCT FROM
                                                    (NEW.scope, NEW.user_id, NEW.role)) THEN
         INSERT INTO sync.scope_events (user_id, scope, role) VALUES (NEW.user_id, NEW.scope, NEW.role);
+        PERFORM pg_notify('oversync_changes', json_build_array(NEW.user_id, 'membership', top)::text);
       END IF;
       RETURN NULL;
     END $fn$;
+    DROP TRIGGER IF EXISTS scope_members_events ON sync.scope_members;
     CREATE TRIGGER scope_members_events AFTER INSERT OR UPDATE OR DELETE ON sync.scope_members
-      FOR EACH ROW EXECUTE FUNCTION sync.scope_event_v1();
+      FOR EACH ROW EXECUTE FUNCTION sync.scope_event_v2();
   END IF;
 END $do$;
 CREATE INDEX IF NOT EXISTS sync_row_meta_scoped ON sync.sync_row_meta (schema_name, table_name, pk_uuid)
@@ -72,6 +79,10 @@ CROSS JOIN LATERAL (
   UNION ALL
   SELECT * FROM sync.sync_row_meta m WHERE m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t
     AND m.pk_uuid = k.p::uuid) m";
+
+/// The change log's newest allocated `server_id` (after a membership change, the id `sync.scope_event_v2` drew
+/// for it, or a later one): the top the change is told with where the server tells hubs itself (the Worker).
+pub const SEQUENCE_TOP_SQL: &str = "SELECT last_value FROM sync.server_change_log_server_id_seq";
 
 /// The user's roles in the given scopes: rows `(scope, role)`.
 pub const ROLES_SQL: &str = "SELECT scope, role FROM sync.scope_members WHERE user_id = $1 AND scope = ANY($2::text[])";

@@ -260,3 +260,34 @@ async fn a_commit_to_a_scope_is_told_to_every_members_streams_but_the_writers_ow
     assert!(top > 0);
     silent(&mut writer, Duration::from_millis(1500)).await;
 }
+
+/// docs/sharing.md §7: joining or leaving a scope tells the user's streams, so a device fetches the new membership
+/// list (and backfills or purges) without waiting for its timer.
+#[tokio::test]
+async fn a_membership_change_is_told_to_the_users_streams() {
+    let t = stream_target();
+    let user = new_user();
+    let mut ws = open(&t, &token(&user, "phone"), "phone").await;
+    let at_open = next_top(&mut ws).await;
+    let teams = |body: Value| {
+        let url = format!("{}/demo/teams", t.base);
+        let token = token(&user, "laptop");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            read(r).await
+        }
+    };
+    let (status, created) = teams(json!({"create": "club"})).await;
+    assert_eq!(status, 200, "{created}");
+    let joined = next_top(&mut ws).await;
+    assert!(joined > at_open, "told {joined} after {at_open}");
+    let (status, _) = teams(json!({"leave": created["scope"]})).await;
+    assert_eq!(status, 200);
+    assert!(next_top(&mut ws).await >= joined);
+}
