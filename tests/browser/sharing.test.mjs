@@ -115,8 +115,10 @@ test('two members editing one post conflict and converge; an outsider is refused
   for (const d of [a, b]) await d.page.evaluate(() => window.db.simulateOffline(true));
   await exec(a.page, 'UPDATE team_posts SET title = ? WHERE id = ?', ['from ivy', id]);
   await exec(b.page, 'UPDATE team_posts SET title = ? WHERE id = ?', ['from jack', id]);
-  for (const d of [a, b]) await d.page.evaluate(() => window.db.simulateOffline(false));
+  // Ivy reconnects and uploads first (Jack is still offline, so his automatic cycles cannot go first).
+  await a.page.evaluate(() => window.db.simulateOffline(false));
   await sync_(a.page);
+  await b.page.evaluate(() => window.db.simulateOffline(false));
   await sync_(b.page);
   await sync_(a.page);
   const [ta, tb] = [await q(a.page, 'SELECT title FROM team_posts'), await q(b.page, 'SELECT title FROM team_posts')];
