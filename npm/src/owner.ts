@@ -117,6 +117,8 @@ export class Owner {
     const host = {
       url: String(this.opts.open.url).replace(/\/+$/, ''),
       deviceId: this.deviceId,
+      // Shared tables: a long-poll then also wakes for the user's teams (docs/sharing.md §7).
+      scoped: ((this.opts.open.tables ?? []) as { scope?: string }[]).some((t) => !!t.scope),
       signal: this.closing.signal,
       online: () => this.isOnline(),
       cursor: () => (this.db.status() as { cursor: number }).cursor,

@@ -7,6 +7,8 @@ export interface WatchHost {
   url: string;
   /** Sent as `Oversync-Device-Id` (for tokens without a device claim). */
   deviceId: string;
+  /** The database has shared (scoped) tables: long-polls ask for the user's scopes too. */
+  scoped: boolean;
   signal: AbortSignal;
   online(): boolean;
   cursor(): number;
@@ -50,7 +52,8 @@ export async function watchLoop(host: WatchHost): Promise<void> {
       const token = await host.token(refresh);
       refresh = false;
       const after = host.cursor();
-      const r = await fetch(`${host.url}/sync/watch?after=${after}&timeout_s=25`, {
+      const scopes = host.scoped ? '&scopes=1' : '';
+      const r = await fetch(`${host.url}/sync/watch?after=${after}&timeout_s=25${scopes}`, {
         headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'oversync-device-id': host.deviceId },
         signal: AbortSignal.any([host.signal, AbortSignal.timeout(40_000)]),
       });

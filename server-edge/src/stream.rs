@@ -76,10 +76,11 @@ impl Service {
     }
 }
 
-/// The newest `server_id` of `who`'s changes from other devices (0 when none), in one look; `None` when no look
-/// share or connection was free (the caller tries again or leaves it to the next notice).
+/// The newest `server_id` of `who`'s changes from other devices (0 when none), of the user's scopes too (a
+/// client that is not scope-aware only syncs once more on open), in one look; `None` when no look share or
+/// connection was free (the caller tries again or leaves it to the next notice).
 pub async fn top<R: Runtime>(svc: &Service, rt: &R, who: &Principal) -> Result<Option<i64>, ApiError> {
-    Ok(crate::watch::look(&svc.ctx(), rt, who, 0)
+    Ok(crate::watch::look(&svc.ctx(), rt, who, 0, true)
         .await?
         .map(|t| t.unwrap_or(0)))
 }

@@ -18,7 +18,8 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::hub::{ChangeHub, Notice};
 use crate::runtime::{Fixed as _, PoolBusy, Runtime};
-use crate::schema::read::LATEST_SQL;
+use crate::schema::read::{LATEST_SCOPED_SQL, LATEST_SQL};
+use crate::schema::scopes::scope_source;
 
 /// How often the log is looked at without a live hub.
 const POLL: Duration = Duration::from_secs(1);
@@ -64,7 +65,7 @@ async fn polled<R: Runtime>(svc: &Ctx<'_>, rt: &R, who: &Principal, q: &WatchQue
         if look > 0 {
             rt.sleep(POLL).await;
         }
-        if let Some(Some(latest)) = self::look(svc, rt, who, q.after).await? {
+        if let Some(Some(latest)) = self::look(svc, rt, who, q.after, q.scopes).await? {
             return Ok(Some(latest));
         }
     }
@@ -86,7 +87,7 @@ async fn pushed<R: Runtime>(
     let mut pending_look = true;
     loop {
         if pending_look {
-            match look(svc, rt, who, q.after).await? {
+            match look(svc, rt, who, q.after, q.scopes).await? {
                 Some(Some(latest)) => return Ok(Some(latest)),
                 Some(None) => pending_look = false,
                 // No look share free: try again shortly, unless the time is up.
@@ -118,12 +119,14 @@ async fn pushed<R: Runtime>(
 }
 
 /// One look at the log: `None` when no look share or connection was free (a wake-up is only a hint, §8.3, so a
-/// skipped look costs the client time, nothing else), else the newest change above `after` from another device.
+/// skipped look costs the client time, nothing else), else the newest change above `after` from another device;
+/// with `scopes`, of the user's scopes too (docs/sharing.md §7).
 pub(crate) async fn look<R: Runtime>(
     svc: &Ctx<'_>,
     rt: &R,
     who: &Principal,
     after: i64,
+    scopes: bool,
 ) -> Result<Option<Option<i64>>, ApiError> {
     // A bounded share of the pool, so waiting tabs never crowd out uploads.
     let Some(_look) = svc.admission.look() else {
@@ -135,8 +138,20 @@ pub(crate) async fn look<R: Runtime>(
         Err(e) => return Err(ApiError::download(e)),
     };
     svc.ready(&mut conn).await.map_err(ApiError::download)?;
-    let rows = conn
-        .query_fixed(
+    let rows = if scopes {
+        let scoped = scope_source(&who.user_id, &who.source_id);
+        conn.query_fixed(
+            LATEST_SCOPED_SQL,
+            &[
+                (&who.user_id, Type::TEXT),
+                (&after, Type::INT8),
+                (&who.source_id, Type::TEXT),
+                (&scoped, Type::TEXT),
+            ],
+        )
+        .await
+    } else {
+        conn.query_fixed(
             LATEST_SQL,
             &[
                 (&who.user_id, Type::TEXT),
@@ -145,7 +160,8 @@ pub(crate) async fn look<R: Runtime>(
             ],
         )
         .await
-        .map_err(ApiError::download)?;
+    }
+    .map_err(ApiError::download)?;
     let row = rows
         .first()
         .ok_or_else(|| ApiError::Download("the look returned no row".into()))?;

@@ -154,6 +154,8 @@ pub struct WatchQuery {
     pub after: i64,
     /// How long to wait, 1..=60 s (default 25).
     pub timeout_s: u64,
+    /// `scopes=1`: changes of the user's scopes count too (docs/sharing.md §7), for a scope-aware client.
+    pub scopes: bool,
 }
 
 impl WatchQuery {
@@ -162,6 +164,7 @@ impl WatchQuery {
         let mut q = Self {
             after: 0,
             timeout_s: 25,
+            scopes: false,
         };
         let mut seen = (false, false);
         for (k, v) in pairs {
@@ -182,6 +185,7 @@ impl WatchQuery {
                         .filter(|n| (1..=60).contains(n))
                         .ok_or("timeout_s must be between 1 and 60")?;
                 }
+                "scopes" => q.scopes |= v == "1",
                 _ => {}
             }
         }
@@ -196,13 +200,14 @@ impl WatchQuery {
 
     /// The request path for this query, as a client sends it.
     pub fn path(&self) -> String {
-        path(
-            "/sync/watch",
-            &[
-                ("after", self.after.to_string()),
-                ("timeout_s", self.timeout_s.to_string()),
-            ],
-        )
+        let mut p = vec![
+            ("after", self.after.to_string()),
+            ("timeout_s", self.timeout_s.to_string()),
+        ];
+        if self.scopes {
+            p.push(("scopes", "1".into()));
+        }
+        path("/sync/watch", &p)
     }
 }
 
@@ -243,6 +248,7 @@ mod tests {
         let w = WatchQuery {
             after: 3,
             timeout_s: 25,
+            scopes: true,
         };
         assert_eq!(WatchQuery::from_query(w.path().split_once('?').unwrap().1).unwrap(), w);
         assert_eq!(
@@ -262,12 +268,17 @@ mod tests {
             q(&[]),
             Ok(WatchQuery {
                 after: 0,
-                timeout_s: 25
+                timeout_s: 25,
+                scopes: false,
             })
         );
         assert_eq!(
             q(&[("after", "7"), ("timeout_s", "1")]),
-            Ok(WatchQuery { after: 7, timeout_s: 1 })
+            Ok(WatchQuery {
+                after: 7,
+                timeout_s: 1,
+                scopes: false,
+            })
         );
         assert_eq!(
             q(&[("after", "-1")]).unwrap_err(),

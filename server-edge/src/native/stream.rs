@@ -99,7 +99,7 @@ async fn serve(
     let (mut told, mut look_in) = (-1_i64, Some(Duration::ZERO));
     loop {
         if look_in == Some(Duration::ZERO) {
-            look_in = match crate::watch::look(&svc.ctx(), rt, &who, told.max(0)).await? {
+            look_in = match crate::watch::look(&svc.ctx(), rt, &who, told.max(0), true).await? {
                 None => Some(BUSY_RETRY),
                 Some(found) => {
                     let top = found.unwrap_or(told.max(0));

@@ -23,7 +23,7 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 
 /// The newest read function of each kind, by signature. They are created last, in the transaction that creates
 /// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
-const NEWEST_FUNCTIONS: [&str; 10] = [
+const NEWEST_FUNCTIONS: [&str; 11] = [
     "sync.user_top_v2(text)",
     "sync.changed_since_v2(text, int8, int8, text, text[], text[], text[])",
     "sync.download_page_v3(text, int8, int8, text, bool, text, int8, int8)",
@@ -33,6 +33,7 @@ const NEWEST_FUNCTIONS: [&str; 10] = [
     "sync.notify_changes_v2()",
     "sync.scope_event_v2()",
     "sync.lock_owners_v1(text, text[], text)",
+    "sync.latest_scoped_v1(text, int8, text, text)",
     "sync.download_scoped_v1(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text)",
 ];
 

@@ -5,7 +5,13 @@ use crate::sql::{procedure, read_procedure};
 
 /// The DDL of every read function.
 pub(super) fn read_functions() -> String {
-    [page_function(), latest_function(), scoped_page_function()].concat()
+    [
+        page_function(),
+        latest_function(),
+        scoped_page_function(),
+        latest_scoped_function(),
+    ]
+    .concat()
 }
 
 /// The page function's body. `ORDER BY … DESC LIMIT 1`, not `max()`: see `upload/store.rs`. The window comes
@@ -133,6 +139,32 @@ pub fn latest_function() -> String {
         LATEST_BODY,
     )
 }
+
+/// The body of `sync.latest_scoped_v1(user, after, source, the source in scope owners' rows)`: the newest change
+/// from another device above `after` of the user or of any scope the user is a member of (docs/sharing.md §7),
+/// or NULL. One backward probe per owner, as [`LATEST_BODY`]'s.
+const LATEST_SCOPED_BODY: &str = "BEGIN
+  RETURN (SELECT max(l.id) FROM (SELECT p_user AS o UNION ALL
+                                 SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = p_user) w
+          CROSS JOIN LATERAL (
+            SELECT c.server_id AS id FROM sync.server_change_log c
+            WHERE (c.user_id, c.server_id) > (w.o, p_after) AND c.user_id <= w.o
+              AND c.source_id <> CASE WHEN left(w.o, 1) = chr(31) THEN p_scoped_source ELSE p_source END
+            ORDER BY c.user_id DESC, c.server_id DESC LIMIT 1) l);
+END";
+
+/// `sync.latest_scoped_v1`, created at start-up.
+pub fn latest_scoped_function() -> String {
+    read_procedure(
+        "sync.latest_scoped_v1",
+        "p_user text, p_after int8, p_source text, p_scoped_source text",
+        "int8",
+        LATEST_SCOPED_BODY,
+    )
+}
+
+/// A scope-aware watch's look: one call of [`latest_scoped_function`]'s function.
+pub const LATEST_SCOPED_SQL: &str = "SELECT sync.latest_scoped_v1($1, $2, $3, $4)";
 
 /// The watch's look: one call of [`latest_function`]'s function.
 pub const LATEST_SQL: &str = "SELECT sync.latest_change_v2($1, $2, $3)";

@@ -604,3 +604,36 @@ async fn an_edit_of_a_row_moved_out_of_reach_conflicts_with_its_deletion() {
         );
     }
 }
+
+/// docs/sharing.md §7: a scope-aware long-poll (`scopes=1`) counts the user's scopes: it answers at once for a
+/// scope write it has not seen, and wakes for one while it waits (pushed natively, polled on the Worker). A
+/// classic long-poll does not look at scopes.
+#[tokio::test]
+async fn a_scope_aware_long_poll_sees_and_wakes_for_writes_in_the_users_scopes() {
+    let Team { scope, a, b, .. } = team().await;
+    let first = a.1.upload(vec![post(1, &id(), 0, Some(&scope), "one")]).await;
+    assert!(all_applied(&first));
+    let seen = b.1.download("scopes=1&after=0").await["next_after"].as_i64().unwrap();
+    let classic = b.1.get_raw("/sync/watch?after=0&timeout_s=1").await.1;
+    assert_eq!(classic["changed"], false, "{classic}");
+    let (status, at_once) = b.1.get_raw("/sync/watch?after=0&timeout_s=5&scopes=1").await;
+    assert_eq!((status, at_once["changed"].as_bool()), (200, Some(true)), "{at_once}");
+    let waiter = {
+        let b = b.1.clone();
+        tokio::spawn(async move {
+            b.get_raw(&format!("/sync/watch?after={seen}&timeout_s=20&scopes=1"))
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    a.1.upload(vec![post(2, &id(), 0, Some(&scope), "two")]).await;
+    let (status, woken) = waiter.await.unwrap();
+    assert_eq!((status, woken["changed"].as_bool()), (200, Some(true)), "{woken}");
+    assert!(woken["latest_server_id"].as_i64().unwrap() > seen);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
