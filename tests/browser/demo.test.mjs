@@ -21,7 +21,12 @@ after(async () => {
   await sync?.stop();
 });
 
-const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+// Screenshots are artifacts, not checks: Chromium sometimes cannot capture a page busy hydrating on a loaded
+// machine ("Unable to capture screenshot", once in a full run), which must not fail the test.
+const shot = (page, name) =>
+  page
+    .screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true })
+    .catch((e) => console.log(`# screenshot ${name} not taken: ${e.message.split('\n')[0]}`));
 
 /** A fresh profile with the app open and `name` signed in. */
 async function device(name) {

@@ -30,31 +30,7 @@ async fn a_paging_peer_sees_every_server_id_exactly_once_in_order() {
         })
         .collect();
     let peer = Device::new(&t, &user, "peer");
-    let mut seen: Vec<i64> = Vec::new();
-    let (mut after, mut until) = (0_i64, 0_i64);
-    let mut writers_done = false;
-    loop {
-        let page = peer.download(&format!("after={after}&limit=7&until={until}")).await;
-        seen.extend(
-            page["changes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["server_id"].as_i64().unwrap()),
-        );
-        after = page["next_after"].as_i64().unwrap();
-        until = if page["has_more"].as_bool().unwrap() {
-            page["window_until"].as_i64().unwrap()
-        } else {
-            0
-        };
-        if until == 0 {
-            if writers_done {
-                break;
-            }
-            writers_done = writers.iter().all(|w| w.is_finished());
-        }
-    }
+    let seen = page_while_writing(&peer, "", 7, || writers.iter().all(|w| w.is_finished())).await;
     for w in writers {
         w.await.unwrap();
     }

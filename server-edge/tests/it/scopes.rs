@@ -468,31 +468,7 @@ async fn a_member_paging_one_cursor_across_scopes_sees_every_write_of_racing_wri
         }));
     }
     let peer = Device::new(&t, &peer_user, "peer");
-    let (mut seen, mut after, mut until, mut writers_done) = (Vec::new(), 0_i64, 0_i64, false);
-    loop {
-        let page = peer
-            .download(&format!("scopes=1&after={after}&limit=7&until={until}"))
-            .await;
-        seen.extend(
-            page["changes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["server_id"].as_i64().unwrap()),
-        );
-        after = page["next_after"].as_i64().unwrap();
-        until = if page["has_more"] == true {
-            page["window_until"].as_i64().unwrap()
-        } else {
-            0
-        };
-        if until == 0 {
-            if writers_done {
-                break;
-            }
-            writers_done = writers.iter().all(|w| w.is_finished());
-        }
-    }
+    let seen = page_while_writing(&peer, "&scopes=1", 7, || writers.iter().all(|w| w.is_finished())).await;
     for w in writers {
         w.await.unwrap();
     }

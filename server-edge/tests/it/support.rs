@@ -407,6 +407,36 @@ impl Device {
     }
 }
 
+/// Pages downloads (`extra` query parameters, pages of `limit`) from 0 while writers run, until `finished()` held
+/// before a page that ended the window: every `server_id` seen, in the order seen.
+pub async fn page_while_writing(peer: &Device, extra: &str, limit: usize, finished: impl Fn() -> bool) -> Vec<i64> {
+    let (mut seen, mut after, mut until, mut writers_done) = (Vec::new(), 0_i64, 0_i64, false);
+    loop {
+        let page = peer
+            .download(&format!("after={after}&limit={limit}&until={until}{extra}"))
+            .await;
+        seen.extend(
+            page["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["server_id"].as_i64().unwrap()),
+        );
+        after = page["next_after"].as_i64().unwrap();
+        until = if page["has_more"] == true {
+            page["window_until"].as_i64().unwrap()
+        } else {
+            0
+        };
+        if until == 0 {
+            if writers_done {
+                return seen;
+            }
+            writers_done = finished();
+        }
+    }
+}
+
 pub async fn read(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
