@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use oversync_protocol::validate::Op;
-use oversync_protocol::wire::Rejection;
+use oversync_protocol::wire::{Reason, Rejection};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, IsolationLevel};
 
@@ -26,6 +26,10 @@ use super::{Decided, to_statuses};
 use crate::auth::Principal;
 use crate::registry::Registry;
 use crate::schema::scopes::{LOCK_OWNERS_SQL, ROLES_SQL, scope_source};
+
+/// Scopes one upload writes at most; changes to more are answered `internal_error` (kept and sent again by every
+/// client, PROTOCOL.md §4.3), so no upload holds more owner locks, or more round trips under them, than this.
+pub(super) const MAX_SCOPES: usize = 16;
 
 /// Members of a scope told of one of its commits by the upload (the rest learn of it at their next cycle).
 const MAX_TOLD: i64 = 256;
@@ -76,8 +80,28 @@ pub(super) async fn run(
         .start()
         .await?;
     let before = places(&tx, user, &keys).await?;
-    let mut locked: BTreeSet<String> = targets.values().flatten().cloned().collect();
-    locked.extend(before.values().filter_map(|(o, _)| scope_of(o).map(str::to_owned)));
+    // The scopes each change writes, admitted in request order up to MAX_SCOPES: an upload holds the owner locks
+    // of all of them (and makes two round trips per owner) until it commits.
+    let mut locked: BTreeSet<String> = BTreeSet::new();
+    for (i, p) in prepared.iter().enumerate() {
+        let Some(p) = p
+            .as_ref()
+            .filter(|p| outcomes[i].is_none() && registry.scope_column(&p.change.table).is_some())
+        else {
+            continue;
+        };
+        let key = (p.change.table.clone(), p.change.pk.clone());
+        let mut wants: BTreeSet<String> = targets.get(&i).cloned().flatten().into_iter().collect();
+        wants.extend(before.get(&key).and_then(|(o, _)| scope_of(o)).map(str::to_owned));
+        if locked.union(&wants).count() > MAX_SCOPES {
+            outcomes[i] = Some(Outcome::Rejected(Rejection::with_error(
+                Reason::InternalError,
+                format!("more than {MAX_SCOPES} scopes in one upload: sent again in a later one"),
+            )));
+        } else {
+            locked.extend(wants);
+        }
+    }
     let locked: Vec<String> = locked.into_iter().collect();
     let timeout = format!("{lock_timeout_ms}ms");
     tx.query_typed(

@@ -613,3 +613,30 @@ async fn a_scope_aware_long_poll_sees_and_wakes_for_writes_in_the_users_scopes()
         started.elapsed()
     );
 }
+
+/// An upload holds the owner locks of every scope it writes until it commits: past 16 scopes in one upload the
+/// rest are answered `internal_error` (every client keeps and re-sends those), and go through in the next upload.
+#[tokio::test]
+async fn an_upload_writes_at_most_16_scopes_and_the_rest_follow_in_the_next() {
+    let t = target();
+    let user = new_user();
+    let scopes: Vec<String> = (0..20).map(|i| format!("many-{i}-{}", id())).collect();
+    for s in &scopes {
+        join(&t, s, &user, Some("writer")).await;
+    }
+    let d = Device::new(&t, &user, "d");
+    let changes: Vec<Value> = scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| post(i as i64 + 1, &id(), 0, Some(s), "p"))
+        .collect();
+    let resp = d.upload(changes.clone()).await;
+    let statuses = statuses(&resp);
+    assert!(statuses[..16].iter().all(|s| s["status"] == "applied"), "{resp}");
+    for s in &statuses[16..] {
+        assert_eq!(s["invalid"]["reason"], "internal_error", "{resp}");
+        assert!(s["message"].as_str().unwrap().contains("more than 16 scopes"), "{resp}");
+    }
+    let again = d.upload(changes[16..].to_vec()).await;
+    assert!(all_applied(&again), "{again}");
+}
