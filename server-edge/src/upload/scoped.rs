@@ -110,10 +110,18 @@ pub(super) async fn run(
     )
     .await?;
     let at = places(&tx, user, &keys).await?;
-    if at
-        .values()
-        .any(|(o, _)| scope_of(o).is_some_and(|s| locked.binary_search(&s.to_owned()).is_err()))
-    {
+    // A key of an admitted change that moved meanwhile into a scope this attempt did not lock: start again (the
+    // changes refused above are not written, so where their rows are does not matter).
+    let moved_away = prepared.iter().enumerate().any(|(i, p)| {
+        let Some(p) = p.as_ref().filter(|_| outcomes[i].is_none()) else {
+            return false;
+        };
+        let place = at.get(&(p.change.table.clone(), p.change.pk.clone()));
+        place
+            .and_then(|(o, _)| scope_of(o))
+            .is_some_and(|s| locked.binary_search(&s.to_owned()).is_err())
+    });
+    if moved_away {
         return Ok(None);
     }
     let roles: HashMap<String, String> = tx

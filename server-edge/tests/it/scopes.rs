@@ -639,4 +639,20 @@ async fn an_upload_writes_at_most_16_scopes_and_the_rest_follow_in_the_next() {
     }
     let again = d.upload(changes[16..].to_vec()).await;
     assert!(all_applied(&again), "{again}");
+    // Edits of existing rows in 20 scopes: the refused ones' rows live in scopes the upload did not lock, which
+    // must not make it start over (it did, until it answered 503).
+    let edits: Vec<Value> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| post(100 + i as i64, c["pk"].as_str().unwrap(), 1, Some(&scopes[i]), "edited"))
+        .collect();
+    let resp = d.upload(edits).await;
+    let answered = crate::support::statuses(&resp);
+    assert!(answered[..16].iter().all(|s| s["status"] == "applied"), "{resp}");
+    assert!(
+        answered[16..]
+            .iter()
+            .all(|s| s["invalid"]["reason"] == "internal_error"),
+        "{resp}"
+    );
 }
