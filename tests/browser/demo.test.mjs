@@ -22,7 +22,7 @@ after(async () => {
 });
 
 // Screenshots are artifacts, not checks: Chromium sometimes cannot capture a page busy hydrating on a loaded
-// machine ("Unable to capture screenshot", once in a full run), which must not fail the test.
+// machine ("Unable to capture screenshot"), which must not fail the test.
 const shot = (page, name) =>
   page
     .screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true })

@@ -124,7 +124,13 @@ impl<T: Transport> Engine<T> {
     /// Applies a page in one transaction, with the foreign-key fallback ([`with_fk_fallback`]).
     fn apply_page(&mut self, page: &DownloadResponse, include_self: bool) -> Result<usize, SyncError> {
         let conn = Rc::clone(&self.conn);
-        with_fk_fallback(&conn, || self.apply_page_tx(page, include_self))
+        with_fk_fallback(&conn, || self.apply_page_tx(page, include_self, true))
+    }
+
+    /// A backfill's replay page (docs/sharing.md §5.3): its entries, with the cursor and memberships left alone.
+    pub(super) fn apply_replay(&mut self, page: &DownloadResponse) -> Result<usize, SyncError> {
+        let conn = Rc::clone(&self.conn);
+        with_fk_fallback(&conn, || self.apply_page_tx(page, true, false))
     }
 
     /// Rows that violate a foreign key locally: `(table, rowid, parent table)`.
@@ -136,18 +142,24 @@ impl<T: Transport> Engine<T> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn apply_page_tx(&mut self, page: &DownloadResponse, include_self: bool) -> Result<usize, SyncError> {
+    /// One page in one transaction; a page of the main stream (`stream`) also moves the cursor and applies the
+    /// memberships it lists.
+    fn apply_page_tx(&mut self, page: &DownloadResponse, include_self: bool, stream: bool) -> Result<usize, SyncError> {
         let me = self.source_id()?;
         let tx = SyncTx::begin(&self.conn, self.shapes.values())?;
         tx.pragma_update(None, "defer_foreign_keys", true)?;
         let applied = silenced(&tx, || {
             let applied = self.apply_entries(&tx, page, include_self, &me)?;
             // Memberships after the entries: the page was read under them (docs/sharing.md §5.3).
-            if let Some(listed) = &page.scopes {
+            if let Some(listed) = page.scopes.as_ref().filter(|_| stream) {
                 super::scopes::memberships(&tx, &self.scoped, listed)?;
             }
             Ok(applied)
         })?;
+        if !stream {
+            tx.commit()?;
+            return Ok(applied);
+        }
         if let Some(event) = page.scope_event {
             tx.execute(
                 "INSERT INTO _sync_scope_info (id, scope_event) VALUES (1, ?1)
@@ -162,19 +174,6 @@ impl<T: Transport> Engine<T> {
         )?;
         tx.commit()?;
         Ok(applied)
-    }
-
-    /// A backfill's replay page (docs/sharing.md §5.3): its entries, with the cursor left alone.
-    pub(super) fn apply_replay(&mut self, page: &DownloadResponse) -> Result<usize, SyncError> {
-        let me = self.source_id()?;
-        let conn = Rc::clone(&self.conn);
-        with_fk_fallback(&conn, || {
-            let tx = SyncTx::begin(&self.conn, self.shapes.values())?;
-            tx.pragma_update(None, "defer_foreign_keys", true)?;
-            let applied = silenced(&tx, || self.apply_entries(&tx, page, true, &me))?;
-            tx.commit()?;
-            Ok(applied)
-        })
     }
 
     /// A page's entries, written with capture off: rows, metadata and the deletes that cascaded.

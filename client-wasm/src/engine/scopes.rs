@@ -48,16 +48,23 @@ pub(crate) fn list(conn: &Connection, scoped: &Scoped) -> rusqlite::Result<Vec<S
             })
         })?
         .collect::<Result<_, _>>()?;
-    for s in &mut out {
-        for (shape, column) in scoped.values() {
-            let sql = format!(
-                "SELECT count(*) FROM {} WHERE {} = ?1",
-                quote(&shape.table),
-                quote(column)
-            );
-            s.rows += conn
-                .prepare_cached(&sql)?
-                .query_row([&s.scope], |r| r.get::<_, i64>(0))?;
+    if out.is_empty() {
+        return Ok(out);
+    }
+    // One pass per scoped table (a status read follows every burst of local writes).
+    for (shape, column) in scoped.values() {
+        let sql = format!(
+            "SELECT {c}, count(*) FROM {t} WHERE {c} IN (SELECT scope FROM _sync_scopes) GROUP BY {c}",
+            t = quote(&shape.table),
+            c = quote(column)
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let counts = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in counts {
+            let (scope, n) = row?;
+            if let Some(s) = out.iter_mut().find(|s| s.scope == scope) {
+                s.rows += n;
+            }
         }
     }
     Ok(out)

@@ -43,7 +43,7 @@ pub(super) async fn run(
     conn: &mut Client,
     who: &Principal,
     prepared: &[Option<Prepared>],
-    mut members: Option<&mut Vec<super::Member>>,
+    members: Option<&mut Vec<super::Member>>,
 ) -> Result<Option<(Decided, i64)>, tokio_postgres::Error> {
     let (user, device) = (who.user_id.as_str(), who.source_id.as_str());
     let scoped_device = scope_source(user, device);
@@ -253,20 +253,15 @@ pub(super) async fn run(
     }
     // The members to tell of the commit, for a host without a push source of its own (the Worker's hubs;
     // natively the log's trigger notifies them).
-    let told = if members.is_some() { &scope_tops[..] } else { &[] };
-    for (scope, t) in told {
-        let rows = tx
-            .query_typed(MEMBERS_SQL, &[(scope, Type::TEXT), (&MAX_TOLD, Type::INT8)])
-            .await?;
-        for r in rows {
-            let member: String = r.get(0);
-            let source = if member == user {
-                device.to_owned()
-            } else {
-                scoped_device.clone()
-            };
-            if let Some(m) = members.as_deref_mut() {
-                m.push((member, source, *t));
+    if let Some(members) = members {
+        for (scope, t) in &scope_tops {
+            let rows = tx
+                .query_typed(MEMBERS_SQL, &[(scope, Type::TEXT), (&MAX_TOLD, Type::INT8)])
+                .await?;
+            for r in rows {
+                let member: String = r.get(0);
+                let source = if member == user { device } else { &scoped_device };
+                members.push((member, source.to_owned(), *t));
             }
         }
     }
