@@ -140,6 +140,7 @@ pub(crate) async fn look<R: Runtime>(
     svc.ready(&mut conn).await.map_err(ApiError::download)?;
     let rows = if scopes {
         let scoped = scope_source(&who.user_id, &who.source_id);
+        let max = i64::try_from(svc.settings.max_scopes_per_user).unwrap_or(i64::MAX);
         conn.query_fixed(
             LATEST_SCOPED_SQL,
             &[
@@ -147,6 +148,7 @@ pub(crate) async fn look<R: Runtime>(
                 (&after, Type::INT8),
                 (&who.source_id, Type::TEXT),
                 (&scoped, Type::TEXT),
+                (&max, Type::INT8),
             ],
         )
         .await

@@ -33,7 +33,7 @@ const NEWEST_FUNCTIONS: [&str; 11] = [
     "sync.notify_changes_v2()",
     "sync.scope_event_v2()",
     "sync.lock_owners_v1(text, text[], text)",
-    "sync.latest_scoped_v1(text, int8, text, text)",
+    "sync.latest_scoped_v1(text, int8, text, text, int8)",
     "sync.download_scoped_v1(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text)",
 ];
 

@@ -140,12 +140,14 @@ pub fn latest_function() -> String {
     )
 }
 
-/// The body of `sync.latest_scoped_v1(user, after, source, the source in scope owners' rows)`: the newest change
-/// from another device above `after` of the user or of any scope the user is a member of (docs/sharing.md §7),
-/// or NULL. One backward probe per owner, as [`LATEST_BODY`]'s.
+/// The body of `sync.latest_scoped_v1(user, after, source, the source in scope owners' rows, max scopes)`: the
+/// newest change from another device above `after` of the user or of the first `max scopes` scopes the user is a
+/// member of (docs/sharing.md §7; `max_scopes_per_user`, as the download), or NULL. One backward probe per owner,
+/// as [`LATEST_BODY`]'s.
 const LATEST_SCOPED_BODY: &str = "BEGIN
   RETURN (SELECT max(l.id) FROM (SELECT p_user AS o UNION ALL
-                                 SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = p_user) w
+                                 (SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = p_user
+                                  ORDER BY m.user_id, m.scope LIMIT p_max)) w
           CROSS JOIN LATERAL (
             SELECT c.server_id AS id FROM sync.server_change_log c
             WHERE (c.user_id, c.server_id) > (w.o, p_after) AND c.user_id <= w.o
@@ -157,14 +159,14 @@ END";
 pub fn latest_scoped_function() -> String {
     read_procedure(
         "sync.latest_scoped_v1",
-        "p_user text, p_after int8, p_source text, p_scoped_source text",
+        "p_user text, p_after int8, p_source text, p_scoped_source text, p_max int8",
         "int8",
         LATEST_SCOPED_BODY,
     )
 }
 
 /// A scope-aware watch's look: one call of [`latest_scoped_function`]'s function.
-pub const LATEST_SCOPED_SQL: &str = "SELECT sync.latest_scoped_v1($1, $2, $3, $4)";
+pub const LATEST_SCOPED_SQL: &str = "SELECT sync.latest_scoped_v1($1, $2, $3, $4, $5)";
 
 /// The watch's look: one call of [`latest_function`]'s function.
 pub const LATEST_SQL: &str = "SELECT sync.latest_change_v2($1, $2, $3)";

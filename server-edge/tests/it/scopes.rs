@@ -640,7 +640,7 @@ async fn an_upload_writes_at_most_16_scopes_and_the_rest_follow_in_the_next() {
     let again = d.upload(changes[16..].to_vec()).await;
     assert!(all_applied(&again), "{again}");
     // Edits of existing rows in 20 scopes: the refused ones' rows live in scopes the upload did not lock, which
-    // must not make it start over (it did, until it answered 503).
+    // must not make it start over.
     let edits: Vec<Value> = changes
         .iter()
         .enumerate()
@@ -655,4 +655,26 @@ async fn an_upload_writes_at_most_16_scopes_and_the_rest_follow_in_the_next() {
             .all(|s| s["invalid"]["reason"] == "internal_error"),
         "{resp}"
     );
+}
+
+/// A scope-aware look reads at most `max_scopes_per_user` memberships (the first by name), like the download: a
+/// user given more scopes than that cannot make every look probe them all.
+#[tokio::test]
+async fn a_scope_aware_look_reads_at_most_max_scopes_per_user_memberships() {
+    let t = target_with("two_scopes", "max_scopes_per_user = 2");
+    let (writer, reader) = (new_user(), new_user());
+    let run = id();
+    let scopes: Vec<String> = (0..3).map(|i| format!("cap-{run}-{i}")).collect();
+    for s in &scopes {
+        join(&t, s, &writer, Some("writer")).await;
+        join(&t, s, &reader, Some("reader")).await;
+    }
+    let (w, r) = (Device::new(&t, &writer, "w"), Device::new(&t, &reader, "r"));
+    w.upload(vec![post(1, &id(), 0, Some(&scopes[2]), "past the cap")])
+        .await;
+    let past = r.get_raw("/sync/watch?after=0&timeout_s=1&scopes=1").await.1;
+    assert_eq!(past["changed"], false, "{past}");
+    w.upload(vec![post(2, &id(), 0, Some(&scopes[0]), "within")]).await;
+    let within = r.get_raw("/sync/watch?after=0&timeout_s=5&scopes=1").await.1;
+    assert_eq!(within["changed"], true, "{within}");
 }
