@@ -5,6 +5,9 @@
 //!   pooled connection: they queue on an in-process per-user turn first, so a user's uploads wait for each other
 //!   without holding connections (the PostgreSQL advisory lock stays, for other processes). Natively only: a
 //!   Worker request cannot be woken by another, so there the advisory lock alone serialises.
+//! - **Reads**: at most `reads_per_user` download and snapshot pages in flight per user (429 beyond); natively one
+//!   at a time holds a pooled connection, the others wait for the user's turn without one, as uploads do. With the page's bounded scan (`download_scan_rows`), one user's reads take a bounded share of
+//!   the pool however many it sends.
 //! - **Bytes**: upload bodies being handled at one moment are budgeted over all users (`upload_bytes`); past
 //!   it, 503 with `Retry-After`.
 //! - **Watches**: at most `watches_per_user` long-polls per user (429 beyond), and at most `watch_looks` of all
@@ -19,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ApiError, RETRY_AFTER_S};
 
@@ -31,6 +35,8 @@ pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(
 pub struct Shares {
     /// Uploads of one user in flight (0 = unlimited, and no in-process turn either).
     pub uploads_per_user: usize,
+    /// Download and snapshot pages of one user in flight (0 = unlimited, and no in-process turn either).
+    pub reads_per_user: usize,
     /// Watches of one user waiting (0 = unlimited).
     pub watches_per_user: usize,
     /// Watch looks at the log at one moment, over all users (0 = unlimited).
@@ -44,8 +50,17 @@ pub struct Shares {
 #[derive(Default)]
 struct User {
     uploads: usize,
+    reads: usize,
     watches: usize,
     turn: Arc<AsyncMutex<()>>,
+    /// The user's turn for reads (created with its first read while it has none in flight).
+    read_turns: Option<Arc<Semaphore>>,
+}
+
+impl User {
+    fn idle(&self) -> bool {
+        self.uploads == 0 && self.reads == 0 && self.watches == 0
+    }
 }
 
 /// The in-flight counts of this process.
@@ -68,6 +83,7 @@ impl std::fmt::Debug for Admission {
 #[derive(Clone, Copy)]
 enum Kind {
     Upload,
+    Read,
     Watch,
 }
 
@@ -95,12 +111,53 @@ impl UploadSlot<'_> {
     }
 }
 
+/// An admitted read, and the user's turn to take a connection.
+pub struct ReadSlot<'a> {
+    _slot: Slot<'a>,
+    /// `None` without a per-user share (or on the Worker, where one request cannot wake another).
+    turns: Option<Arc<Semaphore>>,
+}
+
+impl ReadSlot<'_> {
+    /// Waits until no other read of the user holds a connection (in this process).
+    pub async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        match &self.turns {
+            Some(t) => t.clone().acquire_owned().await.ok(),
+            None => None,
+        }
+    }
+}
+
 /// Upload body bytes reserved; given back on drop.
-pub struct Bytes<'a>(&'a AtomicUsize, usize);
+pub struct Bytes<'a> {
+    counter: &'a AtomicUsize,
+    held: usize,
+    budget: usize,
+}
+
+impl Bytes<'_> {
+    /// Grows the reservation to `n` bytes, or answers 503 when that passes the budget while other bodies hold
+    /// some of it (a body alone may take more than the whole budget, so a configured request limit is always
+    /// reachable). Refused or not, what is held is given back on drop.
+    pub fn grow_to(&mut self, n: usize) -> Result<(), ApiError> {
+        if n <= self.held {
+            return Ok(());
+        }
+        let add = n - self.held;
+        let before = self.counter.fetch_add(add, Ordering::AcqRel);
+        let alone = before == self.held;
+        self.held = n;
+        if self.budget == 0 || alone || before + add <= self.budget {
+            Ok(())
+        } else {
+            Err(ApiError::Busy(RETRY_AFTER_S))
+        }
+    }
+}
 
 impl Drop for Bytes<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(self.1, Ordering::AcqRel);
+        self.counter.fetch_sub(self.held, Ordering::AcqRel);
     }
 }
 
@@ -125,6 +182,7 @@ impl Admission {
     fn shares(&self) -> Shares {
         self.shares.unwrap_or(Shares {
             uploads_per_user: 0,
+            reads_per_user: 0,
             watches_per_user: 0,
             watch_looks: 0,
             upload_bytes: 0,
@@ -157,6 +215,28 @@ impl Admission {
         })
     }
 
+    /// Admits a download or snapshot page of `user`, or answers 429.
+    pub fn read(&self, user: &str) -> Result<ReadSlot<'_>, ApiError> {
+        let limit = self.shares().reads_per_user;
+        let mut users = self.users();
+        let u = users.entry(user.to_owned()).or_default();
+        if limit > 0 && u.reads >= limit {
+            return Err(ApiError::TooManyRequests("reads", RETRY_AFTER_S));
+        }
+        u.reads += 1;
+        // Not on the Worker: see `upload`.
+        let turns = (limit > 0 && !cfg!(target_arch = "wasm32"))
+            .then(|| u.read_turns.get_or_insert_with(|| Arc::new(Semaphore::new(1))).clone());
+        Ok(ReadSlot {
+            _slot: Slot {
+                admission: self,
+                user: user.to_owned(),
+                kind: Kind::Read,
+            },
+            turns,
+        })
+    }
+
     /// Admits a watch of `user`, or answers 429.
     pub fn watch(&self, user: &str) -> Result<Slot<'_>, ApiError> {
         let limit = self.shares().watches_per_user;
@@ -181,17 +261,16 @@ impl Admission {
         (limit == 0 || before < limit).then_some(look)
     }
 
-    /// Reserves `n` body bytes of the process-wide upload budget, or answers 503. A body larger than the whole
-    /// budget is admitted when nothing else is in flight, so a configured request limit is always reachable.
+    /// Reserves `n` body bytes of the process-wide upload budget, or answers 503 (see [`Bytes::grow_to`]); the
+    /// reservation grows as the body arrives.
     pub fn upload_bytes(&self, n: usize) -> Result<Bytes<'_>, ApiError> {
-        let budget = self.shares().upload_bytes;
-        let before = self.bytes.fetch_add(n, Ordering::AcqRel);
-        let reserved = Bytes(&self.bytes, n);
-        if budget == 0 || before == 0 || before + n <= budget {
-            Ok(reserved)
-        } else {
-            Err(ApiError::Busy(RETRY_AFTER_S))
-        }
+        let mut reserved = Bytes {
+            counter: &self.bytes,
+            held: 0,
+            budget: self.shares().upload_bytes,
+        };
+        reserved.grow_to(n)?;
+        Ok(reserved)
     }
 
     /// Watches and streams a user may hold (0: no limit); a Worker's user hub counts its streams against it.
@@ -211,9 +290,10 @@ impl Drop for Slot<'_> {
         if let Some(u) = users.get_mut(&self.user) {
             match self.kind {
                 Kind::Upload => u.uploads -= 1,
+                Kind::Read => u.reads -= 1,
                 Kind::Watch => u.watches -= 1,
             }
-            if u.uploads == 0 && u.watches == 0 {
+            if u.idle() {
                 users.remove(&self.user);
             }
         }
@@ -227,6 +307,7 @@ mod tests {
     fn admission() -> Admission {
         Admission::new(Shares {
             uploads_per_user: 2,
+            reads_per_user: 4,
             watches_per_user: 1,
             watch_looks: 1,
             upload_bytes: 100,
@@ -249,10 +330,27 @@ mod tests {
     }
 
     #[test]
+    fn reads_past_a_users_share_are_refused_and_one_at_a_time_holds_a_connection() {
+        let a = admission();
+        let reads: Vec<_> = (0..4).map(|_| a.read("a").expect("within the share")).collect();
+        let fifth = a.read("a").err().expect("the fifth read is refused");
+        assert_eq!((fifth.parts().0, fifth.retry_after()), (429, Some(RETRY_AFTER_S)));
+        let _other = a.read("b").expect("another user is not affected");
+        let now = |r: &ReadSlot<'_>| futures_util::FutureExt::now_or_never(r.turn()).expect("a free turn");
+        let first = now(&reads[0]);
+        assert!(futures_util::FutureExt::now_or_never(reads[1].turn()).is_none());
+        drop(first);
+        assert!(futures_util::FutureExt::now_or_never(reads[1].turn()).is_some());
+        drop(reads);
+        let _again = a.read("a").expect("finished reads give their slots back");
+    }
+
+    #[test]
     fn entries_are_removed_when_nothing_is_in_flight() {
         let a = admission();
         {
             let _u = a.upload("a").unwrap();
+            let _r = a.read("a").unwrap();
             let _w = a.watch("a").unwrap();
             assert_eq!(a.active_users(), 1);
         }
@@ -270,6 +368,11 @@ mod tests {
         );
         drop(first);
         let _third = a.upload_bytes(50).unwrap();
+        let mut growing = a.upload_bytes(5).unwrap();
+        growing.grow_to(10).unwrap();
+        assert!(growing.grow_to(11).is_err(), "past the budget");
+        drop(growing);
+        let _fourth = a.upload_bytes(10).expect("a refused growth gives back all it held");
         let b = admission();
         let _alone = b
             .upload_bytes(500)

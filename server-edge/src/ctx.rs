@@ -43,6 +43,8 @@ pub struct Settings {
     pub admin_secret: Option<String>,
     /// Memberships a user may have for a scope-aware read.
     pub max_scopes_per_user: usize,
+    /// Rows of an owner's log a download page reads at most before its filters.
+    pub download_scan_rows: usize,
 }
 
 /// The sync schema and the registry, made ready on the first request that touches the database.

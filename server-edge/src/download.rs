@@ -31,6 +31,7 @@ pub async fn download(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &
                 (&who.source_id, Type::TEXT),
                 (&q.limit, Type::INT8),
                 (&page_budget(max_page_bytes), Type::INT8),
+                (&scan_rows(s, q), Type::INT8),
             ],
         )
         .await
@@ -38,12 +39,17 @@ pub async fn download(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &
     page_json(first(&rows)?, q, "")
 }
 
+/// The rows of an owner's log one page may read before its filters: at least the page and its marker.
+fn scan_rows(s: &Settings, q: &DownloadQuery) -> i64 {
+    i64::try_from(s.download_scan_rows).unwrap_or(i64::MAX).max(q.limit + 1)
+}
+
 fn first(rows: &[tokio_postgres::Row]) -> Result<&tokio_postgres::Row, ApiError> {
     rows.first()
         .ok_or_else(|| ApiError::Download("the page function returned no row".into()))
 }
 
-/// The page's JSON from the page functions' first six columns, with `extra` fields at its end.
+/// The page's JSON from the page functions' first seven columns, with `extra` fields at its end.
 fn page_json(r: &tokio_postgres::Row, q: &DownloadQuery, extra: &str) -> Result<String, ApiError> {
     let page = Page {
         top: r.get(0),
@@ -51,6 +57,7 @@ fn page_json(r: &tokio_postgres::Row, q: &DownloadQuery, extra: &str) -> Result<
         read: r.get(2),
         last: r.get(3),
         cut: r.get(4),
+        skip: r.get(6),
     };
     let changes: &str = r.get(5);
     let (has_more, next_after) = page.cursor(q.after, q.limit);
@@ -83,19 +90,23 @@ async fn scoped(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &Settin
                 (&page_budget(s.max_page_bytes), Type::INT8),
                 (&max_scopes, Type::INT8),
                 (&timeout, Type::TEXT),
+                (&scan_rows(s, q), Type::INT8),
             ],
         )
         .await
         .map_err(ApiError::download)?;
     let r = first(&rows)?;
-    match r.get::<_, Option<&str>>(8) {
-        Some("too_many_scopes") => return Err(ApiError::TooManyScopes(s.max_scopes_per_user)),
-        Some(_) => return Err(ApiError::ScopeForbidden(q.scope.clone().unwrap_or_default())),
-        None => {}
+    if r.get::<_, Option<&str>>(10).is_some() {
+        return Err(ApiError::ScopeForbidden(q.scope.clone().unwrap_or_default()));
     }
-    let (scopes, event): (Option<&str>, i64) = (r.get(6), r.get(7));
+    let (scopes, event, over): (Option<&str>, i64, i64) = (r.get(7), r.get(8), r.get(9));
     let scopes = scopes.map(|s| format!(r#","scopes":{s}"#)).unwrap_or_default();
-    page_json(r, q, &format!(r#"{scopes},"scope_event":{event}"#))
+    let omitted = if over > 0 {
+        format!(r#","scopes_omitted":{over}"#)
+    } else {
+        String::new()
+    };
+    page_json(r, q, &format!(r#"{scopes},"scope_event":{event}{omitted}"#))
 }
 
 /// What the page function says about a page besides its rows.
@@ -111,19 +122,22 @@ struct Page {
     last: Option<i64>,
     /// The byte budget cut the page.
     cut: bool,
+    /// Where the scan stopped short of the window, when the page did not fill before it: the cursor jumps there.
+    skip: Option<i64>,
 }
 
 impl Page {
     /// `(has_more, next_after)` of a page asked for with `after` and `limit`. A page that ends the window moves the
-    /// cursor to the window's end (or the top, if the window is past it), never back.
+    /// cursor to the window's end (or the top, if the window is past it), never back; a page whose scan stopped
+    /// short of the window moves it to where the scan stopped, with more to come.
     fn cursor(self, after: i64, limit: i64) -> (bool, i64) {
-        let has_more = self.cut || self.read > limit;
-        let next_after = if has_more {
-            self.last.unwrap_or(after)
+        if self.cut || self.read > limit {
+            (true, self.last.unwrap_or(after))
+        } else if let Some(skip) = self.skip {
+            (true, after.max(skip))
         } else {
-            after.max(self.window_until.min(self.top))
-        };
-        (has_more, next_after)
+            (false, after.max(self.window_until.min(self.top)))
+        }
     }
 }
 
@@ -138,6 +152,7 @@ mod tests {
             read,
             last,
             cut,
+            skip: None,
         }
     }
 
@@ -156,5 +171,23 @@ mod tests {
             ..page(0, None, false)
         };
         assert_eq!(past_top.cursor(10, 10), (false, 50));
+    }
+
+    #[test]
+    fn a_page_whose_scan_stopped_short_jumps_to_where_it_stopped() {
+        let stopped = Page {
+            skip: Some(60),
+            ..page(2, Some(30), false)
+        };
+        assert_eq!(stopped.cursor(10, 10), (true, 60));
+        let full = Page {
+            skip: Some(60),
+            ..page(11, Some(30), false)
+        };
+        assert_eq!(
+            full.cursor(10, 10),
+            (true, 30),
+            "a full page continues after its last row"
+        );
     }
 }

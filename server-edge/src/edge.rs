@@ -26,7 +26,7 @@ use crate::service::Service;
 mod hub;
 mod io;
 
-use io::{ReadError, read_within, to_worker};
+use io::{read_within, to_worker};
 
 thread_local! {
     static SERVICE: RefCell<Option<Rc<Service>>> = const { RefCell::new(None) };
@@ -107,10 +107,10 @@ impl Runtime for EdgeRuntime {
         let mut resp = worker::Fetch::Request(req).send().await.map_err(text)?;
         let status = resp.status_code();
         let cache_control = resp.headers().get("cache-control").map_err(text)?;
-        let body = match read_within(resp.stream().map_err(text)?, limit).await {
+        let body = match read_within(resp.stream().map_err(text)?, limit, |_| true).await {
             Ok(body) => body,
-            Err(ReadError::TooLarge) => return Err(format!("response body over {limit} bytes").into()),
-            Err(ReadError::Failed(e)) => return Err(e.into()),
+            Err(BodyError::TooLarge) => return Err(format!("response body over {limit} bytes").into()),
+            Err(e) => return Err(e.to_string().into()),
         };
         Ok(Fetched {
             status,
@@ -170,13 +170,13 @@ async fn stream(service: &Service, req: worker::Request, env: Env) -> worker::Re
 struct EdgeBody(worker::Request);
 
 impl Body for EdgeBody {
-    async fn read(mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
+    async fn read(mut self, limit: usize, arrived: impl FnMut(usize) -> bool) -> Result<Vec<u8>, BodyError> {
         let Some(stream) = self.0.stream().ok() else {
             return Ok(Vec::new());
         };
-        read_within(stream, limit).await.map_err(|e| match e {
-            ReadError::TooLarge => BodyError::TooLarge,
-            ReadError::Failed(e) => BodyError::Failed(format!("reading the request body: {e}")),
+        read_within(stream, limit, arrived).await.map_err(|e| match e {
+            BodyError::Failed(e) => BodyError::Failed(format!("reading the request body: {e}")),
+            e => e,
         })
     }
 }

@@ -34,9 +34,6 @@ pub enum ApiError {
     /// 403 `scope_forbidden`: a scope's download or snapshot by a user who is not a member of it.
     #[error("Not a member of scope {0}")]
     ScopeForbidden(String),
-    /// 403 `too_many_scopes`: the user has more memberships than `max_scopes_per_user`.
-    #[error("More than {0} scope memberships")]
-    TooManyScopes(usize),
     /// 404 `not_found`.
     #[error("Not found")]
     NotFound,
@@ -62,8 +59,9 @@ pub enum ApiError {
     /// the given seconds.
     #[error("Too many {0} in flight for this user")]
     TooManyRequests(&'static str, u32),
-    /// 503 `server_busy`: no database connection within `pool_wait_timeout_ms` (or the user's own upload held
-    /// its turn too long); retry after the given seconds. Nothing was applied.
+    /// 503 `server_busy`: no database connection within `pool_wait_timeout_ms`, a lock not obtained within
+    /// `lock_timeout_ms`, or the user's own earlier request held its turn too long; retry after the given seconds.
+    /// Nothing was applied.
     #[error("Server busy, retry later")]
     Busy(u32),
     /// 500 `upload_failed`: the transaction failed after its retries; nothing was applied.
@@ -113,10 +111,10 @@ impl ApiError {
         Self::busy_or(e.into(), Self::Admin)
     }
 
-    /// A host error that means "busy" (no pooled connection in time, start-up DDL waiting for a lock) becomes
-    /// 503 + `Retry-After`; any other is wrapped by `wrap`.
+    /// A host error that means "busy" (no pooled connection in time, start-up DDL or a statement that waited past
+    /// its lock timeout) becomes 503 + `Retry-After`; any other is wrapped by `wrap`.
     fn busy_or(e: BoxError, wrap: fn(BoxError) -> Self) -> Self {
-        if e.is::<PoolBusy>() || is_schema_busy(&*e) {
+        if e.is::<PoolBusy>() || is_schema_busy(&*e) || crate::pg::is_lock_timeout(&*e) {
             Self::Busy(RETRY_AFTER_S)
         } else {
             wrap(e)
@@ -138,7 +136,6 @@ impl ApiError {
             Self::Auth(e) => (401, "authentication_failed", e.to_string()),
             Self::AdminDenied => (401, "unauthorized", self.to_string()),
             Self::ScopeForbidden(_) => (403, "scope_forbidden", self.to_string()),
-            Self::TooManyScopes(_) => (403, "too_many_scopes", self.to_string()),
             Self::NotFound => (404, "not_found", self.to_string()),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", self.to_string()),
             Self::TooLarge(_) | Self::TooManyChanges { .. } => (413, "request_too_large", self.to_string()),

@@ -28,8 +28,11 @@ pub struct Request<B = Vec<u8>> {
 
 /// A request body the service reads once, at most `limit` bytes of it.
 pub trait Body {
-    /// Reads the whole body, stopping (with [`BodyError::TooLarge`]) as soon as it passes `limit` bytes.
-    fn read(self, limit: usize) -> impl Future<Output = Result<Vec<u8>, BodyError>>;
+    /// Reads the whole body, stopping (with [`BodyError::TooLarge`]) as soon as it passes `limit` bytes. After each
+    /// chunk `arrived` is told the bytes read so far; when it answers false reading stops with
+    /// [`BodyError::Refused`] (the upload byte budget, charged as bytes arrive).
+    fn read(self, limit: usize, arrived: impl FnMut(usize) -> bool)
+    -> impl Future<Output = Result<Vec<u8>, BodyError>>;
 }
 
 /// Why a body was not read.
@@ -38,18 +41,38 @@ pub enum BodyError {
     /// It passed the limit; reading stopped there.
     #[error("body exceeds the limit")]
     TooLarge,
+    /// Its bytes did not fit the budget of bodies in flight; reading stopped there.
+    #[error("body bytes over the budget")]
+    Refused,
     /// The connection failed while reading.
     #[error("reading the body failed: {0}")]
     Failed(String),
 }
 
+/// Appends `chunk` to `body` within `limit`, and tells `arrived`: the step of every [`Body`] implementation.
+pub fn append_chunk(
+    body: &mut Vec<u8>,
+    chunk: &[u8],
+    limit: usize,
+    arrived: &mut impl FnMut(usize) -> bool,
+) -> Result<(), BodyError> {
+    if body.len() + chunk.len() > limit {
+        return Err(BodyError::TooLarge);
+    }
+    body.extend_from_slice(chunk);
+    if arrived(body.len()) {
+        Ok(())
+    } else {
+        Err(BodyError::Refused)
+    }
+}
+
 /// An already-buffered body (tools and tests).
 impl Body for Vec<u8> {
-    async fn read(self, limit: usize) -> Result<Vec<u8>, BodyError> {
-        if self.len() > limit {
-            return Err(BodyError::TooLarge);
-        }
-        Ok(self)
+    async fn read(self, limit: usize, mut arrived: impl FnMut(usize) -> bool) -> Result<Vec<u8>, BodyError> {
+        let mut body = Vec::new();
+        append_chunk(&mut body, &self, limit, &mut arrived)?;
+        Ok(body)
     }
 }
 

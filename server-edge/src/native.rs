@@ -199,15 +199,17 @@ async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request)
 struct NativeBody(Body);
 
 impl crate::http::Body for NativeBody {
-    async fn read(self, limit: usize) -> Result<Vec<u8>, BodyError> {
-        // `Limited` stops at the first frame past the limit: an oversized body is never buffered whole.
-        match axum::body::to_bytes(self.0, limit).await {
-            Ok(b) => Ok(b.to_vec()),
-            Err(e) if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) => {
-                Err(BodyError::TooLarge)
+    async fn read(self, limit: usize, mut arrived: impl FnMut(usize) -> bool) -> Result<Vec<u8>, BodyError> {
+        use http_body_util::BodyExt as _;
+        // Frame by frame: an oversized body is never buffered whole, and each frame is charged as it arrives.
+        let (mut stream, mut body) = (self.0, Vec::new());
+        while let Some(frame) = stream.frame().await {
+            let frame = frame.map_err(|e| BodyError::Failed(format!("reading the request body: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                crate::http::append_chunk(&mut body, data, limit, &mut arrived)?;
             }
-            Err(e) => Err(BodyError::Failed(format!("reading the request body: {e}"))),
         }
+        Ok(body)
     }
 }
 

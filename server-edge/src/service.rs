@@ -7,8 +7,9 @@ use oversync_protocol::validate::{DOWNLOAD_LIMIT_DEFAULT, DOWNLOAD_LIMIT_MAX, Do
 use oversync_protocol::wire::*;
 
 use futures_util::future::Either;
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::admission::{Admission, Shares};
+use crate::admission::{Admission, ReadSlot, Shares};
 use crate::auth::{Authenticator, Principal, generated_device_id};
 use crate::config::{Config, ConfigError};
 use crate::ctx::{Ctx, Readiness, Settings};
@@ -22,6 +23,9 @@ use crate::{download, upload};
 fn credentials<B>(req: &Request<B>) -> (Option<&str>, Option<&str>) {
     (req.authorization.as_deref(), req.device_id.as_deref())
 }
+
+/// How far ahead of an upload body's arrived bytes the byte budget is charged (up to its declared length).
+const BODY_WINDOW: usize = 64 << 10;
 
 /// The largest sign-in body read (a user name and a device id).
 const SIGNIN_BODY_BYTES: usize = 64 << 10;
@@ -125,11 +129,13 @@ impl Service {
                 service_name: cfg.service_name.clone(),
                 admin_secret: cfg.admin_secret.clone(),
                 max_scopes_per_user: cfg.max_scopes_per_user,
+                download_scan_rows: cfg.download_scan_rows,
             },
             db: Readiness::new(configured, init_sql),
             auth: Authenticator::new(cfg.auth()?),
             admission: Admission::new(Shares {
                 uploads_per_user: cfg.max_uploads_per_user,
+                reads_per_user: cfg.max_reads_per_user,
                 watches_per_user: cfg.max_watches_per_user,
                 // A quarter of the native pool at most, so waiting tabs never crowd out uploads.
                 watch_looks: (cfg.pool_size / 4).max(1),
@@ -213,7 +219,7 @@ impl Service {
             )),
             Route::Signin | Route::DummySignin => {
                 let body = self
-                    .read_body(rt, req.content_length, req.body, SIGNIN_BODY_BYTES.min(limit))
+                    .read_body(rt, req.content_length, req.body, SIGNIN_BODY_BYTES.min(limit), |_| true)
                     .await?;
                 if route == Route::Signin {
                     self.signin(&body, now)
@@ -241,10 +247,13 @@ impl Service {
                     Either::Left((turn, _)) => turn,
                     Either::Right(_) => return Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
                 };
-                let declared = req.content_length.map_or(limit, |n| n as usize);
-                let _bytes = self.admission.upload_bytes(declared)?;
+                // The byte budget is charged as the body arrives, a window ahead of it: a body declared long that
+                // stalls costs what it sent, not what it declared.
+                let declared = req.content_length.map_or(limit, |n| n as usize).min(limit);
+                let mut bytes = self.admission.upload_bytes(declared.min(BODY_WINDOW))?;
+                let arrived = |n: usize| bytes.grow_to(declared.min(n.saturating_add(BODY_WINDOW))).is_ok();
                 let body = self
-                    .read_body(rt, req.content_length, req.body, declared.min(limit))
+                    .read_body(rt, req.content_length, req.body, declared, arrived)
                     .await?;
                 let (result, also) = upload::upload(&self.ctx(), rt, &who, &body).await?;
                 let mut resp = Response::json(200, &result);
@@ -265,7 +274,9 @@ impl Service {
                     return Err(ApiError::AdminDenied);
                 }
                 let admin_limit = crate::admin::ADMIN_BODY_BYTES.min(limit);
-                let body = self.read_body(rt, req.content_length, req.body, admin_limit).await?;
+                let body = self
+                    .read_body(rt, req.content_length, req.body, admin_limit, |_| true)
+                    .await?;
                 let change = crate::admin::parse(&body)?;
                 let mut conn = rt.connect().await.map_err(ApiError::admin)?;
                 self.ready(&mut conn).await.map_err(ApiError::admin)?;
@@ -275,7 +286,9 @@ impl Service {
             Route::DemoTeams => {
                 let who = self.authenticate(rt, credentials(&req), now).await?;
                 let admin_limit = crate::admin::ADMIN_BODY_BYTES.min(limit);
-                let body = self.read_body(rt, req.content_length, req.body, admin_limit).await?;
+                let body = self
+                    .read_body(rt, req.content_length, req.body, admin_limit, |_| true)
+                    .await?;
                 let mut conn = rt.connect().await.map_err(ApiError::admin)?;
                 self.ready(&mut conn).await.map_err(ApiError::admin)?;
                 let state = crate::admin::demo_team(&conn, &who.user_id, &body).await?;
@@ -307,15 +320,17 @@ impl Service {
         declared: Option<u64>,
         body: B,
         limit: usize,
+        arrived: impl FnMut(usize) -> bool,
     ) -> Result<Vec<u8>, ApiError> {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::TooLarge(limit));
         }
-        let read = std::pin::pin!(body.read(limit));
+        let read = std::pin::pin!(body.read(limit, arrived));
         let timeout = std::pin::pin!(rt.sleep(Duration::from_millis(self.settings.body_timeout_ms)));
         match futures_util::future::select(read, timeout).await {
             Either::Left((Ok(body), _)) => Ok(body),
             Either::Left((Err(BodyError::TooLarge), _)) => Err(ApiError::TooLarge(limit)),
+            Either::Left((Err(BodyError::Refused), _)) => Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
             Either::Left((Err(BodyError::Failed(e)), _)) => {
                 tracing::info!(error = %e, "request body not read");
                 Err(ApiError::InvalidRequest("Failed to read request body".into()))
@@ -334,11 +349,13 @@ impl Service {
         Ok(match route {
             Route::Download => {
                 let q = DownloadQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
+                let (_slot, _turn) = self.read_turn(rt, who).await?;
                 let conn = self.ready_conn(rt).await?;
                 Response::json_text(200, download::download(&conn, who, &q, &self.settings).await?)
             }
             Route::Snapshot => {
                 let q = SnapshotQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
+                let (_slot, _turn) = self.read_turn(rt, who).await?;
                 let conn = self.ready_conn(rt).await?;
                 Response::json(
                     200,
@@ -357,6 +374,31 @@ impl Service {
             ),
             _ => Response::json(200, &self.capabilities()),
         })
+    }
+
+    /// Admits a read of `who` (429 past its share, after the tarpit) and waits for the user's turn to take a
+    /// connection, at most `lock_timeout_ms` (503 beyond).
+    async fn read_turn<R: Runtime>(
+        &self,
+        rt: &R,
+        who: &Principal,
+    ) -> Result<(ReadSlot<'_>, Option<OwnedSemaphorePermit>), ApiError> {
+        let slot = match self.admission.read(&who.user_id) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                rt.sleep(crate::admission::REFUSAL_DELAY).await;
+                return Err(refused);
+            }
+        };
+        let turn = {
+            let turn = std::pin::pin!(slot.turn());
+            let patience = std::pin::pin!(rt.sleep(Duration::from_millis(self.settings.lock_timeout_ms)));
+            match futures_util::future::select(turn, patience).await {
+                Either::Left((turn, _)) => turn,
+                Either::Right(_) => return Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
+            }
+        };
+        Ok((slot, turn))
     }
 
     fn origin_allowed(&self, origin: Option<&str>) -> bool {

@@ -205,6 +205,17 @@ pub struct Config {
     /// Uploads of one user in flight per process (or Worker isolate); more get 429 (0 = unlimited).
     #[serde(default = "default_uploads_per_user")]
     pub max_uploads_per_user: usize,
+    /// Download and snapshot pages of one user in flight per process (or Worker isolate); more get 429 (0 =
+    /// unlimited). Natively one at a time holds a pooled connection; the rest wait for the user's turn without one;
+    /// env `OVERSYNC_MAX_READS_PER_USER`.
+    #[serde(default = "default_reads_per_user")]
+    pub max_reads_per_user: usize,
+    /// Rows of one owner's change log a download page reads at most before the own-device and schema filters
+    /// (at least the page's `limit + 1`): a window of filtered rows costs this much per request, and the page
+    /// then ends where the scan stopped, with `has_more` and a `next_after` past the scanned rows; env
+    /// `OVERSYNC_DOWNLOAD_SCAN_ROWS`.
+    #[serde(default = "default_download_scan_rows")]
+    pub download_scan_rows: usize,
     /// `/sync/watch` long-polls of one user waiting per process; more get 429 (0 = unlimited).
     #[serde(default = "default_watches_per_user")]
     pub max_watches_per_user: usize,
@@ -265,6 +276,12 @@ fn default_page_bytes() -> usize {
 }
 fn default_uploads_per_user() -> usize {
     2
+}
+fn default_reads_per_user() -> usize {
+    4
+}
+fn default_download_scan_rows() -> usize {
+    4_000
 }
 fn default_watches_per_user() -> usize {
     8
@@ -459,6 +476,12 @@ impl Config {
         }
         if let Some((n, v)) = var("MAX_UPLOADS_PER_USER") {
             self.max_uploads_per_user = parse_env(&n, &v, "integer")?;
+        }
+        if let Some((n, v)) = var("MAX_READS_PER_USER") {
+            self.max_reads_per_user = parse_env(&n, &v, "integer")?;
+        }
+        if let Some((n, v)) = var("DOWNLOAD_SCAN_ROWS") {
+            self.download_scan_rows = parse_env(&n, &v, "integer")?;
         }
         if let Some((n, v)) = var("MAX_WATCHES_PER_USER") {
             self.max_watches_per_user = parse_env(&n, &v, "integer")?;

@@ -6,7 +6,7 @@ use std::io::Write;
 use futures_util::StreamExt;
 use worker::ByteStream;
 
-use crate::http::Response;
+use crate::http::{BodyError, Response, append_chunk};
 
 /// A core response as a Worker response: status, every header (content type, CORS, `Retry-After`) and body.
 pub fn to_worker(resp: Response) -> worker::Result<worker::Response> {
@@ -22,24 +22,18 @@ pub fn to_worker(resp: Response) -> worker::Result<worker::Response> {
     Ok(out)
 }
 
-/// Why [`read_within`] stopped.
-pub enum ReadError {
-    /// The stream passed the limit; reading stopped there.
-    TooLarge,
-    /// The stream failed.
-    Failed(String),
-}
-
 /// Reads a byte stream (a request or a fetched response body) whole, stopping as soon as it passes `limit`
-/// bytes: a chunked body has no length to check first.
-pub async fn read_within(mut stream: ByteStream, limit: usize) -> Result<Vec<u8>, ReadError> {
+/// bytes (a chunked body has no length to check first), or as soon as `arrived`, told the bytes so far after each
+/// chunk, answers false.
+pub async fn read_within(
+    mut stream: ByteStream,
+    limit: usize,
+    mut arrived: impl FnMut(usize) -> bool,
+) -> Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ReadError::Failed(e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ReadError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
+        let chunk = chunk.map_err(|e| BodyError::Failed(e.to_string()))?;
+        append_chunk(&mut body, &chunk, limit, &mut arrived)?;
     }
     Ok(body)
 }

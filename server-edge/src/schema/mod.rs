@@ -26,7 +26,7 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 const NEWEST_FUNCTIONS: [&str; 11] = [
     "sync.user_top_v2(text)",
     "sync.changed_since_v2(text, int8, int8, text, text[], text[], text[])",
-    "sync.download_page_v3(text, int8, int8, text, bool, text, int8, int8)",
+    "sync.download_page_v4(text, int8, int8, text, bool, text, int8, int8, int8)",
     "sync.latest_change_v2(text, int8, text)",
     "sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
     "sync.upload_write_v2(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
@@ -34,7 +34,7 @@ const NEWEST_FUNCTIONS: [&str; 11] = [
     "sync.scope_event_v2()",
     "sync.lock_owners_v1(text, text[], text)",
     "sync.latest_scoped_v1(text, int8, text, text, int8)",
-    "sync.download_scoped_v1(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text)",
+    "sync.download_scoped_v2(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text, int8)",
 ];
 
 /// The channel every commit that appends to the change log notifies, with one payload per user and device of

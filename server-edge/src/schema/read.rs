@@ -42,28 +42,59 @@ const PAGE_TOP: &str = "  m := coalesce((SELECT c.server_id FROM sync.server_cha
                  ORDER BY c.user_id DESC, c.server_id DESC LIMIT 1), 0);
 ";
 
-/// The scan of [`page_body`] for one user: a range of the `(user_id, server_id)` index.
-const PAGE_SCAN: &str = "FROM sync.server_change_log c
-                  WHERE (c.user_id, c.server_id) > (p_user, p_after) AND (c.user_id, c.server_id) <= (p_user, w)
-                    AND (p_schema IS NULL OR c.schema_name = p_schema) AND (p_self OR c.source_id <> p_source)
+/// The scan of [`page_body`] for one user: a range of the `(user_id, server_id)` index, read at most `p_scan` rows
+/// deep before the filters (see [`page_body`]).
+const PAGE_SCAN: &str = "FROM (SELECT * FROM sync.server_change_log x
+                        WHERE (x.user_id, x.server_id) > (p_user, p_after) AND (x.user_id, x.server_id) <= (p_user, e)
+                        ORDER BY x.user_id, x.server_id LIMIT p_scan) c
+                  WHERE (p_schema IS NULL OR c.schema_name = p_schema) AND (p_self OR c.source_id <> p_source)
                   ORDER BY c.user_id, c.server_id LIMIT p_limit + 1) s";
 
-/// The page statement around a scan (`top` sets `m`, `scan` is the FROM clause of the rows in order, `order`
-/// the order of the windows over them with its table alias left to `{t}`, `scope` the entry fields after
-/// `source_change_id`).
-fn page_body(declare: &str, top: &str, scan: &str, order: &str, source: &str, scope: &str) -> String {
+/// Where the classic page's scan stopped short of the window: the `p_scan`-th row of the range, or NULL.
+const PAGE_BOUND: &str = "(SELECT x.server_id FROM sync.server_change_log x
+             WHERE (x.user_id, x.server_id) > (p_user, p_after) AND (x.user_id, x.server_id) <= (p_user, e)
+             ORDER BY x.user_id, x.server_id OFFSET p_scan - 1 LIMIT 1)";
+
+/// The parts of a page function: the statement that sets the top `m` (and whatever else the function answers
+/// besides its page), the FROM clause of the rows in order, the order of the windows over them with its table
+/// alias left to `{t}`, the entry's `source_id` and the entry fields after `source_change_id`, and the bound of
+/// its scan (see [`page_body`]).
+struct PageParts<'a> {
+    declare: &'a str,
+    top: &'a str,
+    scan: &'a str,
+    order: &'a str,
+    source: &'a str,
+    scope: &'a str,
+    bound: &'a str,
+    /// Whether rows past `skip` can be in the page (several owners' scans merged): then it is read again.
+    rerun: bool,
+}
+
+/// The page statement around a scan.
+///
+/// **The work of one page is bounded** whatever the filters hide: the scan reads at most `p_scan` rows of each
+/// owner's range (`e`, the window's end as far as the scan goes) before the own-device and schema filters, so a
+/// device whose window is a million of its own changes costs `p_scan` rows per request, not the whole window.
+/// When a page did not fill (no more rows than `p_limit`, not cut) and an owner's scan reached `p_scan` rows, the
+/// page ends where that scan stopped (`skip`, the `p_scan`-th row of the range; the least over owners): the rows
+/// up to it that passed the filters are the page, and the cursor jumps to it with `has_more` (PROTOCOL.md §6.6's
+/// `next_after` jump, taken before the window's end). With several owners the page is read again up to `skip`, so
+/// that no row past the cursor is sent twice.
+fn page_body(p: &PageParts<'_>) -> String {
+    let PageParts {
+        declare,
+        top,
+        scan,
+        order,
+        source,
+        scope,
+        bound,
+        rerun,
+    } = p;
     let [c, q, s, b] = ["c", "q", "s", "b"].map(|t| order.replace("{t}", t));
-    format!(
-        r#"
-#variable_conflict use_column
-{declare}BEGIN
-{top}  w := CASE WHEN p_until > 0 THEN p_until ELSE m END;
-  n := 0; cut := false; page := '';
-  IF p_after >= w THEN
-    RETURN NEXT;
-    RETURN;
-  END IF;
-  SELECT count(*) FILTER (WHERE NOT p.is_cut), max(p.server_id) FILTER (WHERE NOT p.is_cut AND p.rn <= p_limit),
+    let select = format!(
+        r#"SELECT count(*) FILTER (WHERE NOT p.is_cut), max(p.server_id) FILTER (WHERE NOT p.is_cut AND p.rn <= p_limit),
          coalesce(bool_or(p.is_cut), false),
          coalesce(string_agg(
            '{{"server_id":' || p.server_id || ',"schema":' || to_json(p.schema_name) || ',"table":' || to_json(p.table_name)
@@ -83,34 +114,59 @@ fn page_body(declare: &str, top: &str, scan: &str, order: &str, source: &str, sc
                   {scan}
             WHERE s.stored < p_max ORDER BY {s} OFFSET 0) b
       WINDOW r AS (ORDER BY {b} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) q
-    WHERE q.before - q.last < p_max) p;
+    WHERE q.before - q.last < p_max) p;"#
+    );
+    let again = if *rerun { select.as_str() } else { "" };
+    format!(
+        r#"
+#variable_conflict use_column
+{declare}BEGIN
+{top}  w := CASE WHEN p_until > 0 THEN p_until ELSE m END;
+  e := w; n := 0; cut := false; page := ''; skip := NULL;
+  IF p_after >= w THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  {select}
+  IF n <= p_limit AND NOT cut THEN
+    skip := {bound};
+    IF skip IS NOT NULL AND skip < w THEN
+      e := skip;
+      {again}
+    ELSE
+      skip := NULL;
+    END IF;
+  END IF;
   RETURN NEXT;
 END"#
     )
 }
 
-/// `sync.download_page_v3(user, after, until, schema, include_self, source, limit, max_bytes)`, created at
+/// `sync.download_page_v4(user, after, until, schema, include_self, source, limit, max_bytes, scan)`, created at
 /// start-up (`max_bytes` > 0; the server passes `i64::MAX` for unlimited). One row: the user's top `m`, the
-/// window's end `w`, and the page (see [`page_body`]).
+/// window's end `w`, the page, and `skip` (see [`page_body`]).
 pub fn page_function() -> String {
     read_procedure(
-        "sync.download_page_v3",
-        "p_user text, p_after int8, p_until int8, p_schema text, p_self bool, p_source text, p_limit int8, p_max int8",
-        "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text)",
-        &page_body(
-            "",
-            PAGE_TOP,
-            PAGE_SCAN,
-            "{t}.user_id, {t}.server_id",
-            "to_json(p.source_id)",
-            "",
-        ),
+        "sync.download_page_v4",
+        "p_user text, p_after int8, p_until int8, p_schema text, p_self bool, p_source text, p_limit int8, \
+         p_max int8, p_scan int8",
+        "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text, skip int8)",
+        &page_body(&PageParts {
+            declare: "DECLARE\n  e int8;\n",
+            top: PAGE_TOP,
+            scan: PAGE_SCAN,
+            order: "{t}.user_id, {t}.server_id",
+            source: "to_json(p.source_id)",
+            scope: "",
+            bound: PAGE_BOUND,
+            rerun: false,
+        }),
     )
 }
 
 /// One statement, so the window bound and the page come from one snapshot (PROTOCOL.md §4.4, §6.6).
 pub const DOWNLOAD_SQL: &str =
-    "SELECT m, w, n, last_id, cut, page FROM sync.download_page_v3($1, $2, $3, $4, $5, $6, $7, $8)";
+    "SELECT m, w, n, last_id, cut, page, skip FROM sync.download_page_v4($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// The page budget as the page functions take it: 0 (unlimited) is the largest budget.
 pub fn page_budget(max_page_bytes: usize) -> i64 {
@@ -172,20 +228,17 @@ pub const LATEST_SCOPED_SQL: &str = "SELECT sync.latest_scoped_v1($1, $2, $3, $4
 pub const LATEST_SQL: &str = "SELECT sync.latest_change_v2($1, $2, $3)";
 
 /// The scope-aware page's head (docs/sharing.md §5.2): the user's memberships and newest membership event, the
-/// limits, then the shared form of every owner lock the page reads (the user's, then each scope's stripe in
+/// first `p_max_scopes` of them by name (the rest are counted, not served), then the shared form of every owner lock the page reads (the user's, then each scope's stripe in
 /// ascending order), then the memberships again among those locked, so a leave committed before the locks is
 /// honoured at once, then the owners' top. While the shared locks are held no upload of any owner is in flight,
 /// so the statements after them all see the same log for those owners, and the top bounds everything that can
 /// still commit for them: one cursor across owners is safe.
-const SCOPED_TOP: &str = r#"  m := 0; w := 0; n := 0; cut := false; page := ''; r_scopes := NULL; refused := NULL;
+const SCOPED_TOP: &str = r#"  m := 0; w := 0; n := 0; cut := false; page := ''; skip := NULL; r_scopes := NULL; r_over := 0; refused := NULL;
   SELECT coalesce(array_agg(x.scope ORDER BY x.scope), '{}') INTO held FROM sync.scope_members x WHERE x.user_id = p_user;
   r_event := coalesce((SELECT e.id FROM sync.scope_events e WHERE e.user_id >= p_user AND e.user_id <= p_user
                        ORDER BY e.user_id DESC, e.id DESC LIMIT 1), 0);
-  IF cardinality(held) > p_max_scopes THEN
-    refused := 'too_many_scopes';
-    RETURN NEXT;
-    RETURN;
-  END IF;
+  r_over := greatest(cardinality(held) - p_max_scopes, 0);
+  held := held[1:least(p_max_scopes, 2147483647)::int4];
   IF p_scope IS NOT NULL THEN
     held := ARRAY(SELECT x FROM unnest(held) AS x WHERE x = p_scope);
   END IF;
@@ -214,15 +267,22 @@ const SCOPED_TOP: &str = r#"  m := 0; w := 0; n := 0; cut := false; page := ''; 
                    ORDER BY c.user_id DESC, c.server_id DESC LIMIT 1) t), 0);
 "#;
 
-/// The scope-aware page's scan: each owner's range of the `(user_id, server_id)` index (at most a page each),
-/// merged by `server_id`.
+/// The scope-aware page's scan: each owner's range of the `(user_id, server_id)` index (at most `p_scan` rows
+/// deep, then at most a page each after the filters), merged by `server_id`.
 const SCOPED_SCAN: &str = "FROM (SELECT x.* FROM unnest(owners) AS o(owner) CROSS JOIN LATERAL (
-                          SELECT * FROM sync.server_change_log x
-                          WHERE (x.user_id, x.server_id) > (o.owner, p_after) AND (x.user_id, x.server_id) <= (o.owner, w)
-                            AND (p_schema IS NULL OR x.schema_name = p_schema)
+                          SELECT * FROM (SELECT * FROM sync.server_change_log y
+                                         WHERE (y.user_id, y.server_id) > (o.owner, p_after) AND (y.user_id, y.server_id) <= (o.owner, e)
+                                         ORDER BY y.user_id, y.server_id LIMIT p_scan) x
+                          WHERE (p_schema IS NULL OR x.schema_name = p_schema)
                             AND (p_self OR x.source_id <> CASE WHEN left(o.owner, 1) = chr(31) THEN p_scoped_source ELSE p_source END)
                           ORDER BY x.user_id, x.server_id LIMIT p_limit + 1) x) c
                   ORDER BY c.server_id LIMIT p_limit + 1) s";
+
+/// Where the first owner's scan stopped short of the window: the least `p_scan`-th row of an owner's range, or NULL.
+const SCOPED_BOUND: &str = "(SELECT min(b.id) FROM unnest(owners) AS o(owner) CROSS JOIN LATERAL (
+               SELECT y.server_id AS id FROM sync.server_change_log y
+               WHERE (y.user_id, y.server_id) > (o.owner, p_after) AND (y.user_id, y.server_id) <= (o.owner, e)
+               ORDER BY y.user_id, y.server_id OFFSET p_scan - 1 LIMIT 1) b)";
 
 /// Entries of a scope owner name their scope and their author, and send the device alone as `source_id`
 /// (`crate::schema::scopes::scope_source`).
@@ -234,29 +294,32 @@ const SCOPED_FIELD: &str =
 const SCOPED_SOURCE: &str =
     "CASE WHEN left(p.user_id, 1) = chr(31) THEN to_json(p.source_id::json ->> 1) ELSE to_json(p.source_id) END";
 
-/// `sync.download_scoped_v1(user, scope, known event, after, until, schema, include_self, source, the source in
-/// scope owners' rows, limit, max_bytes, max scopes, lock timeout)`: the scope-aware page (docs/sharing.md §5.2), or with `scope` one
-/// scope's (§5.3). One row: `m`, `w`, the page as [`page_function`]'s, the memberships as JSON (NULL when the
-/// newest membership event is still `known`), that event, and `refused` (`too_many_scopes`, `scope_forbidden`)
-/// with nothing else.
+/// `sync.download_scoped_v2(user, scope, known event, after, until, schema, include_self, source, the source in
+/// scope owners' rows, limit, max_bytes, max scopes, lock timeout, scan)`: the scope-aware page (docs/sharing.md
+/// §5.2), or with `scope` one scope's (§5.3). One row: `m`, `w`, the page and `skip` as [`page_function`]'s, the
+/// memberships as JSON (NULL when the newest membership event is still `known`), that event, the memberships past
+/// `max scopes` (not served: the first by name are), and `refused` (`scope_forbidden`) with nothing else.
 pub fn scoped_page_function() -> String {
     procedure(
-        "sync.download_scoped_v1",
+        "sync.download_scoped_v2",
         "p_user text, p_scope text, p_known int8, p_after int8, p_until int8, p_schema text, p_self bool, \
-         p_source text, p_scoped_source text, p_limit int8, p_max int8, p_max_scopes int8, p_timeout text",
-        "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text, r_scopes text, r_event int8, refused text)",
+         p_source text, p_scoped_source text, p_limit int8, p_max int8, p_max_scopes int8, p_timeout text, p_scan int8",
+        "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text, skip int8, r_scopes text, r_event int8, \
+         r_over int8, refused text)",
         "VOLATILE",
-        &page_body(
-            "DECLARE\n  held text[];\n  owners text[];\n  stripe int4;\n",
-            SCOPED_TOP,
-            SCOPED_SCAN,
-            "{t}.server_id",
-            SCOPED_SOURCE,
-            SCOPED_FIELD,
-        ),
+        &page_body(&PageParts {
+            declare: "DECLARE\n  held text[];\n  owners text[];\n  stripe int4;\n  e int8;\n",
+            top: SCOPED_TOP,
+            scan: SCOPED_SCAN,
+            order: "{t}.server_id",
+            source: SCOPED_SOURCE,
+            scope: SCOPED_FIELD,
+            bound: SCOPED_BOUND,
+            rerun: true,
+        }),
     )
 }
 
 /// The scope-aware page: one call.
-pub const DOWNLOAD_SCOPED_SQL: &str = "SELECT m, w, n, last_id, cut, page, r_scopes, r_event, refused \
-     FROM sync.download_scoped_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+pub const DOWNLOAD_SCOPED_SQL: &str = "SELECT m, w, n, last_id, cut, page, skip, r_scopes, r_event, r_over, refused \
+     FROM sync.download_scoped_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";

@@ -413,3 +413,36 @@ async fn a_page_of_big_rows_is_cut_by_bytes_not_built_whole() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn bodies_declared_long_that_stall_cost_what_they_sent_not_what_they_declared() {
+    if edge() {
+        // `wrangler dev` buffers a body whole before the Worker sees it (see above).
+        return;
+    }
+    let t = target_with("attack_declared", "");
+    let addr = t.base.trim_start_matches("http://").to_owned();
+    // Four accounts each declare a full request (the default budget is four of them) and send 12 bytes.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let token = Device::new(&t, &new_user(), "d").token;
+        let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let head = format!(
+            "POST /sync/upload HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 52699136\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(b"{\"changes\":[").await.unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let victim = Device::new(&t, &new_user(), "v");
+    let started = std::time::Instant::now();
+    let r = victim.upload(users(5, 1)).await;
+    assert!(all_applied(&r), "another user's upload goes through: {r}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered, not held until the stalled bodies time out: {:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}

@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod attack;
+mod attack_reads;
 mod auth;
 mod concurrency;
 mod crash;

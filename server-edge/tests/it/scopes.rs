@@ -332,8 +332,8 @@ async fn drafts_stay_private_to_their_author_and_are_not_materialised() {
 }
 
 #[tokio::test]
-async fn bad_scope_values_are_bad_payloads_and_too_many_memberships_are_refused() {
-    let Team { t, a, .. } = team().await;
+async fn bad_scope_values_are_bad_payloads_and_memberships_past_the_limit_are_left_out() {
+    let Team { t, scope, a, .. } = team().await;
     let resp =
         a.1.upload(vec![
             upsert(1, TABLE, &id(), 0, json!({"team_id": 7, "title": "x"})),
@@ -351,10 +351,26 @@ async fn bad_scope_values_are_bad_payloads_and_too_many_memberships_are_refused(
     )
     .await
     .unwrap();
-    let (status, body) = a.1.download_raw("scopes=1").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (403, Some("too_many_scopes")),
+    // Past `max_scopes_per_user` (1000) the user keeps its private rows and the first scopes by name; the
+    // page says how many were left out (the team, named after them).
+    let own = id();
+    assert!(all_applied(
+        &a.1.upload(vec![upsert(4, "users", &own, 0, user_row(&own, "me"))])
+            .await
+    ));
+    let writer = Device::new(&t, &a.0, "a2");
+    let (status, body) = writer.download_raw("scopes=1&after=0").await;
+    assert_eq!((status, &body["scopes_omitted"]), (200, &json!(1)), "{body}");
+    let served: Vec<&str> = body["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(served.len(), 1000);
+    assert!(served.iter().all(|s| s.starts_with("many-")) && !served.contains(&scope.as_str()));
+    assert!(
+        body["changes"].as_array().unwrap().iter().any(|c| c["pk"] == own),
         "{body}"
     );
     let classic = a.1.download_raw("after=0").await;

@@ -22,6 +22,10 @@ pub struct DownloadResponse {
     /// Scope-aware pages: the user's newest membership event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_event: Option<i64>,
+    /// Scope-aware pages of a user with more memberships than the server's `max_scopes_per_user`: how many were
+    /// not served (the first by name are; docs/sharing.md §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes_omitted: Option<i64>,
 }
 
 /// One membership of a scope-aware page.
