@@ -175,6 +175,10 @@ impl Service {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
+        // On every front door: no response is sniffed into another type, and none is kept by a cache (each
+        // answers one user's request; a shared cache must never serve it to another, nor a browser's replay it).
+        resp.headers.push(("x-content-type-options", "nosniff".into()));
+        resp.headers.push(("cache-control", "no-store".into()));
         if let Some(origin) = origin.filter(|o| self.origin_allowed(Some(o))) {
             resp.headers.push(("access-control-allow-origin", origin));
             resp.headers
@@ -443,8 +447,10 @@ impl Service {
         }
         let device_id = if req.device_id.is_empty() {
             generated_device_id(random_bytes())
-        } else {
+        } else if valid_device_id(&req.device_id) {
             req.device_id
+        } else {
+            return Err(bad_device());
         };
         let user_id = format!("user-{}", req.username);
         let token = self
@@ -468,8 +474,10 @@ impl Service {
         }
         let device = if req.device.is_empty() {
             generated_device_id(random_bytes())
-        } else {
+        } else if valid_device_id(&req.device) {
             req.device
+        } else {
+            return Err(bad_device());
         };
         let token = self
             .auth
@@ -485,6 +493,11 @@ impl Service {
             },
         ))
     }
+}
+
+/// A sign-in naming a device id its token could not carry (the rules of `Oversync-Device-Id`).
+fn bad_device() -> ApiError {
+    ApiError::InvalidRequest("invalid device id: 1 to 128 visible ASCII characters expected".into())
 }
 
 /// Fresh randomness for a generated device id: the operating system's generator natively, `crypto.getRandomValues`

@@ -149,6 +149,11 @@ pub fn worker_vars(config: &Path, secret: &str) -> anyhow::Result<Vec<(&'static 
         }
         _ => String::new(),
     };
+    // `wrangler dev` listens on 127.0.0.1 only: the Worker's dev sign-in (if the file turns it on) needs the
+    // explicit opt-out there, since a Worker cannot tell that it is local.
+    if table.get("dev_signin").and_then(toml::Value::as_bool) == Some(true) {
+        table.insert("dev_signin_allow_remote".into(), toml::Value::Boolean(true));
+    }
     Ok(vec![
         ("OVERSYNC_CONFIG", serde_json::to_string(&table)?),
         ("OVERSYNC_INIT_SQL", init_sql),

@@ -95,7 +95,8 @@ pub fn principal(
         return Err(AuthError::ReservedUser);
     }
     let source_id = match (text(&names.device), device_header) {
-        (Some(did), _) => did,
+        (Some(did), _) if valid_device_id(&did) => did,
+        (Some(_), _) => return Err(AuthError::BadDeviceClaim(names.device.clone())),
         (None, Some(header)) if valid_device_id(header) => header.to_owned(),
         (None, Some(_)) => return Err(AuthError::BadDeviceHeader),
         (None, None) => return Err(AuthError::MissingDevice(names.device.clone())),

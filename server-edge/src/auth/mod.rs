@@ -62,6 +62,10 @@ pub enum AuthError {
     /// An `Oversync-Device-Id` header that is not 1 to 128 visible ASCII characters.
     #[error("invalid Oversync-Device-Id header: 1 to 128 visible ASCII characters expected")]
     BadDeviceHeader,
+    /// A device claim that is not 1 to 128 visible ASCII characters (the header's rule: the device id is stored,
+    /// logged and sent back to every other device).
+    #[error("invalid device claim {0:?}: 1 to 128 visible ASCII characters expected")]
+    BadDeviceClaim(String),
     /// No identity provider key set could be fetched, and none is cached.
     #[error("the identity provider's keys are unavailable")]
     KeysUnavailable,

@@ -240,6 +240,16 @@ fn the_device_comes_from_the_claim_or_else_a_valid_header() {
         check(&a, &host, &no_did, Some("a b"), NOW),
         Err(AuthError::BadDeviceHeader)
     );
+    for bad in ["a\nb".to_owned(), "d".repeat(5000), "é".into()] {
+        let mut claims = ok_claims();
+        claims["did"] = serde_json::json!(bad);
+        let t = token(Algorithm::HS256, SECRET, claims);
+        assert_eq!(
+            check(&a, &host, &t, Some("header"), NOW),
+            Err(AuthError::BadDeviceClaim("did".into())),
+            "the claim follows the header's rules"
+        );
+    }
     let with_did = token(Algorithm::HS256, SECRET, ok_claims());
     assert_eq!(
         check(&a, &host, &with_did, Some("other"), NOW).unwrap().source_id,

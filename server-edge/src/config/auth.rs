@@ -6,7 +6,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::{Deserialize, Deserializer};
 
-use super::{Config, ConfigError, MIN_SECRET_BYTES, is_loopback, parse_env};
+use super::{Config, ConfigError, MIN_SECRET_BYTES, parse_env};
 use crate::auth::{AuthSettings, CachePolicy, ClaimNames, TokenRules};
 
 /// Freshness of a key set whose response has no `Cache-Control` max-age (then clamped like any other).
@@ -54,16 +54,19 @@ fn comma_list(v: &str) -> Vec<String> {
 }
 
 /// Whether a key set may be fetched from `url`: over HTTPS, or plain HTTP to this machine (a local issuer in
-/// development and tests). Key sets fetched in the clear could be swapped on the way.
-fn jwks_url_ok(url: &str) -> bool {
-    if let Some(rest) = url.strip_prefix("https://") {
-        return !rest.is_empty();
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
+/// development and tests). Key sets fetched in the clear could be swapped on the way. The URL is parsed as the
+/// HTTP client parses it, so the host checked is the one it connects to (`http://127.0.0.1:80@evil/` is `evil`).
+fn jwks_url_ok(text: &str) -> bool {
+    let Ok(url) = url::Url::parse(text) else {
         return false;
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    is_loopback(authority) || is_loopback(&format!("{authority}:80"))
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Domain(d))) => d.eq_ignore_ascii_case("localhost"),
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        _ => false,
+    }
 }
 
 impl Config {
@@ -78,6 +81,9 @@ impl Config {
         }
         if let Some((_, v)) = var("JWT_ALGORITHMS") {
             self.jwt_algorithms = Some(comma_list(&v)).filter(|l| !l.is_empty());
+        }
+        if let Some((n, v)) = var("JWKS_INSECURE_ANY_ISSUER_OR_AUDIENCE") {
+            self.jwks_insecure_any_issuer_or_audience = parse_env(&n, &v, "boolean")?;
         }
         if let Some((_, v)) = var("USER_CLAIM") {
             self.user_claim = v;
@@ -133,6 +139,15 @@ impl Config {
         for (setting, value) in [("jwt_issuer", &self.jwt_issuer), ("jwt_audience", &self.jwt_audience)] {
             if value.as_deref() == Some("") {
                 return invalid(setting, "is empty; leave it out to skip the check");
+            }
+            // A provider's key set may sign tokens for other apps too (Firebase's securetoken keys sign every
+            // project's ID tokens): without `iss` and `aud` checks any of their users would get in.
+            if !self.jwks_url.is_empty() && value.is_none() && !self.jwks_insecure_any_issuer_or_audience {
+                return invalid(
+                    setting,
+                    "is required with jwks_url: a provider's keys may sign tokens for other apps too (set \
+                     jwks_insecure_any_issuer_or_audience = true to accept them)",
+                );
             }
         }
         for (setting, value) in [("user_claim", &self.user_claim), ("device_claim", &self.device_claim)] {

@@ -2,8 +2,15 @@ use super::*;
 
 const SECRET: &str = "config-test-secret-32-bytes-long";
 
+/// A configuration from `toml`; with a `jwks_url`, the provider's issuer and audience are added unless `toml`
+/// says something of them.
 fn config(toml: &str) -> Config {
-    Config::from_toml(toml).expect("toml")
+    let idp = if toml.contains("jwks_url") && !toml.contains("jwt_issuer") && !toml.contains("insecure") {
+        "\njwt_issuer = 'https://id.example/'\njwt_audience = 'app'"
+    } else {
+        ""
+    };
+    Config::from_toml(&format!("{toml}{idp}")).expect("toml")
 }
 
 fn problem(c: &Config) -> String {
@@ -62,6 +69,9 @@ fn key_sets_are_fetched_over_https_or_from_this_machine_only() {
         "id.example/jwks",
         "https://",
         "http://10.0.0.1/",
+        "http://127.0.0.1:80@192.0.2.2/jwks.json",
+        "http://localhost.evil.example/jwks",
+        "http://127.0.0.1.nip.io/jwks",
     ] {
         assert!(
             problem(&config(&format!("jwks_url = '{bad}'"))).starts_with("jwks_url:"),
@@ -91,6 +101,8 @@ fn auth_settings_are_read_from_the_environment() {
         let v = match k {
             "OVERSYNC_JWKS_URL" => "https://a.example/jwks, https://b.example/jwks",
             "OVERSYNC_JWT_ALGORITHMS" => "ES256,EdDSA",
+            "OVERSYNC_JWT_ISSUER" => "https://a.example/",
+            "OVERSYNC_JWT_AUDIENCE" => "app",
             "OVERSYNC_USER_CLAIM" => "user_id",
             "OVERSYNC_DEVICE_CLAIM" => "device",
             "OVERSYNC_JWKS_CACHE_MIN_S" => "1",
@@ -125,4 +137,24 @@ fn the_jwks_demo_configuration_needs_no_secret_and_no_dev_signin() {
     // The test issuer's values (tests/src/issuer.rs).
     assert_eq!(a.rules.issuer.as_deref(), Some("https://issuer.oversync.test"));
     assert_eq!(a.rules.audience.as_deref(), Some("oversync-tests"));
+}
+
+#[test]
+fn a_key_set_needs_issuer_and_audience_checks_unless_loudly_opted_out() {
+    let url = "jwks_url = 'https://id.example/jwks'";
+    let neither = Config::from_toml(url).unwrap();
+    assert!(
+        problem(&neither).starts_with("jwt_issuer: is required with jwks_url"),
+        "{}",
+        problem(&neither)
+    );
+    let no_audience = Config::from_toml(&format!("{url}\njwt_issuer = 'https://id.example/'")).unwrap();
+    assert!(problem(&no_audience).starts_with("jwt_audience: is required"));
+    let opted_out = Config::from_toml(&format!("{url}\njwks_insecure_any_issuer_or_audience = true")).unwrap();
+    assert!(opted_out.auth().is_ok());
+    let secret_only = Config::from_toml(&format!("jwt_secret = '{SECRET}'")).unwrap();
+    assert!(
+        secret_only.auth().is_ok(),
+        "HS tokens are this server's own: no issuer needed"
+    );
 }

@@ -151,12 +151,18 @@ pub struct Config {
     /// Tokens without `exp` are rejected (off: PROTOCOL.md §3.1 keeps `exp` optional); env `OVERSYNC_REQUIRE_EXP`.
     #[serde(default)]
     pub require_exp: bool,
-    /// When set, a token's `iss` must equal it; env `OVERSYNC_JWT_ISSUER`.
+    /// When set, a token's `iss` must equal it; env `OVERSYNC_JWT_ISSUER`. Required with `jwks_url`.
     #[serde(default)]
     pub jwt_issuer: Option<String>,
-    /// When set, a token's `aud` (string or array) must contain it; env `OVERSYNC_JWT_AUDIENCE`.
+    /// When set, a token's `aud` (string or array) must contain it; env `OVERSYNC_JWT_AUDIENCE`. Required with
+    /// `jwks_url`.
     #[serde(default)]
     pub jwt_audience: Option<String>,
+    /// Accepts tokens of a `jwks_url` provider without `jwt_issuer` or `jwt_audience` checks: any token its keys
+    /// signed, for any app, gets in. Only for a key set that signs this app's tokens alone; env
+    /// `OVERSYNC_JWKS_INSECURE_ANY_ISSUER_OR_AUDIENCE`.
+    #[serde(default)]
+    pub jwks_insecure_any_issuer_or_audience: bool,
     /// Clock skew in seconds tolerated on `exp` and `nbf` (default 0, §3.1); env `OVERSYNC_JWT_LEEWAY_S`.
     #[serde(default)]
     pub jwt_leeway_s: u64,
@@ -347,6 +353,14 @@ pub enum ConfigError {
          (OVERSYNC_DEV_SIGNIN_ALLOW_REMOTE) if that is really wanted"
     )]
     DevSigninRemote(String),
+    /// Dev sign-in on the Worker, which has no `listen` address to be loopback: it is reachable by whoever reaches
+    /// the deployment.
+    #[error(
+        "dev_signin is on in the Worker, which anyone who reaches the deployment can call to sign in as any user; \
+         set dev_signin_allow_remote = true (OVERSYNC_DEV_SIGNIN_ALLOW_REMOTE) for a local wrangler dev, or turn \
+         dev_signin off"
+    )]
+    DevSigninWorker,
     /// A setting whose value cannot be used.
     #[error("{setting}: {problem}")]
     Invalid {
@@ -542,6 +556,10 @@ impl Config {
         }
         if self.dev_signin && !self.dev_signin_allow_remote && !is_loopback(&self.listen) {
             return Err(ConfigError::DevSigninRemote(self.listen.clone()));
+        }
+        // The Worker never binds `listen`: nothing says it is local, so dev sign-in needs the explicit opt-out.
+        if cfg!(target_arch = "wasm32") && self.dev_signin && !self.dev_signin_allow_remote {
+            return Err(ConfigError::DevSigninWorker);
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.tables {

@@ -183,6 +183,17 @@ async fn signin_errors_use_the_invalid_request_envelope() {
         ("/signin", r#"{"password":"x"}"#, "username required"),
         ("/dummy-signin", "{", "invalid JSON"),
         ("/dummy-signin", r#"{"user":""}"#, "user required"),
+        // A device id its token could not carry (issue 32: the claim follows the header's rules).
+        (
+            "/signin",
+            r#"{"username":"u","device_id":"a b"}"#,
+            "invalid device id: 1 to 128 visible ASCII characters expected",
+        ),
+        (
+            "/dummy-signin",
+            r#"{"user":"u","device":"a\nb"}"#,
+            "invalid device id: 1 to 128 visible ASCII characters expected",
+        ),
     ];
     for (path, body, message) in cases {
         let got = read(http.post(format!("{}{path}", t.base)).body(body).send().await.unwrap()).await;
@@ -364,13 +375,13 @@ async fn signin_without_a_device_id_returns_distinct_random_uuids() {
 
 /// What a start of the native binary with `config` (TOML) and `env` came to: whether it got as far as listening
 /// (it is stopped then), its exit status otherwise, and everything it wrote to stderr (at `RUST_LOG=warn`).
-struct StartUp {
-    listened: bool,
-    exit: Option<std::process::ExitStatus>,
-    stderr: String,
+pub(crate) struct StartUp {
+    pub(crate) listened: bool,
+    pub(crate) exit: Option<std::process::ExitStatus>,
+    pub(crate) stderr: String,
 }
 
-fn start_up(config: &str, env: &[(&str, String)]) -> StartUp {
+pub(crate) fn start_up(config: &str, env: &[(&str, String)]) -> StartUp {
     let dir = oversync_tests::process::tempdir("oversync-startup").unwrap();
     let path = dir.join("server.toml");
     std::fs::write(&path, config).unwrap();
@@ -471,4 +482,32 @@ fn every_start_with_dev_signin_logs_a_warning() {
     let s = start_up("listen = \"127.0.0.1:0\"", &env);
     assert!(s.listened, "{}", s.stderr);
     assert!(!s.stderr.contains("dev_signin is on"), "{}", s.stderr);
+}
+
+#[tokio::test]
+async fn the_workers_dev_signin_needs_the_explicit_remote_opt_out() {
+    if !edge() {
+        return; // Natively the `listen` address decides (above).
+    }
+    // A Worker cannot tell whether it is local (it never binds `listen`): dev sign-in without the opt-out is a
+    // configuration it refuses, so no request signs anybody in.
+    let db_url = target().db_url.clone();
+    let server =
+        tokio::task::spawn_blocking(move || start_cold(&db_url, "dev_signin = true\ndev_signin_allow_remote = false"))
+            .await
+            .unwrap()
+            .expect("wrangler dev started");
+    let r = reqwest::Client::new()
+        .post(format!("{}/signin", server.base_url))
+        .body(r#"{"username":"mallory"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(r).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (500, Some("internal_error")),
+        "{body}"
+    );
+    assert!(body.get("token").is_none());
 }

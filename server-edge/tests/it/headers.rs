@@ -1,5 +1,6 @@
-//! Security headers of the native front door: `nosniff` everywhere, and a policy for an app served from
-//! `static_dir` that still lets the demo's scripts, module worker and wasm run.
+//! Security headers: `nosniff` and `no-store` on every sync answer of both front doors, a device claim checked like
+//! the device header, and natively a policy for an app served from `static_dir` that still lets the demo's
+//! scripts, module worker and wasm run.
 
 use crate::support::*;
 
@@ -63,4 +64,39 @@ async fn api_responses_say_nosniff_without_a_static_dir() {
         r.headers().get("content-security-policy").is_none(),
         "no app, no app policy"
     );
+}
+
+#[tokio::test]
+async fn every_sync_answer_is_nosniff_and_not_stored_on_both_front_doors() {
+    let t = target();
+    let d = Device::new(&t, &new_user(), "d");
+    for (path, authorised) in [
+        ("/sync/download?after=0", true),
+        ("/sync/capabilities", true),
+        ("/sync/download?after=0", false),
+        ("/health", false),
+    ] {
+        let mut req = d.http.get(format!("{}{path}", t.base));
+        if authorised {
+            req = req.bearer_auth(&d.token);
+        }
+        let r = req.send().await.unwrap();
+        let header = |name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
+        assert_eq!(header("cache-control").as_deref(), Some("no-store"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_device_claim_follows_the_device_header_rules() {
+    let t = target();
+    for bad in ["a\nb".to_owned(), "d".repeat(5000)] {
+        let token = token_with(serde_json::json!({"sub": new_user(), "did": bad}));
+        let (status, body) = Device::with_token(&t, token, None).download_raw("after=0").await;
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("invalid device claim"),
+            "{body}"
+        );
+    }
 }

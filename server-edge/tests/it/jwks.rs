@@ -293,3 +293,48 @@ async fn outage_unknown_kids_and_rotation_follow_the_cache_rules() {
     assert_eq!(status(&t, &rsa2).await, 200);
     drop(server);
 }
+
+#[tokio::test]
+async fn a_key_set_without_issuer_and_audience_checks_is_refused_unless_opted_out() {
+    // Issue 32: a provider's keys may sign other apps' tokens; a token from another app (another audience) must
+    // not get in because the server checks nothing but the signature.
+    let url = issuer().jwks_url();
+    let db_url = target().db_url.clone();
+    if edge() {
+        // The Worker reads its configuration on the first request: it answers 500, and lets nobody in.
+        let unchecked = format!("jwks_url = {url:?}");
+        let s = tokio::task::spawn_blocking(move || start_cold(&db_url, &unchecked))
+            .await
+            .unwrap()
+            .expect("wrangler dev started");
+        let t = Target {
+            base: s.base_url.clone(),
+            db_url: target().db_url.clone(),
+            _server: None,
+        };
+        let other_app = issuer().token("rsa-1", json!({"sub": new_user(), "aud": "another-app"}));
+        let (status, body) = get(&t, &other_app, Some("d")).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (500, Some("internal_error")),
+            "{body}"
+        );
+    } else {
+        let env = [("DATABASE_URL", db_url)];
+        let s = crate::auth::start_up(&format!("listen = \"127.0.0.1:0\"\njwks_url = {url:?}"), &env);
+        assert!(!s.listened, "the native server must refuse to start");
+        assert!(
+            s.stderr.contains("jwt_issuer: is required with jwks_url"),
+            "{}",
+            s.stderr
+        );
+    }
+    let opted_out = format!("jwks_url = {url:?}\njwks_insecure_any_issuer_or_audience = true");
+    let t = target_with("jwks_unchecked", &opted_out);
+    let other_app = issuer().token("rsa-1", json!({"sub": new_user(), "aud": "another-app"}));
+    assert_eq!(
+        get(&t, &other_app, Some("d")).await.0,
+        200,
+        "the named opt-out accepts them"
+    );
+}

@@ -160,6 +160,12 @@ pub fn start_cold(db_url: &str, extra: &str) -> anyhow::Result<Server> {
     };
     let settings = format!("{signin}\n{extra}\n{TABLES}");
     if edge() {
+        // `wrangler dev` listens on 127.0.0.1 only; a Worker needs the explicit opt-out for dev sign-in.
+        let settings = if extra.contains("dev_signin_allow_remote") {
+            settings
+        } else {
+            format!("dev_signin_allow_remote = true\n{settings}")
+        };
         let table: toml::Table = toml::from_str(&settings).expect("test settings");
         let vars = [
             ("OVERSYNC_CONFIG", serde_json::to_string(&table).expect("json")),
