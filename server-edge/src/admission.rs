@@ -261,15 +261,22 @@ impl Admission {
         (limit == 0 || before < limit).then_some(look)
     }
 
-    /// Reserves `n` body bytes of the process-wide upload budget, or answers 503 (see [`Bytes::grow_to`]); the
-    /// reservation grows as the body arrives.
-    pub fn upload_bytes(&self, n: usize) -> Result<Bytes<'_>, ApiError> {
+    /// Admits a body declared `declared` bytes long if it fits beside what the bodies in flight hold now (or
+    /// nothing is in flight), else answers 503 before a byte of it is read; then reserves its first `first` bytes.
+    /// The reservation grows as the body arrives ([`Bytes::grow_to`]), so a body declared long that stalls holds
+    /// what it sent.
+    pub fn upload_bytes(&self, declared: usize, first: usize) -> Result<Bytes<'_>, ApiError> {
+        let budget = self.shares().upload_bytes;
+        let held = self.bytes.load(Ordering::Acquire);
+        if budget != 0 && held != 0 && held.saturating_add(declared) > budget {
+            return Err(ApiError::Busy(RETRY_AFTER_S));
+        }
         let mut reserved = Bytes {
             counter: &self.bytes,
             held: 0,
-            budget: self.shares().upload_bytes,
+            budget,
         };
-        reserved.grow_to(n)?;
+        reserved.grow_to(first)?;
         Ok(reserved)
     }
 
@@ -360,22 +367,26 @@ mod tests {
     #[test]
     fn upload_bytes_are_budgeted_over_all_users() {
         let a = admission();
-        let first = a.upload_bytes(60).unwrap();
-        let _second = a.upload_bytes(40).unwrap();
+        let first = a.upload_bytes(60, 60).unwrap();
+        let _second = a.upload_bytes(40, 40).unwrap();
         assert_eq!(
-            a.upload_bytes(1).err().and_then(|e| e.retry_after()),
+            a.upload_bytes(1, 1).err().and_then(|e| e.retry_after()),
             Some(RETRY_AFTER_S)
         );
         drop(first);
-        let _third = a.upload_bytes(50).unwrap();
-        let mut growing = a.upload_bytes(5).unwrap();
-        growing.grow_to(10).unwrap();
-        assert!(growing.grow_to(11).is_err(), "past the budget");
+        assert!(
+            a.upload_bytes(70, 5).is_err(),
+            "declared past what is free: refused before reading"
+        );
+        let _stalled = a.upload_bytes(50, 5).expect("declared 50, holds 5 until more arrives");
+        let mut growing = a.upload_bytes(50, 5).unwrap();
+        growing.grow_to(55).unwrap();
+        assert!(growing.grow_to(56).is_err(), "past the budget: 40 + 5 + 56 > 100");
         drop(growing);
-        let _fourth = a.upload_bytes(10).expect("a refused growth gives back all it held");
+        let _fourth = a.upload_bytes(10, 10).expect("a refused growth gives back all it held");
         let b = admission();
         let _alone = b
-            .upload_bytes(500)
+            .upload_bytes(500, 500)
             .expect("a body over the budget goes when it is alone");
     }
 

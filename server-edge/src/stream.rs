@@ -17,6 +17,48 @@ use crate::service::Service;
 /// client pinging every 30 s. Natively only: a hibernated Worker socket costs nothing.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(95);
 
+/// How long one write to a stream may wait for the device to read: past it the device has stopped reading (its
+/// socket buffers are full), and the stream is dropped without a close frame, giving back its share and socket.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pings a stream may send at once ([`PingBudget`]); a client pings every 30 s.
+const PING_BURST: u32 = 10;
+
+/// Pings per second a stream may sustain past its burst.
+const PINGS_PER_S: u32 = 1;
+
+/// A stream's ping allowance: a token bucket of [`PING_BURST`] pings refilled at [`PINGS_PER_S`]. A client that
+/// pings past it is closed with 1008 (a loop of pings cost a core in pongs). Time is passed in.
+#[derive(Debug, Clone, Copy)]
+pub struct PingBudget {
+    tokens: u32,
+    since: Duration,
+}
+
+impl PingBudget {
+    /// A full bucket at `now`.
+    pub fn new(now: Duration) -> Self {
+        Self {
+            tokens: PING_BURST,
+            since: now,
+        }
+    }
+
+    /// Takes one ping's token at `now`; false when there is none (the stream must be closed).
+    pub fn take(&mut self, now: Duration) -> bool {
+        let earned = now.saturating_sub(self.since).as_secs() as u32 * PINGS_PER_S;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(PING_BURST);
+            self.since = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
 /// Why a stream is closed or refused: the close code and its reason (at most 123 bytes once cut).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -46,6 +88,14 @@ impl Refusal {
         Self {
             code: 1008,
             reason: "only \"ping\" is accepted on this stream".into(),
+        }
+    }
+
+    /// The close for a client pinging past its [`PingBudget`] (RFC 6455 policy violation).
+    pub fn ping_flood() -> Self {
+        Self {
+            code: 1008,
+            reason: "too many pings: one a second at most".into(),
         }
     }
 
@@ -112,6 +162,19 @@ pub fn until_expiry(who: &Principal, now: Duration) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pings_past_the_burst_and_the_rate_are_refused() {
+        let s = std::time::Duration::from_secs;
+        let mut b = super::PingBudget::new(s(100));
+        assert!((0..10).all(|_| b.take(s(100))), "a burst of ten");
+        assert!(!b.take(s(100)), "the eleventh at once");
+        assert!(b.take(s(101)) && !b.take(s(101)), "one more a second");
+        assert!(
+            (0..10).all(|_| b.take(s(200))) && !b.take(s(200)),
+            "refilled to the burst, no more"
+        );
+    }
+
     use super::*;
 
     fn change(source: &str, top: i64) -> Notice {

@@ -13,7 +13,7 @@ use oversync_protocol::wire::{PING, PONG, STREAM_PROTOCOL, StreamOffer, StreamTo
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::stream::{IDLE_TIMEOUT, Refusal, Step, on_notice, until_expiry};
+use crate::stream::{IDLE_TIMEOUT, PingBudget, Refusal, Step, WRITE_TIMEOUT, on_notice, until_expiry};
 
 /// How often a stream without a live hub looks at the log, and how soon it retries a look that found no share.
 const POLL: Duration = Duration::from_secs(1);
@@ -60,7 +60,8 @@ pub(super) async fn handle(
                     code: refused.code,
                     reason: close_reason(&refused.reason).into(),
                 };
-                let _ = socket.send(Message::Close(Some(frame))).await;
+                // Bounded like every write: a device that stopped reading gets no close frame.
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
             }
         })
         .into_response()
@@ -95,6 +96,8 @@ async fn serve(
     let expiry = tokio::time::sleep(expiry.min(Duration::from_secs(400 * 86_400)));
     tokio::pin!(expiry);
     let mut idle_until = tokio::time::Instant::now() + IDLE_TIMEOUT;
+    let started = tokio::time::Instant::now();
+    let mut pings = PingBudget::new(Duration::ZERO);
     // -1: nothing told yet, so the first look is sent even when it is 0.
     let (mut told, mut look_in) = (-1_i64, Some(Duration::ZERO));
     loop {
@@ -135,11 +138,17 @@ async fn serve(
             message = socket.recv() => {
                 idle_until = tokio::time::Instant::now() + IDLE_TIMEOUT;
                 match message {
-                    Some(Ok(Message::Text(text))) if text.as_str() == PING => send(socket, PONG.into()).await?,
+                    Some(Ok(Message::Text(text))) if text.as_str() == PING => {
+                        if !pings.take(started.elapsed()) {
+                            return Err(Refusal::ping_flood());
+                        }
+                        send(socket, PONG.into()).await?;
+                    }
                     Some(Ok(Message::Close(_))) | None => return Ok(()),
                     // A frame past the 1 KiB bound, or broken: refused like any frame but a ping.
                     Some(Err(_)) => return Err(Refusal::unexpected()),
-                    // Control frames (tungstenite answers pings itself).
+                    // Control frames: tungstenite answers pings itself, but they count against the ping budget.
+                    Some(Ok(Message::Ping(_))) if !pings.take(started.elapsed()) => return Err(Refusal::ping_flood()),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(_)) => return Err(Refusal::unexpected()),
                 }
@@ -163,10 +172,14 @@ async fn send_top(socket: &mut WebSocket, top: i64) -> Result<(), Refusal> {
     send(socket, text).await
 }
 
-/// A send that fails means the device is gone: the stream ends without a close frame to send.
+/// A send that fails, or waits past [`WRITE_TIMEOUT`] for the device to read, means the device is gone: the stream
+/// ends (its share and socket are given back).
 async fn send(socket: &mut WebSocket, text: String) -> Result<(), Refusal> {
-    socket.send(Message::Text(text.into())).await.map_err(|_| Refusal {
-        code: stream_close::GOING_AWAY,
-        reason: String::new(),
-    })
+    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Refusal {
+            code: stream_close::GOING_AWAY,
+            reason: String::new(),
+        }),
+    }
 }

@@ -291,3 +291,33 @@ async fn a_membership_change_is_told_to_the_users_streams() {
     assert_eq!(status, 200);
     assert!(next_top(&mut ws).await >= joined);
 }
+
+#[tokio::test]
+async fn a_loop_of_pings_is_closed_with_1008_and_gives_its_share_back() {
+    if edge() {
+        // On the Worker the runtime answers `ping` itself (the hub's auto-response) without running our code;
+        // the flood costs workerd, whose limits are Cloudflare's.
+        return;
+    }
+    let t = target_with("stream_one", "watch = true\nmax_watches_per_user = 1");
+    let user = new_user();
+    let mut ws = open(&t, &token(&user, "d"), "d").await;
+    assert_eq!(next_top(&mut ws).await, 0);
+    // Sent without reading a pong: the flood of the audit, which got ~900k pongs a second.
+    for _ in 0..200 {
+        if ws.send(Message::text("ping")).await.is_err() {
+            break;
+        }
+    }
+    let mut closed = None;
+    while closed.is_none() {
+        match next(&mut ws, Duration::from_secs(10)).await {
+            Ok(text) => assert_eq!(text, "pong"),
+            Err(close) => closed = Some(close),
+        }
+    }
+    assert_eq!(closed, Some((1008, "too many pings: one a second at most".to_owned())));
+    // The stream's share is given back: the user's one allowed stream opens again.
+    let mut again = open(&t, &token(&user, "d2"), "d2").await;
+    assert_eq!(next_top(&mut again).await, 0);
+}
