@@ -19,7 +19,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, IsolationLevel};
 
 use super::materialize::materialization;
-use super::plan::{Outcome, Prepared, RowKey, Write, decide};
+use super::plan::{Outcome, Prepared, RowKey, RowMeta, Write, decide};
 use super::route::{Place, payload_scope, places, route, scope_of};
 use super::store::{self, Read, WriteSet, Written};
 use super::{Decided, to_statuses};
@@ -141,7 +141,13 @@ pub(super) async fn run(
         let c = &p.change;
         let owner = if registry.scope_column(&c.table).is_some() {
             let key = (c.table.clone(), c.pk.clone());
-            let r = route(user, c.op, targets.get(&i), at.get(&key));
+            // A row in a scope the user is not a member of is out of sight (docs/sharing.md §5.1, issue 32): a
+            // DELETE of it is a DELETE of an unknown row (no answer names the scope, or tells it from a key that
+            // never existed), and an upsert conflicts with its deletion, as an edit of a row moved out of reach.
+            let hidden = at
+                .get(&key)
+                .filter(|(o, _)| scope_of(o).is_some_and(|s| !roles.contains_key(s)));
+            let r = route(user, c.op, targets.get(&i), at.get(&key).filter(|_| hidden.is_none()));
             if let Some(s) = r
                 .scopes
                 .iter()
@@ -152,6 +158,14 @@ pub(super) async fn run(
                     &c.table.to_string(),
                     &c.pk,
                 )));
+                continue;
+            }
+            if let Some((_, meta)) = hidden.filter(|_| !c.op.is_delete()) {
+                let meta = RowMeta {
+                    version: meta.version,
+                    deleted: true,
+                };
+                outcomes[i] = Some(Outcome::Conflict { row: key, meta });
                 continue;
             }
             if let Some(from) = r.from {

@@ -163,12 +163,10 @@ async fn a_non_member_or_a_reader_can_neither_write_nor_read_a_scope() {
     join(&t, &own_team, &outsider, Some("writer")).await;
     let (o, r) = (Device::new(&t, &outsider, "o1"), Device::new(&t, &reader, "r1"));
 
-    // Writes into the scope, over its row, or moving its row into a scope of one's own: all refused.
+    // Writes into the scope, or over its row there: refused, naming the scope the change named.
     let attempts = vec![
         post(1, &id(), 0, Some(&scope), "new row"),
         post(2, &pk, 1, Some(&scope), "overwrite"),
-        post(3, &pk, 1, Some(&own_team), "steal"),
-        delete(4, TABLE, &pk, 1),
     ];
     for change in attempts {
         let resp = o.upload(vec![change]).await;
@@ -180,6 +178,21 @@ async fn a_non_member_or_a_reader_can_neither_write_nor_read_a_scope() {
             "{resp}"
         );
     }
+    // Changes that name only the row's key are answered as if the row did not exist (issue 32: no existence or
+    // scope oracle): moving it into a scope of one's own conflicts with a deletion, and deleting it is the delete
+    // of an unknown key, exactly as for a key nobody ever wrote.
+    let steal = o.upload(vec![post(3, &pk, 1, Some(&own_team), "steal")]).await;
+    assert_eq!(status_at(&steal, 0), WireStatus::Conflict, "{steal}");
+    assert_eq!(steal["statuses"][0]["server_row"]["deleted"], true, "{steal}");
+    assert!(!steal.to_string().contains(&scope), "{steal}");
+    let known = o.upload(vec![delete(4, TABLE, &pk, 1)]).await;
+    let unknown = o.upload(vec![delete(5, TABLE, &id(), 1)]).await;
+    assert_eq!(status_at(&known, 0), WireStatus::Applied, "{known}");
+    assert_eq!(status_at(&unknown, 0), WireStatus::Applied, "{unknown}");
+    assert_eq!(
+        known["statuses"][0]["new_server_version"], unknown["statuses"][0]["new_server_version"],
+        "{known} {unknown}"
+    );
     let resp = r.upload(vec![post(1, &pk, 1, Some(&scope), "reader edit")]).await;
     assert_eq!(resp["statuses"][0]["invalid"]["reason"], "scope_forbidden", "{resp}");
 
@@ -595,6 +608,23 @@ async fn an_edit_of_a_row_moved_out_of_reach_conflicts_with_its_deletion() {
             "{resp}"
         );
     }
+}
+
+/// Issue 32: a row another member moved into a scope the editor is not in is out of the editor's reach like a row
+/// moved into a draft: the stale edit conflicts with its deletion, and nothing names the scope it went to.
+#[tokio::test]
+async fn an_edit_of_a_row_moved_into_a_scope_the_editor_is_not_in_conflicts_with_its_deletion() {
+    let Team { t, scope, a, b } = team().await;
+    let elsewhere = format!("team-{}", id());
+    join(&t, &elsewhere, &b.0, Some("writer")).await;
+    let pk = id();
+    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "shared")]).await;
+    let moved = b.1.upload(vec![post(1, &pk, 1, Some(&elsewhere), "moved")]).await;
+    assert_eq!(status_at(&moved, 0), WireStatus::Applied, "{moved}");
+    let resp = a.1.upload(vec![post(2, &pk, 1, Some(&scope), "a's late edit")]).await;
+    assert_eq!(status_at(&resp, 0), WireStatus::Conflict, "{resp}");
+    assert_eq!(resp["statuses"][0]["server_row"]["deleted"], true, "{resp}");
+    assert!(!resp.to_string().contains(&elsewhere), "{resp}");
 }
 
 /// docs/sharing.md §7: a scope-aware long-poll (`scopes=1`) counts the user's scopes: it answers at once for a
