@@ -70,6 +70,9 @@ pub struct Admission {
     users: Mutex<HashMap<String, User>>,
     looks: AtomicUsize,
     bytes: AtomicUsize,
+    /// The admission tickets of the upload bodies in flight: the oldest may always grow.
+    bodies: Mutex<std::collections::BTreeSet<u64>>,
+    next_body: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Admission {
@@ -130,24 +133,25 @@ impl ReadSlot<'_> {
 
 /// Upload body bytes reserved; given back on drop.
 pub struct Bytes<'a> {
-    counter: &'a AtomicUsize,
+    admission: &'a Admission,
+    ticket: u64,
     held: usize,
     budget: usize,
 }
 
 impl Bytes<'_> {
-    /// Grows the reservation to `n` bytes, or answers 503 when that passes the budget while other bodies hold
-    /// some of it (a body alone may take more than the whole budget, so a configured request limit is always
-    /// reachable). Refused or not, what is held is given back on drop.
+    /// Grows the reservation to `n` bytes, or answers 503 when that passes the budget. The oldest body in flight
+    /// always grows, so one body at least goes through whatever the others hold (and a configured request limit
+    /// larger than the budget is reachable). Refused or not, what is held is given back on drop.
     pub fn grow_to(&mut self, n: usize) -> Result<(), ApiError> {
         if n <= self.held {
             return Ok(());
         }
         let add = n - self.held;
-        let before = self.counter.fetch_add(add, Ordering::AcqRel);
-        let alone = before == self.held;
+        let before = self.admission.bytes.fetch_add(add, Ordering::AcqRel);
         self.held = n;
-        if self.budget == 0 || alone || before + add <= self.budget {
+        let oldest = || lock(&self.admission.bodies).first() == Some(&self.ticket);
+        if self.budget == 0 || before + add <= self.budget || oldest() {
             Ok(())
         } else {
             Err(ApiError::Busy(RETRY_AFTER_S))
@@ -157,8 +161,13 @@ impl Bytes<'_> {
 
 impl Drop for Bytes<'_> {
     fn drop(&mut self) {
-        self.counter.fetch_sub(self.held, Ordering::AcqRel);
+        self.admission.bytes.fetch_sub(self.held, Ordering::AcqRel);
+        lock(&self.admission.bodies).remove(&self.ticket);
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One look at the log by a watcher; given back on drop.
@@ -190,7 +199,7 @@ impl Admission {
     }
 
     fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, User>> {
-        self.users.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.users)
     }
 
     /// Admits an upload of `user`, or answers 429.
@@ -271,8 +280,11 @@ impl Admission {
         if budget != 0 && held != 0 && held.saturating_add(declared) > budget {
             return Err(ApiError::Busy(RETRY_AFTER_S));
         }
+        let ticket = self.next_body.fetch_add(1, Ordering::AcqRel);
+        lock(&self.bodies).insert(ticket);
         let mut reserved = Bytes {
-            counter: &self.bytes,
+            admission: self,
+            ticket,
             held: 0,
             budget,
         };
@@ -388,6 +400,21 @@ mod tests {
         let _alone = b
             .upload_bytes(500, 500)
             .expect("a body over the budget goes when it is alone");
+    }
+
+    #[test]
+    fn the_oldest_body_in_flight_always_grows() {
+        let a = admission();
+        let mut older = a.upload_bytes(100, 10).unwrap();
+        let mut newer = a.upload_bytes(90, 10).unwrap();
+        newer.grow_to(80).unwrap();
+        older.grow_to(100).expect("the oldest grows past the budget");
+        assert!(newer.grow_to(90).is_err(), "a newer one does not");
+        drop(older);
+        let mut next = a.upload_bytes(10, 10).unwrap();
+        next.grow_to(10).unwrap();
+        drop(newer);
+        next.grow_to(300).expect("now the oldest");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Download and apply (PROTOCOL.md §7.4) and hydration (§7.6), plus the row writes shared with conflict
 //! resolution. Every page is one SQLite transaction with capture silenced and foreign keys deferred.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use oversync_protocol::validate::DownloadQuery;
@@ -188,6 +189,10 @@ impl<T: Transport> Engine<T> {
         // Upserts and metadata in multi-row statements; a delete (which may cascade) first writes what is queued.
         // A row twice in the page is safe queued: its later entry is the newer version and is written last.
         let mut batch = Batch::new(&now);
+        // The versions this page has applied so far: their metadata waits in `batch`, and the version guard
+        // (§7.4 step 4, entry by entry) must see it, or a later entry of the page at an equal version (a classic
+        // server logs a losing change at the winner's version, defect D1) is applied over it.
+        let mut seen: HashMap<(&str, &str), i64> = HashMap::new();
         let mut applied = 0;
         let user: Option<String> =
             tx.query_row("SELECT user_id FROM _sync_client_info WHERE id = 1", [], |r| r.get(0))?;
@@ -217,10 +222,13 @@ impl<T: Transport> Engine<T> {
                 && page.changes[i + 1..]
                     .iter()
                     .any(|l| !l.deleted && l.table == e.table && l.pk == e.pk && l.server_version > e.server_version);
-            let known: Option<i64> = tx
-                .prepare_cached("SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2")?
-                .query_row([&e.table, &e.pk], |r| r.get(0))
-                .ok();
+            let known: Option<i64> = match seen.get(&(e.table.as_str(), e.pk.as_str())) {
+                Some(v) => Some(*v),
+                None => tx
+                    .prepare_cached("SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2")?
+                    .query_row([&e.table, &e.pk], |r| r.get(0))
+                    .ok(),
+            };
             if superseded || known.is_some_and(|v| v >= e.server_version) {
                 continue;
             }
@@ -237,6 +245,7 @@ impl<T: Transport> Engine<T> {
                 batch.upsert(tx, shape, values)?;
             }
             batch.meta(tx, &e.table, &e.pk, e.server_version, e.deleted)?;
+            seen.insert((e.table.as_str(), e.pk.as_str()), e.server_version);
             applied += 1;
         }
         batch.flush(tx)?;

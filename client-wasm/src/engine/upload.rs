@@ -280,6 +280,10 @@ fn handle_status(
         Action::Nothing => {}
         Action::Applied { version, delete } => {
             report.applied += 1;
+            // A classic server answers a replay without its version (defect D5). An applied upsert was applied at
+            // its base + 1 (§6.4): without that version the row's next edit would be sent on the old base and
+            // conflict with the device's own write, and the resolver could drop the edit.
+            let version = version.or((!delete).then_some(f.base + 1));
             match version {
                 Some(v) => {
                     let known = meta_version(conn, &f.table, &f.pk)?;

@@ -446,3 +446,55 @@ async fn bodies_declared_long_that_stall_cost_what_they_sent_not_what_they_decla
     );
     drop(stalled);
 }
+
+/// A full batch (200 payloads of ~255 KiB, a 50 MiB body) for a new user.
+fn full_batch() -> String {
+    let name = "n".repeat(255 << 10);
+    let changes: Vec<Value> = (0..200)
+        .map(|i| {
+            let pk = id();
+            upsert(
+                i + 1,
+                "users",
+                &pk,
+                0,
+                json!({"id": pk, "name": name, "email": "e", "created_at": 1}),
+            )
+        })
+        .collect();
+    json!({ "changes": changes }).to_string()
+}
+
+#[tokio::test]
+async fn a_second_full_batch_waits_for_the_first_under_the_default_budget() {
+    if edge() {
+        return; // The Worker's isolate is measured by workerd, not here (README: what a 128 MB isolate takes).
+    }
+    let t = target_with("attack_memory", "");
+    let server = t._server.as_ref().unwrap();
+    server.reset_peak_rss().unwrap();
+    let d = Device::new(&t, &new_user(), "d");
+    let body = full_batch();
+    let first = tokio::spawn(async move { d.upload_raw(body).await });
+    // Once the first body has arrived (50 MiB over loopback: well within this), a second full request does not
+    // fit the default budget (one full request and 16 MiB) and is refused before a byte of it is read.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let token = Device::new(&t, &new_user(), "d").token;
+    let head = format!(
+        "POST /sync/upload HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 52699136\r\n\r\n"
+    );
+    let answer = raw(&t, head, b"{\"changes\":[").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let (status, r) = first.await.unwrap();
+    assert_eq!(status, 200, "{r}");
+    assert!(all_applied(&r), "{}", statuses(&r)[0]);
+    let peak = server.peak_rss_kib().unwrap() / 1024;
+    let _ = writeln!(
+        std::io::stderr(),
+        "attack a second full batch beside the first: native server peak RSS {peak} MiB (bound {FULL_BATCH_RSS_BOUND_MIB} MiB)"
+    );
+    assert!(
+        peak < FULL_BATCH_RSS_BOUND_MIB,
+        "peak {peak} MiB: the budget holds one full batch at a time"
+    );
+}

@@ -11,10 +11,19 @@ use serde_json::json;
 
 use crate::support::{LOCAL_SCHEMA, id};
 
-/// Answers every request with the next scripted reply.
-struct Scripted(RefCell<VecDeque<(u16, String)>>);
+/// Answers every request with the next scripted reply, and keeps the bodies it was sent.
+pub(super) struct Scripted(RefCell<VecDeque<(u16, String)>>, pub(super) RefCell<Vec<Vec<u8>>>);
 
 impl Scripted {
+    fn new(replies: Vec<(u16, String)>) -> Self {
+        Self(RefCell::new(replies.into()), RefCell::default())
+    }
+
+    /// Adds replies to the script.
+    pub(super) fn then(&self, replies: Vec<(u16, String)>) {
+        self.0.borrow_mut().extend(replies);
+    }
+
     fn next(&self) -> Result<Reply, NetworkError> {
         let (status, body) = self
             .0
@@ -30,7 +39,8 @@ impl Scripted {
 }
 
 impl Transport for Scripted {
-    async fn post(&self, _: &str, _: Credentials<'_>, _: Vec<u8>) -> Result<Reply, NetworkError> {
+    async fn post(&self, _: &str, _: Credentials<'_>, body: Vec<u8>) -> Result<Reply, NetworkError> {
+        self.1.borrow_mut().push(body);
         self.next()
     }
     async fn get(&self, _: &str, _: Credentials<'_>) -> Result<Reply, NetworkError> {
@@ -38,11 +48,11 @@ impl Transport for Scripted {
     }
 }
 
-fn engine(replies: Vec<(u16, String)>) -> Engine<Scripted> {
+pub(super) fn engine(replies: Vec<(u16, String)>) -> Engine<Scripted> {
     let conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(LOCAL_SCHEMA).unwrap();
     let cfg = EngineConfig::new("business", vec![TableConfig::new("users"), TableConfig::new("posts")]);
-    let mut e = Engine::open(conn, cfg, Scripted(RefCell::new(replies.into()))).unwrap();
+    let mut e = Engine::open(conn, cfg, Scripted::new(replies)).unwrap();
     e.sign_in("user-x", "token".into()).unwrap();
     e
 }
@@ -65,7 +75,7 @@ fn snapshot(e: &Engine<Scripted>) -> (i64, i64, Vec<(String, String)>) {
     (pending, cursor, users)
 }
 
-fn page(entries: serde_json::Value, next_after: i64) -> (u16, String) {
+pub(super) fn page(entries: serde_json::Value, next_after: i64) -> (u16, String) {
     (
         200,
         json!({"changes": entries, "has_more": false, "next_after": next_after, "window_until": next_after})
@@ -192,7 +202,7 @@ async fn mixed_case_names_are_refused_at_open() {
     conn.execute_batch(LOCAL_SCHEMA).unwrap();
     let cfg = EngineConfig::new("Business", vec![TableConfig::new("users")]);
     assert!(matches!(
-        Engine::open(conn, cfg, Scripted(RefCell::new(VecDeque::new()))),
+        Engine::open(conn, cfg, Scripted::new(Vec::new())),
         Err(SyncError::Config(_))
     ));
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod classic_server;
 mod faults;
 mod hostile_server;
 mod hydration;
