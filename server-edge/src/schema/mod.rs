@@ -29,7 +29,7 @@ const NEWEST_FUNCTIONS: [&str; 11] = [
     "sync.download_page_v4(text, int8, int8, text, bool, text, int8, int8, int8)",
     "sync.latest_change_v2(text, int8, text)",
     "sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
-    "sync.upload_write_v2(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
+    "sync.upload_write_v3(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
     "sync.notify_changes_v2()",
     "sync.scope_event_v2()",
     "sync.lock_owners_v1(text, text[], text)",

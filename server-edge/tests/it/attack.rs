@@ -498,3 +498,39 @@ async fn a_second_full_batch_waits_for_the_first_under_the_default_budget() {
         "peak {peak} MiB: the budget holds one full batch at a time"
     );
 }
+
+#[tokio::test]
+async fn a_batch_whose_rows_all_fail_materialisation_is_handled_in_one_pass() {
+    // Issue 32 (found while measuring the memory budget): 200 rows of ~255 KiB that the business table refuses
+    // (no `email`, NOT NULL there) were retried row by row with the whole group's columns re-parsed per row: 200 s
+    // holding the user's lock and a pooled connection. Each row is retried alone now.
+    let t = target_with("attack_materialise", "");
+    let user = new_user();
+    let d = Device::new(&t, &user, "d");
+    let name = "n".repeat(255 << 10);
+    let changes: Vec<Value> = (0..200)
+        .map(|i| {
+            let pk = id();
+            upsert(i + 1, "users", &pk, 0, json!({"id": pk, "name": name}))
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let r = d.upload(changes).await;
+    let elapsed = started.elapsed();
+    let _ = writeln!(
+        std::io::stderr(),
+        "attack 200 rows failing materialisation: answered in {elapsed:?}"
+    );
+    assert!(all_applied(&r), "the changes stay applied: {}", statuses(&r)[0]);
+    let failures = count(
+        &db(&t).await,
+        "SELECT count(*) FROM sync.materialize_failures WHERE user_id = $1",
+        &[&user],
+    )
+    .await;
+    assert_eq!(failures, 200, "each row's failure is recorded");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "one pass over the rows, not one per row: {elapsed:?}"
+    );
+}
