@@ -6,8 +6,9 @@
 //!   without holding connections (the PostgreSQL advisory lock stays, for other processes). Natively only: a
 //!   Worker request cannot be woken by another, so there the advisory lock alone serialises.
 //! - **Reads**: at most `reads_per_user` download and snapshot pages in flight per user (429 beyond); natively one
-//!   at a time holds a pooled connection, the others wait for the user's turn without one, as uploads do. With the page's bounded scan (`download_scan_rows`), one user's reads take a bounded share of
-//!   the pool however many it sends.
+//!   at a time holds a pooled connection, the others wait for the user's turn without one, as uploads do. With
+//!   the page's bounded scan (`download_scan_rows`), one user's reads take a bounded share of the pool however
+//!   many it sends.
 //! - **Bytes**: upload bodies being handled at one moment are budgeted over all users (`upload_bytes`); past
 //!   it, 503 with `Retry-After`.
 //! - **Watches**: at most `watches_per_user` long-polls per user (429 beyond), and at most `watch_looks` of all
@@ -136,7 +137,6 @@ pub struct Bytes<'a> {
     admission: &'a Admission,
     ticket: u64,
     held: usize,
-    budget: usize,
 }
 
 impl Bytes<'_> {
@@ -150,8 +150,9 @@ impl Bytes<'_> {
         let add = n - self.held;
         let before = self.admission.bytes.fetch_add(add, Ordering::AcqRel);
         self.held = n;
+        let budget = self.admission.shares().upload_bytes;
         let oldest = || lock(&self.admission.bodies).first() == Some(&self.ticket);
-        if self.budget == 0 || before + add <= self.budget || oldest() {
+        if budget == 0 || before + add <= budget || oldest() {
             Ok(())
         } else {
             Err(ApiError::Busy(RETRY_AFTER_S))
@@ -286,7 +287,6 @@ impl Admission {
             admission: self,
             ticket,
             held: 0,
-            budget,
         };
         reserved.grow_to(first)?;
         Ok(reserved)

@@ -234,23 +234,11 @@ impl Service {
             Route::Upload => {
                 let who = self.authenticate(rt, credentials(&req), now).await?;
                 // Refused before a byte of the body is read: a user's third upload costs the server nothing.
-                let slot = match self.admission.upload(&who.user_id) {
-                    Ok(slot) => slot,
-                    Err(refused) => {
-                        // A tarpit (see `REFUSAL_DELAY`).
-                        rt.sleep(crate::admission::REFUSAL_DELAY).await;
-                        return Err(refused);
-                    }
-                };
+                let slot = tarpit(rt, self.admission.upload(&who.user_id)).await?;
                 // One upload of a user at a time reads, parses and writes; the next waits here with its body
                 // unread and no connection, for as long as the first may wait on the advisory lock.
-                let turn = std::pin::pin!(slot.turn());
                 let patience = Duration::from_millis(self.settings.lock_timeout_ms * u64::from(upload::ATTEMPTS));
-                let patience = std::pin::pin!(rt.sleep(patience));
-                let _turn = match futures_util::future::select(turn, patience).await {
-                    Either::Left((turn, _)) => turn,
-                    Either::Right(_) => return Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
-                };
+                let _turn = within(rt, slot.turn(), patience).await?;
                 // Admitted if its declared length fits now; then the byte budget is charged as the body arrives, a
                 // window ahead of it: a body declared long that stalls costs what it sent, not what it declared.
                 let declared = req.content_length.map_or(limit, |n| n as usize).min(limit);
@@ -391,21 +379,8 @@ impl Service {
         rt: &R,
         who: &Principal,
     ) -> Result<(ReadSlot<'_>, Option<OwnedSemaphorePermit>), ApiError> {
-        let slot = match self.admission.read(&who.user_id) {
-            Ok(slot) => slot,
-            Err(refused) => {
-                rt.sleep(crate::admission::REFUSAL_DELAY).await;
-                return Err(refused);
-            }
-        };
-        let turn = {
-            let turn = std::pin::pin!(slot.turn());
-            let patience = std::pin::pin!(rt.sleep(Duration::from_millis(self.settings.lock_timeout_ms)));
-            match futures_util::future::select(turn, patience).await {
-                Either::Left((turn, _)) => turn,
-                Either::Right(_) => return Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
-            }
-        };
+        let slot = tarpit(rt, self.admission.read(&who.user_id)).await?;
+        let turn = within(rt, slot.turn(), Duration::from_millis(self.settings.lock_timeout_ms)).await?;
         Ok((slot, turn))
     }
 
@@ -496,6 +471,30 @@ impl Service {
                 device,
             },
         ))
+    }
+}
+
+/// A refusal of admission (429) is sent after [`crate::admission::REFUSAL_DELAY`], a tarpit: a client that ignores
+/// `Retry-After` gets one refusal per delay per connection instead of a flood of cheap ones.
+async fn tarpit<R: Runtime, T>(rt: &R, admitted: Result<T, ApiError>) -> Result<T, ApiError> {
+    if admitted.is_err() {
+        rt.sleep(crate::admission::REFUSAL_DELAY).await;
+    }
+    admitted
+}
+
+/// `turn` if it comes within `patience`, else 503 `server_busy`: a request waits for its user's earlier ones
+/// without a connection, but not for ever.
+async fn within<R: Runtime, T>(
+    rt: &R,
+    turn: impl std::future::Future<Output = T>,
+    patience: Duration,
+) -> Result<T, ApiError> {
+    let turn = std::pin::pin!(turn);
+    let patience = std::pin::pin!(rt.sleep(patience));
+    match futures_util::future::select(turn, patience).await {
+        Either::Left((turn, _)) => Ok(turn),
+        Either::Right(_) => Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
     }
 }
 

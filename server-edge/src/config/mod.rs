@@ -116,8 +116,8 @@ pub struct Config {
     /// [`MIN_SECRET_BYTES`] bytes; env `OVERSYNC_ADMIN_SECRET`. Without it the route does not exist (404).
     #[serde(default)]
     pub admin_secret: Option<String>,
-    /// Memberships a user may have for scope-aware downloads (docs/sharing.md §8); past it they answer 403
-    /// `too_many_scopes`; env `OVERSYNC_MAX_SCOPES_PER_USER`.
+    /// Memberships a scope-aware download serves (docs/sharing.md §8): the first this many by name; the page
+    /// counts the rest in `scopes_omitted`; env `OVERSYNC_MAX_SCOPES_PER_USER`.
     #[serde(default = "default_scopes_per_user")]
     pub max_scopes_per_user: usize,
     /// The identity providers' JSON Web Key Sets (one URL or a list): RS/PS/ES/EdDSA tokens are checked
@@ -539,8 +539,8 @@ impl Config {
 
     /// The process-wide budget of upload body bytes in flight: `max_upload_bytes_in_flight`, or one full request
     /// ([`Config::request_limit`]) and 16 MiB beside it for small uploads. An upload costs about ten times its
-    /// body at its peak (bytes, parsed payloads, validated rows, statement parameters), so the default holds a
-    /// native server under ~700 MiB, what a small instance has (four full requests peaked at 1.9 GiB).
+    /// body at its peak (bytes, parsed payloads, validated rows, statement parameters), so the default keeps one
+    /// full batch at a time, what a small instance holds (bench/results/hostile-load.md).
     pub fn upload_bytes_budget(&self) -> usize {
         self.max_upload_bytes_in_flight
             .unwrap_or_else(|| self.request_limit().saturating_add(16 << 20))

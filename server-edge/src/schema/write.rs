@@ -157,9 +157,9 @@ const WRITE: &str = r#"DO $do$ BEGIN
         EXCEPTION WHEN OTHERS THEN
           IF SQLSTATE IN ('40001', '40P01', '55P03') THEN RAISE; END IF;
           SET CONSTRAINTS ALL DEFERRED;
-          -- Row by row, each row alone: its key and its column values, cut from the group's columns in one pass.
-          -- (Passing the whole group with the row's index re-parsed every column per row: a batch of 200 failing
-          -- 255 KiB rows took 200 s, holding the user's lock and a connection.)
+          -- Row by row, each row alone: its key and its column values, cut from the group's columns in one pass
+          -- (passing the whole group with the row's index re-parsed every column per row: O(rows²) bytes, under
+          -- the user's lock).
           FOR j, row_cols IN
             SELECT s.j, coalesce(array_agg(ARRAY[r.v]::text ORDER BY r.c) FILTER (WHERE r.c IS NOT NULL), '{}')
             FROM generate_series(1, m_rows[g]) AS s(j)
