@@ -75,6 +75,7 @@ impl Readiness {
         crate::schema::ensure(client, self.init_sql.as_deref()).await?;
         let mut registry = self.configured.clone();
         registry.discover(client).await?;
+        crate::schema::capture::ensure(client, &registry).await?;
         let _ = self.ready.set(registry);
         Ok(self.ready.get().expect("just set"))
     }

@@ -115,6 +115,8 @@ pub struct TableInfo {
     pub declared_fks: bool,
     /// The payload column naming the row's scope (lower case), for a scoped table.
     pub scope: Option<String>,
+    /// The payload's key field (the sync key).
+    pub sync_key: String,
 }
 
 /// All registered tables.
@@ -169,6 +171,7 @@ impl Registry {
                     target,
                     declared_fks,
                     scope: t.scope_column.as_ref().map(|c| c.to_lowercase()),
+                    sync_key: t.sync_key.to_lowercase(),
                 },
             );
         }
@@ -257,7 +260,7 @@ impl Registry {
             if t.columns.is_empty() {
                 tracing::warn!(table = %info.table, %target, "materialisation target not found; its rows will be recorded as failures");
             } else if t.owner.is_none() {
-                tracing::warn!(table = %info.table, %target, "materialised table has no owner column: its rows are shared by all users and any user can change or delete them");
+                tracing::warn!(table = %info.table, %target, "materialised table has no owner column: its rows are shared by all users and any user can change or delete them, and backend writes to it are not captured");
             } else if !t.owner_scoped && !t.scoped {
                 tracing::warn!(table = %info.table, %target, key = %t.key, "materialised table's key is not scoped by its owner column: the first user to write a key owns it, and other users' rows for it are not materialised; make the primary key (owner, key)");
             }

@@ -7,6 +7,7 @@
 //! therefore reads the catalogue first and does nothing when the schema is complete, and the DDL it does run waits
 //! at most [`DDL_LOCK_TIMEOUT`] for a lock: the request fails with 503 and the next one tries again.
 
+pub mod capture;
 pub mod read;
 pub mod scopes;
 pub mod write;
@@ -16,25 +17,26 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 /// Advisory-lock key serialising concurrent start-ups (several servers or isolates migrating at once).
-const MIGRATION_LOCK: i64 = 0x6f76_7273_796e_6301;
+pub(super) const MIGRATION_LOCK: i64 = 0x6f76_7273_796e_6301;
 
 /// How long start-up DDL (the advisory lock included) waits for a lock before it gives up.
 pub const DDL_LOCK_TIMEOUT: &str = "2s";
 
 /// The newest read function of each kind, by signature. They are created last, in the transaction that creates
 /// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
-const NEWEST_FUNCTIONS: [&str; 11] = [
+const NEWEST_FUNCTIONS: [&str; 12] = [
     "sync.user_top_v2(text)",
     "sync.changed_since_v2(text, int8, int8, text, text[], text[], text[])",
     "sync.download_page_v4(text, int8, int8, text, bool, text, int8, int8, int8)",
     "sync.latest_change_v2(text, int8, text)",
     "sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
-    "sync.upload_write_v3(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
+    "sync.upload_write_v4(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
     "sync.notify_changes_v2()",
     "sync.scope_event_v2()",
     "sync.lock_owners_v1(text, text[], text)",
     "sync.latest_scoped_v1(text, int8, text, text, int8)",
     "sync.download_scoped_v2(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text, int8)",
+    "sync.capture_v1()",
 ];
 
 /// The channel every commit that appends to the change log notifies, with one payload per user and device of
@@ -162,6 +164,7 @@ async fn migrate(client: &mut Client, init_sql: Option<&str>) -> Result<(), Sche
                 &write::write_functions(),
                 NOTIFY_SQL,
                 scopes::SCOPES_SQL,
+                capture::CAPTURE_SQL,
             ]
             .concat(),
         )
@@ -232,7 +235,8 @@ mod tests {
         let ddl = super::read::read_functions()
             + &super::write::write_functions()
             + super::NOTIFY_SQL
-            + super::scopes::SCOPES_SQL;
+            + super::scopes::SCOPES_SQL
+            + super::capture::CAPTURE_SQL;
         for signature in super::NEWEST_FUNCTIONS {
             assert!(ddl.contains(&format!("to_regprocedure('{signature}')")), "{signature}");
         }

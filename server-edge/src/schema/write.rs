@@ -5,7 +5,7 @@
 //!   idempotency records of the request's scids, the metadata of every named row and parent, and (with
 //!   `fk_precheck = business`) the parents found in their business tables, each lookup under its own exception
 //!   block so that a failing one is charged to its changes.
-//! - `sync.upload_write_v3` is one implicit transaction: it takes the per-user lock (§6.1.2), checks that nothing
+//! - `sync.upload_write_v4` is one implicit transaction: it takes the per-user lock (§6.1.2), checks that nothing
 //!   the read saw has changed since, and only then writes the log, metadata and state, materialises into the
 //!   business tables (each group under an exception block, i.e. a savepoint, retried row by row when it fails) and
 //!   records failures. Its statements each take a snapshot after the lock (`VOLATILE`, READ COMMITTED), so they
@@ -70,7 +70,7 @@ const READ: &str = r#"DO $do$ BEGIN
 END $do$;
 "#;
 
-/// `sync.upload_write_v3(user, device, seen top, lock timeout, read keys (3), writes (7: schema, table, op, pk,
+/// `sync.upload_write_v4(user, device, seen top, lock timeout, read keys (3), writes (7: schema, table, op, pk,
 /// payload, scid, version, in apply order), conflict keys (3), materialisation groups (sql, rows per group,
 /// write index per row, keys, columns per group, column arrays), failures known before (write index, error))`:
 /// rows `(kind, schema, table, pk, n, text)`, kinds `stale` (nothing was written), `payload` (a conflict row's
@@ -81,8 +81,8 @@ END $do$;
 /// once per statement) and `$4` a row number to run alone (NULL: all rows); an upsert returns the `text[]` of
 /// keys it wrote (a key not in it belongs to another user), a delete NULL.
 const WRITE: &str = r#"DO $do$ BEGIN
-  IF to_regprocedure('sync.upload_write_v3(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])') IS NULL THEN
-    CREATE FUNCTION sync.upload_write_v3(p_user text, p_device text, p_seen int8, p_timeout text,
+  IF to_regprocedure('sync.upload_write_v4(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])') IS NULL THEN
+    CREATE FUNCTION sync.upload_write_v4(p_user text, p_device text, p_seen int8, p_timeout text,
         k_s text[], k_t text[], k_p text[],
         w_s text[], w_t text[], w_o text[], w_p text[], w_pl text[], w_sc int8[], w_v int8[],
         c_s text[], c_t text[], c_p text[],
@@ -105,6 +105,9 @@ const WRITE: &str = r#"DO $do$ BEGIN
       coff int := 0;
     BEGIN
       PERFORM set_config('lock_timeout', p_timeout, true);
+      -- v4: this transaction's writes to business tables are the materialisation of what it logs, not backend
+      -- writes to capture (crate::schema::capture).
+      PERFORM set_config('oversync.capture', 'off', true);
       PERFORM pg_advisory_xact_lock(hashtextextended(p_user, 0));
       top := sync.user_top_v2(p_user);
       IF top > p_seen AND sync.changed_since_v2(p_user, p_seen, top, p_device, k_s, k_t, k_p) THEN
@@ -243,5 +246,5 @@ pub(super) fn write_functions() -> String {
 pub const READ_SQL: &str = "SELECT * FROM sync.upload_read_v2($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// The upload's write: one call, its own transaction.
-pub const WRITE_SQL: &str = "SELECT * FROM sync.upload_write_v3($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+pub const WRITE_SQL: &str = "SELECT * FROM sync.upload_write_v4($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
      $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";

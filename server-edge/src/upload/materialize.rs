@@ -1,5 +1,5 @@
 //! Materialisation of applied changes into business tables (PROTOCOL.md §6.7), planned here without IO and run by
-//! `sync.upload_write_v3` in the upload's write (see `crate::schema::write`).
+//! `sync.upload_write_v4` in the upload's write (see `crate::schema::write`).
 //!
 //! Each table's rows go in one set-based statement under an exception block (a savepoint), with constraints
 //! checked immediately so a violation is charged to the rows and not to COMMIT. If the statement fails, the rows

@@ -1,5 +1,5 @@
 //! The upload's IO: two round trips whatever the number of changes, one call of `sync.upload_read_v2` (the read
-//! set, without the lock) and one of `sync.upload_write_v3` (lock, check, writes, materialisation, in one implicit
+//! set, without the lock) and one of `sync.upload_write_v4` (lock, check, writes, materialisation, in one implicit
 //! transaction); see `crate::schema::write`. Under contention on the same rows the write answers `stale` and the
 //! upload reads again; [`lock_user`] serves the fallback that takes the lock before reading.
 
@@ -232,7 +232,7 @@ pub struct WriteSet<'a> {
     pub conflicts: &'a [RowKey],
 }
 
-/// Writes in one call of `sync.upload_write_v3`: the lock (bounded by `lock_timeout_ms`), the check against `read`,
+/// Writes in one call of `sync.upload_write_v4`: the lock (bounded by `lock_timeout_ms`), the check against `read`,
 /// the log, metadata and state, materialisation and its failures.
 pub async fn write(
     client: &impl Fixed,
@@ -298,7 +298,7 @@ pub async fn write(
                 tracing::warn!(user, count, first, "materialisation failed; changes stay applied");
             }
             "top" => top = r.get(4),
-            other => unreachable!("upload_write_v3 answered a {other} row"),
+            other => unreachable!("upload_write_v4 answered a {other} row"),
         }
     }
     Ok(Written::Done { payloads, top })

@@ -10,6 +10,8 @@ mod admin;
 mod attack;
 mod attack_reads;
 mod auth;
+mod backend;
+mod backend_race;
 mod concurrency;
 mod crash;
 mod download;

@@ -23,6 +23,11 @@ CREATE TABLE IF NOT EXISTS business.typed (
   owner_id text, id uuid, n bigint, r double precision, ok boolean, at timestamptz, doc jsonb, blob bytea, ref uuid,
   label text NOT NULL DEFAULT 'x' CHECK (label <> 'forbidden'), PRIMARY KEY (owner_id, id));
 CREATE TABLE IF NOT EXISTS business.blobs (owner_id text, id bytea, label text, PRIMARY KEY (owner_id, id));
+CREATE TABLE IF NOT EXISTS business.lists (owner_id text, id uuid, name text, PRIMARY KEY (owner_id, id));
+CREATE TABLE IF NOT EXISTS business.items (
+  owner_id text, id uuid, list_id uuid, label text, PRIMARY KEY (owner_id, id),
+  FOREIGN KEY (owner_id, list_id) REFERENCES business.lists (owner_id, id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS business.notes (owner_id text, id text, body text, PRIMARY KEY (owner_id, id));
 "#;
 
 const TABLES: &str = r#"
@@ -49,6 +54,19 @@ owner_column = "owner_id"
 [[tables]]
 schema = "business"
 table = "blobs"
+owner_column = "owner_id"
+# Written by the app's backend too (backend.rs): a cascade, and a key kept as text.
+[[tables]]
+schema = "business"
+table = "lists"
+owner_column = "owner_id"
+[[tables]]
+schema = "business"
+table = "items"
+owner_column = "owner_id"
+[[tables]]
+schema = "business"
+table = "notes"
 owner_column = "owner_id"
 [[tables]]
 schema = "other"

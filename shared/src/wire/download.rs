@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Payload;
 
+/// The `source_id` (and, in a scope's rows, the `author`) of a change the app's backend wrote straight into a
+/// business table (docs/backend-writes.md): `U+001F` then `backend`. No device can have it (device ids are
+/// visible ASCII, [`valid_device_id`](crate::wire::valid_device_id)), so every device downloads such changes.
+pub const BACKEND_SOURCE: &str = "\u{1f}backend";
+
 /// The 200 response to a download. All four keys are always present.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DownloadResponse {

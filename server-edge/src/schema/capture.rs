@@ -1,0 +1,356 @@
+//! Backend writes (issue 33, docs/backend-writes.md): every committed INSERT, UPDATE and DELETE on a registered
+//! business table by a session other than the server's own materialisation becomes a change in its owner's log,
+//! exactly as if a device had uploaded it, in the writing transaction.
+//!
+//! Three statement triggers per table with transition tables (one per event: PostgreSQL gives each event its
+//! own), all running `sync.capture_v1()`, and a `BEFORE TRUNCATE` trigger that refuses a TRUNCATE (it fires no
+//! row events, so the devices could never learn of it). Statement triggers see a whole statement's rows at once:
+//! a `COPY` of 100k rows is captured by a handful of set-based statements, and the owner locks of a statement are
+//! taken in one fixed order (users by lock key, then scope stripes ascending, as uploads and downloads take them),
+//! so two capturing statements never deadlock on them.
+//!
+//! What a capture does, for one statement's rows:
+//! 1. refuses the statement, naming the row and the rule, when a row cannot be synced: no owner (or scope), a key
+//!    that is not a canonical UUID, a value the encoding cannot carry (NaN, infinite numbers or timestamps). A
+//!    row that cannot reach the devices must not reach the table either, or the two would differ for good;
+//! 2. takes the owner locks (PROTOCOL.md §6.1.2, docs/sharing.md §4): from here on, until the transaction
+//!    commits, no upload of these owners runs, and the log ids it draws are above every committed id of theirs,
+//!    so one owner's ids still become visible in commit order (§6.6);
+//! 3. appends to the log, from the backend's source ([`BACKEND_SOURCE`]): a DELETE where a row left an owner (a
+//!    delete, or the old place of a move or a key change), an INSERT or UPDATE with the row's next version where
+//!    a row is new or changed. The payload is the after-image in the §5 encoding, built on the row's last
+//!    payload: fields the business table lacks keep their values, and columns the statement did not change keep
+//!    the device's own encoding. An UPDATE that changes nothing a device can see appends nothing;
+//! 4. writes the metadata and state as an upload's apply does.
+//!
+//! The server's own materialisation sets `oversync.capture = off` for its transaction (`sync.upload_write_v4`),
+//! so applied uploads are never captured a second time.
+
+use tokio_postgres::Client;
+
+use super::{DDL_LOCK_TIMEOUT, MIGRATION_LOCK, SchemaError};
+use crate::registry::Registry;
+use crate::sql::quote_ident;
+
+pub use oversync_protocol::wire::BACKEND_SOURCE;
+
+/// The trigger functions, created with the schema (all three together, so `sync.capture_v1()` stands for them).
+pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
+  IF to_regprocedure('sync.capture_v1()') IS NULL THEN
+    -- A business value (as to_jsonb gives it) in the §5 encoding, as JSON text: booleans as 0/1, BLOBs as padded
+    -- base64, timestamps with a time zone as RFC 3339 UTC with six fractional digits, floats with a fraction.
+    CREATE FUNCTION sync.capture_value_v1(v jsonb, kind text) RETURNS text LANGUAGE sql STABLE AS $fn$
+      SELECT CASE
+        WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN 'null'
+        WHEN kind = 'bool' THEN CASE WHEN v = 'true'::jsonb THEN '1' ELSE '0' END
+        WHEN kind = 'bytea' THEN to_json(translate(encode(decode(substr(v #>> '{}', 3), 'hex'), 'base64'), E'\n', ''))::text
+        WHEN kind = 'tz' THEN to_json(to_char((v #>> '{}')::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text
+        WHEN kind = 'float' AND v::text !~ '[.eE]' THEN v::text || '.0'
+        ELSE v::text END
+    $fn$;
+    CREATE FUNCTION sync.capture_truncate_v1() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+      IF coalesce(current_setting('oversync.capture', true), '') <> 'off' THEN
+        RAISE EXCEPTION 'oversync: TRUNCATE of %.% is not captured, so devices would keep its rows', TG_TABLE_SCHEMA, TG_TABLE_NAME
+          USING ERRCODE = 'feature_not_supported',
+                HINT = 'DELETE the rows instead (docs/backend-writes.md), or SET LOCAL oversync.capture = off to truncate without telling devices';
+      END IF;
+      RETURN NULL;
+    END $fn$;
+    -- TG_ARGV: the registered schema and table, the payload's key field, the key column, the owner column and
+    -- 'private' (it holds the user id) or 'scoped' (it holds the scope).
+    CREATE FUNCTION sync.capture_v1() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    DECLARE
+      reg_s text := TG_ARGV[0];
+      reg_t text := TG_ARGV[1];
+      key_field text := TG_ARGV[2];
+      key_col text := TG_ARGV[3];
+      owner_col text := TG_ARGV[4];
+      scoped bool := TG_ARGV[5] = 'scoped';
+      olds jsonb[] := '{}';
+      news jsonb[] := '{}';
+      c_name text[];
+      c_kind text[];
+      key_kind text;
+      bad record;
+      lock_key int8;
+      stripe int4;
+    BEGIN
+      IF coalesce(current_setting('oversync.capture', true), '') = 'off' THEN
+        RETURN NULL;
+      END IF;
+      IF TG_OP <> 'INSERT' THEN
+        SELECT coalesce(array_agg(to_jsonb(old_row.*)), '{}') INTO olds FROM old_rows old_row;
+      END IF;
+      IF TG_OP <> 'DELETE' THEN
+        SELECT coalesce(array_agg(to_jsonb(new_row.*)), '{}') INTO news FROM new_rows new_row;
+      END IF;
+      IF cardinality(olds) + cardinality(news) = 0 THEN
+        RETURN NULL;
+      END IF;
+      SELECT array_agg(a.attname::text ORDER BY a.attnum),
+             array_agg(CASE coalesce(bt.typname, t.typname)
+                         WHEN 'bytea' THEN 'bytea' WHEN 'bool' THEN 'bool' WHEN 'timestamptz' THEN 'tz'
+                         WHEN 'timestamp' THEN 'ts' WHEN 'date' THEN 'ts'
+                         WHEN 'float4' THEN 'float' WHEN 'float8' THEN 'float' WHEN 'numeric' THEN 'numeric'
+                         ELSE 'plain' END ORDER BY a.attnum)
+        INTO c_name, c_kind
+        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+        WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped;
+      key_kind := c_kind[array_position(c_name, key_col)];
+
+      -- 1. Rows that cannot be synced fail the statement, named.
+      SELECT x.j ->> key_col AS k, x.why INTO bad FROM (
+        SELECT r.j, CASE
+            WHEN nullif(r.j ->> owner_col, '') IS NULL THEN
+              CASE WHEN scoped THEN format('its scope column %s is NULL or empty (a row of a shared table belongs to a scope)', owner_col)
+                   ELSE format('its owner column %s is NULL or empty (every synced row has an owner)', owner_col) END
+            WHEN scoped AND octet_length(r.j ->> owner_col) > 128 THEN format('its scope (%s) is longer than 128 bytes', owner_col)
+            WHEN NOT scoped AND left(r.j ->> owner_col, 1) = chr(31) THEN format('its owner (%s) starts with the reserved character U+001F', owner_col)
+            WHEN CASE WHEN key_kind = 'bytea' THEN coalesce(r.j ->> key_col, '') !~ '^\\x[0-9a-f]{32}$'
+                      ELSE coalesce(r.j ->> key_col, '') !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' END THEN
+              format('its key %s is not a canonical UUID (lower-case, dashed; a bytea key holds 16 bytes)', key_col)
+            ELSE (SELECT format('column %s holds %s, which the sync encoding cannot carry', c.n, r.j -> c.n)
+                  FROM unnest(c_name, c_kind) AS c(n, kind)
+                  WHERE (c.kind IN ('float', 'numeric') AND jsonb_typeof(r.j -> c.n) = 'string')
+                     OR (c.kind IN ('tz', 'ts') AND r.j ->> c.n IN ('infinity', '-infinity'))
+                  LIMIT 1) END AS why
+        FROM unnest(news) AS r(j)) x
+      WHERE x.why IS NOT NULL LIMIT 1;
+      IF bad.why IS NOT NULL THEN
+        RAISE EXCEPTION 'oversync: cannot sync the row of %.% with key %: %', TG_TABLE_SCHEMA, TG_TABLE_NAME, coalesce(bad.k, 'NULL'), bad.why
+          USING ERRCODE = 'check_violation', HINT = 'every write to a synced table reaches the devices (docs/backend-writes.md)';
+      END IF;
+
+      -- 2. The owner locks: users by lock key, then scope stripes ascending.
+      FOR lock_key IN SELECT DISTINCT hashtextextended(x.j ->> owner_col, 0) FROM unnest(olds || news) AS x(j)
+                      WHERE NOT scoped AND x.j ->> owner_col IS NOT NULL ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(lock_key);
+      END LOOP;
+      FOR stripe IN SELECT DISTINCT (hashtextextended(x.j ->> owner_col, 0) & 63)::int4 FROM unnest(olds || news) AS x(j)
+                    WHERE scoped AND x.j ->> owner_col IS NOT NULL ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(28534, stripe);
+      END LOOP;
+
+      -- 3 and 4, in one statement (a new snapshot, taken under the locks).
+      WITH cols AS (SELECT c.n, lower(c.n) AS f, c.kind, c.i FROM unnest(c_name, c_kind) WITH ORDINALITY AS c(n, kind, i)
+                    WHERE scoped OR c.n <> owner_col),
+      keyed AS (SELECT x.j, x.i, x.is_new,
+                       CASE WHEN key_kind = 'bytea' AND x.j ->> key_col ~ '^\\x[0-9a-f]{32}$' THEN substr(x.j ->> key_col, 3)::uuid::text
+                            WHEN key_kind <> 'bytea' AND x.j ->> key_col ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                            THEN x.j ->> key_col END AS k,
+                       CASE WHEN scoped THEN chr(31) ELSE '' END || (x.j ->> owner_col) AS w
+                FROM (SELECT y.j, y.i, false AS is_new FROM unnest(olds) WITH ORDINALITY AS y(j, i)
+                      UNION ALL SELECT y.j, y.i, true FROM unnest(news) WITH ORDINALITY AS y(j, i)) x),
+      -- Old rows a device cannot have (no owner, a key that is no UUID) are not looked for.
+      o AS (SELECT j, i, k, w FROM keyed WHERE NOT is_new AND k IS NOT NULL AND w IS NOT NULL),
+      n AS (SELECT j, i, k, w FROM keyed WHERE is_new),
+      -- Rows that left an owner: deleted, or moved to another owner or key.
+      gone AS (SELECT o.*, m.server_version AS v FROM o
+               JOIN sync.sync_row_meta m ON m.user_id = o.w AND m.schema_name = reg_s AND m.table_name = reg_t
+                                         AND m.pk_uuid = o.k::uuid AND NOT m.deleted
+               WHERE NOT EXISTS (SELECT 1 FROM n WHERE n.w = o.w AND n.k = o.k)),
+      e AS (
+        SELECT 1 AS part, g.i, g.w, g.k, 'DELETE' AS op, NULL::json AS payload, g.v + 1 AS v FROM gone g
+        UNION ALL
+        SELECT 2, n.i, n.w, n.k, CASE WHEN m.deleted IS FALSE THEN 'UPDATE' ELSE 'INSERT' END, p.payload,
+               greatest(coalesce(m.server_version, 0), coalesce(mv.v + 1, 0)) + 1
+        FROM n
+        LEFT JOIN sync.sync_row_meta m ON m.user_id = n.w AND m.schema_name = reg_s AND m.table_name = reg_t
+                                       AND m.pk_uuid = n.k::uuid
+        LEFT JOIN sync.sync_state s ON s.user_id = n.w AND s.schema_name = reg_s AND s.table_name = reg_t
+                                    AND s.pk_uuid = n.k::uuid
+        -- The row before the statement: at the same owner, else the place it moved from.
+        LEFT JOIN LATERAL (SELECT o.j FROM o WHERE o.k = n.k ORDER BY o.w = n.w DESC LIMIT 1) po ON true
+        LEFT JOIN LATERAL (SELECT g.w, g.v FROM gone g WHERE g.k = n.k AND g.w <> n.w LIMIT 1) mv ON true
+        LEFT JOIN sync.sync_state sv ON mv.w IS NOT NULL AND s.payload IS NULL AND sv.user_id = mv.w
+                                     AND sv.schema_name = reg_s AND sv.table_name = reg_t AND sv.pk_uuid = n.k::uuid
+        CROSS JOIN LATERAL (
+          SELECT ('{' || string_agg(to_json(f.k)::text || ':' || f.v, ',' ORDER BY f.ord) || '}')::json AS payload
+          FROM (SELECT l.ord, l.key AS k,
+                       CASE WHEN l.key = key_field THEN to_json(n.k)::text
+                            WHEN c.n IS NULL THEN l.value::text
+                            WHEN po.j IS NOT NULL AND po.j -> c.n IS NOT DISTINCT FROM n.j -> c.n THEN l.value::text
+                            ELSE sync.capture_value_v1(n.j -> c.n, c.kind) END AS v
+                FROM json_each(coalesce(s.payload, sv.payload)) WITH ORDINALITY AS l(key, value, ord)
+                LEFT JOIN cols c ON c.f = l.key AND c.n <> key_col
+                UNION ALL
+                SELECT 1000000 + c.i, CASE WHEN c.n = key_col THEN key_field ELSE c.f END,
+                       CASE WHEN c.n = key_col THEN to_json(n.k)::text ELSE sync.capture_value_v1(n.j -> c.n, c.kind) END
+                FROM cols c
+                -- Columns the last payload lacks: all of them for a row new to sync, else those that hold a value
+                -- (a column added since, say), not every column the devices do not have.
+                WHERE (coalesce(s.payload, sv.payload) IS NULL OR jsonb_typeof(n.j -> c.n) <> 'null')
+                  AND NOT EXISTS (SELECT 1 FROM json_each(coalesce(s.payload, sv.payload)) AS l
+                                  WHERE l.key = CASE WHEN c.n = key_col THEN key_field ELSE c.f END)) f) p
+        WHERE m.deleted IS NOT FALSE OR mv.w IS NOT NULL OR s.payload IS NULL OR s.payload::jsonb <> p.payload::jsonb),
+      logged AS (
+        INSERT INTO sync.server_change_log
+          (server_id, user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version, ts)
+        SELECT x.id, x.w, reg_s, reg_t, x.op, x.k::uuid, x.payload,
+               CASE WHEN scoped THEN json_build_array(chr(31) || 'backend', chr(31) || 'backend')::text ELSE chr(31) || 'backend' END,
+               x.id, x.v, clock_timestamp()
+        FROM (SELECT nextval('sync.server_change_log_server_id_seq') AS id, y.*
+              FROM (SELECT * FROM e ORDER BY e.part, e.i OFFSET 0) y) x
+        RETURNING 1),
+      meta AS (
+        INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version, deleted, updated_at)
+        SELECT e.w, reg_s, reg_t, e.k::uuid, e.v, e.op = 'DELETE', now() FROM e
+        ON CONFLICT (user_id, schema_name, table_name, pk_uuid)
+        DO UPDATE SET server_version = excluded.server_version, deleted = excluded.deleted, updated_at = excluded.updated_at
+        RETURNING 1),
+      kept AS (
+        INSERT INTO sync.sync_state (user_id, schema_name, table_name, pk_uuid, payload)
+        SELECT e.w, reg_s, reg_t, e.k::uuid, e.payload FROM e WHERE e.op <> 'DELETE'
+        ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE SET payload = excluded.payload
+        RETURNING 1),
+      dropped AS (
+        DELETE FROM sync.sync_state s USING e
+        WHERE e.op = 'DELETE' AND s.user_id = e.w AND s.schema_name = reg_s AND s.table_name = reg_t
+          AND s.pk_uuid = e.k::uuid
+        RETURNING 1)
+      SELECT count(*) INTO lock_key FROM (SELECT * FROM logged UNION ALL SELECT * FROM meta
+                                          UNION ALL SELECT * FROM kept UNION ALL SELECT * FROM dropped) z;
+      RETURN NULL;
+    END $fn$;
+  END IF;
+END $do$;
+"#;
+
+/// What a table's capture triggers are given: the registered pair (the log's names), the payload's key field, the
+/// business table's key and owner columns, and whether the owner column holds a scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// The business table, `schema` and `table`.
+    pub target: (String, String),
+    /// `TG_ARGV` of `sync.capture_v1()`.
+    pub args: [String; 6],
+}
+
+/// The names of a table's capture triggers, in the order [`install_sql`] creates them.
+pub const TRIGGERS: [&str; 4] = [
+    "oversync_capture_insert",
+    "oversync_capture_update",
+    "oversync_capture_delete",
+    "oversync_capture_truncate",
+];
+
+/// The tables whose backend writes are captured: every materialised table that exists and has an owner (or
+/// scope) column. A table without one has no owner to log a row under; the server warns about it at start-up.
+pub fn captures(registry: &Registry) -> Vec<Capture> {
+    registry
+        .tables()
+        .filter_map(|info| {
+            let t = info.target.as_ref().filter(|t| !t.columns.is_empty())?;
+            let owner = t.owner.as_ref()?;
+            let key_field = info.sync_key.clone();
+            Some(Capture {
+                target: (t.schema.clone(), t.table.clone()),
+                args: [
+                    info.table.schema.clone(),
+                    info.table.table.clone(),
+                    key_field,
+                    t.key.clone(),
+                    owner.clone(),
+                    if t.scoped { "scoped" } else { "private" }.to_owned(),
+                ],
+            })
+        })
+        .collect()
+}
+
+/// The DDL that (re)creates one table's capture triggers.
+pub fn install_sql(c: &Capture) -> String {
+    let table = format!("{}.{}", quote_ident(&c.target.0), quote_ident(&c.target.1));
+    let args = c
+        .args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let [ins, upd, del, trunc] = TRIGGERS;
+    let mut sql = String::new();
+    for name in TRIGGERS {
+        sql += &format!("DROP TRIGGER IF EXISTS {name} ON {table};\n");
+    }
+    sql += &format!(
+        "CREATE TRIGGER {ins} AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_v1({args});\n\
+         CREATE TRIGGER {upd} AFTER UPDATE ON {table} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_v1({args});\n\
+         CREATE TRIGGER {del} AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_v1({args});\n\
+         CREATE TRIGGER {trunc} BEFORE TRUNCATE ON {table}\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_truncate_v1();\n"
+    );
+    sql
+}
+
+/// How many of a table's capture triggers are in place with these arguments (`$1` schema, `$2` table, `$3` the
+/// arguments as PostgreSQL stores them: each followed by a NUL byte).
+const INSTALLED_SQL: &str = "
+SELECT count(*) FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2 AND g.tgname = ANY($4::text[])
+  AND (g.tgname = 'oversync_capture_truncate' OR g.tgargs = $3)";
+
+/// Installs the capture triggers of every captured table where they are missing or stale. Like [`super::ensure`],
+/// a database that has them costs one catalogue read per table and takes no lock; the DDL runs in one transaction
+/// under the migration lock, waiting at most [`DDL_LOCK_TIMEOUT`] for a lock (the triggers' CREATE locks the
+/// business table against writes for a moment).
+pub async fn ensure(client: &mut Client, registry: &Registry) -> Result<(), SchemaError> {
+    let mut missing = Vec::new();
+    for c in captures(registry) {
+        if !installed(&*client, &c).await? {
+            missing.push(c);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'; SET LOCAL client_min_messages = warning; \
+         SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
+    ))
+    .await?;
+    for c in &missing {
+        if installed(&tx, c).await? {
+            continue;
+        }
+        tracing::info!(table = %format!("{}.{}", c.target.0, c.target.1), "installing backend-write capture");
+        tx.batch_execute(&install_sql(c)).await?;
+    }
+    Ok(tx.commit().await?)
+}
+
+async fn installed(client: &impl tokio_postgres::GenericClient, c: &Capture) -> Result<bool, SchemaError> {
+    let mut stored = Vec::new();
+    for a in &c.args {
+        stored.extend_from_slice(a.as_bytes());
+        stored.push(0);
+    }
+    let names: Vec<&str> = TRIGGERS.to_vec();
+    let n: i64 = client
+        .query_one(INSTALLED_SQL, &[&c.target.0, &c.target.1, &stored, &names])
+        .await?
+        .get(0);
+    Ok(n == TRIGGERS.len() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Like the read and write functions, `sync.capture_v1()` is created once: a change to this snapshot needs a
+    /// new name (`…_v2`) and the triggers pointed at it.
+    #[test]
+    fn capture_functions() {
+        insta::assert_snapshot!(CAPTURE_SQL);
+    }
+
+    #[test]
+    fn a_tables_triggers() {
+        let c = Capture {
+            target: ("business".into(), "it's".into()),
+            args: ["app", "it's", "id", "uuid_key", "team_id", "scoped"].map(String::from),
+        };
+        insta::assert_snapshot!(install_sql(&c));
+    }
+}
