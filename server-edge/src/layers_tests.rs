@@ -14,8 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["error", "admission", "listen"],
     // What handlers get from the service.
     &["ctx"],
-    // Route handlers.
-    &["download", "snapshot", "watch", "upload", "admin"],
+    // Route handlers, and adoption (a command beside the routes).
+    &["download", "snapshot", "watch", "upload", "admin", "adopt"],
     // The service (and its stream route).
     &["service", "stream"],
     // Front doors.

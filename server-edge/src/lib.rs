@@ -33,6 +33,8 @@ pub mod stream;
 pub mod upload;
 pub mod watch;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod adopt;
 #[cfg(target_arch = "wasm32")]
 mod edge;
 #[cfg(not(target_arch = "wasm32"))]

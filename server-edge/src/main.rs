@@ -8,6 +8,7 @@ use oversync_server::Config;
 
 #[cfg(not(target_arch = "wasm32"))]
 const USAGE: &str = "usage: oversync-server --config <file.toml|file.json>
+       oversync-server adopt --config <file>   give rows already in the business tables to sync, then exit
 
 Environment overrides: DATABASE_URL, JWT_SECRET, PORT, OVERSYNC_LISTEN, OVERSYNC_DEV_SIGNIN,
 OVERSYNC_CORS_ORIGINS, OVERSYNC_MAX_UPLOAD_BATCH_SIZE, OVERSYNC_MAX_PAYLOAD_BYTES, OVERSYNC_MAX_REQUEST_BYTES,
@@ -47,8 +48,10 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut config: Option<PathBuf> = std::env::var_os("OVERSYNC_CONFIG").map(PathBuf::from);
+    let mut adopt = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "adopt" if !adopt => adopt = true,
             "--config" | "-c" => {
                 config = Some(
                     args.next()
@@ -66,5 +69,8 @@ async fn run() -> anyhow::Result<()> {
     let path = config.ok_or_else(|| anyhow::anyhow!("no configuration given\n{USAGE}"))?;
     let mut cfg = Config::from_file(&path)?;
     cfg.apply_env(|k| std::env::var(k).ok())?;
+    if adopt {
+        return oversync_server::native::adopt(cfg).await;
+    }
     oversync_server::native::serve(cfg).await
 }

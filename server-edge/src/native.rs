@@ -216,9 +216,37 @@ impl crate::http::Body for NativeBody {
 /// Connects, prepares the schema and registry, and serves until SIGINT/SIGTERM. Prints
 /// `oversync-server listening on http://ADDR` once the socket is bound (tests read it when the port is 0).
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    if cfg.adopt_on_start {
+        tracing::info!("adopt_on_start: adopting the rows already in the business tables before serving");
+    }
     let server = Bound::new(cfg).await?;
     println!("oversync-server listening on http://{}", server.addr);
     server.run(shutdown_signal()).await
+}
+
+/// `oversync-server adopt`: prepares the schema and capture triggers, adopts every captured table with progress
+/// on stderr, and prints the summary.
+pub async fn adopt(cfg: Config) -> anyhow::Result<()> {
+    cfg.validate()?;
+    let url = cfg
+        .database_url
+        .clone()
+        .context("missing setting: database_url (or DATABASE_URL)")?;
+    let (mut client, conn) = tokio_postgres::connect(&url, NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(conn);
+    let init_sql = match &cfg.init_sql {
+        Some(path) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("reading init_sql {}", path.display()))?)
+        }
+        None => None,
+    };
+    let service = Service::new(&cfg, init_sql)?;
+    let registry = service.ready(&mut client).await.context("preparing the sync schema")?;
+    let done = crate::adopt::adopt(&client, registry, &mut |line: &str| eprintln!("{line}")).await?;
+    println!("{}", crate::adopt::summary(&done));
+    Ok(())
 }
 
 /// A server whose socket is bound and whose schema is ready, not yet serving. Lets tests and tools run the real
@@ -263,7 +291,13 @@ impl Bound {
         let service = Service::new(&cfg, init_sql)?;
         {
             let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
-            service.ready(&mut conn).await.context("preparing the sync schema")?;
+            let registry = service.ready(&mut conn).await.context("preparing the sync schema")?;
+            if cfg.adopt_on_start {
+                let done = crate::adopt::adopt(&conn, registry, &mut |line: &str| tracing::info!("{line}"))
+                    .await
+                    .context("adopting the rows already in the business tables")?;
+                tracing::info!("{}", crate::adopt::summary(&done));
+            }
         }
         let tables: Vec<String> = service.registry().tables().map(|t| t.table.to_string()).collect();
         tracing::info!(?tables, dev_signin = cfg.dev_signin, "sync schema ready");

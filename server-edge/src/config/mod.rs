@@ -222,6 +222,10 @@ pub struct Config {
     /// `OVERSYNC_DOWNLOAD_SCAN_ROWS`.
     #[serde(default = "default_download_scan_rows")]
     pub download_scan_rows: usize,
+    /// Natively, adopt the rows already in the business tables before serving (`oversync-server adopt`,
+    /// docs/backend-writes.md §6); env `OVERSYNC_ADOPT_ON_START`.
+    #[serde(default)]
+    pub adopt_on_start: bool,
     /// `/sync/watch` long-polls of one user waiting per process; more get 429 (0 = unlimited).
     #[serde(default = "default_watches_per_user")]
     pub max_watches_per_user: usize,
@@ -496,6 +500,9 @@ impl Config {
         }
         if let Some((n, v)) = var("DOWNLOAD_SCAN_ROWS") {
             self.download_scan_rows = parse_env(&n, &v, "integer")?;
+        }
+        if let Some((n, v)) = var("ADOPT_ON_START") {
+            self.adopt_on_start = parse_env(&n, &v, "boolean")?;
         }
         if let Some((n, v)) = var("MAX_WATCHES_PER_USER") {
             self.max_watches_per_user = parse_env(&n, &v, "integer")?;

@@ -57,18 +57,20 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
       END IF;
       RETURN NULL;
     END $fn$;
-    -- TG_ARGV: the registered schema and table, the payload's key field, the key column, the owner column and
-    -- 'private' (it holds the user id) or 'scoped' (it holds the scope).
-    CREATE FUNCTION sync.capture_v1() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    -- The capture of one statement's rows (or, from `adopt`, of rows already in the table). p_args: the
+    -- registered schema and table, the payload's key field, the key column, the owner column and 'private' (it
+    -- holds the user id) or 'scoped' (it holds the scope). A row that cannot be synced fails the statement, or
+    -- with p_adopt is answered (r_key, r_why) and left out, as are rows sync already has. The last row answers
+    -- r_logged, the entries appended.
+    CREATE FUNCTION sync.capture_rows_v1(p_rel oid, p_args text[], olds jsonb[], news jsonb[], p_adopt bool)
+      RETURNS TABLE (r_key text, r_why text, r_logged int8) LANGUAGE plpgsql AS $fn$
     DECLARE
-      reg_s text := TG_ARGV[0];
-      reg_t text := TG_ARGV[1];
-      key_field text := TG_ARGV[2];
-      key_col text := TG_ARGV[3];
-      owner_col text := TG_ARGV[4];
-      scoped bool := TG_ARGV[5] = 'scoped';
-      olds jsonb[] := '{}';
-      news jsonb[] := '{}';
+      reg_s text := p_args[1];
+      reg_t text := p_args[2];
+      key_field text := p_args[3];
+      key_col text := p_args[4];
+      owner_col text := p_args[5];
+      scoped bool := p_args[6] = 'scoped';
       c_name text[];
       c_kind text[];
       key_kind text;
@@ -76,18 +78,6 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
       lock_key int8;
       stripe int4;
     BEGIN
-      IF coalesce(current_setting('oversync.capture', true), '') = 'off' THEN
-        RETURN NULL;
-      END IF;
-      IF TG_OP <> 'INSERT' THEN
-        SELECT coalesce(array_agg(to_jsonb(old_row.*)), '{}') INTO olds FROM old_rows old_row;
-      END IF;
-      IF TG_OP <> 'DELETE' THEN
-        SELECT coalesce(array_agg(to_jsonb(new_row.*)), '{}') INTO news FROM new_rows new_row;
-      END IF;
-      IF cardinality(olds) + cardinality(news) = 0 THEN
-        RETURN NULL;
-      END IF;
       SELECT array_agg(a.attname::text ORDER BY a.attnum),
              array_agg(CASE coalesce(bt.typname, t.typname)
                          WHEN 'bytea' THEN 'bytea' WHEN 'bool' THEN 'bool' WHEN 'timestamptz' THEN 'tz'
@@ -97,12 +87,12 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
         INTO c_name, c_kind
         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
         LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
-        WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped;
+        WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped;
       key_kind := c_kind[array_position(c_name, key_col)];
 
-      -- 1. Rows that cannot be synced fail the statement, named.
-      SELECT x.j ->> key_col AS k, x.why INTO bad FROM (
-        SELECT r.j, CASE
+      -- 1. Rows that cannot be synced fail the statement, named (or, adopting, are answered and left out).
+      FOR bad IN SELECT x.j ->> key_col AS k, x.why, x.i FROM (
+        SELECT r.j, r.i, CASE
             WHEN nullif(r.j ->> owner_col, '') IS NULL THEN
               CASE WHEN scoped THEN format('its scope column %s is NULL or empty (a row of a shared table belongs to a scope)', owner_col)
                    ELSE format('its owner column %s is NULL or empty (every synced row has an owner)', owner_col) END
@@ -116,12 +106,16 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
                   WHERE (c.kind IN ('float', 'numeric') AND jsonb_typeof(r.j -> c.n) = 'string')
                      OR (c.kind IN ('tz', 'ts') AND r.j ->> c.n IN ('infinity', '-infinity'))
                   LIMIT 1) END AS why
-        FROM unnest(news) AS r(j)) x
-      WHERE x.why IS NOT NULL LIMIT 1;
-      IF bad.why IS NOT NULL THEN
-        RAISE EXCEPTION 'oversync: cannot sync the row of %.% with key %: %', TG_TABLE_SCHEMA, TG_TABLE_NAME, coalesce(bad.k, 'NULL'), bad.why
-          USING ERRCODE = 'check_violation', HINT = 'every write to a synced table reaches the devices (docs/backend-writes.md)';
-      END IF;
+        FROM unnest(news) WITH ORDINALITY AS r(j, i)) x
+      WHERE x.why IS NOT NULL LOOP
+        IF NOT p_adopt THEN
+          RAISE EXCEPTION 'oversync: cannot sync the row of % with key %: %', p_rel::regclass, coalesce(bad.k, 'NULL'), bad.why
+            USING ERRCODE = 'check_violation', HINT = 'every write to a synced table reaches the devices (docs/backend-writes.md)';
+        END IF;
+        news[bad.i] := NULL;
+        RETURN QUERY SELECT bad.k, bad.why, NULL::int8;
+      END LOOP;
+      news := array_remove(news, NULL);
 
       -- 2. The owner locks: users by lock key, then scope stripes ascending.
       FOR lock_key IN SELECT DISTINCT hashtextextended(x.j ->> owner_col, 0) FROM unnest(olds || news) AS x(j)
@@ -184,7 +178,8 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
                 WHERE (coalesce(s.payload, sv.payload) IS NULL OR jsonb_typeof(n.j -> c.n) <> 'null')
                   AND NOT EXISTS (SELECT 1 FROM json_each(coalesce(s.payload, sv.payload)) AS l
                                   WHERE l.key = CASE WHEN c.n = key_col THEN key_field ELSE c.f END)) f) p
-        WHERE m.deleted IS NOT FALSE OR mv.w IS NOT NULL OR s.payload IS NULL OR s.payload::jsonb <> p.payload::jsonb),
+        WHERE (m.deleted IS NOT FALSE OR mv.w IS NOT NULL OR s.payload IS NULL OR s.payload::jsonb <> p.payload::jsonb)
+          AND NOT (p_adopt AND m.server_version IS NOT NULL)),
       logged AS (
         INSERT INTO sync.server_change_log
           (server_id, user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version, ts)
@@ -210,8 +205,28 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
         WHERE e.op = 'DELETE' AND s.user_id = e.w AND s.schema_name = reg_s AND s.table_name = reg_t
           AND s.pk_uuid = e.k::uuid
         RETURNING 1)
-      SELECT count(*) INTO lock_key FROM (SELECT * FROM logged UNION ALL SELECT * FROM meta
-                                          UNION ALL SELECT * FROM kept UNION ALL SELECT * FROM dropped) z;
+      -- (Every data-modifying CTE runs to completion, read or not.)
+      SELECT count(*) INTO lock_key FROM logged;
+      RETURN QUERY SELECT NULL::text, NULL::text, lock_key;
+    END $fn$;
+    -- TG_ARGV as capture_rows_v1's p_args (from 1: TG_ARGV counts from 0).
+    CREATE FUNCTION sync.capture_v1() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    DECLARE
+      olds jsonb[] := '{}';
+      news jsonb[] := '{}';
+    BEGIN
+      IF coalesce(current_setting('oversync.capture', true), '') = 'off' THEN
+        RETURN NULL;
+      END IF;
+      IF TG_OP <> 'INSERT' THEN
+        SELECT coalesce(array_agg(to_jsonb(old_row.*)), '{}') INTO olds FROM old_rows old_row;
+      END IF;
+      IF TG_OP <> 'DELETE' THEN
+        SELECT coalesce(array_agg(to_jsonb(new_row.*)), '{}') INTO news FROM new_rows new_row;
+      END IF;
+      IF cardinality(olds) + cardinality(news) > 0 THEN
+        PERFORM sync.capture_rows_v1(TG_RELID, ARRAY(SELECT unnest(TG_ARGV)), olds, news, false);
+      END IF;
       RETURN NULL;
     END $fn$;
   END IF;

@@ -336,3 +336,55 @@ async fn backend_values_are_encoded_as_a_device_would_send_them() {
                "doc": {"k": [1, 2]}, "blob": "AAEC/w==", "ref": reference, "label": "hi"})
     );
 }
+
+/// A backend commit wakes the owner's long-polls (natively by NOTIFY from the log's trigger, on the Worker by its
+/// poll of the log) and, natively, its streams.
+#[tokio::test]
+async fn a_backend_commit_wakes_the_owners_long_polls_and_streams() {
+    let t = target_with("stream", "watch = true\nmax_watches_per_user = 3");
+    let user = new_user();
+    let d = Device::new(&t, &user, "d");
+    let waiting = tokio::spawn({
+        let d = d.clone();
+        async move {
+            let r = d
+                .http
+                .get(format!("{}/sync/watch?after=0&timeout_s=20", d.base))
+                .bearer_auth(&d.token)
+                .send();
+            read(r.await.unwrap()).await
+        }
+    });
+    let mut ws = (!edge()).then_some(crate::stream::open(&t, &d.token, "d").await);
+    if let Some(ws) = ws.as_mut() {
+        assert_eq!(crate::stream::next_top(ws).await, 0);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    backend(
+        &t,
+        &format!("INSERT INTO business.notes VALUES ('{user}', '{}', 'ping')", id()),
+    )
+    .await
+    .unwrap();
+    let top = log_top(&t, &user).await;
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!((status, body), (200, json!({"changed": true, "latest_server_id": top})));
+    if let Some(ws) = ws.as_mut() {
+        assert_eq!(crate::stream::next_top(ws).await, top);
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "woke {waited:?} after the commit"
+    );
+}
+
+async fn log_top(t: &Target, user: &str) -> i64 {
+    count(
+        &db(t).await,
+        "SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1",
+        &[&user],
+    )
+    .await
+}

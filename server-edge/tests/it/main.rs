@@ -7,6 +7,7 @@
 mod support;
 
 mod admin;
+mod adopt;
 mod attack;
 mod attack_reads;
 mod auth;
