@@ -38,13 +38,15 @@ pub use oversync_protocol::wire::BACKEND_SOURCE;
 pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
   IF to_regprocedure('sync.capture_v1()') IS NULL THEN
     -- A business value (as to_jsonb gives it) in the §5 encoding, as JSON text: booleans as 0/1, BLOBs as padded
-    -- base64, timestamps with a time zone as RFC 3339 UTC with six fractional digits, floats with a fraction.
+    -- base64, timestamps with a time zone as RFC 3339 UTC with six fractional digits (or, as 'unix', seconds
+    -- since the epoch), floats with a fraction.
     CREATE FUNCTION sync.capture_value_v1(v jsonb, kind text) RETURNS text LANGUAGE sql STABLE AS $fn$
       SELECT CASE
         WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN 'null'
         WHEN kind = 'bool' THEN CASE WHEN v = 'true'::jsonb THEN '1' ELSE '0' END
         WHEN kind = 'bytea' THEN to_json(translate(encode(decode(substr(v #>> '{}', 3), 'hex'), 'base64'), E'\n', ''))::text
         WHEN kind = 'tz' THEN to_json(to_char((v #>> '{}')::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text
+        WHEN kind = 'unix' THEN trim_scale(extract(epoch FROM (v #>> '{}')::timestamptz))::text
         WHEN kind = 'float' AND v::text !~ '[.eE]' THEN v::text || '.0'
         ELSE v::text END
     $fn$;
@@ -166,6 +168,8 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
                        CASE WHEN l.key = key_field THEN to_json(n.k)::text
                             WHEN c.n IS NULL THEN l.value::text
                             WHEN po.j IS NOT NULL AND po.j -> c.n IS NOT DISTINCT FROM n.j -> c.n THEN l.value::text
+                            -- A timestamp the devices send as Unix seconds stays a number.
+                            WHEN c.kind IN ('tz', 'ts') AND json_typeof(l.value) = 'number' THEN sync.capture_value_v1(n.j -> c.n, 'unix')
                             ELSE sync.capture_value_v1(n.j -> c.n, c.kind) END AS v
                 FROM json_each(coalesce(s.payload, sv.payload)) WITH ORDINALITY AS l(key, value, ord)
                 LEFT JOIN cols c ON c.f = l.key AND c.n <> key_col

@@ -57,6 +57,16 @@ async fn a_backend_update_reaches_every_device_and_keeps_what_only_devices_know(
         &b.upload(vec![upsert(1, "users", &pk, 2, user_row(&pk, "b"))]).await
     ));
     assert_eq!(log_rows(&t, &user).await, 3);
+    // A timestamp the devices send as Unix seconds comes back as Unix seconds.
+    backend(
+        &t,
+        &format!("UPDATE business.users SET created_at = created_at + interval '1.5 s' WHERE owner_id = '{user}'"),
+    )
+    .await
+    .unwrap();
+    let last = entries_of(&a, &pk).await.pop().unwrap();
+    assert_eq!(last["payload"]["created_at"], json!(1767225601.5));
+    assert_eq!(log_rows(&t, &user).await, 4);
     // An UPDATE that changes nothing a device sees appends nothing.
     backend(
         &t,
@@ -64,7 +74,7 @@ async fn a_backend_update_reaches_every_device_and_keeps_what_only_devices_know(
     )
     .await
     .unwrap();
-    assert_eq!(log_rows(&t, &user).await, 3);
+    assert_eq!(log_rows(&t, &user).await, 4);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backend_writes;
 mod classic_server;
 mod faults;
 mod hostile_server;
