@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde_json::json;
 
 mod api;
+mod backend;
 mod capture;
 mod ceiling;
 mod fairness;
@@ -190,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.database_url = Some(db_url.clone());
     cfg.jwt_secret = Some(BENCH_SECRET.into());
     cfg.pool_size = 32;
+    let server_cfg = cfg.clone();
     let bound = oversync_server::native::Bound::new(cfg).await?;
     let env = Env {
         base: format!("http://{}", bound.addr),
@@ -247,6 +249,11 @@ async fn main() -> anyhow::Result<()> {
     if only.as_deref() == Some("p3") {
         let (rows, rate) = hydrate::p3_native(&env, 500).await?;
         println!("P3 native: {rows} rows, {rate:.0} rows/s");
+        return Ok(());
+    }
+    if only.as_deref() == Some("p13") {
+        let p13 = backend::p13(&env, &server_cfg, short).await?;
+        print!("{}", p13.table());
         return Ok(());
     }
     if only.as_deref() == Some("p12") {
@@ -326,6 +333,8 @@ async fn main() -> anyhow::Result<()> {
     let p4 = capture::p4(p4_rows, if short { 1 } else { 15 })?;
     let sizes: &[i64] = if short { &[1_000] } else { &[10_000, 100_000, 1_000_000] };
     let growth = growth::growth(&env, sizes, if short { 1 } else { 10 }).await?;
+    eprintln!("P13: backend writes (capture of plain SQL, adopt)…");
+    let p13 = backend::p13(&env, &server_cfg, short).await?;
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     eprintln!("P6 under workerd…");
@@ -352,6 +361,7 @@ async fn main() -> anyhow::Result<()> {
             "floor_ms": p4.floor, "floor_ratio": p4.floor / p4.plain, "captured_over_floor": p4.captured / p4.floor,
             "fold_ms": p4.fold},
         "growth": growth,
+        "p13_backend_writes": p13.json(),
     });
     let mut table = format!(
         "| Measure | oversync | ceiling | ratio | goal |\n|---|---|---|---|---|\n\
@@ -422,6 +432,7 @@ async fn main() -> anyhow::Result<()> {
         p4.captured / p4.floor,
         p4.fold
     );
+    table += &p13.table();
     table += "\n| History rows in the log | upload (changes/s) | tail download (rows/s) | own-window download (requests, ms) |\n|---|---|---|---|\n";
     for g in &growth {
         table += &format!(

@@ -65,7 +65,10 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
     -- with p_adopt is answered (r_key, r_why) and left out, as are rows sync already has. The last row answers
     -- r_logged, the entries appended.
     CREATE FUNCTION sync.capture_rows_v1(p_rel oid, p_args text[], olds jsonb[], news jsonb[], p_adopt bool)
-      RETURNS TABLE (r_key text, r_why text, r_logged int8) LANGUAGE plpgsql AS $fn$
+      RETURNS TABLE (r_key text, r_why text, r_logged int8) LANGUAGE plpgsql
+      -- One generic plan per session for each statement: planning the capture statement costs ~5 ms, several
+      -- times a one-row write (PL/pgSQL would plan it afresh, with the values, for its first five calls).
+      SET plan_cache_mode = force_generic_plan AS $fn$
     DECLARE
       reg_s text := p_args[1];
       reg_t text := p_args[2];
@@ -129,8 +132,12 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
         PERFORM pg_advisory_xact_lock(28534, stripe);
       END LOOP;
 
-      -- 3 and 4, in one statement (a new snapshot, taken under the locks).
-      WITH cols AS (SELECT c.n, lower(c.n) AS f, c.kind, c.i FROM unnest(c_name, c_kind) WITH ORDINALITY AS c(n, kind, i)
+      -- 3 and 4, in one statement (a new snapshot, taken under the locks). Sync state is probed by key per row
+      -- (LATERAL … LIMIT 1: an index probe whatever the statistics say), the statement's own rows are hash-joined,
+      -- and every payload is built in one aggregate over (row, field).
+      WITH cols AS (SELECT c.n, lower(c.n) AS f, CASE WHEN c.n = key_col THEN key_field ELSE lower(c.n) END AS pf,
+                           c.kind, c.i
+                    FROM unnest(c_name, c_kind) WITH ORDINALITY AS c(n, kind, i)
                     WHERE scoped OR c.n <> owner_col),
       keyed AS (SELECT x.j, x.i, x.is_new,
                        CASE WHEN key_kind = 'bytea' AND x.j ->> key_col ~ '^\\x[0-9a-f]{32}$' THEN substr(x.j ->> key_col, 3)::uuid::text
@@ -143,47 +150,60 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
       o AS (SELECT j, i, k, w FROM keyed WHERE NOT is_new AND k IS NOT NULL AND w IS NOT NULL),
       n AS (SELECT j, i, k, w FROM keyed WHERE is_new),
       -- Rows that left an owner: deleted, or moved to another owner or key.
-      gone AS (SELECT o.*, m.server_version AS v FROM o
-               JOIN sync.sync_row_meta m ON m.user_id = o.w AND m.schema_name = reg_s AND m.table_name = reg_t
-                                         AND m.pk_uuid = o.k::uuid AND NOT m.deleted
+      gone AS (SELECT o.*, m.v FROM o
+               CROSS JOIN LATERAL (SELECT x.server_version AS v FROM sync.sync_row_meta x
+                                   WHERE x.user_id = o.w AND x.schema_name = reg_s AND x.table_name = reg_t
+                                     AND x.pk_uuid = o.k::uuid AND NOT x.deleted LIMIT 1) m
                WHERE NOT EXISTS (SELECT 1 FROM n WHERE n.w = o.w AND n.k = o.k)),
+      moved AS (SELECT DISTINCT ON (g.k) g.k, g.w, g.j, g.v FROM gone g ORDER BY g.k, g.w),
+      -- Each new row with the row before the statement (at the same owner, else where it moved from), its
+      -- metadata, and its last payload.
+      base AS (
+        SELECT n.i, n.w, n.k, n.j, coalesce(ps.j, mv.j) AS pj, m.server_version AS mv_v, m.deleted,
+               mv.w AS from_w, mv.v AS from_v, s.payload AS here, coalesce(s.payload, sv.payload) AS last
+        FROM n
+        LEFT JOIN o ps ON ps.w = n.w AND ps.k = n.k
+        LEFT JOIN moved mv ON mv.k = n.k AND mv.w <> n.w
+        LEFT JOIN LATERAL (SELECT x.server_version, x.deleted FROM sync.sync_row_meta x
+                           WHERE x.user_id = n.w AND x.schema_name = reg_s AND x.table_name = reg_t
+                             AND x.pk_uuid = n.k::uuid LIMIT 1) m ON true
+        LEFT JOIN LATERAL (SELECT x.payload FROM sync.sync_state x
+                           WHERE x.user_id = n.w AND x.schema_name = reg_s AND x.table_name = reg_t
+                             AND x.pk_uuid = n.k::uuid LIMIT 1) s ON true
+        LEFT JOIN LATERAL (SELECT x.payload FROM sync.sync_state x
+                           WHERE mv.w IS NOT NULL AND x.user_id = mv.w AND x.schema_name = reg_s AND x.table_name = reg_t
+                             AND x.pk_uuid = n.k::uuid LIMIT 1) sv ON true),
+      fields AS (
+        -- The last payload's fields, in its order: the key, fields the table lacks as they were, unchanged
+        -- columns in the device's own encoding, changed ones encoded.
+        SELECT b.i, l.ord, l.key AS f,
+               CASE WHEN l.key = key_field THEN to_json(b.k)::text
+                    WHEN c.n IS NULL THEN l.value::text
+                    WHEN b.pj IS NOT NULL AND b.pj -> c.n IS NOT DISTINCT FROM b.j -> c.n THEN l.value::text
+                    -- A timestamp the devices send as Unix seconds stays a number.
+                    WHEN c.kind IN ('tz', 'ts') AND json_typeof(l.value) = 'number' THEN sync.capture_value_v1(b.j -> c.n, 'unix')
+                    ELSE sync.capture_value_v1(b.j -> c.n, c.kind) END
+        FROM base b CROSS JOIN LATERAL json_each(b.last) WITH ORDINALITY AS l(key, value, ord)
+        LEFT JOIN cols c ON c.f = l.key AND c.n <> key_col
+        UNION ALL
+        -- Columns the last payload lacks: all of them for a row new to sync, else those that hold a value (a
+        -- column added since, say), not every column the devices do not have.
+        SELECT b.i, 1000000 + c.i, c.pf,
+               CASE WHEN c.n = key_col THEN to_json(b.k)::text ELSE sync.capture_value_v1(b.j -> c.n, c.kind) END
+        FROM base b CROSS JOIN cols c
+        WHERE b.last IS NULL
+           OR (jsonb_typeof(b.j -> c.n) <> 'null' AND NOT EXISTS (SELECT 1 FROM json_each(b.last) AS l WHERE l.key = c.pf))),
+      payloads AS (
+        SELECT x.i, ('{' || string_agg(to_json(x.f)::text || ':' || x.v, ',' ORDER BY x.ord) || '}')::json AS payload
+        FROM fields AS x(i, ord, f, v) GROUP BY x.i),
       e AS (
         SELECT 1 AS part, g.i, g.w, g.k, 'DELETE' AS op, NULL::json AS payload, g.v + 1 AS v FROM gone g
         UNION ALL
-        SELECT 2, n.i, n.w, n.k, CASE WHEN m.deleted IS FALSE THEN 'UPDATE' ELSE 'INSERT' END, p.payload,
-               greatest(coalesce(m.server_version, 0), coalesce(mv.v + 1, 0)) + 1
-        FROM n
-        LEFT JOIN sync.sync_row_meta m ON m.user_id = n.w AND m.schema_name = reg_s AND m.table_name = reg_t
-                                       AND m.pk_uuid = n.k::uuid
-        LEFT JOIN sync.sync_state s ON s.user_id = n.w AND s.schema_name = reg_s AND s.table_name = reg_t
-                                    AND s.pk_uuid = n.k::uuid
-        -- The row before the statement: at the same owner, else the place it moved from.
-        LEFT JOIN LATERAL (SELECT o.j FROM o WHERE o.k = n.k ORDER BY o.w = n.w DESC LIMIT 1) po ON true
-        LEFT JOIN LATERAL (SELECT g.w, g.v FROM gone g WHERE g.k = n.k AND g.w <> n.w LIMIT 1) mv ON true
-        LEFT JOIN sync.sync_state sv ON mv.w IS NOT NULL AND s.payload IS NULL AND sv.user_id = mv.w
-                                     AND sv.schema_name = reg_s AND sv.table_name = reg_t AND sv.pk_uuid = n.k::uuid
-        CROSS JOIN LATERAL (
-          SELECT ('{' || string_agg(to_json(f.k)::text || ':' || f.v, ',' ORDER BY f.ord) || '}')::json AS payload
-          FROM (SELECT l.ord, l.key AS k,
-                       CASE WHEN l.key = key_field THEN to_json(n.k)::text
-                            WHEN c.n IS NULL THEN l.value::text
-                            WHEN po.j IS NOT NULL AND po.j -> c.n IS NOT DISTINCT FROM n.j -> c.n THEN l.value::text
-                            -- A timestamp the devices send as Unix seconds stays a number.
-                            WHEN c.kind IN ('tz', 'ts') AND json_typeof(l.value) = 'number' THEN sync.capture_value_v1(n.j -> c.n, 'unix')
-                            ELSE sync.capture_value_v1(n.j -> c.n, c.kind) END AS v
-                FROM json_each(coalesce(s.payload, sv.payload)) WITH ORDINALITY AS l(key, value, ord)
-                LEFT JOIN cols c ON c.f = l.key AND c.n <> key_col
-                UNION ALL
-                SELECT 1000000 + c.i, CASE WHEN c.n = key_col THEN key_field ELSE c.f END,
-                       CASE WHEN c.n = key_col THEN to_json(n.k)::text ELSE sync.capture_value_v1(n.j -> c.n, c.kind) END
-                FROM cols c
-                -- Columns the last payload lacks: all of them for a row new to sync, else those that hold a value
-                -- (a column added since, say), not every column the devices do not have.
-                WHERE (coalesce(s.payload, sv.payload) IS NULL OR jsonb_typeof(n.j -> c.n) <> 'null')
-                  AND NOT EXISTS (SELECT 1 FROM json_each(coalesce(s.payload, sv.payload)) AS l
-                                  WHERE l.key = CASE WHEN c.n = key_col THEN key_field ELSE c.f END)) f) p
-        WHERE (m.deleted IS NOT FALSE OR mv.w IS NOT NULL OR s.payload IS NULL OR s.payload::jsonb <> p.payload::jsonb)
-          AND NOT (p_adopt AND m.server_version IS NOT NULL)),
+        SELECT 2, b.i, b.w, b.k, CASE WHEN b.deleted IS FALSE THEN 'UPDATE' ELSE 'INSERT' END, p.payload,
+               greatest(coalesce(b.mv_v, 0), coalesce(b.from_v + 1, 0)) + 1
+        FROM base b JOIN payloads p ON p.i = b.i
+        WHERE (b.deleted IS NOT FALSE OR b.from_w IS NOT NULL OR b.here IS NULL OR b.here::jsonb <> p.payload::jsonb)
+          AND NOT (p_adopt AND b.mv_v IS NOT NULL)),
       logged AS (
         INSERT INTO sync.server_change_log
           (server_id, user_id, schema_name, table_name, op, pk_uuid, payload, source_id, source_change_id, server_version, ts)
