@@ -45,6 +45,8 @@ pub struct Settings {
     pub max_scopes_per_user: usize,
     /// Rows of an owner's log a download page reads at most before its filters.
     pub download_scan_rows: usize,
+    /// How often the Worker's hubs look for backend writes, ms (0: never).
+    pub backend_poll_ms: u64,
 }
 
 /// The sync schema and the registry, made ready on the first request that touches the database.

@@ -58,6 +58,27 @@ impl crate::runtime::Fixed for EdgeConn {
     }
 }
 
+/// A connection through the Hyperdrive binding `DB`, and what resolves once its task has finished.
+pub(crate) async fn open_db(env: &Env) -> Result<(Client, oneshot::Receiver<()>), BoxError> {
+    let hyperdrive = env
+        .hyperdrive("DB")
+        .map_err(|e| format!("Hyperdrive binding DB: {e}"))?;
+    let socket = Socket::builder()
+        .secure_transport(SecureTransport::StartTls)
+        .connect(hyperdrive.host(), hyperdrive.port())
+        .map_err(|e| format!("opening a socket to Hyperdrive: {e}"))?;
+    let config: tokio_postgres::Config = hyperdrive.connection_string().parse()?;
+    let (client, connection) = config.connect_raw(socket, PassthroughTls).await?;
+    let (done, closed) = oneshot::channel();
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = connection.await {
+            worker::console_error!("postgres connection: {e}");
+        }
+        let _ = done.send(());
+    });
+    Ok((client, closed))
+}
+
 struct EdgeRuntime {
     env: Env,
     /// Resolves when this request's connection task has finished (see [`fetch`]).
@@ -73,23 +94,7 @@ impl Runtime for EdgeRuntime {
         if let Some(previous) = previous {
             let _ = previous.await;
         }
-        let hyperdrive = self
-            .env
-            .hyperdrive("DB")
-            .map_err(|e| format!("Hyperdrive binding DB: {e}"))?;
-        let socket = Socket::builder()
-            .secure_transport(SecureTransport::StartTls)
-            .connect(hyperdrive.host(), hyperdrive.port())
-            .map_err(|e| format!("opening a socket to Hyperdrive: {e}"))?;
-        let config: tokio_postgres::Config = hyperdrive.connection_string().parse()?;
-        let (client, connection) = config.connect_raw(socket, PassthroughTls).await?;
-        let (done, closed) = oneshot::channel();
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = connection.await {
-                worker::console_error!("postgres connection: {e}");
-            }
-            let _ = done.send(());
-        });
+        let (client, closed) = open_db(&self.env).await?;
         *self.closed.borrow_mut() = Some(closed);
         Ok(EdgeConn(client))
     }
@@ -161,6 +166,7 @@ async fn stream(service: &Service, req: worker::Request, env: Env) -> worker::Re
         exp: who.expires_at,
         top,
         limit: service.admission.watches_per_user(),
+        poll_ms: service.settings.backend_poll_ms,
     };
     hub::connect(&env, admitted).await
 }

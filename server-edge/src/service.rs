@@ -130,6 +130,7 @@ impl Service {
                 admin_secret: cfg.admin_secret.clone(),
                 max_scopes_per_user: cfg.max_scopes_per_user,
                 download_scan_rows: cfg.download_scan_rows,
+                backend_poll_ms: cfg.backend_poll_ms,
             },
             db: Readiness::new(configured, init_sql),
             auth: Authenticator::new(cfg.auth()?),

@@ -226,6 +226,11 @@ pub struct Config {
     /// docs/backend-writes.md §6); env `OVERSYNC_ADOPT_ON_START`.
     #[serde(default)]
     pub adopt_on_start: bool,
+    /// On the Worker, how often a user's hub looks for backend writes while it holds streams (natively NOTIFY
+    /// tells them at once), ms; 0: never (streams then hear of backend writes at the device's next cycle); env
+    /// `OVERSYNC_BACKEND_POLL_MS`.
+    #[serde(default = "default_backend_poll_ms")]
+    pub backend_poll_ms: u64,
     /// `/sync/watch` long-polls of one user waiting per process; more get 429 (0 = unlimited).
     #[serde(default = "default_watches_per_user")]
     pub max_watches_per_user: usize,
@@ -301,6 +306,9 @@ fn default_pool_wait() -> u64 {
 }
 fn default_body_timeout() -> u64 {
     10_000
+}
+fn default_backend_poll_ms() -> u64 {
+    2000
 }
 fn default_lock_timeout() -> u64 {
     3000
@@ -500,6 +508,9 @@ impl Config {
         }
         if let Some((n, v)) = var("DOWNLOAD_SCAN_ROWS") {
             self.download_scan_rows = parse_env(&n, &v, "integer")?;
+        }
+        if let Some((n, v)) = var("BACKEND_POLL_MS") {
+            self.backend_poll_ms = parse_env(&n, &v, "integer")?;
         }
         if let Some((n, v)) = var("ADOPT_ON_START") {
             self.adopt_on_start = parse_env(&n, &v, "boolean")?;

@@ -3,6 +3,11 @@
 //! authenticates a stream, looks at the log once for the top and hands the socket to the hub; after an upload
 //! that applied changes it tells the hub the new top, fire-and-forget after the answer (`ctx.wait_until`).
 //!
+//! Backend writes (issue 33) do not pass through the Worker, so while a hub holds streams it also looks at its
+//! user's logs every `backend_poll_ms` (its alarm) for changes the backend wrote since the newest id it knows, and
+//! tells every stream of one; that newest id is kept in the hub's storage, so a hub that was evicted does not tell
+//! old news again or miss new.
+//!
 //! The hub keeps nothing but its sockets (each with its device and token expiry as attachment): an idle one is
 //! evicted from memory while the sockets stay open, and pings are answered by the runtime (`ping` → `pong`)
 //! without waking it. A hub that restarted has lost nothing a client needs, since every stream is told the top
@@ -16,7 +21,11 @@ use worker::{
 };
 
 use crate::http::Pushed;
+use crate::schema::capture::{BACKEND_NEWS_SQL, TOP_SQL};
 use crate::stream::Refusal;
+
+/// The storage key of the newest log id the hub knows.
+const KNOWN: &str = "top";
 
 /// The Durable Object namespace binding.
 pub const BINDING: &str = "HUB";
@@ -27,6 +36,12 @@ struct Attachment {
     device: String,
     /// Seconds since the Unix epoch; `None`: the token has no `exp`.
     exp: Option<u64>,
+    /// The user (the hub's name), for the look at the logs.
+    #[serde(default)]
+    user: String,
+    /// How often to look for backend writes, ms (0: never).
+    #[serde(default)]
+    poll_ms: u64,
 }
 
 /// A stream the Worker has authenticated, handed to the user's hub.
@@ -41,6 +56,8 @@ pub struct Admitted<'a> {
     pub top: Option<i64>,
     /// Streams per user (`max_watches_per_user`; 0: no limit).
     pub limit: usize,
+    /// `backend_poll_ms`.
+    pub poll_ms: u64,
 }
 
 /// Hands an authenticated stream to the user's hub; the hub's 101 response goes back to the client.
@@ -51,6 +68,8 @@ pub async fn connect(env: &Env, stream: Admitted<'_>) -> Result<Response> {
     headers.set("x-exp", &stream.exp.map_or(String::new(), |e| e.to_string()))?;
     headers.set("x-top", &stream.top.map_or(String::new(), |t| t.to_string()))?;
     headers.set("x-limit", &stream.limit.to_string())?;
+    headers.set("x-user", &hex(stream.user.as_bytes()))?;
+    headers.set("x-poll", &stream.poll_ms.to_string())?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let req = Request::new_with_init("https://hub/connect", &init)?;
@@ -118,15 +137,16 @@ fn now_secs() -> u64 {
 #[durable_object]
 pub struct UserHub {
     state: State,
+    env: Env,
 }
 
 impl DurableObject for UserHub {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         // Answered by the runtime, without waking a hibernated hub.
         if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(PING, PONG) {
             state.set_websocket_auto_response(&pair);
         }
-        Self { state }
+        Self { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -140,6 +160,7 @@ impl DurableObject for UserHub {
                 }
                 let notice: Notice = req.json().await?;
                 self.tell(&notice.source, notice.top);
+                self.remember(notice.top).await;
                 Response::empty().map(|r| r.with_status(204))
             }
             _ => Response::error("not found", 404),
@@ -148,6 +169,9 @@ impl DurableObject for UserHub {
 
     async fn alarm(&self) -> Result<Response> {
         self.close_expired();
+        if let Err(e) = self.look().await {
+            worker::console_warn!("hub: looking for backend writes: {e}");
+        }
         self.arm().await?;
         Response::empty()
     }
@@ -181,6 +205,8 @@ impl UserHub {
         let exp = header("x-exp").parse().ok();
         let top: Option<i64> = header("x-top").parse().ok();
         let limit: usize = header("x-limit").parse().unwrap_or(0);
+        let user = unhex(&header("x-user")).unwrap_or_default();
+        let poll_ms: u64 = header("x-poll").parse().unwrap_or(0);
         if limit > 0 && self.state.get_websockets().len() >= limit {
             return refuse(&Refusal {
                 code: stream_close::TOO_MANY,
@@ -189,9 +215,15 @@ impl UserHub {
         }
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        pair.server.serialize_attachment(Attachment { device, exp })?;
+        pair.server.serialize_attachment(Attachment {
+            device,
+            exp,
+            user,
+            poll_ms,
+        })?;
         if let Some(top) = top {
             pair.server.send(&StreamTop { top })?;
+            self.remember(top).await;
         }
         self.arm().await?;
         upgraded(pair.client)
@@ -223,23 +255,74 @@ impl UserHub {
         }
     }
 
-    /// The alarm rings at the earliest token expiry of the open sockets (none without one).
+    /// The alarm rings at the earliest token expiry of the open sockets, or sooner for the next look for backend
+    /// writes (none without either).
     async fn arm(&self) -> Result<()> {
-        let earliest = self
-            .state
-            .get_websockets()
-            .iter()
-            .filter_map(|ws| ws.deserialize_attachment::<Attachment>().ok().flatten()?.exp)
+        let now = js_sys::Date::now() as i64;
+        let next = self
+            .attachments()
+            .flat_map(|a| {
+                [
+                    a.exp.map(|exp| exp as i64 * 1000 - now),
+                    (a.poll_ms > 0).then_some(a.poll_ms as i64),
+                ]
+            })
+            .flatten()
             .min();
         let storage = self.state.storage();
-        match earliest {
-            Some(exp) => {
-                storage
-                    .set_alarm((exp as i64 * 1000 - js_sys::Date::now() as i64).max(0))
-                    .await
-            }
+        match next {
+            Some(ms) => storage.set_alarm(ms.max(0)).await,
             None => storage.delete_alarm().await,
         }
+    }
+
+    fn attachments(&self) -> impl Iterator<Item = Attachment> {
+        self.state
+            .get_websockets()
+            .into_iter()
+            .filter_map(|ws| ws.deserialize_attachment::<Attachment>().ok().flatten())
+    }
+
+    /// The newest log id of the user's this hub has told of (or heard told).
+    async fn known(&self) -> Option<i64> {
+        self.state.storage().get::<i64>(KNOWN).await.ok().flatten()
+    }
+
+    async fn remember(&self, top: i64) {
+        if self.known().await.is_none_or(|known| top > known) {
+            let _ = self.state.storage().put(KNOWN, top).await;
+        }
+    }
+
+    /// Looks at the user's logs for backend writes above the newest id known, and tells every stream of one
+    /// (`crate::schema::capture::BACKEND_NEWS_SQL`). A hub that knows no id yet only learns the top.
+    async fn look(&self) -> Result<()> {
+        let Some(user) = self
+            .attachments()
+            .find(|a| a.poll_ms > 0 && !a.user.is_empty())
+            .map(|a| a.user)
+        else {
+            return Ok(());
+        };
+        let known = self.known().await;
+        let (client, closed) = crate::edge::open_db(&self.env)
+            .await
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let answer = match known {
+            None => client.query_one(TOP_SQL, &[&user]).await.map(|r| (r.get(0), None)),
+            Some(after) => client
+                .query_one(BACKEND_NEWS_SQL, &[&user, &after])
+                .await
+                .map(|r| (r.get::<_, Option<i64>>(0).unwrap_or(after), r.get(1))),
+        };
+        drop(client);
+        let _ = closed.await;
+        let (newest, backend): (i64, Option<i64>) = answer.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        if backend.is_some() {
+            self.tell("", newest);
+        }
+        self.remember(newest).await;
+        Ok(())
     }
 }
 

@@ -257,6 +257,24 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
 END $do$;
 "#;
 
+/// The newest id of a user's logs, the user's own and those of the scopes the user is a member of (`$1` the
+/// user): one backward probe per owner.
+pub const TOP_SQL: &str = "
+SELECT coalesce(max(t.top), 0)
+FROM (SELECT $1::text AS o UNION ALL SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = $1) w
+CROSS JOIN LATERAL (SELECT c.server_id AS top FROM sync.server_change_log c WHERE c.user_id >= w.o AND c.user_id <= w.o
+                    ORDER BY c.user_id DESC, c.server_id DESC LIMIT 1) t";
+
+/// What those logs gained above `$2` (the newest id known, so the rows since the last look; at most 10,000 per
+/// owner): the newest id, and the newest a backend write appended (NULL: none).
+pub const BACKEND_NEWS_SQL: &str = "
+SELECT max(c.server_id), max(c.server_id) FILTER (WHERE c.source_id IN (chr(31) || 'backend',
+         json_build_array(chr(31) || 'backend', chr(31) || 'backend')::text))
+FROM (SELECT $1::text AS o UNION ALL SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = $1) w
+CROSS JOIN LATERAL (SELECT c.server_id, c.source_id FROM sync.server_change_log c
+                    WHERE (c.user_id, c.server_id) > (w.o, $2::int8) AND c.user_id <= w.o
+                    ORDER BY c.user_id, c.server_id LIMIT 10000) c";
+
 /// What a table's capture triggers are given: the registered pair (the log's names), the payload's key field, the
 /// business table's key and owner columns, and whether the owner column holds a scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
