@@ -12,6 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+/// The member of a scope that stands for every signed-in user (`sync.scope_members.user_id = '*'`, a reader;
+/// docs/backend-writes.md §5). No token may name it as its user.
+pub const EVERYONE: &str = "*";
+
 /// Notices kept per user for a waiter that has not read them yet; past it, the waiter resyncs.
 const BACKLOG: usize = 16;
 
@@ -70,13 +74,20 @@ impl ChangeHub {
         }
     }
 
-    /// `user`'s log grew to `top` with changes of `source`.
+    /// `user`'s log grew to `top` with changes of `source`; [`EVERYONE`] (a scope for everyone grew): every
+    /// waiting user's.
     pub fn publish(&self, user: &str, source: &str, top: i64) {
-        if let Some(sender) = self.lock().get(user) {
-            let _ = sender.send(Notice::Change {
-                source: source.into(),
-                top,
-            });
+        let notice = || Notice::Change {
+            source: source.into(),
+            top,
+        };
+        let users = self.lock();
+        if user == EVERYONE {
+            for sender in users.values() {
+                let _ = sender.send(notice());
+            }
+        } else if let Some(sender) = users.get(user) {
+            let _ = sender.send(notice());
         }
     }
 

@@ -117,6 +117,8 @@ pub struct TableInfo {
     pub scope: Option<String>,
     /// The payload's key field (the sync key).
     pub sync_key: String,
+    /// Devices may write the table.
+    pub devices_write: bool,
 }
 
 /// All registered tables.
@@ -172,6 +174,7 @@ impl Registry {
                     declared_fks,
                     scope: t.scope_column.as_ref().map(|c| c.to_lowercase()),
                     sync_key: t.sync_key.to_lowercase(),
+                    devices_write: t.devices_write,
                 },
             );
         }

@@ -80,7 +80,8 @@ static SQL_SCHEMA: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| SNAPSHOT_SQL.replace("{KEYSET}", KEYSET_SCHEMA));
 
 /// Whether the user is a member of the scope (any role).
-const MEMBER_SQL: &str = "SELECT EXISTS (SELECT 1 FROM sync.scope_members WHERE user_id = $1 AND scope = $2)";
+const MEMBER_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM sync.scope_members WHERE (user_id = $1 OR user_id = '*') AND scope = $2)";
 
 /// Serves one snapshot page on `conn` (of a ready database), cut at `max_page_bytes` of payload. The two forms
 /// of the page statement are fixed strings, so a native connection prepares each once (`Fixed`). With `scope`

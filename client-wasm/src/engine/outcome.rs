@@ -42,10 +42,15 @@ pub(super) fn decide(s: &ChangeStatus, pending: Option<i64>, sent: i64, sent_op:
             delete: sent_op == "DELETE",
         },
         (Status::Conflict, _) => Action::Conflict,
-        (_, Some(Reason::BadPayload | Reason::UnregisteredTable | Reason::ScopeForbidden)) if !unchanged => {
+        (_, Some(Reason::BadPayload | Reason::UnregisteredTable | Reason::ScopeForbidden | Reason::ReadOnlyTable))
+            if !unchanged =>
+        {
             Action::KeepNewer
         }
-        (_, Some(r @ (Reason::BadPayload | Reason::UnregisteredTable | Reason::ScopeForbidden))) => Action::Reject {
+        (
+            _,
+            Some(r @ (Reason::BadPayload | Reason::UnregisteredTable | Reason::ScopeForbidden | Reason::ReadOnlyTable)),
+        ) => Action::Reject {
             reason: r.as_str().to_owned(),
         },
         (_, Some(Reason::InternalError)) if s.is_conflict_without_server_row() => Action::ResendAsNew,

@@ -7,6 +7,7 @@ use oversync_protocol::wire::valid_device_id;
 use serde_json::{Map, Value};
 
 use super::{AuthError, Invalid, Principal};
+use crate::hub::EVERYONE;
 
 /// The configured checks beyond the signature. The default checks nothing more, as classic clients expect:
 /// `exp`/`nbf` only when present, no leeway, `iss`/`aud` ignored.
@@ -91,7 +92,8 @@ pub fn principal(
     };
     let user_id = text(&names.user).ok_or_else(|| AuthError::MissingUser(names.user.clone()))?;
     // Sync state keeps a scope's rows under `'\x1f' || scope`: no user may be mistaken for one.
-    if user_id.starts_with(SCOPE_OWNER_PREFIX) {
+    // `*` is the member that stands for every user (scopes for everyone, docs/backend-writes.md §5).
+    if user_id.starts_with(SCOPE_OWNER_PREFIX) || user_id == EVERYONE {
         return Err(AuthError::ReservedUser);
     }
     let source_id = match (text(&names.device), device_header) {

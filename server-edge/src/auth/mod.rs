@@ -53,8 +53,11 @@ pub enum AuthError {
     /// The user claim is missing or empty.
     #[error("missing {0} (user ID) in token")]
     MissingUser(String),
-    /// A user ID starting with U+001F, which names a scope's rows in the sync tables (docs/sharing.md §1).
-    #[error("the user ID in the token must not start with U+001F (reserved for scopes)")]
+    /// A user ID starting with U+001F, which names a scope's rows in the sync tables (docs/sharing.md §1), or `*`,
+    /// the member that stands for everyone (docs/backend-writes.md §5).
+    #[error(
+        "the user ID in the token must not start with U+001F (reserved for scopes) or be * (reserved for everyone)"
+    )]
     ReservedUser,
     /// Neither the device claim nor the `Oversync-Device-Id` header.
     #[error("missing {0} (device ID) in token")]

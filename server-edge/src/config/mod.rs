@@ -71,6 +71,10 @@ pub struct TableConfig {
     /// members, and the column is also the business table's owner column. NULL: a private draft of its author.
     #[serde(default)]
     pub scope_column: Option<String>,
+    /// Devices may write the table (default true). `false`: the app's backend writes it (docs/backend-writes.md
+    /// §5) and device uploads to it are answered `invalid` with reason `read_only_table`.
+    #[serde(default = "yes")]
+    pub devices_write: bool,
     /// Declared FKs. When empty, FKs are discovered from the business tables' constraints at start-up.
     #[serde(default)]
     pub fks: Vec<FkConfig>,

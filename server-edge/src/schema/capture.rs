@@ -257,11 +257,11 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
 END $do$;
 "#;
 
-/// The newest id of a user's logs, the user's own and those of the scopes the user is a member of (`$1` the
-/// user): one backward probe per owner.
+/// The newest id of a user's logs, the user's own and those of the scopes the user is a member of, scopes for
+/// everyone included (`$1` the user): one backward probe per owner.
 pub const TOP_SQL: &str = "
 SELECT coalesce(max(t.top), 0)
-FROM (SELECT $1::text AS o UNION ALL SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = $1) w
+FROM (SELECT $1::text AS o UNION ALL SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = $1 OR m.user_id = '*') w
 CROSS JOIN LATERAL (SELECT c.server_id AS top FROM sync.server_change_log c WHERE c.user_id >= w.o AND c.user_id <= w.o
                     ORDER BY c.user_id DESC, c.server_id DESC LIMIT 1) t";
 
@@ -270,7 +270,7 @@ CROSS JOIN LATERAL (SELECT c.server_id AS top FROM sync.server_change_log c WHER
 pub const BACKEND_NEWS_SQL: &str = "
 SELECT max(c.server_id), max(c.server_id) FILTER (WHERE c.source_id IN (chr(31) || 'backend',
          json_build_array(chr(31) || 'backend', chr(31) || 'backend')::text))
-FROM (SELECT $1::text AS o UNION ALL SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = $1) w
+FROM (SELECT $1::text AS o UNION ALL SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = $1 OR m.user_id = '*') w
 CROSS JOIN LATERAL (SELECT c.server_id, c.source_id FROM sync.server_change_log c
                     WHERE (c.user_id, c.server_id) > (w.o, $2::int8) AND c.user_id <= w.o
                     ORDER BY c.user_id, c.server_id LIMIT 10000) c";

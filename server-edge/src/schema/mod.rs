@@ -34,8 +34,8 @@ const NEWEST_FUNCTIONS: [&str; 12] = [
     "sync.notify_changes_v2()",
     "sync.scope_event_v2()",
     "sync.lock_owners_v1(text, text[], text)",
-    "sync.latest_scoped_v1(text, int8, text, text, int8)",
-    "sync.download_scoped_v2(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text, int8)",
+    "sync.latest_scoped_v2(text, int8, text, text, int8)",
+    "sync.download_scoped_v3(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text, int8)",
     "sync.capture_v1()",
 ];
 

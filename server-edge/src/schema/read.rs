@@ -196,14 +196,14 @@ pub fn latest_function() -> String {
     )
 }
 
-/// The body of `sync.latest_scoped_v1(user, after, source, the source in scope owners' rows, max scopes)`: the
+/// The body of `sync.latest_scoped_v2(user, after, source, the source in scope owners' rows, max scopes)`: the
 /// newest change from another device above `after` of the user or of the first `max scopes` scopes the user is a
-/// member of (docs/sharing.md §7; `max_scopes_per_user`, as the download), or NULL. One backward probe per owner,
-/// as [`LATEST_BODY`]'s.
+/// member of, the scopes for everyone (`user_id = '*'`, docs/backend-writes.md §5) included (docs/sharing.md §7;
+/// `max_scopes_per_user`, as the download), or NULL. One backward probe per owner, as [`LATEST_BODY`]'s.
 const LATEST_SCOPED_BODY: &str = "BEGIN
   RETURN (SELECT max(l.id) FROM (SELECT p_user AS o UNION ALL
-                                 (SELECT chr(31) || m.scope FROM sync.scope_members m WHERE m.user_id = p_user
-                                  ORDER BY m.user_id, m.scope LIMIT p_max)) w
+                                 (SELECT DISTINCT chr(31) || m.scope FROM sync.scope_members m
+                                  WHERE m.user_id = p_user OR m.user_id = '*' ORDER BY 1 LIMIT p_max)) w
           CROSS JOIN LATERAL (
             SELECT c.server_id AS id FROM sync.server_change_log c
             WHERE (c.user_id, c.server_id) > (w.o, p_after) AND c.user_id <= w.o
@@ -211,10 +211,10 @@ const LATEST_SCOPED_BODY: &str = "BEGIN
             ORDER BY c.user_id DESC, c.server_id DESC LIMIT 1) l);
 END";
 
-/// `sync.latest_scoped_v1`, created at start-up.
+/// `sync.latest_scoped_v2`, created at start-up.
 pub fn latest_scoped_function() -> String {
     read_procedure(
-        "sync.latest_scoped_v1",
+        "sync.latest_scoped_v2",
         "p_user text, p_after int8, p_source text, p_scoped_source text, p_max int8",
         "int8",
         LATEST_SCOPED_BODY,
@@ -222,7 +222,7 @@ pub fn latest_scoped_function() -> String {
 }
 
 /// A scope-aware watch's look: one call of [`latest_scoped_function`]'s function.
-pub const LATEST_SCOPED_SQL: &str = "SELECT sync.latest_scoped_v1($1, $2, $3, $4, $5)";
+pub const LATEST_SCOPED_SQL: &str = "SELECT sync.latest_scoped_v2($1, $2, $3, $4, $5)";
 
 /// The watch's look: one call of [`latest_function`]'s function.
 pub const LATEST_SQL: &str = "SELECT sync.latest_change_v2($1, $2, $3)";
@@ -234,9 +234,11 @@ pub const LATEST_SQL: &str = "SELECT sync.latest_change_v2($1, $2, $3)";
 /// so the statements after them all see the same log for those owners, and the top bounds everything that can
 /// still commit for them: one cursor across owners is safe.
 const SCOPED_TOP: &str = r#"  m := 0; w := 0; n := 0; cut := false; page := ''; skip := NULL; r_scopes := NULL; r_over := 0; refused := NULL;
-  SELECT coalesce(array_agg(x.scope ORDER BY x.scope), '{}') INTO held FROM sync.scope_members x WHERE x.user_id = p_user;
-  r_event := coalesce((SELECT e.id FROM sync.scope_events e WHERE e.user_id >= p_user AND e.user_id <= p_user
-                       ORDER BY e.user_id DESC, e.id DESC LIMIT 1), 0);
+  SELECT coalesce(array_agg(DISTINCT x.scope ORDER BY x.scope), '{}') INTO held FROM sync.scope_members x
+    WHERE x.user_id = p_user OR x.user_id = '*';
+  r_event := coalesce((SELECT max(t.id) FROM unnest(ARRAY[p_user, '*']) AS u(id) CROSS JOIN LATERAL (
+                         SELECT e.id FROM sync.scope_events e WHERE e.user_id >= u.id AND e.user_id <= u.id
+                         ORDER BY e.user_id DESC, e.id DESC LIMIT 1) t), 0);
   r_over := greatest(cardinality(held) - p_max_scopes, 0);
   held := held[1:least(p_max_scopes, 2147483647)::int4];
   IF p_scope IS NOT NULL THEN
@@ -249,7 +251,9 @@ const SCOPED_TOP: &str = r#"  m := 0; w := 0; n := 0; cut := false; page := ''; 
   END LOOP;
   SELECT coalesce(array_agg(x.scope ORDER BY x.scope), '{}'),
          coalesce(json_agg(json_build_object('scope', x.scope, 'role', x.role) ORDER BY x.scope), '[]')::text
-    INTO held, r_scopes FROM sync.scope_members x WHERE x.user_id = p_user AND x.scope = ANY(held);
+    INTO held, r_scopes
+    FROM (SELECT y.scope, max(CASE WHEN y.user_id = '*' THEN 'reader' ELSE y.role END) AS role FROM sync.scope_members y
+          WHERE (y.user_id = p_user OR y.user_id = '*') AND y.scope = ANY(held) GROUP BY y.scope) x;
   IF p_scope IS NOT NULL AND cardinality(held) = 0 THEN
     refused := 'scope_forbidden';
     RETURN NEXT;
@@ -294,14 +298,14 @@ const SCOPED_FIELD: &str =
 const SCOPED_SOURCE: &str =
     "CASE WHEN left(p.user_id, 1) = chr(31) THEN to_json(p.source_id::json ->> 1) ELSE to_json(p.source_id) END";
 
-/// `sync.download_scoped_v2(user, scope, known event, after, until, schema, include_self, source, the source in
+/// `sync.download_scoped_v3(user, scope, known event, after, until, schema, include_self, source, the source in
 /// scope owners' rows, limit, max_bytes, max scopes, lock timeout, scan)`: the scope-aware page (docs/sharing.md
 /// §5.2), or with `scope` one scope's (§5.3). One row: `m`, `w`, the page and `skip` as [`page_function`]'s, the
 /// memberships as JSON (NULL when the newest membership event is still `known`), that event, the memberships past
 /// `max scopes` (not served: the first by name are), and `refused` (`scope_forbidden`) with nothing else.
 pub fn scoped_page_function() -> String {
     procedure(
-        "sync.download_scoped_v2",
+        "sync.download_scoped_v3",
         "p_user text, p_scope text, p_known int8, p_after int8, p_until int8, p_schema text, p_self bool, \
          p_source text, p_scoped_source text, p_limit int8, p_max int8, p_max_scopes int8, p_timeout text, p_scan int8",
         "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text, skip int8, r_scopes text, r_event int8, \
@@ -322,4 +326,4 @@ pub fn scoped_page_function() -> String {
 
 /// The scope-aware page: one call.
 pub const DOWNLOAD_SCOPED_SQL: &str = "SELECT m, w, n, last_id, cut, page, skip, r_scopes, r_event, r_over, refused \
-     FROM sync.download_scoped_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+     FROM sync.download_scoped_v3($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";

@@ -79,6 +79,11 @@ pub async fn upload<R: Runtime>(
     let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(changes.len());
     for (c, r) in changes.iter().zip(validated) {
         match r {
+            Ok(v) if registry.get(&v.table).is_some_and(|t| !t.devices_write) => {
+                let rejection = Rejection::read_only(&v.table.schema, &v.table.table);
+                statuses.push(Some(ChangeStatus::invalid(c.source_change_id, rejection)));
+                prepared.push(None);
+            }
             Ok(v) => {
                 statuses.push(None);
                 prepared.push(Some(prepare(registry, v)));

@@ -59,7 +59,11 @@ async fn every_authentication_failure_is_401_with_its_exact_message() {
         ),
         (
             Some(hs(json!({"sub": "\u{1f}team", "did": "d"}))),
-            "the user ID in the token must not start with U+001F (reserved for scopes)",
+            "the user ID in the token must not start with U+001F (reserved for scopes) or be * (reserved for everyone)",
+        ),
+        (
+            Some(hs(json!({"sub": "*", "did": "d"}))),
+            "the user ID in the token must not start with U+001F (reserved for scopes) or be * (reserved for everyone)",
         ),
         (Some(hs(json!({"sub": user}))), "missing did (device ID) in token"),
         (

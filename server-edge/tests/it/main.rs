@@ -13,6 +13,7 @@ mod attack_reads;
 mod auth;
 mod backend;
 mod backend_race;
+mod backend_shared;
 mod concurrency;
 mod crash;
 mod download;

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS business.items (
   owner_id text, id uuid, list_id uuid, label text, PRIMARY KEY (owner_id, id),
   FOREIGN KEY (owner_id, list_id) REFERENCES business.lists (owner_id, id) ON DELETE CASCADE);
 CREATE TABLE IF NOT EXISTS business.notes (owner_id text, id text, body text, PRIMARY KEY (owner_id, id));
+CREATE TABLE IF NOT EXISTS business.catalog (id uuid PRIMARY KEY, shelf text, name text, price numeric);
 "#;
 
 const TABLES: &str = r#"
@@ -68,6 +69,12 @@ owner_column = "owner_id"
 schema = "business"
 table = "notes"
 owner_column = "owner_id"
+# Reference data: written by the backend only, shared by scope (a scope for everyone in backend_shared.rs).
+[[tables]]
+schema = "business"
+table = "catalog"
+scope_column = "shelf"
+devices_write = false
 [[tables]]
 schema = "other"
 table = "users"

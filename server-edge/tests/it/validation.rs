@@ -100,7 +100,7 @@ async fn an_unregistered_table_is_reported_and_clears_accepted_but_others_apply(
     let pk = id();
     let resp = d
         .upload(vec![
-            json!({"source_change_id": 1, "schema": " Business ", "table": "Notes", "op": "DELETE", "pk": id(), "server_version": 1}),
+            json!({"source_change_id": 1, "schema": " Business ", "table": "Nowhere", "op": "DELETE", "pk": id(), "server_version": 1}),
             upsert(2, "users", &pk, 0, user_row(&pk, "ok")),
         ])
         .await;
@@ -108,9 +108,9 @@ async fn an_unregistered_table_is_reported_and_clears_accepted_but_others_apply(
     let (reason, message, details) = invalid(&resp, 0);
     assert_eq!(
         (reason.as_str(), message.as_deref()),
-        ("unregistered_table", Some("table not registered business.notes"))
+        ("unregistered_table", Some("table not registered business.nowhere"))
     );
-    assert_eq!(details, json!({"schema": "business", "table": "notes"}));
+    assert_eq!(details, json!({"schema": "business", "table": "nowhere"}));
     assert_eq!(status_at(&resp, 1), WireStatus::Applied);
     // A null element is an empty change (Go's zero value), judged per change, not a 400.
     let resp = d.upload_raw(r#"{"changes":[null]}"#).await.1;

@@ -214,6 +214,9 @@ pub enum Reason {
     /// The user is not a writer of the row's scope (docs/sharing.md §5.1): scope-aware clients move the change to
     /// their rejections; classic clients keep and retry it as an unknown reason.
     ScopeForbidden,
+    /// The table is written by the app's backend only (`devices_write = false`, docs/backend-writes.md §5): the
+    /// client drops the change.
+    ReadOnlyTable,
     /// A reason this version does not know: keep and retry.
     Other(String),
 }
@@ -229,6 +232,7 @@ impl Reason {
             Self::InternalError => "internal_error",
             Self::BatchTooLarge => "batch_too_large",
             Self::ScopeForbidden => "scope_forbidden",
+            Self::ReadOnlyTable => "read_only_table",
             Self::Other(s) => s,
         }
     }
@@ -250,6 +254,7 @@ impl<'de> Deserialize<'de> for Reason {
             "internal_error" => Self::InternalError,
             "batch_too_large" => Self::BatchTooLarge,
             "scope_forbidden" => Self::ScopeForbidden,
+            "read_only_table" => Self::ReadOnlyTable,
             other => Self::Other(other.to_owned()),
         })
     }
@@ -296,6 +301,15 @@ impl Rejection {
         Self {
             reason: Reason::UnregisteredTable,
             message: Some(format!("table not registered {schema}.{table}")),
+            details: json!({ "schema": schema, "table": table }),
+        }
+    }
+
+    /// `read_only_table` for a normalised pair: details `{"schema": …, "table": …}`.
+    pub fn read_only(schema: &str, table: &str) -> Self {
+        Self {
+            reason: Reason::ReadOnlyTable,
+            message: Some(format!("table {schema}.{table} is written by the server only")),
             details: json!({ "schema": schema, "table": table }),
         }
     }
