@@ -289,9 +289,13 @@ fn handle_status(
                     let known = meta_version(conn, &f.table, &f.pk)?;
                     set_meta(conn, &f.table, &f.pk, known.map_or(v, |k| k.max(v)), delete)?;
                 }
+                // A DELETE answered without a version deleted nothing the server knows (an unknown row, or one in a
+                // scope out of the user's sight): the row's metadata goes, so that the row, should it reach this
+                // device again (the user rejoins its scope, say), is applied at whatever version it has; a
+                // tombstone at the old base would make the version guard skip it for good.
                 None if delete => {
                     conn.execute(
-                        "UPDATE _sync_row_meta SET deleted = 1 WHERE table_name = ?1 AND pk_uuid = ?2",
+                        "DELETE FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
                         [&f.table, &f.pk],
                     )?;
                 }

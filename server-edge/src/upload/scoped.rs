@@ -160,9 +160,11 @@ pub(super) async fn run(
                 )));
                 continue;
             }
-            if let Some((_, meta)) = hidden.filter(|_| !c.op.is_delete()) {
+            if hidden.is_some() && !c.op.is_delete() {
+                // Version 0: the deletion the device records must not outrank the row should it come back into
+                // sight (the user rejoins its scope: every version of the row is newer), nor tell its version.
                 let meta = RowMeta {
-                    version: meta.version,
+                    version: 0,
                     deleted: true,
                 };
                 outcomes[i] = Some(Outcome::Conflict { row: key, meta });
@@ -195,8 +197,12 @@ pub(super) async fn run(
             match (&mut o, from) {
                 // The old place's DELETE takes the next version and the row the one after it in the new place: a
                 // member of both applies the delete, then a newer row (with one version for both, the version
-                // guard would skip the row).
-                (Outcome::Applied(Some(version)), Some((old, meta))) if !meta.deleted => {
+                // guard would skip the row). Only for a change that writes: a replay (its scid already logged) of
+                // an upsert whose row was moved since by someone else is answered with its stored version and
+                // moves nothing.
+                (Outcome::Applied(Some(version)), Some((old, meta)))
+                    if !meta.deleted && plan.writes.iter().any(|w| w.index == i) =>
+                {
                     let c = &group[i].as_ref().expect("decided").change;
                     move_deletes.entry(old.clone()).or_default().push(Write {
                         index: i,

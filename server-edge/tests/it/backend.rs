@@ -394,3 +394,41 @@ async fn log_top(t: &Target, user: &str) -> i64 {
     )
     .await
 }
+
+/// A backend move of a shared row between scopes: a member's stale DELETE of it conflicts with the row where it
+/// is now (it does not delete it there as an unknown row).
+#[tokio::test]
+async fn a_stale_delete_of_a_row_the_backend_moved_between_scopes_conflicts() {
+    let t = target();
+    let (t0, t1) = (format!("team-{}", id()), format!("team-{}", id()));
+    let user = new_user();
+    let conn = db(&t).await;
+    for s in [&t0, &t1] {
+        conn.execute(
+            "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, 'writer')",
+            &[s, &user],
+        )
+        .await
+        .unwrap();
+    }
+    let d = Device::new(&t, &user, "d");
+    let pk = id();
+    let r = d
+        .upload(vec![upsert(
+            1,
+            "team_posts",
+            &pk,
+            0,
+            json!({"id": pk, "team_id": t1, "title": "x"}),
+        )])
+        .await;
+    assert!(all_applied(&r), "{r}");
+    backend(
+        &t,
+        &format!("UPDATE business.team_posts SET team_id = '{t0}' WHERE id = '{pk}'"),
+    )
+    .await
+    .unwrap();
+    let r = d.upload(vec![delete(2, "team_posts", &pk, 1)]).await;
+    assert_eq!(status_at(&r, 0), WireStatus::Conflict, "{r}");
+}

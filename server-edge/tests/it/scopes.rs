@@ -724,3 +724,33 @@ async fn a_scope_aware_look_reads_at_most_max_scopes_per_user_memberships() {
     let within = r.get_raw("/sync/watch?after=0&timeout_s=5&scopes=1").await.1;
     assert_eq!(within["changed"], true, "{within}");
 }
+
+/// A retried upload (its answer was lost) of a row that another member moved to another scope meanwhile is a
+/// replay: answered with its stored version, and it moves nothing (it once wrote a DELETE of the row where it was
+/// now, with the replay's old version, which members holding the row skipped for good).
+#[tokio::test]
+async fn a_replayed_upsert_of_a_row_moved_since_moves_nothing() {
+    let Team { t, scope, a, b } = team().await;
+    let other = format!("team-{}", id());
+    join(&t, &other, &a.0, Some("writer")).await;
+    join(&t, &other, &b.0, Some("writer")).await;
+    let pk = id();
+    let first = vec![post(1, &pk, 0, Some(&scope), "a")];
+    assert!(all_applied(&a.1.upload(first.clone()).await));
+    assert!(all_applied(
+        &b.1.upload(vec![post(1, &pk, 1, Some(&other), "moved")]).await
+    ));
+    let replay = a.1.upload(first).await;
+    assert!(all_applied(&replay), "{replay}");
+    assert_eq!(statuses(&replay)[0]["new_server_version"], 1, "{replay}");
+    let (entries, _) = scoped(&b.1, 0, "").await;
+    let ops: Vec<(String, Option<String>)> = titles(&entries, &pk);
+    assert_eq!(
+        ops,
+        vec![
+            ("INSERT".to_owned(), Some("a".to_owned())),
+            ("DELETE".to_owned(), None),
+            ("UPDATE".to_owned(), Some("moved".to_owned())),
+        ]
+    );
+}

@@ -1,7 +1,8 @@
 //! The seeded simulation with teams (docs/sharing.md): three users on four devices write, edit, move and delete
 //! team posts and drafts while memberships change under them (joins, role changes, leaves), through a proxy that
 //! drops responses and cuts, delays and duplicates requests. At the end every device holds exactly the rows of the
-//! teams its user is a member of, as the server has them, and its user's drafts.
+//! teams its user is a member of, as the server has them, and its user's drafts. The app's backend writes the team
+//! posts too, with plain SQL (issue 33): new posts, edits, moves between teams and deletes.
 //!
 //! Seeds as in `simulation.rs`: `OVERSYNC_SIM_SEED=<seed>` replays one, `OVERSYNC_SIM_SEEDS=<count>` runs more.
 
@@ -164,7 +165,31 @@ async fn run(seed: u64) {
                     .unwrap();
                 }
             }
-            63..=89 => {
+            63..=69 => {
+                // The backend, on the business table (which holds the shared posts; drafts are not there).
+                let shared: Vec<String> =
+                    w.db.query(
+                        "SELECT id::text FROM business.team_posts WHERE team_id = ANY($1) ORDER BY id",
+                        &[&teams],
+                    )
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let chosen = (!shared.is_empty()).then(|| shared[rng.random_range(0..shared.len())].clone());
+                let sql = match (rng.random_range(0..4), chosen) {
+                    (0, Some(p)) => format!("UPDATE business.team_posts SET title = 'b{step}' WHERE id = '{p}'"),
+                    (1, Some(p)) => format!("UPDATE business.team_posts SET team_id = '{team}' WHERE id = '{p}'"),
+                    (2, Some(p)) => format!("DELETE FROM business.team_posts WHERE id = '{p}'"),
+                    _ => format!(
+                        "INSERT INTO business.team_posts (id, team_id, title) VALUES ('{}', '{team}', 'b{step}')",
+                        seeded_id(&mut rng)
+                    ),
+                };
+                w.db.batch_execute(&sql).await.unwrap();
+            }
+            70..=89 => {
                 let _ = devices[i].sync().await;
             }
             _ => {

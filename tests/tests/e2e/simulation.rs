@@ -1,6 +1,7 @@
 //! Deterministic randomized simulation: several devices of one user do random inserts, updates and deletes (with
 //! FKs: posts reference users, deleting a user cascades to its posts), sync at random moments through a proxy that
-//! drops responses and cuts, delays and duplicates requests, and restart; at the end every device equals the server.
+//! drops responses and cuts, delays and duplicates requests, and restart, while the app's backend writes the
+//! business tables with plain SQL (issue 33); at the end every device equals the server.
 //!
 //! The seed is printed. Replay one with `OVERSYNC_SIM_SEED=<seed>`; run more with `OVERSYNC_SIM_SEEDS=<count>`
 //! (CI runs a fixed set) and longer histories with `OVERSYNC_SIM_STEPS=<n>`.
@@ -78,6 +79,35 @@ async fn server_rows(w: &World, user: &str) -> Rows {
     (server_users(w, user).await, posts)
 }
 
+/// The backend's step: renames a user, adds one, or deletes a user with its posts (a manual cascade: the demo's
+/// FK has none), in the business tables.
+async fn backend_step(w: &World, rng: &mut StdRng, user: &str, step: usize) {
+    let users: Vec<String> =
+        w.db.query(
+            "SELECT id::text FROM business.users WHERE owner_id = $1 ORDER BY id",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let chosen = (!users.is_empty()).then(|| users[rng.random_range(0..users.len())].clone());
+    let sql = match (rng.random_range(0..3), chosen) {
+        (0, Some(u)) => format!("UPDATE business.users SET name = 'b{step}' WHERE owner_id = '{user}' AND id = '{u}'"),
+        (1, Some(u)) => format!(
+            "BEGIN; DELETE FROM business.posts WHERE owner_id = '{user}' AND author_id = '{u}';
+             DELETE FROM business.users WHERE owner_id = '{user}' AND id = '{u}'; COMMIT;"
+        ),
+        _ => format!(
+            "INSERT INTO business.users (owner_id, id, name, email, created_at)
+             VALUES ('{user}', '{}', 'b{step}', 'b@x', now())",
+            seeded_id(rng)
+        ),
+    };
+    w.db.batch_execute(&sql).await.unwrap();
+}
+
 async fn run(seed: u64) {
     eprintln!("simulation seed {seed} (replay: OVERSYNC_SIM_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
@@ -137,7 +167,8 @@ async fn run(seed: u64) {
                     delete_row(d, "users", &u); // cascades to its posts, each captured
                 }
             }
-            75..=89 => {
+            75..=79 => backend_step(&w, &mut rng, &user_of(&devices[i]), step).await,
+            80..=89 => {
                 let _ = devices[i].sync().await;
             }
             90..=94 => {
