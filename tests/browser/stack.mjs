@@ -91,7 +91,9 @@ export async function startSyncServer({ staticDir, edge = false, jwks = false, e
       child.kill('SIGINT');
     });
   const app = out.match(/app:\s+(http:\/\/\S+?)\/?\s/)?.[1] ?? url;
-  return { url, app, pid: child.pid, stop };
+  // The database's URL is printed after the server's: read it when asked.
+  const database = () => out.match(/database:\s+(\S+)/)?.[1];
+  return { url, app, pid: child.pid, stop, database };
 }
 
 /**

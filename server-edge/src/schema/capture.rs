@@ -67,8 +67,11 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
     CREATE FUNCTION sync.capture_rows_v1(p_rel oid, p_args text[], olds jsonb[], news jsonb[], p_adopt bool)
       RETURNS TABLE (r_key text, r_why text, r_logged int8) LANGUAGE plpgsql
       -- One generic plan per session for each statement: planning the capture statement costs ~5 ms, several
-      -- times a one-row write (PL/pgSQL would plan it afresh, with the values, for its first five calls).
-      SET plan_cache_mode = force_generic_plan AS $fn$
+      -- times a one-row write (PL/pgSQL would plan it afresh, with the values, for its first five calls). A
+      -- generic plan cannot know how many rows a statement brings, so no join of them may be a nested loop
+      -- (100k rows: O(rows²)); the lookups of sync state are LATERAL index probes, nested by nature. JIT off: a
+      -- disabled node's cost is past jit_above_cost, so every run would compile the plan (2 s).
+      SET plan_cache_mode = force_generic_plan SET enable_nestloop = off SET jit = off AS $fn$
     DECLARE
       reg_s text := p_args[1];
       reg_t text := p_args[2];
@@ -82,17 +85,30 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
       bad record;
       lock_key int8;
       stripe int4;
+      stamp text;
+      cached text[];
     BEGIN
-      SELECT array_agg(a.attname::text ORDER BY a.attnum),
-             array_agg(CASE coalesce(bt.typname, t.typname)
-                         WHEN 'bytea' THEN 'bytea' WHEN 'bool' THEN 'bool' WHEN 'timestamptz' THEN 'tz'
-                         WHEN 'timestamp' THEN 'ts' WHEN 'date' THEN 'ts'
-                         WHEN 'float4' THEN 'float' WHEN 'float8' THEN 'float' WHEN 'numeric' THEN 'numeric'
-                         ELSE 'plain' END ORDER BY a.attnum)
-        INTO c_name, c_kind
-        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-        LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
-        WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped;
+      -- The table's columns and their kinds, kept for the session under the version of the table's catalogue row
+      -- (an ALTER TABLE writes it anew): one probe of pg_class instead of a read of its columns per statement.
+      stamp := (SELECT c.xmin::text FROM pg_class c WHERE c.oid = p_rel);
+      cached := nullif(current_setting('oversync.capture_columns_' || p_rel, true), '')::text[];
+      IF cached[1] = stamp THEN
+        c_name := cached[3 : 2 + cached[2]::int4];
+        c_kind := cached[3 + cached[2]::int4 :];
+      ELSE
+        SELECT array_agg(a.attname::text ORDER BY a.attnum),
+               array_agg(CASE coalesce(bt.typname, t.typname)
+                           WHEN 'bytea' THEN 'bytea' WHEN 'bool' THEN 'bool' WHEN 'timestamptz' THEN 'tz'
+                           WHEN 'timestamp' THEN 'ts' WHEN 'date' THEN 'ts'
+                           WHEN 'float4' THEN 'float' WHEN 'float8' THEN 'float' WHEN 'numeric' THEN 'numeric'
+                           ELSE 'plain' END ORDER BY a.attnum)
+          INTO c_name, c_kind
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+          LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+          WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped;
+        PERFORM set_config('oversync.capture_columns_' || p_rel,
+                           (ARRAY[stamp, cardinality(c_name)::text] || c_name || c_kind)::text, false);
+      END IF;
       key_kind := c_kind[array_position(c_name, key_col)];
 
       -- 1. Rows that cannot be synced fail the statement, named (or, adopting, are answered and left out).
@@ -225,9 +241,12 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
         ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE SET payload = excluded.payload
         RETURNING 1),
       dropped AS (
-        DELETE FROM sync.sync_state s USING e
-        WHERE e.op = 'DELETE' AND s.user_id = e.w AND s.schema_name = reg_s AND s.table_name = reg_t
-          AND s.pk_uuid = e.k::uuid
+        -- Found by key, deleted by tuple id (a join here would be a hash join over the whole table).
+        DELETE FROM sync.sync_state WHERE ctid = ANY(ARRAY(
+          SELECT x.ctid FROM e CROSS JOIN LATERAL (
+            SELECT x.ctid FROM sync.sync_state x WHERE x.user_id = e.w AND x.schema_name = reg_s AND x.table_name = reg_t
+              AND x.pk_uuid = e.k::uuid LIMIT 1) x
+          WHERE e.op = 'DELETE'))
         RETURNING 1)
       -- (Every data-modifying CTE runs to completion, read or not.)
       SELECT count(*) INTO lock_key FROM logged;
