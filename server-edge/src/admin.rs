@@ -104,7 +104,8 @@ pub async fn apply(conn: &tokio_postgres::Client, change: MemberChange) -> Resul
 /// `POST /demo/teams` (with `dev_signin` only): the demo app's stand-in for an app backend that manages teams
 /// (docs/sharing.md §3 leaves that to the app). The signed-in user creates a team (`{"create": name}`: a new
 /// scope `<name>-<8 hex>`, the user its writer), joins one by its code (`{"join": code}`: an existing team, as a
-/// writer) or leaves one (`{"leave": code}`). Answers as the admin route does: `{scope, user, role, changed}`.
+/// writer) or leaves one (`{"leave": code}`); a member pins a note from the team admin (`{"pin": {"team", "text"}}`,
+/// the demo's backend writer, issue 33). Answers as the admin route does: `{scope, user, role, changed}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum DemoTeam {
@@ -114,6 +115,14 @@ pub enum DemoTeam {
     Join(String),
     /// A team to leave.
     Leave(String),
+    /// A note the team's admin pins (issue 33): the demo's backend writer. It is written into
+    /// `business.team_posts` with plain SQL, not through the sync API, and reaches the members' devices by capture.
+    Pin {
+        /// The team (the signed-in user must be a member).
+        team: String,
+        /// The note's title.
+        text: String,
+    },
 }
 
 /// Runs a [`DemoTeam`] request of `user`.
@@ -149,6 +158,7 @@ pub async fn demo_team(conn: &tokio_postgres::Client, user: &str, body: &[u8]) -
             (code, Some("writer".to_owned()))
         }
         DemoTeam::Leave(code) => (code, None),
+        DemoTeam::Pin { team, text } => return pin(conn, user, team, text).await,
     };
     let change = MemberChange {
         scope,
@@ -157,6 +167,39 @@ pub async fn demo_team(conn: &tokio_postgres::Client, user: &str, body: &[u8]) -
     };
     let change = parse(&serde_json::to_vec(&change).expect("serialisable"))?;
     apply(conn, change).await
+}
+
+/// [`DemoTeam::Pin`]: a member's request makes the "team admin" write a post with plain SQL.
+async fn pin(conn: &tokio_postgres::Client, user: &str, team: String, text: String) -> Result<MemberState, ApiError> {
+    let role: Option<String> = conn
+        .query_typed_opt(
+            "SELECT role FROM sync.scope_members WHERE scope = $1 AND user_id = $2",
+            &[(&team, Type::TEXT), (&user, Type::TEXT)],
+        )
+        .await
+        .map_err(ApiError::admin)?
+        .map(|r| r.get(0));
+    if role.is_none() {
+        return Err(ApiError::InvalidRequest(format!("not a member of the team {team:?}")));
+    }
+    let title: String = text.trim().chars().take(200).collect();
+    if title.is_empty() {
+        return Err(ApiError::InvalidRequest("a pinned note needs a text".into()));
+    }
+    conn.execute_typed(
+        "INSERT INTO business.team_posts (id, team_id, title, content, author_name, created_at, updated_at)
+         VALUES (gen_random_uuid(), $1, $2, 'Pinned by the team admin', 'team admin',
+                 now(), now())",
+        &[(&team, Type::TEXT), (&format!("📌 {title}"), Type::TEXT)],
+    )
+    .await
+    .map_err(ApiError::admin)?;
+    Ok(MemberState {
+        scope: team,
+        user: user.to_owned(),
+        role,
+        changed: true,
+    })
 }
 
 #[cfg(test)]

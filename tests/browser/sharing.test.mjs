@@ -146,3 +146,18 @@ test('two members editing one post conflict and converge; an outsider is refused
   assert.equal((await q(a.page, 'SELECT count(*) AS n FROM team_posts'))[0].n, 1);
   for (const d of [a, b, o]) await d.context.close();
 });
+
+test('a note the backend writes with plain SQL (the demo team admin) appears in an open member\'s page by itself', async () => {
+  const scope = await team('lena', { create: 'Pinned' });
+  const { context, page } = await open('lena');
+  await sync_(page);
+  await team('lena', { pin: { team: scope, text: 'standup at ten' } });
+  // No sync call: the member's device is told (stream, long-poll or timer) and downloads the captured row.
+  await eventually(
+    async () => (await q(page, 'SELECT title, author_name FROM team_posts WHERE team_id = ?', [scope]))
+      .some((r) => r.title === '📌 standup at ten' && r.author_name === 'team admin'),
+    15_000,
+    'the pinned note',
+  );
+  await context.close();
+});

@@ -1,5 +1,6 @@
 // The shared side of the team journal (docs/sharing.md): create a team, invite by its code, post to it; drafts
-// stay private until published. Leaving a team removes its posts from this device.
+// stay private until published. Leaving a team removes its posts from this device. "Pin a note as the admin" asks
+// the demo server's backend stand-in to write a post into PostgreSQL with plain SQL (docs/backend-writes.md).
 import { useState } from 'react';
 import { useQuery, useSyncStatus } from 'oversync-web/react';
 import { teamRequest } from './db.js';
@@ -43,7 +44,13 @@ export function Teams({ db, user }) {
         {scopes.map((t) => (
           <li key={t.scope} data-team={t.scope}>
             <code>{t.scope}</code> <span className="muted">{t.role} · {t.state} · {t.rows} posts</span>{' '}
-            <button onClick={() => act({ leave: t.scope })}>Leave</button>
+            <button onClick={() => act({ leave: t.scope })}>Leave</button>{' '}
+            <button
+              title="The demo server's stand-in for your backend writes a note into PostgreSQL with plain SQL; it reaches every member by capture"
+              onClick={() => act({ pin: { team: t.scope, text: `Note from the admin, ${new Date().toLocaleTimeString()}` } })}
+            >
+              Pin a note as the admin
+            </button>
           </li>
         ))}
       </ul>

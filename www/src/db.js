@@ -76,7 +76,8 @@ async function signin(username, deviceId) {
 
 /**
  * Creates, joins or leaves a team through the demo server's team route (its stand-in for an app backend that
- * manages teams; dev sign-in only): `{ create: name }`, `{ join: code }` or `{ leave: code }`.
+ * manages teams; dev sign-in only): `{ create: name }`, `{ join: code }`, `{ leave: code }`, or `{ pin: { team,
+ * text } }` (the team admin writes a note with plain SQL, issue 33).
  */
 export async function teamRequest(username, body) {
   const token = await signin(username, 'team-admin');

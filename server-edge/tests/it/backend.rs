@@ -432,3 +432,46 @@ async fn a_stale_delete_of_a_row_the_backend_moved_between_scopes_conflicts() {
     let r = d.upload(vec![delete(2, "team_posts", &pk, 1)]).await;
     assert_eq!(status_at(&r, 0), WireStatus::Conflict, "{r}");
 }
+
+/// The demo's backend writer (`POST /demo/teams` `{"pin": …}`): a member's request makes the team admin write a
+/// post with plain SQL, which capture logs from the backend; an outsider is refused.
+#[tokio::test]
+async fn the_demo_team_admin_pins_a_note_with_plain_sql_for_members_only() {
+    let t = target();
+    let (member, outsider) = (new_user(), new_user());
+    let scope = format!("team-{}", id());
+    db(&t)
+        .await
+        .execute(
+            "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, 'reader')",
+            &[&scope, &member],
+        )
+        .await
+        .unwrap();
+    let pin = |who: &str| {
+        let d = Device::new(&t, who, "d");
+        let body = json!({"pin": {"team": scope, "text": "standup at ten"}});
+        async move {
+            let r = d
+                .http
+                .post(format!("{}/demo/teams", d.base))
+                .bearer_auth(&d.token)
+                .json(&body)
+                .send();
+            read(r.await.unwrap()).await
+        }
+    };
+    let (status, body) = pin(&outsider).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = pin(&member).await;
+    assert_eq!(status, 200, "{body}");
+    let page = Device::new(&t, &member, "d2")
+        .download("after=0&limit=10&scopes=1")
+        .await;
+    let e = &page["changes"][0];
+    assert_eq!(
+        (&e["author"], &e["payload"]["title"], &e["payload"]["author_name"]),
+        (&json!(BACKEND), &json!("📌 standup at ten"), &json!("team admin")),
+        "{page}"
+    );
+}
