@@ -228,25 +228,32 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 /// on stderr, and prints the summary.
 pub async fn adopt(cfg: Config) -> anyhow::Result<()> {
     cfg.validate()?;
-    let url = cfg
-        .database_url
-        .clone()
-        .context("missing setting: database_url (or DATABASE_URL)")?;
+    let url = database_url(&cfg)?;
     let (mut client, conn) = tokio_postgres::connect(&url, NoTls)
         .await
         .context("connecting to PostgreSQL")?;
     tokio::spawn(conn);
-    let init_sql = match &cfg.init_sql {
-        Some(path) => {
-            Some(std::fs::read_to_string(path).with_context(|| format!("reading init_sql {}", path.display()))?)
-        }
-        None => None,
-    };
+    let init_sql = init_sql(&cfg)?;
     let service = Service::new(&cfg, init_sql)?;
     let registry = service.ready(&mut client).await.context("preparing the sync schema")?;
     let done = crate::adopt::adopt(&client, registry, &mut |line: &str| eprintln!("{line}")).await?;
     println!("{}", crate::adopt::summary(&done));
     Ok(())
+}
+
+/// The database URL setting, required.
+fn database_url(cfg: &Config) -> anyhow::Result<String> {
+    cfg.database_url
+        .clone()
+        .context("missing setting: database_url (or DATABASE_URL)")
+}
+
+/// The start-up SQL's text, read from the `init_sql` file when one is set.
+fn init_sql(cfg: &Config) -> anyhow::Result<Option<String>> {
+    cfg.init_sql
+        .as_ref()
+        .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading init_sql {}", path.display())))
+        .transpose()
 }
 
 /// A server whose socket is bound and whose schema is ready, not yet serving. Lets tests and tools run the real
@@ -269,10 +276,7 @@ impl Bound {
         if cfg.dev_signin {
             tracing::warn!(listen = %cfg.listen, "{}", crate::config::DEV_SIGNIN_WARNING);
         }
-        let url = cfg
-            .database_url
-            .clone()
-            .context("missing setting: database_url (or DATABASE_URL)")?;
+        let url = database_url(&cfg)?;
         let mut pool_cfg = deadpool_postgres::Config::new();
         pool_cfg.url = Some(url);
         let mut pool = deadpool_postgres::PoolConfig::new(cfg.pool_size.max(1));
@@ -282,12 +286,7 @@ impl Bound {
         pool.timeouts.create = Some(Duration::from_secs(10));
         pool_cfg.pool = Some(pool);
         let pool = pool_cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)?;
-        let init_sql = match &cfg.init_sql {
-            Some(path) => {
-                Some(std::fs::read_to_string(path).with_context(|| format!("reading init_sql {}", path.display()))?)
-            }
-            None => None,
-        };
+        let init_sql = init_sql(&cfg)?;
         let service = Service::new(&cfg, init_sql)?;
         {
             let mut conn = pool.get().await.context("connecting to PostgreSQL")?;

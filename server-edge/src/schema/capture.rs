@@ -66,11 +66,11 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
     -- r_logged, the entries appended.
     CREATE FUNCTION sync.capture_rows_v1(p_rel oid, p_args text[], olds jsonb[], news jsonb[], p_adopt bool)
       RETURNS TABLE (r_key text, r_why text, r_logged int8) LANGUAGE plpgsql
-      -- One generic plan per session for each statement: planning the capture statement costs ~5 ms, several
-      -- times a one-row write (PL/pgSQL would plan it afresh, with the values, for its first five calls). A
-      -- generic plan cannot know how many rows a statement brings, so no join of them may be a nested loop
-      -- (100k rows: O(rows²)); the lookups of sync state are LATERAL index probes, nested by nature. JIT off: a
-      -- disabled node's cost is past jit_above_cost, so every run would compile the plan (2 s).
+      -- One generic plan per session for each statement: planning the capture statement costs several times a
+      -- one-row write, and PL/pgSQL would plan it afresh, with the values, for its first five calls. A generic plan
+      -- cannot know how many rows a statement brings, so no join of them may be a nested loop (quadratic in the
+      -- rows); the lookups of sync state are LATERAL index probes, nested by nature. JIT off: a disabled node's
+      -- cost is past jit_above_cost, so every run would compile the plan (numbers: bench/results/backend-writes.md).
       SET plan_cache_mode = force_generic_plan SET enable_nestloop = off SET jit = off AS $fn$
     DECLARE
       reg_s text := p_args[1];

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-pub const BACKEND: &str = "\u{1f}backend";
+pub use oversync_protocol::wire::BACKEND_SOURCE as BACKEND;
 
 /// Runs `sql` as the app's backend would: its own connection, plain SQL.
 pub async fn backend(t: &Target, sql: &str) -> Result<(), tokio_postgres::Error> {
@@ -216,14 +216,7 @@ async fn a_change_of_owner_is_a_move_and_a_shared_row_reaches_its_scopes_members
 
     let scope = format!("team-{}", id());
     let member = new_user();
-    db(&t)
-        .await
-        .execute(
-            "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, 'reader')",
-            &[&scope, &member],
-        )
-        .await
-        .unwrap();
+    join(&t, &scope, &member, Some("reader")).await;
     let post = id();
     backend(
         &t,
@@ -393,85 +386,4 @@ async fn log_top(t: &Target, user: &str) -> i64 {
         &[&user],
     )
     .await
-}
-
-/// A backend move of a shared row between scopes: a member's stale DELETE of it conflicts with the row where it
-/// is now (it does not delete it there as an unknown row).
-#[tokio::test]
-async fn a_stale_delete_of_a_row_the_backend_moved_between_scopes_conflicts() {
-    let t = target();
-    let (t0, t1) = (format!("team-{}", id()), format!("team-{}", id()));
-    let user = new_user();
-    let conn = db(&t).await;
-    for s in [&t0, &t1] {
-        conn.execute(
-            "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, 'writer')",
-            &[s, &user],
-        )
-        .await
-        .unwrap();
-    }
-    let d = Device::new(&t, &user, "d");
-    let pk = id();
-    let r = d
-        .upload(vec![upsert(
-            1,
-            "team_posts",
-            &pk,
-            0,
-            json!({"id": pk, "team_id": t1, "title": "x"}),
-        )])
-        .await;
-    assert!(all_applied(&r), "{r}");
-    backend(
-        &t,
-        &format!("UPDATE business.team_posts SET team_id = '{t0}' WHERE id = '{pk}'"),
-    )
-    .await
-    .unwrap();
-    let r = d.upload(vec![delete(2, "team_posts", &pk, 1)]).await;
-    assert_eq!(status_at(&r, 0), WireStatus::Conflict, "{r}");
-}
-
-/// The demo's backend writer (`POST /demo/teams` `{"pin": …}`): a member's request makes the team admin write a
-/// post with plain SQL, which capture logs from the backend; an outsider is refused.
-#[tokio::test]
-async fn the_demo_team_admin_pins_a_note_with_plain_sql_for_members_only() {
-    let t = target();
-    let (member, outsider) = (new_user(), new_user());
-    let scope = format!("team-{}", id());
-    db(&t)
-        .await
-        .execute(
-            "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, 'reader')",
-            &[&scope, &member],
-        )
-        .await
-        .unwrap();
-    let pin = |who: &str| {
-        let d = Device::new(&t, who, "d");
-        let body = json!({"pin": {"team": scope, "text": "standup at ten"}});
-        async move {
-            let r = d
-                .http
-                .post(format!("{}/demo/teams", d.base))
-                .bearer_auth(&d.token)
-                .json(&body)
-                .send();
-            read(r.await.unwrap()).await
-        }
-    };
-    let (status, body) = pin(&outsider).await;
-    assert_eq!(status, 400, "{body}");
-    let (status, body) = pin(&member).await;
-    assert_eq!(status, 200, "{body}");
-    let page = Device::new(&t, &member, "d2")
-        .download("after=0&limit=10&scopes=1")
-        .await;
-    let e = &page["changes"][0];
-    assert_eq!(
-        (&e["author"], &e["payload"]["title"], &e["payload"]["author_name"]),
-        (&json!(BACKEND), &json!("📌 standup at ten"), &json!("team admin")),
-        "{page}"
-    );
 }

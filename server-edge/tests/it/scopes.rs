@@ -18,27 +18,6 @@ fn post(scid: i64, pk: &str, base: i64, team: Option<&str>, title: &str) -> Valu
     )
 }
 
-async fn join(t: &Target, scope: &str, user: &str, role: Option<&str>) {
-    let db = db(t).await;
-    match role {
-        Some(role) => db
-            .execute(
-                "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, $3)
-                 ON CONFLICT (scope, user_id) DO UPDATE SET role = excluded.role",
-                &[&scope, &user, &role],
-            )
-            .await
-            .unwrap(),
-        None => db
-            .execute(
-                "DELETE FROM sync.scope_members WHERE scope = $1 AND user_id = $2",
-                &[&scope, &user],
-            )
-            .await
-            .unwrap(),
-    };
-}
-
 /// Every entry of a scope-aware download from `after` on (with `extra` parameters), and the last page.
 async fn scoped(d: &Device, after: i64, extra: &str) -> (Vec<Value>, Value) {
     let (mut after, mut until, mut all) = (after, 0, Vec::new());

@@ -557,3 +557,25 @@ pub async fn log_rows(t: &Target, user: &str) -> i64 {
     )
     .await
 }
+
+/// Makes `user` a member of `scope` with `role`, or (`None`) removes the membership, as the app's backend does.
+pub async fn join(t: &Target, scope: &str, user: &str, role: Option<&str>) {
+    let db = db(t).await;
+    match role {
+        Some(role) => db
+            .execute(
+                "INSERT INTO sync.scope_members (scope, user_id, role) VALUES ($1, $2, $3)
+                 ON CONFLICT (scope, user_id) DO UPDATE SET role = excluded.role",
+                &[&scope, &user, &role],
+            )
+            .await
+            .unwrap(),
+        None => db
+            .execute(
+                "DELETE FROM sync.scope_members WHERE scope = $1 AND user_id = $2",
+                &[&scope, &user],
+            )
+            .await
+            .unwrap(),
+    };
+}
