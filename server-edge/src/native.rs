@@ -107,7 +107,40 @@ impl Runtime for NativeRuntime {
             _ => f(),
         }
     }
+
+    /// glibc serves a large upload's allocations (body, parsed payloads, statement parameters: ~10× the body) from
+    /// its arenas once its dynamic mmap threshold has risen, and keeps the freed pages resident: after four full
+    /// batches 1.2 GiB stayed held. `malloc_trim(0)` gives every arena's free pages back to the kernel; it walks
+    /// the arenas, so it runs on a blocking thread and only after bodies of [`TRIM_AFTER_BYTES`] or more.
+    fn retire(&self, conn: PooledConn) {
+        // Taken out of the pool, the client and its connection task end; the pool opens a fresh one when needed.
+        drop(deadpool_postgres::Object::take(conn.0));
+    }
+
+    fn upload_done(&self, bytes: usize) {
+        if bytes >= TRIM_AFTER_BYTES {
+            release_free_memory();
+        }
+    }
 }
+
+/// The body size from which an answered upload gives freed memory back (smaller ones reuse what is held).
+const TRIM_AFTER_BYTES: usize = 4 << 20;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[expect(
+    unsafe_code,
+    reason = "FFI: glibc's malloc_trim, which libc declares unsafe as every foreign function"
+)]
+fn release_free_memory() {
+    tokio::task::spawn_blocking(|| {
+        // SAFETY: malloc_trim has no preconditions; it only returns free pages of the allocator's heaps.
+        unsafe { libc::malloc_trim(0) };
+    });
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 mod stream;
 

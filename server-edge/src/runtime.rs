@@ -115,6 +115,16 @@ pub trait Runtime {
     fn compute<T>(&self, f: impl FnOnce() -> T) -> T {
         f()
     }
+
+    /// Told when an upload of `bytes` body bytes has been answered and everything it allocated dropped, so a host
+    /// whose allocator keeps freed memory can give it back (natively: glibc's `malloc_trim`).
+    fn upload_done(&self, _bytes: usize) {}
+
+    /// Gives back a connection that carried a large upload: a pooling host closes it instead of keeping it, since
+    /// its buffers keep the capacity of the largest message it sent (a full batch's statement parameters).
+    fn retire(&self, conn: Self::Conn) {
+        drop(conn);
+    }
 }
 
 #[cfg(test)]

@@ -253,6 +253,9 @@ impl Service {
                     .read_body(rt, req.content_length, req.body, declared, arrived)
                     .await?;
                 let (result, also) = upload::upload(&self.ctx(), rt, &who, &body).await?;
+                let size = body.len();
+                drop((body, bytes));
+                rt.upload_done(size);
                 let mut resp = Response::json(200, &result);
                 // Spurious for a replayed change (applied before): a hint, harmless.
                 if result.statuses.iter().any(|s| s.status == Status::Applied) {

@@ -52,9 +52,26 @@ pub async fn upload<R: Runtime>(
         Err(BoundedError::Invalid(_)) => return Err(ApiError::InvalidRequest("Failed to parse upload request".into())),
     };
     let mut conn = rt.connect().await.map_err(ApiError::upload)?;
-    let registry = svc.ready(&mut conn).await.map_err(ApiError::upload)?;
+    let out = upload_on(svc, rt, who, &changes, &mut conn).await;
+    if body.len() >= RETIRE_AFTER_BYTES {
+        rt.retire(conn);
+    }
+    out
+}
+
+/// The body size from which the connection that wrote an upload is closed rather than pooled ([`Runtime::retire`]).
+const RETIRE_AFTER_BYTES: usize = 4 << 20;
+
+async fn upload_on<R: Runtime>(
+    svc: &Ctx<'_>,
+    rt: &R,
+    who: &Principal,
+    changes: &[oversync_protocol::wire::ChangeUpload],
+    conn: &mut R::Conn,
+) -> Result<(UploadResponse, Vec<Member>), ApiError> {
+    let registry = svc.ready(conn).await.map_err(ApiError::upload)?;
     if changes.is_empty() {
-        let highest = store::max_server_id(&*conn, &who.user_id)
+        let highest = store::max_server_id(&**conn, &who.user_id)
             .await
             .map_err(ApiError::upload)?;
         let empty = UploadResponse {
@@ -67,7 +84,7 @@ pub async fn upload<R: Runtime>(
 
     let validated = rt.compute(|| {
         validate_batch(
-            &changes,
+            changes,
             &|t: &TableRef| registry.contains(t),
             svc.settings.max_payload_bytes,
         )
@@ -105,11 +122,11 @@ pub async fn upload<R: Runtime>(
         let mut members = Vec::new();
         let tell = rt.hub().is_none().then_some(&mut members);
         let result = if scoped {
-            scoped::run(svc.settings.lock_timeout_ms, registry, &mut conn, who, &prepared, tell).await
+            scoped::run(svc.settings.lock_timeout_ms, registry, conn, who, &prepared, tell).await
         } else if stale < STALE_READS {
-            run(svc, registry, &conn, who, &prepared).await
+            run(svc, registry, &*conn, who, &prepared).await
         } else {
-            locked(svc, registry, &mut conn, who, &prepared).await
+            locked(svc, registry, conn, who, &prepared).await
         };
         match result {
             Ok(Some((decided, highest))) => {
