@@ -116,36 +116,83 @@ async fn upload_on<R: Runtime>(
         .iter()
         .flatten()
         .any(|p| registry.scope_column(&p.change.table).is_some());
+    let (mut highest, mut members) = (0, Vec::new());
+    for range in slices(registry, &prepared, scoped) {
+        let (decided, top, told) = attempts(svc, rt, registry, conn, who, &prepared[range.clone()], scoped).await?;
+        for (slot, d) in statuses[range].iter_mut().zip(decided) {
+            if let Some(d) = d {
+                *slot = Some(d);
+            }
+        }
+        highest = top;
+        members.extend(told);
+    }
+    let statuses = statuses
+        .into_iter()
+        .map(|s| s.expect("every change has a status"))
+        .collect();
+    let response = UploadResponse {
+        accepted,
+        highest_server_seq: highest,
+        statuses,
+    };
+    Ok((response, members))
+}
+
+/// Payload bytes of scoped changes one transaction writes at most (at least one change). A scoped upload holds the
+/// owner locks of its scopes, striped and so shared with unrelated scopes, until it commits; a batch of large rows
+/// commits in slices, so another member's upload waits for one slice, not the batch (issue 32: 4.6 s → see
+/// bench/results/hostile-load.md). Each change's status is its own (§6.3): a retry after a failed slice finds
+/// the slices before it as replays.
+pub(crate) const SCOPED_SLICE_BYTES: usize = 2 << 20;
+
+/// The consecutive ranges of `prepared` written one transaction each: all of it, or for an upload that touches a
+/// scoped table, slices of at most [`SCOPED_SLICE_BYTES`] of payload.
+fn slices(registry: &Registry, prepared: &[Option<Prepared>], scoped: bool) -> Vec<std::ops::Range<usize>> {
+    let size = |p: &Option<Prepared>| {
+        p.as_ref()
+            .filter(|p| scoped && registry.scope_column(&p.change.table).is_some())
+            .and_then(|p| p.change.payload.as_ref())
+            .map_or(0, |v| v.get().len())
+    };
+    let (mut out, mut from, mut bytes) = (Vec::new(), 0, 0);
+    for (i, p) in prepared.iter().enumerate() {
+        let n = size(p);
+        if i > from && bytes + n > SCOPED_SLICE_BYTES {
+            out.push(from..i);
+            (from, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    out.push(from..prepared.len());
+    out
+}
+
+/// Writes `prepared` in one transaction, retried as §6.1.4 says: its statuses (aligned with it), the user's top
+/// and the members to tell.
+async fn attempts<R: Runtime>(
+    svc: &Ctx<'_>,
+    rt: &R,
+    registry: &Registry,
+    conn: &mut R::Conn,
+    who: &Principal,
+    prepared: &[Option<Prepared>],
+    scoped: bool,
+) -> Result<(Decided, i64, Vec<Member>), ApiError> {
     let (mut attempt, mut stale) = (1, 0);
     loop {
         // Members are told by the upload only where no trigger notification reaches the host's waiters.
         let mut members = Vec::new();
         let tell = rt.hub().is_none().then_some(&mut members);
         let result = if scoped {
-            scoped::run(svc.settings.lock_timeout_ms, registry, conn, who, &prepared, tell).await
+            scoped::run(svc.settings.lock_timeout_ms, registry, conn, who, prepared, tell).await
         } else if stale < STALE_READS {
-            run(svc, registry, &*conn, who, &prepared).await
+            run(svc, registry, &*conn, who, prepared).await
         } else {
-            locked(svc, registry, conn, who, &prepared).await
+            locked(svc, registry, conn, who, prepared).await
         };
         match result {
-            Ok(Some((decided, highest))) => {
-                for (slot, d) in statuses.iter_mut().zip(decided) {
-                    if let Some(d) = d {
-                        *slot = Some(d);
-                    }
-                }
-                let statuses = statuses
-                    .into_iter()
-                    .map(|s| s.expect("every change has a status"))
-                    .collect();
-                let response = UploadResponse {
-                    accepted,
-                    highest_server_seq: highest,
-                    statuses,
-                };
-                return Ok((response, members));
-            }
+            Ok(Some((decided, highest))) => return Ok((decided, highest, members)),
             Ok(None) if scoped && stale >= STALE_READS => return Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
             Ok(None) => {
                 tracing::debug!(user = %who.user_id, stale, "upload read went stale; reading again");

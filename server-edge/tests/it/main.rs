@@ -10,6 +10,7 @@ mod admin;
 mod adopt;
 mod attack;
 mod attack_reads;
+mod attack_scopes;
 mod auth;
 mod backend;
 mod backend_race;
