@@ -78,6 +78,7 @@ impl Readiness {
         let mut registry = self.configured.clone();
         registry.discover(client).await?;
         crate::schema::capture::ensure(client, &registry).await?;
+        crate::schema::claims::fill(client, &registry).await?;
         let _ = self.ready.set(registry);
         Ok(self.ready.get().expect("just set"))
     }

@@ -8,6 +8,7 @@
 //! at most [`DDL_LOCK_TIMEOUT`] for a lock: the request fails with 503 and the next one tries again.
 
 pub mod capture;
+pub mod claims;
 pub mod read;
 pub mod scopes;
 pub mod write;
@@ -24,7 +25,7 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 
 /// The newest read function of each kind, by signature. They are created last, in the transaction that creates
 /// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
-const NEWEST_FUNCTIONS: [&str; 12] = [
+const NEWEST_FUNCTIONS: [&str; 13] = [
     "sync.user_top_v2(text)",
     "sync.changed_since_v2(text, int8, int8, text, text[], text[], text[])",
     "sync.download_page_v4(text, int8, int8, text, bool, text, int8, int8, int8)",
@@ -37,6 +38,7 @@ const NEWEST_FUNCTIONS: [&str; 12] = [
     "sync.latest_scoped_v2(text, int8, text, text, int8)",
     "sync.download_scoped_v3(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text, int8)",
     "sync.capture_v1()",
+    "sync.claim_keys_v1(text, text[], text[], text[])",
 ];
 
 /// The channel every commit that appends to the change log notifies, with one payload per user and device of
@@ -165,6 +167,7 @@ async fn migrate(client: &mut Client, init_sql: Option<&str>) -> Result<(), Sche
                 NOTIFY_SQL,
                 scopes::SCOPES_SQL,
                 capture::CAPTURE_SQL,
+                claims::CLAIMS_SQL,
             ]
             .concat(),
         )
@@ -236,7 +239,8 @@ mod tests {
             + &super::write::write_functions()
             + super::NOTIFY_SQL
             + super::scopes::SCOPES_SQL
-            + super::capture::CAPTURE_SQL;
+            + super::capture::CAPTURE_SQL
+            + super::claims::CLAIMS_SQL;
         for signature in super::NEWEST_FUNCTIONS {
             assert!(ddl.contains(&format!("to_regprocedure('{signature}')")), "{signature}");
         }

@@ -117,9 +117,21 @@ async fn upload_on<R: Runtime>(
         .flatten()
         .any(|p| registry.scope_column(&p.change.table).is_some());
     let (mut highest, mut members) = (0, Vec::new());
-    for range in slices(registry, &prepared, scoped) {
-        let (decided, top, told) = attempts(svc, rt, registry, conn, who, &prepared[range.clone()], scoped).await?;
-        for (slot, d) in statuses[range].iter_mut().zip(decided) {
+    let slices = slices(registry, &prepared, scoped);
+    let whole = slices.len() == 1;
+    for slice in slices {
+        // A slice is the whole request, or its changes alone (taken out: each is written by one slice).
+        let part: Vec<Option<Prepared>> = if whole {
+            std::mem::take(&mut prepared)
+        } else {
+            let mut part = vec![None; prepared.len()];
+            for i in slice {
+                part[i] = prepared[i].take();
+            }
+            part
+        };
+        let (decided, top, told) = attempts(svc, rt, registry, conn, who, &part, scoped).await?;
+        for (slot, d) in statuses.iter_mut().zip(decided) {
             if let Some(d) = d {
                 *slot = Some(d);
             }
@@ -141,30 +153,38 @@ async fn upload_on<R: Runtime>(
 
 /// Payload bytes of scoped changes one transaction writes at most (at least one change). A scoped upload holds the
 /// owner locks of its scopes, striped and so shared with unrelated scopes, until it commits; a batch of large rows
-/// commits in slices, so another member's upload waits for one slice, not the batch (issue 32: 4.6 s → see
-/// bench/results/hostile-load.md). Each change's status is its own (§6.3): a retry after a failed slice finds
-/// the slices before it as replays.
+/// commits in slices, so another member's upload waits for one slice, not the batch (issue 32; numbers in
+/// bench/results/hostile-load.md). Slices follow the apply order (parents' upserts first, children's deletes
+/// first), so each is decided as the same changes sent in consecutive requests would be; each change's status is
+/// its own (§6.3), so a retry after a failed slice finds the slices before it as replays.
 pub(crate) const SCOPED_SLICE_BYTES: usize = 2 << 20;
 
-/// The consecutive ranges of `prepared` written one transaction each: all of it, or for an upload that touches a
-/// scoped table, slices of at most [`SCOPED_SLICE_BYTES`] of payload.
-fn slices(registry: &Registry, prepared: &[Option<Prepared>], scoped: bool) -> Vec<std::ops::Range<usize>> {
-    let size = |p: &Option<Prepared>| {
-        p.as_ref()
+/// The changes written one transaction each, by index: all of them, or for an upload that touches a scoped table,
+/// slices of the apply order ([`plan::apply_order`]) of at most [`SCOPED_SLICE_BYTES`] of scoped payload.
+fn slices(registry: &Registry, prepared: &[Option<Prepared>], scoped: bool) -> Vec<Vec<usize>> {
+    let valid: Vec<_> = prepared
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().map(|p| (i, &p.change)))
+        .collect();
+    let size = |i: usize| {
+        prepared[i]
+            .as_ref()
             .filter(|p| scoped && registry.scope_column(&p.change.table).is_some())
             .and_then(|p| p.change.payload.as_ref())
             .map_or(0, |v| v.get().len())
     };
-    let (mut out, mut from, mut bytes) = (Vec::new(), 0, 0);
-    for (i, p) in prepared.iter().enumerate() {
-        let n = size(p);
-        if i > from && bytes + n > SCOPED_SLICE_BYTES {
-            out.push(from..i);
-            (from, bytes) = (i, 0);
+    let (mut out, mut slice, mut bytes) = (Vec::new(), Vec::new(), 0);
+    for i in plan::apply_order(registry, &valid) {
+        let n = size(i);
+        if !slice.is_empty() && bytes + n > SCOPED_SLICE_BYTES {
+            out.push(std::mem::take(&mut slice));
+            bytes = 0;
         }
+        slice.push(i);
         bytes += n;
     }
-    out.push(from..prepared.len());
+    out.push(slice);
     out
 }
 

@@ -25,6 +25,7 @@ use super::store::{self, Read, WriteSet, Written};
 use super::{Decided, to_statuses};
 use crate::auth::Principal;
 use crate::registry::Registry;
+use crate::schema::claims::CLAIM_SQL;
 use crate::schema::scopes::{LOCK_OWNERS_SQL, ROLES_SQL, scope_source};
 
 /// Scopes one upload writes at most; changes to more are answered `internal_error` (kept and sent again by every
@@ -33,6 +34,45 @@ pub(super) const MAX_SCOPES: usize = 16;
 
 /// Members of a scope told of one of its commits by the upload (the rest learn of it at their next cycle).
 const MAX_TOLD: i64 = 256;
+
+/// Where a key claimed by another user lives as far as this upload is concerned: nowhere it may see.
+const OUT_OF_SIGHT: Place = (
+    String::new(),
+    RowMeta {
+        version: 0,
+        deleted: true,
+    },
+);
+
+/// Claims `keys` for `user`; the keys another user claimed first (docs/sharing.md §4, `sync.claim_keys_v1`).
+async fn claim(
+    tx: &tokio_postgres::Transaction<'_>,
+    user: &str,
+    keys: &[RowKey],
+) -> Result<HashMap<RowKey, Place>, tokio_postgres::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (s, t, p) = crate::rows::unzip_keys(keys);
+    let rows = tx
+        .query_typed(
+            CLAIM_SQL,
+            &[
+                (&user, Type::TEXT),
+                (&s, Type::TEXT_ARRAY),
+                (&t, Type::TEXT_ARRAY),
+                (&p, Type::TEXT_ARRAY),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let table = oversync_protocol::TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1));
+            ((table, r.get(2)), OUT_OF_SIGHT)
+        })
+        .collect())
+}
 
 const MEMBERS_SQL: &str = "SELECT user_id FROM sync.scope_members WHERE scope = $1 ORDER BY user_id LIMIT $2";
 
@@ -131,6 +171,17 @@ pub(super) async fn run(
         .map(|r| (r.get(0), r.get(1)))
         .collect();
 
+    // New keys (upserts of keys that live nowhere in sight) are claimed for the user; those another user claimed
+    // first (a draft of theirs, out of sight) are out of reach too.
+    let fresh: Vec<RowKey> = prepared
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| outcomes[*i].is_none() && targets.contains_key(i))
+        .filter_map(|(_, p)| p.as_ref().map(|p| (p.change.table.clone(), p.change.pk.clone())))
+        .filter(|k| !at.contains_key(k))
+        .collect();
+    let foreign = claim(&tx, user, &fresh).await?;
+
     // Route every change to its owner; refuse those that write a scope the user is not a writer of.
     let mut groups: BTreeMap<String, Vec<Option<Prepared>>> = BTreeMap::new();
     let mut moves: HashMap<usize, Place> = HashMap::new();
@@ -146,7 +197,8 @@ pub(super) async fn run(
             // never existed), and an upsert conflicts with its deletion, as an edit of a row moved out of reach.
             let hidden = at
                 .get(&key)
-                .filter(|(o, _)| scope_of(o).is_some_and(|s| !roles.contains_key(s)));
+                .filter(|(o, _)| scope_of(o).is_some_and(|s| !roles.contains_key(s)))
+                .or(foreign.get(&key));
             let r = route(user, c.op, targets.get(&i), at.get(&key).filter(|_| hidden.is_none()));
             if let Some(s) = r
                 .scopes

@@ -114,3 +114,70 @@ async fn a_writer_of_large_rows_in_many_scopes_holds_a_shared_stripe_for_a_slice
         "the victim waited {worst:?}, for most of a batch ({took:?})"
     );
 }
+
+fn draft(scid: i64, pk: &str, base: i64, team: Option<&str>, title: &str) -> Value {
+    upsert(
+        scid,
+        TABLE,
+        pk,
+        base,
+        json!({"id": pk, "team_id": team, "title": title}),
+    )
+}
+
+/// Publishing someone else's draft key into one's own scope: a conflict with a deletion, as for a key out of
+/// sight, and the draft's author can still publish and edit it.
+async fn a_stolen_draft_key_is_refused(t: &Target, thief: &Device, pk: &str, thiefs: &str) {
+    let steal = thief.upload(vec![draft(1, pk, 0, Some(thiefs), "mine now")]).await;
+    assert_eq!(steal["statuses"][0]["status"], "conflict", "{steal}");
+    assert_eq!(steal["statuses"][0]["server_row"]["deleted"], true, "{steal}");
+    assert_eq!(steal["statuses"][0]["server_row"]["server_version"], 0, "{steal}");
+    let rows = count(
+        &db(t).await,
+        "SELECT count(*) FROM business.team_posts WHERE id = $1::text::uuid",
+        &[&pk],
+    )
+    .await;
+    assert_eq!(rows, 0, "the key was not published by the thief");
+}
+
+#[tokio::test]
+async fn a_draft_key_cannot_be_published_by_another_user() {
+    let t = target_with("attack_drafts", "");
+    let (author, thief) = (new_user(), new_user());
+    let (ours, theirs) = (format!("team-{}", id()), format!("team-{}", id()));
+    join(&t, &ours, &author, Some("writer")).await;
+    join(&t, &theirs, &thief, Some("writer")).await;
+    let a = Device::new(&t, &author, "a");
+    let b = Device::new(&t, &thief, "b");
+
+    // A draft created through this server is claimed at its first upload.
+    let pk = id();
+    let r = a.upload(vec![draft(1, &pk, 0, None, "draft")]).await;
+    assert!(all_applied(&r), "{r}");
+    a_stolen_draft_key_is_refused(&t, &b, &pk, &theirs).await;
+    // The author publishes it and edits it, as before.
+    let r = a.upload(vec![draft(2, &pk, 1, Some(&ours), "published")]).await;
+    assert!(all_applied(&r), "{r}");
+    let version = r["statuses"][0]["new_server_version"].as_i64().unwrap();
+    let r = a.upload(vec![draft(3, &pk, version, Some(&ours), "edited")]).await;
+    assert!(all_applied(&r), "{r}");
+    // A key nobody claimed is still anyone's to create.
+    let r = b.upload(vec![draft(2, &id(), 0, Some(&theirs), "new")]).await;
+    assert!(all_applied(&r), "{r}");
+
+    // A draft written before claims were recorded (a database from an earlier version) is claimed for its author
+    // by the first start that knows the table as scoped.
+    let old = id();
+    let r = a.upload(vec![draft(4, &old, 0, None, "old draft")]).await;
+    assert!(all_applied(&r), "{r}");
+    let db = db(&t).await;
+    db.batch_execute(&format!(
+        "DELETE FROM sync.scoped_keys WHERE pk_uuid = '{old}'; DELETE FROM sync.scoped_keys_filled"
+    ))
+    .await
+    .unwrap();
+    let restarted = target_with("attack_drafts_restarted", "");
+    let b2 = Device::new(&restarted, &thief, "b2");
+    a_stolen_draft_key_is_refused(&restarted, &b2, &old, &theirs).await;
+}
