@@ -88,6 +88,22 @@ struct EdgeRuntime {
 impl Runtime for EdgeRuntime {
     type Conn = EdgeConn;
 
+    /// The isolate's WebAssembly memory only grows (an upload takes ~11× its body: 88 MiB after a 7.7 MiB one,
+    /// from 3 MiB): past [`WASM_MEMORY_WARNING`] an operator is told to lower `max_request_bytes`.
+    fn upload_done(&self, bytes: usize) {
+        use wasm_bindgen::JsCast;
+        let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+        let size = js_sys::ArrayBuffer::from(memory.buffer()).byte_length() as usize;
+        if size > WASM_MEMORY_WARNING {
+            worker::console_warn!(
+                "the isolate's wasm memory is {} MiB after an upload of {} KiB (an isolate has 128 MB): lower \
+                 max_request_bytes or max_upload_bytes_in_flight",
+                size >> 20,
+                bytes >> 10
+            );
+        }
+    }
+
     async fn connect(&self) -> Result<EdgeConn, BoxError> {
         // A later connection of the same request (watch polls) waits for the previous one's clean close.
         let previous = self.closed.borrow_mut().take();
@@ -187,6 +203,9 @@ impl Body for EdgeBody {
     }
 }
 
+/// WebAssembly memory past which [`EdgeRuntime::upload_done`] warns.
+const WASM_MEMORY_WARNING: usize = 96 << 20;
+
 fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name)
         .ok()
@@ -201,6 +220,7 @@ fn service(env: &Env) -> Result<Rc<Service>, ApiError> {
     let bad = |e: crate::config::ConfigError| ApiError::Misconfigured(e.into());
     let mut cfg = Config::from_json(&var(env, "OVERSYNC_CONFIG").unwrap_or_else(|| "{}".into())).map_err(bad)?;
     cfg.apply_env(|k| var(env, k)).map_err(bad)?;
+    cfg.fit_isolate();
     let mut service = Service::new(&cfg, var(env, "OVERSYNC_INIT_SQL")).map_err(bad)?;
     // `/sync/stream` needs the user hubs; without the binding the Worker offers the long-poll only.
     service.settings.stream = cfg.watch && env.durable_object(hub::BINDING).is_ok();

@@ -27,7 +27,7 @@ async fn stripe(t: &Target, scope: &str) -> i64 {
 
 #[tokio::test]
 async fn a_writer_of_large_rows_in_many_scopes_holds_a_shared_stripe_for_a_slice_not_its_batch() {
-    let t = target_with("attack_scopes", "");
+    let t = target_with("attack_scopes", crate::attack::FULL_BODIES);
     let run = id();
     let victim_scope = format!("victim-{run}");
     let victim_stripe = stripe(&t, &victim_scope).await;
