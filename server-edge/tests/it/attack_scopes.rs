@@ -94,12 +94,36 @@ async fn a_writer_of_large_rows_in_many_scopes_holds_a_shared_stripe_for_a_slice
         }
         took
     });
+    // And 24 scope-aware downloaders, members of the victim's scope (the audit saw 24 × 503 and 15 × 500).
+    let readers: Vec<_> = (0..24)
+        .map(|i| {
+            let (t, scope) = (t.clone(), victim_scope.clone());
+            tokio::spawn(async move {
+                let reader = new_user();
+                join(&t, &scope, &reader, Some("reader")).await;
+                let d = Device::new(&t, &reader, &format!("r{i}"));
+                let mut seen = Vec::new();
+                for _ in 0..20 {
+                    seen.push(d.download_raw("scopes=1&after=0&limit=100").await.0);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                seen
+            })
+        })
+        .collect();
     let mut during = Vec::new();
     tokio::time::sleep(Duration::from_millis(300)).await;
     while !writing.is_finished() {
         during.push(one(&v).await);
     }
     let took = writing.await.unwrap();
+    for r in readers {
+        let seen = r.await.unwrap();
+        assert!(
+            seen.iter().all(|&s| s == 200),
+            "a scope-aware download was refused: {seen:?}"
+        );
+    }
     let worst_alone = alone.iter().max().unwrap();
     let worst = during.iter().max().copied().unwrap_or_default();
     let _ = writeln!(
