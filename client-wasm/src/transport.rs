@@ -48,6 +48,16 @@ pub fn retry_after(value: &str) -> Option<Duration> {
 #[error("network error: {0}")]
 pub struct NetworkError(pub String);
 
+/// Why the host's auth gave no fresh token: the app's callback threw or did not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// What the callback said.
+    pub message: String,
+    /// A failure that waiting may cure (the network, a server answering 5xx, 429 or 503, a throw the app marked
+    /// retryable): the cycle fails with `AUTH_UNAVAILABLE` and is retried, instead of `AUTH`.
+    pub temporary: bool,
+}
+
 /// HTTP to the sync server. `path` starts with `/` and may carry a query string. Every request carries the
 /// bearer token and the [`DEVICE_ID_HEADER`] ([`Credentials::device_header`]).
 pub trait Transport {
@@ -72,7 +82,7 @@ pub trait Transport {
     /// A fresh token after the server refused the current one (401), from the host's auth: `Ok(None)` when it
     /// has none, `Err` with the reason when asking failed (the app's callback threw or did not answer). The
     /// engine asks at most once per request (see `Engine::fresh_token`). By default there is none.
-    fn fresh_token(&self) -> impl Future<Output = Result<Option<String>, String>> {
+    fn fresh_token(&self) -> impl Future<Output = Result<Option<String>, AuthFailure>> {
         std::future::ready(Ok(None))
     }
 

@@ -46,6 +46,11 @@ export interface SubscribeOptions {
  * The token, or a function returning it; called again (with `refresh: true`) after the server answers 401. The
  * token need not carry the device: every request names it in the `Oversync-Device-Id` header too (what tokens
  * from an identity provider such as Auth0 or Clerk need).
+ *
+ * A callback that throws fails the sync cycle. A **temporary** failure only delays sync (code
+ * `AUTH_UNAVAILABLE`, retried with backoff; `waitForFirstSync()` keeps waiting): a `TypeError` (what `fetch`
+ * throws when the network fails), an error with `retryable: true`, or one with a `status` of 408, 429 or 5xx
+ * (e.g. `throw Object.assign(new Error('sign-in answered 502'), { status: 502 })`). Anything else is fatal (`AUTH`).
  */
 export type Auth = string | ((ctx: { deviceId: string; user: string; refresh: boolean }) => string | Promise<string>);
 
@@ -86,7 +91,11 @@ export interface OpenOptions {
    * throwing or silent resolver leaves the row pending and asks again at its next conflict.
    */
   conflict?: (ctx: ConflictContext) => ConflictDecision | Promise<ConflictDecision>;
-  /** Called with errors of background sync cycles (network errors excepted: see `status.online`). */
+  /**
+   * Called with errors of background sync cycles, once per episode (again after a cycle succeeds or the error
+   * changes). What waiting cures never reaches it (`NETWORK`, `AUTH_UNAVAILABLE`, `HTTP` 408/429/5xx): see
+   * `status.online` and `status.lastError`.
+   */
   onError?: (error: OversyncError) => void;
   /** Periodic sync interval in ms (default 30000); writes, reconnects and `sync()` start a cycle sooner. */
   syncIntervalMs?: number;
@@ -568,14 +577,16 @@ export class SyncClient {
   private async token(tokenId: number, deviceId: string, refresh: boolean): Promise<void> {
     let token: string | null = null;
     let error: string | null = null;
+    let temporary = false;
     try {
       const auth = this.opts.auth;
       token = typeof auth === 'string' ? (refresh ? null : auth) : await auth({ deviceId, user: this.opts.user, refresh });
     } catch (e) {
-      // The worker turns it into the cycle's AUTH error (reported once, through onError and status.lastError).
+      // The worker turns it into the cycle's error: AUTH_UNAVAILABLE (retried) or AUTH (see `Auth`).
       error = String(e);
+      temporary = isTemporary(e);
     }
-    this.worker.postMessage({ op: 'token', args: [tokenId, token, error] });
+    this.worker.postMessage({ op: 'token', args: [tokenId, token, error, temporary] });
   }
 
   private setStatus(s: SyncStatus): void {
@@ -583,13 +594,34 @@ export class SyncClient {
     this.statusListeners.forEach((l) => l());
   }
 
-  /** Coming to the foreground starts a cycle (the owner's worker itself listens for online/offline). */
+  /**
+   * Tells the worker the page's network and visibility as they change (a dedicated worker hears of neither in
+   * time: `status.online` lagged going offline until the next cycle); coming to the foreground starts a cycle.
+   */
   private listenToPage(): void {
-    if (typeof document === 'undefined') return;
+    if (typeof document === 'undefined' || typeof window === 'undefined') return;
+    const tell = () =>
+      this.worker.postMessage({ op: 'page', args: [navigator.onLine, document.visibilityState === 'visible'] });
     const onVisible = () => {
+      tell();
       if (document.visibilityState === 'visible') this.call('sync', []).catch(() => undefined);
     };
+    tell();
     document.addEventListener('visibilitychange', onVisible);
-    this.detach = () => document.removeEventListener('visibilitychange', onVisible);
+    window.addEventListener('online', tell);
+    window.addEventListener('offline', tell);
+    this.detach = () => {
+      document.removeEventListener('visibilitychange', onVisible);
+      window.removeEventListener('online', tell);
+      window.removeEventListener('offline', tell);
+    };
   }
+}
+
+/** A failure of the `auth` callback that waiting may cure (see {@link Auth}). */
+function isTemporary(e: unknown): boolean {
+  if (e instanceof TypeError) return true;
+  const x = (e ?? {}) as { retryable?: unknown; status?: unknown };
+  const status = typeof x.status === 'number' ? x.status : 0;
+  return x.retryable === true || status === 408 || status === 429 || status >= 500;
 }

@@ -20,6 +20,8 @@ export interface OwnerHooks {
   resolve(conflict: ConflictContext): Promise<ConflictDecision>;
   /** A log line, for every tab's `logger` (each filters by its own level). */
   log(entry: LogEntry): void;
+  /** The page's network and visibility (forwarded from its events; see {@link Owner.pageChanged}). */
+  page(): { online: boolean; visible: boolean };
 }
 
 export interface OwnerOptions {
@@ -34,6 +36,15 @@ const TX_IDLE_MS = 10_000;
 /** How long after a local write its status is published (writes within it share one fold of the capture log). */
 const STATUS_AFTER_WRITE_MS = 20;
 const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
+
+/**
+ * Errors that waiting cures: they show in `status.lastError` and never reach `onError` (the network, the auth
+ * callback's temporary failures, a server or proxy answering 408, 429 or 5xx).
+ */
+export function isTransient(e: unknown): boolean {
+  const { code, status = 0 } = (e ?? {}) as { code?: string; status?: number };
+  return code === 'NETWORK' || code === 'AUTH_UNAVAILABLE' || (code === 'HTTP' && (status >= 500 || status === 429 || status === 408));
+}
 
 export class Owner {
   private db!: Database;
@@ -55,6 +66,13 @@ export class Owner {
   /** The app's resolver deciding the last cycle's conflicts: how many it decided. */
   private resolving: Promise<number> | null = null;
   private cycleError: SyncStatus['lastError'] = null;
+  /** The error `onError` was last given (code and status), until a cycle succeeds: one report per episode. */
+  private reported: string | null = null;
+  /** Realtime loops napping through a backoff, woken when the page comes online or to the foreground. */
+  private nappers = new Set<() => void>();
+  private wasOnline = true;
+  /** The stream was open and went away: its next opening starts a cycle at once, backoff or not. */
+  private streamLost = false;
 
   constructor(private opts: OwnerOptions, private hooks: OwnerHooks) {}
 
@@ -101,13 +119,17 @@ export class Owner {
     if (bound && bound !== this.opts.user) throw coded('WRONG_USER', `this database belongs to ${bound}`);
     this.schedule = new SyncSchedule(Date.now(), this.opts.syncIntervalMs, 250);
     this.rejections = this.db.rejections() as Rejection[];
-    self.addEventListener('online', () => this.wake());
-    self.addEventListener('offline', () => this.publishStatus());
+    self.addEventListener('online', () => this.pageChanged());
+    self.addEventListener('offline', () => this.pageChanged());
+    this.wasOnline = this.isOnline();
     this.publishStatus();
     this.log('info', 'database open in this tab', { deviceId: this.deviceId, hydrated: this.currentStatus().hydrated });
     if (this.opts.autoSync) {
       this.arm();
-      void this.realtime();
+      // The loops catch their own failures; anything else is logged, never an unhandled rejection in the page.
+      this.realtime().catch((e) => {
+        if (!this.closing.signal.aborted) this.log('warn', 'realtime stopped', { message: String(e) });
+      });
     }
   }
 
@@ -121,6 +143,8 @@ export class Owner {
       scoped: ((this.opts.open.tables ?? []) as { scope?: string }[]).some((t) => !!t.scope),
       signal: this.closing.signal,
       online: () => this.isOnline(),
+      visible: () => this.hooks.page().visible,
+      nap: (ms: number) => this.nap(ms),
       cursor: () => (this.db.status() as { cursor: number }).cursor,
       token: async (refresh: boolean) => {
         if (refresh || !this.token) this.token = await this.askToken(refresh);
@@ -134,8 +158,15 @@ export class Owner {
       },
       mode: (mode: RealtimeMode) => {
         if (mode !== this.realtimeMode) this.log('info', `realtime: ${mode}`, { mode });
+        const back = mode === 'stream' && this.streamLost;
+        this.streamLost = this.realtimeMode === 'stream' && mode === 'timer';
         this.realtimeMode = mode;
         this.publishStatus();
+        // The server is reachable again: catch up now rather than after the failed cycles' backoff.
+        if (back) {
+          this.schedule.onDemand(Date.now());
+          this.tick();
+        }
       },
     };
     await realtimeLoop(host);
@@ -262,8 +293,37 @@ export class Owner {
     this.db.close();
   }
 
+  /** The page's network or visibility changed: the status says so at once; coming back starts a cycle and wakes
+   * the realtime loops from their backoff. */
+  pageChanged(): void {
+    const online = this.isOnline();
+    this.publishStatus();
+    if (online && (!this.wasOnline || this.hooks.page().visible)) {
+      if (!this.wasOnline) this.wake();
+      const nappers = [...this.nappers];
+      this.nappers.clear();
+      nappers.forEach((wake) => wake());
+    }
+    this.wasOnline = online;
+  }
+
+  /** Sleeps `ms`, or until {@link Owner.pageChanged} or close() wakes it. */
+  private nap(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.nappers.delete(done);
+        this.closing.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.nappers.add(done);
+      this.closing.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
   private isOnline(): boolean {
-    return !this.offline && navigator.onLine;
+    return !this.offline && navigator.onLine && this.hooks.page().online;
   }
 
   private wrote<T>(f: () => T, inTx: boolean): T {
@@ -350,10 +410,19 @@ export class Owner {
   /** A token from the page's auth, bounded by the request timeout and by close(). */
   private askToken(refresh: boolean): Promise<string | null> {
     return new Promise((resolve, reject) => {
-      const fail = () => reject(coded('AUTH', 'the auth callback did not answer'));
-      const timer = setTimeout(fail, this.opts.requestTimeoutMs);
-      this.closing.signal.addEventListener('abort', fail, { once: true });
-      this.hooks.token(this.deviceId, refresh).then(resolve, reject).finally(() => clearTimeout(timer));
+      // A callback that does not answer in time is taken as unavailable (retried); close() ends the wait with
+      // CLOSED, which every caller expects while closing (it was an AUTH error, once uncaught in a page).
+      const silent = () => reject(coded('AUTH_UNAVAILABLE', 'the auth callback did not answer'));
+      const closed = () => reject(coded('CLOSED', 'the database was closed'));
+      const timer = setTimeout(silent, this.opts.requestTimeoutMs);
+      this.closing.signal.addEventListener('abort', closed, { once: true });
+      this.hooks
+        .token(this.deviceId, refresh)
+        .then(resolve, reject)
+        .finally(() => {
+          clearTimeout(timer);
+          this.closing.signal.removeEventListener('abort', closed);
+        });
     });
   }
 
@@ -413,6 +482,7 @@ export class Owner {
         cursor: status.cursor,
       });
       this.cycleError = null;
+      this.reported = null;
     } catch (e) {
       failure = e;
       // Failures before the engine ran (offline, no token) are the cycle's error too.
@@ -425,7 +495,12 @@ export class Owner {
       });
       // Another user's token was refused before it was used: ask `auth` again next time instead of reusing it.
       if (code === 'TOKEN_USER_MISMATCH') this.token = null;
-      if ((e as { code?: string }).code !== 'NETWORK') this.hooks.error(e);
+      // Once per episode, and never for what waiting cures (README: which errors reach onError).
+      const episode = `${code}:${(e as { status?: number }).status ?? ''}`;
+      if (!isTransient(e) && episode !== this.reported && !this.closing.signal.aborted) {
+        this.reported = episode;
+        this.hooks.error(e);
+      }
     } finally {
       // An overloaded server's Retry-After (429, 503) is a floor under the backoff.
       this.schedule.finish(Date.now(), ok, (failure as { retryAfterMs?: number } | null)?.retryAfterMs);

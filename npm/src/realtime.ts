@@ -3,7 +3,7 @@
 // either, the periodic timer does the job.
 
 import { streamLoop } from './stream.js';
-import { backoff, sleep, watchLoop, type WatchHost } from './watch.js';
+import { retryDelay, sleep, watchLoop, type WatchHost } from './watch.js';
 
 /** What the server offers (`features.watch`; empty for a classic server), null when it could not be asked. */
 async function probe(host: WatchHost, refresh: boolean): Promise<string[] | null> {
@@ -38,11 +38,11 @@ export async function realtimeLoop(host: WatchHost): Promise<void> {
     }
     // A retry asks for a fresh token: the first one may have been refused.
     offered = await probe(host, failures > 1);
-    if (offered === null) await sleep(backoff(failures), host.signal);
+    if (offered === null) await host.nap(retryDelay(host, failures));
   }
   if (!offered || host.signal.aborted) return;
+  // The stream says `stream` once it is open, and `timer` while it is down (streamLoop).
   if (offered.includes('stream') && typeof WebSocket !== 'undefined') {
-    host.mode('stream');
     if ((await streamLoop(host)) === 'aborted') return;
   }
   if (offered.includes('long_poll')) {

@@ -3,7 +3,7 @@
 // in the subprotocol offer; a 4001 close asks for a fresh token, other closes reconnect with backoff, and a
 // stream that never opens (a proxy that blocks WebSockets) hands over to the long-poll.
 
-import { backoff, sleep, type WatchHost } from './watch.js';
+import { retryDelay, sleep, type WatchHost } from './watch.js';
 
 const PROTOCOL = 'oversync.v1';
 /** Client pings this often; the server closes a stream silent for 95 s. */
@@ -59,6 +59,7 @@ function connectOnce(host: WatchHost, token: string, onTop: (top: number) => voi
     host.signal.addEventListener('abort', abort, { once: true });
     ws.onopen = () => {
       opened = true;
+      host.mode('stream');
       ping = setInterval(() => {
         ws.send('ping');
         pong ??= setTimeout(() => ws.close(3000, 'no pong'), PONG_MS);
@@ -117,21 +118,25 @@ export async function streamLoop(host: WatchHost): Promise<'aborted' | 'unavaila
       await sleep(1000, host.signal);
       continue;
     }
-    const token = await host.token(refresh);
+    // A failing auth callback is the cycles' error to report; here it is one more failure to back off from.
+    const token = await host.token(refresh).catch(() => null);
     refresh = false;
     if (!token) {
-      await sleep(backoff(++failures), host.signal);
+      await host.nap(retryDelay(host, ++failures));
       continue;
     }
     const ended = await connectOnce(host, token, onTop);
     if (host.signal.aborted) break;
+    // Not streaming now: the periodic timer is what brings changes until the stream is back (status.realtime).
+    if (ended.opened) host.mode('timer');
     everOpened ||= ended.opened;
     // Backoff grows over closes in a row that brought nothing; a stream that was heard starts again at 1.
     failures = ended.heard ? 1 : failures + 1;
     if (!everOpened && failures >= GIVE_UP_AFTER) return 'unavailable';
     // 4001: the token expired or was refused; ask for a fresh one, at once the first time.
     if (ended.code === 4001) refresh = true;
-    await sleep(ended.code === 4001 && failures === 1 ? 100 : backoff(failures), host.signal);
+    if (ended.code === 4001 && failures === 1) await sleep(100, host.signal);
+    else await host.nap(retryDelay(host, failures));
   }
   return 'aborted';
 }

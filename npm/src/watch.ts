@@ -11,6 +11,10 @@ export interface WatchHost {
   scoped: boolean;
   signal: AbortSignal;
   online(): boolean;
+  /** The page is in the foreground: retries are kept short ({@link retryDelay}). */
+  visible(): boolean;
+  /** Sleeps `ms`, or less: until the page comes online or to the foreground, or `signal` aborts. */
+  nap(ms: number): Promise<void>;
   cursor(): number;
   token(refresh: boolean): Promise<string | null>;
   /** Starts a cycle and resolves when it ended. */
@@ -31,6 +35,17 @@ export const sleep = (ms: number, signal: AbortSignal) =>
 /** Waits from 1 s doubling to 60 s, at least `floorMs` (an overloaded server's Retry-After), plus up to 50 %. */
 export const backoff = (failures: number, floorMs = 0) =>
   Math.min(60_000, Math.max(floorMs, 1000 * 2 ** Math.min(failures - 1, 6))) * (1 + Math.random() / 2);
+
+/** The longest wait between retries while the page is in the foreground (plus up to 50 %): a server that comes
+ * back is found within a few seconds (issue 34: 26.7 s after a restart with the uncapped backoff). */
+export const VISIBLE_RETRY_MS = 1000;
+
+/** How long to wait after `failures` failures in a row: {@link backoff}, capped while the page is visible (never
+ * below the server's `Retry-After`). */
+export const retryDelay = (host: WatchHost, failures: number, floorMs = 0) => {
+  const ms = backoff(failures, floorMs);
+  return host.visible() ? Math.min(ms, Math.max(floorMs, VISIBLE_RETRY_MS * (1 + Math.random() / 2))) : ms;
+};
 
 /** `Retry-After` in ms (delay-seconds form; an HTTP-date is ignored), 0 without one. */
 export function retryAfterMs(r: Response): number {
@@ -63,7 +78,7 @@ export async function watchLoop(host: WatchHost): Promise<void> {
       }
       if (r.status === 429 || r.status === 503) {
         // Overloaded (too many watches of this user, or no connection free): wait as long as the server asks.
-        await sleep(backoff(++failures, retryAfterMs(r)), host.signal);
+        await host.nap(retryDelay(host, ++failures, retryAfterMs(r)));
         continue;
       }
       if (!r.ok) throw new Error(`watch: ${r.status}`);
@@ -75,7 +90,8 @@ export async function watchLoop(host: WatchHost): Promise<void> {
         if (host.cursor() <= after) await sleep(2000, host.signal);
       }
     } catch {
-      await sleep(backoff(++failures), host.signal);
+      // Also a failing auth callback (its error is the cycles' to report): try again later.
+      await host.nap(retryDelay(host, ++failures));
     }
   }
 }

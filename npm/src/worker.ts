@@ -41,7 +41,9 @@ let channel: BroadcastChannel;
 let release: () => void = () => undefined;
 const lockAbort = new AbortController();
 const forwarded = new Map<string, Pending>();
-const tokenWaiters = new Map<number, (token: string | null, error: string | null) => void>();
+const tokenWaiters = new Map<number, (token: string | null, error: string | null, temporary: boolean) => void>();
+/** The page's network and visibility, as its `online`/`offline`/`visibilitychange` events last said. */
+const page = { online: true, visible: true };
 const resolverWaiters = new Map<number, (decision: ConflictDecision | null, error: string | null) => void>();
 let nextRid = 0;
 let nextToken = 0;
@@ -56,7 +58,8 @@ scope.onmessage = (e: MessageEvent) => {
   const m = e.data as
     | PageRequest
     | { op: 'open'; id: number; args: [OpenArgs] }
-    | { op: 'token'; args: [number, string | null, string | null] }
+    | { op: 'token'; args: [number, string | null, string | null, boolean] }
+    | { op: 'page'; args: [boolean, boolean] }
     | { op: 'resolved'; args: [number, ConflictDecision | null, string | null] };
   if (m.op === 'resolved') {
     const [resolveId, decision, error] = m.args as [number, ConflictDecision | null, string | null];
@@ -65,9 +68,14 @@ scope.onmessage = (e: MessageEvent) => {
     return;
   }
   if (m.op === 'token') {
-    const [tokenId, token, error] = m.args as [number, string | null, string | null];
-    tokenWaiters.get(tokenId)?.(token, error);
+    const [tokenId, token, error, temporary] = m.args as [number, string | null, string | null, boolean];
+    tokenWaiters.get(tokenId)?.(token, error, temporary);
     tokenWaiters.delete(tokenId);
+    return;
+  }
+  if (m.op === 'page') {
+    [page.online, page.visible] = m.args as [boolean, boolean];
+    owner?.pageChanged();
     return;
   }
   const { id } = m as { id: number };
@@ -120,7 +128,16 @@ async function signOut(keepPending: boolean): Promise<null> {
           { code: 'PENDING' },
         );
       }
-      await o.run('sync', []);
+      try {
+        await o.run('sync', []);
+      } catch (e) {
+        // The cycle's error (NETWORK offline, HTTP, …) keeps its code and says what is at stake, like PENDING.
+        const { code = 'INTERNAL', message = String(e), status } = e as { code?: string; message?: string; status?: number };
+        throw Object.assign(
+          new Error(`${message}: ${o.unsent()} local changes are not uploaded; signOut({ keepPending: false }) discards them`),
+          { code, ...(status === undefined ? {} : { status }) },
+        );
+      }
     }
   }
   // From the check above on, in the same task: this worker serves nothing, so no write can slip in unsent.
@@ -173,6 +190,7 @@ async function open(args: OpenArgs): Promise<void> {
     .request(`oversync:${args.file}`, { signal: lockAbort.signal }, async () => {
       const o = new Owner(args, {
         token: (deviceId, refresh) => askToken(deviceId, refresh),
+        page: () => page,
         resolve: (conflict) => askResolver(conflict),
         changed: (tables) => {
           post({ event: 'change', tables });
@@ -314,10 +332,14 @@ function askResolver(conflict: ConflictContext): Promise<ConflictDecision> {
 function askToken(deviceId: string, refresh: boolean): Promise<string | null> {
   const tokenId = nextToken++;
   return new Promise((resolve, reject) => {
-    tokenWaiters.set(tokenId, (token, error) =>
+    tokenWaiters.set(tokenId, (token, error, temporary) =>
       error === null
         ? resolve(token)
-        : reject(Object.assign(new Error(`auth callback failed: ${error}`), { code: 'AUTH' })),
+        : reject(
+            Object.assign(new Error(`auth callback failed${temporary ? ' (temporarily)' : ''}: ${error}`), {
+              code: temporary ? 'AUTH_UNAVAILABLE' : 'AUTH',
+            }),
+          ),
     );
     post({ event: 'token', tokenId, deviceId, refresh });
   });

@@ -98,11 +98,12 @@ export async function startSyncServer({ staticDir, edge = false, jwks = false, e
 
 /**
  * Serves `mounts` (URL prefix → directory) and forwards every other path to `upstream`. `cut()` makes the
- * upstream unreachable (connections are reset), `restore()` undoes it. With `websockets: false` every WebSocket
+ * upstream unreachable (connections are reset, or answered with `cut({ status })`), `restore()` undoes it. With `websockets: false` every WebSocket
  * upgrade is dropped, as by a proxy that does not carry them.
  */
 export async function startOrigin(upstream, mounts, { websockets = true } = {}) {
   let down = false;
+  let downStatus = 0;
   const up = new URL(upstream);
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
@@ -115,6 +116,11 @@ export async function startOrigin(upstream, mounts, { websockets = true } = {}) 
       res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache' });
       createReadStream(file).pipe(res);
       return;
+    }
+    if (down && downStatus) {
+      // A proxy whose upstream is down: it answers, with an error status.
+      res.writeHead(downStatus, { 'content-type': 'text/html' });
+      return res.end('<html><body>Bad Gateway</body></html>');
     }
     if (down) return req.socket.destroy();
     const fwd = http.request(
@@ -149,8 +155,10 @@ export async function startOrigin(upstream, mounts, { websockets = true } = {}) 
   const origin = `http://127.0.0.1:${server.address().port}`;
   return {
     origin,
-    cut: () => {
+    /** Upstream unreachable: connections reset, or (`status`) answered with that status as a proxy would. */
+    cut: ({ status = 0 } = {}) => {
       down = true;
+      downStatus = status;
       for (const [a, b] of tunnels) (a.destroy(), b.destroy());
     },
     restore: () => void (down = false),

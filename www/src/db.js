@@ -59,7 +59,8 @@ async function backendToken(tokenUrl, username) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ user: username }),
   });
-  if (!r.ok) throw new Error(`sign-in failed: ${r.status}`);
+  // The status tells the package whether waiting may help (502, 503: yes; 403: no).
+  if (!r.ok) throw Object.assign(new Error(`sign-in failed: ${r.status}`), { status: r.status });
   return (await r.json()).token;
 }
 
@@ -70,7 +71,8 @@ async function signin(username, deviceId) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ username, device_id: deviceId }),
   });
-  if (!r.ok) throw new Error(`sign-in failed: ${r.status}`);
+  // The status tells the package whether waiting may help (502, 503: yes; 403: no).
+  if (!r.ok) throw Object.assign(new Error(`sign-in failed: ${r.status}`), { status: r.status });
   return (await r.json()).token;
 }
 

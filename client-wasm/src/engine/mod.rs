@@ -159,6 +159,10 @@ pub enum SyncError {
     /// The host's auth failed while asked for a fresh token (the app's callback threw or did not answer).
     #[error("{0}")]
     Auth(String),
+    /// The host's auth failed for a while: the network, or its server, was unavailable (a temporary
+    /// [`crate::transport::AuthFailure`]); the next cycle asks again.
+    #[error("{0}")]
+    AuthUnavailable(String),
 }
 
 impl SyncError {
@@ -511,7 +515,10 @@ impl<T: Transport> Engine<T> {
     async fn fresh_token(&self) -> Result<Option<String>, SyncError> {
         match &self.token_provider {
             Some(provider) => Ok(provider()),
-            None => self.transport.fresh_token().await.map_err(SyncError::Auth),
+            None => self.transport.fresh_token().await.map_err(|f| match f.temporary {
+                true => SyncError::AuthUnavailable(f.message),
+                false => SyncError::Auth(f.message),
+            }),
         }
     }
 

@@ -150,6 +150,7 @@ impl SyncError {
             Self::TokenUserMismatch { .. } => "TOKEN_USER_MISMATCH",
             Self::Config(_) => "CONFIG",
             Self::Auth(_) => "AUTH",
+            Self::AuthUnavailable(_) => "AUTH_UNAVAILABLE",
         }
     }
 }

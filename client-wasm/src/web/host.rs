@@ -4,7 +4,7 @@ use gloo_net::http::{Request, RequestBuilder};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::transport::{Credentials, DEVICE_ID_HEADER, NetworkError, Reply, Transport, retry_after};
+use crate::transport::{AuthFailure, Credentials, DEVICE_ID_HEADER, NetworkError, Reply, Transport, retry_after};
 
 #[wasm_bindgen]
 extern "C" {
@@ -92,13 +92,16 @@ impl Transport for HostTransport {
         self.send(authorized(req, auth), Some(body)).await
     }
 
-    async fn fresh_token(&self) -> Result<Option<String>, String> {
+    async fn fresh_token(&self) -> Result<Option<String>, AuthFailure> {
         match JsFuture::from(self.host.fresh_token()).await {
             Ok(token) => Ok(token.as_string()),
-            Err(e) => Err(js_sys::Reflect::get(&e, &"message".into())
-                .ok()
-                .and_then(|m| m.as_string())
-                .unwrap_or_else(|| format!("{e:?}"))),
+            Err(e) => {
+                let field = |name: &str| js_sys::Reflect::get(&e, &name.into()).ok().and_then(|v| v.as_string());
+                Err(AuthFailure {
+                    message: field("message").unwrap_or_else(|| format!("{e:?}")),
+                    temporary: field("code").as_deref() == Some("AUTH_UNAVAILABLE"),
+                })
+            }
         }
     }
 

@@ -1,0 +1,206 @@
+// Honest status and errors (issue 34, items 1, 3, 4, 5, 8), in Chromium against the real server: temporary
+// failures of the auth callback only delay readiness; the status follows the page going offline at once and says
+// when the stream is down; a server that comes back is found within seconds; onError hears of an episode once and
+// never of what waiting cures; closing never leaves an unhandled rejection; signOut offline says what is at stake.
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { cleanup, eventually, launch } from './browser.mjs';
+import { root, startOrigin, startSyncServer } from './stack.mjs';
+
+let sync;
+const origins = [];
+const mounts = { '/oversync-web/': path.join(root, 'npm/dist'), '/': path.join(root, 'tests/browser/pages') };
+
+before(async () => {
+  sync = await startSyncServer();
+});
+
+after(async () => {
+  await cleanup();
+  for (const o of origins) await o.stop();
+  await sync?.stop();
+});
+
+/** An origin of its own in front of the server (so a test can cut it alone). */
+async function origin() {
+  const o = await startOrigin(sync.url, mounts);
+  origins.push(o);
+  return o;
+}
+
+/** A page of a fresh profile with the test app loaded, collecting page errors and the worker's console errors. */
+async function loadPage(web) {
+  const ctx = await launch();
+  const page = await ctx.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+  page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker: ${m.text()}`)));
+  await page.goto(`${web.origin}/`);
+  await page.waitForFunction(() => window.ready);
+  return { ctx, page, problems };
+}
+
+const slow = { syncIntervalMs: 10 * 60_000 };
+const status = (page) => page.evaluate(() => window.db.status);
+
+test('a temporarily failing auth callback delays waitForFirstSync; a fatal one rejects it', async () => {
+  const web = await origin();
+  const { ctx, page } = await loadPage(web);
+  // The sign-in route fails at the network level for the first 3 s, as an unreachable /signin would.
+  await page.route('**/signin', (r) => r.abort('connectionreset'));
+  const waited = page.evaluate(async () => {
+    const { INIT } = await import('./app.js');
+    const errors = [];
+    const seen = [];
+    window.db = await window.SyncClient.open({
+      name: 'auth-flaky', user: 'user-flaky', url: location.origin, serverSchema: 'business', tables: ['users', 'posts'],
+      init: INIT, syncIntervalMs: 500, onError: (e) => errors.push(e.code),
+      auth: async ({ deviceId }) => {
+        const r = await fetch('/signin', { method: 'POST', body: JSON.stringify({ username: 'flaky', device_id: deviceId }) });
+        return (await r.json()).token;
+      },
+    });
+    window.db.onStatus(() => window.db.status.lastError && seen.push(window.db.status.lastError.code));
+    try {
+      const s = await window.db.waitForFirstSync();
+      return { resolved: s.hasSynced, errors, seen: [...new Set(seen)] };
+    } catch (e) {
+      return { rejected: `${e.code}: ${e.message}`, errors, seen };
+    }
+  });
+  await new Promise((r) => setTimeout(r, 3000));
+  await page.unroute('**/signin');
+  const r = await waited;
+  assert.equal(r.rejected, undefined, JSON.stringify(r));
+  assert.equal(r.resolved, true);
+  assert.deepEqual(r.seen, ['AUTH_UNAVAILABLE'], 'the outage showed in status.lastError as temporary');
+  assert.deepEqual(r.errors, [], 'and never reached onError');
+  // An error the app does not mark temporary is fatal: waitForFirstSync rejects with AUTH, once.
+  const fatal = await page.evaluate(async () => {
+    const { INIT } = await import('./app.js');
+    const errors = [];
+    const db = await window.SyncClient.open({
+      name: 'auth-fatal', user: 'user-fatal', url: location.origin, serverSchema: 'business', tables: ['users'],
+      init: INIT, syncIntervalMs: 200, onError: (e) => errors.push(e.code),
+      auth: () => {
+        throw new Error('no account');
+      },
+    });
+    try {
+      await db.waitForFirstSync();
+      return 'resolved';
+    } catch (e) {
+      await new Promise((r) => setTimeout(r, 1500));
+      return { code: e.code, errors };
+    } finally {
+      await db.close();
+    }
+  });
+  assert.equal(fatal.code, 'AUTH');
+  assert.deepEqual(fatal.errors, ['AUTH'], 'several failing cycles, one onError');
+  await ctx.close();
+});
+
+test('status.online follows the page at once; realtime says when the stream is down; a server back is found in seconds', async () => {
+  const [wa, wb] = [await origin(), await origin()];
+  const [a, b] = [await loadPage(wa), await loadPage(wb)];
+  for (const p of [a.page, b.page]) {
+    await p.evaluate((x) => window.openDb('back', x), slow);
+    await eventually(async () => (await status(p)).realtime === 'stream', 20_000, 'streaming');
+  }
+  // Offline and back, in the page: the status says so within a moment, not at the next cycle (10 min away).
+  await b.ctx.setOffline(true);
+  let t = Date.now();
+  await eventually(async () => (await status(b.page)).online === false, 2_000, 'offline in the status');
+  const offlineMs = Date.now() - t;
+  await b.ctx.setOffline(false);
+  await eventually(async () => (await status(b.page)).online === true, 2_000, 'online again');
+
+  // The server goes away for B for 20 s (an uncapped backoff grows to 16 s meanwhile), while A writes.
+  wb.cut();
+  t = Date.now();
+  await eventually(async () => (await status(b.page)).realtime !== 'stream', 5_000, 'realtime no longer says stream');
+  const noticedMs = Date.now() - t;
+  await a.page.evaluate(async () => {
+    await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), 'while away', 'e']);
+  });
+  await new Promise((r) => setTimeout(r, 20_000));
+  wb.restore();
+  t = Date.now();
+  const names = () => b.page.evaluate(async () => (await window.db.query('SELECT name FROM users')).map((r) => r.name));
+  await eventually(async () => (await names()).includes('while away') && (await status(b.page)).realtime === 'stream', 15_000, 'recovered');
+  const recoveredMs = Date.now() - t;
+  console.log(`status: offline shown after ${offlineMs} ms; a dead stream shown after ${noticedMs} ms; recovered ${recoveredMs} ms after the server came back (goal 3 s; 26.7 s before)`);
+  assert.ok(recoveredMs < 6_000, `recovered after ${recoveredMs} ms`);
+  assert.deepEqual(b.problems, []);
+  await Promise.all([a.ctx.close(), b.ctx.close()]);
+});
+
+test('onError hears of an episode once, and never of a proxy answering 502', async () => {
+  const web = await origin();
+  const { ctx, page } = await loadPage(web);
+  await page.evaluate(() => window.openDb('episodes', { syncIntervalMs: 300 }));
+  await page.evaluate(() => window.db.waitForFirstSync());
+  const errors = () => page.evaluate(() => window.log.errors.map((e) => e.split(':')[0]));
+  // A proxy whose upstream is down answers 502: cycles fail for 4 s, nothing reaches onError.
+  web.cut({ status: 502 });
+  await eventually(async () => (await status(page)).lastError?.code === 'HTTP', 5_000, 'the 502 shows in lastError');
+  await new Promise((r) => setTimeout(r, 4000));
+  assert.deepEqual(await errors(), [], 'a 502 is waited out, not reported');
+  // A 404 (a wrong route, say) is reported, once for the whole episode however many cycles fail.
+  web.cut({ status: 404 });
+  await eventually(async () => (await errors()).length > 0, 15_000, 'the 404 reported');
+  await page.evaluate(() => window.db.sync().catch(() => undefined));
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.deepEqual(await errors(), ['HTTP'], 'one report for the episode');
+  web.restore();
+  await page.evaluate(() => window.db.sync());
+  // A new episode after a success is reported again.
+  web.cut({ status: 404 });
+  await eventually(async () => (await errors()).length === 2, 10_000, 'a second episode');
+  web.restore();
+  await ctx.close();
+});
+
+test('closing a client whose auth callback never answers leaves no unhandled rejection', async () => {
+  const web = await origin();
+  const { ctx, page, problems } = await loadPage(web);
+  const closed = await page.evaluate(async () => {
+    const { INIT } = await import('./app.js');
+    const db = await window.SyncClient.open({
+      name: 'silent', user: 'user-silent', url: location.origin, serverSchema: 'business', tables: ['users'],
+      init: INIT, requestTimeoutMs: 60_000, auth: () => new Promise(() => undefined),
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    await db.close();
+    await new Promise((r) => setTimeout(r, 1000));
+    return true;
+  });
+  assert.equal(closed, true);
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
+test('signOut offline keeps the cycle’s code and says how many changes are at stake and how to drop them', async () => {
+  const web = await origin();
+  const { ctx, page } = await loadPage(web);
+  await page.evaluate((x) => window.openDb('leaving', x), slow);
+  await page.evaluate(() => window.db.waitForFirstSync());
+  await ctx.setOffline(true);
+  await eventually(async () => (await status(page)).online === false, 2_000, 'offline');
+  const e = await page.evaluate(async () => {
+    await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), 'unsent', 'e']);
+    try {
+      await window.db.signOut();
+      return null;
+    } catch (e) {
+      return { code: e.code, message: e.message };
+    }
+  });
+  assert.equal(e?.code, 'NETWORK', JSON.stringify(e));
+  assert.match(e.message, /1 local changes are not uploaded; signOut\(\{ keepPending: false \}\) discards them/);
+  await ctx.close();
+});
