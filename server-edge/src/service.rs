@@ -420,6 +420,15 @@ impl Service {
                 },
                 scopes: true,
             },
+            tables: Some(
+                self.registry()
+                    .tables()
+                    .map(|t| RegisteredTable {
+                        schema: t.table.schema.clone(),
+                        table: t.table.table.clone(),
+                    })
+                    .collect(),
+            ),
         }
     }
 

@@ -204,3 +204,34 @@ test('signOut offline keeps the cycle’s code and says how many changes are at 
   assert.match(e.message, /1 local changes are not uploaded; signOut\(\{ keepPending: false \}\) discards them/);
   await ctx.close();
 });
+
+test('a forgotten serverSchema fails the first sync with CONFIG naming each table, not silently', async () => {
+  const web = await origin();
+  const { ctx, page } = await loadPage(web);
+  const r = await page.evaluate(async () => {
+    const { INIT } = await import('./app.js');
+    const errors = [];
+    const r = await fetch('/signin', { method: 'POST', body: JSON.stringify({ username: 'schemaless', device_id: 'd1' }) });
+    const { token } = await r.json();
+    // No serverSchema: the tables are looked for in `public`, where the demo server syncs nothing.
+    const db = await window.SyncClient.open({
+      name: 'schemaless', user: 'user-schemaless', url: location.origin, tables: ['users', 'posts'], init: INIT,
+      auth: token, syncIntervalMs: 300, onError: (e) => errors.push(`${e.code}: ${e.message}`),
+    });
+    await db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [crypto.randomUUID(), 'n', 'e']);
+    try {
+      await db.waitForFirstSync();
+      return { resolved: true };
+    } catch (e) {
+      return { code: e.code, message: e.message, errors, pending: db.status.pending, rejections: (await db.rejections()).length };
+    } finally {
+      await db.close();
+    }
+  });
+  assert.equal(r.code, 'CONFIG', JSON.stringify(r));
+  assert.match(r.message, /does not sync public\.users, public\.posts \(it syncs .*business\.users/);
+  assert.equal(r.errors.length, 1, 'reported once');
+  assert.equal(r.pending, 1, 'the write waits, not rejected');
+  assert.equal(r.rejections, 0);
+  await ctx.close();
+});

@@ -49,6 +49,45 @@ impl<T: Transport> Engine<T> {
         Ok(n)
     }
 
+    /// At the first sync of a database: every synced table is one the server syncs, when its capabilities list
+    /// them (issue 34: a forgotten `serverSchema` left each change in the rejections as `unregistered_table`,
+    /// silently), else a [`SyncError::Config`] naming each missing table. A database that has synced before
+    /// keeps syncing its other tables when the server stops syncing one (its changes are then rejected as
+    /// `unregistered_table`, listed in the rejections), so a server deploy cannot stop every device.
+    pub(crate) async fn check_registered(&mut self) -> Result<(), SyncError> {
+        if self.status()?.last_synced.is_some() {
+            return Ok(());
+        }
+        let Some(registered) = self.server_capabilities().await?.and_then(|c| c.tables) else {
+            return Ok(());
+        };
+        let schema = &self.cfg.schema;
+        let missing: Vec<String> = self
+            .cfg
+            .tables
+            .iter()
+            .filter(|t| {
+                !registered
+                    .iter()
+                    .any(|r| r.schema.eq_ignore_ascii_case(schema) && r.table.eq_ignore_ascii_case(&t.table))
+            })
+            .map(|t| format!("{schema}.{}", t.table))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let known: Vec<String> = registered.iter().map(|r| format!("{}.{}", r.schema, r.table)).collect();
+        Err(SyncError::Config(format!(
+            "the server does not sync {} (it syncs {}): check serverSchema and the server's tables",
+            missing.join(", "),
+            if known.is_empty() {
+                "no table".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )))
+    }
+
     /// The server's capabilities (§8.1), asked once; `None` for a classic server (any answer but 200 or 401).
     pub async fn server_capabilities(&mut self) -> Result<Option<Capabilities>, SyncError> {
         if let Some(known) = &self.capabilities {

@@ -398,6 +398,10 @@ impl<T: Transport> Engine<T> {
 
     /// One sync cycle: upload every eligible pending row, then download until the window is drained.
     pub async fn sync(&mut self) -> Result<UploadReport, SyncError> {
+        if let Err(e) = self.check_registered().await {
+            self.status_reader().finish(Err(&e));
+            return Err(e);
+        }
         // Download even when the upload failed: one row the server keeps refusing must not stop the other way. But
         // a 503 (`server_busy`) asks the whole client to wait; a 429 limits only uploads, so downloads still go.
         self.progress.enter(Phase::Uploading);

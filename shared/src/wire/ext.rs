@@ -33,6 +33,20 @@ pub struct Capabilities {
     pub limits: Limits,
     /// Optional behaviour this server offers.
     pub features: Features,
+    /// The tables the server syncs (absent from servers before it was added, and from classic ones): a client
+    /// checks its synced tables against it at its first sync and fails with a configuration error naming each
+    /// missing table, instead of having every change to it refused as `unregistered_table`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<RegisteredTable>>,
+}
+
+/// One table a server syncs, in [`Capabilities::tables`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredTable {
+    /// PostgreSQL schema, lower case.
+    pub schema: String,
+    /// Table name, lower case.
+    pub table: String,
 }
 
 /// Server limits advertised in capabilities.

@@ -18,10 +18,16 @@ use crate::support::{LOCAL_SCHEMA, id};
 struct Scripted {
     replies: RefCell<VecDeque<Reply>>,
     paths: RefCell<Vec<String>>,
+    /// Capabilities come from the script too; else they are answered as a classic server does (404).
+    scripted_caps: std::cell::Cell<bool>,
 }
 
 impl Scripted {
     fn next(&self, path: &str) -> Result<Reply, NetworkError> {
+        // A classic server: no capabilities (the engine asks once, before its first sync).
+        if path == "/sync/capabilities" && !self.scripted_caps.get() {
+            return Ok(reply(404, json!({"error": "not_found", "message": "Not found"}), None));
+        }
         self.paths
             .borrow_mut()
             .push(path.split('?').next().unwrap_or(path).to_owned());
@@ -164,6 +170,7 @@ async fn a_retry_after_on_download_and_hydration_is_surfaced_too() {
                    "download_limit_default": 100, "download_limit_max": 1000, "snapshot_limit_max": 1000},
         "features": {"replay_returns_version": true, "next_after_jumps": true, "fk_precheck": "sync_state",
                      "snapshot": true, "watch": []}});
+    e.transport().scripted_caps.set(true);
     script(&e, [reply(200, caps, None), overloaded(429, "too_many_requests", 9)]);
     let err = e.hydrate(false).await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(9)));

@@ -21,9 +21,16 @@ fn local_posts(d: &Device) -> i64 {
 #[tokio::test]
 async fn a_rejected_change_is_dropped_locally_on_discard_and_sent_again_on_retry() {
     let db = oversync_tests::pg::database("oversync_e2e").expect("database");
+    let full = world_on(db.clone(), |_| {}).await;
     let strict = world_on(db.clone(), |c| c.tables.retain(|t| t.table != "posts")).await;
     let path = temp_db();
     let username = name();
+    // The database first syncs with a server that syncs posts; then the server stops syncing them (a deploy):
+    // the other tables keep syncing, and changes to posts are rejected as `unregistered_table`.
+    let mut d = guest_at(&full, &path, |_| {});
+    sign_in(&full, &mut d, &username).await;
+    d.sync().await.unwrap();
+    drop(d);
     let mut d = guest_at(&strict, &path, |_| {});
     let user = sign_in(&strict, &mut d, &username).await;
     let (author, kept, dropped) = (id(), id(), id());
@@ -46,7 +53,6 @@ async fn a_rejected_change_is_dropped_locally_on_discard_and_sent_again_on_retry
     drop(d);
 
     // The server now syncs posts: a retry queues the row as it is, and the next cycle applies it.
-    let full = world_on(db, |_| {}).await;
     let mut d = guest_at(&full, &path, |_| {});
     sign_in(&full, &mut d, &username).await;
     let retry = d.rejections().unwrap()[0].id;
@@ -61,4 +67,32 @@ async fn a_rejected_change_is_dropped_locally_on_discard_and_sent_again_on_retry
         "only the retried post reached the server"
     );
     let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_first_sync_of_a_table_the_server_does_not_sync_fails_with_config_naming_it() {
+    // Issue 34: a forgotten `serverSchema` (or a table missing from the server's configuration) failed silently,
+    // every change landing in the rejections. At a database's first sync the engine compares its tables with the
+    // ones the server's capabilities list.
+    let strict = world(|c| c.tables.retain(|t| t.table != "posts")).await;
+    let mut d = guest_at(&strict, &temp_db(), |_| {});
+    sign_in(&strict, &mut d, &name()).await;
+    add_user(&d, &id(), "a");
+    let err = d.sync().await.unwrap_err();
+    assert_eq!(err.code(), "CONFIG", "{err}");
+    assert!(err.to_string().contains("does not sync business.posts"), "{err}");
+    assert!(err.to_string().contains("business.users"), "names what it syncs: {err}");
+    assert_eq!(
+        d.status().unwrap().last_error.map(|e| e.code),
+        Some("CONFIG".to_owned())
+    );
+    assert_eq!(d.status().unwrap().pending, 1, "nothing was sent");
+    // The wrong server schema: every table is missing.
+    let mut w = guest_at(&strict, &temp_db(), |c| c.schema = "public".into());
+    sign_in(&strict, &mut w, &name()).await;
+    let err = w.sync().await.unwrap_err();
+    assert!(
+        err.to_string().contains("does not sync public.users, public.posts"),
+        "{err}"
+    );
 }
