@@ -4,9 +4,10 @@
 //   P4 change-capture overhead: 10k inserts in one statement into a synced table (triggers) vs a plain one;
 //   P7 single-row write latency through the npm API (p50/p99);
 //   P5 what the package delivers to a browser (wasm + JS, raw and gzip);
+//   P12 bulk writes: 20,000 rows as 20,000 `tx.exec` calls vs one `execMany` call;
 //   P11 propagation: device A's local write → device B's live query, two Chromium profiles of one user over
 //      `/sync/stream`, natively and under workerd; isolated writes and writes 100 ms apart (the debounce).
-// `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7|p11] [--fixed] [--profile]`; run through bench/run.
+// `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7|p11|p12] [--fixed] [--profile]`; run through bench/run.
 // Reuses the browser tests' stack. `--only p3 --profile` adds a CPU profile of the database worker (see
 // profile.mjs); `--only p3 --fixed` also hydrates devices with fixed 1000-row pages, and `--only p3 --alone`
 // devices fed from memory (replay.mjs), as the full run does.
@@ -36,6 +37,7 @@ const P3_RUNS = short ? 1 : 5;
 const P3_ALONE_RUNS = short ? 1 : 3;
 const FIXED = { hydrationPageBudgetMs: 0 };
 const P11_WRITES = short ? 5 : 40;
+const P12_ROWS = short ? 2_000 : 20_000;
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
@@ -318,6 +320,49 @@ async function p11(origin, gapMs) {
 }
 
 /** P11 natively (this run's server) and under workerd (its own `wrangler dev`, behind the tests' origin). */
+/** P12 bulk writes (issue 34): P12_ROWS users as one `tx.exec` call each in one transaction, then as one
+ * `execMany` call (one worker message), then the floor: as many rows made by one `INSERT … SELECT`; each run
+ * on a new profile, autoSync off, so only the writes (and their capture) are timed. */
+async function p12(origin) {
+  const runs = [];
+  // A new browser profile and database per run, so every run writes into an empty table.
+  for (let i = 0; i < (short ? 1 : 5); i++) {
+    const ctx = await launch();
+    const page = await openPage(ctx, origin, `p12-${i}`, { autoSync: false });
+    runs.push(
+      await page.evaluate(async (n) => {
+        const sql = 'INSERT INTO users (id, name, email) VALUES (?, ?, ?)';
+        const rows = () => Array.from({ length: n }, (_, i) => [crypto.randomUUID(), `u${i}`, 'e']);
+        const a = rows();
+        let t = performance.now();
+        await window.db.transaction(async (tx) => {
+          for (const row of a) await tx.exec(sql, row);
+        });
+        const calls = performance.now() - t;
+        const b = rows();
+        t = performance.now();
+        await window.db.execMany(sql, b);
+        const many = performance.now() - t;
+        // The floor: the same rows made by SQLite itself in one statement (no parameters cross into the worker).
+        t = performance.now();
+        await window.db.exec(`WITH RECURSIVE c(i, h) AS (SELECT 1, hex(randomblob(16)) UNION ALL
+            SELECT i + 1, hex(randomblob(16)) FROM c WHERE i < ${n})
+          INSERT INTO users (id, name, email) SELECT lower(substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' ||
+            substr(h, 14, 3) || '-8' || substr(h, 18, 3) || '-' || substr(h, 21, 12)), 'u' || i, 'e' FROM c`);
+        return { calls, many, floor: performance.now() - t };
+      }, P12_ROWS),
+    );
+    await ctx.close();
+  }
+  return {
+    rows: P12_ROWS,
+    exec_calls_ms: round(median(runs.map((r) => r.calls))),
+    exec_many_ms: round(median(runs.map((r) => r.many))),
+    one_statement_ms: round(median(runs.map((r) => r.floor))),
+    runs: runs.map((r) => ({ calls: round(r.calls), many: round(r.many), floor: round(r.floor) })),
+  };
+}
+
 async function p11All(origin) {
   const native = { isolated: await p11(origin, 1000), burst: await p11(origin, 100) };
   const worker = await startSyncServer({ edge: true });
@@ -365,7 +410,8 @@ const origin = sync.url;
 try {
   if (only) {
     // `--only p3|p4|p7`: one measure alone, for profiling or comparing a change.
-    const one = only === 'p3' ? await p3(origin) : only === 'p11' ? await p11All(origin) : (await p4p7(origin))[only];
+    const one =
+      only === 'p3' ? await p3(origin) : only === 'p11' ? await p11All(origin) : only === 'p12' ? await p12(origin) : (await p4p7(origin))[only];
     console.log(JSON.stringify(one, null, 2));
   } else {
     await all();
@@ -377,7 +423,7 @@ try {
 }
 
 async function all() {
-  const results = { short, date: new Date().toISOString(), p3: await p3(origin), ...(await p4p7(origin)), p5: p5() };
+  const results = { short, date: new Date().toISOString(), p3: await p3(origin), ...(await p4p7(origin)), p5: p5(), p12: await p12(origin) };
   // Short mode measures natively only (wrangler's start-up would double the short run).
   results.p11 = short ? { native: { isolated: await p11(origin, 1000) } } : await p11All(origin);
   const p11Rows = Object.entries(results.p11).flatMap(([front, runs]) =>
@@ -399,6 +445,7 @@ async function all() {
     `| P4 capture / floor | ${results.p4.captured_over_floor}× | ≤ 1.3× |`,
     `| P4 until the status counts them (the worker's fold, after a ~20 ms delay; ms) | ${results.p4.until_folded_ms} | |`,
     `| P7 single-row write through the npm API, p50 / p99 (ms) | ${results.p7.p50_ms} / ${results.p7.p99_ms} | |`,
+    `| P12 ${results.p12.rows} rows in one transaction: one \`tx.exec\` each / one \`execMany\` / one \`INSERT … SELECT\` made by SQLite (ms, median) | ${results.p12.exec_calls_ms} / ${results.p12.exec_many_ms} / ${results.p12.one_statement_ms} | ≤ 500 (execMany) |`,
     `| P5 delivered to the browser: wasm + JS gzip (KB) | ${Math.round(results.p5.total_gzip / 1024)} (wasm ${Math.round(results.p5.wasm_gzip / 1024)}, JS ${Math.round(results.p5.js_gzip / 1024)}; raw ${Math.round((results.p5.wasm_bytes + results.p5.js_bytes) / 1024)}) | ≤ 700 |`,
     ...p11Rows,
   ].join('\n');

@@ -32,6 +32,7 @@ export type PageRequest = { id: number; op: Op; args: unknown[]; tx?: string };
 /** Operations the owner executes. */
 export type Op =
   | 'exec'
+  | 'execMany'
   | 'execRows'
   | 'query'
   | 'script'

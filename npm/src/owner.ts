@@ -208,6 +208,8 @@ export class Owner {
     switch (op) {
       case 'exec':
         return this.wrote(() => db.exec(args[0] as string, args[1]), !!tx);
+      case 'execMany':
+        return this.wrote(() => db.execMany(args[0] as string, args[1]), !!tx);
       case 'execRows':
         return this.wrote(() => db.query(args[0] as string, args[1]), !!tx);
       case 'script':

@@ -53,3 +53,13 @@ pub(crate) fn sync(e: &SyncError) -> JsValue {
     }
     err.into()
 }
+
+/// `e` (a JS error) with `prefix` before its message; its code and other fields kept.
+pub(crate) fn prefixed(e: JsValue, prefix: &str) -> JsValue {
+    let message = js_sys::Reflect::get(&e, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_default();
+    let _ = js_sys::Reflect::set(&e, &"message".into(), &format!("{prefix}{message}").into());
+    e
+}

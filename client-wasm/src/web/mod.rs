@@ -202,6 +202,48 @@ impl Database {
         Ok(out.into())
     }
 
+    /// Executes one statement once per parameter set of `rows` (an array of arrays or objects), prepared once and
+    /// all or nothing (a savepoint: inside an open transaction too); `{ changes, lastInsertRowid }` over all rows.
+    /// A failing row rolls the others back and names its index.
+    #[wasm_bindgen(js_name = execMany)]
+    pub fn exec_many(&self, sql: &str, rows: JsValue) -> Result<JsValue, JsValue> {
+        if !Array::is_array(&rows) {
+            return Err(bad_argument(
+                "execMany: rows must be an array of parameter arrays or objects",
+            ));
+        }
+        let rows: &Array = rows.unchecked_ref();
+        self.conn
+            .execute_batch("SAVEPOINT oversync_exec_many")
+            .map_err(|e| sqlite(&e))?;
+        let run = || -> Result<usize, JsValue> {
+            let mut stmt = self.conn.prepare_cached(sql).map_err(|e| sqlite(&e))?;
+            let mut changes = 0;
+            for (i, row) in rows.iter().enumerate() {
+                let at = |e: JsValue| error::prefixed(e, &format!("execMany row {i}: "));
+                changes += Params::from_js(&row).and_then(|p| p.execute(&mut stmt)).map_err(at)?;
+            }
+            Ok(changes)
+        };
+        let changes = match run() {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self
+                    .conn
+                    .execute_batch("ROLLBACK TO oversync_exec_many; RELEASE oversync_exec_many");
+                return Err(e);
+            }
+        };
+        self.conn
+            .execute_batch("RELEASE oversync_exec_many")
+            .map_err(|e| sqlite(&e))?;
+        let out = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&out, &"changes".into(), &(changes as f64).into());
+        let rowid = self.conn.last_insert_rowid() as f64;
+        let _ = js_sys::Reflect::set(&out, &"lastInsertRowid".into(), &rowid.into());
+        Ok(out.into())
+    }
+
     /// Runs several statements without parameters (a script).
     #[wasm_bindgen(js_name = execScript)]
     pub fn exec_script(&self, sql: &str) -> Result<(), JsValue> {
