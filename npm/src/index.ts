@@ -15,12 +15,17 @@ import { mismatches, type ActualColumn, type Schema } from './schema.js';
 /** Every error this package throws: `code` is stable (see README), `message` is for people. */
 export class OversyncError extends Error {
   readonly code: string;
-  /** HTTP status, for `code === 'HTTP'`. */
+  /** HTTP status, for `code === 'HTTP'` (and 401 for `UNAUTHORIZED`). */
   readonly status?: number;
   /** SQLite's extended result code (e.g. 1555, `SQLITE_CONSTRAINT_PRIMARYKEY`), for `SQLITE_*` codes. */
   readonly sqliteCode?: number;
   /** How long the server asked to wait (`Retry-After`), for `HTTP` 429 and 503. */
   readonly retryAfterMs?: number;
+  /**
+   * The URL of the request the error came from (without its query), for `NETWORK`, `HTTP`, `UNAUTHORIZED` and
+   * `PROTOCOL` errors of a sync cycle; the message names it too.
+   */
+  readonly url?: string;
   constructor(e: WireError) {
     super(e.message);
     this.name = 'OversyncError';
@@ -28,6 +33,7 @@ export class OversyncError extends Error {
     if (e.status !== undefined) this.status = e.status;
     if (e.sqliteCode !== undefined) this.sqliteCode = e.sqliteCode;
     if (e.retryAfterMs !== undefined) this.retryAfterMs = e.retryAfterMs;
+    if (e.url !== undefined) this.url = e.url;
   }
 }
 

@@ -235,3 +235,61 @@ test('a forgotten serverSchema fails the first sync with CONFIG naming each tabl
   assert.equal(r.rejections, 0);
   await ctx.close();
 });
+
+test('errors name the request and the server’s reason: a bad token, an HTML page, an unreachable host', async () => {
+  const web = await origin();
+  const { ctx, page } = await loadPage(web);
+  const tokenOf = (name) =>
+    page.evaluate(async (name) => {
+      const r = await fetch('/signin', { method: 'POST', body: JSON.stringify({ username: name, device_id: 'd1' }) });
+      return (await r.json()).token;
+    }, name);
+  const tokens = { html: await tokenOf('html'), proxy: await tokenOf('proxy'), away: await tokenOf('away') };
+  /** The first cycle's error of a database opened with `extra` (and a token fetched before any cut). */
+  const firstError = (name, extra) =>
+    page.evaluate(
+      async ([name, extra, token]) => {
+        const { INIT } = await import('./app.js');
+        const db = await window.SyncClient.open({
+          name, user: `user-${name}`, url: location.origin, serverSchema: 'business', tables: ['users'], init: INIT,
+          auth: token, autoSync: false, ...extra,
+        });
+        try {
+          await db.sync();
+          return null;
+        } catch (e) {
+          return { code: e.code, status: e.status, url: e.url, message: e.message };
+        } finally {
+          await db.close();
+        }
+      },
+      [name, extra, tokens[name] ?? 'none'],
+    );
+  // A token that is not a JWT: the server's 401 says why, and the error says so, with the URL and status.
+  const garbage = await firstError('garbage', { auth: 'garbage' });
+  assert.equal(garbage.code, 'UNAUTHORIZED', JSON.stringify(garbage));
+  assert.equal(garbage.status, 401);
+  assert.match(garbage.message, /authentication failed: Invalid token: malformed/);
+  assert.match(garbage.url, /^http:\/\/127\.0\.0\.1:\d+\/sync\/\w+$/);
+  assert.ok(garbage.message.includes(garbage.url), garbage.message);
+  // Not the sync server: every path answers an HTML page (200, as a single-page app's fallback does).
+  web.cut({ status: 200 });
+  const html = await firstError('html', {});
+  web.restore();
+  assert.equal(html.code, 'PROTOCOL', JSON.stringify(html));
+  assert.match(html.message, /HTML page, not the sync API's JSON: is the URL the sync server's\?/);
+  assert.ok(html.url?.startsWith(web.origin), JSON.stringify(html));
+  // A proxy's error page: HTTP with the status, and the page named as HTML, not dumped.
+  web.cut({ status: 502 });
+  const proxy = await firstError('proxy', {});
+  web.restore();
+  assert.equal(proxy.code, 'HTTP');
+  assert.equal(proxy.status, 502);
+  assert.match(proxy.message, /server answered 502 with an HTML page/);
+  assert.ok(!proxy.message.includes('<html>'), proxy.message);
+  // Nobody listens: NETWORK, naming the URL.
+  const away = await firstError('away', { url: 'http://127.0.0.1:9' });
+  assert.equal(away.code, 'NETWORK', JSON.stringify(away));
+  assert.match(away.message, /http:\/\/127\.0\.0\.1:9\/sync\//);
+  await ctx.close();
+});

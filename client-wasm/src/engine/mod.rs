@@ -118,11 +118,12 @@ pub enum SyncError {
     /// No response.
     #[error(transparent)]
     Network(#[from] NetworkError),
-    /// 401: the token is missing, expired or rejected; obtain a new one.
-    #[error("authentication failed")]
-    Unauthorized,
+    /// 401: the token is missing, expired or rejected; obtain a new one. The server's reason (its message),
+    /// when it gave one.
+    #[error("authentication failed{}", reason(.0))]
+    Unauthorized(String),
     /// Another non-200 answer.
-    #[error("server answered {status}: {body}")]
+    #[error("server answered {status}{}", describe_body(body))]
     Http {
         /// Status code.
         status: u16,
@@ -167,6 +168,23 @@ pub enum SyncError {
 
 impl SyncError {
     /// The error for a non-200 `reply`.
+    /// A 401 `reply`, with the server's reason.
+    pub(crate) fn unauthorized(reply: &Reply) -> Self {
+        Self::Unauthorized(envelope(&reply.body).map(|(_, m)| m).unwrap_or_default())
+    }
+
+    /// A body that is not the JSON `what` should be: an HTML page is named as such (a wrong URL, or a proxy's
+    /// error page), else the parser's error.
+    pub(crate) fn not_json(what: &str, body: &[u8], e: serde_json::Error) -> Self {
+        if looks_like_html(body) {
+            Self::Protocol(format!(
+                "{what}: the answer is an HTML page, not the sync API's JSON: is the URL the sync server's?"
+            ))
+        } else {
+            Self::Protocol(format!("{what}: {e}"))
+        }
+    }
+
     pub(crate) fn http(reply: &Reply) -> Self {
         Self::Http {
             status: reply.status,
@@ -246,6 +264,8 @@ pub struct Engine<T> {
     pub(crate) page_rows: Option<i64>,
     /// What the running cycle is doing (read by the host while the cycle runs).
     pub(crate) progress: Tracker,
+    /// The path of the last request sent (a failed cycle's error names its URL).
+    last_path: Option<String>,
 }
 
 /// Produces a fresh bearer token (the app's auth), asked once after a 401 before giving up.
@@ -321,6 +341,7 @@ impl<T: Transport> Engine<T> {
             capabilities: None,
             page_rows: None,
             progress: Tracker::default(),
+            last_path: None,
         })
     }
 
@@ -379,6 +400,13 @@ impl<T: Transport> Engine<T> {
     }
 
     /// The transport (tests wrap it to inject faults).
+    /// The path (with its query) of the last request the engine sent: the one a cycle's network, HTTP or
+    /// protocol error came from.
+    pub fn last_path(&self) -> Option<&str> {
+        self.last_path.as_deref()
+    }
+
+    /// The transport.
     pub fn transport(&self) -> &T {
         &self.transport
     }
@@ -533,6 +561,7 @@ impl<T: Transport> Engine<T> {
         let mut refreshed = false;
         loop {
             let token = self.token()?;
+            self.last_path = Some(path.to_owned());
             let reply = match body {
                 Some(b) => self.transport.post(path, self.credentials(&token), b.to_vec()).await?,
                 None => self.transport.get(path, self.credentials(&token)).await?,
@@ -546,7 +575,7 @@ impl<T: Transport> Engine<T> {
                     self.token = Some(t);
                     refreshed = true;
                 }
-                None => return Err(SyncError::Unauthorized),
+                None => return Err(SyncError::unauthorized(&reply)),
             }
         }
     }
@@ -557,7 +586,7 @@ impl<T: Transport> Engine<T> {
         if reply.status != 200 {
             return Err(SyncError::http(&reply));
         }
-        serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("{what}: {e}")))
+        serde_json::from_slice(&reply.body).map_err(|e| SyncError::not_json(what, &reply.body, e))
     }
 
     fn cursor(&self) -> Result<(i64, i64), SyncError> {
@@ -620,4 +649,46 @@ pub fn retry_now(conn: &Connection, table: &str, pk: &str) -> Result<(), SyncErr
         [table, pk],
     )?;
     Ok(())
+}
+
+/// The `{"error", "message"}` envelope of an error answer (PROTOCOL.md §4.7), when the body is one.
+fn envelope(body: &[u8]) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: String,
+        #[serde(default)]
+        message: String,
+    }
+    serde_json::from_slice::<Envelope>(body)
+        .ok()
+        .map(|e| (e.error, e.message))
+}
+
+fn looks_like_html(body: &[u8]) -> bool {
+    // An HTML page (`<!doctype html>`, `<html>`) or any markup: never the API's JSON.
+    String::from_utf8_lossy(&body[..body.len().min(64)])
+        .trim_start()
+        .starts_with('<')
+}
+
+/// `: <reason>`, or nothing for an empty one.
+fn reason(r: &str) -> String {
+    if r.is_empty() { String::new() } else { format!(": {r}") }
+}
+
+/// An error answer's body for a message: the envelope's code and message, "an HTML page", or its first 200
+/// characters.
+fn describe_body(body: &str) -> String {
+    if let Some((code, message)) = envelope(body.as_bytes()) {
+        return format!(" {code}: {message}");
+    }
+    if looks_like_html(body.as_bytes()) {
+        return " with an HTML page, not the sync API's JSON (a proxy's error page, or not the sync server)".into();
+    }
+    let short: String = body.chars().take(200).collect();
+    if short.is_empty() {
+        String::new()
+    } else {
+        format!(": {short}")
+    }
 }

@@ -100,7 +100,7 @@ fn snapshot_page(reply: &Reply) -> Result<SnapshotResponse, SyncError> {
         return Err(SyncError::http(reply));
     }
     let page: SnapshotResponse =
-        serde_json::from_slice(&reply.body).map_err(|e| SyncError::Protocol(format!("snapshot page: {e}")))?;
+        serde_json::from_slice(&reply.body).map_err(|e| SyncError::not_json("snapshot page", &reply.body, e))?;
     let keyset = |t: &str| TableRef::parse(t).is_some_and(|r| r.to_string() == t);
     if (page.has_more && !keyset(&page.next_after_table))
         || page.then_after_table.as_deref().is_some_and(|t| !keyset(t))
@@ -183,18 +183,22 @@ impl<T: Transport> Engine<T> {
             let Some((ask, path, used, reply)) = next else {
                 break;
             };
+            self.last_path = Some(path.clone());
             let mut reply = reply?;
             if reply.status == 401 {
                 // An expired token: a request sent before a refresh retries with the new one; otherwise ask
                 // for a fresh one once.
                 if used == token && !refreshed {
                     refreshed = true;
-                    token = self.fresh_token().await?.ok_or(SyncError::Unauthorized)?;
+                    token = self
+                        .fresh_token()
+                        .await?
+                        .ok_or_else(|| SyncError::unauthorized(&reply))?;
                     self.refuse_other_user(&token)?;
                 }
                 reply = transport.get(&path, Credentials { token: &token, device }).await?;
                 if reply.status == 401 {
-                    return Err(SyncError::Unauthorized);
+                    return Err(SyncError::unauthorized(&reply));
                 }
             }
             current = Some((ask, self.hinted(snapshot_page(&reply)?)));

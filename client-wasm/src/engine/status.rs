@@ -142,7 +142,7 @@ impl SyncError {
         match self {
             Self::Storage(e) => sqlite_code(e),
             Self::Network(_) => "NETWORK",
-            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Unauthorized(_) => "UNAUTHORIZED",
             Self::Http { .. } => "HTTP",
             Self::Protocol(_) => "PROTOCOL",
             Self::NotSignedIn => "NOT_SIGNED_IN",

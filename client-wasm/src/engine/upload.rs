@@ -93,7 +93,7 @@ impl<T: Transport> Engine<T> {
                 _ => return Err(SyncError::http(&reply)),
             }
             let resp: UploadResponse = serde_json::from_slice(&reply.body)
-                .map_err(|e| SyncError::Protocol(format!("upload response: {e}")))?;
+                .map_err(|e| SyncError::not_json("upload response", &reply.body, e))?;
             if resp.statuses.len() != frozen.len() {
                 return Err(SyncError::Protocol(format!(
                     "{} statuses for {} changes",

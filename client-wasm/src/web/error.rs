@@ -42,6 +42,9 @@ pub(crate) fn sync(e: &SyncError) -> JsValue {
     }
     let err = js_sys::Error::new(&e.to_string());
     set(&err, "code", &e.code().into());
+    if let SyncError::Unauthorized(_) = e {
+        set(&err, "status", &401.into());
+    }
     if let SyncError::Http {
         status, retry_after, ..
     } = e
@@ -62,4 +65,23 @@ pub(crate) fn prefixed(e: JsValue, prefix: &str) -> JsValue {
         .unwrap_or_default();
     let _ = js_sys::Reflect::set(&e, &"message".into(), &format!("{prefix}{message}").into());
     e
+}
+
+/// A cycle's error `js` with the URL of the request it came from (`url`, and in the message), for the codes that
+/// come from a request: `NETWORK`, `HTTP`, `UNAUTHORIZED`, `PROTOCOL`.
+pub(crate) fn with_url(js: JsValue, e: &SyncError, url: Option<String>) -> JsValue {
+    let from_request = matches!(
+        e,
+        SyncError::Network(_) | SyncError::Http { .. } | SyncError::Unauthorized(_) | SyncError::Protocol(_)
+    );
+    let Some(url) = url.filter(|_| from_request) else {
+        return js;
+    };
+    let _ = js_sys::Reflect::set(&js, &"url".into(), &url.clone().into());
+    let message = js_sys::Reflect::get(&js, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_default();
+    let _ = js_sys::Reflect::set(&js, &"message".into(), &format!("{message} ({url})").into());
+    js
 }

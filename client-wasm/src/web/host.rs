@@ -41,6 +41,11 @@ pub struct HostTransport {
 }
 
 impl HostTransport {
+    /// The absolute URL of `path` on the sync server.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     pub(crate) fn new(base: &str, host: Host) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),

@@ -50,7 +50,16 @@ impl Database {
             if let Some(t) = token {
                 e.set_token(t);
             }
-            let r = e.cycle().await.map_err(|err| error::sync(&err))?;
+            let r = match e.cycle().await {
+                Ok(r) => r,
+                Err(err) => {
+                    // The request's URL without its query (cursors and limits say nothing to the app).
+                    let url = e
+                        .last_path()
+                        .map(|p| e.transport().url(p.split('?').next().unwrap_or(p)));
+                    return Err(error::with_url(error::sync(&err), &err, url));
+                }
+            };
             Ok(to_js(&json!({
                 "applied": r.applied, "conflicts": r.conflicts, "rejected": r.rejected, "retried": r.retried,
             })))

@@ -153,7 +153,10 @@ async fn a_rejected_token_is_refreshed_once_through_the_provider() {
     let valid = d.token_for_tests();
     add_user(&d, &id(), "n");
     d.set_token("expired".into());
-    assert!(matches!(d.sync().await, Err(oversync_client::SyncError::Unauthorized)));
+    assert!(matches!(
+        d.sync().await,
+        Err(oversync_client::SyncError::Unauthorized(_))
+    ));
     assert_eq!(pending(&d), 1, "nothing lost");
     d.set_token_provider(move || Some(valid.clone()));
     d.sync().await.unwrap();
