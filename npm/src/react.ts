@@ -99,10 +99,29 @@ export function useQuery<T = Row>(a: SyncClient | null | string, b?: string | Pa
   return { rows: client ? state.rows : [], loading: !current, error: current ? state.error : null };
 }
 
+/** What {@link useSuspenseQuery} throws on a server (see {@link isClientOnly}). */
+const CLIENT_ONLY = 'OVERSYNC_CLIENT_ONLY';
+
 /**
- * A live query for Suspense: suspends until the first result (and while there is no database yet: on a
- * server the boundary's fallback is rendered), then returns the rows and re-renders when they change. A failed
- * query throws its `OversyncError` to the nearest error boundary. Uses the provider's database.
+ * True for the error {@link useSuspenseQuery} throws on a server so that React renders its Suspense fallback and
+ * leaves the boundary to the browser (streaming SSR waits for a thrown promise: it hung). Pass your
+ * `renderToPipeableStream` (or framework) `onError` past it: `onError(e) { if (!isClientOnly(e)) log(e) }`.
+ */
+export function isClientOnly(error: unknown): boolean {
+  return (error as { digest?: unknown } | null)?.digest === CLIENT_ONLY;
+}
+
+const clientOnly = () =>
+  Object.assign(new Error('oversync-web: the database lives in the browser; this Suspense boundary renders there'), {
+    digest: CLIENT_ONLY,
+  });
+
+/**
+ * A live query for Suspense: suspends until the first result (and while there is no database yet), then
+ * returns the rows and re-renders when they change. On a server (no `window`) it throws at once an error that
+ * {@link isClientOnly} recognises, so streaming and string SSR alike render the boundary's fallback and the
+ * browser renders the rows. A failed query throws its `OversyncError` to the nearest error boundary. Uses the
+ * provider's database.
  */
 export function useSuspenseQuery<T = Row>(sql: string, params?: Params): T[] {
   const { db, ready } = useContext(Context);
@@ -110,6 +129,7 @@ export function useSuspenseQuery<T = Row>(sql: string, params?: Params): T[] {
   const entry = db ? queryEntry<T>(db, sql, params, key) : null;
   const subscribe = useCallback((onChange: () => void) => (entry ? entry.watch(onChange) : () => undefined), [entry]);
   const rows = useSyncExternalStore(subscribe, () => entry?.rows, () => undefined);
+  if (!entry && typeof window === 'undefined') throw clientOnly();
   if (!entry) throw ready;
   if (entry.error) {
     entry.drop();
