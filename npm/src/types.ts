@@ -41,10 +41,18 @@ export interface Conflict {
   pk: string;
   /** `server`: the server's row was kept; `client`: the local change was re-sent; `merge`: a merged row. */
   resolution: 'server' | 'client' | 'merge';
+  /** The merged row (wire form) for `merge`, else null. */
   merged: Record<string, unknown> | null;
   server: { deleted: boolean; payload: Record<string, unknown> | null; version: number };
   local: { op: 'INSERT' | 'UPDATE' | 'DELETE'; payload: Record<string, unknown> | null; baseVersion: number };
 }
+
+/**
+ * The reasons a change is refused for good (PROTOCOL.md §4.3 and the extensions): `bad_payload`,
+ * `unregistered_table`, `scope_forbidden` (not a writer of the row's scope), `read_only_table` (a table only the
+ * backend writes); a newer server may add others.
+ */
+export type RejectionReason = 'bad_payload' | 'unregistered_table' | 'scope_forbidden' | 'read_only_table' | (string & {});
 
 /** A change the server refused for good; it was dropped from the queue. */
 export interface Rejection {
@@ -52,8 +60,8 @@ export interface Rejection {
   id: number;
   table: string;
   pk: string;
-  /** `bad_payload` or `unregistered_table`. */
-  reason: string;
+  /** Why the server refused it for good. */
+  reason: RejectionReason;
   message: string | null;
 }
 
