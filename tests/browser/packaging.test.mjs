@@ -133,3 +133,43 @@ test('what a browser downloads is measured on the installed package and stays un
   // A guard against regressions: 711 KiB gzip on 2026-12-07 (the P5 goal of 700 is missed by the wasm's growth).
   assert.ok(sum(sizes, 'gzip') <= 750 * 1024, `${kib(sum(sizes, 'gzip'))} KiB gzip`);
 });
+
+test('the dev path: a Vite dev server proxying /sync (ws) and /signin to a local sync server syncs and streams', async () => {
+  // What npm/README.md "Develop against a local server" describes: `www/demo --server-only` (here the same
+  // server, started by the harness) and the app's `vite` dev server with the proxy of tests/browser/vite-app.
+  const { spawn } = await import('node:child_process');
+  // Its own process group, so that stopping it stops every process it started (esbuild's service too).
+  const vite = spawn(path.join(app, 'node_modules/.bin/vite'), ['--host', '127.0.0.1', '--port', '0', '--logLevel', 'info'], {
+    cwd: app,
+    env: { ...process.env, OVERSYNC_SERVER: sync.url },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    detached: true,
+  });
+  try {
+    const url = await new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`vite dev did not start:\n${out}`)), 60_000);
+      vite.stdout.on('data', (d) => {
+        out += d;
+        // eslint-disable-next-line no-control-regex
+        const m = out.replace(/\x1b\[[0-9;]*m/g, '').match(/Local:\s+(http:\/\/\S+)/);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      vite.on('exit', (code) => reject(new Error(`vite dev exited (${code}):\n${out}`)));
+    });
+    const ctx = await launch();
+    const page = await ctx.newPage();
+    await page.goto(url);
+    await page.waitForSelector('#add', { timeout: 60_000 });
+    await page.click('#add');
+    await eventually(async () => (await page.textContent('#status')) === 'pending 0 synced yes', 30_000, 'synced through the proxy');
+    await eventually(async () => (await page.evaluate(() => window.db.status.realtime)) === 'stream', 30_000, 'the stream through the proxy');
+    await ctx.close();
+  } finally {
+    vite.stdout.destroy();
+    process.kill(-vite.pid, 'SIGTERM');
+  }
+});

@@ -19,7 +19,10 @@ function App() {
     SyncClient.open({
       name: 'vite', user: 'user-vite', url: location.origin, serverSchema: 'business', tables: ['users'], init: INIT,
       auth: ({ deviceId }) => token('vite', deviceId),
-    }).then(setClient, (e) => setError(`${e.code}: ${e.message}`));
+    }).then((db) => {
+      window.db = db; // for the tests
+      setClient(db);
+    }, (e) => setError(`${e.code}: ${e.message}`));
   }, []);
   const add = (name) =>
     client.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [crypto.randomUUID(), name, `${name}@example.com`]);
