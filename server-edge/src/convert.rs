@@ -4,6 +4,11 @@
 use oversync_protocol::encoding::{decode_blob, encode_hex, fk_value_to_uuid};
 use serde_json::value::RawValue;
 
+use std::collections::HashMap;
+
+use oversync_protocol::validate::ValidChange;
+use oversync_protocol::wire::Rejection;
+
 use crate::registry::Kind;
 
 /// The SQL text for `raw` in a column of `kind` (`None` = NULL), or why it cannot be converted.
@@ -55,6 +60,62 @@ pub fn to_sql_text(kind: Kind, column: &str, raw: &RawValue) -> Result<Option<St
 
 /// The SQL expression reading unnest column `col` as the column type `sql_type`. Timestamps accept Unix seconds
 /// (what classic clients send) as well as RFC 3339 text.
+/// A string a `timestamptz`/`timestamp`/`date` column takes from a payload: RFC 3339, the SQL form
+/// `YYYY-MM-DD HH:MM[:SS[.f]][±HH[:MM]]` (what SQLite's `datetime()` and `CURRENT_TIMESTAMP` write), or a date.
+/// PostgreSQL's cast alone would also take `yesterday`, `now` or `Dec 7`, which a device keeps as text while the
+/// business table stores the day the server read it: such values are refused (`bad_payload`, issue 34).
+pub fn is_timestamp_text(s: &str) -> bool {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    const NAIVE: [&str; 4] = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ];
+    const ZONED: [&str; 2] = ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"];
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s).is_ok()
+        || NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+        || NAIVE.iter().any(|f| NaiveDateTime::parse_from_str(s, f).is_ok())
+        || ZONED.iter().any(|f| DateTime::parse_from_str(s, f).is_ok())
+}
+
+/// The payload's strings in the business table's timestamp and date columns take one of the forms
+/// [`is_timestamp_text`] names (numbers are Unix seconds): else `bad_payload` naming the column.
+pub fn check_timestamps(
+    change: &ValidChange,
+    payload: &RawValue,
+    info: &crate::registry::TableInfo,
+) -> Result<(), Rejection> {
+    let Some(target) = info.target.as_ref() else {
+        return Ok(());
+    };
+    if !target.columns.values().any(|c| c.kind == Kind::Timestamp) {
+        return Ok(());
+    }
+    let bad = || Rejection::bad_payload(format!("bad payload for {} pk={}", change.table, change.pk));
+    let map: HashMap<String, &RawValue> = serde_json::from_str(payload.get()).map_err(|_| bad())?;
+    for (name, raw) in map {
+        let is_timestamp = target
+            .columns
+            .get(&name.to_lowercase())
+            .is_some_and(|c| c.kind == Kind::Timestamp);
+        if !is_timestamp || !raw.get().starts_with('"') {
+            continue;
+        }
+        let text: String = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+        if !is_timestamp_text(&text) {
+            return Err(Rejection::bad_payload(format!(
+                "{name}: {} is not a timestamp for {} pk={} (RFC 3339, YYYY-MM-DD HH:MM:SS, a date, or Unix seconds)",
+                raw.get(),
+                change.table,
+                change.pk
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn cast_expr(kind: Kind, col: &str, sql_type: &str) -> String {
     match kind {
         Kind::Timestamp => format!(
@@ -68,6 +129,34 @@ pub fn cast_expr(kind: Kind, col: &str, sql_type: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc_3339_sql_forms_or_dates_never_words() {
+        for ok in [
+            "2026-12-07T10:00:00Z",
+            "2026-12-07T10:00:00.123+02:00",
+            "2026-12-07 10:00:00",
+            "2026-12-07 10:00:00.5",
+            "2026-12-07 10:00",
+            "2026-12-07T10:00:00",
+            "2026-12-07 10:00:00+02",
+            "2026-12-07",
+        ] {
+            assert!(is_timestamp_text(ok), "{ok}");
+        }
+        for bad in [
+            "yesterday",
+            "now",
+            "epoch",
+            "infinity",
+            "Dec 7 2026",
+            "2026-13-01",
+            "07/12/2026",
+            "",
+        ] {
+            assert!(!is_timestamp_text(bad), "{bad}");
+        }
+    }
 
     fn conv(kind: Kind, json: &str) -> Result<Option<String>, String> {
         to_sql_text(kind, "c", &RawValue::from_string(json.to_owned()).unwrap())

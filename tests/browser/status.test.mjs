@@ -293,3 +293,21 @@ test('errors name the request and the server’s reason: a bad token, an HTML pa
   assert.match(away.message, /http:\/\/127\.0\.0\.1:9\/sync\//);
   await ctx.close();
 });
+
+test('a value the server’s column cannot hold as sent is rejected naming the column, not silently rewritten', async () => {
+  const web = await origin();
+  const { ctx, page } = await loadPage(web);
+  await page.evaluate(() => window.openDb('columns'));
+  await page.evaluate(() => window.db.waitForFirstSync());
+  const rejected = await page.evaluate(async () => {
+    await window.db.exec('INSERT INTO users (id, name, email, created_at) VALUES (?, ?, ?, ?)', [crypto.randomUUID(), 'n', 'e', 'yesterday']);
+    await window.db.exec('INSERT INTO users (id, name, email, created_at) VALUES (?, ?, ?, ?)', [crypto.randomUUID(), 'm', 'e', '2026-12-07 10:00:00']);
+    await window.db.sync();
+    return { rejections: await window.db.rejections(), pending: window.db.status.pending };
+  });
+  assert.equal(rejected.rejections.length, 1, JSON.stringify(rejected));
+  assert.equal(rejected.rejections[0].reason, 'bad_payload');
+  assert.match(rejected.rejections[0].message, /^created_at: "yesterday" is not a timestamp/);
+  assert.equal(rejected.pending, 0, 'the good row uploaded');
+  await ctx.close();
+});

@@ -54,7 +54,8 @@ pub struct FkRef {
 pub struct Prepared {
     /// The validated change.
     pub change: ValidChange,
-    /// FK references in column order, or the rejection for an unconvertible value.
+    /// FK references in column order, or the payload's rejection: an unconvertible FK value, or a timestamp that
+    /// is not one.
     pub refs: Result<Vec<FkRef>, Rejection>,
 }
 
@@ -100,12 +101,16 @@ pub struct Plan {
     pub writes: Vec<Write>,
 }
 
-/// Resolves the FK references of each upsert (§6.5 step 1).
+/// Checks an upsert's timestamps and resolves its FK references (§6.5 step 1).
 pub fn prepare(registry: &Registry, change: ValidChange) -> Prepared {
     let refs = match (&change.payload, registry.get(&change.table)) {
-        (Some(payload), Some(info)) if !info.fks.is_empty() && registry.fk_precheck != FkPrecheck::Off => {
-            fk_refs(&change, payload, &info.fks)
-        }
+        (Some(payload), Some(info)) => crate::convert::check_timestamps(&change, payload, info).and_then(|()| {
+            if !info.fks.is_empty() && registry.fk_precheck != FkPrecheck::Off {
+                fk_refs(&change, payload, &info.fks)
+            } else {
+                Ok(Vec::new())
+            }
+        }),
         _ => Ok(Vec::new()),
     };
     Prepared { change, refs }
@@ -249,13 +254,17 @@ fn precheck(
     deleted_here: &HashSet<RowKey>,
     upserted_here: &HashSet<RowKey>,
 ) -> Option<Rejection> {
-    if p.change.op.is_delete() || registry.fk_precheck == FkPrecheck::Off {
+    if p.change.op.is_delete() {
         return None;
     }
+    // The payload's own verdict (a timestamp that is not one, an unconvertible FK value) holds with prechecks off.
     let refs = match &p.refs {
         Ok(refs) => refs,
         Err(rejection) => return Some(rejection.clone()),
     };
+    if registry.fk_precheck == FkPrecheck::Off {
+        return None;
+    }
     if refs.iter().any(|r| reads.failed_lookups.contains(&r.parent.0)) {
         // §4.3's fixed text in both places; the database's error never reaches the body.
         let message = format!("FK precheck failed for {} pk={}", row.0, row.1);

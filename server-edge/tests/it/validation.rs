@@ -225,3 +225,46 @@ async fn no_changes_is_accepted_with_the_users_highest_seq() {
     let other = Device::new(&t, &user, "other-device");
     assert_eq!(other.upload_raw("{}").await.1["highest_server_seq"], max);
 }
+
+#[tokio::test]
+async fn a_timestamp_column_takes_timestamps_not_words() {
+    // Issue 34: `created_at = 'yesterday'` stayed "yesterday" on every device while PostgreSQL's cast stored the
+    // day the server read it. A string in a timestamp or date column of the business table must be RFC 3339, the
+    // SQL form or a date (numbers are Unix seconds); anything else is `bad_payload` naming the column.
+    let t = target();
+    let d = Device::new(&t, &new_user(), "d");
+    let user = |scid: i64, created_at: Value| {
+        let pk = id();
+        upsert(
+            scid,
+            "users",
+            &pk,
+            0,
+            json!({"id": pk, "name": "n", "email": "e", "created_at": created_at}),
+        )
+    };
+    let good = [
+        json!("2026-12-07T10:00:00Z"),
+        json!("2026-12-07 10:00:00"),
+        json!("2026-12-07"),
+        json!(1767225600),
+        Value::Null,
+    ];
+    let changes: Vec<Value> = good
+        .iter()
+        .enumerate()
+        .map(|(i, v)| user(i as i64 + 1, v.clone()))
+        .collect();
+    let r = d.upload(changes).await;
+    assert!(all_applied(&r), "{r}");
+    let r = d
+        .upload(vec![user(10, json!("yesterday")), user(11, json!("now"))])
+        .await;
+    for i in 0..2 {
+        let (reason, message, _) = invalid(&r, i);
+        assert_eq!(reason, "bad_payload");
+        let message = message.unwrap();
+        assert!(message.starts_with("created_at: \""), "{message}");
+        assert!(message.contains("is not a timestamp for business.users"), "{message}");
+    }
+}
