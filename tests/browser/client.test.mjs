@@ -404,6 +404,11 @@ test('rejections: a change to a table the server does not sync is listed, can be
   const page = await loadPage(ctx);
   await page.evaluate(async () => {
     const { INIT } = await import('./app.js');
+    // The database has synced before with the server's tables (a first sync naming a table the server does not
+    // sync fails with CONFIG instead: status.test.mjs); then the app syncs a table the server does not.
+    await window.openDb('rejected', { autoSync: false });
+    await window.db.sync();
+    await window.db.close();
     await window.openDb('rejected', {
       autoSync: false,
       tables: ['users', 'posts', 'notes'],
