@@ -9,8 +9,8 @@ import type { Conflict, ConflictContext, ConflictDecision, ExecResult, LogEntry,
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 export type * from './types.js';
-export { defineSchema, type Schema, type Row as SchemaRow, type Database, type TableRow, type ColumnSpec, type ColumnType } from './schema.js';
-import { mismatches, type ActualColumn, type Schema } from './schema.js';
+export { defineSchema, schemaSql, type Schema, type Row as SchemaRow, type Database, type TableRow, type ColumnSpec, type ColumnType } from './schema.js';
+import { mismatches, schemaSql, type ActualColumn, type Schema } from './schema.js';
 
 /** Every error this package throws: `code` is stable (see README), `message` is for people. */
 export class OversyncError extends Error {
@@ -75,7 +75,10 @@ export interface OpenOptions {
    * declared column is checked against SQLite at open (`CONFIG` on a mismatch, with every difference listed).
    */
   schema?: Schema;
-  /** SQL run at every open before sync starts: create your tables with `CREATE TABLE IF NOT EXISTS`. */
+  /**
+   * SQL run at every open before sync starts: create your tables with `CREATE TABLE IF NOT EXISTS`. With `schema`
+   * and no `init`, the schema's own DDL ({@link schemaSql}) runs.
+   */
   init?: string;
   /** The server schema the tables belong to (default `public`). */
   serverSchema?: string;
@@ -189,13 +192,18 @@ export class SyncClient {
     if (!options.tables === !options.schema) {
       throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'give either tables or schema' });
     }
+    const local = new Set<string>(options.schema?.local ?? []);
     const tables: TableOption[] =
       options.tables ??
-      Object.keys(options.schema!.tables).map((name) => ({
-        name,
-        key: options.schema!.keys[name],
-        scope: options.schema!.scopes?.[name],
-      }));
+      Object.keys(options.schema!.tables)
+        .filter((name) => !local.has(name))
+        .map((name) => ({
+          name,
+          key: options.schema!.keys[name],
+          scope: options.schema!.scopes?.[name],
+        }));
+    // A schema without `init` creates its own tables (one source for the columns, the types and the DDL).
+    const init = options.init ?? (options.schema ? schemaSql(options.schema) : '');
     const client = new SyncClient(options);
     const file = fileName(options.name, options.user);
     try {
@@ -210,7 +218,7 @@ export class SyncClient {
             file,
             url: options.url,
             serverSchema: options.serverSchema ?? 'public',
-            init: options.init ?? '',
+            init,
             tables: tables.map((t) => (typeof t === 'string' ? { name: t } : t)),
             resolver: options.conflict ? 'custom' : options.resolver,
             memory: options.memory ?? false,

@@ -30,6 +30,12 @@ export interface Schema<T extends Tables = Tables> {
   readonly keys: { readonly [K in keyof T]?: keyof T[K] & string };
   /** Scope column per shared table (docs/sharing.md: the server's `scope_column`). */
   readonly scopes: { readonly [K in keyof T]?: keyof T[K] & string };
+  /** Tables kept on this device only: created by {@link schemaSql}, typed, never synced. */
+  readonly local?: readonly (keyof T & string)[];
+  /** Column defaults, as SQLite expressions (`"0"`, `"'draft'"`, `"CURRENT_TIMESTAMP"`). */
+  readonly defaults?: { readonly [K in keyof T]?: { readonly [C in keyof T[K]]?: string } };
+  /** Indexes per table: each a list of columns. */
+  readonly indexes?: { readonly [K in keyof T]?: readonly (readonly (keyof T[K] & string)[])[] };
 }
 
 /** Every table's row type, by name: `Row<typeof schema, 'posts'>`. */
@@ -49,6 +55,12 @@ export function defineSchema<const T extends Tables>(
     keys?: { [K in keyof T]?: keyof T[K] & string };
     /** Shared tables: the column naming each row's scope (NULL keeps the row a private draft). */
     scopes?: { [K in keyof T]?: keyof T[K] & string };
+    /** Tables kept on this device only (never synced). */
+    local?: (keyof T & string)[];
+    /** Column defaults, as SQLite expressions. */
+    defaults?: { [K in keyof T]?: { [C in keyof T[K]]?: string } };
+    /** Indexes per table, each a list of columns. */
+    indexes?: { [K in keyof T]?: (keyof T[K] & string)[][] };
   } = {},
 ): Schema<T> {
   for (const [table, columns] of Object.entries(tables)) {
@@ -58,7 +70,48 @@ export function defineSchema<const T extends Tables>(
       }
     }
   }
-  return { tables, keys: options.keys ?? {}, scopes: options.scopes ?? {} };
+  for (const table of options.local ?? []) {
+    if (!(table in tables)) throw new TypeError(`local: ${table} is not a table of the schema`);
+  }
+  return {
+    tables,
+    keys: options.keys ?? {},
+    scopes: options.scopes ?? {},
+    local: options.local ?? [],
+    defaults: options.defaults ?? {},
+    indexes: options.indexes ?? {},
+  };
+}
+
+const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/**
+ * The SQLite DDL of `schema`: `CREATE TABLE IF NOT EXISTS` for every table (synced and local; the key column —
+ * `id` unless `keys` says otherwise — is its `PRIMARY KEY`, a column without `?` is `NOT NULL`, `defaults` become
+ * `DEFAULT (…)`) and `CREATE INDEX IF NOT EXISTS` for each of `indexes`. `SyncClient.open` runs it when `schema`
+ * is given without `init`; pass `init` to run your own SQL instead (or `schemaSql(schema) + yourSql`).
+ */
+export function schemaSql(schema: Schema): string {
+  const out: string[] = [];
+  for (const [table, columns] of Object.entries(schema.tables)) {
+    const key = (schema.keys as Record<string, string | undefined>)[table] ?? 'id';
+    const defaults = ((schema.defaults ?? {}) as Record<string, Record<string, string> | undefined>)[table] ?? {};
+    const cols = Object.entries(columns).map(([name, spec]) => {
+      const type = spec.replace('?', '').toUpperCase();
+      const parts = [quote(name), type];
+      if (name === key) parts.push('PRIMARY KEY');
+      if (!spec.endsWith('?') || name === key) parts.push('NOT NULL');
+      if (defaults[name] !== undefined) parts.push(`DEFAULT (${defaults[name]})`);
+      return parts.join(' ');
+    });
+    out.push(`CREATE TABLE IF NOT EXISTS ${quote(table)} (${cols.join(', ')});`);
+    const indexes = ((schema.indexes ?? {}) as Record<string, readonly (readonly string[])[] | undefined>)[table] ?? [];
+    for (const index of indexes) {
+      const name = `${table}_${index.join('_')}_idx`;
+      out.push(`CREATE INDEX IF NOT EXISTS ${quote(name)} ON ${quote(table)} (${index.map(quote).join(', ')});`);
+    }
+  }
+  return out.join('\n');
 }
 
 /** SQLite's affinity for a declared type (https://sqlite.org/datatype3.html §3.1). */

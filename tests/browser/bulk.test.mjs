@@ -84,3 +84,53 @@ test('execMany writes many rows in one call, all or nothing, and they sync', asy
   await eventually(async () => (await count(b.page)) === 2002, 20_000, 'B has every row');
   await Promise.all([a.ctx.close(), b.ctx.close()]);
 });
+
+test('a schema without init creates its tables, defaults, indexes and local-only tables; local ones never sync', async () => {
+  // Issue 34 item 10 (its client half): the columns are written once, in defineSchema.
+  const ctx = await launch();
+  const page = await ctx.newPage();
+  await page.goto(`${web.origin}/`);
+  await page.waitForFunction(() => window.ready);
+  const r = await page.evaluate(async () => {
+    const { defineSchema, schemaSql } = await import('/oversync-web/index.js');
+    const schema = defineSchema(
+      {
+        users: { id: 'text', name: 'text', email: 'text', created_at: 'text?', updated_at: 'text?' },
+        posts: { id: 'text', title: 'text', content: 'text', author_id: 'text?', created_at: 'text?', updated_at: 'text?' },
+        ui_state: { id: 'text', open: 'integer' },
+      },
+      { local: ['ui_state'], defaults: { ui_state: { open: '0' } }, indexes: { posts: [['author_id'], ['title', 'created_at']] } },
+    );
+    const token = async ({ deviceId }) => {
+      const res = await fetch('/signin', { method: 'POST', body: JSON.stringify({ username: 'schema', device_id: deviceId }) });
+      return (await res.json()).token;
+    };
+    const db = await window.SyncClient.open({ name: 'schema', user: 'user-schema', url: location.origin, serverSchema: 'business', schema, auth: token });
+    await db.waitForFirstSync();
+    await db.exec('INSERT INTO ui_state (id) VALUES (?)', ['sidebar']);
+    await db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [crypto.randomUUID(), 'n', 'e']);
+    await db.sync();
+    const out = {
+      sql: schemaSql(schema),
+      open: (await db.query('SELECT open FROM ui_state'))[0].open,
+      indexes: (await db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'posts' AND sql IS NOT NULL ORDER BY name")).map((x) => x.name),
+      pending: db.status.pending,
+      rejections: (await db.rejections()).length,
+    };
+    let nullName = null;
+    try {
+      await db.exec('INSERT INTO users (id, name, email) VALUES (?, NULL, ?)', [crypto.randomUUID(), 'e']);
+    } catch (e) {
+      nullName = e.code;
+    }
+    await db.close();
+    return { ...out, nullName };
+  });
+  assert.match(r.sql, /CREATE TABLE IF NOT EXISTS "users" \("id" TEXT PRIMARY KEY NOT NULL, "name" TEXT NOT NULL, /);
+  assert.equal(r.open, 0, 'the default');
+  assert.deepEqual(r.indexes, ['posts_author_id_idx', 'posts_title_created_at_idx']);
+  assert.equal(r.pending, 0, 'the synced row uploaded; the local table has no pending changes');
+  assert.equal(r.rejections, 0, 'the local table was never sent');
+  assert.equal(r.nullName, 'SQLITE_CONSTRAINT', 'NOT NULL where the schema says so');
+  await ctx.close();
+});
