@@ -37,7 +37,7 @@ export const backoff = (failures: number, floorMs = 0) =>
   Math.min(60_000, Math.max(floorMs, 1000 * 2 ** Math.min(failures - 1, 6))) * (1 + Math.random() / 2);
 
 /** The longest wait between retries while the page is in the foreground (plus up to 50 %): a server that comes
- * back is found within a few seconds (issue 34: 26.7 s after a restart with the uncapped backoff). */
+ * back is found within a few seconds, not after a minute's backoff (npm README, Realtime). */
 export const VISIBLE_RETRY_MS = 1000;
 
 /** How long to wait after `failures` failures in a row: {@link backoff}, capped while the page is visible (never

@@ -88,8 +88,8 @@ struct EdgeRuntime {
 impl Runtime for EdgeRuntime {
     type Conn = EdgeConn;
 
-    /// The isolate's WebAssembly memory only grows (an upload takes ~11× its body: 88 MiB after a 7.7 MiB one,
-    /// from 3 MiB): past [`WASM_MEMORY_WARNING`] an operator is told to lower `max_request_bytes`.
+    /// The isolate's WebAssembly memory only grows, by about eleven times an upload's body: past
+    /// [`WASM_MEMORY_WARNING`] an operator is told to lower `max_request_bytes`.
     fn upload_done(&self, bytes: usize) {
         use wasm_bindgen::JsCast;
         let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();

@@ -108,15 +108,15 @@ impl Runtime for NativeRuntime {
         }
     }
 
-    /// glibc serves a large upload's allocations (body, parsed payloads, statement parameters: ~10× the body) from
-    /// its arenas once its dynamic mmap threshold has risen, and keeps the freed pages resident: after four full
-    /// batches 1.2 GiB stayed held. `malloc_trim(0)` gives every arena's free pages back to the kernel; it walks
-    /// the arenas, so it runs on a blocking thread and only after bodies of [`TRIM_AFTER_BYTES`] or more.
     fn retire(&self, conn: PooledConn) {
         // Taken out of the pool, the client and its connection task end; the pool opens a fresh one when needed.
         drop(deadpool_postgres::Object::take(conn.0));
     }
 
+    /// glibc serves a large upload's allocations (body, parsed payloads, statement parameters) from its arenas once
+    /// its dynamic mmap threshold has risen, and keeps the freed pages resident (bench/results/hostile-load.md).
+    /// `malloc_trim(0)` gives every arena's free pages back to the kernel; it walks the arenas, so it runs on a
+    /// blocking thread and only after bodies of [`TRIM_AFTER_BYTES`] or more.
     fn upload_done(&self, bytes: usize) {
         if bytes >= TRIM_AFTER_BYTES {
             release_free_memory();

@@ -99,9 +99,9 @@ fn yes() -> bool {
     true
 }
 
-/// A Worker isolate's default request body limit ([`Config::fit_isolate`]). Measured under `wrangler dev`, the
-/// isolate's WebAssembly memory grew from 3 to 88 MiB for a 7.7 MiB body (~11×); 6 MiB, and 8 MiB of bodies in
-/// flight, keep it near 90 MiB, leaving the rest of the isolate's 128 MB to JavaScript.
+/// A Worker isolate's default request body limit ([`Config::fit_isolate`]): an upload grows the isolate's
+/// WebAssembly memory by about eleven times its body, and an isolate has 128 MB for that and JavaScript
+/// (measured in bench/results/hostile-load.md).
 pub const ISOLATE_REQUEST_BYTES: usize = 6 << 20;
 
 /// The whole configuration.
