@@ -2,13 +2,32 @@
 // `Kysely<Database<typeof schema>>`, React hooks) and the synced-table list, and is checked against the SQLite
 // tables when the database opens, so the types cannot silently drift from the SQL.
 
-/** A column's SQLite type; a trailing `?` makes it nullable. */
-export type ColumnType = 'text' | 'integer' | 'real' | 'blob';
+/**
+ * A column's type; a trailing `?` makes it nullable. `text`, `integer`, `real` and `blob` are SQLite's own; the
+ * others say what the column holds, for the server's PostgreSQL DDL ({@link serverSql} in `oversync-web/server`):
+ * `uuid` (TEXT here, `uuid` there), `timestamp` (TEXT here, RFC 3339 such as `new Date().toISOString()`;
+ * `timestamptz` there) and `boolean` (INTEGER 0/1 here, `boolean` there).
+ */
+export type ColumnType = 'text' | 'integer' | 'real' | 'blob' | 'uuid' | 'timestamp' | 'boolean';
 export type ColumnSpec = ColumnType | `${ColumnType}?`;
 
-type Base<C extends string> = C extends `text${string}`
+/** The SQLite type each column type is stored as. */
+export const SQLITE_TYPE: Readonly<Record<ColumnType, 'text' | 'integer' | 'real' | 'blob'>> = {
+  text: 'text',
+  integer: 'integer',
+  real: 'real',
+  blob: 'blob',
+  uuid: 'text',
+  timestamp: 'text',
+  boolean: 'integer',
+};
+
+/** A spec's type without its `?`. */
+export const baseType = (spec: ColumnSpec): ColumnType => spec.replace('?', '') as ColumnType;
+
+type Base<C extends string> = C extends `${'text' | 'uuid' | 'timestamp'}${string}`
   ? string
-  : C extends `integer${string}` | `real${string}`
+  : C extends `${'integer' | 'real' | 'boolean'}${string}`
     ? number
     : C extends `blob${string}`
       ? Uint8Array
@@ -65,8 +84,10 @@ export function defineSchema<const T extends Tables>(
 ): Schema<T> {
   for (const [table, columns] of Object.entries(tables)) {
     for (const [column, spec] of Object.entries(columns)) {
-      if (!/^(text|integer|real|blob)\??$/.test(spec)) {
-        throw new TypeError(`${table}.${column}: ${String(spec)} is not text, integer, real or blob (with ? if nullable)`);
+      if (!/^(text|integer|real|blob|uuid|timestamp|boolean)\??$/.test(spec)) {
+        throw new TypeError(
+          `${table}.${column}: ${String(spec)} is not text, integer, real, blob, uuid, timestamp or boolean (with ? if nullable)`,
+        );
       }
     }
   }
@@ -97,7 +118,7 @@ export function schemaSql(schema: Schema): string {
     const key = (schema.keys as Record<string, string | undefined>)[table] ?? 'id';
     const defaults = ((schema.defaults ?? {}) as Record<string, Record<string, string> | undefined>)[table] ?? {};
     const cols = Object.entries(columns).map(([name, spec]) => {
-      const type = spec.replace('?', '').toUpperCase();
+      const type = SQLITE_TYPE[baseType(spec)].toUpperCase();
       const parts = [quote(name), type];
       if (name === key) parts.push('PRIMARY KEY');
       if (!spec.endsWith('?') || name === key) parts.push('NOT NULL');
@@ -115,7 +136,7 @@ export function schemaSql(schema: Schema): string {
 }
 
 /** SQLite's affinity for a declared type (https://sqlite.org/datatype3.html §3.1). */
-export function affinity(declared: string): ColumnType | 'numeric' {
+export function affinity(declared: string): 'text' | 'integer' | 'real' | 'blob' | 'numeric' {
   const t = declared.toUpperCase();
   if (t.includes('INT')) return 'integer';
   if (t.includes('CHAR') || t.includes('CLOB') || t.includes('TEXT')) return 'text';
@@ -146,7 +167,7 @@ export function mismatches(table: string, declared: Record<string, ColumnSpec>, 
       out.push(`${table}.${name}: no such column`);
       continue;
     }
-    const want = spec.replace('?', '');
+    const want = SQLITE_TYPE[baseType(spec)];
     const have = affinity(col.type);
     if (have !== want) out.push(`${table}.${name}: declared ${col.type || 'without a type'} (${have}), the schema says ${want}`);
     const nullable = spec.endsWith('?');

@@ -58,17 +58,18 @@ export function descendants(pid) {
 /**
  * Starts PostgreSQL + the sync server through `oversync-dev` (serving `staticDir` on its origin if given; the
  * Worker under wrangler dev with `edge`; with `jwks` a test identity provider that serves the app and signs its
- * tokens, on `app`; `env` adds server settings such as `OVERSYNC_JWKS_URL`); resolves to `{ url, app, pid, stop }`.
+ * tokens, on `app`; `env` adds server settings such as `OVERSYNC_JWKS_URL`; `config` another configuration file
+ * than the demo's); resolves to `{ url, app, pid, stop }`.
  */
-export async function startSyncServer({ staticDir, edge = false, jwks = false, env = {} } = {}) {
+export async function startSyncServer({ staticDir, edge = false, jwks = false, env = {}, config } = {}) {
   // --jwks needs PORT and PORT+1: retry until a free port's successor is free too.
   let port = await freePort();
   while (jwks && !(await isFree(port + 1))) port = await freePort();
   const extra = [...(staticDir ? ['--static', staticDir] : []), ...(edge ? ['--edge'] : []), ...(jwks ? ['--jwks'] : [])];
-  const config = jwks ? 'server-edge/demo/jwks.toml' : 'server-edge/demo/demo.toml';
+  config ??= path.join(root, jwks ? 'server-edge/demo/jwks.toml' : 'server-edge/demo/demo.toml');
   const child = spawn(
     path.join(target, 'oversync-dev'),
-    ['--server', path.join(target, 'oversync-server'), '--config', path.join(root, config), ...extra],
+    ['--server', path.join(target, 'oversync-server'), '--config', config, ...extra],
     { env: { ...process.env, ...env, PORT: String(port), RUST_LOG: process.env.RUST_LOG ?? 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
