@@ -4,17 +4,17 @@
 import { INITIAL_STATUS, toWire, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
 import { sameRows } from './rows.js';
 import { fileName, removeFiles } from './files.js';
-import type { Conflict, ConflictContext, ConflictDecision, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, ScopeStatus, SyncStatus, TableOption } from './types.js';
+import type { Conflict, ConflictContext, ConflictDecision, ErrorCode, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, ScopeStatus, SyncStatus, TableOption } from './types.js';
 
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 export type * from './types.js';
 export { defineSchema, schemaSql, type Schema, type Row as SchemaRow, type Database, type TableRow, type ColumnSpec, type ColumnType } from './schema.js';
-import { mismatches, schemaSql, type ActualColumn, type Schema } from './schema.js';
+import { mismatches, schemaSql, type ActualColumn, type Database, type Schema } from './schema.js';
 
 /** Every error this package throws: `code` is stable (see README), `message` is for people. */
 export class OversyncError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   /** HTTP status, for `code === 'HTTP'` (and 401 for `UNAUTHORIZED`). */
   readonly status?: number;
   /** SQLite's extended result code (e.g. 1555, `SQLITE_CONSTRAINT_PRIMARYKEY`), for `SQLITE_*` codes. */
@@ -29,7 +29,7 @@ export class OversyncError extends Error {
   constructor(e: WireError) {
     super(e.message);
     this.name = 'OversyncError';
-    this.code = e.code;
+    this.code = e.code as ErrorCode;
     if (e.status !== undefined) this.status = e.status;
     if (e.sqliteCode !== undefined) this.sqliteCode = e.sqliteCode;
     if (e.retryAfterMs !== undefined) this.retryAfterMs = e.retryAfterMs;
@@ -60,21 +60,57 @@ export interface SubscribeOptions {
  */
 export type Auth = string | ((ctx: { deviceId: string; user: string; refresh: boolean }) => string | Promise<string>);
 
-/** Options of {@link SyncClient.open}. */
-export interface OpenOptions {
+/** The row types of a client opened with `schema` (`any` for one opened with `tables`: untyped). */
+export type DatabaseOf<S extends Schema> = Schema extends S ? any : Database<S>;
+
+/**
+ * Options of {@link SyncClient.open}: the common ones, `tables` or `schema` (not both), `resolver` or
+ * `conflict` (not both). With `schema`, `conflict` gets typed payloads.
+ */
+export type OpenOptions<S extends Schema = Schema> = CommonOptions &
+  (
+    | {
+        /** The synced tables; they must exist after `init` ran. Or give `schema` instead. */
+        tables: TableOption[];
+        schema?: never;
+      }
+    | {
+        /**
+         * The synced tables with their columns ({@link defineSchema}), instead of `tables`: gives row types, and
+         * each declared column is checked against SQLite at open (`CONFIG` on a mismatch, with every difference
+         * listed).
+         */
+        schema: S;
+        tables?: never;
+      }
+  ) &
+  (
+    | {
+        /** Conflict strategy: `server-wins` (default) or `client-wins`; or give `conflict`. */
+        resolver?: 'server-wins' | 'client-wins';
+        conflict?: never;
+      }
+    | {
+        /**
+         * Decides each conflict in your code: return `'server'` (take the server's row), `'client'` (send the
+         * local change again over it) or a merged row (wire form, e.g. `{ ...ctx.server.payload, title:
+         * ctx.local.payload?.title }`), or a promise of one. Called in the tab that owns the database (give
+         * every tab the same function). A throwing or silent resolver leaves the row pending and asks again at
+         * its next conflict.
+         */
+        conflict: (ctx: ConflictContext<DatabaseOf<S>>) => ConflictDecision<DatabaseOf<S>> | Promise<ConflictDecision<DatabaseOf<S>>>;
+        resolver?: never;
+      }
+  );
+
+/** What every {@link OpenOptions} has. */
+export interface CommonOptions {
   /** App database name; with `user` it names the file (`<name>.<user>.sqlite3`) — one file per user. */
   name: string;
   /** The signed-in user's id (the token's `sub`, or the claim `userClaim` names). Another user opens another file. */
   user: string;
   /** Base URL of the sync server (e.g. `https://sync.example.com`). */
   url: string;
-  /** The synced tables; they must exist after `init` ran. Or give `schema` instead. */
-  tables?: TableOption[];
-  /**
-   * The synced tables with their columns ({@link defineSchema}), instead of `tables`: gives row types, and each
-   * declared column is checked against SQLite at open (`CONFIG` on a mismatch, with every difference listed).
-   */
-  schema?: Schema;
   /**
    * SQL run at every open before sync starts: create your tables with `CREATE TABLE IF NOT EXISTS`. With `schema`
    * and no `init`, the schema's own DDL ({@link schemaSql}) runs.
@@ -91,15 +127,6 @@ export interface OpenOptions {
    * that is not a JWT, or lacks the claim, is left to the server.
    */
   userClaim?: string;
-  /** Conflict strategy: `server-wins` (default) or `client-wins`; or give `conflict`. */
-  resolver?: 'server-wins' | 'client-wins';
-  /**
-   * Decides each conflict in your code: return `'server'` (take the server's row), `'client'` (send the local
-   * change again over it) or a merged row (wire form, e.g. `{ ...ctx.server.payload, title: ctx.local.payload.title }`),
-   * or a promise of one. Called in the tab that owns the database (give every tab the same function). A
-   * throwing or silent resolver leaves the row pending and asks again at its next conflict.
-   */
-  conflict?: (ctx: ConflictContext) => ConflictDecision | Promise<ConflictDecision>;
   /**
    * Called with errors of background sync cycles, once per episode (again after a cycle succeeds or the error
    * changes). What waiting cures never reaches it (`NETWORK`, `AUTH_UNAVAILABLE`, `HTTP` 408/429/5xx): see
@@ -155,7 +182,7 @@ export interface Transaction {
 type Listener = () => void;
 
 /** An open database. Every tab of the origin may open the same one; one of them owns it and serves the rest. */
-export class SyncClient {
+export class SyncClient<DB = any> {
   private worker: Worker;
   private nextId = 0;
   private calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
@@ -172,13 +199,13 @@ export class SyncClient {
   private signOutFailure: OversyncError | null = null;
   private detach: () => void = () => undefined;
 
-  private constructor(private opts: OpenOptions) {
+  private constructor(private opts: OpenOptions<any>) {
     this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'oversync' });
     this.worker.onmessage = (e: MessageEvent<WorkerMessage>) => this.onMessage(e.data);
   }
 
   /** Opens (or creates) the user's database and starts syncing in the background. */
-  static async open(options: OpenOptions): Promise<SyncClient> {
+  static async open<S extends Schema = Schema>(options: OpenOptions<S>): Promise<SyncClient<DatabaseOf<S>>> {
     for (const k of ['name', 'user', 'url'] as const) {
       if (typeof options[k] !== 'string' || !options[k]) throw new OversyncError({ code: 'BAD_ARGUMENT', message: `${k} is required` });
     }
@@ -204,7 +231,7 @@ export class SyncClient {
         }));
     // A schema without `init` creates its own tables (one source for the columns, the types and the DDL).
     const init = options.init ?? (options.schema ? schemaSql(options.schema) : '');
-    const client = new SyncClient(options);
+    const client = new SyncClient<DatabaseOf<S>>(options as OpenOptions<any>);
     const file = fileName(options.name, options.user);
     try {
       await client.call('open' as Op, [
@@ -434,9 +461,10 @@ export class SyncClient {
   }
 
   /** Calls `listener` with conflicts as sync resolves them; returns the unsubscribe function. */
-  onConflicts(listener: (c: Conflict[]) => void): () => void {
-    this.conflictListeners.add(listener);
-    return () => this.conflictListeners.delete(listener);
+  onConflicts(listener: (c: Conflict<DB>[]) => void): () => void {
+    const l = listener as (c: Conflict[]) => void;
+    this.conflictListeners.add(l);
+    return () => this.conflictListeners.delete(l);
   }
 
   /** The shared scopes this database holds (also in `status.scopes`): `{ scope, role, state, rows }`. */

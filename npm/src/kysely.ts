@@ -7,6 +7,8 @@
 //   const stop = liveQuery(client, db.selectFrom('posts').select('title'), (rows) => render(rows));
 
 import {
+  DummyDriver,
+  Kysely as KyselyClass,
   SqliteAdapter,
   SqliteIntrospector,
   SqliteQueryCompiler,
@@ -158,4 +160,21 @@ export function liveQuery<R>(
 ): () => void {
   const compiled = query.compile();
   return client.subscribe<R>(compiled.sql, [...compiled.parameters] as Params, callback, options);
+}
+
+/**
+ * A Kysely that only builds queries (no database: `execute()` on it answers nothing), for the React hooks that
+ * take a builder: `const q = queryBuilder<Database<typeof schema>>()` once, then
+ * `useLiveQuery(q.selectFrom('posts').select('title'))` in a component, its rows inferred. The hooks run the
+ * compiled SQL on the provider's database.
+ */
+export function queryBuilder<DB>(): Kysely<DB> {
+  return new KyselyClass<DB>({
+    dialect: {
+      createAdapter: () => new SqliteAdapter(),
+      createDriver: () => new DummyDriver(),
+      createIntrospector: (db) => new SqliteIntrospector(db),
+      createQueryCompiler: () => new SqliteQueryCompiler(),
+    },
+  });
 }

@@ -3,7 +3,7 @@
 
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
-import type { Conflict, ConflictContext, ConflictDecision, LogEntry, LogLevel, Rejection, ScopeStatus, SyncStatus } from './types.js';
+import type { Conflict, ConflictContext, ConflictDecision, ErrorCode, LogEntry, LogLevel, Rejection, ScopeStatus, SyncStatus } from './types.js';
 import { realtimeLoop } from './realtime.js';
 import type { RealtimeMode } from './watch.js';
 
@@ -488,7 +488,7 @@ export class Owner {
     } catch (e) {
       failure = e;
       // Failures before the engine ran (offline, no token) are the cycle's error too.
-      const { code = 'INTERNAL', message = String(e) } = e as { code?: string; message?: string };
+      const { code = 'INTERNAL', message = String(e) } = e as { code?: ErrorCode; message?: string };
       this.cycleError = { code, message };
       this.log(code === 'NETWORK' ? 'info' : 'warn', 'sync cycle failed', {
         ms: Math.round(performance.now() - started),

@@ -48,10 +48,27 @@ export function OversyncProvider({ db, children }: { db: SyncClient | null; chil
   return createElement(Context.Provider, { value }, children);
 }
 
-/** The provider's database (null while it opens, and always on a server). */
-export function useDb(): SyncClient | null {
+/**
+ * The provider's database (null while it opens, and always on a server); `useDb<Database<typeof schema>>()` for
+ * the typed client.
+ */
+export function useDb<DB = any>(): SyncClient<DB> | null {
   return useContext(Context).db;
 }
+
+/**
+ * A query whose rows the hooks infer: a Kysely builder (e.g. from `queryBuilder()` of `oversync-web/kysely`), or
+ * anything with `compile()` and a typed `execute()` (which the hooks never call: they run the compiled SQL).
+ */
+export interface Compilable<R> {
+  compile(): { readonly sql: string; readonly parameters: ReadonlyArray<unknown> };
+  execute(): Promise<R[]>;
+}
+
+const compiled = (query: Compilable<unknown>): [string, Params] => {
+  const c = query.compile();
+  return [c.sql, [...c.parameters] as Params];
+};
 
 /** The result of {@link useQuery}. */
 export interface QueryState<T> {
@@ -77,6 +94,21 @@ export function useQuery<T = Row>(client: SyncClient | null, sql: string, params
 export function useQuery<T = Row>(a: SyncClient | null | string, b?: string | Params, c?: Params): QueryState<T> {
   const fromContext = useDb();
   const [client, sql, params] = typeof a === 'string' ? [fromContext, a, b as Params | undefined] : [a, b as string, c];
+  return useLive<T>(client, sql, params);
+}
+
+/**
+ * {@link useQuery} of a query builder, its rows inferred: `useLiveQuery(q.selectFrom('posts').select('title'))`
+ * gives `QueryState<{ title: string }>`. Compiled at every render and compared by SQL and params, like
+ * `useQuery`. Uses the provider's database, or `client` when given.
+ */
+export function useLiveQuery<R>(query: Compilable<R>, client?: SyncClient | null): QueryState<R> {
+  const fromContext = useDb();
+  const [sql, params] = compiled(query);
+  return useLive<R>(client === undefined ? fromContext : client, sql, params);
+}
+
+function useLive<T>(client: SyncClient | null, sql: string, params: Params | undefined): QueryState<T> {
   const key = paramsKey(params);
   const id = `${sql}\u0000${key}`;
   // The last result and what it answers: in the render where the SQL, params or database change, the old rows
@@ -123,7 +155,11 @@ const clientOnly = () =>
  * browser renders the rows. A failed query throws its `OversyncError` to the nearest error boundary. Uses the
  * provider's database.
  */
-export function useSuspenseQuery<T = Row>(sql: string, params?: Params): T[] {
+export function useSuspenseQuery<T = Row>(sql: string, params?: Params): T[];
+/** {@link useSuspenseQuery} of a query builder, its rows inferred (see {@link useLiveQuery}). */
+export function useSuspenseQuery<R>(query: Compilable<R>): R[];
+export function useSuspenseQuery<T>(a: string | Compilable<T>, b?: Params): T[] {
+  const [sql, params] = typeof a === 'string' ? [a, b] : compiled(a);
   const { db, ready } = useContext(Context);
   const key = paramsKey(params);
   const entry = db ? queryEntry<T>(db, sql, params, key) : null;

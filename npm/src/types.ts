@@ -3,8 +3,40 @@
 /** A value SQLite stores: integers beyond 2^53 come back as bigint, blobs as Uint8Array. */
 export type SqlValue = null | number | bigint | string | Uint8Array;
 
+/**
+ * A value a statement parameter may take: what SQLite stores, and a boolean (stored as 0/1) or an ArrayBuffer (a
+ * blob). Anything else (a `Date`, `undefined`, an object) is a compile error: convert it first, e.g.
+ * `date.toISOString()`.
+ */
+export type SqlParam = null | boolean | number | bigint | string | Uint8Array | ArrayBuffer;
+
 /** Statement parameters: positional (`?`, `?1`) or named (`:name`, `@name`, `$name`; a bare key means `:key`). */
-export type Params = readonly unknown[] | Record<string, unknown>;
+export type Params = readonly SqlParam[] | { readonly [name: string]: SqlParam };
+
+/** The `code` of an {@link OversyncError} (README: *Errors*). A newer package may add codes: keep a default branch. */
+export type ErrorCode =
+  | 'BAD_ARGUMENT'
+  | `SQLITE_${string}`
+  | 'NOT_SIGNED_IN'
+  | 'AUTH'
+  | 'AUTH_UNAVAILABLE'
+  | 'NETWORK'
+  | 'UNAUTHORIZED'
+  | 'HTTP'
+  | 'PROTOCOL'
+  | 'WRONG_USER'
+  | 'TOKEN_USER_MISMATCH'
+  | 'CONFIG'
+  | 'STORAGE_UNAVAILABLE'
+  | 'STORAGE_LOCKED'
+  | 'TX_ABORTED'
+  | 'INTERNAL'
+  | 'OWNER_LOST'
+  | 'BUSY'
+  | 'LOCK_TIMEOUT'
+  | 'CLOSED'
+  | 'RESOLVER'
+  | 'PENDING';
 
 /** A row as an object keyed by column name. */
 export type Row = Record<string, SqlValue>;
@@ -35,17 +67,32 @@ export interface ScopeStatus {
   rows: number;
 }
 
-/** A conflict the engine resolved during a sync (PROTOCOL §7.5). */
-export interface Conflict {
-  table: string;
+type IsAny<T> = 0 extends 1 & T ? true : false;
+
+/** A value in wire form: a blob is base64 text there (PROTOCOL.md §5); the rest as SQLite gives it. */
+type Wire<V> = V extends Uint8Array ? string : V;
+
+/** A table's row in wire form (what conflict payloads hold): `WireRow<Row<typeof schema, 'posts'>>`. */
+export type WireRow<R> = { [K in keyof R]: Wire<R[K]> };
+
+/** One table's conflict, its payloads typed. */
+export interface TableConflict<Name extends string = string, P = Record<string, unknown>> {
+  table: Name;
   pk: string;
   /** `server`: the server's row was kept; `client`: the local change was re-sent; `merge`: a merged row. */
   resolution: 'server' | 'client' | 'merge';
   /** The merged row (wire form) for `merge`, else null. */
-  merged: Record<string, unknown> | null;
-  server: { deleted: boolean; payload: Record<string, unknown> | null; version: number };
-  local: { op: 'INSERT' | 'UPDATE' | 'DELETE'; payload: Record<string, unknown> | null; baseVersion: number };
+  merged: P | null;
+  server: { deleted: boolean; payload: P | null; version: number };
+  local: { op: 'INSERT' | 'UPDATE' | 'DELETE'; payload: P | null; baseVersion: number };
 }
+
+/**
+ * A conflict the engine resolved during a sync (PROTOCOL §7.5). With a typed database (`SyncClient.open` with
+ * `schema`), a union over its tables: narrowing on `table` types the payloads.
+ */
+export type Conflict<DB = any> =
+  IsAny<DB> extends true ? TableConflict : { [T in keyof DB & string]: TableConflict<T, WireRow<DB[T]>> }[keyof DB & string];
 
 /**
  * The reasons a change is refused for good (PROTOCOL.md §4.3 and the extensions): `bad_payload`,
@@ -65,20 +112,35 @@ export interface Rejection {
   message: string | null;
 }
 
-/** A conflict the app's `conflict` option decides (payloads in wire form: column → JSON value). */
-export interface ConflictContext {
-  table: string;
+/** One table's conflict as the `conflict` option gets it (payloads in wire form: column → JSON value). */
+export interface TableConflictContext<Name extends string = string, P = Record<string, unknown>> {
+  table: Name;
   pk: string;
   /** The server's row: `payload` is null for a tombstone. */
-  server: { deleted: boolean; payload: Record<string, unknown> | null; version: number };
+  server: { deleted: boolean; payload: P | null; version: number };
   /** The local change: `op` INSERT/UPDATE/DELETE, `payload` null for a DELETE, the version it was made against. */
-  local: { op: string; payload: Record<string, unknown> | null; baseVersion: number };
+  local: { op: 'INSERT' | 'UPDATE' | 'DELETE'; payload: P | null; baseVersion: number };
   /** Internal: identifies the local change the decision is for. */
   key: string;
 }
 
-/** What the `conflict` option answers: the server's row, the local change, or a merged row (wire form). */
-export type ConflictDecision = 'server' | 'client' | Record<string, unknown>;
+/**
+ * A conflict the app's `conflict` option decides. With a typed database (`schema`), a union over its tables:
+ * `if (ctx.table === 'posts')` types `ctx.server.payload` as a post in wire form.
+ */
+export type ConflictContext<DB = any> =
+  IsAny<DB> extends true
+    ? TableConflictContext
+    : { [T in keyof DB & string]: TableConflictContext<T, WireRow<DB[T]>> }[keyof DB & string];
+
+/**
+ * What the `conflict` option answers: the server's row, the local change, or a merged row (wire form; typed as a
+ * row of one of the database's tables when it is typed).
+ */
+export type ConflictDecision<DB = any> =
+  | 'server'
+  | 'client'
+  | (IsAny<DB> extends true ? Record<string, unknown> : { [T in keyof DB]: Partial<WireRow<DB[T]>> }[keyof DB]);
 
 /** Severity of a {@link LogEntry}; a logger gets its level and the ones above. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -126,7 +188,7 @@ export interface SyncStatus {
   /** Whether this database ever completed a sync cycle (kept in the database: true again after a reload). */
   hasSynced: boolean;
   /** The last cycle's error, cleared by the next success. */
-  lastError: { code: string; message: string } | null;
+  lastError: { code: ErrorCode; message: string } | null;
   /** Conflicts resolved in this session, newest last (at most 100). */
   conflicts: Conflict[];
   /** Changes the server rejected for good. */

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -59,6 +59,8 @@ test('the packed package builds with Vite and runs in Chromium (React provider a
   await page.click('#add-w');
   await page.waitForFunction(() => document.querySelector('#names')?.textContent === 'Vera');
   await page.waitForFunction(() => document.querySelector('#count')?.textContent === '2');
+  // useLiveQuery / useSuspenseQuery of a queryBuilder() builder run on the provider's database.
+  await page.waitForFunction(() => document.querySelector('#builder')?.textContent === 'Vera of 2');
   await page.click('#switch');
   await page.waitForFunction(() => document.querySelector('#names')?.textContent === 'Walt');
   await eventually(
@@ -88,8 +90,17 @@ test('the packed package builds with webpack 5 (defaults only) and runs in Chrom
   await ctx.close();
 });
 
-test('defineSchema row types reach db.query and Kysely from the packed package (tsc; wrong columns do not compile)', () => {
-  // `@ts-expect-error` lines fail the check if their error goes away, so the types are proved both ways.
+test('the types hold end to end, and every ts/tsx block of the README compiles, under the Vite react-ts template\'s flags', () => {
+  // src/typed*.ts: `@ts-expect-error` lines fail the check if their error goes away, so the types are proved both
+  // ways. The README's blocks are taken from the installed package, each its own module (readme-globals.d.ts
+  // declares what they leave to the reader).
+  const readme = readFileSync(path.join(app, 'node_modules/oversync-web/README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/^( *)```(tsx?)\n([\s\S]*?)^\1```$/gm)];
+  assert.ok(blocks.length >= 5, `${blocks.length} ts blocks`);
+  blocks.forEach(([, indent, lang, code], i) => {
+    const text = code.split('\n').map((l) => l.slice(indent.length)).join('\n');
+    writeFileSync(path.join(app, `src/readme-${i}.${lang}`), text);
+  });
   run(path.join(root, 'npm/node_modules/.bin/tsc'), ['-p', 'tsconfig.json'], app);
 });
 
@@ -104,6 +115,13 @@ test('the same React components render on a server (Vite SSR build), as a string
   }
   assert.ok(out.ms < 2000, `streamed in ${out.ms} ms`);
   assert.deepEqual(out.errors, [], 'no error but the recognised client-only one');
+});
+
+test('the installed package\'s command writes the server\'s DDL and tables from the app\'s schema module', () => {
+  const out = run(path.join(app, 'node_modules/.bin/oversync-web'), ['server-schema', 'src/schema.mjs', '--pg-schema', 'business'], app);
+  assert.match(out, /CREATE TABLE IF NOT EXISTS business\.users \(\n  owner_id text NOT NULL,\n  id uuid NOT NULL,/);
+  assert.match(out, /created_at timestamptz,\n  PRIMARY KEY \(owner_id, id\)/);
+  assert.match(out, /\[\[tables\]\]\nschema = "business"\ntable = "users"\nowner_column = "owner_id"/);
 });
 
 test('what a browser downloads is measured on the installed package and stays under 750 KiB gzip (the README quotes it)', async () => {

@@ -1,7 +1,11 @@
 // The components the browser build (main.js) and the server render (ssr.js) share: the provider's database,
 // a live query whose params change, a suspending count, and the sync status.
 import { createElement as h, Suspense, useState } from 'react';
-import { OversyncProvider, useDb, useQuery, useSuspenseQuery, useSyncStatus } from 'oversync-web/react';
+import { OversyncProvider, useDb, useLiveQuery, useQuery, useSuspenseQuery, useSyncStatus } from 'oversync-web/react';
+import { queryBuilder } from 'oversync-web/kysely';
+
+/** Builds queries only: the hooks run them on the provider's database. */
+const q = queryBuilder();
 
 /** Every render of Names, for the test: no flash of `[]` while the params change. */
 const renders = typeof window === 'undefined' ? [] : (window.renders = []);
@@ -22,6 +26,13 @@ function Count() {
   return h('p', { id: 'count' }, String(n));
 }
 
+/** The hooks that take a query builder (their types: typed-end-to-end.ts). */
+function Builder() {
+  const { rows } = useLiveQuery(q.selectFrom('users').select('name').where('name', 'like', 'V%').orderBy('name'));
+  const [{ n }] = useSuspenseQuery(q.selectFrom('users').select((eb) => eb.fn.countAll().as('n')));
+  return h('p', { id: 'builder' }, `${rows.map((r) => r.name).join(',')} of ${n}`);
+}
+
 function Status() {
   const status = useSyncStatus();
   const db = useDb();
@@ -34,6 +45,7 @@ export function Journal({ db, onAdd }) {
     onAdd && h('button', { id: 'add-w', onClick: () => onAdd('Walt') }, 'add W'),
     h(Names),
     h(Suspense, { fallback: h('p', { id: 'fallback' }, 'counting…') }, h(Count)),
+    h(Suspense, { fallback: h('p', { id: 'builder-fallback' }, 'building…') }, h(Builder)),
     h(Status),
   );
 }
