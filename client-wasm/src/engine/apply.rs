@@ -55,10 +55,15 @@ impl<T: Transport> Engine<T> {
     /// keeps syncing its other tables when the server stops syncing one (its changes are then rejected as
     /// `unregistered_table`, listed in the rejections), so a server deploy cannot stop every device.
     pub(crate) async fn check_registered(&mut self) -> Result<(), SyncError> {
+        if self.registered {
+            return Ok(());
+        }
         if self.status()?.last_synced.is_some() {
+            self.registered = true;
             return Ok(());
         }
         let Some(registered) = self.server_capabilities().await?.and_then(|c| c.tables) else {
+            self.registered = true;
             return Ok(());
         };
         let schema = &self.cfg.schema;
@@ -74,6 +79,7 @@ impl<T: Transport> Engine<T> {
             .map(|t| format!("{schema}.{}", t.table))
             .collect();
         if missing.is_empty() {
+            self.registered = true;
             return Ok(());
         }
         let known: Vec<String> = registered.iter().map(|r| format!("{}.{}", r.schema, r.table)).collect();

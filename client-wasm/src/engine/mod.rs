@@ -266,6 +266,9 @@ pub struct Engine<T> {
     pub(crate) progress: Tracker,
     /// The path of the last request sent (a failed cycle's error names its URL).
     last_path: Option<String>,
+    /// The synced tables were found registered on the server (or this database has synced before): the check
+    /// before a cycle ([`Engine::check_registered`]) is done for the engine's life.
+    pub(crate) registered: bool,
 }
 
 /// Produces a fresh bearer token (the app's auth), asked once after a 401 before giving up.
@@ -342,6 +345,7 @@ impl<T: Transport> Engine<T> {
             page_rows: None,
             progress: Tracker::default(),
             last_path: None,
+            registered: false,
         })
     }
 

@@ -9,12 +9,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const TABLE: &str = "business.team_posts";
-
-fn post(scid: i64, pk: &str, team: &str, title: &str) -> Value {
-    upsert(scid, TABLE, pk, 0, json!({"id": pk, "team_id": team, "title": title}))
-}
-
 /// The lock stripe of `scope` (as `sync.lock_owners_v1` computes it).
 async fn stripe(t: &Target, scope: &str) -> i64 {
     db(t)
@@ -61,7 +55,7 @@ async fn a_writer_of_large_rows_in_many_scopes_holds_a_shared_stripe_for_a_slice
         scid += 1;
         let started = Instant::now();
         let (status, body) = v
-            .upload_raw(json!({"changes": [post(scid, &id(), &victim_scope, "hello")]}).to_string())
+            .upload_raw(json!({"changes": [team_post(scid, &id(), 0, Some(&victim_scope), "hello")]}).to_string())
             .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["statuses"][0]["status"], "applied", "{body}");
@@ -78,7 +72,7 @@ async fn a_writer_of_large_rows_in_many_scopes_holds_a_shared_stripe_for_a_slice
     let batches: Vec<String> = (0..2)
         .map(|b| {
             let changes: Vec<Value> = (0..200)
-                .map(|i| post(b * 200 + i + 1, &id(), &scopes[i as usize % 16], &name))
+                .map(|i| team_post(b * 200 + i + 1, &id(), 0, Some(&scopes[i as usize % 16]), &name))
                 .collect();
             json!({ "changes": changes }).to_string()
         })
@@ -139,20 +133,10 @@ async fn a_writer_of_large_rows_in_many_scopes_holds_a_shared_stripe_for_a_slice
     );
 }
 
-fn draft(scid: i64, pk: &str, base: i64, team: Option<&str>, title: &str) -> Value {
-    upsert(
-        scid,
-        TABLE,
-        pk,
-        base,
-        json!({"id": pk, "team_id": team, "title": title}),
-    )
-}
-
 /// Publishing someone else's draft key into one's own scope: a conflict with a deletion, as for a key out of
 /// sight, and the draft's author can still publish and edit it.
 async fn a_stolen_draft_key_is_refused(t: &Target, thief: &Device, pk: &str, thiefs: &str) {
-    let steal = thief.upload(vec![draft(1, pk, 0, Some(thiefs), "mine now")]).await;
+    let steal = thief.upload(vec![team_post(1, pk, 0, Some(thiefs), "mine now")]).await;
     assert_eq!(steal["statuses"][0]["status"], "conflict", "{steal}");
     assert_eq!(steal["statuses"][0]["server_row"]["deleted"], true, "{steal}");
     assert_eq!(steal["statuses"][0]["server_row"]["server_version"], 0, "{steal}");
@@ -177,23 +161,23 @@ async fn a_draft_key_cannot_be_published_by_another_user() {
 
     // A draft created through this server is claimed at its first upload.
     let pk = id();
-    let r = a.upload(vec![draft(1, &pk, 0, None, "draft")]).await;
+    let r = a.upload(vec![team_post(1, &pk, 0, None, "draft")]).await;
     assert!(all_applied(&r), "{r}");
     a_stolen_draft_key_is_refused(&t, &b, &pk, &theirs).await;
     // The author publishes it and edits it, as before.
-    let r = a.upload(vec![draft(2, &pk, 1, Some(&ours), "published")]).await;
+    let r = a.upload(vec![team_post(2, &pk, 1, Some(&ours), "published")]).await;
     assert!(all_applied(&r), "{r}");
     let version = r["statuses"][0]["new_server_version"].as_i64().unwrap();
-    let r = a.upload(vec![draft(3, &pk, version, Some(&ours), "edited")]).await;
+    let r = a.upload(vec![team_post(3, &pk, version, Some(&ours), "edited")]).await;
     assert!(all_applied(&r), "{r}");
     // A key nobody claimed is still anyone's to create.
-    let r = b.upload(vec![draft(2, &id(), 0, Some(&theirs), "new")]).await;
+    let r = b.upload(vec![team_post(2, &id(), 0, Some(&theirs), "new")]).await;
     assert!(all_applied(&r), "{r}");
 
     // A draft written before claims were recorded (a database from an earlier version) is claimed for its author
     // by the first start that knows the table as scoped.
     let old = id();
-    let r = a.upload(vec![draft(4, &old, 0, None, "old draft")]).await;
+    let r = a.upload(vec![team_post(4, &old, 0, None, "old draft")]).await;
     assert!(all_applied(&r), "{r}");
     let db = db(&t).await;
     db.batch_execute(&format!(

@@ -8,16 +8,6 @@ use crate::support::*;
 
 const TABLE: &str = "business.team_posts";
 
-fn post(scid: i64, pk: &str, base: i64, team: Option<&str>, title: &str) -> Value {
-    upsert(
-        scid,
-        TABLE,
-        pk,
-        base,
-        json!({"id": pk, "team_id": team, "title": title}),
-    )
-}
-
 /// Every entry of a scope-aware download from `after` on (with `extra` parameters), and the last page.
 async fn scoped(d: &Device, after: i64, extra: &str) -> (Vec<Value>, Value) {
     let (mut after, mut until, mut all) = (after, 0, Vec::new());
@@ -86,7 +76,7 @@ async fn two_members_see_each_others_rows_both_ways_and_the_business_table_holds
     let Team { t, scope, a, b } = team().await;
     let pk = id();
     assert!(all_applied(
-        &a.1.upload(vec![post(1, &pk, 0, Some(&scope), "from a")]).await
+        &a.1.upload(vec![team_post(1, &pk, 0, Some(&scope), "from a")]).await
     ));
     let (entries, last) = scoped(&b.1, 0, "").await;
     assert_eq!(titles(&entries, &pk), vec![("INSERT".into(), Some("from a".into()))]);
@@ -99,7 +89,9 @@ async fn two_members_see_each_others_rows_both_ways_and_the_business_table_holds
     assert_eq!(last["scopes"], json!([{"scope": scope, "role": "writer"}]));
     assert!(last["scope_event"].as_i64().unwrap() > 0);
 
-    let resp = b.1.upload(vec![post(1, &pk, 1, Some(&scope), "edited by b")]).await;
+    let resp =
+        b.1.upload(vec![team_post(1, &pk, 1, Some(&scope), "edited by b")])
+            .await;
     assert_eq!(status_at(&resp, 0), WireStatus::Applied, "{resp}");
     assert_eq!(resp["statuses"][0]["new_server_version"], 2);
     let (entries, _) = scoped(&a.1, 0, "").await;
@@ -135,7 +127,7 @@ async fn two_members_see_each_others_rows_both_ways_and_the_business_table_holds
 async fn a_non_member_or_a_reader_can_neither_write_nor_read_a_scope() {
     let Team { t, scope, a, .. } = team().await;
     let pk = id();
-    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "secret")]).await;
+    a.1.upload(vec![team_post(1, &pk, 0, Some(&scope), "secret")]).await;
     let (outsider, reader) = (new_user(), new_user());
     join(&t, &scope, &reader, Some("reader")).await;
     let own_team = format!("team-{}", id());
@@ -144,8 +136,8 @@ async fn a_non_member_or_a_reader_can_neither_write_nor_read_a_scope() {
 
     // Writes into the scope, or over its row there: refused, naming the scope the change named.
     let attempts = vec![
-        post(1, &id(), 0, Some(&scope), "new row"),
-        post(2, &pk, 1, Some(&scope), "overwrite"),
+        team_post(1, &id(), 0, Some(&scope), "new row"),
+        team_post(2, &pk, 1, Some(&scope), "overwrite"),
     ];
     for change in attempts {
         let resp = o.upload(vec![change]).await;
@@ -160,7 +152,7 @@ async fn a_non_member_or_a_reader_can_neither_write_nor_read_a_scope() {
     // Changes that name only the row's key are answered as if the row did not exist (issue 32: no existence or
     // scope oracle): moving it into a scope of one's own conflicts with a deletion, and deleting it is the delete
     // of an unknown key, exactly as for a key nobody ever wrote.
-    let steal = o.upload(vec![post(3, &pk, 1, Some(&own_team), "steal")]).await;
+    let steal = o.upload(vec![team_post(3, &pk, 1, Some(&own_team), "steal")]).await;
     assert_eq!(status_at(&steal, 0), WireStatus::Conflict, "{steal}");
     assert_eq!(steal["statuses"][0]["server_row"]["deleted"], true, "{steal}");
     assert!(!steal.to_string().contains(&scope), "{steal}");
@@ -172,7 +164,7 @@ async fn a_non_member_or_a_reader_can_neither_write_nor_read_a_scope() {
         known["statuses"][0]["new_server_version"], unknown["statuses"][0]["new_server_version"],
         "{known} {unknown}"
     );
-    let resp = r.upload(vec![post(1, &pk, 1, Some(&scope), "reader edit")]).await;
+    let resp = r.upload(vec![team_post(1, &pk, 1, Some(&scope), "reader edit")]).await;
     assert_eq!(resp["statuses"][0]["invalid"]["reason"], "scope_forbidden", "{resp}");
 
     let (entries, last) = scoped(&o, 0, "").await;
@@ -202,7 +194,7 @@ async fn a_non_member_or_a_reader_can_neither_write_nor_read_a_scope() {
 #[tokio::test]
 async fn a_revoked_member_is_refused_by_the_next_request() {
     let Team { t, scope, a, b } = team().await;
-    a.1.upload(vec![post(1, &id(), 0, Some(&scope), "before")]).await;
+    a.1.upload(vec![team_post(1, &id(), 0, Some(&scope), "before")]).await;
     let (_, last) = scoped(&b.1, 0, "").await;
     let seen = last["next_after"].as_i64().unwrap();
     let event = last["scope_event"].as_i64().unwrap();
@@ -216,14 +208,16 @@ async fn a_revoked_member_is_refused_by_the_next_request() {
 
     join(&t, &scope, &b.0, None).await;
     let after = id();
-    a.1.upload(vec![post(2, &after, 0, Some(&scope), "after")]).await;
+    a.1.upload(vec![team_post(2, &after, 0, Some(&scope), "after")]).await;
     let page =
         b.1.download(&format!("scopes=1&after={seen}&scope_event={event}"))
             .await;
     assert_eq!(page["changes"], json!([]), "{page}");
     assert_eq!(page["scopes"], json!([]), "the leave is listed: {page}");
     assert!(page["scope_event"].as_i64().unwrap() > event);
-    let resp = b.1.upload(vec![post(1, &after, 1, Some(&scope), "still here?")]).await;
+    let resp =
+        b.1.upload(vec![team_post(1, &after, 1, Some(&scope), "still here?")])
+            .await;
     assert_eq!(resp["statuses"][0]["invalid"]["reason"], "scope_forbidden", "{resp}");
 }
 
@@ -231,10 +225,10 @@ async fn a_revoked_member_is_refused_by_the_next_request() {
 async fn two_members_editing_one_row_conflict_and_the_loser_gets_the_winners_row() {
     let Team { scope, a, b, .. } = team().await;
     let pk = id();
-    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "v1")]).await;
-    let first = a.1.upload(vec![post(2, &pk, 1, Some(&scope), "a wins")]).await;
+    a.1.upload(vec![team_post(1, &pk, 0, Some(&scope), "v1")]).await;
+    let first = a.1.upload(vec![team_post(2, &pk, 1, Some(&scope), "a wins")]).await;
     assert_eq!(status_at(&first, 0), WireStatus::Applied);
-    let second = b.1.upload(vec![post(1, &pk, 1, Some(&scope), "b loses")]).await;
+    let second = b.1.upload(vec![team_post(1, &pk, 1, Some(&scope), "b loses")]).await;
     assert_eq!(status_at(&second, 0), WireStatus::Conflict, "{second}");
     let row = &second["statuses"][0]["server_row"];
     assert_eq!(
@@ -242,10 +236,10 @@ async fn two_members_editing_one_row_conflict_and_the_loser_gets_the_winners_row
         (Some(2), Some("a wins"))
     );
     // The loser rebases on the winner's version and converges.
-    let third = b.1.upload(vec![post(2, &pk, 2, Some(&scope), "b after a")]).await;
+    let third = b.1.upload(vec![team_post(2, &pk, 2, Some(&scope), "b after a")]).await;
     assert_eq!(third["statuses"][0]["new_server_version"], 3, "{third}");
     // A retry of an applied change is answered from the log, whoever's row it is.
-    let again = b.1.upload(vec![post(2, &pk, 2, Some(&scope), "b after a")]).await;
+    let again = b.1.upload(vec![team_post(2, &pk, 2, Some(&scope), "b after a")]).await;
     assert_eq!(again["statuses"][0]["new_server_version"], 3, "{again}");
 }
 
@@ -257,8 +251,9 @@ async fn a_move_deletes_the_row_in_the_old_scope_and_inserts_it_in_the_new() {
     join(&t, &other, &c, Some("reader")).await;
     let dc = Device::new(&t, &c, "c1");
     let pk = id();
-    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "in the first")]).await;
-    let moved = a.1.upload(vec![post(2, &pk, 1, Some(&other), "moved")]).await;
+    a.1.upload(vec![team_post(1, &pk, 0, Some(&scope), "in the first")])
+        .await;
+    let moved = a.1.upload(vec![team_post(2, &pk, 1, Some(&other), "moved")]).await;
     assert_eq!(
         moved["statuses"][0]["new_server_version"], 3,
         "the delete is version 2: {moved}"
@@ -308,14 +303,16 @@ async fn a_move_deletes_the_row_in_the_old_scope_and_inserts_it_in_the_new() {
 async fn drafts_stay_private_to_their_author_and_are_not_materialised() {
     let Team { t, scope, a, b } = team().await;
     let pk = id();
-    assert!(all_applied(&a.1.upload(vec![post(1, &pk, 0, None, "my draft")]).await));
+    assert!(all_applied(
+        &a.1.upload(vec![team_post(1, &pk, 0, None, "my draft")]).await
+    ));
     assert!(titles(&scoped(&b.1, 0, "").await.0, &pk).is_empty());
     let (mine, _) = scoped(&a.1, 0, "").await;
     assert_eq!(titles(&mine, &pk), vec![("INSERT".into(), Some("my draft".into()))]);
     assert!(mine.iter().find(|e| e["pk"] == pk).unwrap().get("scope").is_none());
     assert_eq!(materialised(&t, &pk).await, 0);
     // Publishing the draft moves it into the scope: the team sees it, the business table holds it.
-    a.1.upload(vec![post(2, &pk, 1, Some(&scope), "published")]).await;
+    a.1.upload(vec![team_post(2, &pk, 1, Some(&scope), "published")]).await;
     assert_eq!(
         titles(&scoped(&b.1, 0, "").await.0, &pk),
         vec![("UPDATE".into(), Some("published".into()))]
@@ -378,12 +375,12 @@ async fn a_joining_member_backfills_the_scope_alone_by_snapshot_and_a_bounded_re
     let posts = pks
         .iter()
         .enumerate()
-        .map(|(i, pk)| post(i as i64 + 1, pk, 0, Some(&scope), "p"))
+        .map(|(i, pk)| team_post(i as i64 + 1, pk, 0, Some(&scope), "p"))
         .collect();
     a.1.upload(posts).await;
     a.1.upload(vec![
         delete(6, TABLE, &pks[0], 1),
-        post(7, &id(), 0, Some(&other), "elsewhere"),
+        team_post(7, &id(), 0, Some(&other), "elsewhere"),
     ])
     .await;
     // The newcomer has a private stream of its own and its cursor at its top.
@@ -431,8 +428,8 @@ async fn a_joining_member_backfills_the_scope_alone_by_snapshot_and_a_bounded_re
     // Writes after the snapshot's window come by the bounded replay, up to where the device's stream is.
     let late = id();
     a.1.upload(vec![
-        post(8, &late, 0, Some(&scope), "late"),
-        post(9, &id(), 0, Some(&other), "no"),
+        team_post(8, &late, 0, Some(&scope), "late"),
+        team_post(9, &id(), 0, Some(&other), "no"),
     ])
     .await;
     let cursor = scoped(&n, 0, "").await.1["next_after"].as_i64().unwrap();
@@ -468,7 +465,7 @@ async fn a_member_paging_one_cursor_across_scopes_sees_every_write_of_racing_wri
             for round in 0..15_i64 {
                 let scope = &scopes[(w + round as usize) % scopes.len()];
                 let changes = (0..8)
-                    .map(|j| post(round * 8 + j + 1, &id(), 0, Some(scope), "w"))
+                    .map(|j| team_post(round * 8 + j + 1, &id(), 0, Some(scope), "w"))
                     .collect();
                 let r = d.upload(changes).await;
                 assert!(all_applied(&r), "{r}");
@@ -548,7 +545,7 @@ async fn a_download_across_scopes_waits_for_an_upload_in_flight_in_any_of_them()
     let later = id();
     let w = Device::new(&t, &writer, "w");
     assert!(all_applied(
-        &w.upload(vec![post(1, &later, 0, Some(&second), "fast")]).await
+        &w.upload(vec![team_post(1, &later, 0, Some(&second), "fast")]).await
     ));
     let peer = Device::new(&t, &peer_user, "p");
     let page = tokio::spawn(async move { peer.download("scopes=1&after=0").await });
@@ -574,11 +571,11 @@ async fn a_download_across_scopes_waits_for_an_upload_in_flight_in_any_of_them()
 async fn an_edit_of_a_row_moved_out_of_reach_conflicts_with_its_deletion() {
     let Team { scope, a, b, .. } = team().await;
     let pk = id();
-    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "shared")]).await;
-    let taken = b.1.upload(vec![post(1, &pk, 1, None, "b's draft now")]).await;
+    a.1.upload(vec![team_post(1, &pk, 0, Some(&scope), "shared")]).await;
+    let taken = b.1.upload(vec![team_post(1, &pk, 1, None, "b's draft now")]).await;
     assert_eq!(status_at(&taken, 0), WireStatus::Applied, "{taken}");
     for (scid, to) in [(2, Some(scope.as_str())), (3, None)] {
-        let resp = a.1.upload(vec![post(scid, &pk, 1, to, "a's late edit")]).await;
+        let resp = a.1.upload(vec![team_post(scid, &pk, 1, to, "a's late edit")]).await;
         assert_eq!(status_at(&resp, 0), WireStatus::Conflict, "{resp}");
         let row = &resp["statuses"][0]["server_row"];
         assert_eq!(
@@ -597,10 +594,12 @@ async fn an_edit_of_a_row_moved_into_a_scope_the_editor_is_not_in_conflicts_with
     let elsewhere = format!("team-{}", id());
     join(&t, &elsewhere, &b.0, Some("writer")).await;
     let pk = id();
-    a.1.upload(vec![post(1, &pk, 0, Some(&scope), "shared")]).await;
-    let moved = b.1.upload(vec![post(1, &pk, 1, Some(&elsewhere), "moved")]).await;
+    a.1.upload(vec![team_post(1, &pk, 0, Some(&scope), "shared")]).await;
+    let moved = b.1.upload(vec![team_post(1, &pk, 1, Some(&elsewhere), "moved")]).await;
     assert_eq!(status_at(&moved, 0), WireStatus::Applied, "{moved}");
-    let resp = a.1.upload(vec![post(2, &pk, 1, Some(&scope), "a's late edit")]).await;
+    let resp =
+        a.1.upload(vec![team_post(2, &pk, 1, Some(&scope), "a's late edit")])
+            .await;
     assert_eq!(status_at(&resp, 0), WireStatus::Conflict, "{resp}");
     assert_eq!(resp["statuses"][0]["server_row"]["deleted"], true, "{resp}");
     assert!(!resp.to_string().contains(&elsewhere), "{resp}");
@@ -612,7 +611,7 @@ async fn an_edit_of_a_row_moved_into_a_scope_the_editor_is_not_in_conflicts_with
 #[tokio::test]
 async fn a_scope_aware_long_poll_sees_and_wakes_for_writes_in_the_users_scopes() {
     let Team { scope, a, b, .. } = team().await;
-    let first = a.1.upload(vec![post(1, &id(), 0, Some(&scope), "one")]).await;
+    let first = a.1.upload(vec![team_post(1, &id(), 0, Some(&scope), "one")]).await;
     assert!(all_applied(&first));
     let seen = b.1.download("scopes=1&after=0").await["next_after"].as_i64().unwrap();
     let classic = b.1.get_raw("/sync/watch?after=0&timeout_s=1").await.1;
@@ -628,7 +627,7 @@ async fn a_scope_aware_long_poll_sees_and_wakes_for_writes_in_the_users_scopes()
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
-    a.1.upload(vec![post(2, &id(), 0, Some(&scope), "two")]).await;
+    a.1.upload(vec![team_post(2, &id(), 0, Some(&scope), "two")]).await;
     let (status, woken) = waiter.await.unwrap();
     assert_eq!((status, woken["changed"].as_bool()), (200, Some(true)), "{woken}");
     assert!(woken["latest_server_id"].as_i64().unwrap() > seen);
@@ -653,7 +652,7 @@ async fn an_upload_writes_at_most_16_scopes_and_the_rest_follow_in_the_next() {
     let changes: Vec<Value> = scopes
         .iter()
         .enumerate()
-        .map(|(i, s)| post(i as i64 + 1, &id(), 0, Some(s), "p"))
+        .map(|(i, s)| team_post(i as i64 + 1, &id(), 0, Some(s), "p"))
         .collect();
     let resp = d.upload(changes.clone()).await;
     let statuses = statuses(&resp);
@@ -669,7 +668,7 @@ async fn an_upload_writes_at_most_16_scopes_and_the_rest_follow_in_the_next() {
     let edits: Vec<Value> = changes
         .iter()
         .enumerate()
-        .map(|(i, c)| post(100 + i as i64, c["pk"].as_str().unwrap(), 1, Some(&scopes[i]), "edited"))
+        .map(|(i, c)| team_post(100 + i as i64, c["pk"].as_str().unwrap(), 1, Some(&scopes[i]), "edited"))
         .collect();
     let resp = d.upload(edits).await;
     let answered = crate::support::statuses(&resp);
@@ -695,11 +694,11 @@ async fn a_scope_aware_look_reads_at_most_max_scopes_per_user_memberships() {
         join(&t, s, &reader, Some("reader")).await;
     }
     let (w, r) = (Device::new(&t, &writer, "w"), Device::new(&t, &reader, "r"));
-    w.upload(vec![post(1, &id(), 0, Some(&scopes[2]), "past the cap")])
+    w.upload(vec![team_post(1, &id(), 0, Some(&scopes[2]), "past the cap")])
         .await;
     let past = r.get_raw("/sync/watch?after=0&timeout_s=1&scopes=1").await.1;
     assert_eq!(past["changed"], false, "{past}");
-    w.upload(vec![post(2, &id(), 0, Some(&scopes[0]), "within")]).await;
+    w.upload(vec![team_post(2, &id(), 0, Some(&scopes[0]), "within")]).await;
     let within = r.get_raw("/sync/watch?after=0&timeout_s=5&scopes=1").await.1;
     assert_eq!(within["changed"], true, "{within}");
 }
@@ -714,10 +713,10 @@ async fn a_replayed_upsert_of_a_row_moved_since_moves_nothing() {
     join(&t, &other, &a.0, Some("writer")).await;
     join(&t, &other, &b.0, Some("writer")).await;
     let pk = id();
-    let first = vec![post(1, &pk, 0, Some(&scope), "a")];
+    let first = vec![team_post(1, &pk, 0, Some(&scope), "a")];
     assert!(all_applied(&a.1.upload(first.clone()).await));
     assert!(all_applied(
-        &b.1.upload(vec![post(1, &pk, 1, Some(&other), "moved")]).await
+        &b.1.upload(vec![team_post(1, &pk, 1, Some(&other), "moved")]).await
     ));
     let replay = a.1.upload(first).await;
     assert!(all_applied(&replay), "{replay}");

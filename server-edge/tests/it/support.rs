@@ -493,6 +493,17 @@ pub fn delete(scid: i64, table: &str, pk: &str, base: i64) -> Value {
 }
 
 /// A `business.users` payload.
+/// An upsert of `business.team_posts` (docs/sharing.md): in `team`'s scope, or a private draft with `None`.
+pub fn team_post(scid: i64, pk: &str, base: i64, team: Option<&str>, title: &str) -> Value {
+    upsert(
+        scid,
+        "business.team_posts",
+        pk,
+        base,
+        json!({"id": pk, "team_id": team, "title": title}),
+    )
+}
+
 pub fn user_row(pk: &str, name: &str) -> Value {
     json!({"id": pk, "name": name, "email": format!("{name}@example.com"), "created_at": 1767225600})
 }
