@@ -11,6 +11,8 @@ const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 
 export type * from './types.js';
 export { defineSchema, schemaSql, type Schema, type Row as SchemaRow, type Database, type TableRow, type ColumnSpec, type ColumnType } from './schema.js';
 import { mismatches, schemaSql, type ActualColumn, type Database, type Schema } from './schema.js';
+import type { StorageChoice } from './storage.js';
+export type { StorageChoice, StorageKind } from './storage.js';
 
 /** Every error this package throws: `code` is stable (see README), `message` is for people. */
 export class OversyncError extends Error {
@@ -139,7 +141,13 @@ export interface CommonOptions {
   requestTimeoutMs?: number;
   /** Sync in the background (default true); false: only `sync()` syncs. */
   autoSync?: boolean;
-  /** Keep the database in memory instead of OPFS (tests). */
+  /**
+   * Where the database lives (`status.storage` says where it does): `opfs` (default: kept; fails at once with
+   * `STORAGE_UNAVAILABLE`, naming what is missing, in a browser without OPFS sync access handles), `memory`
+   * (nothing kept: tests, kiosks), or `best` (OPFS where the browser has it, else memory).
+   */
+  storage?: StorageChoice;
+  /** Same as `storage: 'memory'`. */
   memory?: boolean;
   /**
    * Hydration and downloads size their pages so that applying one takes about this long (ms, default 30; pages
@@ -210,6 +218,9 @@ export class SyncClient<DB = any> {
       if (typeof options[k] !== 'string' || !options[k]) throw new OversyncError({ code: 'BAD_ARGUMENT', message: `${k} is required` });
     }
     if (options.auth === undefined) throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'auth is required' });
+    if (options.storage !== undefined && !['opfs', 'memory', 'best'].includes(options.storage)) {
+      throw new OversyncError({ code: 'BAD_ARGUMENT', message: `storage ${String(options.storage)}: use opfs, memory or best` });
+    }
     if (options.logLevel !== undefined && !(options.logLevel in LEVELS)) {
       throw new OversyncError({ code: 'BAD_ARGUMENT', message: `logLevel ${String(options.logLevel)}: use debug, info, warn or error` });
     }
@@ -241,6 +252,7 @@ export class SyncClient<DB = any> {
           syncIntervalMs: options.syncIntervalMs ?? 30_000,
           requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
           autoSync: options.autoSync ?? true,
+          storage: options.storage ?? 'opfs',
           open: {
             file,
             url: options.url,
@@ -248,7 +260,7 @@ export class SyncClient<DB = any> {
             init,
             tables: tables.map((t) => (typeof t === 'string' ? { name: t } : t)),
             resolver: options.conflict ? 'custom' : options.resolver,
-            memory: options.memory ?? false,
+            memory: options.memory === true || options.storage === 'memory',
             pageBudgetMs: options.hydrationPageBudgetMs,
             userClaim: options.userClaim,
           },

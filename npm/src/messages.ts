@@ -23,6 +23,7 @@ export const INITIAL_STATUS: SyncStatus = {
   rejections: [],
   scopes: [],
   realtime: 'timer',
+  storage: null,
   owner: false,
 };
 

@@ -3,6 +3,7 @@
 
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
+import { opfsMissing, type StorageChoice, type StorageKind } from './storage.js';
 import type { Conflict, ConflictContext, ConflictDecision, ErrorCode, LogEntry, LogLevel, Rejection, ScopeStatus, SyncStatus } from './types.js';
 import { realtimeLoop } from './realtime.js';
 import type { RealtimeMode } from './watch.js';
@@ -26,6 +27,8 @@ export interface OwnerHooks {
 
 export interface OwnerOptions {
   open: Record<string, unknown>;
+  /** `best`: memory where OPFS is missing (otherwise the open's `memory` decides). */
+  storage: StorageChoice;
   user: string;
   syncIntervalMs: number;
   requestTimeoutMs: number;
@@ -54,6 +57,7 @@ export class Owner {
   private offline = false;
   private closing = new AbortController();
   private realtimeMode: RealtimeMode = 'timer';
+  private storage: StorageKind = 'opfs';
   private timer: ReturnType<typeof setTimeout> | undefined;
   private statusTimer: ReturnType<typeof setTimeout> | undefined;
   private cycle: Promise<unknown> | null = null;
@@ -103,6 +107,20 @@ export class Owner {
       },
       signal: () => AbortSignal.any([AbortSignal.timeout(this.opts.requestTimeoutMs), this.closing.signal]),
     };
+    // A browser without OPFS sync access handles fails (or, asked for `best`, runs in memory) at once; the
+    // retries below are for a file another tab is still letting go of.
+    if (this.opts.open.memory !== true) {
+      const missing = await opfsMissing();
+      if (missing && this.opts.storage !== 'best') {
+        throw coded('STORAGE_UNAVAILABLE', `${missing}. Nothing can be kept in this browser: open with storage: 'best' to run in memory instead (lost when the tab closes)`);
+      }
+      if (missing) {
+        this.log('warn', 'no persistent storage here: the database lives in memory', { reason: missing });
+        // Shared with the worker: a sign-out then has no files to delete.
+        this.opts.open.memory = true;
+      }
+    }
+    this.storage = this.opts.open.memory === true ? 'memory' : 'opfs';
     const deadline = Date.now() + 20_000;
     for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
       try {
@@ -155,6 +173,11 @@ export class Owner {
         this.schedule.onWake(Date.now());
         this.tick();
         await this.cycle;
+      },
+      probe: () => {
+        if (this.cycle) return;
+        this.schedule.onDemand(Date.now());
+        this.tick();
       },
       mode: (mode: RealtimeMode) => {
         if (mode !== this.realtimeMode) this.log('info', `realtime: ${mode}`, { mode });
@@ -585,6 +608,7 @@ export class Owner {
       rejections: this.rejections,
       scopes: s.scopes,
       realtime: this.realtimeMode,
+      storage: this.storage,
       owner: true,
     };
   }

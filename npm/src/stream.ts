@@ -8,6 +8,9 @@ import { retryDelay, sleep, type WatchHost } from './watch.js';
 const PROTOCOL = 'oversync.v1';
 /** Client pings this often; the server closes a stream silent for 95 s. */
 const PING_MS = 30_000;
+/** A connect not open after this long has a cycle look for the server over HTTP. */
+const SLOW_CONNECT_MS = 1000;
+
 /** A ping not answered this fast means a dead connection: reconnect. */
 const PONG_MS = 10_000;
 /** Failed opens in a row, never having opened once, after which the long-poll takes over. */
@@ -42,7 +45,7 @@ interface Ended {
 }
 
 /** One connection, until it closes or `host.signal` aborts. */
-function connectOnce(host: WatchHost, token: string, onTop: (top: number) => void): Promise<Ended> {
+function connectOnce(host: WatchHost, token: string, onTop: (top: number) => void, onOpen: () => void): Promise<Ended> {
   return new Promise((resolve) => {
     let opened = false;
     let heard = false;
@@ -59,6 +62,7 @@ function connectOnce(host: WatchHost, token: string, onTop: (top: number) => voi
     host.signal.addEventListener('abort', abort, { once: true });
     ws.onopen = () => {
       opened = true;
+      onOpen();
       host.mode('stream');
       ping = setInterval(() => {
         ws.send('ping');
@@ -125,7 +129,13 @@ export async function streamLoop(host: WatchHost): Promise<'aborted' | 'unavaila
       await host.nap(retryDelay(host, ++failures));
       continue;
     }
-    const ended = await connectOnce(host, token, onTop);
+    // Firefox holds back a WebSocket to a host whose connects failed, longer after each failure (up to a
+    // minute: network.websocket.delay-failed-reconnects), so a stream that was down long comes back late there.
+    // A connect still pending after a moment has a cycle find out over HTTP whether the server is back: changes
+    // then arrive without waiting for the stream. (Where a refused connect fails at once, nothing extra is sent.)
+    const probe = setTimeout(() => host.probe(), SLOW_CONNECT_MS);
+    const ended = await connectOnce(host, token, onTop, () => clearTimeout(probe));
+    clearTimeout(probe);
     if (host.signal.aborted) break;
     // Not streaming now: the periodic timer is what brings changes until the stream is back (status.realtime).
     if (ended.opened) host.mode('timer');

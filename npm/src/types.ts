@@ -200,6 +200,11 @@ export interface SyncStatus {
    * `'long_poll'` (`/sync/watch`), or `'timer'` (the next periodic cycle; also while the server is not yet asked).
    */
   realtime: 'stream' | 'long_poll' | 'timer';
+  /**
+   * Where the database lives: `opfs` (kept across reloads and restarts) or `memory` (gone when the last tab
+   * closes: asked for, or `storage: 'best'` in a browser without OPFS sync access handles). `null` before it opens.
+   */
+  storage: 'opfs' | 'memory' | null;
   /** This tab's worker owns the database (others go through it). */
   owner: boolean;
 }

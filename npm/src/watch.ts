@@ -19,6 +19,8 @@ export interface WatchHost {
   token(refresh: boolean): Promise<string | null>;
   /** Starts a cycle and resolves when it ended. */
   wake(): Promise<void>;
+  /** Starts a cycle now, even while failed cycles back off (the server may be back), unless one runs. */
+  probe(): void;
   /** Which path is in use (status `realtime`). */
   mode(mode: RealtimeMode): void;
 }

@@ -17,7 +17,13 @@ export function StatusBar({ db }) {
   };
   return (
     <section className="status" aria-label="sync status">
-      <span className={`badge ${s.online ? 'ok' : 'off'}`} data-testid="online">{s.online ? 'Online' : 'Offline'}</span>
+      {/* No database yet (opening, or it could not open: the app says why), so nothing to say about the network. */}
+      {db && <span className={`badge ${s.online ? 'ok' : 'off'}`} data-testid="online">{s.online ? 'Online' : 'Offline'}</span>}
+      {s.storage === 'memory' && (
+        <span className="badge warn" data-testid="storage" title="this browser cannot keep the journal: it is gone when the tab closes">
+          Not saved on this device
+        </span>
+      )}
       <span className={`badge ${s.syncing ? 'busy' : ''}`} data-testid="syncing">{activity(s)}</span>
       <span className={`badge ${s.pending ? 'warn' : ''}`} data-testid="pending">{s.pending} pending</span>
       {s.parked > 0 && <span className="badge warn">{s.parked} parked</span>}

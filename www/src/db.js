@@ -121,6 +121,9 @@ export async function openJournal(username, onError, onSignedOut) {
     serverSchema: 'business',
     schema,
     init: INIT,
+    // Where the browser cannot keep it (no OPFS sync access handles), the journal still runs, in memory, and the
+    // status bar says it is not saved.
+    storage: 'best',
     auth: config.tokenUrl
       ? () => backendToken(config.tokenUrl, username)
       : ({ deviceId }) => signin(username, deviceId),
