@@ -1,16 +1,26 @@
-// Headless Chromium (Debian's /usr/bin/chromium, never a downloaded browser) through playwright-core. Each
-// profile is a fresh --user-data-dir; reopening the same directory is "the same browser profile".
+// The browsers the tests drive, each Debian's own (never a downloaded one): Chromium (/usr/bin/chromium) through
+// playwright-core, and with OVERSYNC_BROWSER=firefox Firefox ESR (/usr/bin/firefox-esr) through puppeteer-core
+// over WebDriver BiDi, wrapped in the part of playwright's context and page API the tests use. Each profile is a
+// fresh profile directory; reopening the same directory is "the same browser profile".
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const args = [
+/** The engine this run drives: `chromium` (default) or `firefox`. */
+export const engine = process.env.OVERSYNC_BROWSER ?? 'chromium';
+if (!['chromium', 'firefox'].includes(engine)) throw new Error(`OVERSYNC_BROWSER=${engine}: use chromium or firefox`);
+
+/** For `test(name, { skip: only('chromium', why) }, …)`: skips the test on the other engines, saying why. */
+export const only = (name, why) => (engine === name ? false : `${name} only: ${why}`);
+
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const chromiumArgs = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run',
 ];
+const firefoxPath = process.env.FIREFOX ?? '/usr/bin/firefox-esr';
 
 const dirs = [];
 /** Every context launched and not yet closed: `cleanup` closes what a failed test left open. */
@@ -18,14 +28,21 @@ const open = new Set();
 
 /** A new profile directory (removed by `cleanup`). */
 export function profileDir() {
-  const d = mkdtempSync(path.join(os.tmpdir(), 'oversync-chromium-'));
+  const d = mkdtempSync(path.join(os.tmpdir(), `oversync-${engine}-`));
   dirs.push(d);
   return d;
 }
 
-/** Launches Chromium on `dir` (a fresh profile unless given). Browser console errors are echoed. */
-export async function launch(dir = profileDir()) {
-  const context = await chromium.launchPersistentContext(dir, { executablePath, args, headless: true });
+/**
+ * Launches the engine on `dir` (a fresh profile unless given). Browser console errors are echoed. `prefs`: Firefox
+ * preferences for this profile (e.g. `{ 'dom.fs.enabled': false }`: no OPFS).
+ */
+export async function launch(dir = profileDir(), { prefs } = {}) {
+  if (prefs && engine !== 'firefox') throw new Error('prefs are Firefox preferences');
+  const context =
+    engine === 'firefox'
+      ? await FirefoxContext.launch(dir, prefs)
+      : await chromium.launchPersistentContext(dir, { executablePath: chromiumPath, args: chromiumArgs, headless: true });
   open.add(context);
   context.on('close', () => open.delete(context));
   context.on('page', watch);
@@ -40,8 +57,102 @@ function watch(page) {
   });
 }
 
+/** A Firefox instance on one profile, as a playwright `BrowserContext` (the part the tests use). */
+class FirefoxContext {
+  static async launch(dir, prefs = {}) {
+    const { default: puppeteer } = await import('puppeteer-core');
+    const browser = await puppeteer.launch({
+      browser: 'firefox',
+      executablePath: firefoxPath,
+      headless: true,
+      userDataDir: dir,
+      extraPrefsFirefox: prefs,
+    });
+    const context = new FirefoxContext(browser);
+    for (const p of await browser.pages()) context.known.push(new FirefoxPage(p));
+    return context;
+  }
+
+  constructor(browser) {
+    this.browser = browser;
+    this.known = [];
+    this.listeners = { close: [], page: [] };
+    browser.on('disconnected', () => this.listeners.close.forEach((f) => f()));
+  }
+
+  on(event, f) {
+    this.listeners[event]?.push(f);
+    return this;
+  }
+
+  pages() {
+    return this.known.filter((p) => !p.page.isClosed());
+  }
+
+  async newPage() {
+    const page = new FirefoxPage(await this.browser.newPage());
+    this.known.push(page);
+    this.listeners.page.forEach((f) => f(page));
+    return page;
+  }
+
+  /**
+   * Offline emulation of every page (WebDriver BiDi's network conditions): the pages' `navigator.onLine` and their
+   * requests. A dedicated worker's own `navigator.onLine` is not emulated: oversync-web forwards the page's.
+   */
+  async setOffline(offline) {
+    this.offline = offline;
+    await Promise.all(this.pages().map((p) => p.page.setOfflineMode(offline)));
+  }
+
+  async close() {
+    await this.browser.close();
+  }
+}
+
+/** A puppeteer page as a playwright `Page` (the part the tests use). */
+class FirefoxPage {
+  constructor(page) {
+    this.page = page;
+  }
+  goto(url) {
+    return this.page.goto(url, { waitUntil: 'load' });
+  }
+  reload() {
+    return this.page.reload({ waitUntil: 'load' });
+  }
+  evaluate(fn, arg) {
+    return this.page.evaluate(fn, arg);
+  }
+  waitForFunction(fn, arg, options = {}) {
+    return this.page.waitForFunction(fn, { timeout: options.timeout ?? 30_000, polling: 100 }, arg);
+  }
+  waitForSelector(selector, options = {}) {
+    return this.page.waitForSelector(selector, { timeout: options.timeout ?? 30_000 });
+  }
+  async textContent(selector) {
+    const element = await this.waitForSelector(selector);
+    return element.evaluate((e) => e.textContent);
+  }
+  async click(selector) {
+    await this.waitForSelector(selector);
+    return this.page.click(selector);
+  }
+  /** Waits for the load event of the page's current document (retried across a navigation still under way). */
+  async waitForLoadState() {
+    await eventually(() => this.page.evaluate(() => document.readyState === 'complete'), 30_000, 'the page loaded');
+  }
+  on(event, f) {
+    this.page.on(event, f);
+    return this;
+  }
+  close() {
+    return this.page.close();
+  }
+}
+
 /**
- * Closes every browser still open (a failed test skips its own `close()`, and a live Chromium would keep the test
+ * Closes every browser still open (a failed test skips its own `close()`, and a live browser would keep the test
  * process from ever exiting), then removes the profile directories.
  */
 export async function cleanup() {
@@ -50,7 +161,6 @@ export async function cleanup() {
   open.clear();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
-
 /** Polls `f` until it returns a truthy value (or throws after `ms`). */
 export async function eventually(f, ms = 15_000, what = 'condition') {
   const end = Date.now() + ms;

@@ -599,11 +599,11 @@ test('hydration pages start small and grow in the browser (hydrationPageBudgetMs
   const up = await pa.evaluate(() => window.log.progress);
   assert.ok(up.some((p) => p.uploading && p.uploaded > 0 && p.uploaded < 3000), `upload progress shown mid-way: ${JSON.stringify(up.slice(0, 5))}`);
   assert.deepEqual(up.at(-1), { uploading: false, uploaded: 0, downloading: false, hydration: null });
-  // The limits the database worker asked for, from its resource timing (the engine's fetches run there).
-  const limits = async (page) =>
-    page.workers()[0].evaluate(() =>
-      performance.getEntriesByType('resource').flatMap((e) => (e.name.includes('/sync/snapshot?') ? [Number(new URL(e.name).searchParams.get('limit'))] : [])));
+  // The limits the database worker asked for, as the origin forwarded them (since `from`).
+  const limits = (from) =>
+    web.requests.slice(from).flatMap((u) => (u.startsWith('/sync/snapshot?') ? [Number(new URL(u, web.origin).searchParams.get('limit'))] : []));
   const hydrate = async (context, extra) => {
+    const from = web.requests.length;
     const page = await openPage(context, 'paced', { autoSync: false, ...extra });
     await trackProgress(page);
     await page.evaluate(() => window.db.sync());
@@ -613,7 +613,7 @@ test('hydration pages start small and grow in the browser (hydrationPageBudgetMs
     assert.ok(seen.filter((p) => p.hydration).every((p) => p.downloading), 'a hydration is downloading');
     assert.equal(seen.at(-1).hydration, null, 'and ends');
     assert.equal(await page.evaluate(async () => (await window.db.query('SELECT count(*) AS n FROM users'))[0].n), 3000);
-    return limits(page);
+    return limits(from);
   };
   const paced = await hydrate(b, {});
   assert.equal(paced[0], 100, `first page small: ${paced}`);

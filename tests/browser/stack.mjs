@@ -105,6 +105,9 @@ export async function startSyncServer({ staticDir, edge = false, jwks = false, e
 export async function startOrigin(upstream, mounts, { websockets = true } = {}) {
   let down = false;
   let downStatus = 0;
+  let downPrefix = '';
+  /** The path and query of every request forwarded upstream, in order (what the browser's workers asked). */
+  const requests = [];
   const up = new URL(upstream);
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
@@ -118,12 +121,14 @@ export async function startOrigin(upstream, mounts, { websockets = true } = {}) 
       createReadStream(file).pipe(res);
       return;
     }
-    if (down && downStatus) {
+    const isDown = down && (!downPrefix || url.pathname.startsWith(downPrefix));
+    if (isDown && downStatus) {
       // A proxy whose upstream is down: it answers, with an error status.
       res.writeHead(downStatus, { 'content-type': 'text/html' });
       return res.end('<html><body>Bad Gateway</body></html>');
     }
-    if (down) return req.socket.destroy();
+    if (isDown) return req.socket.destroy();
+    requests.push(req.url);
     const fwd = http.request(
       { host: up.hostname, port: up.port, path: req.url, method: req.method, headers: req.headers },
       (r) => {
@@ -137,7 +142,7 @@ export async function startOrigin(upstream, mounts, { websockets = true } = {}) 
   // WebSocket upgrades (`/sync/stream`) are piped through as raw bytes; `cut()` drops the open ones too.
   const tunnels = new Set();
   server.on('upgrade', (req, socket, head) => {
-    if (down || !websockets) return socket.destroy();
+    if ((down && !downPrefix) || !websockets) return socket.destroy();
     const upstreamSocket = net.connect(Number(up.port), up.hostname, () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
@@ -156,10 +161,16 @@ export async function startOrigin(upstream, mounts, { websockets = true } = {}) 
   const origin = `http://127.0.0.1:${server.address().port}`;
   return {
     origin,
-    /** Upstream unreachable: connections reset, or (`status`) answered with that status as a proxy would. */
-    cut: ({ status = 0 } = {}) => {
+    requests,
+    /**
+     * Upstream unreachable: connections reset, or (`status`) answered with that status as a proxy would; with
+     * `path`, only requests whose path starts with it (WebSockets keep going).
+     */
+    cut: ({ status = 0, path: prefix = '' } = {}) => {
       down = true;
       downStatus = status;
+      downPrefix = prefix;
+      if (prefix) return;
       for (const [a, b] of tunnels) (a.destroy(), b.destroy());
     },
     restore: () => void (down = false),

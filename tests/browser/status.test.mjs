@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { cleanup, eventually, launch } from './browser.mjs';
+import { cleanup, engine, eventually, launch } from './browser.mjs';
 import { root, startOrigin, startSyncServer } from './stack.mjs';
 
 let sync;
@@ -35,7 +35,9 @@ async function loadPage(web) {
   const ctx = await launch();
   const page = await ctx.newPage();
   const problems = [];
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  // Firefox also reports a refused WebSocket connect as a page error (Chromium logs it as a network failure):
+  // the server being away, which these tests cause, not a fault of the page.
+  page.on('pageerror', (e) => /can’t establish a connection to the server at ws:/.test(e.message) || problems.push(`pageerror: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
   page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker: ${m.text()}`)));
   await page.goto(`${web.origin}/`);
@@ -50,7 +52,7 @@ test('a temporarily failing auth callback delays waitForFirstSync; a fatal one r
   const web = await origin();
   const { ctx, page } = await loadPage(web);
   // The sign-in route fails at the network level for the first 3 s, as an unreachable /signin would.
-  await page.route('**/signin', (r) => r.abort('connectionreset'));
+  web.cut({ path: '/signin' });
   const waited = page.evaluate(async () => {
     const { INIT } = await import('./app.js');
     const errors = [];
@@ -72,7 +74,7 @@ test('a temporarily failing auth callback delays waitForFirstSync; a fatal one r
     }
   });
   await new Promise((r) => setTimeout(r, 3000));
-  await page.unroute('**/signin');
+  web.restore();
   const r = await waited;
   assert.equal(r.rejected, undefined, JSON.stringify(r));
   assert.equal(r.resolved, true);
@@ -131,10 +133,15 @@ test('status.online follows the page at once; realtime says when the stream is d
   wb.restore();
   t = Date.now();
   const names = () => b.page.evaluate(async () => (await window.db.query('SELECT name FROM users')).map((r) => r.name));
-  await eventually(async () => (await names()).includes('while away') && (await status(b.page)).realtime === 'stream', 15_000, 'recovered');
+  await eventually(async () => (await names()).includes('while away'), 15_000, 'recovered');
   const recoveredMs = Date.now() - t;
-  console.log(`status: offline shown after ${offlineMs} ms; a dead stream shown after ${noticedMs} ms; recovered ${recoveredMs} ms after the server came back (goal 3 s; 26.7 s before)`);
+  // The stream follows: at once in Chromium; Firefox delays a WebSocket to a host whose connects failed
+  // (network.websocket.delay-failed-reconnects, growing while the server was away), so its stream comes back later.
+  await eventually(async () => (await status(b.page)).realtime === 'stream', 20_000, 'streaming again');
+  const streamMs = Date.now() - t;
+  console.log(`status (${engine}): offline shown after ${offlineMs} ms; a dead stream shown after ${noticedMs} ms; recovered ${recoveredMs} ms after the server came back (goal 3 s; 26.7 s before), streaming again after ${streamMs} ms`);
   assert.ok(recoveredMs < 6_000, `recovered after ${recoveredMs} ms`);
+  if (engine === 'chromium') assert.ok(streamMs < 6_000, `streaming again after ${streamMs} ms`);
   assert.deepEqual(b.problems, []);
   await Promise.all([a.ctx.close(), b.ctx.close()]);
 });
