@@ -65,6 +65,13 @@ ensure_chromium() {
   apt_install chromium chromium-driver || { sleep 5; apt_install chromium chromium-driver; }
 }
 
+# Debian's Firefox ESR for the browser suite's second engine (driven by puppeteer-core over WebDriver BiDi).
+ensure_firefox() {
+  [ -x "${FIREFOX:-/usr/bin/firefox-esr}" ] && return 0
+  say "installing Firefox ESR"
+  apt_install firefox-esr || { sleep 5; apt_install firefox-esr; }
+}
+
 # npm ci in $1 when its node_modules is missing or older than its lockfile.
 ensure_npm() {
   if [ ! -d "$1/node_modules" ] || [ "$1/package-lock.json" -nt "$1/node_modules" ]; then

@@ -667,8 +667,13 @@ export class SyncClient<DB = any> {
    */
   private listenToPage(): void {
     if (typeof document === 'undefined' || typeof window === 'undefined') return;
-    const tell = () =>
-      this.worker.postMessage({ op: 'page', args: [navigator.onLine, document.visibilityState === 'visible'] });
+    let told = '';
+    const tell = () => {
+      const state: [boolean, boolean] = [navigator.onLine, document.visibilityState === 'visible'];
+      if (String(state) === told) return;
+      told = String(state);
+      this.worker.postMessage({ op: 'page', args: state });
+    };
     const onVisible = () => {
       tell();
       if (document.visibilityState === 'visible') this.call('sync', []).catch(() => undefined);
@@ -677,12 +682,17 @@ export class SyncClient<DB = any> {
     document.addEventListener('visibilitychange', onVisible);
     window.addEventListener('online', tell);
     window.addEventListener('offline', tell);
+    // And a look every 2 s, for a change no event announced (a WebView, or Firefox's offline emulation lifted
+    // after a reload, fired none): a comparison, and a message only when something changed.
+    const look = setInterval(tell, 2_000);
     this.detach = () => {
+      clearInterval(look);
       document.removeEventListener('visibilitychange', onVisible);
       window.removeEventListener('online', tell);
       window.removeEventListener('offline', tell);
     };
   }
+
 }
 
 /** A failure of the `auth` callback that waiting may cure (see {@link Auth}). */

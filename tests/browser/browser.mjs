@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { Locator } from './locator.mjs';
 
 /** The engine this run drives: `chromium` (default) or `firefox`. */
 export const engine = process.env.OVERSYNC_BROWSER ?? 'chromium';
@@ -89,6 +90,9 @@ class FirefoxContext {
     return this.known.filter((p) => !p.page.isClosed());
   }
 
+  /** Nothing to grant: the tests ask for no permission. */
+  async grantPermissions() {}
+
   async newPage() {
     const page = new FirefoxPage(await this.browser.newPage());
     this.known.push(page);
@@ -137,6 +141,26 @@ class FirefoxPage {
   async click(selector) {
     await this.waitForSelector(selector);
     return this.page.click(selector);
+  }
+  locator(css, options) {
+    return new Locator(this, []).locator(css, options);
+  }
+  getByRole(role, options) {
+    return new Locator(this, []).getByRole(role, options);
+  }
+  async fill(selector, value) {
+    await this.waitForSelector(selector);
+    await this.page.locator(selector).fill(value);
+  }
+  async selectOption(selector, value) {
+    await this.waitForSelector(selector);
+    await this.page.select(selector, value);
+  }
+  setViewportSize({ width, height }) {
+    return this.page.setViewport({ width, height });
+  }
+  screenshot(options) {
+    return this.page.screenshot(options);
   }
   /** Waits for the load event of the page's current document (retried across a navigation still under way). */
   async waitForLoadState() {

@@ -1,4 +1,4 @@
-// oversync-web in real headless Chromium against the real server and PostgreSQL (issue 5).
+// oversync-web in a real headless browser (Chromium; Firefox ESR with OVERSYNC_BROWSER=firefox) against the real server and PostgreSQL (issue 5).
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
