@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { randomUUID } from 'node:crypto';
-import { cleanup, launch } from '../../tests/browser/browser.mjs';
+import { cleanup, engine, launch } from '../../tests/browser/browser.mjs';
 import { root, seed, startOrigin, startSyncServer } from '../../tests/browser/stack.mjs';
 import { profileWorker } from './profile.mjs';
 import { recordReplies, replayReplies } from './replay.mjs';
@@ -107,7 +107,9 @@ function summary(runs) {
  * wrapping the prototype's methods; the VFS looks them up on every call. Resolves to `read()` → the totals.
  */
 async function countOpfsCalls(page) {
-  const worker = page.workers()[0];
+  const worker = engine === 'chromium' ? page.workers()[0] : undefined;
+  // Firefox through puppeteer over BiDi has no worker to evaluate in: no counts there.
+  if (!worker && engine !== 'chromium') return async () => null;
   if (!worker) throw new Error('P3: no database worker to count OPFS calls in');
   await worker.evaluate(() => {
     const proto = FileSystemSyncAccessHandle.prototype;
@@ -184,7 +186,7 @@ async function hydrateOnce(origin, profile, options, hook) {
   const io = await opfsCalls();
   const hooked = finish ? await finish() : undefined;
   // Where the longest UI waits fell, for telling a slow page from a stalled machine.
-  const slowest = io.longest.name ? `; longest OPFS call: ${io.longest.name} ${round(io.longest.ms)} at ${Math.round(io.longest.epoch - r.epoch0)}` : '';
+  const slowest = io?.longest.name ? `; longest OPFS call: ${io.longest.name} ${round(io.longest.ms)} at ${Math.round(io.longest.epoch - r.epoch0)}` : '';
   const kind = `${options.hydrationPageBudgetMs === 0 ? ' (fixed pages)' : ''}${hook ? ' (replies recorded or replayed)' : ''}`;
   console.error(`P3 device${kind}: ${Math.round(r.ms)} ms; longest UI waits (ms at ms): ${r.longestWaits.map((w) => `${round(w.ms)} at ${Math.round(w.at)}`).join(', ')}${slowest}`);
   await ctx.close();
@@ -196,7 +198,7 @@ async function hydrateOnce(origin, profile, options, hook) {
     main_thread_longest_stall_ms: round(Math.max(r.maxTick, r.longest)),
     ui_read_longest_wait_ms: round(r.longestWaits[0]?.ms ?? 0),
     ui_reads_answered: r.reads,
-    opfs: { write: io.write, write_ms: round(io.write_ms), flush: io.flush, flush_ms: round(io.flush_ms), hydration_ms: round(r.ms) },
+    opfs: io && { write: io.write, write_ms: round(io.write_ms), flush: io.flush, flush_ms: round(io.flush_ms), hydration_ms: round(r.ms) },
     hooked,
   };
 }
