@@ -107,9 +107,9 @@ function summary(runs) {
  * wrapping the prototype's methods; the VFS looks them up on every call. Resolves to `read()` → the totals.
  */
 async function countOpfsCalls(page) {
-  const worker = engine === 'chromium' ? page.workers()[0] : undefined;
   // Firefox through puppeteer over BiDi has no worker to evaluate in: no counts there.
-  if (!worker && engine !== 'chromium') return async () => null;
+  if (engine !== 'chromium') return async () => null;
+  const worker = page.workers()[0];
   if (!worker) throw new Error('P3: no database worker to count OPFS calls in');
   await worker.evaluate(() => {
     const proto = FileSystemSyncAccessHandle.prototype;

@@ -10,7 +10,7 @@ const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 
 
 export type * from './types.js';
 export { defineSchema, schemaSql, type Schema, type Row as SchemaRow, type Database, type TableRow, type ColumnSpec, type ColumnType } from './schema.js';
-import { mismatches, schemaSql, type ActualColumn, type Database, type Schema } from './schema.js';
+import { mismatches, schemaSql, syncedTables, type ActualColumn, type Database, type Schema } from './schema.js';
 import type { StorageChoice } from './storage.js';
 export type { StorageChoice, StorageKind } from './storage.js';
 
@@ -230,16 +230,7 @@ export class SyncClient<DB = any> {
     if (!options.tables === !options.schema) {
       throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'give either tables or schema' });
     }
-    const local = new Set<string>(options.schema?.local ?? []);
-    const tables: TableOption[] =
-      options.tables ??
-      Object.keys(options.schema!.tables)
-        .filter((name) => !local.has(name))
-        .map((name) => ({
-          name,
-          key: options.schema!.keys[name],
-          scope: options.schema!.scopes?.[name],
-        }));
+    const tables: TableOption[] = options.tables ?? syncedTables(options.schema!);
     // A schema without `init` creates its own tables (one source for the columns, the types and the DDL).
     const init = options.init ?? (options.schema ? schemaSql(options.schema) : '');
     const client = new SyncClient<DatabaseOf<S>>(options as OpenOptions<any>);

@@ -84,10 +84,8 @@ export function defineSchema<const T extends Tables>(
 ): Schema<T> {
   for (const [table, columns] of Object.entries(tables)) {
     for (const [column, spec] of Object.entries(columns)) {
-      if (!/^(text|integer|real|blob|uuid|timestamp|boolean)\??$/.test(spec)) {
-        throw new TypeError(
-          `${table}.${column}: ${String(spec)} is not text, integer, real, blob, uuid, timestamp or boolean (with ? if nullable)`,
-        );
+      if (typeof spec !== 'string' || !Object.hasOwn(SQLITE_TYPE, spec.replace(/\?$/, ''))) {
+        throw new TypeError(`${table}.${column}: ${String(spec)} is not ${Object.keys(SQLITE_TYPE).join(', ')} (with ? if nullable)`);
       }
     }
   }
@@ -102,6 +100,16 @@ export function defineSchema<const T extends Tables>(
     defaults: options.defaults ?? {},
     indexes: options.indexes ?? {},
   };
+}
+
+/** The synced tables of `schema` (its `local` ones left out), each with its key column and scope column. */
+export function syncedTables(schema: Schema): { name: string; key: string; scope?: string }[] {
+  const local = new Set<string>(schema.local ?? []);
+  const keys = schema.keys as Record<string, string | undefined>;
+  const scopes = schema.scopes as Record<string, string | undefined>;
+  return Object.keys(schema.tables)
+    .filter((name) => !local.has(name))
+    .map((name) => ({ name, key: keys[name] ?? 'id', ...(scopes[name] ? { scope: scopes[name] } : {}) }));
 }
 
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;

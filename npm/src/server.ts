@@ -2,7 +2,7 @@
 // the PostgreSQL DDL of the business tables and the sync server's `[[tables]]` entries, generated from the same
 // `defineSchema` the client opens with, so the three cannot drift. Pure functions: no worker, no browser.
 
-import { baseType, type ColumnSpec, type ColumnType, type Schema } from './schema.js';
+import { baseType, syncedTables, type ColumnSpec, type ColumnType, type Schema } from './schema.js';
 
 /** Options of {@link serverSql} and {@link serverTables}. */
 export interface ServerSchemaOptions {
@@ -54,35 +54,29 @@ interface Synced {
 }
 
 function synced(schema: Schema, ownerColumn: string): Synced[] {
-  const local = new Set<string>(schema.local ?? []);
-  const keys = schema.keys as Record<string, string | undefined>;
-  const scopes = schema.scopes as Record<string, string | undefined>;
   const seen = new Set<string>();
-  return Object.entries(schema.tables)
-    .filter(([name]) => !local.has(name))
-    .map(([name, cols]) => {
-      if (seen.has(pgName(name))) throw new TypeError(`${name}: another table has the same name in lower case`);
-      seen.add(pgName(name));
-      const columns = Object.entries(cols);
-      const key = keys[name] ?? 'id';
-      const keySpec = cols[key];
-      if (!keySpec) throw new TypeError(`${name}: no key column ${key} (name it in keys)`);
-      if (!['text', 'uuid', 'blob'].includes(baseType(keySpec))) {
-        throw new TypeError(`${name}.${key}: a sync key holds a UUID (text, uuid, or a 16-byte blob), not ${keySpec}`);
-      }
-      const lower = new Set<string>();
-      for (const [c] of columns) {
-        if (lower.has(pgName(c))) throw new TypeError(`${name}.${c}: another column has the same name in lower case`);
-        lower.add(pgName(c));
-      }
-      const scope = scopes[name];
-      if (!scope && lower.has(pgName(ownerColumn))) {
-        throw new TypeError(
-          `${name}.${ownerColumn}: the server fills this column with the user id; give another ownerColumn (--owner-column)`,
-        );
-      }
-      return { name, columns, key, ...(scope ? { scope } : {}) };
-    });
+  return syncedTables(schema).map(({ name, key, scope }) => {
+    const cols = schema.tables[name];
+    if (seen.has(pgName(name))) throw new TypeError(`${name}: another table has the same name in lower case`);
+    seen.add(pgName(name));
+    const columns = Object.entries(cols);
+    const keySpec = cols[key];
+    if (!keySpec) throw new TypeError(`${name}: no key column ${key} (name it in keys)`);
+    if (!['text', 'uuid', 'blob'].includes(baseType(keySpec))) {
+      throw new TypeError(`${name}.${key}: a sync key holds a UUID (text, uuid, or a 16-byte blob), not ${keySpec}`);
+    }
+    const lower = new Set<string>();
+    for (const [c] of columns) {
+      if (lower.has(pgName(c))) throw new TypeError(`${name}.${c}: another column has the same name in lower case`);
+      lower.add(pgName(c));
+    }
+    if (!scope && lower.has(pgName(ownerColumn))) {
+      throw new TypeError(
+        `${name}.${ownerColumn}: the server fills this column with the user id; give another ownerColumn (--owner-column)`,
+      );
+    }
+    return { name, columns, key, ...(scope ? { scope } : {}) };
+  });
 }
 
 /**

@@ -1,5 +1,7 @@
 // Public types of oversync-web.
 
+import type { StorageKind } from './storage.js';
+
 /** A value SQLite stores: integers beyond 2^53 come back as bigint, blobs as Uint8Array. */
 export type SqlValue = null | number | bigint | string | Uint8Array;
 
@@ -75,16 +77,13 @@ type Wire<V> = V extends Uint8Array ? string : V;
 /** A table's row in wire form (what conflict payloads hold): `WireRow<Row<typeof schema, 'posts'>>`. */
 export type WireRow<R> = { [K in keyof R]: Wire<R[K]> };
 
-/** One table's conflict, its payloads typed. */
-export interface TableConflict<Name extends string = string, P = Record<string, unknown>> {
-  table: Name;
-  pk: string;
+/** One table's conflict, its payloads typed: what the `conflict` option was asked, and how it ended. */
+export interface TableConflict<Name extends string = string, P = Record<string, unknown>>
+  extends Omit<TableConflictContext<Name, P>, 'key'> {
   /** `server`: the server's row was kept; `client`: the local change was re-sent; `merge`: a merged row. */
   resolution: 'server' | 'client' | 'merge';
   /** The merged row (wire form) for `merge`, else null. */
   merged: P | null;
-  server: { deleted: boolean; payload: P | null; version: number };
-  local: { op: 'INSERT' | 'UPDATE' | 'DELETE'; payload: P | null; baseVersion: number };
 }
 
 /**
@@ -204,7 +203,7 @@ export interface SyncStatus {
    * Where the database lives: `opfs` (kept across reloads and restarts) or `memory` (gone when the last tab
    * closes: asked for, or `storage: 'best'` in a browser without OPFS sync access handles). `null` before it opens.
    */
-  storage: 'opfs' | 'memory' | null;
+  storage: StorageKind | null;
   /** This tab's worker owns the database (others go through it). */
   owner: boolean;
 }
