@@ -143,8 +143,9 @@ export interface CommonOptions {
   autoSync?: boolean;
   /**
    * Where the database lives (`status.storage` says where it does): `opfs` (default: kept; fails at once with
-   * `STORAGE_UNAVAILABLE`, naming what is missing, in a browser without OPFS sync access handles), `memory`
-   * (nothing kept: tests, kiosks), or `best` (OPFS where the browser has it, else memory).
+   * `STORAGE_UNAVAILABLE`, naming what is missing, in a browser without OPFS sync access handles), `idb`
+   * (IndexedDB: kept, each write answered once IndexedDB stored it; see the README's *Storage*), `memory`
+   * (nothing kept: tests, kiosks), or `best` (OPFS where the browser has it, else IndexedDB, else memory).
    */
   storage?: StorageChoice;
   /** Same as `storage: 'memory'`. */
@@ -218,8 +219,8 @@ export class SyncClient<DB = any> {
       if (typeof options[k] !== 'string' || !options[k]) throw new OversyncError({ code: 'BAD_ARGUMENT', message: `${k} is required` });
     }
     if (options.auth === undefined) throw new OversyncError({ code: 'BAD_ARGUMENT', message: 'auth is required' });
-    if (options.storage !== undefined && !['opfs', 'memory', 'best'].includes(options.storage)) {
-      throw new OversyncError({ code: 'BAD_ARGUMENT', message: `storage ${String(options.storage)}: use opfs, memory or best` });
+    if (options.storage !== undefined && !['opfs', 'idb', 'memory', 'best'].includes(options.storage)) {
+      throw new OversyncError({ code: 'BAD_ARGUMENT', message: `storage ${String(options.storage)}: use opfs, idb, memory or best` });
     }
     if (options.logLevel !== undefined && !(options.logLevel in LEVELS)) {
       throw new OversyncError({ code: 'BAD_ARGUMENT', message: `logLevel ${String(options.logLevel)}: use debug, info, warn or error` });

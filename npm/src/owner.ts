@@ -3,7 +3,7 @@
 
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
-import { opfsMissing, type StorageChoice, type StorageKind } from './storage.js';
+import { chooseStorage, storageFailure, watchIdb, type StorageChoice, type StorageKind } from './storage.js';
 import type { Conflict, ConflictContext, ConflictDecision, ErrorCode, LogEntry, LogLevel, Rejection, ScopeStatus, SyncStatus } from './types.js';
 import { realtimeLoop } from './realtime.js';
 import type { RealtimeMode } from './watch.js';
@@ -27,7 +27,7 @@ export interface OwnerHooks {
 
 export interface OwnerOptions {
   open: Record<string, unknown>;
-  /** `best`: memory where OPFS is missing (otherwise the open's `memory` decides). */
+  /** Where the database lives (`best`: OPFS, else IndexedDB, else memory). */
   storage: StorageChoice;
   user: string;
   syncIntervalMs: number;
@@ -36,6 +36,8 @@ export interface OwnerOptions {
 }
 
 const TX_IDLE_MS = 10_000;
+/** Operations that may write (answered only once stored). */
+const WRITES = new Set<Op>(['exec', 'execMany', 'execRows', 'script']);
 /** How long after a local write its status is published (writes within it share one fold of the capture log). */
 const STATUS_AFTER_WRITE_MS = 20;
 const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
@@ -58,6 +60,10 @@ export class Owner {
   private closing = new AbortController();
   private realtimeMode: RealtimeMode = 'timer';
   private storage: StorageKind = 'opfs';
+  /** IndexedDB only: the write that failed to be stored, if one did (see `watchIdb`). */
+  private idbFailure: () => Error | null = () => null;
+  /** Set once storing failed: the database is closed to every operation (IndexedDB keeps the last whole state). */
+  private broken: Error | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private statusTimer: ReturnType<typeof setTimeout> | undefined;
   private cycle: Promise<unknown> | null = null;
@@ -107,20 +113,14 @@ export class Owner {
       },
       signal: () => AbortSignal.any([AbortSignal.timeout(this.opts.requestTimeoutMs), this.closing.signal]),
     };
-    // A browser without OPFS sync access handles fails (or, asked for `best`, runs in memory) at once; the
-    // retries below are for a file another tab is still letting go of.
-    if (this.opts.open.memory !== true) {
-      const missing = await opfsMissing();
-      if (missing && this.opts.storage !== 'best') {
-        throw coded('STORAGE_UNAVAILABLE', `${missing}. Nothing can be kept in this browser: open with storage: 'best' to run in memory instead (lost when the tab closes)`);
-      }
-      if (missing) {
-        this.log('warn', 'no persistent storage here: the database lives in memory', { reason: missing });
-        // Shared with the worker: a sign-out then has no files to delete.
-        this.opts.open.memory = true;
-      }
-    }
-    this.storage = this.opts.open.memory === true ? 'memory' : 'opfs';
+    // A browser without OPFS sync access handles fails (or, asked for `best`, falls back) at once; the retries
+    // below are for a file another tab is still letting go of.
+    const choice = this.opts.open.memory === true ? 'memory' : this.opts.storage;
+    this.storage = await chooseStorage(choice, (message, reason) => this.log('warn', message, { reason }));
+    // Shared with the worker: what a sign-out deletes.
+    this.opts.open.storage = this.storage;
+    delete this.opts.open.memory;
+    if (this.storage === 'idb') this.idbFailure = watchIdb();
     const deadline = Date.now() + 20_000;
     for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
       try {
@@ -197,7 +197,12 @@ export class Owner {
 
   /** Executes one operation from any tab. `tx` names the interactive transaction it belongs to. */
   async run(op: Op, args: unknown[], tx?: string): Promise<unknown> {
-    if (op === 'commit' || op === 'rollback') return this.endTx(op, tx);
+    if (this.broken) throw this.broken;
+    if (op === 'commit' || op === 'rollback') {
+      const done = this.endTx(op, tx);
+      if (op === 'commit') await this.stored();
+      return done;
+    }
     if (tx && this.tx?.id !== tx) {
       throw coded('TX_ABORTED', 'the transaction was rolled back (idle for too long, or it never began)');
     }
@@ -217,7 +222,33 @@ export class Owner {
         if (!this.db.inTransaction()) this.lostTx(tx);
       }
     }
-    return this.dispatch(op, args, tx);
+    const result = this.dispatch(op, args, tx);
+    if (WRITES.has(op)) await this.stored();
+    return result;
+  }
+
+  /**
+   * Resolves once every commit so far is stored: at once on OPFS (written before the commit returns); on
+   * IndexedDB when its write transaction completed, so an app write is answered only when a killed tab would
+   * keep it. A failed store closes the database to every operation with that error.
+   */
+  private async stored(): Promise<void> {
+    if (this.storage !== 'idb') return;
+    let failure: Error | null = null;
+    try {
+      await this.db.flush();
+    } catch (e) {
+      failure = storageFailure(e);
+    }
+    failure = this.idbFailure() ?? failure;
+    if (!failure) return;
+    if (!this.broken) {
+      this.broken = failure;
+      clearTimeout(this.timer);
+      this.log('error', 'storing the database failed: it is closed', { message: failure.message });
+      this.hooks.error(failure);
+    }
+    throw this.broken;
   }
 
   private lostTx(tx: string): void {
@@ -308,14 +339,15 @@ export class Owner {
     return this.currentStatus();
   }
 
-  /** Waits for a running cycle, then closes the database and releases its files. */
-  async close(): Promise<void> {
+  /** Waits for a running cycle, then closes the database and releases its storage (`erase`: a sign-out's
+   * IndexedDB copy is deleted too; OPFS files are removed by the worker once released). */
+  async close(erase = false): Promise<void> {
     clearTimeout(this.timer);
     clearTimeout(this.statusTimer);
     this.closing.abort(coded('CLOSED', 'the database was closed'));
     if (this.tx) this.abandon(this.tx.id);
     await this.cycle?.catch(() => undefined);
-    this.db.close();
+    await this.db.close(erase);
   }
 
   /** The page's network or visibility changed: the status says so at once; coming back starts a cycle and wakes
@@ -471,7 +503,7 @@ export class Owner {
   }
 
   private tick(): void {
-    if (this.closing.signal.aborted) return;
+    if (this.closing.signal.aborted || this.broken) return;
     if (this.cycle || !this.schedule.tryStart(Date.now())) return this.arm();
     this.cycle = this.runCycle().finally(() => {
       this.cycle = null;

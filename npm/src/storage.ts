@@ -1,15 +1,108 @@
 // Where a database can live in this browser (issue 35): the Origin Private File System with sync access handles
-// (what the engine's VFS needs), or memory. A browser that lacks them lacks them for good: found out once, in a
-// few milliseconds, instead of retrying what only a busy file (another tab closing it) would cure.
+// (the sahpool VFS), IndexedDB (the relaxed-idb VFS, where those handles are missing: WebKitGTK, older engines),
+// or memory. A browser that lacks them lacks them for good: found out once, in a few milliseconds, instead of
+// retrying what only a busy file (another tab closing it) would cure.
 
-/** Where the open database lives: OPFS (kept), or memory (gone when the tab closes). */
-export type StorageKind = 'opfs' | 'memory';
+/** Where the open database lives: OPFS or IndexedDB (kept), or memory (gone when the tab closes). */
+export type StorageKind = 'opfs' | 'idb' | 'memory';
 
 /**
  * What `SyncClient.open` asks for: `opfs` (the default; fails with `STORAGE_UNAVAILABLE` where it is missing),
- * `memory` (nothing kept), or `best` (OPFS where the browser has it, else memory, reported in `status.storage`).
+ * `idb` (IndexedDB), `memory` (nothing kept), or `best` (OPFS where the browser has it, else IndexedDB, else
+ * memory; the one used is in `status.storage`).
  */
-export type StorageChoice = 'opfs' | 'memory' | 'best';
+export type StorageChoice = 'opfs' | 'idb' | 'memory' | 'best';
+
+const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
+
+/**
+ * The storage to open for `choice`, or a `STORAGE_UNAVAILABLE` error naming what is missing. `warn` hears
+ * about a fallback (`best` settling for less than OPFS).
+ */
+export async function chooseStorage(choice: StorageChoice, warn: (message: string, reason: string) => void): Promise<StorageKind> {
+  if (choice === 'memory') return 'memory';
+  if (choice === 'idb') {
+    const missing = await idbMissing();
+    if (missing) throw coded('STORAGE_UNAVAILABLE', `${missing}. Open with storage: 'best' to run in memory instead (lost when the tab closes)`);
+    return 'idb';
+  }
+  const noOpfs = await opfsMissing();
+  if (!noOpfs) return 'opfs';
+  if (choice === 'opfs') {
+    throw coded('STORAGE_UNAVAILABLE', `${noOpfs}. Open with storage: 'best' to keep it in IndexedDB instead (or in memory where that is missing too)`);
+  }
+  const noIdb = await idbMissing();
+  if (!noIdb) {
+    warn('no OPFS sync access handles here: the database is kept in IndexedDB', noOpfs);
+    return 'idb';
+  }
+  warn('no persistent storage here: the database lives in memory', `${noOpfs}; ${noIdb}`);
+  return 'memory';
+}
+
+/** Why IndexedDB cannot be used in this worker, or null: opens (and deletes again) a probe database. */
+export async function idbMissing(): Promise<string | null> {
+  const idb = (self as { indexedDB?: IDBFactory }).indexedDB;
+  if (!idb) return 'this browser has no IndexedDB here (an old or non-secure context, or IndexedDB switched off)';
+  const name = 'oversync-probe';
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const req = idb.open(name);
+      req.onsuccess = () => {
+        req.result.close();
+        resolve();
+      };
+      req.onerror = () => reject(req.error);
+      req.onblocked = () => resolve();
+    });
+    return null;
+  } catch (e) {
+    // Full, not missing: a database that already exists still opens (and reads).
+    if ((e as { name?: string } | null)?.name === 'QuotaExceededError') return null;
+    return `the browser refused IndexedDB (${describe(e)}): a private window, or storage blocked for this site`;
+  } finally {
+    try {
+      idb.deleteDatabase(name);
+    } catch {
+      // Refused like the open: nothing was created.
+    }
+  }
+}
+
+/**
+ * Watches the IndexedDB transactions of this worker's databases (`oversync-<file>`): the relaxed-idb VFS writes
+ * each commit's pages in a transaction of its own after the commit returned, and does not report a failure. The
+ * first one that aborts (a full quota, a disk error) is kept, and every later write transaction on those
+ * databases refused, so IndexedDB keeps the last state that was wholly written: the owner's next flush then
+ * fails with `STORAGE_FULL` (or `STORAGE_UNAVAILABLE`) and the database is closed. Patches
+ * `IDBDatabase.prototype.transaction` of this worker only (the package's own dedicated worker; nothing else runs
+ * in it). Returns the failure so far.
+ */
+export function watchIdb(): () => Error | null {
+  let failure: Error | null = null;
+  const proto = IDBDatabase.prototype;
+  const begin = proto.transaction;
+  proto.transaction = function (this: IDBDatabase, ...args: Parameters<IDBDatabase['transaction']>) {
+    const ours = this.name.startsWith('oversync-');
+    if (ours && failure && args[1] === 'readwrite') throw failure;
+    const tx = begin.apply(this, args);
+    if (ours && tx.mode === 'readwrite') {
+      tx.addEventListener('abort', () => {
+        failure ??= storageFailure(tx.error);
+      });
+    }
+    return tx;
+  };
+  return () => failure;
+}
+
+/** A failed storage write as a coded error: `STORAGE_FULL` for a quota, `STORAGE_UNAVAILABLE` otherwise. */
+export function storageFailure(e: unknown): Error {
+  const text = describe(e);
+  return /quota/i.test(text)
+    ? coded('STORAGE_FULL', `the browser refused to store more for this site (${text}): the last write was not kept; free space (or ask for persistent storage) and open the database again`)
+    : coded('STORAGE_UNAVAILABLE', `the browser stopped storing this database (${text}): the last write was not kept; open the database again`);
+}
 
 /**
  * Why OPFS sync access handles cannot be used in this worker, or null when they can (or when the failure may

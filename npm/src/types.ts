@@ -30,6 +30,7 @@ export type ErrorCode =
   | 'TOKEN_USER_MISMATCH'
   | 'CONFIG'
   | 'STORAGE_UNAVAILABLE'
+  | 'STORAGE_FULL'
   | 'STORAGE_LOCKED'
   | 'TX_ABORTED'
   | 'INTERNAL'
@@ -200,8 +201,9 @@ export interface SyncStatus {
    */
   realtime: 'stream' | 'long_poll' | 'timer';
   /**
-   * Where the database lives: `opfs` (kept across reloads and restarts) or `memory` (gone when the last tab
-   * closes: asked for, or `storage: 'best'` in a browser without OPFS sync access handles). `null` before it opens.
+   * Where the database lives: `opfs` or `idb` (IndexedDB; both kept across reloads and restarts) or `memory`
+   * (gone when the last tab closes: asked for, or `storage: 'best'` in a browser with neither). `null` before it
+   * opens.
    */
   storage: StorageKind | null;
   /** This tab's worker owns the database (others go through it). */

@@ -148,8 +148,8 @@ async function signOut(keepPending: boolean): Promise<null> {
   // Every tab is closed either way; a failure to delete the files is reported to every caller with it.
   let failure: WireError | undefined;
   try {
-    await o.close();
-    if (!openArgs!.open.memory) await removeFiles(openArgs!.file);
+    await o.close(true);
+    if (openArgs!.open.storage === 'opfs') await removeFiles(openArgs!.file);
   } catch (e) {
     failure = toWire(e);
     throw e;
@@ -180,7 +180,14 @@ function stopServing(done: boolean, failure?: WireError): void {
 async function open(args: OpenArgs): Promise<void> {
   openArgs = args;
   await init();
-  channel = new BroadcastChannel(`oversync:${args.file}`);
+  try {
+    channel = new BroadcastChannel(`oversync:${args.file}`);
+  } catch (e) {
+    // Firefox with site data blocked (cookies blocked) refuses BroadcastChannel, Web Locks and storage alike:
+    // nothing of the package can run, in memory either.
+    if ((e as { name?: string } | null)?.name !== 'SecurityError') throw e;
+    throw Object.assign(new Error(`the browser blocks site data for this site (${String(e)}): tabs cannot coordinate and nothing can be stored; allow cookies and site data for it`), { code: 'STORAGE_UNAVAILABLE' });
+  }
   channel.onmessage = (e) => onPeer(e.data as PeerMessage);
   let resolveReady!: () => void;
   let rejectReady!: (e: unknown) => void;

@@ -1,7 +1,8 @@
 // Where the database lives (issue 35): `status.storage` says it, and a browser without OPFS sync access handles
 // is found out at once: `open` fails with STORAGE_UNAVAILABLE naming what is missing (it retried for ~20 s), or,
-// asked for `storage: 'best'`, runs in memory and says so. Firefox can switch OPFS off (`dom.fs.enabled`), which
-// gives a real engine without it; the same path is what WebKitGTK takes (no sync access handles off Apple's builds).
+// asked for `storage: 'best'`, keeps it in IndexedDB (or memory where that is missing too) and says so. Firefox
+// can switch OPFS off (`dom.fs.enabled`) and block site storage (cookies blocked), which gives a real engine
+// without them; the IndexedDB path is what WebKitGTK takes (no sync access handles off Apple's builds).
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -43,16 +44,18 @@ test('status.storage says where the database lives: opfs by default, memory when
   await page.evaluate(() => window.db.close());
   assert.deepEqual(await tryOpen(page, 'kept', { storage: 'memory' }), { storage: 'memory' });
   await page.evaluate(() => window.db.close());
+  assert.deepEqual(await tryOpen(page, 'kept', { storage: 'idb' }), { storage: 'idb' });
+  await page.evaluate(() => window.db.close());
   assert.equal((await tryOpen(page, 'kept', { storage: 'disk' })).code, 'BAD_ARGUMENT');
   await ctx.close();
 });
 
 test(
-  'without OPFS, open fails at once naming what is missing; storage: best runs in memory, syncs, and says so',
+  'without OPFS, open fails at once naming what is missing; storage: best keeps it in IndexedDB; blocked site data fails at once; memory syncs',
   { skip: only('firefox', 'Firefox switches OPFS off with a preference (dom.fs.enabled): a real engine without it') },
   async () => {
-    const ctx = await launch(undefined, { prefs: { 'dom.fs.enabled': false } });
-    const page = await loadPage(ctx);
+    let ctx = await launch(undefined, { prefs: { 'dom.fs.enabled': false } });
+    let page = await loadPage(ctx);
     const started = Date.now();
     const refused = await tryOpen(page, 'nostore', {});
     const ms = Date.now() - started;
@@ -61,12 +64,118 @@ test(
     assert.match(refused.message, /storage: 'best'/, 'says what to do');
     assert.ok(ms < 5_000, `failed in ${ms} ms, not after the retries for a busy file`);
 
-    assert.deepEqual(await tryOpen(page, 'nostore', { storage: 'best' }), { storage: 'memory' });
+    assert.deepEqual(await tryOpen(page, 'nostore', { storage: 'best' }), { storage: 'idb' });
+    await page.evaluate(() => window.db.close());
+    // Asked for memory, a browser without OPFS runs and syncs.
+    assert.deepEqual(await tryOpen(page, 'nostore', { storage: 'memory' }), { storage: 'memory' });
     await page.evaluate(async () => {
       await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), 'Mo', 'm@x']);
       await window.db.sync();
     });
     await eventually(async () => (await page.evaluate(() => window.db.status.pending)) === 0, 10_000, 'uploaded from memory');
+    await ctx.close();
+
+    // Site data blocked (cookies blocked), a user's setting: Firefox then refuses the worker, Web Locks and
+    // BroadcastChannel too, so nothing runs, in memory either; said at once.
+    ctx = await launch(undefined, { prefs: { 'network.cookie.cookieBehavior': 2 } });
+    page = await loadPage(ctx);
+    for (const storage of ['best', 'idb', 'memory']) {
+      const blocked = await tryOpen(page, 'nostore', { storage });
+      assert.equal(blocked.code, 'STORAGE_UNAVAILABLE', JSON.stringify(blocked));
+      assert.match(blocked.message, /blocks site data/);
+    }
+    await ctx.close();
+  },
+);
+
+const count = (page) => page.evaluate(async () => (await window.db.query('SELECT count(*) AS n FROM users'))[0].n);
+const addUser = (page, name) =>
+  page.evaluate((n) => window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), n, `${n}@x`]), name);
+/** The IndexedDB records (pages) of `file`'s database, read straight from IndexedDB. */
+const idbPages = (page, user) =>
+  page.evaluate(async (u) => {
+    const name = `oversync-journal.user-${u}.sqlite3`;
+    if (!(await indexedDB.databases()).some((d) => d.name === name)) return 0;
+    const db = await new Promise((ok, no) => Object.assign(indexedDB.open(name), { onsuccess: (e) => ok(e.target.result), onerror: no }));
+    const n = await new Promise((ok) => (db.transaction('blocks').objectStore('blocks').count().onsuccess = (e) => ok(e.target.result)));
+    db.close();
+    return n;
+  }, user);
+
+test('storage: idb keeps every answered write through a killed tab, hands over between tabs, and a sign-out deletes it', async () => {
+  const ctx = await launch();
+  const first = await loadPage(ctx);
+  assert.deepEqual(await tryOpen(first, 'idb', { storage: 'idb', autoSync: false }), { storage: 'idb' });
+  await addUser(first, 'a');
+  await first.evaluate(() =>
+    window.db.execMany('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [[window.uuid(), 'b', 'b@x'], [window.uuid(), 'c', 'c@x']]),
+  );
+  await first.evaluate(() => window.db.transaction(async (tx) => tx.exec('UPDATE users SET name = ? WHERE name = ?', ['B', 'b'])));
+  // A second tab writes through the first (the owner); then the owner's tab is killed, without a close.
+  const second = await loadPage(ctx);
+  assert.deepEqual(await tryOpen(second, 'idb', { storage: 'idb', autoSync: false }), { storage: 'idb' });
+  assert.equal(await second.evaluate(() => window.db.status.owner), false);
+  await addUser(second, 'd');
+  await first.close();
+  // The second tab takes over, loading the database from IndexedDB: every answered write is there, unsent.
+  await eventually(() => second.evaluate(() => window.db.status.owner), 15_000, 'the second tab owns the database');
+  assert.equal(await count(second), 4);
+  assert.deepEqual(await second.evaluate(() => window.db.query('SELECT name FROM users ORDER BY name')), [{ name: 'B' }, { name: 'a' }, { name: 'c' }, { name: 'd' }]);
+  assert.equal(await second.evaluate(() => window.db.status.pending), 4);
+  assert.equal(await second.evaluate(() => window.db.status.storage), 'idb');
+  // Uploaded from IndexedDB; a reload reads the acknowledged state, with nothing left to send.
+  const synced = await second.evaluate(() => window.db.sync());
+  assert.equal(synced.pending, 0, JSON.stringify(synced));
+  await second.reload();
+  await second.waitForFunction(() => window.ready);
+  await tryOpen(second, 'idb', { storage: 'idb', autoSync: false });
+  assert.equal(await count(second), 4);
+  assert.equal(await second.evaluate(() => window.db.status.pending), 0);
+  assert.ok((await idbPages(second, 'idb')) > 0, 'the pages are in IndexedDB');
+  await second.evaluate(() => window.db.signOut());
+  assert.equal(await idbPages(second, 'idb'), 0, 'a sign-out leaves nothing in IndexedDB');
+  assert.deepEqual(await second.evaluate(() => window.log.errors), []);
+  await ctx.close();
+});
+
+test(
+  'a full quota fails the write that did not fit with STORAGE_FULL, closes the database, and loses nothing answered before it',
+  {
+    skip: only(
+      'firefox',
+      'a small quota is a Firefox preference (dom.quotaManager.temporaryStorage.fixedLimit); Chromium 14x ignored the DevTools override (Storage.overrideQuotaForOrigin) here',
+    ),
+  },
+  async () => {
+    const ctx = await launch(undefined, { prefs: { 'dom.quotaManager.temporaryStorage.fixedLimit': 8192 } });
+    const page = await loadPage(ctx);
+    await tryOpen(page, 'full', { storage: 'idb', autoSync: false });
+    // Random bytes as base64 (IndexedDB compresses its values, so a repeated letter would hardly count).
+    let answered = 0;
+    let failure;
+    for (let i = 0; i < 60 && !failure; i++) {
+      failure = await page.evaluate(
+        (n) =>
+          window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), `big${n}`, btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(60_000))))]).then(
+            () => undefined,
+            (e) => ({ code: e.code, message: e.message }),
+          ),
+        i,
+      );
+      if (!failure) answered++;
+    }
+    assert.equal(failure?.code, 'STORAGE_FULL', JSON.stringify(failure));
+    assert.match(failure.message, /not kept/);
+    assert.ok(answered > 3, `${answered} writes fitted`);
+    const after = await page.evaluate(() => window.db.query('SELECT 1').then(() => 'ran', (e) => e.code));
+    assert.equal(after, 'STORAGE_FULL', 'the database is closed to every operation');
+    assert.ok((await page.evaluate(() => window.log.errors)).some((e) => e.startsWith('STORAGE_FULL')), 'onError heard it');
+    await page.close();
+    // Opened again (reading needs no room): every answered write is there and queued, the refused one is not.
+    const again = await loadPage(ctx);
+    assert.deepEqual(await tryOpen(again, 'full', { storage: 'idb', autoSync: false }), { storage: 'idb' });
+    assert.equal(await count(again), answered);
+    assert.equal(await again.evaluate(() => window.db.status.pending), answered);
     await ctx.close();
   },
 );

@@ -6,6 +6,7 @@ mod error;
 mod host;
 mod resolve;
 mod schedule;
+mod storage;
 mod sync;
 mod values;
 
@@ -15,10 +16,9 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use js_sys::Array;
+use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-use rusqlite::{Connection, OpenFlags};
 use serde::Deserialize;
-use sqlite_wasm_vfs::sahpool::{OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil, install};
 use wasm_bindgen::prelude::*;
 
 use crate::engine::StatusReader;
@@ -51,7 +51,9 @@ struct OpenOptions {
     /// Snapshot and download pages are sized to apply within this many ms (`0`: always `download_limit` rows).
     #[serde(default)]
     page_budget_ms: Option<f64>,
-    /// Keep the database in memory (tests, or browsers without OPFS).
+    /// Where the database lives (`opfs` by default); `memory: true` is the older spelling of `memory`.
+    #[serde(default)]
+    storage: Option<storage::Kind>,
     #[serde(default)]
     memory: bool,
     /// The token claim naming the user (default `sub`); a token of another user than the bound one is refused.
@@ -82,7 +84,7 @@ pub struct Database {
     engine: Rc<RefCell<Engine<HostTransport>>>,
     changed: Changed,
     reads: Reads,
-    pool: Option<OpfsSAHPoolUtil>,
+    storage: Rc<storage::Storage>,
     /// The engine's status (counts, progress, last error), readable while a cycle holds the engine.
     status: StatusReader,
     /// This database's device id (it never changes).
@@ -109,32 +111,12 @@ impl Database {
         {
             return Err(bad_argument("file: use letters, digits, '-', '_' and '.'"));
         }
-        let (mut conn, pool) = if opts.memory {
-            (Connection::open_in_memory().map_err(|e| sqlite(&e))?, None)
-        } else {
-            let vfs = format!("oversync-{}", opts.file);
-            let cfg = OpfsSAHPoolCfgBuilder::new()
-                .vfs_name(&vfs)
-                .directory(&format!(".oversync/{}", opts.file))
-                .build();
-            let pool = install::<sqlite_wasm_rs::WasmOsCallback>(&cfg, false)
-                .await
-                .map_err(|e| js_error("STORAGE_UNAVAILABLE", &e.to_string()))?;
-            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
-            let conn = Connection::open_with_flags_and_vfs(format!("/{}", opts.file), flags, vfs.as_str())
-                .map_err(|e| sqlite(&e))?;
-            // 16 KiB pages for a new database (an existing one keeps its size): an OPFS write costs about the same
-            // per call whatever its size, so a commit of four times fewer, larger pages is cheaper (P3; numbers in
-            // bench/results/design-choices.md).
-            conn.pragma_update(None, "page_size", 16384).map_err(|e| sqlite(&e))?;
-            // A rollback journal kept between transactions (its header zeroed on commit) instead of one created
-            // and deleted by every commit: on the sahpool VFS that is a file association, a truncate and flushes
-            // per transaction. Same crash safety as DELETE, and less of a hydration's time in flushes and
-            // truncates (P3 profile in bench/results/design-choices.md).
-            conn.pragma_update_and_check(None, "journal_mode", "PERSIST", |r| r.get::<_, String>(0))
-                .map_err(|e| sqlite(&e))?;
-            (conn, Some(pool))
+        let kind = match (opts.storage, opts.memory) {
+            (Some(kind), _) => kind,
+            (None, true) => storage::Kind::Memory,
+            (None, false) => storage::Kind::Opfs,
         };
+        let (mut conn, storage) = storage::open(&opts.file, kind).await?;
         conn.pragma_update(None, "foreign_keys", true).map_err(|e| sqlite(&e))?;
         conn.execute_batch(&opts.init).map_err(|e| sqlite(&e))?;
         let changed = Changed::default();
@@ -180,7 +162,7 @@ impl Database {
             engine: Rc::new(RefCell::new(engine)),
             changed,
             reads,
-            pool,
+            storage: Rc::new(storage),
         })
     }
 
@@ -298,25 +280,37 @@ impl Database {
         !self.conn.is_autocommit()
     }
 
-    /// Closes the database and releases its OPFS files (another worker can open them). Fails with `BUSY` while
+    /// Waits until every commit so far is stored (IndexedDB writes after the commit; OPFS and memory at once).
+    pub fn flush(&self) -> js_sys::Promise {
+        let storage = Rc::clone(&self.storage);
+        wasm_bindgen_futures::future_to_promise(async move { storage.flush().await.map(|()| JsValue::UNDEFINED) })
+    }
+
+    /// Where the database lives: `opfs`, `idb` or `memory`.
+    #[wasm_bindgen(getter)]
+    pub fn storage(&self) -> String {
+        format!("{:?}", self.storage.kind()).to_lowercase()
+    }
+
+    /// Closes the database and releases its storage (another worker can open it); `erase` also deletes an
+    /// IndexedDB copy (sign-out; OPFS files are removed by the package once released). Fails with `BUSY` while
     /// a sync cycle runs.
-    pub fn close(self) -> Result<(), JsValue> {
+    pub fn close(self, erase: bool) -> Result<js_sys::Promise, JsValue> {
         // Every handle on the connection goes before the engine gives it back to be closed.
         let Database {
             conn,
             engine,
-            pool,
+            storage,
             status,
             ..
         } = self;
         drop((conn, status));
         let engine = Rc::into_inner(engine).ok_or_else(|| js_error("BUSY", "a sync cycle is running"))?;
         engine.into_inner().into_conn().close().map_err(|(_, e)| sqlite(&e))?;
-        if let Some(pool) = pool {
-            pool.pause()
-                .map_err(|e| js_error("STORAGE_UNAVAILABLE", &e.to_string()))?;
-        }
-        Ok(())
+        let storage = Rc::into_inner(storage).ok_or_else(|| js_error("BUSY", "a flush is running"))?;
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            storage.release(erase).await.map(|()| JsValue::UNDEFINED)
+        }))
     }
 }
 
