@@ -151,6 +151,11 @@ export interface CommonOptions {
   /** Same as `storage: 'memory'`. */
   memory?: boolean;
   /**
+   * Ask the browser, once open, to keep this site's storage under storage pressure ({@link SyncClient.persist};
+   * default false: Firefox asks the user, which an app should do from the user's action rather than at start-up).
+   */
+  persist?: boolean;
+  /**
    * Hydration and downloads size their pages so that applying one takes about this long (ms, default 30; pages
    * grow from 100 to 1000 rows). The database worker answers no query while a page is applied, so this bounds
    * how long the app's queries wait during a hydration or a long catch-up; 0 asks for 1000-row pages throughout.
@@ -264,6 +269,8 @@ export class SyncClient<DB = any> {
     }
     if (options.schema) await client.checkSchema(options.schema);
     client.listenToPage();
+    // Not awaited: Firefox waits for the user's answer.
+    if (options.persist) client.persist().catch(() => false);
     client.current = { ...((await client.call('status', [])) as SyncStatus), owner: client.current.owner };
     return client;
   }
@@ -429,6 +436,19 @@ export class SyncClient<DB = any> {
   }
 
   /** The latest sync status (updated by events; see {@link SyncClient.onStatus}). */
+  /**
+   * Asks the browser to keep this site's storage under storage pressure (`navigator.storage.persist()`; best
+   * effort storage may be evicted when the disk fills): resolves to whether it is persistent now. Chromium decides
+   * without asking (an installed app, a bookmark, the site's engagement); Firefox asks the user, so call it from
+   * the user's action (a "keep an offline copy" switch). False in memory or where the browser has no such request.
+   */
+  async persist(): Promise<boolean> {
+    const storage = typeof navigator === 'undefined' ? undefined : navigator.storage;
+    if (this.current.storage === 'memory' || typeof storage?.persist !== 'function') return false;
+    if (await storage.persisted()) return true;
+    return storage.persist();
+  }
+
   get status(): SyncStatus {
     return this.current;
   }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { cleanup, eventually, launch, only } from './browser.mjs';
+import { cleanup, engine, eventually, launch, only } from './browser.mjs';
 import { root, startOrigin, startSyncServer } from './stack.mjs';
 
 let sync;
@@ -37,12 +37,17 @@ const tryOpen = (page, user, extra) =>
     [user, extra],
   );
 
-test('status.storage says where the database lives: opfs by default, memory when asked', async () => {
-  const ctx = await launch();
+test('status.storage says where the database lives: opfs by default, idb or memory when asked; persist() asks to keep it', async () => {
+  // Firefox asks the user for persistent storage: its preference answers "allow" here.
+  const ctx = await launch(undefined, engine === 'firefox' ? { prefs: { 'permissions.default.persistent-storage': 1 } } : {});
   const page = await loadPage(ctx);
   assert.deepEqual(await tryOpen(page, 'kept', {}), { storage: 'opfs' });
+  const persisted = await page.evaluate(async () => [await window.db.persist(), await navigator.storage.persisted()]);
+  assert.equal(persisted[0], persisted[1], 'persist() says what the browser decided');
+  if (engine === 'firefox') assert.deepEqual(persisted, [true, true]);
   await page.evaluate(() => window.db.close());
   assert.deepEqual(await tryOpen(page, 'kept', { storage: 'memory' }), { storage: 'memory' });
+  assert.equal(await page.evaluate(() => window.db.persist()), false, 'nothing to keep in memory');
   await page.evaluate(() => window.db.close());
   assert.deepEqual(await tryOpen(page, 'kept', { storage: 'idb' }), { storage: 'idb' });
   await page.evaluate(() => window.db.close());
