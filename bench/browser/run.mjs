@@ -7,6 +7,7 @@
 //   P12 bulk writes: 20,000 rows as 20,000 `tx.exec` calls vs one `execMany` call;
 //   P11 propagation: device A's local write → device B's live query, two Chromium profiles of one user over
 //      `/sync/stream`, natively and under workerd; isolated writes and writes 100 ms apart (the debounce).
+// `OVERSYNC_BROWSER=firefox` runs them in Firefox, `OVERSYNC_STORAGE=idb` on IndexedDB.
 // `node bench/browser/run.mjs [--short] [--out FILE] [--only p3|p4|p7|p11|p12] [--fixed] [--profile]`; run through bench/run.
 // Reuses the browser tests' stack. `--only p3 --profile` adds a CPU profile of the database worker (see
 // profile.mjs); `--only p3 --fixed` also hydrates devices with fixed 1000-row pages, and `--only p3 --alone`
@@ -43,11 +44,14 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const round = (x, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
+/** `OVERSYNC_STORAGE=idb` measures the IndexedDB storage (default: the package's default, OPFS). */
+const STORAGE = process.env.OVERSYNC_STORAGE ? { storage: process.env.OVERSYNC_STORAGE } : {};
+
 async function openPage(context, origin, username, extra) {
   const page = await context.newPage();
   await page.goto(`${origin}/`);
   await page.waitForFunction(() => window.ready);
-  await page.evaluate(([u, x]) => window.openDb(u, x), [username, extra]);
+  await page.evaluate(([u, x]) => window.openDb(u, x), [username, { ...STORAGE, ...extra }]);
   return page;
 }
 
