@@ -72,6 +72,14 @@ ensure_firefox() {
   apt_install firefox-esr || { sleep 5; apt_install firefox-esr; }
 }
 
+# Debian's WebKitGTK for the browser suite's third engine: WebKitWebDriver and MiniBrowser (webkit2gtk-driver),
+# on an Xvfb display (tests/browser/webkit.mjs).
+ensure_webkit() {
+  command -v WebKitWebDriver >/dev/null && command -v Xvfb >/dev/null && return 0
+  say "installing WebKitGTK's WebDriver and Xvfb"
+  apt_install webkit2gtk-driver xvfb || { sleep 5; apt_install webkit2gtk-driver xvfb; }
+}
+
 # npm ci in $1 when its node_modules is missing or older than its lockfile.
 ensure_npm() {
   if [ ! -d "$1/node_modules" ] || [ "$1/package-lock.json" -nt "$1/node_modules" ]; then

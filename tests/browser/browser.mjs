@@ -1,6 +1,7 @@
 // The browsers the tests drive, each Debian's own (never a downloaded one): Chromium (/usr/bin/chromium) through
-// playwright-core, and with OVERSYNC_BROWSER=firefox Firefox ESR (/usr/bin/firefox-esr) through puppeteer-core
-// over WebDriver BiDi, wrapped in the part of playwright's context and page API the tests use. Each profile is a
+// playwright-core, with OVERSYNC_BROWSER=firefox Firefox ESR (/usr/bin/firefox-esr) through puppeteer-core
+// over WebDriver BiDi, and with OVERSYNC_BROWSER=webkit WebKitGTK's MiniBrowser through WebKitWebDriver
+// (webkit.mjs), the last two wrapped in the part of playwright's context and page API the tests use. Each profile is a
 // fresh profile directory; reopening the same directory is "the same browser profile".
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,9 +10,15 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { Locator } from './locator.mjs';
 
-/** The engine this run drives: `chromium` (default) or `firefox`. */
+/** The engine this run drives: `chromium` (default), `firefox` or `webkit`. */
 export const engine = process.env.OVERSYNC_BROWSER ?? 'chromium';
-if (!['chromium', 'firefox'].includes(engine)) throw new Error(`OVERSYNC_BROWSER=${engine}: use chromium or firefox`);
+if (!['chromium', 'firefox', 'webkit'].includes(engine)) throw new Error(`OVERSYNC_BROWSER=${engine}: use chromium, firefox or webkit`);
+
+/** For `test(name, { skip: except('webkit', why) }, …)`: skips the test on that engine, saying why. */
+export const except = (name, why) => (engine === name ? `not in ${name}: ${why}` : false);
+/** Why a test that reopens a profile directory does not run in WebKitGTK. */
+export const SAME_PROFILE =
+  "a WebKitWebDriver session's website data ends with it, so a profile cannot be reopened (a reload in one session is tested in storage.test.mjs)";
 
 /** For `test(name, { skip: only('chromium', why) }, …)`: skips the test on the other engines, saying why. */
 export const only = (name, why) => (engine === name ? false : `${name} only: ${why}`);
@@ -40,10 +47,10 @@ export function profileDir() {
  */
 export async function launch(dir = profileDir(), { prefs } = {}) {
   if (prefs && engine !== 'firefox') throw new Error('prefs are Firefox preferences');
-  const context =
-    engine === 'firefox'
-      ? await FirefoxContext.launch(dir, prefs)
-      : await chromium.launchPersistentContext(dir, { executablePath: chromiumPath, args: chromiumArgs, headless: true });
+  let context;
+  if (engine === 'firefox') context = await FirefoxContext.launch(dir, prefs);
+  else if (engine === 'webkit') context = await (await import('./webkit.mjs')).WebKitContext.launch();
+  else context = await chromium.launchPersistentContext(dir, { executablePath: chromiumPath, args: chromiumArgs, headless: true });
   open.add(context);
   context.on('close', () => open.delete(context));
   context.on('page', watch);
@@ -201,7 +208,10 @@ export async function eventually(f, ms = 15_000, what = 'condition') {
   }
 }
 
-/** Every file path in `page`'s origin's OPFS. */
+/**
+ * Every file path in `page`'s origin's OPFS, and `idb:<name>` for each of the package's IndexedDB databases that
+ * holds pages (where the engine has no OPFS, WebKitGTK, the databases live there).
+ */
 export function opfsFiles(page) {
   return page.evaluate(async () => {
     const out = [];
@@ -211,7 +221,16 @@ export function opfsFiles(page) {
         else await walk(handle, `${prefix}${name}/`);
       }
     };
-    await walk(await navigator.storage.getDirectory(), '');
+    if (typeof navigator.storage?.getDirectory === 'function') await walk(await navigator.storage.getDirectory(), '');
+    for (const { name } of await indexedDB.databases()) {
+      if (!name.startsWith('oversync-') || name === 'oversync-probe') continue;
+      const db = await new Promise((ok, no) => Object.assign(indexedDB.open(name), { onsuccess: (e) => ok(e.target.result), onerror: no }));
+      const pages = db.objectStoreNames.contains('blocks')
+        ? await new Promise((ok) => (db.transaction('blocks').objectStore('blocks').count().onsuccess = (e) => ok(e.target.result)))
+        : 0;
+      db.close();
+      if (pages > 0) out.push(`idb:${name}`);
+    }
     return out;
   });
 }

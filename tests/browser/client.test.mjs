@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { cleanup, eventually, launch, opfsFiles as opfs, profileDir } from './browser.mjs';
+import { SAME_PROFILE, cleanup, eventually, except, launch, opfsFiles as opfs, profileDir } from './browser.mjs';
 import { root, startOrigin, startSyncServer } from './stack.mjs';
 
 let sync;
@@ -63,7 +63,7 @@ const seedUsers = (page, n) =>
 const titles = (page) =>
   page.evaluate(async () => (await window.db.query('SELECT title FROM posts ORDER BY title')).map((r) => r.title));
 
-test('data written in a page survives a reload of the same profile (OPFS)', async () => {
+test('data written in a page survives a reload of the same profile (OPFS)', { skip: except('webkit', SAME_PROFILE) }, async () => {
   const dir = profileDir();
   let ctx = await launch(dir);
   let page = await openPage(ctx, 'reload', { autoSync: false });
@@ -167,7 +167,7 @@ test('a live query calls back only when its rows change; throttleMs folds a burs
   await ctx.close();
 });
 
-test('status: hasSynced and lastSyncedAt are kept in the database and survive a reload', async () => {
+test('status: hasSynced and lastSyncedAt are kept in the database and survive a reload', { skip: except('webkit', SAME_PROFILE) }, async () => {
   const dir = profileDir();
   let ctx = await launch(dir);
   let page = await openPage(ctx, 'kept', { autoSync: false });

@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { cleanup, engine, eventually, launch } from './browser.mjs';
+import { cleanup, engine, eventually, except, launch } from './browser.mjs';
+
+const NO_OFFLINE = 'WebKitWebDriver has no offline emulation (the offline queue runs there through simulateOffline in client.test.mjs)';
 import { root, startOrigin, startSyncServer } from './stack.mjs';
 
 let sync;
@@ -106,7 +108,7 @@ test('a temporarily failing auth callback delays waitForFirstSync; a fatal one r
   await ctx.close();
 });
 
-test('status.online follows the page at once; realtime says when the stream is down; a server back is found in seconds', async () => {
+test('status.online follows the page at once; realtime says when the stream is down; a server back is found in seconds', { skip: except('webkit', NO_OFFLINE) }, async () => {
   const [wa, wb] = [await origin(), await origin()];
   const [a, b] = [await loadPage(wa), await loadPage(wb)];
   for (const p of [a.page, b.page]) {
@@ -191,7 +193,7 @@ test('closing a client whose auth callback never answers leaves no unhandled rej
   await ctx.close();
 });
 
-test('signOut offline keeps the cycle’s code and says how many changes are at stake and how to drop them', async () => {
+test('signOut offline keeps the cycle’s code and says how many changes are at stake and how to drop them', { skip: except('webkit', NO_OFFLINE) }, async () => {
   const web = await origin();
   const { ctx, page } = await loadPage(web);
   await page.evaluate((x) => window.openDb('leaving', x), slow);

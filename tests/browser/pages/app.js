@@ -20,7 +20,16 @@ async function signin(username, deviceId) {
   return (await r.json()).token;
 }
 
-window.SyncClient = SyncClient;
+// Tests that call SyncClient.open themselves get the harness's storage too (WebKitGTK: IndexedDB).
+const testStorage = () => {
+  const storage = sessionStorage.getItem('oversync-test-storage');
+  return storage ? { storage } : {};
+};
+window.SyncClient = class extends SyncClient {
+  static open(options) {
+    return super.open({ ...testStorage(), ...options });
+  }
+};
 window.log = { errors: [], live: [], signins: 0, signedOut: 0 };
 window.openDb = async (username, extra = {}) => {
   window.db = await SyncClient.open({
@@ -34,6 +43,8 @@ window.openDb = async (username, extra = {}) => {
     onError: (e) => window.log.errors.push(`${e.code}: ${e.message}`),
     syncIntervalMs: 500,
     onSignedOut: () => window.log.signedOut++,
+    // Set by the WebKitGTK harness (no OPFS sync access handles there): the databases live in IndexedDB.
+    ...testStorage(),
     ...extra,
   });
   return window.db.status;
