@@ -347,7 +347,10 @@ export class Owner {
     this.closing.abort(coded('CLOSED', 'the database was closed'));
     if (this.tx) this.abandon(this.tx.id);
     await this.cycle?.catch(() => undefined);
-    await this.db.close(erase);
+    // After a failed store there is nothing more to save: IndexedDB keeps the last whole state.
+    await this.db.close(erase).catch((e: unknown) => {
+      if (!this.broken || erase) throw e;
+    });
   }
 
   /** The page's network or visibility changed: the status says so at once; coming back starts a cycle and wakes

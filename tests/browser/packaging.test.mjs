@@ -124,7 +124,7 @@ test('the installed package\'s command writes the server\'s DDL and tables from 
   assert.match(out, /\[\[tables\]\]\nschema = "business"\ntable = "users"\nowner_column = "owner_id"/);
 });
 
-test('what a browser downloads is measured on the installed package and stays under 750 KiB gzip (the README quotes it)', async () => {
+test('what a browser downloads is measured on the installed package and stays under 800 KiB gzip (the README quotes it)', async () => {
   const { gzipSync } = await import('node:zlib');
   const { readFileSync, statSync } = await import('node:fs');
   const dist = path.join(app, 'node_modules/oversync-web/dist');
@@ -148,8 +148,9 @@ test('what a browser downloads is measured on the installed package and stays un
     `size: wasm ${kib(sum(wasm, 'raw'))} KiB (${kib(sum(wasm, 'gzip'))} gzip), JS ${kib(sum(js, 'raw'))} KiB (${kib(sum(js, 'gzip'))} gzip), total ${kib(sum(sizes, 'raw'))} KiB (${kib(sum(sizes, 'gzip'))} gzip)`,
   );
   assert.ok(wasm.length === 1, 'one wasm file');
-  // A guard against regressions: 711 KiB gzip on 2026-12-07 (the P5 goal of 700 is missed by the wasm's growth).
-  assert.ok(sum(sizes, 'gzip') <= 750 * 1024, `${kib(sum(sizes, 'gzip'))} KiB gzip`);
+  // A guard against regressions: 754 KiB gzip on 2026-12-07, of which 43 KiB the IndexedDB storage (relaxed-idb
+  // and indexed_db_futures); 711 before it. The P5 goal of 700 is missed by the wasm's growth.
+  assert.ok(sum(sizes, 'gzip') <= 800 * 1024, `${kib(sum(sizes, 'gzip'))} KiB gzip`);
 });
 
 test('the dev path: a Vite dev server proxying /sync (ws) and /signin to a local sync server syncs and streams', async () => {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { cleanup, engine, eventually, launch, only } from './browser.mjs';
+import { cleanup, engine, eventually, launch, only, opfsFiles } from './browser.mjs';
 import { root, startOrigin, startSyncServer } from './stack.mjs';
 
 let sync;
@@ -108,16 +108,8 @@ test(
 const count = (page) => page.evaluate(async () => (await window.db.query('SELECT count(*) AS n FROM users'))[0].n);
 const addUser = (page, name) =>
   page.evaluate((n) => window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), n, `${n}@x`]), name);
-/** The IndexedDB records (pages) of `file`'s database, read straight from IndexedDB. */
-const idbPages = (page, user) =>
-  page.evaluate(async (u) => {
-    const name = `oversync-journal.user-${u}.sqlite3`;
-    if (!(await indexedDB.databases()).some((d) => d.name === name)) return 0;
-    const db = await new Promise((ok, no) => Object.assign(indexedDB.open(name), { onsuccess: (e) => ok(e.target.result), onerror: no }));
-    const n = await new Promise((ok) => (db.transaction('blocks').objectStore('blocks').count().onsuccess = (e) => ok(e.target.result)));
-    db.close();
-    return n;
-  }, user);
+/** Whether `user`'s database has pages in IndexedDB (read straight from IndexedDB). */
+const inIdb = async (page, user) => (await opfsFiles(page)).includes(`idb:oversync-journal.user-${user}.sqlite3`);
 
 test('storage: idb keeps every answered write through a killed tab, hands over between tabs, and a sign-out deletes it', async () => {
   const ctx = await launch();
@@ -148,9 +140,9 @@ test('storage: idb keeps every answered write through a killed tab, hands over b
   await tryOpen(second, 'idb', { storage: 'idb', autoSync: false });
   assert.equal(await count(second), 4);
   assert.equal(await second.evaluate(() => window.db.status.pending), 0);
-  assert.ok((await idbPages(second, 'idb')) > 0, 'the pages are in IndexedDB');
+  assert.ok(await inIdb(second, 'idb'), 'the pages are in IndexedDB');
   await second.evaluate(() => window.db.signOut());
-  assert.equal(await idbPages(second, 'idb'), 0, 'a sign-out leaves nothing in IndexedDB');
+  assert.equal(await inIdb(second, 'idb'), false, 'a sign-out leaves nothing in IndexedDB');
   assert.deepEqual(await second.evaluate(() => window.log.errors), []);
   await ctx.close();
 });
@@ -160,7 +152,7 @@ test(
   {
     skip: only(
       'firefox',
-      'a small quota is a Firefox preference (dom.quotaManager.temporaryStorage.fixedLimit); Chromium 14x ignored the DevTools override (Storage.overrideQuotaForOrigin) here',
+      'a small quota is a Firefox preference (dom.quotaManager.temporaryStorage.fixedLimit); Chromium ignored the DevTools override (Storage.overrideQuotaForOrigin) here',
     ),
   },
   async () => {
@@ -187,6 +179,7 @@ test(
     const after = await page.evaluate(() => window.db.query('SELECT 1').then(() => 'ran', (e) => e.code));
     assert.equal(after, 'STORAGE_FULL', 'the database is closed to every operation');
     assert.ok((await page.evaluate(() => window.log.errors)).some((e) => e.startsWith('STORAGE_FULL')), 'onError heard it');
+    await page.evaluate(() => window.db.close());
     await page.close();
     // Opened again (reading needs no room): every answered write is there and queued, the refused one is not.
     const again = await loadPage(ctx);

@@ -22,7 +22,12 @@ async function signin(username, deviceId) {
 
 // Tests that call SyncClient.open themselves get the harness's storage too (WebKitGTK: IndexedDB).
 const testStorage = () => {
-  const storage = sessionStorage.getItem('oversync-test-storage');
+  let storage = null;
+  try {
+    storage = sessionStorage.getItem('oversync-test-storage');
+  } catch {
+    // Site data blocked (a storage test does so): no harness storage either.
+  }
   return storage ? { storage } : {};
 };
 window.SyncClient = class extends SyncClient {
