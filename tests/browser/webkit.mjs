@@ -199,6 +199,13 @@ class WebKitPage {
   async close() {
     if (this.closed) return;
     this.closed = true;
+    if (this.context.pages().length === 0) {
+      // The session's last window: closing it would end the session (the profile), so it is emptied instead;
+      // the page and its workers go all the same. The next newPage() takes it.
+      this.used = false;
+      this.closed = false;
+      return this.context.use(this.handle, (d) => d.get('about:blank'));
+    }
     await this.context.use(this.handle, (d) => d.close());
     this.context.current = null;
     const next = this.context.pages()[0];
