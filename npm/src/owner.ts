@@ -36,8 +36,8 @@ export interface OwnerOptions {
 }
 
 const TX_IDLE_MS = 10_000;
-/** Operations that may write (answered only once stored). */
-const WRITES = new Set<Op>(['exec', 'execMany', 'execRows', 'script']);
+/** Operations that may write what the app asked for (answered only once stored). */
+const WRITES = new Set<Op>(['exec', 'execMany', 'execRows', 'script', 'retryRejected', 'discardRejected', 'retryParked']);
 /** How long after a local write its status is published (writes within it share one fold of the capture log). */
 const STATUS_AFTER_WRITE_MS = 20;
 const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
@@ -222,7 +222,7 @@ export class Owner {
         if (!this.db.inTransaction()) this.lostTx(tx);
       }
     }
-    const result = this.dispatch(op, args, tx);
+    const result = await this.dispatch(op, args, tx);
     if (WRITES.has(op)) await this.stored();
     return result;
   }

@@ -1,14 +1,15 @@
 // WebKitGTK for the browser tests (OVERSYNC_BROWSER=webkit): Debian's MiniBrowser in automation mode, driven by
 // WebKitWebDriver (`webkit2gtk-driver`) through selenium-webdriver, on an Xvfb display; wrapped in the part of
-// playwright's context and page API the storage and behaviour tests use. One WebDriver session is one profile
+// playwright's context and page API the tests use (locators through locator.mjs). One WebDriver session is one profile
 // (an automation session's website data is its own and gone when it ends); its pages are the session's windows.
 // WebKitGTK has no OPFS sync access handles, so the test page opens its databases on IndexedDB
 // (`oversync-test-storage` in the tab's sessionStorage, read by pages/app.js).
 
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { Builder } from 'selenium-webdriver';
+import { Builder, By } from 'selenium-webdriver';
+import { Locator } from './locator.mjs';
 
 const miniBrowser = ['4.1', '4.0', '6.0']
   .map((v) => `/usr/lib/x86_64-linux-gnu/webkit2gtk-${v}/MiniBrowser`)
@@ -188,6 +189,46 @@ class WebKitPage {
       if (Date.now() > end) throw new Error(`waitForFunction timed out; last: ${last?.message ?? JSON.stringify(last)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
+  }
+  async waitForSelector(selector, options = {}) {
+    await this.waitForFunction((css) => document.querySelector(css) !== null, selector, options);
+  }
+  async textContent(selector) {
+    await this.waitForSelector(selector);
+    return this.evaluate((css) => document.querySelector(css).textContent, selector);
+  }
+  async click(selector) {
+    await this.waitForSelector(selector);
+    await this.evaluate((css) => document.querySelector(css).click(), selector);
+  }
+  /** Typed with WebDriver's keys (React's controlled inputs see real input events). */
+  async fill(selector, value) {
+    await this.waitForSelector(selector);
+    await this.context.use(this.handle, async (d) => {
+      const input = await d.findElement(By.css(selector));
+      await input.clear();
+      // WebKitWebDriver refuses an empty text ("Missing text parameter"): clearing is the whole fill then.
+      if (value !== '') await input.sendKeys(value);
+    });
+  }
+  async selectOption(selector, value) {
+    await this.waitForSelector(selector);
+    await this.context.use(this.handle, async (d) => {
+      await d.findElement(By.css(`${selector} option[value="${value}"]`)).click();
+    });
+  }
+  locator(css, options) {
+    return new Locator(this, []).locator(css, options);
+  }
+  getByRole(role, options) {
+    return new Locator(this, []).getByRole(role, options);
+  }
+  setViewportSize({ width, height }) {
+    return this.context.use(this.handle, (d) => d.manage().window().setRect({ width, height }));
+  }
+  async screenshot({ path }) {
+    const png = await this.context.use(this.handle, (d) => d.takeScreenshot());
+    writeFileSync(path, Buffer.from(png, 'base64'));
   }
   /** Waits for the load event of the page's current document. */
   waitForLoadState() {
