@@ -2,6 +2,8 @@
 // database `oversync-<file>` its pages (the relaxed-idb VFS; both opened by client-wasm/src/web/storage.rs).
 // Nothing else of it is kept anywhere.
 
+import { coded } from './storage.js';
+
 /** The file of `name`'s database for `user`: one per user, so another user never opens this one. */
 export function fileName(name: string, user: string): string {
   return `${name}.${user}.sqlite3`.replace(/[^A-Za-z0-9._-]/g, '_');
@@ -24,7 +26,7 @@ async function removeIdb(file: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const req = idb.deleteDatabase(`oversync-${file}`);
     const timer = setTimeout(
-      () => reject(Object.assign(new Error(`the IndexedDB copy of ${file} is still open elsewhere`), { code: 'STORAGE_LOCKED' })),
+      () => reject(coded('STORAGE_LOCKED', `the IndexedDB copy of ${file} is still open elsewhere`)),
       5_000,
     );
     req.onsuccess = () => (clearTimeout(timer), resolve());

@@ -3,7 +3,7 @@
 
 import { Database, SyncSchedule } from './wasm/oversync_client.js';
 import type { Op } from './messages.js';
-import { chooseStorage, storageFailure, watchIdb, type StorageChoice, type StorageKind } from './storage.js';
+import { chooseStorage, coded, storageFailure, watchIdb, type StorageChoice, type StorageKind } from './storage.js';
 import type { Conflict, ConflictContext, ConflictDecision, ErrorCode, LogEntry, LogLevel, Rejection, ScopeStatus, SyncStatus } from './types.js';
 import { realtimeLoop } from './realtime.js';
 import type { RealtimeMode } from './watch.js';
@@ -40,7 +40,6 @@ const TX_IDLE_MS = 10_000;
 const WRITES = new Set<Op>(['exec', 'execMany', 'execRows', 'script', 'retryRejected', 'discardRejected', 'retryParked']);
 /** How long after a local write its status is published (writes within it share one fold of the capture log). */
 const STATUS_AFTER_WRITE_MS = 20;
-const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
 
 /**
  * Errors that waiting cures: they show in `status.lastError` and never reach `onError` (the network, the auth

@@ -13,7 +13,8 @@ export type StorageKind = 'opfs' | 'idb' | 'memory';
  */
 export type StorageChoice = 'opfs' | 'idb' | 'memory' | 'best';
 
-const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
+/** An `Error` with a `code` (what the page turns into an `OversyncError`). */
+export const coded = (code: string, message: string) => Object.assign(new Error(message), { code });
 
 /**
  * The storage to open for `choice`, or a `STORAGE_UNAVAILABLE` error naming what is missing. `warn` hears

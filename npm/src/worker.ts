@@ -8,6 +8,7 @@ import { Owner, type OwnerOptions } from './owner.js';
 import { removeFiles } from './files.js';
 import type { ConflictContext, ConflictDecision } from './types.js';
 import { toWire, type WireError, type Op, type PageRequest, type PeerMessage, type WorkerMessage } from './messages.js';
+import { coded } from './storage.js';
 
 type OpenArgs = OwnerOptions & { file: string };
 type Pending = {
@@ -186,7 +187,7 @@ async function open(args: OpenArgs): Promise<void> {
     // Firefox with site data blocked (cookies blocked) refuses BroadcastChannel, Web Locks and storage alike:
     // nothing of the package can run, in memory either.
     if ((e as { name?: string } | null)?.name !== 'SecurityError') throw e;
-    throw Object.assign(new Error(`the browser blocks site data for this site (${String(e)}): tabs cannot coordinate and nothing can be stored; allow cookies and site data for it`), { code: 'STORAGE_UNAVAILABLE' });
+    throw coded('STORAGE_UNAVAILABLE', `the browser blocks site data for this site (${String(e)}): tabs cannot coordinate and nothing can be stored; allow cookies and site data for it`);
   }
   channel.onmessage = (e) => onPeer(e.data as PeerMessage);
   let resolveReady!: () => void;

@@ -51,11 +51,9 @@ struct OpenOptions {
     /// Snapshot and download pages are sized to apply within this many ms (`0`: always `download_limit` rows).
     #[serde(default)]
     page_budget_ms: Option<f64>,
-    /// Where the database lives (`opfs` by default); `memory: true` is the older spelling of `memory`.
+    /// Where the database lives (`opfs` by default; the package chooses it, see npm/src/storage.ts).
     #[serde(default)]
     storage: Option<storage::Kind>,
-    #[serde(default)]
-    memory: bool,
     /// The token claim naming the user (default `sub`); a token of another user than the bound one is refused.
     #[serde(default)]
     user_claim: Option<String>,
@@ -111,11 +109,7 @@ impl Database {
         {
             return Err(bad_argument("file: use letters, digits, '-', '_' and '.'"));
         }
-        let kind = match (opts.storage, opts.memory) {
-            (Some(kind), _) => kind,
-            (None, true) => storage::Kind::Memory,
-            (None, false) => storage::Kind::Opfs,
-        };
+        let kind = opts.storage.unwrap_or(storage::Kind::Opfs);
         let (mut conn, storage) = storage::open(&opts.file, kind).await?;
         conn.pragma_update(None, "foreign_keys", true).map_err(|e| sqlite(&e))?;
         conn.execute_batch(&opts.init).map_err(|e| sqlite(&e))?;
@@ -284,12 +278,6 @@ impl Database {
     pub fn flush(&self) -> js_sys::Promise {
         let storage = Rc::clone(&self.storage);
         wasm_bindgen_futures::future_to_promise(async move { storage.flush().await.map(|()| JsValue::UNDEFINED) })
-    }
-
-    /// Where the database lives: `opfs`, `idb` or `memory`.
-    #[wasm_bindgen(getter)]
-    pub fn storage(&self) -> String {
-        format!("{:?}", self.storage.kind()).to_lowercase()
     }
 
     /// Closes the database and releases its storage (another worker can open it); `erase` also deletes an

@@ -22,7 +22,7 @@ use wasm_bindgen::JsValue;
 use super::error::{js_error, sqlite};
 
 /// The storage `SyncClient.open` chose.
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Kind {
     Opfs,
@@ -96,14 +96,6 @@ pub(crate) async fn open(file: &str, kind: Kind) -> Result<(Connection, Storage)
 }
 
 impl Storage {
-    pub(crate) fn kind(&self) -> Kind {
-        match self {
-            Storage::Opfs(_) => Kind::Opfs,
-            Storage::Idb(_) => Kind::Idb,
-            Storage::Memory => Kind::Memory,
-        }
-    }
-
     /// Waits until every commit so far is in IndexedDB (at once on OPFS, whose writes are synchronous, and in
     /// memory). Whether they all succeeded is the package's to check (`npm/src/storage.ts`, `watchIdb`): the VFS
     /// does not report a failed write.
