@@ -3,7 +3,7 @@
 //! start-up with `adopt_on_start`.
 //!
 //! Each table is read in slices of its heap (`ctid` ranges, a TID range scan: no index needed, any key), each
-//! slice given to `sync.capture_rows_v1` in adopt mode, one statement and one transaction per slice: the rows sync
+//! slice given to `sync.capture_rows_v2` in adopt mode, one statement and one transaction per slice: the rows sync
 //! does not have yet are logged exactly as a backend INSERT would be (same encoding, same owner locks), rows it has
 //! are skipped, and rows that cannot be synced (no owner, a key that is no canonical UUID, a value the encoding
 //! cannot carry) are reported and left out, never guessed. So memory is bounded by a slice, an interrupted run
@@ -85,7 +85,7 @@ async fn table(client: &Client, c: &Capture, report: &mut impl Report) -> Result
     };
     let mut step = (ROWS_PER_SLICE / per_page).max(1);
     let sql = format!(
-        "SELECT r_key, r_why, r_logged FROM sync.capture_rows_v1('{rel}'::regclass, $1, '{{}}', ARRAY(
+        "SELECT r_key, r_why, r_logged FROM sync.capture_rows_v2('{rel}'::regclass, $1, '{{}}', ARRAY(
            SELECT to_jsonb(b.*) FROM {rel} b WHERE b.ctid >= format('(%s,0)', $2::int8)::tid
              AND b.ctid < format('(%s,0)', $3::int8)::tid), true)"
     );

@@ -36,7 +36,18 @@ pub async fn download(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &
         )
         .await
         .map_err(ApiError::download)?;
-    page_json(first(&rows)?, q, "")
+    let r = first(&rows)?;
+    refuse_pruned(r.get(7))?;
+    page_json(r, q, "")
+}
+
+/// A cursor below the owner's history horizon may have missed a removed tombstone: 410 `history_pruned`, and the
+/// device re-hydrates (docs/history.md).
+fn refuse_pruned(horizon: Option<i64>) -> Result<(), ApiError> {
+    match horizon {
+        Some(h) => Err(ApiError::HistoryPruned(h)),
+        None => Ok(()),
+    }
 }
 
 /// The rows of an owner's log one page may read before its filters: at least the page and its marker.
@@ -99,6 +110,7 @@ async fn scoped(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &Settin
     if r.get::<_, Option<&str>>(10).is_some() {
         return Err(ApiError::ScopeForbidden(q.scope.clone().unwrap_or_default()));
     }
+    refuse_pruned(r.get(11))?;
     let (scopes, event, over): (Option<&str>, i64, i64) = (r.get(7), r.get(8), r.get(9));
     let scopes = scopes.map(|s| format!(r#","scopes":{s}"#)).unwrap_or_default();
     let omitted = if over > 0 {

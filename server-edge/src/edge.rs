@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_channel::oneshot;
 use tokio_postgres::Client;
 use worker::postgres_tls::PassthroughTls;
-use worker::{Context, Env, SecureTransport, Socket, event};
+use worker::{Context, Env, ScheduleContext, ScheduledEvent, SecureTransport, Socket, event};
 
 use oversync_protocol::wire::{STREAM_PROTOCOL, StreamOffer};
 
@@ -213,14 +213,20 @@ fn var(env: &Env, name: &str) -> Option<String> {
         .or_else(|| env.secret(name).ok().map(|s| s.to_string()))
 }
 
+/// The configuration: `OVERSYNC_CONFIG` (JSON) and the `OVERSYNC_*` vars over it.
+fn config(env: &Env) -> Result<Config, crate::config::ConfigError> {
+    let mut cfg = Config::from_json(&var(env, "OVERSYNC_CONFIG").unwrap_or_else(|| "{}".into()))?;
+    cfg.apply_env(|k| var(env, k))?;
+    cfg.fit_isolate();
+    Ok(cfg)
+}
+
 fn service(env: &Env) -> Result<Rc<Service>, ApiError> {
     if let Some(s) = SERVICE.with(|s| s.borrow().clone()) {
         return Ok(s);
     }
     let bad = |e: crate::config::ConfigError| ApiError::Misconfigured(e.into());
-    let mut cfg = Config::from_json(&var(env, "OVERSYNC_CONFIG").unwrap_or_else(|| "{}".into())).map_err(bad)?;
-    cfg.apply_env(|k| var(env, k)).map_err(bad)?;
-    cfg.fit_isolate();
+    let cfg = config(env).map_err(bad)?;
     let mut service = Service::new(&cfg, var(env, "OVERSYNC_INIT_SQL")).map_err(bad)?;
     // `/sync/stream` needs the user hubs; without the binding the Worker offers the long-poll only.
     service.settings.stream = cfg.watch && env.durable_object(hub::BINDING).is_ok();
@@ -231,6 +237,31 @@ fn service(env: &Env) -> Result<Rc<Service>, ApiError> {
     }
     SERVICE.with(|s| *s.borrow_mut() = Some(service.clone()));
     Ok(service)
+}
+
+/// Steps one cron run takes at most (a scheduled handler has 30 s of wall time, and a step takes a few ms); the
+/// pass goes on at the next run from the position kept in the database.
+const CRON_STEPS: u64 = 2000;
+
+/// The Cron Trigger (`[triggers] crons` in wrangler.toml): history compaction (docs/history.md), the native
+/// server's background task on the edge. Its totals are one log line.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    match compact(&env).await {
+        Ok(t) => worker::console_log!("{t}"),
+        Err(e) => worker::console_error!("compaction failed: {e}"),
+    }
+}
+
+async fn compact(env: &Env) -> Result<crate::compact::Totals, BoxError> {
+    let service = service(env).map_err(|e| e.to_string())?;
+    let horizons = crate::compact::Horizons::from_config(&config(env)?);
+    let (mut client, closed) = open_db(env).await?;
+    service.ready(&mut client).await?;
+    let totals = crate::compact::pass(&client, &horizons, CRON_STEPS, &mut |_| {}).await;
+    drop(client);
+    let _ = closed.await;
+    Ok(totals?)
 }
 
 #[event(start)]

@@ -34,6 +34,10 @@ pub enum ApiError {
     /// 403 `scope_forbidden`: a scope's download or snapshot by a user who is not a member of it.
     #[error("Not a member of scope {0}")]
     ScopeForbidden(String),
+    /// 410 `history_pruned`: the download's cursor is below the owner's history horizon (tombstones it may not have
+    /// seen were removed); the body's `horizon` is that `server_id`. The device re-hydrates (docs/history.md).
+    #[error("History before server_id {0} was removed: re-hydrate from /sync/snapshot")]
+    HistoryPruned(i64),
     /// 404 `not_found`.
     #[error("Not found")]
     NotFound,
@@ -137,6 +141,7 @@ impl ApiError {
             Self::AdminDenied => (401, "unauthorized", self.to_string()),
             Self::ScopeForbidden(_) => (403, "scope_forbidden", self.to_string()),
             Self::NotFound => (404, "not_found", self.to_string()),
+            Self::HistoryPruned(_) => (410, "history_pruned", self.to_string()),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", self.to_string()),
             Self::TooLarge(_) | Self::TooManyChanges { .. } => (413, "request_too_large", self.to_string()),
             Self::BodyTimeout => (408, "request_timeout", self.to_string()),
@@ -166,7 +171,11 @@ impl ApiError {
             tracing::error!(error = %chain, "request failed");
         }
         let retry_after = self.retry_after();
-        let mut resp = Response::json(status, &ErrorBody::new(code, message));
+        let mut body = ErrorBody::new(code, message);
+        if let Self::HistoryPruned(h) = self {
+            body.horizon = Some(h);
+        }
+        let mut resp = Response::json(status, &body);
         if let Some(s) = retry_after {
             resp.headers.push(("retry-after", s.to_string()));
         }

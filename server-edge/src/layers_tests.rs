@@ -14,8 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["error", "admission", "listen"],
     // What handlers get from the service.
     &["ctx"],
-    // Route handlers, and adoption (a command beside the routes).
-    &["download", "snapshot", "watch", "upload", "admin", "adopt"],
+    // Route handlers, and adoption and compaction (commands and tasks beside the routes).
+    &["download", "snapshot", "watch", "upload", "admin", "adopt", "compact"],
     // The service (and its stream route).
     &["service", "stream"],
     // Front doors.

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod compact;
 pub mod config;
 mod convert;
 pub mod ctx;

@@ -9,6 +9,7 @@ use oversync_server::Config;
 #[cfg(not(target_arch = "wasm32"))]
 const USAGE: &str = "usage: oversync-server --config <file.toml|file.json>
        oversync-server adopt --config <file>   give rows already in the business tables to sync, then exit
+       oversync-server compact --config <file> run one history compaction pass (docs/history.md), then exit
 
 Environment overrides: DATABASE_URL, JWT_SECRET, PORT, OVERSYNC_LISTEN, OVERSYNC_DEV_SIGNIN,
 OVERSYNC_CORS_ORIGINS, OVERSYNC_MAX_UPLOAD_BATCH_SIZE, OVERSYNC_MAX_PAYLOAD_BYTES, OVERSYNC_MAX_REQUEST_BYTES,
@@ -16,7 +17,7 @@ OVERSYNC_FK_PRECHECK, OVERSYNC_POOL_SIZE, OVERSYNC_TOKEN_TTL, OVERSYNC_SCHEMA_VE
 OVERSYNC_DEV_SIGNIN_ALLOW_REMOTE, OVERSYNC_REQUIRE_EXP, OVERSYNC_JWT_ISSUER, OVERSYNC_JWT_AUDIENCE,
 OVERSYNC_JWT_LEEWAY_S, OVERSYNC_MAX_PAGE_BYTES, OVERSYNC_JWKS_URL, OVERSYNC_JWT_ALGORITHMS, OVERSYNC_USER_CLAIM,
 OVERSYNC_DEVICE_CLAIM, OVERSYNC_JWKS_CACHE_MIN_S, OVERSYNC_JWKS_CACHE_MAX_S, OVERSYNC_JWKS_COOLDOWN_S,
-OVERSYNC_JWKS_TIMEOUT_MS.
+OVERSYNC_JWKS_TIMEOUT_MS, OVERSYNC_COMPACT_AFTER_S, OVERSYNC_TOMBSTONE_RETENTION_S, OVERSYNC_COMPACT_INTERVAL_S.
 Logs: RUST_LOG (default info), OVERSYNC_LOG_FORMAT=json for JSON lines.";
 
 #[cfg(target_arch = "wasm32")]
@@ -48,10 +49,11 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut config: Option<PathBuf> = std::env::var_os("OVERSYNC_CONFIG").map(PathBuf::from);
-    let mut adopt = false;
+    let mut command: Option<&str> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "adopt" if !adopt => adopt = true,
+            "adopt" if command.is_none() => command = Some("adopt"),
+            "compact" if command.is_none() => command = Some("compact"),
             "--config" | "-c" => {
                 config = Some(
                     args.next()
@@ -69,8 +71,9 @@ async fn run() -> anyhow::Result<()> {
     let path = config.ok_or_else(|| anyhow::anyhow!("no configuration given\n{USAGE}"))?;
     let mut cfg = Config::from_file(&path)?;
     cfg.apply_env(|k| std::env::var(k).ok())?;
-    if adopt {
-        return oversync_server::native::adopt(cfg).await;
+    match command {
+        Some("adopt") => oversync_server::native::adopt(cfg).await,
+        Some("compact") => oversync_server::native::compact(cfg).await,
+        _ => oversync_server::native::serve(cfg).await,
     }
-    oversync_server::native::serve(cfg).await
 }

@@ -142,6 +142,7 @@ fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_memory() {}
 
+mod compaction;
 mod stream;
 
 struct AppState {
@@ -274,6 +275,30 @@ pub async fn adopt(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `oversync-server compact`: prepares the schema, runs one compaction pass to its end with progress on stderr,
+/// and prints what it removed.
+pub async fn compact(cfg: Config) -> anyhow::Result<()> {
+    cfg.validate()?;
+    let url = database_url(&cfg)?;
+    let (mut client, conn) = tokio_postgres::connect(&url, NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(conn);
+    let service = Service::new(&cfg, init_sql(&cfg)?)?;
+    service.ready(&mut client).await.context("preparing the sync schema")?;
+    let h = crate::compact::Horizons::from_config(&cfg);
+    let mut last = std::time::Instant::now();
+    let mut progress = |t: &crate::compact::Totals| {
+        if last.elapsed() >= Duration::from_secs(2) {
+            last = std::time::Instant::now();
+            eprintln!("… at server_id {}: {t}", t.position);
+        }
+    };
+    let t = crate::compact::pass(&client, &h, u64::MAX, &mut progress).await?;
+    println!("{t}");
+    Ok(())
+}
+
 /// The database URL setting, required.
 fn database_url(cfg: &Config) -> anyhow::Result<String> {
     cfg.database_url
@@ -300,6 +325,8 @@ pub struct Bound {
     static_dir: Option<std::path::PathBuf>,
     /// The `LISTEN` task feeding the change hub (with `watch` on).
     notifications: Option<tokio::task::JoinHandle<()>>,
+    /// The background compaction (with `compact_interval_s` > 0).
+    compaction: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Bound {
@@ -359,6 +386,14 @@ impl Bound {
         } else {
             (None, None)
         };
+        let compaction = (cfg.compact_interval_s > 0).then(|| {
+            let h = crate::compact::Horizons::from_config(&cfg);
+            tokio::spawn(compaction::run(
+                pool.clone(),
+                h,
+                Duration::from_secs(cfg.compact_interval_s),
+            ))
+        });
         let state = Arc::new(AppState {
             service,
             runtime: NativeRuntime {
@@ -375,6 +410,7 @@ impl Bound {
             pool,
             static_dir: cfg.static_dir.clone(),
             notifications,
+            compaction,
         })
     }
 
@@ -382,10 +418,14 @@ impl Bound {
     /// (unchanged; the client watches again elsewhere) instead of holding the drain until their timeout.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (hub, notifications) = (self.state.runtime.hub.clone(), self.notifications);
+        let compaction = self.compaction;
         let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
             state.closing.send_replace(true);
+            if let Some(task) = compaction {
+                task.abort();
+            }
             if let Some(task) = notifications {
                 task.abort();
             }

@@ -37,8 +37,10 @@ const SNAPSHOT_SQL: &str = "
 WITH w AS (SELECT CASE WHEN $2 > 0 THEN $2
                        ELSE coalesce((SELECT server_id FROM sync.server_change_log WHERE user_id >= $1 AND user_id <= $1
                                       ORDER BY user_id DESC, server_id DESC LIMIT 1), 0) END AS w),
-own AS (SELECT coalesce((SELECT source_change_id FROM sync.server_change_log WHERE user_id = $1 AND source_id = $3
-                         ORDER BY source_change_id DESC LIMIT 1), 0)::int8 AS m),
+own AS (SELECT coalesce(greatest((SELECT source_change_id FROM sync.server_change_log WHERE user_id = $1 AND source_id = $3
+                                  ORDER BY source_change_id DESC LIMIT 1),
+                                 (SELECT source_change_id FROM sync.upload_receipts WHERE user_id = $1 AND source_id = $3
+                                  ORDER BY source_change_id DESC LIMIT 1)), 0)::int8 AS m),
 page AS (SELECT row_number() OVER r AS n, b.schema_name, b.table_name, b.pk_uuid,
                 CASE WHEN coalesce(sum(b.bytes) OVER r, 0) < $10 THEN b.payload::text END AS payload,
                 coalesce(sum(b.bytes) OVER r, 0) - coalesce(lag(b.bytes) OVER r, 0) AS before_last

@@ -102,6 +102,8 @@ fn start_once(wrangler: &Path, doc: &toml::Table, port: Option<u16>) -> anyhow::
         "--inspector-port",
         &inspector.to_string(),
         "--show-interactive-dev-session=false",
+        // GET /__scheduled runs the scheduled handler (history compaction, docs/history.md).
+        "--test-scheduled",
     ]
     .map(String::from)
     .to_vec();

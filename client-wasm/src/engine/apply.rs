@@ -18,11 +18,6 @@ use crate::triggers::{TableShape, quote};
 use crate::wire::read_payload;
 
 impl<T: Transport> Engine<T> {
-    /// Downloads until `has_more` is false. Returns the number of entries applied.
-    pub async fn download(&mut self) -> Result<usize, SyncError> {
-        self.download_loop(false).await
-    }
-
     /// Hydrates a new (or reinstalled) database: pages the frozen window from the current cursor and marks the
     /// database hydrated. `include_self` restores this device's own changes too and moves `next_change_id` past
     /// every scid it used before (reinstall with a kept device id).
@@ -44,6 +39,8 @@ impl<T: Transport> Engine<T> {
         } else {
             self.download_loop(include_self).await?
         };
+        // Rows a re-hydration marked and neither the snapshot nor the catch-up confirmed are gone from the server.
+        super::rehydrate::drop_unconfirmed(&self.conn, self.shapes.values())?;
         self.conn
             .execute("UPDATE _sync_client_info SET hydrated = 1 WHERE id = 1", [])?;
         Ok(n)
@@ -133,7 +130,7 @@ impl<T: Transport> Engine<T> {
         Ok((applied, max_own))
     }
 
-    async fn download_loop(&mut self, include_self: bool) -> Result<usize, SyncError> {
+    pub(super) async fn download_loop(&mut self, include_self: bool) -> Result<usize, SyncError> {
         self.token()?;
         let scopes = self.scope_aware().await?;
         let mut applied = 0;

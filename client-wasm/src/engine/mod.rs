@@ -19,6 +19,7 @@ use crate::triggers::{TableShape, quote};
 mod apply;
 mod outcome;
 mod pace;
+mod rehydrate;
 mod rejected;
 mod scopes;
 mod snapshot;

@@ -263,6 +263,22 @@ pub struct Config {
     /// own; env `OVERSYNC_STATIC_DIR`. Resolved relative to the configuration file.
     #[serde(default)]
     pub static_dir: Option<PathBuf>,
+    /// History compaction (docs/history.md): a log entry superseded by a later one of its row is removed once
+    /// it is older than this many seconds; env `OVERSYNC_COMPACT_AFTER_S`.
+    #[serde(default = "default_compact_after")]
+    pub compact_after_s: u64,
+    /// Deleted rows' last entries and metadata, and the idempotency receipts of compacted changes, are kept this
+    /// many seconds; a device whose cursor is older re-hydrates (`history_pruned`). At least `compact_after_s`;
+    /// env `OVERSYNC_TOMBSTONE_RETENTION_S`.
+    #[serde(default = "default_tombstone_retention")]
+    pub tombstone_retention_s: u64,
+    /// Natively, how often the background compaction runs a pass, in seconds (0: never; the Worker uses its Cron
+    /// Trigger, and `oversync-server compact` runs one pass); env `OVERSYNC_COMPACT_INTERVAL_S`.
+    #[serde(default = "default_compact_interval")]
+    pub compact_interval_s: u64,
+    /// Log rows one compaction step (one short transaction) looks at.
+    #[serde(default = "default_compact_batch")]
+    pub compact_batch_rows: i64,
     /// `lock_timeout` for the per-user advisory lock, in milliseconds.
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout_ms: u64,
@@ -274,6 +290,18 @@ pub struct Config {
     pub tables: Vec<TableConfig>,
 }
 
+fn default_compact_after() -> u64 {
+    3600
+}
+fn default_tombstone_retention() -> u64 {
+    30 * 86_400
+}
+fn default_compact_interval() -> u64 {
+    300
+}
+fn default_compact_batch() -> i64 {
+    1000
+}
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -480,6 +508,15 @@ impl Config {
         if let Some((n, v)) = var("WATCH_LISTEN") {
             self.watch_listen = parse_env(&n, &v, "boolean")?;
         }
+        for (name, field) in [
+            ("COMPACT_AFTER_S", &mut self.compact_after_s),
+            ("TOMBSTONE_RETENTION_S", &mut self.tombstone_retention_s),
+            ("COMPACT_INTERVAL_S", &mut self.compact_interval_s),
+        ] {
+            if let Some((n, v)) = var(name) {
+                *field = parse_env(&n, &v, "integer")?;
+            }
+        }
         if let Some((n, v)) = var("TOKEN_TTL") {
             self.token_ttl = parse_env(&n, &v, "integer")?;
         }
@@ -602,6 +639,18 @@ impl Config {
         // The Worker never binds `listen`: nothing says it is local, so dev sign-in needs the explicit opt-out.
         if cfg!(target_arch = "wasm32") && self.dev_signin && !self.dev_signin_allow_remote {
             return Err(ConfigError::DevSigninWorker);
+        }
+        if self.tombstone_retention_s < self.compact_after_s {
+            return Err(ConfigError::Invalid {
+                setting: "tombstone_retention_s",
+                problem: "must be at least compact_after_s (a row's older entries go before its tombstone)",
+            });
+        }
+        if self.compact_batch_rows < 1 {
+            return Err(ConfigError::Invalid {
+                setting: "compact_batch_rows",
+                problem: "must be at least 1",
+            });
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.tables {

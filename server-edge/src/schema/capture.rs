@@ -3,7 +3,7 @@
 //! exactly as if a device had uploaded it, in the writing transaction.
 //!
 //! Three statement triggers per table with transition tables (one per event: PostgreSQL gives each event its
-//! own), all running `sync.capture_v1()`, and a `BEFORE TRUNCATE` trigger that refuses a TRUNCATE (it fires no
+//! own), all running `sync.capture_v2()`, and a `BEFORE TRUNCATE` trigger that refuses a TRUNCATE (it fires no
 //! row events, so the devices could never learn of it). Statement triggers see a whole statement's rows at once:
 //! a `COPY` of 100k rows is captured by a handful of set-based statements, and the owner locks of a statement are
 //! taken in one fixed order (users by lock key, then scope stripes ascending, as uploads and downloads take them),
@@ -34,9 +34,9 @@ use crate::sql::quote_ident;
 
 pub use oversync_protocol::wire::BACKEND_SOURCE;
 
-/// The trigger functions, created with the schema (all three together, so `sync.capture_v1()` stands for them).
+/// The trigger functions, created with the schema (all three together, so `sync.capture_v2()` stands for them).
 pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
-  IF to_regprocedure('sync.capture_v1()') IS NULL THEN
+  IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'capture_truncate_v1' AND pronamespace = 'sync'::regnamespace) THEN
     -- A business value (as to_jsonb gives it) in the §5 encoding, as JSON text: booleans as 0/1, BLOBs as padded
     -- base64, timestamps with a time zone as RFC 3339 UTC with six fractional digits (or, as 'unix', seconds
     -- since the epoch), floats with a fraction.
@@ -59,12 +59,16 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
       END IF;
       RETURN NULL;
     END $fn$;
+  END IF;
+  IF to_regprocedure('sync.capture_v2()') IS NULL THEN
+    -- v2: a row new to an owner whose tombstones were removed starts above the owner's version floor
+    -- (crate::schema::history).
     -- The capture of one statement's rows (or, from `adopt`, of rows already in the table). p_args: the
     -- registered schema and table, the payload's key field, the key column, the owner column and 'private' (it
     -- holds the user id) or 'scoped' (it holds the scope). A row that cannot be synced fails the statement, or
     -- with p_adopt is answered (r_key, r_why) and left out, as are rows sync already has. The last row answers
     -- r_logged, the entries appended.
-    CREATE FUNCTION sync.capture_rows_v1(p_rel oid, p_args text[], olds jsonb[], news jsonb[], p_adopt bool)
+    CREATE FUNCTION sync.capture_rows_v2(p_rel oid, p_args text[], olds jsonb[], news jsonb[], p_adopt bool)
       RETURNS TABLE (r_key text, r_why text, r_logged int8) LANGUAGE plpgsql
       -- One generic plan per session for each statement: planning the capture statement costs several times a
       -- one-row write, and PL/pgSQL would plan it afresh, with the values, for its first five calls. A generic plan
@@ -176,7 +180,8 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
       -- metadata, and its last payload.
       base AS (
         SELECT n.i, n.w, n.k, n.j, coalesce(ps.j, mv.j) AS pj, m.server_version AS mv_v, m.deleted,
-               mv.w AS from_w, mv.v AS from_v, s.payload AS here, coalesce(s.payload, sv.payload) AS last
+               mv.w AS from_w, mv.v AS from_v, s.payload AS here, coalesce(s.payload, sv.payload) AS last,
+               (SELECT h.version_floor FROM sync.history_horizon h WHERE h.user_id = n.w) AS floor
         FROM n
         LEFT JOIN o ps ON ps.w = n.w AND ps.k = n.k
         LEFT JOIN moved mv ON mv.k = n.k AND mv.w <> n.w
@@ -216,7 +221,7 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
         SELECT 1 AS part, g.i, g.w, g.k, 'DELETE' AS op, NULL::json AS payload, g.v + 1 AS v FROM gone g
         UNION ALL
         SELECT 2, b.i, b.w, b.k, CASE WHEN b.deleted IS FALSE THEN 'UPDATE' ELSE 'INSERT' END, p.payload,
-               greatest(coalesce(b.mv_v, 0), coalesce(b.from_v + 1, 0)) + 1
+               greatest(coalesce(b.mv_v, b.floor, 0), coalesce(b.from_v + 1, 0)) + 1
         FROM base b JOIN payloads p ON p.i = b.i
         WHERE (b.deleted IS NOT FALSE OR b.from_w IS NOT NULL OR b.here IS NULL OR b.here::jsonb <> p.payload::jsonb)
           AND NOT (p_adopt AND b.mv_v IS NOT NULL)),
@@ -252,8 +257,8 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
       SELECT count(*) INTO lock_key FROM logged;
       RETURN QUERY SELECT NULL::text, NULL::text, lock_key;
     END $fn$;
-    -- TG_ARGV as capture_rows_v1's p_args (from 1: TG_ARGV counts from 0).
-    CREATE FUNCTION sync.capture_v1() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    -- TG_ARGV as capture_rows_v2's p_args (from 1: TG_ARGV counts from 0).
+    CREATE FUNCTION sync.capture_v2() RETURNS trigger LANGUAGE plpgsql AS $fn$
     DECLARE
       olds jsonb[] := '{}';
       news jsonb[] := '{}';
@@ -268,7 +273,7 @@ pub const CAPTURE_SQL: &str = r#"DO $do$ BEGIN
         SELECT coalesce(array_agg(to_jsonb(new_row.*)), '{}') INTO news FROM new_rows new_row;
       END IF;
       IF cardinality(olds) + cardinality(news) > 0 THEN
-        PERFORM sync.capture_rows_v1(TG_RELID, ARRAY(SELECT unnest(TG_ARGV)), olds, news, false);
+        PERFORM sync.capture_rows_v2(TG_RELID, ARRAY(SELECT unnest(TG_ARGV)), olds, news, false);
       END IF;
       RETURN NULL;
     END $fn$;
@@ -300,7 +305,7 @@ CROSS JOIN LATERAL (SELECT c.server_id, c.source_id FROM sync.server_change_log 
 pub struct Capture {
     /// The business table, `schema` and `table`.
     pub target: (String, String),
-    /// `TG_ARGV` of `sync.capture_v1()`.
+    /// `TG_ARGV` of `sync.capture_v2()`.
     pub args: [String; 6],
 }
 
@@ -351,9 +356,9 @@ pub fn install_sql(c: &Capture) -> String {
         sql += &format!("DROP TRIGGER IF EXISTS {name} ON {table};\n");
     }
     sql += &format!(
-        "CREATE TRIGGER {ins} AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_v1({args});\n\
-         CREATE TRIGGER {upd} AFTER UPDATE ON {table} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_v1({args});\n\
-         CREATE TRIGGER {del} AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_v1({args});\n\
+        "CREATE TRIGGER {ins} AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_v2({args});\n\
+         CREATE TRIGGER {upd} AFTER UPDATE ON {table} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_v2({args});\n\
+         CREATE TRIGGER {del} AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_v2({args});\n\
          CREATE TRIGGER {trunc} BEFORE TRUNCATE ON {table}\n  FOR EACH STATEMENT EXECUTE FUNCTION sync.capture_truncate_v1();\n"
     );
     sql
@@ -364,7 +369,7 @@ pub fn install_sql(c: &Capture) -> String {
 const INSTALLED_SQL: &str = "
 SELECT count(*) FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2 AND g.tgname = ANY($4::text[])
-  AND (g.tgname = 'oversync_capture_truncate' OR g.tgargs = $3)";
+  AND (g.tgname = 'oversync_capture_truncate' OR (g.tgargs = $3 AND g.tgfoid = 'sync.capture_v2()'::regprocedure))";
 
 /// Installs the capture triggers of every captured table where they are missing or stale. Like [`super::ensure`],
 /// a database that has them costs one catalogue read per table and takes no lock; the DDL runs in one transaction
@@ -414,7 +419,7 @@ async fn installed(client: &impl tokio_postgres::GenericClient, c: &Capture) -> 
 mod tests {
     use super::*;
 
-    /// Like the read and write functions, `sync.capture_v1()` is created once: a change to this snapshot needs a
+    /// Like the read and write functions, `sync.capture_v2()` is created once: a change to this snapshot needs a
     /// new name (`…_v2`) and the triggers pointed at it.
     #[test]
     fn capture_functions() {

@@ -9,6 +9,7 @@
 
 pub mod capture;
 pub mod claims;
+pub mod history;
 pub mod read;
 pub mod scopes;
 pub mod write;
@@ -25,20 +26,21 @@ pub const DDL_LOCK_TIMEOUT: &str = "2s";
 
 /// The newest read function of each kind, by signature. They are created last, in the transaction that creates
 /// the tables and indexes, so where they exist the whole schema does. A new `…_vN` goes here.
-const NEWEST_FUNCTIONS: [&str; 13] = [
+const NEWEST_FUNCTIONS: [&str; 14] = [
     "sync.user_top_v2(text)",
     "sync.changed_since_v2(text, int8, int8, text, text[], text[], text[])",
-    "sync.download_page_v4(text, int8, int8, text, bool, text, int8, int8, int8)",
+    "sync.download_page_v5(text, int8, int8, text, bool, text, int8, int8, int8)",
     "sync.latest_change_v2(text, int8, text)",
-    "sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
+    "sync.upload_read_v3(text, text, int8[], text[], text[], text[], text[], int4[], text[])",
     "sync.upload_write_v4(text, text, int8, text, text[], text[], text[], text[], text[], text[], text[], text[], int8[], int8[], text[], text[], text[], text[], int4[], int4[], text[], int4[], text[], int4[], text[])",
     "sync.notify_changes_v2()",
     "sync.scope_event_v2()",
     "sync.lock_owners_v1(text, text[], text)",
     "sync.latest_scoped_v2(text, int8, text, text, int8)",
-    "sync.download_scoped_v3(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text, int8)",
-    "sync.capture_v1()",
+    "sync.download_scoped_v4(text, text, int8, int8, int8, text, bool, text, text, int8, int8, int8, text, int8)",
+    "sync.capture_v2()",
     "sync.claim_keys_v1(text, text[], text[], text[])",
+    "sync.compact_step_v1(int8, timestamptz, timestamptz)",
 ];
 
 /// The channel every commit that appends to the change log notifies, with one payload per user and device of
@@ -168,6 +170,7 @@ async fn migrate(client: &mut Client, init_sql: Option<&str>) -> Result<(), Sche
                 scopes::SCOPES_SQL,
                 capture::CAPTURE_SQL,
                 claims::CLAIMS_SQL,
+                &history::history_functions(),
             ]
             .concat(),
         )
@@ -240,7 +243,8 @@ mod tests {
             + super::NOTIFY_SQL
             + super::scopes::SCOPES_SQL
             + super::capture::CAPTURE_SQL
-            + super::claims::CLAIMS_SQL;
+            + super::claims::CLAIMS_SQL
+            + &super::history::history_functions();
         for signature in super::NEWEST_FUNCTIONS {
             assert!(ddl.contains(&format!("to_regprocedure('{signature}')")), "{signature}");
         }

@@ -67,6 +67,8 @@ struct PageParts<'a> {
     source: &'a str,
     scope: &'a str,
     bound: &'a str,
+    /// The owners whose history horizon the page is checked against (docs/history.md).
+    owners: &'a str,
     /// Whether rows past `skip` can be in the page (several owners' scans merged): then it is read again.
     rerun: bool,
 }
@@ -90,6 +92,7 @@ fn page_body(p: &PageParts<'_>) -> String {
         source,
         scope,
         bound,
+        owners,
         rerun,
     } = p;
     let [c, q, s, b] = ["c", "q", "s", "b"].map(|t| order.replace("{t}", t));
@@ -137,20 +140,26 @@ fn page_body(p: &PageParts<'_>) -> String {
       skip := NULL;
     END IF;
   END IF;
+  -- Last, after every read of the log, so that a page that missed removed tombstones is refused (docs/history.md).
+  pruned := (SELECT max(h.pruned_through) FROM sync.history_horizon h WHERE h.user_id = ANY({owners}));
+  IF p_after = 0 OR p_after >= pruned THEN
+    pruned := NULL;
+  END IF;
   RETURN NEXT;
 END"#
     )
 }
 
-/// `sync.download_page_v4(user, after, until, schema, include_self, source, limit, max_bytes, scan)`, created at
+/// `sync.download_page_v5(user, after, until, schema, include_self, source, limit, max_bytes, scan)`, created at
 /// start-up (`max_bytes` > 0; the server passes `i64::MAX` for unlimited). One row: the user's top `m`, the
-/// window's end `w`, the page, and `skip` (see [`page_body`]).
+/// window's end `w`, the page, `skip` (see [`page_body`]), and `pruned`: the owner's history horizon when the
+/// cursor is above 0 and below it (v5, docs/history.md; the page is then not to be sent).
 pub fn page_function() -> String {
     read_procedure(
-        "sync.download_page_v4",
+        "sync.download_page_v5",
         "p_user text, p_after int8, p_until int8, p_schema text, p_self bool, p_source text, p_limit int8, \
          p_max int8, p_scan int8",
-        "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text, skip int8)",
+        "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text, skip int8, pruned int8)",
         &page_body(&PageParts {
             declare: "DECLARE\n  e int8;\n",
             top: PAGE_TOP,
@@ -159,6 +168,7 @@ pub fn page_function() -> String {
             source: "to_json(p.source_id)",
             scope: "",
             bound: PAGE_BOUND,
+            owners: "ARRAY[p_user]",
             rerun: false,
         }),
     )
@@ -166,7 +176,7 @@ pub fn page_function() -> String {
 
 /// One statement, so the window bound and the page come from one snapshot (PROTOCOL.md §4.4, §6.6).
 pub const DOWNLOAD_SQL: &str =
-    "SELECT m, w, n, last_id, cut, page, skip FROM sync.download_page_v4($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    "SELECT m, w, n, last_id, cut, page, skip, pruned FROM sync.download_page_v5($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// The page budget as the page functions take it: 0 (unlimited) is the largest budget.
 pub fn page_budget(max_page_bytes: usize) -> i64 {
@@ -298,18 +308,19 @@ const SCOPED_FIELD: &str =
 const SCOPED_SOURCE: &str =
     "CASE WHEN left(p.user_id, 1) = chr(31) THEN to_json(p.source_id::json ->> 1) ELSE to_json(p.source_id) END";
 
-/// `sync.download_scoped_v3(user, scope, known event, after, until, schema, include_self, source, the source in
+/// `sync.download_scoped_v4(user, scope, known event, after, until, schema, include_self, source, the source in
 /// scope owners' rows, limit, max_bytes, max scopes, lock timeout, scan)`: the scope-aware page (docs/sharing.md
 /// §5.2), or with `scope` one scope's (§5.3). One row: `m`, `w`, the page and `skip` as [`page_function`]'s, the
 /// memberships as JSON (NULL when the newest membership event is still `known`), that event, the memberships past
-/// `max scopes` (not served: the first by name are), and `refused` (`scope_forbidden`) with nothing else.
+/// `max scopes` (not served: the first by name are), `refused` (`scope_forbidden`) with nothing else, and `pruned`
+/// as [`page_function`]'s over every owner read (v4).
 pub fn scoped_page_function() -> String {
     procedure(
-        "sync.download_scoped_v3",
+        "sync.download_scoped_v4",
         "p_user text, p_scope text, p_known int8, p_after int8, p_until int8, p_schema text, p_self bool, \
          p_source text, p_scoped_source text, p_limit int8, p_max int8, p_max_scopes int8, p_timeout text, p_scan int8",
         "TABLE (m int8, w int8, n int8, last_id int8, cut bool, page text, skip int8, r_scopes text, r_event int8, \
-         r_over int8, refused text)",
+         r_over int8, refused text, pruned int8)",
         "VOLATILE",
         &page_body(&PageParts {
             declare: "DECLARE\n  held text[];\n  owners text[];\n  stripe int4;\n  e int8;\n",
@@ -319,11 +330,12 @@ pub fn scoped_page_function() -> String {
             source: SCOPED_SOURCE,
             scope: SCOPED_FIELD,
             bound: SCOPED_BOUND,
+            owners: "owners",
             rerun: true,
         }),
     )
 }
 
 /// The scope-aware page: one call.
-pub const DOWNLOAD_SCOPED_SQL: &str = "SELECT m, w, n, last_id, cut, page, skip, r_scopes, r_event, r_over, refused \
-     FROM sync.download_scoped_v3($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+pub const DOWNLOAD_SCOPED_SQL: &str = "SELECT m, w, n, last_id, cut, page, skip, r_scopes, r_event, r_over, refused, \
+     pruned FROM sync.download_scoped_v4($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";

@@ -1,6 +1,6 @@
 //! The upload's two functions (issue 24): an upload costs two round trips, one call of each, whatever its size.
 //!
-//! - `sync.upload_read_v2` reads everything `plan::decide` needs, without the user's lock, in one snapshot (a
+//! - `sync.upload_read_v3` reads everything `plan::decide` needs, without the user's lock, in one snapshot (a
 //!   `STABLE` function runs all its statements in its caller's snapshot): the user's top `server_id` first, the
 //!   idempotency records of the request's scids, the metadata of every named row and parent, and (with
 //!   `fk_precheck = business`) the parents found in their business tables, each lookup under its own exception
@@ -18,13 +18,13 @@
 
 use crate::sql::read_procedure;
 
-/// `sync.upload_read_v2(user, device, scids, key schemas, key tables, key pks, lookup sqls, lookup sizes, lookup
+/// `sync.upload_read_v3(user, device, scids, key schemas, key tables, key pks, lookup sqls, lookup sizes, lookup
 /// pks)`: rows `(kind, schema, table, pk, n, v, deleted, error)`, kinds `top` (n), `logged` (scid n, version v),
-/// `meta` (version v), `parent` (lookup n's parent pk) and `failed` (lookup n, SQLSTATE in schema, message in
+/// `meta` (version v), `floor` (the owner's version floor n, docs/history.md), `parent` (lookup n's parent pk) and `failed` (lookup n, SQLSTATE in schema, message in
 /// error). A lookup statement takes `$1` its pks and `$2` the user and returns one `text[]` of the pks found.
 const READ: &str = r#"DO $do$ BEGIN
-  IF to_regprocedure('sync.upload_read_v2(text, text, int8[], text[], text[], text[], text[], int4[], text[])') IS NULL THEN
-    CREATE FUNCTION sync.upload_read_v2(p_user text, p_device text, p_scids int8[],
+  IF to_regprocedure('sync.upload_read_v3(text, text, int8[], text[], text[], text[], text[], int4[], text[])') IS NULL THEN
+    CREATE FUNCTION sync.upload_read_v3(p_user text, p_device text, p_scids int8[],
         k_s text[], k_t text[], k_p text[], l_sql text[], l_len int4[], l_pks text[])
       RETURNS TABLE (r_kind text, r_schema text, r_table text, r_pk text, r_n int8, r_v int8, r_deleted bool, r_error text)
       LANGUAGE plpgsql STABLE AS $fn$
@@ -37,14 +37,26 @@ const READ: &str = r#"DO $do$ BEGIN
     BEGIN
       RETURN QUERY SELECT 'top', NULL::text, NULL::text, NULL::text, sync.user_top_v2(p_user), NULL::int8, NULL::bool,
         NULL::text;
-      SELECT c.source_change_id INTO newest FROM sync.server_change_log c
-        WHERE c.user_id = p_user AND c.source_id = p_device ORDER BY c.source_change_id DESC LIMIT 1;
+      -- v3: a record whose log row was compacted away is a receipt (crate::schema::history).
+      newest := greatest(
+        (SELECT c.source_change_id FROM sync.server_change_log c
+         WHERE c.user_id = p_user AND c.source_id = p_device ORDER BY c.source_change_id DESC LIMIT 1),
+        (SELECT r.source_change_id FROM sync.upload_receipts r
+         WHERE r.user_id = p_user AND r.source_id = p_device ORDER BY r.source_change_id DESC LIMIT 1));
       IF newest >= (SELECT min(x) FROM unnest(p_scids) AS x) THEN
         RETURN QUERY SELECT 'logged', c.schema_name, c.table_name, c.pk_uuid::text, c.source_change_id, c.server_version,
             NULL::bool, NULL::text
           FROM sync.server_change_log c
-          WHERE c.user_id = p_user AND c.source_id = p_device AND c.source_change_id = ANY(p_scids);
+          WHERE c.user_id = p_user AND c.source_id = p_device AND c.source_change_id = ANY(p_scids)
+          UNION ALL
+          SELECT 'logged', r.schema_name, r.table_name, r.pk_uuid::text, r.source_change_id, r.server_version,
+            NULL::bool, NULL::text
+          FROM sync.upload_receipts r
+          WHERE r.user_id = p_user AND r.source_id = p_device AND r.source_change_id = ANY(p_scids);
       END IF;
+      -- v3: the owner's version floor, when tombstones were removed (crate::schema::history).
+      RETURN QUERY SELECT 'floor', NULL::text, NULL::text, NULL::text, h.version_floor, NULL::int8, NULL::bool, NULL::text
+        FROM sync.history_horizon h WHERE h.user_id = p_user;
       RETURN QUERY SELECT 'meta', m.schema_name, m.table_name, m.pk_uuid::text, NULL::int8, m.server_version, m.deleted,
           NULL::text
         FROM unnest(k_s, k_t, k_p) AS k(s, t, p)
@@ -243,7 +255,7 @@ pub(super) fn write_functions() -> String {
 }
 
 /// The upload's read: one call.
-pub const READ_SQL: &str = "SELECT * FROM sync.upload_read_v2($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub const READ_SQL: &str = "SELECT * FROM sync.upload_read_v3($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// The upload's write: one call, its own transaction.
 pub const WRITE_SQL: &str = "SELECT * FROM sync.upload_write_v4($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \

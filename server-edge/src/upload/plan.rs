@@ -38,6 +38,8 @@ pub struct ReadSet {
     pub business_parents: HashSet<RowKey>,
     /// With `fk_precheck = business`: parent tables whose lookup failed (the cause is logged by the store).
     pub failed_lookups: HashSet<TableRef>,
+    /// The owner's version floor: the highest version of its removed tombstones (docs/history.md), 0 if none.
+    pub floor: i64,
 }
 
 /// A FK reference of an upsert, converted to a UUID.
@@ -210,7 +212,7 @@ pub fn decide(registry: &Registry, prepared: &[Option<Prepared>], reads: &ReadSe
         ) {
             Outcome::Rejected(rejection)
         } else {
-            version_check(c, &row, meta.get(&row).copied())
+            version_check(c, &row, meta.get(&row).copied(), reads.floor)
         };
         if let Outcome::Applied(Some(version)) = outcome
             && !reads.logged.contains_key(&c.scid)
@@ -289,12 +291,14 @@ fn precheck(
     (!missing.is_empty()).then(|| Rejection::fk_missing(missing))
 }
 
-/// The version rules of §6.4.
-fn version_check(c: &ValidChange, row: &RowKey, current: Option<RowMeta>) -> Outcome {
+/// The version rules of §6.4. A row the server does not know may have had a tombstone that was removed
+/// (docs/history.md): its owner's `floor` is at least that tombstone's version, so the row starts above it, and
+/// a base up to the floor is a re-create over the forgotten tombstone, not a conflict with a ghost.
+fn version_check(c: &ValidChange, row: &RowKey, current: Option<RowMeta>, floor: i64) -> Outcome {
     let base = c.base_version;
     match (current, c.op.is_delete()) {
         (None, true) => Outcome::Applied(None),
-        (None, false) if base == 0 => Outcome::Applied(Some(1)),
+        (None, false) if (0..=floor).contains(&base) => Outcome::Applied(Some(floor + 1)),
         (None, false) => Outcome::Rejected(Rejection::conflict_without_server_row(&row.0.to_string(), &row.1)),
         (Some(m), true) if m.deleted => Outcome::Applied(Some(m.version)),
         (Some(m), _) if base == m.version => Outcome::Applied(Some(m.version + 1)),

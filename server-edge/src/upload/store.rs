@@ -1,4 +1,4 @@
-//! The upload's IO: two round trips whatever the number of changes, one call of `sync.upload_read_v2` (the read
+//! The upload's IO: two round trips whatever the number of changes, one call of `sync.upload_read_v3` (the read
 //! set, without the lock) and one of `sync.upload_write_v4` (lock, check, writes, materialisation, in one implicit
 //! transaction); see `crate::schema::write`. Under contention on the same rows the write answers `stale` and the
 //! upload reads again; [`lock_user`] serves the fallback that takes the lock before reading.
@@ -76,7 +76,7 @@ pub struct Read {
     pub keys: ReadKeys,
 }
 
-/// Reads everything [`super::plan::decide`] needs in one call of `sync.upload_read_v2`.
+/// Reads everything [`super::plan::decide`] needs in one call of `sync.upload_read_v3`.
 pub async fn read(
     client: &impl Fixed,
     registry: &Registry,
@@ -124,6 +124,7 @@ pub async fn read(
         let lookup = || &lookups.tables[usize::try_from(r.get::<_, i64>(4)).expect("a lookup number") - 1];
         match r.get::<_, &str>(0) {
             "top" => top = r.get(4),
+            "floor" => set.floor = r.get(4),
             "logged" => {
                 let row = (table(), r.get(3));
                 set.logged.insert(r.get(4), Logged { row, version: r.get(5) });
@@ -145,7 +146,7 @@ pub async fn read(
                 tracing::warn!(parent = %lookup(), code, error = %message, "FK precheck lookup failed");
                 failed_lookups.insert(lookup().clone());
             }
-            other => unreachable!("upload_read_v2 answered a {other} row"),
+            other => unreachable!("upload_read_v3 answered a {other} row"),
         }
     }
     set.failed_lookups = failed_lookups;

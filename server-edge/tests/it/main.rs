@@ -15,6 +15,7 @@ mod auth;
 mod backend;
 mod backend_race;
 mod backend_shared;
+mod compaction;
 mod concurrency;
 mod crash;
 mod download;

@@ -89,10 +89,10 @@ async fn start_up_ddl_gives_up_after_its_lock_timeout_and_uploads_do_not_queue_b
     let user = new_user();
     let a = Device::new(&t, &user, "a");
     // A schema from before the newest page function: a start-up has DDL to run.
-    let page_v4 = "sync.download_page_v4(text, int8, int8, text, bool, text, int8, int8, int8)";
+    let newest_page = "sync.download_page_v5(text, int8, int8, text, bool, text, int8, int8, int8)";
     db(&t)
         .await
-        .batch_execute(&format!("DROP FUNCTION {page_v4}"))
+        .batch_execute(&format!("DROP FUNCTION {newest_page}"))
         .await
         .unwrap();
     let holder = upload_in_flight(&t).await;
@@ -148,7 +148,7 @@ async fn start_up_ddl_gives_up_after_its_lock_timeout_and_uploads_do_not_queue_b
     assert_eq!(page["changes"].as_array().map(Vec::len), Some(1), "{page}");
     let back: bool = db(&t)
         .await
-        .query_one(&format!("SELECT to_regprocedure('{page_v4}') IS NOT NULL"), &[])
+        .query_one(&format!("SELECT to_regprocedure('{newest_page}') IS NOT NULL"), &[])
         .await
         .unwrap()
         .get(0);

@@ -9,6 +9,10 @@ pub struct ErrorBody {
     pub error: String,
     /// Human-readable text.
     pub message: String,
+    /// With `history_pruned` (410, docs/history.md): the owner's history horizon, the `server_id` below which
+    /// removed tombstones may have been missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<i64>,
 }
 
 impl ErrorBody {
@@ -17,6 +21,7 @@ impl ErrorBody {
         Self {
             error: error.into(),
             message: message.into(),
+            horizon: None,
         }
     }
 }

@@ -6,6 +6,7 @@ mod support;
 mod backend_writes;
 mod classic_server;
 mod faults;
+mod history;
 mod hostile_server;
 mod hydration;
 mod identity;

@@ -1,0 +1,129 @@
+//! A device whose cursor fell below the server's history horizon (410 `history_pruned`, docs/history.md §4): the
+//! server removed tombstones this device may not have seen, so the log can no longer tell it about those deletes.
+//! It re-hydrates from the snapshot, as a new device would, with what it has:
+//!
+//! 1. one transaction marks every live local row unconfirmed (its metadata's `updated_at` emptied) and sets the
+//!    cursor back to 0, so the next hydration starts from the snapshot (and a crash midway starts it again);
+//! 2. the hydration pages the snapshot (each row it brings is confirmed: its metadata written anew) and catches
+//!    up from the snapshot's window;
+//! 3. rows still unconfirmed are gone from the server: they are deleted locally, unless a pending change holds
+//!    them; and every row with a pending change shows that change again (the snapshot wrote the server's row
+//!    over it). Pending changes are kept and uploaded by the next cycle, where they meet the server's versions
+//!    as any upload does.
+//!
+//! The app sees the hydration's progress (`Phase::Hydrating`), not an error.
+
+use rusqlite::Connection;
+
+use super::tx::{SyncTx, silenced, with_fk_fallback};
+use super::write::{delete_row, upsert_row};
+use super::{Engine, SyncError};
+use crate::transport::Transport;
+use crate::triggers::TableShape;
+
+/// The `updated_at` of a row a re-hydration has not confirmed yet (no timestamp is empty).
+const UNCONFIRMED: &str = "";
+
+impl SyncError {
+    /// The server removed history this device needed: 410 `history_pruned`.
+    pub fn is_history_pruned(&self) -> bool {
+        matches!(self, Self::Http { status: 410, body, .. }
+            if super::envelope(body.as_bytes()).is_some_and(|(code, _)| code == "history_pruned"))
+    }
+}
+
+impl<T: Transport> Engine<T> {
+    /// Downloads until the window is drained, re-hydrating when the server answers `history_pruned`.
+    pub async fn download(&mut self) -> Result<usize, SyncError> {
+        match self.download_loop(false).await {
+            Err(e) if e.is_history_pruned() => self.rehydrate().await,
+            result => result,
+        }
+    }
+
+    /// Steps 1 and 2 of the module docs; step 3 ends every hydration ([`drop_unconfirmed`]).
+    async fn rehydrate(&mut self) -> Result<usize, SyncError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE _sync_row_meta SET updated_at = ?1 WHERE deleted = 0",
+            [UNCONFIRMED],
+        )?;
+        tx.execute(
+            "UPDATE _sync_client_info SET last_server_seq_seen = 0, window_until = 0, hydrated = 0 WHERE id = 1",
+            [],
+        )?;
+        tx.commit()?;
+        self.hydrate(false).await
+    }
+}
+
+/// Step 3: deletes the rows a re-hydration left unconfirmed and their metadata, except where a change is pending
+/// (those are confirmed as they are), and writes each pending change back over the row the snapshot brought. Local cascades of the deletes are queued as any download's are. Returns the
+/// rows deleted.
+pub(super) fn drop_unconfirmed<'a>(
+    conn: &Connection,
+    shapes: impl Iterator<Item = &'a TableShape> + Clone,
+) -> Result<usize, SyncError> {
+    let pending = "EXISTS (SELECT 1 FROM _sync_pending p WHERE p.table_name = m.table_name AND p.pk_uuid = m.pk_uuid)";
+    let any: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM _sync_row_meta WHERE updated_at = ?1)",
+        [UNCONFIRMED],
+        |r| r.get(0),
+    )?;
+    if !any {
+        return Ok(0);
+    }
+    with_fk_fallback(conn, || {
+        let tx = SyncTx::begin(conn, shapes.clone())?;
+        tx.pragma_update(None, "defer_foreign_keys", true)?;
+        let dropped = silenced(&tx, || {
+            let mut dropped = 0;
+            for shape in shapes.clone() {
+                let gone: Vec<String> = tx
+                    .prepare(&format!(
+                        "SELECT m.pk_uuid FROM _sync_row_meta m WHERE m.table_name = ?1 AND m.updated_at = ?2 AND NOT {pending}"
+                    ))?
+                    .query_map([&shape.table, UNCONFIRMED], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for pk in &gone {
+                    delete_row(&tx, shape, pk)?;
+                    tx.execute(
+                        "DELETE FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2",
+                        [&shape.table, pk],
+                    )?;
+                }
+                dropped += gone.len();
+                restore_intents(&tx, shape)?;
+            }
+            super::apply::queue_cascaded_deletes(&tx, shapes.clone())?;
+            Ok(dropped)
+        })?;
+        tx.execute(
+            "UPDATE _sync_row_meta SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE updated_at = ?1",
+            [UNCONFIRMED],
+        )?;
+        tx.commit()?;
+        Ok(dropped)
+    })
+}
+
+/// Writes `shape`'s pending intents back into their rows: an upsert's payload (filled before the snapshot's
+/// first page was written, `SyncTx::begin`), or the row deleted again.
+fn restore_intents(tx: &Connection, shape: &TableShape) -> Result<(), SyncError> {
+    let intents: Vec<(String, String, Option<String>)> = tx
+        .prepare("SELECT pk_uuid, op, payload FROM _sync_pending WHERE table_name = ?1")?
+        .query_map([&shape.table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (pk, op, payload) in intents {
+        match (op.as_str(), payload) {
+            ("DELETE", _) => delete_row(tx, shape, &pk)?,
+            (_, Some(p)) => {
+                let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&p)
+                    .map_err(|e| SyncError::Protocol(format!("pending payload of {pk}: {e}")))?;
+                upsert_row(tx, shape, &pk, &map)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
