@@ -16,6 +16,7 @@ mod backend;
 mod backend_race;
 mod backend_shared;
 mod compaction;
+mod compaction_race;
 mod compaction_runs;
 mod concurrency;
 mod crash;
