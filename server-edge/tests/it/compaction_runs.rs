@@ -4,6 +4,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::support::*;
 
 /// A user with one row written four times: three superseded entries.
@@ -77,4 +79,40 @@ async fn oversync_server_compact_runs_one_pass_and_prints_what_it_removed() {
     );
     assert!(stdout.contains("pass finished"), "{stdout}");
     assert_eq!(log_rows(&t, &user).await, 1);
+}
+
+/// A scope's log is an owner like any other (docs/history.md §7): its superseded entries go, its removed
+/// tombstones raise its horizon, and a member's scope-aware download below it is refused.
+#[tokio::test]
+async fn a_scopes_log_is_compacted_and_pruned_like_a_users() {
+    let t = target_in_own_db("");
+    let team = format!("team-{}", id());
+    let (author, member) = (new_user(), new_user());
+    join(&t, &team, &author, Some("writer")).await;
+    join(&t, &team, &member, Some("reader")).await;
+    let (w, r) = (Device::new(&t, &author, "w"), Device::new(&t, &member, "r"));
+    let (kept, gone) = (id(), id());
+    w.upload(vec![
+        team_post(1, &kept, 0, Some(&team), "kept"),
+        team_post(2, &gone, 0, Some(&team), "gone"),
+    ])
+    .await;
+    let before = r.download("after=0&limit=100&scopes=1").await;
+    let cursor = before["next_after"].as_i64().unwrap();
+    w.upload(vec![team_post(3, &kept, 1, Some(&team), "kept 2")]).await;
+    w.upload(vec![
+        json!({"source_change_id": 4, "schema": "business", "table": "team_posts", "op": "DELETE",
+                         "pk": gone, "server_version": 1}),
+    ])
+    .await;
+    w.upload(vec![team_post(5, &kept, 2, Some(&team), "kept 3")]).await;
+    let owner = format!("\u{1f}{team}");
+    assert_eq!(log_rows(&t, &owner).await, 5);
+    assert_eq!(crate::compaction::compact(&t, 0.0, 0.0).await, (3, 1));
+    assert_eq!(log_rows(&t, &owner).await, 1);
+    let (status, body) = r.download_raw(&format!("after={cursor}&limit=100&scopes=1")).await;
+    assert_eq!((status, &body["error"]), (410, &json!("history_pruned")), "{body}");
+    let fresh = r.download("after=0&limit=100&scopes=1").await;
+    assert_eq!(fresh["changes"].as_array().unwrap().len(), 1, "{fresh}");
+    assert_eq!(fresh["changes"][0]["payload"]["title"], "kept 3", "{fresh}");
 }
