@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9|p10|p11|p12]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9|p10|p11|p12|p13|p14]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -11,6 +11,7 @@
 //! - P8 fair share: user B's download p50/p99 alone and while user A runs 64 parallel max-size uploads.
 //! - Growth: P1/P2 with 10k, 100k and 1M rows already in the user's log, and a window full of own changes.
 //! - P12 (`--only p12`): shared data, a download for a user in 1, 10 and 1,000 scopes and a scope's backfill.
+//! - P13 backend writes (`backend.rs`), P14 bounded history (`history.rs`, on a database of its own).
 //!
 //! The browser measures (P3 in OPFS, P4 in wasm, P5, P7) are `bench/browser/run.mjs`; `bench/run` runs both.
 
@@ -24,6 +25,7 @@ mod capture;
 mod ceiling;
 mod fairness;
 mod growth;
+mod history;
 mod hydrate;
 mod hydrate_local;
 mod propagate;
@@ -251,6 +253,11 @@ async fn main() -> anyhow::Result<()> {
         println!("P3 native: {rows} rows, {rate:.0} rows/s");
         return Ok(());
     }
+    if only.as_deref() == Some("p14") {
+        let p14 = history::p14_own(&server_cfg, short).await?;
+        print!("{}", p14.table());
+        return Ok(());
+    }
     if only.as_deref() == Some("p13") {
         let p13 = backend::p13(&env, &server_cfg, short).await?;
         print!("{}", p13.table());
@@ -335,6 +342,8 @@ async fn main() -> anyhow::Result<()> {
     let growth = growth::growth(&env, sizes, if short { 1 } else { 10 }).await?;
     eprintln!("P13: backend writes (capture of plain SQL, adopt)…");
     let p13 = backend::p13(&env, &server_cfg, short).await?;
+    eprintln!("P14: bounded history (compaction, sizes, a steady workload)…");
+    let p14 = history::p14_own(&server_cfg, short).await?;
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     eprintln!("P6 under workerd…");
@@ -362,6 +371,7 @@ async fn main() -> anyhow::Result<()> {
             "fold_ms": p4.fold},
         "growth": growth,
         "p13_backend_writes": p13.json(),
+        "p14_history": p14.json(),
     });
     let mut table = format!(
         "| Measure | oversync | ceiling | ratio | goal |\n|---|---|---|---|---|\n\
@@ -433,6 +443,7 @@ async fn main() -> anyhow::Result<()> {
         p4.fold
     );
     table += &p13.table();
+    table += &p14.table();
     table += "\n| History rows in the log | upload (changes/s) | tail download (rows/s) | own-window download (requests, ms) |\n|---|---|---|---|\n";
     for g in &growth {
         table += &format!(
