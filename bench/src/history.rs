@@ -160,7 +160,8 @@ pub async fn p14_own(cfg: &oversync_server::Config, short: bool) -> anyhow::Resu
 }
 
 async fn p14(env: &Env, short: bool) -> anyhow::Result<P14> {
-    let (rows, updates, steady_s) = if short { (200, 5, 4) } else { (1000, 1000, 120) };
+    let (rows, updates, steady_s) = if short { (200, 5, 4) } else { (1000, 1000, 300) };
+    let steady_s = std::env::var("P14_STEADY_S").ok().and_then(|v| v.parse().ok()).unwrap_or(steady_s);
     let (db, conn) = tokio_postgres::connect(&env.db_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let mut r = P14 {

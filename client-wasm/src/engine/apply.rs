@@ -37,7 +37,7 @@ impl<T: Transport> Engine<T> {
         let n = if fresh && self.server_capabilities().await?.is_some_and(|c| c.features.snapshot) {
             self.snapshot_hydrate().await?
         } else {
-            self.download_loop(include_self).await?
+            self.hydration_download(include_self).await?
         };
         // Rows a re-hydration marked and neither the snapshot nor the catch-up confirmed are gone from the server.
         super::rehydrate::drop_unconfirmed(&self.conn, self.shapes.values())?;
@@ -106,7 +106,7 @@ impl<T: Transport> Engine<T> {
 
     /// §8.2: snapshot pages with foreign keys suspended, the cursor set to the window, a catch-up download, then
     /// foreign keys back on and `next_change_id` past every scid this device logged.
-    async fn snapshot_hydrate(&mut self) -> Result<usize, SyncError> {
+    pub(super) async fn snapshot_hydrate(&mut self) -> Result<usize, SyncError> {
         self.conn.pragma_update(None, "foreign_keys", false)?;
         let result = self.snapshot_and_catch_up().await;
         let restored = self.conn.pragma_update(None, "foreign_keys", true);

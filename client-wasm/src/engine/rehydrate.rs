@@ -41,8 +41,26 @@ impl<T: Transport> Engine<T> {
         }
     }
 
+    /// A hydration's download from a cursor above 0 (one interrupted after its snapshot, or a classic
+    /// hydration): when the server answers `history_pruned`, the hydration starts again from the snapshot.
+    pub(super) async fn hydration_download(&mut self, include_self: bool) -> Result<usize, SyncError> {
+        match self.download_loop(include_self).await {
+            Err(e) if e.is_history_pruned() => {
+                self.mark_unconfirmed()?;
+                self.snapshot_hydrate().await
+            }
+            result => result,
+        }
+    }
+
     /// Steps 1 and 2 of the module docs; step 3 ends every hydration ([`drop_unconfirmed`]).
     async fn rehydrate(&mut self) -> Result<usize, SyncError> {
+        self.mark_unconfirmed()?;
+        self.hydrate(false).await
+    }
+
+    /// Step 1.
+    fn mark_unconfirmed(&self) -> Result<(), SyncError> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
             "UPDATE _sync_row_meta SET updated_at = ?1 WHERE deleted = 0",
@@ -52,8 +70,7 @@ impl<T: Transport> Engine<T> {
             "UPDATE _sync_client_info SET last_server_seq_seen = 0, window_until = 0, hydrated = 0 WHERE id = 1",
             [],
         )?;
-        tx.commit()?;
-        self.hydrate(false).await
+        Ok(tx.commit()?)
     }
 }
 

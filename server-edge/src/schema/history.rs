@@ -24,6 +24,10 @@ CREATE INDEX IF NOT EXISTS upload_receipts_scid ON sync.upload_receipts (user_id
 CREATE TABLE IF NOT EXISTS sync.history_horizon (
   user_id text PRIMARY KEY, pruned_through bigint NOT NULL, version_floor bigint NOT NULL,
   pruned_at timestamptz NOT NULL DEFAULT now());
+-- Compaction deletes in batches: vacuum the log (and the receipts it rewrites) after a fixed number of dead rows
+-- rather than a fifth of the table, so that the space is reused soon after it is freed (docs/history.md §8).
+ALTER TABLE sync.server_change_log SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000);
+ALTER TABLE sync.upload_receipts SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000);
 CREATE TABLE IF NOT EXISTS sync.compaction_state (
   id int PRIMARY KEY CHECK (id = 1), next_after bigint NOT NULL DEFAULT 0, passes bigint NOT NULL DEFAULT 0,
   pass_started timestamptz NOT NULL DEFAULT now());
