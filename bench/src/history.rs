@@ -143,6 +143,8 @@ pub async fn p14_own(cfg: &oversync_server::Config, short: bool) -> anyhow::Resu
     let mut cfg = cfg.clone();
     cfg.database_url = Some(db_url.clone());
     cfg.compact_interval_s = 0;
+    // The steady runs outlast the demo's five-minute tokens.
+    cfg.token_ttl = 3600;
     let bound = oversync_server::native::Bound::new(cfg).await?;
     let env = Env {
         base: format!("http://{}", bound.addr),
@@ -161,7 +163,10 @@ pub async fn p14_own(cfg: &oversync_server::Config, short: bool) -> anyhow::Resu
 
 async fn p14(env: &Env, short: bool) -> anyhow::Result<P14> {
     let (rows, updates, steady_s) = if short { (200, 5, 4) } else { (1000, 1000, 300) };
-    let steady_s = std::env::var("P14_STEADY_S").ok().and_then(|v| v.parse().ok()).unwrap_or(steady_s);
+    let steady_s = std::env::var("P14_STEADY_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(steady_s);
     let (db, conn) = tokio_postgres::connect(&env.db_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let mut r = P14 {

@@ -4,19 +4,19 @@
 //!
 //! 1. one transaction marks every live local row unconfirmed (its metadata's `updated_at` emptied) and sets the
 //!    cursor back to 0, so the next hydration starts from the snapshot (and a crash midway starts it again);
-//! 2. the hydration pages the snapshot (each row it brings is confirmed: its metadata written anew) and catches
-//!    up from the snapshot's window;
+//! 2. the hydration pages the snapshot and catches up from the snapshot's window; each row it brings is
+//!    confirmed. A row the device has at the snapshot's version (or newer) is left as it is, so a local edit of
+//!    it stays; a newer one is written over it, as a download writes over a row with a pending change (§7.4);
 //! 3. rows still unconfirmed are gone from the server: they are deleted locally, unless a pending change holds
-//!    them; and every row with a pending change shows that change again (the snapshot wrote the server's row
-//!    over it). Pending changes are kept and uploaded by the next cycle, where they meet the server's versions
-//!    as any upload does.
+//!    them. Pending changes are kept and uploaded by the next cycle, where they meet the server's versions as
+//!    any upload does.
 //!
 //! The app sees the hydration's progress (`Phase::Hydrating`), not an error.
 
 use rusqlite::Connection;
 
 use super::tx::{SyncTx, silenced, with_fk_fallback};
-use super::write::{delete_row, upsert_row};
+use super::write::delete_row;
 use super::{Engine, SyncError};
 use crate::transport::Transport;
 use crate::triggers::TableShape;
@@ -75,19 +75,14 @@ impl<T: Transport> Engine<T> {
 }
 
 /// Step 3: deletes the rows a re-hydration left unconfirmed and their metadata, except where a change is pending
-/// (those are confirmed as they are), and writes each pending change back over the row the snapshot brought. Local cascades of the deletes are queued as any download's are. Returns the
+/// (those are confirmed as they are). Local cascades of the deletes are queued as any download's are. Returns the
 /// rows deleted.
 pub(super) fn drop_unconfirmed<'a>(
     conn: &Connection,
     shapes: impl Iterator<Item = &'a TableShape> + Clone,
 ) -> Result<usize, SyncError> {
     let pending = "EXISTS (SELECT 1 FROM _sync_pending p WHERE p.table_name = m.table_name AND p.pk_uuid = m.pk_uuid)";
-    let any: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM _sync_row_meta WHERE updated_at = ?1)",
-        [UNCONFIRMED],
-        |r| r.get(0),
-    )?;
-    if !any {
+    if !rehydrating(conn)? {
         return Ok(0);
     }
     with_fk_fallback(conn, || {
@@ -110,7 +105,6 @@ pub(super) fn drop_unconfirmed<'a>(
                     )?;
                 }
                 dropped += gone.len();
-                restore_intents(&tx, shape)?;
             }
             super::apply::queue_cascaded_deletes(&tx, shapes.clone())?;
             Ok(dropped)
@@ -124,23 +118,11 @@ pub(super) fn drop_unconfirmed<'a>(
     })
 }
 
-/// Writes `shape`'s pending intents back into their rows: an upsert's payload (filled before the snapshot's
-/// first page was written, `SyncTx::begin`), or the row deleted again.
-fn restore_intents(tx: &Connection, shape: &TableShape) -> Result<(), SyncError> {
-    let intents: Vec<(String, String, Option<String>)> = tx
-        .prepare("SELECT pk_uuid, op, payload FROM _sync_pending WHERE table_name = ?1")?
-        .query_map([&shape.table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    for (pk, op, payload) in intents {
-        match (op.as_str(), payload) {
-            ("DELETE", _) => delete_row(tx, shape, &pk)?,
-            (_, Some(p)) => {
-                let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&p)
-                    .map_err(|e| SyncError::Protocol(format!("pending payload of {pk}: {e}")))?;
-                upsert_row(tx, shape, &pk, &map)?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+/// Whether a re-hydration is in progress: rows are marked unconfirmed.
+pub(super) fn rehydrating(conn: &Connection) -> Result<bool, SyncError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM _sync_row_meta WHERE updated_at = ?1)",
+        [UNCONFIRMED],
+        |r| r.get(0),
+    )?)
 }

@@ -141,6 +141,8 @@ impl<T: Transport> Engine<T> {
             }
             .path()
         };
+        // A re-hydration keeps what the device has at the server's version (crate::engine::rehydrate).
+        let rehydrating = super::rehydrate::rehydrating(&self.conn)?;
         let start = Ask::start(pacer.limit());
         let first = self.request(&path(&start, 0), None).await?;
         let page = self.hinted(snapshot_page(&first)?);
@@ -171,7 +173,7 @@ impl<T: Transport> Engine<T> {
             // Let the host serve what queued up during the last page first.
             transport.yield_to_host().await;
             let began = transport.now_ms();
-            applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page)?;
+            applied += apply_snapshot_page(&self.conn, &self.shapes, &self.cfg.schema, &page, rehydrating)?;
             self.progress.downloaded(page.rows.len());
             pacer.timed(page.rows.len(), ask.limit, began, transport.now_ms());
             // And again before the next page is parsed: parse and apply are two stretches, not one.

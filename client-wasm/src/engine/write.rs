@@ -217,16 +217,17 @@ pub(super) fn apply_snapshot_page(
     shapes: &BTreeMap<String, TableShape>,
     schema: &str,
     page: &SnapshotResponse,
+    guard: bool,
 ) -> Result<usize, SyncError> {
     let tx = SyncTx::begin(conn, shapes.values())?;
-    let applied = silenced(&tx, || apply_snapshot_rows(&tx, shapes, schema, page, false))?;
+    let applied = silenced(&tx, || apply_snapshot_rows(&tx, shapes, schema, page, guard))?;
     tx.commit()?;
     Ok(applied)
 }
 
 /// A snapshot page's rows (capture silenced by the caller), and `next_change_id` past the page's own scids.
 /// With `guard` a row is skipped where the device already has its version or a newer one (a backfill, whose rows
-/// the main stream may have brought first).
+/// the main stream may have brought first; a re-hydration, whose rows the device mostly has, some with local edits).
 pub(super) fn apply_snapshot_rows(
     tx: &Connection,
     shapes: &BTreeMap<String, TableShape>,
@@ -247,6 +248,10 @@ pub(super) fn apply_snapshot_rows(
                 .query_row([&row.table, &row.pk], |r| r.get(0))
                 .ok();
             if known.is_some_and(|v| v >= row.server_version) {
+                // Known as it is: a re-hydration's row is confirmed (crate::engine::rehydrate), and a local edit
+                // of it stays for its upload to settle.
+                tx.prepare_cached("UPDATE _sync_row_meta SET updated_at = ?3 WHERE table_name = ?1 AND pk_uuid = ?2 AND updated_at = ''")?
+                    .execute([&row.table, &row.pk, &now])?;
                 continue;
             }
         }
