@@ -261,15 +261,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 /// `oversync-server adopt`: prepares the schema and capture triggers, adopts every captured table with progress
 /// on stderr, and prints the summary.
 pub async fn adopt(cfg: Config) -> anyhow::Result<()> {
-    cfg.validate()?;
-    let url = database_url(&cfg)?;
-    let (mut client, conn) = tokio_postgres::connect(&url, NoTls)
-        .await
-        .context("connecting to PostgreSQL")?;
-    tokio::spawn(conn);
-    let init_sql = init_sql(&cfg)?;
-    let service = Service::new(&cfg, init_sql)?;
-    let registry = service.ready(&mut client).await.context("preparing the sync schema")?;
+    let (client, service) = command_connection(&cfg).await?;
+    let registry = service.registry();
     let done = crate::adopt::adopt(&client, registry, &mut |line: &str| eprintln!("{line}")).await?;
     println!("{}", crate::adopt::summary(&done));
     Ok(())
@@ -278,14 +271,7 @@ pub async fn adopt(cfg: Config) -> anyhow::Result<()> {
 /// `oversync-server compact`: prepares the schema, runs one compaction pass to its end with progress on stderr,
 /// and prints what it removed.
 pub async fn compact(cfg: Config) -> anyhow::Result<()> {
-    cfg.validate()?;
-    let url = database_url(&cfg)?;
-    let (mut client, conn) = tokio_postgres::connect(&url, NoTls)
-        .await
-        .context("connecting to PostgreSQL")?;
-    tokio::spawn(conn);
-    let service = Service::new(&cfg, init_sql(&cfg)?)?;
-    service.ready(&mut client).await.context("preparing the sync schema")?;
+    let (client, _) = command_connection(&cfg).await?;
     let h = crate::compact::Horizons::from_config(&cfg);
     let mut last = std::time::Instant::now();
     let mut progress = |t: &crate::compact::Totals| {
@@ -297,6 +283,20 @@ pub async fn compact(cfg: Config) -> anyhow::Result<()> {
     let t = crate::compact::pass(&client, &h, u64::MAX, &mut progress).await?;
     println!("{t}");
     Ok(())
+}
+
+/// A command's connection, on a database whose sync schema (and capture triggers) are ready, and the service
+/// that made it ready (its registry discovered).
+async fn command_connection(cfg: &Config) -> anyhow::Result<(Client, Service)> {
+    cfg.validate()?;
+    let url = database_url(cfg)?;
+    let (mut client, conn) = tokio_postgres::connect(&url, NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(conn);
+    let service = Service::new(cfg, init_sql(cfg)?)?;
+    service.ready(&mut client).await.context("preparing the sync schema")?;
+    Ok((client, service))
 }
 
 /// The database URL setting, required.
