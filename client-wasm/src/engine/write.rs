@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use oversync_protocol::wire::SnapshotResponse;
+use rusqlite::OptionalExtension;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, params, params_from_iter};
 use serde_json::{Map, Value};
@@ -242,18 +243,25 @@ pub(super) fn apply_snapshot_rows(
         let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
             continue;
         };
-        if guard {
-            let known: Option<i64> = tx
-                .prepare_cached("SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2")?
+        // A row with a pending change is left to its upload: a snapshot (unlike a download) carries the device's
+        // own writes, so it may hold the server's copy of an earlier send of this very row, and the upload that
+        // acknowledges the pending change would then leave that older copy in the row.
+        let pending = tx
+            .prepare_cached("SELECT 1 FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2")?
+            .exists([&row.table, &row.pk])?;
+        let known = || -> rusqlite::Result<Option<i64>> {
+            tx.prepare_cached("SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2")?
                 .query_row([&row.table, &row.pk], |r| r.get(0))
-                .ok();
-            if known.is_some_and(|v| v >= row.server_version) {
-                // Known as it is: a re-hydration's row is confirmed (crate::engine::rehydrate), and a local edit
-                // of it stays for its upload to settle.
-                tx.prepare_cached("UPDATE _sync_row_meta SET updated_at = ?3 WHERE table_name = ?1 AND pk_uuid = ?2 AND updated_at = ''")?
-                    .execute([&row.table, &row.pk, &now])?;
-                continue;
-            }
+                .optional()
+        };
+        if pending || (guard && known()?.is_some_and(|v| v >= row.server_version)) {
+            // Known as it is: a re-hydration's row is confirmed (crate::engine::rehydrate), and a local edit of it
+            // stays for its upload to settle.
+            tx.prepare_cached(
+                "UPDATE _sync_row_meta SET updated_at = ?3 WHERE table_name = ?1 AND pk_uuid = ?2 AND updated_at = ''",
+            )?
+            .execute([&row.table, &row.pk, &now])?;
+            continue;
         }
         let values = read_payload(shape, &row.pk, row.payload.get())
             .map_err(|e| SyncError::Protocol(format!("snapshot row {}: {e}", row.pk)))?;

@@ -2,7 +2,7 @@
 //! FKs: posts reference users, deleting a user cascades to its posts), sync at random moments through a proxy that
 //! drops responses and cuts, delays and duplicates requests, and restart, while the app's backend writes the
 //! business tables with plain SQL (issue 33) and the history is compacted, its tombstones removed under the devices'
-//! cursors (issue 36); at the end every device equals the server.
+//! cursors (issue 36: devices re-hydrate); at the end every device equals the server.
 //!
 //! The seed is printed. Replay one with `OVERSYNC_SIM_SEED=<seed>`; run more with `OVERSYNC_SIM_SEEDS=<count>`
 //! (CI runs a fixed set) and longer histories with `OVERSYNC_SIM_STEPS=<n>`.
@@ -190,16 +190,9 @@ async fn run(seed: u64) {
                 let _ = devices[i].sync().await;
                 devices[i].transport().drop_next_upload_response.set(false);
             }
-            // Compaction of superseded entries (issue 36). With every tombstone removed too (retention 0, which
-            // also expires every receipt at once), seed 1234 ends with a device holding a row at the server's
-            // version with other contents: not understood yet (docs/history.md §9), so not in the fixed seeds.
-            95..=96 => {
-                compact(
-                    &w,
-                    rng.random_bool(0.5) && std::env::var_os("OVERSYNC_SIM_PRUNE").is_some(),
-                )
-                .await
-            }
+            // Compaction (issue 36): superseded entries, or those and every tombstone (retention 0, which also
+            // expires every receipt at once), which sends the devices that had not seen them into a re-hydration.
+            95..=96 => compact(&w, rng.random_bool(0.5)).await,
             _ => {
                 let d = devices.remove(i);
                 devices.insert(i, reopen_via(&via, d));
