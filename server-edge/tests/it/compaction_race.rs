@@ -61,12 +61,21 @@ async fn compaction_racing_uploads_backend_writes_and_paging_downloads_loses_and
         tokio::spawn(async move {
             for i in 0..ROUNDS {
                 let pk = &pks[(i as usize * 5) % ROWS];
-                db.execute(
-                    "UPDATE business.users SET name = $1 WHERE id = $2::text::uuid",
-                    &[&format!("backend{i}"), pk],
-                )
-                .await
-                .unwrap();
+                // A backend statement racing an upload of the same row can deadlock (docs/backend-writes.md §2):
+                // retried, as an app retries a 40P01.
+                loop {
+                    let r = db
+                        .execute(
+                            "UPDATE business.users SET name = $1 WHERE id = $2::text::uuid",
+                            &[&format!("backend{i}"), pk],
+                        )
+                        .await;
+                    match r {
+                        Ok(_) => break,
+                        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
             }
         })
     };
