@@ -173,7 +173,8 @@ export interface SyncStatus {
   /** Rows and changes the running download or hydration has applied (0 when not downloading). */
   downloaded: number;
   /**
-   * While a new database fills from the server: the rows applied so far (the snapshot's total is not known in
+   * While a new database fills from the server, or a database offline longer than the server keeps deletes fills
+   * again (docs/history.md): the rows applied so far (the snapshot's total is not known in
    * advance, so show a count or an indeterminate bar). `null` otherwise.
    */
   hydration: { downloaded: number } | null;

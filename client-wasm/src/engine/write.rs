@@ -239,6 +239,10 @@ pub(super) fn apply_snapshot_rows(
     let now = now(tx)?;
     let mut batch = Batch::new(&now);
     let mut applied = 0;
+    // Looked up row by row only when something is pending (a hydration's pages are thousands of rows).
+    let any_pending: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM _sync_pending)")?
+        .query_row([], |r| r.get(0))?;
     for row in &page.rows {
         let Some(shape) = shapes.get(&row.table).filter(|_| row.schema == schema) else {
             continue;
@@ -246,9 +250,10 @@ pub(super) fn apply_snapshot_rows(
         // A row with a pending change is left to its upload: a snapshot (unlike a download) carries the device's
         // own writes, so it may hold the server's copy of an earlier send of this very row, and the upload that
         // acknowledges the pending change would then leave that older copy in the row.
-        let pending = tx
-            .prepare_cached("SELECT 1 FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2")?
-            .exists([&row.table, &row.pk])?;
+        let pending = any_pending
+            && tx
+                .prepare_cached("SELECT 1 FROM _sync_pending WHERE table_name = ?1 AND pk_uuid = ?2")?
+                .exists([&row.table, &row.pk])?;
         let known = || -> rusqlite::Result<Option<i64>> {
             tx.prepare_cached("SELECT server_version FROM _sync_row_meta WHERE table_name = ?1 AND pk_uuid = ?2")?
                 .query_row([&row.table, &row.pk], |r| r.get(0))
