@@ -57,6 +57,24 @@ pub struct Totals {
     pub position: i64,
 }
 
+impl Totals {
+    /// Adds the pass to the compaction metrics (docs/operations.md).
+    pub fn record(&self) {
+        use crate::observe::names;
+        let removed = [
+            ("superseded", self.compacted),
+            ("tombstone", self.pruned),
+            ("receipt", self.expired),
+        ];
+        for (kind, n) in removed.into_iter().filter(|(_, n)| *n > 0) {
+            metrics::counter!(names::COMPACTED, "kind" => kind).increment(n as u64);
+        }
+        if self.finished {
+            metrics::counter!(names::COMPACTION_PASSES).increment(1);
+        }
+    }
+}
+
 impl std::fmt::Display for Totals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -47,6 +47,8 @@ pub struct Settings {
     pub download_scan_rows: usize,
     /// How often the Worker's hubs look for backend writes, ms (0: never).
     pub backend_poll_ms: u64,
+    /// `log_format = "json"`.
+    pub json_logs: bool,
 }
 
 /// The sync schema and the registry, made ready on the first request that touches the database.

@@ -293,14 +293,26 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
         origin,
         device_id: header(oversync_protocol::wire::DEVICE_ID_HEADER),
         content_length,
+        request_id: header("x-request-id"),
         body: EdgeBody(req),
     };
-    let now = Duration::from_millis(js_sys::Date::now() as u64);
+    let started = js_sys::Date::now();
+    let now = Duration::from_millis(started as u64);
     let runtime = EdgeRuntime {
         env: env.clone(),
         closed: RefCell::new(None),
     };
     let mut resp = service.handle(&runtime, request, now).await;
+    let elapsed = Duration::from_secs_f64((js_sys::Date::now() - started).max(0.0) / 1000.0);
+    let method = method.to_string().to_uppercase();
+    io::report(
+        &env,
+        &resp.report,
+        &method,
+        resp.status,
+        elapsed,
+        service.settings.json_logs,
+    );
     if let Some(pushed) = resp.pushed.take().filter(|_| service.settings.stream) {
         // After the answer: the upload never waits for its hub.
         ctx.wait_until(hub::notify(env, pushed));

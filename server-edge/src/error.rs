@@ -156,8 +156,24 @@ impl ApiError {
         }
     }
 
+    /// For a refusal for load, its cause as metrics label it: the kind of request past its share (429), `busy` or
+    /// `auth_unavailable` (503).
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self {
+            Self::TooManyRequests(kind, _) => Some(kind),
+            Self::Busy(_) => Some("busy"),
+            Self::AuthUnavailable(_) => Some("auth_unavailable"),
+            _ => None,
+        }
+    }
+
     /// The envelope response; 5xx causes are logged here.
     pub fn into_response(self) -> Response {
+        self.into_response_for(None)
+    }
+
+    /// [`ApiError::into_response`] with the request's id in the envelope.
+    pub fn into_response_for(self, request_id: Option<&str>) -> Response {
         let (status, code, message) = self.parts();
         // A busy answer is load shedding, not a failure: no error line per shed request.
         // (A missing key set is logged where the fetch failed.)
@@ -175,6 +191,7 @@ impl ApiError {
         if let Self::HistoryPruned(h) = self {
             body.horizon = Some(h);
         }
+        body.request_id = request_id.map(str::to_owned);
         let mut resp = Response::json(status, &body);
         if let Some(s) = retry_after {
             resp.headers.push(("retry-after", s.to_string()));

@@ -22,6 +22,8 @@ pub struct Request<B = Vec<u8>> {
     pub device_id: Option<String>,
     /// The declared `Content-Length`, if any (a chunked body has none).
     pub content_length: Option<u64>,
+    /// The `X-Request-Id` header (kept when usable, see [`crate::observe::request_id`]).
+    pub request_id: Option<String>,
     /// The unread body.
     pub body: B,
 }
@@ -92,6 +94,8 @@ pub struct Response {
     /// An upload that applied changes: a front door whose database cannot notify (the Worker) tells the user's
     /// hub after answering.
     pub pushed: Option<Pushed>,
+    /// What the request did, for the front door's metrics and log line.
+    pub report: crate::observe::Report,
 }
 
 /// A commit to tell a user's hub about.
@@ -117,6 +121,7 @@ impl Response {
             headers: vec![("content-type", "application/json".into())],
             body,
             pushed: None,
+            report: Default::default(),
         }
     }
 
@@ -135,6 +140,7 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             pushed: None,
+            report: Default::default(),
         }
     }
 }

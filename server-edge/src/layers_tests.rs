@@ -7,7 +7,7 @@ use std::path::Path;
 /// Layers, lowest first.
 const LAYERS: &[&[&str]] = &[
     // Wire-level helpers with no dependencies.
-    &["http", "sql", "pg", "rows", "hub"],
+    &["http", "sql", "pg", "rows", "hub", "observe"],
     // The host, identity, configuration and the registry, and the sync schema.
     &["runtime", "auth", "config", "registry", "convert", "schema"],
     // Errors as answers, shares, and the change listener.
@@ -15,7 +15,9 @@ const LAYERS: &[&[&str]] = &[
     // What handlers get from the service.
     &["ctx"],
     // Route handlers, and adoption and compaction (commands and tasks beside the routes).
-    &["download", "snapshot", "watch", "upload", "admin", "adopt", "compact"],
+    &[
+        "download", "snapshot", "watch", "upload", "admin", "adopt", "compact", "ready",
+    ],
     // The service (and its stream route).
     &["service", "stream"],
     // Front doors.

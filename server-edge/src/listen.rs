@@ -32,6 +32,7 @@ pub async fn run(hub: Arc<ChangeHub>, mut db: tokio_postgres::Config) {
                 "the LISTEN connection failed; watchers poll until it is back"),
         }
         hub.set_live(false);
+        metrics::gauge!(crate::observe::names::LISTEN).set(0.0);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
@@ -44,6 +45,7 @@ async fn session(hub: &ChangeHub, db: &tokio_postgres::Config) -> Result<(), tok
         let mut messages = futures_util::stream::poll_fn(|cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             if let AsyncMessage::Notification(n) = message? {
+                metrics::counter!(crate::observe::names::NOTICES).increment(1);
                 match serde_json::from_str::<(String, String, i64)>(n.payload()) {
                     Ok((user, source, top)) => hub.publish(&user, &source, top),
                     Err(e) => tracing::warn!(error = %e, "unreadable change notification"),
@@ -55,6 +57,7 @@ async fn session(hub: &ChangeHub, db: &tokio_postgres::Config) -> Result<(), tok
     let listen = async {
         client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await?;
         hub.set_live(true);
+        metrics::gauge!(crate::observe::names::LISTEN).set(1.0);
         tracing::info!("listening for committed changes");
         // The connection lives until the driver sees it end.
         std::future::pending::<()>().await;

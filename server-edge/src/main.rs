@@ -17,8 +17,9 @@ OVERSYNC_FK_PRECHECK, OVERSYNC_POOL_SIZE, OVERSYNC_TOKEN_TTL, OVERSYNC_SCHEMA_VE
 OVERSYNC_DEV_SIGNIN_ALLOW_REMOTE, OVERSYNC_REQUIRE_EXP, OVERSYNC_JWT_ISSUER, OVERSYNC_JWT_AUDIENCE,
 OVERSYNC_JWT_LEEWAY_S, OVERSYNC_MAX_PAGE_BYTES, OVERSYNC_JWKS_URL, OVERSYNC_JWT_ALGORITHMS, OVERSYNC_USER_CLAIM,
 OVERSYNC_DEVICE_CLAIM, OVERSYNC_JWKS_CACHE_MIN_S, OVERSYNC_JWKS_CACHE_MAX_S, OVERSYNC_JWKS_COOLDOWN_S,
-OVERSYNC_JWKS_TIMEOUT_MS, OVERSYNC_COMPACT_AFTER_S, OVERSYNC_TOMBSTONE_RETENTION_S, OVERSYNC_COMPACT_INTERVAL_S.
-Logs: RUST_LOG (default info), OVERSYNC_LOG_FORMAT=json for JSON lines.";
+OVERSYNC_JWKS_TIMEOUT_MS, OVERSYNC_COMPACT_AFTER_S, OVERSYNC_TOMBSTONE_RETENTION_S, OVERSYNC_COMPACT_INTERVAL_S,
+OVERSYNC_METRICS_LISTEN, OVERSYNC_METRICS_SECRET, OVERSYNC_LOG_FORMAT.
+Logs: RUST_LOG (default info), log_format = json (OVERSYNC_LOG_FORMAT=json) for JSON lines.";
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
@@ -26,16 +27,6 @@ fn main() {}
 #[cfg(not(target_arch = "wasm32"))]
 #[tokio::main]
 async fn main() -> ExitCode {
-    let json = std::env::var("OVERSYNC_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -71,9 +62,30 @@ async fn run() -> anyhow::Result<()> {
     let path = config.ok_or_else(|| anyhow::anyhow!("no configuration given\n{USAGE}"))?;
     let mut cfg = Config::from_file(&path)?;
     cfg.apply_env(|k| std::env::var(k).ok())?;
+    init_logs(cfg.log_format == "json");
     match command {
         Some("adopt") => oversync_server::native::adopt(cfg).await,
         Some("compact") => oversync_server::native::compact(cfg).await,
         _ => oversync_server::native::serve(cfg).await,
+    }
+}
+
+/// Log lines on stderr, at `RUST_LOG` (default info): text, or with `log_format = "json"` one JSON object per line
+/// with the event's fields at the top level and the request's id from its span (docs/operations.md §3).
+#[cfg(not(target_arch = "wasm32"))]
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
     }
 }

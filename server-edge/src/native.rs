@@ -12,6 +12,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::http::{BodyError, Request};
 use crate::hub::ChangeHub;
+use crate::observe::names;
 use crate::runtime::{BoxError, Fetched, Fixed, Params, PoolBusy, Runtime, append_within};
 use crate::{Config, Service};
 
@@ -67,9 +68,15 @@ impl Runtime for NativeRuntime {
     type Conn = PooledConn;
 
     async fn connect(&self) -> Result<PooledConn, BoxError> {
-        match self.pool.get().await {
+        let asked = std::time::Instant::now();
+        let got = self.pool.get().await;
+        metrics::histogram!(names::POOL_WAIT).record(asked.elapsed().as_secs_f64());
+        match got {
             Ok(c) => Ok(PooledConn(c)),
-            Err(deadpool_postgres::PoolError::Timeout(_)) => Err(Box::new(PoolBusy)),
+            Err(deadpool_postgres::PoolError::Timeout(_)) => {
+                metrics::counter!(names::POOL_TIMEOUTS).increment(1);
+                Err(Box::new(PoolBusy))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -143,6 +150,7 @@ fn release_free_memory() {
 fn release_free_memory() {}
 
 mod compaction;
+mod prometheus;
 mod stream;
 
 struct AppState {
@@ -155,10 +163,20 @@ struct AppState {
 /// The axum router: every path goes to [`Service::handle`]; with `static_dir`, a GET of an existing file is served
 /// from it first (the demo app on the same origin as the sync routes). Every response says `nosniff`; with
 /// `static_dir`, every response also carries the app's security headers ([`APP_HEADERS`]).
-fn router(state: Arc<AppState>, static_dir: Option<&std::path::Path>) -> axum::Router {
+fn router(
+    state: Arc<AppState>,
+    static_dir: Option<&std::path::Path>,
+    guarded_metrics: Option<prometheus::Exporter>,
+) -> axum::Router {
     let mut api = axum::Router::new();
     if state.service.settings.stream {
         api = api.route("/sync/stream", axum::routing::get(stream::handle));
+    }
+    if let Some(e) = guarded_metrics {
+        api = api.route(
+            "/metrics",
+            axum::routing::get(move |headers| prometheus::guarded(axum::extract::State(e), headers)),
+        );
     }
     let api = api.fallback(handle).with_state(state);
     let router = match static_dir {
@@ -212,12 +230,15 @@ async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request)
         origin: header_text(header::ORIGIN),
         device_id: header_text(HeaderName::from_static("oversync-device-id")),
         content_length: header_text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+        request_id: header_text(HeaderName::from_static("x-request-id")),
         body: NativeBody(body),
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (method, path) = (request.method.clone(), request.path.clone());
+    let method = request.method.clone();
     let resp = state.service.handle(&state.runtime, request, now).await;
-    tracing::info!(%method, %path, status = resp.status, ms = started.elapsed().as_millis() as u64, "request");
+    let elapsed = started.elapsed();
+    resp.report.record(resp.status, elapsed);
+    resp.report.log(&method, resp.status, elapsed);
 
     let mut out = axum::response::Response::new(Body::from(resp.body));
     *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -327,6 +348,9 @@ pub struct Bound {
     notifications: Option<tokio::task::JoinHandle<()>>,
     /// The background compaction (with `compact_interval_s` > 0).
     compaction: Option<tokio::task::JoinHandle<()>>,
+    /// The metrics exporter (with `metrics_listen` or `metrics_secret`) and the `metrics_listen` socket.
+    metrics: Option<(prometheus::Exporter, Option<tokio::net::TcpListener>)>,
+    guarded_metrics: bool,
 }
 
 impl Bound {
@@ -346,6 +370,22 @@ impl Bound {
         pool.timeouts.create = Some(Duration::from_secs(10));
         pool_cfg.pool = Some(pool);
         let pool = pool_cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)?;
+        // Before anything records: the listener, the schema work.
+        let metrics = match cfg.metrics_on() {
+            false => None,
+            true => {
+                let exporter = prometheus::Exporter::new(pool.clone(), cfg.metrics_secret.clone())?;
+                let own = match &cfg.metrics_listen {
+                    Some(addr) => Some(
+                        tokio::net::TcpListener::bind(addr)
+                            .await
+                            .with_context(|| format!("binding metrics_listen {addr}"))?,
+                    ),
+                    None => None,
+                };
+                Some((exporter, own))
+            }
+        };
         let init_sql = init_sql(&cfg)?;
         let service = Service::new(&cfg, init_sql)?;
         {
@@ -411,6 +451,8 @@ impl Bound {
             static_dir: cfg.static_dir.clone(),
             notifications,
             compaction,
+            metrics,
+            guarded_metrics: cfg.metrics_secret.is_some(),
         })
     }
 
@@ -419,11 +461,23 @@ impl Bound {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (hub, notifications) = (self.state.runtime.hub.clone(), self.notifications);
         let compaction = self.compaction;
+        let (exporter, metrics_socket) = self.metrics.unzip();
+        let metrics_server = metrics_socket.flatten().zip(exporter.clone()).map(|(socket, e)| {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(socket, e.router()).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            })
+        });
+        let guarded = exporter.filter(|_| self.guarded_metrics);
         let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
             state.closing.send_replace(true);
             if let Some(task) = compaction {
+                task.abort();
+            }
+            if let Some(task) = metrics_server {
                 task.abort();
             }
             if let Some(task) = notifications {
@@ -433,7 +487,7 @@ impl Bound {
                 hub.set_live(false);
             }
         };
-        axum::serve(self.listener, router(self.state, self.static_dir.as_deref()))
+        axum::serve(self.listener, router(self.state, self.static_dir.as_deref(), guarded))
             .with_graceful_shutdown(shutdown)
             .await?;
         self.pool.close();

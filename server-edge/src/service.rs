@@ -8,6 +8,7 @@ use oversync_protocol::wire::*;
 
 use futures_util::future::Either;
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument as _;
 
 use crate::admission::{Admission, ReadSlot, Shares};
 use crate::auth::{Authenticator, Principal, generated_device_id};
@@ -15,6 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::ctx::{Ctx, Readiness, Settings};
 use crate::error::ApiError;
 use crate::http::{Body, BodyError, Request, Response};
+use crate::observe::Report;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::{download, upload};
@@ -40,11 +42,14 @@ pub struct Service {
     auth: Authenticator,
     /// Per-user and process-wide shares of this process.
     pub(crate) admission: Admission,
+    /// `/ready`'s last answer, shared by the probes of one second.
+    readiness: crate::ready::Probe,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Route {
     Health,
+    Ready,
     Signin,
     DummySignin,
     Upload,
@@ -61,6 +66,7 @@ impl Route {
     fn parse(path: &str, dev_signin: bool, watch: bool, admin: bool) -> Option<Self> {
         Some(match path {
             "/health" => Self::Health,
+            "/ready" => Self::Ready,
             "/signin" if dev_signin => Self::Signin,
             "/dummy-signin" if dev_signin => Self::DummySignin,
             "/sync/upload" => Self::Upload,
@@ -73,6 +79,24 @@ impl Route {
             "/demo/teams" if dev_signin => Self::DemoTeams,
             _ => return None,
         })
+    }
+
+    /// The metrics' and log lines' label.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::Ready => "ready",
+            Self::Signin => "signin",
+            Self::DummySignin => "dummy_signin",
+            Self::Upload => "upload",
+            Self::Download => "download",
+            Self::SchemaVersion => "schema_version",
+            Self::Capabilities => "capabilities",
+            Self::Snapshot => "snapshot",
+            Self::Watch => "watch",
+            Self::AdminMembers => "admin_members",
+            Self::DemoTeams => "demo_teams",
+        }
     }
 
     fn method(self) -> &'static str {
@@ -131,8 +155,10 @@ impl Service {
                 max_scopes_per_user: cfg.max_scopes_per_user,
                 download_scan_rows: cfg.download_scan_rows,
                 backend_poll_ms: cfg.backend_poll_ms,
+                json_logs: cfg.log_format == "json",
             },
             db: Readiness::new(configured, init_sql),
+            readiness: crate::ready::Probe::default(),
             auth: Authenticator::new(cfg.auth()?),
             admission: Admission::new(Shares {
                 uploads_per_user: cfg.max_uploads_per_user,
@@ -170,12 +196,30 @@ impl Service {
 
     /// Handles one request at time `now` (since the Unix epoch). The body is read only once the request is
     /// routed and authenticated, and only by routes that take one.
+    /// Every log line of the request carries its id (a `request` span); the response says it in `X-Request-Id`
+    /// and carries a [`Report`] of what it did.
     pub async fn handle<R: Runtime, B: Body>(&self, rt: &R, req: Request<B>, now: Duration) -> Response {
         let origin = req.origin.clone();
-        let mut resp = match self.route(rt, req, now).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
+        let mut report = Report {
+            request_id: crate::observe::request_id(req.request_id.as_deref()),
+            route: "other",
+            ..Report::default()
         };
+        let span = tracing::info_span!("request", request_id = %report.request_id);
+        let mut resp = async {
+            match self.route(rt, req, now, &mut report).await {
+                Ok(r) => r,
+                Err(e) => {
+                    report.code = Some(e.parts().1);
+                    report.refusal = e.refusal();
+                    e.into_response_for(Some(&report.request_id))
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        resp.headers.push(("x-request-id", report.request_id.clone()));
+        resp.report = report;
         // On every front door: no response is sniffed into another type, and none is kept by a cache (each
         // answers one user's request; a shared cache must never serve it to another, nor a browser's replay it).
         resp.headers.push(("x-content-type-options", "nosniff".into()));
@@ -183,16 +227,23 @@ impl Service {
         if let Some(origin) = origin.filter(|o| self.origin_allowed(Some(o))) {
             resp.headers.push(("access-control-allow-origin", origin));
             resp.headers
-                .push(("access-control-expose-headers", "Retry-After".into()));
+                .push(("access-control-expose-headers", "Retry-After, X-Request-Id".into()));
             resp.headers.push(("vary", "Origin".into()));
         }
         resp
     }
 
-    async fn route<R: Runtime, B: Body>(&self, rt: &R, req: Request<B>, now: Duration) -> Result<Response, ApiError> {
+    async fn route<R: Runtime, B: Body>(
+        &self,
+        rt: &R,
+        req: Request<B>,
+        now: Duration,
+        report: &mut Report,
+    ) -> Result<Response, ApiError> {
         let s = &self.settings;
         let route =
             Route::parse(&req.path, s.dev_signin, s.watch, s.admin_secret.is_some()).ok_or(ApiError::NotFound)?;
+        report.route = route.label();
         if req.method == "OPTIONS" {
             // Preflight headers only for configured origins; `handle` adds Access-Control-Allow-Origin.
             let mut r = Response::empty(204);
@@ -201,7 +252,7 @@ impl Service {
                     .push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
                 r.headers.push((
                     "access-control-allow-headers",
-                    "Authorization, Content-Type, Accept, Oversync-Device-Id".into(),
+                    "Authorization, Content-Type, Accept, Oversync-Device-Id, X-Request-Id".into(),
                 ));
                 r.headers.push(("access-control-max-age", "86400".into()));
             }
@@ -222,6 +273,7 @@ impl Service {
                     service: self.settings.service_name.clone(),
                 },
             )),
+            Route::Ready => Ok(self.readiness.check(rt, &self.db, now).await),
             Route::Signin | Route::DummySignin => {
                 let body = self
                     .read_body(rt, req.content_length, req.body, SIGNIN_BODY_BYTES.min(limit), |_| true)
@@ -253,6 +305,7 @@ impl Service {
                     .read_body(rt, req.content_length, req.body, declared, arrived)
                     .await?;
                 let (result, also) = upload::upload(&self.ctx(), rt, &who, &body).await?;
+                report.count(&result.statuses);
                 let size = body.len();
                 drop((body, bytes));
                 rt.upload_done(size);
@@ -296,7 +349,11 @@ impl Service {
             }
             _ => {
                 let who = self.authenticate(rt, credentials(&req), now).await?;
-                self.synced(route, rt, &who, &req.query).await
+                let resp = self.synced(route, rt, &who, &req.query, report).await?;
+                if matches!(route, Route::Download | Route::Snapshot) {
+                    report.read = Some((route.label(), resp.body.len() as u64));
+                }
+                Ok(resp)
             }
         }
     }
@@ -345,6 +402,7 @@ impl Service {
         rt: &R,
         who: &Principal,
         query: &str,
+        report: &mut Report,
     ) -> Result<Response, ApiError> {
         Ok(match route {
             Route::Download => {
@@ -357,10 +415,9 @@ impl Service {
                 let q = SnapshotQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
                 let (_slot, _turn) = self.read_turn(rt, who).await?;
                 let conn = self.ready_conn(rt).await?;
-                Response::json(
-                    200,
-                    &crate::snapshot::snapshot(&conn, who, &q, self.settings.max_page_bytes).await?,
-                )
+                let page = crate::snapshot::snapshot(&conn, who, &q, self.settings.max_page_bytes).await?;
+                report.snapshot_rows = page.rows.len() as u64;
+                Response::json(200, &page)
             }
             Route::Watch => {
                 let q = WatchQuery::from_query(query).map_err(ApiError::InvalidRequest)?;

@@ -43,6 +43,7 @@ pub async fn watch<R: Runtime>(
             return Err(refused);
         }
     };
+    let _open = crate::observe::Open::new(crate::observe::names::WATCHES);
     let latest = match rt.hub().filter(|h| h.is_live()) {
         Some(hub) => pushed(svc, rt, hub, who, q).await?,
         None => polled(svc, rt, who, q).await?,

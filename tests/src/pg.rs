@@ -192,17 +192,27 @@ impl OwnCluster {
         }
     }
 
-    /// Stops the server (fast shutdown: sessions are terminated) and starts it again on the same data and port.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
+    /// Stops the server (fast shutdown: sessions are terminated), keeping its data for [`OwnCluster::start_again`].
+    pub fn stop(&mut self) -> anyhow::Result<()> {
         let marker = self.dir.join("restarting");
         std::fs::write(&marker, b"")?;
         if let Some(mut child) = self.child.take() {
-            // SIGTERM to the watchdog forwards SIGINT (fast shutdown) to postgres and waits for it.
             Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
             child.wait()?;
         }
-        std::fs::remove_file(&marker)?;
+        Ok(())
+    }
+
+    /// Starts a server stopped by [`OwnCluster::stop`] on the same data and port.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        std::fs::remove_file(self.dir.join("restarting"))?;
         self.spawn()
+    }
+
+    /// Stops the server (fast shutdown: sessions are terminated) and starts it again on the same data and port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        self.start_again()
     }
 
     /// A fresh database in this cluster.

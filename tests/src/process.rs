@@ -79,11 +79,40 @@ impl Server {
         Self::spawn(binary, config, &dir, env)
     }
 
+    /// [`Server::start_native`] that also writes the server's stderr (its log lines, at `RUST_LOG` from `env`
+    /// or `info`) to `log`.
+    pub fn start_native_logged(
+        binary: &Path,
+        config_toml: &str,
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let dir = tempdir("oversync-server")?;
+        let config = dir.join("server.toml");
+        std::fs::write(&config, config_toml)?;
+        let mut env = env.to_vec();
+        if !env.iter().any(|(k, _)| *k == "RUST_LOG") {
+            env.push(("RUST_LOG", "info".into()));
+        }
+        let cmd = Self::command(binary, &config, &dir);
+        Self::wait_ready_logged(cmd, binary, &env, "listening on ", None, &[], Some(log))
+    }
+
     fn spawn(binary: &Path, config: &Path, dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        Self::wait_ready(
+            Self::command(binary, config, dir),
+            binary,
+            env,
+            "listening on ",
+            None,
+            &[],
+        )
+    }
+
+    fn command(binary: &Path, config: &Path, dir: &Path) -> Command {
         let args = vec!["--config".to_owned(), config.display().to_string()];
         let cleanup = format!("rm -rf {}", shell_quote(&dir.display().to_string()));
-        let cmd = watched(&binary.display().to_string(), &args, "TERM", &cleanup);
-        Self::wait_ready(cmd, binary, env, "listening on ", None, &[])
+        watched(&binary.display().to_string(), &args, "TERM", &cleanup)
     }
 
     /// Spawns `cmd` with `env` and waits (up to 90 s) for a stdout line containing `marker`. The base URL is the
@@ -91,14 +120,31 @@ impl Server {
     /// when the program exits first or prints a line containing one of `fail_markers` (on stdout or stderr;
     /// stderr is passed through).
     pub fn wait_ready(
-        mut cmd: Command,
+        cmd: Command,
         what: &Path,
         env: &[(&str, String)],
         marker: &'static str,
         known_url: Option<String>,
         fail_markers: &'static [&'static str],
     ) -> anyhow::Result<Self> {
+        Self::wait_ready_logged(cmd, what, env, marker, known_url, fail_markers, None)
+    }
+
+    /// [`Server::wait_ready`], also appending stderr's lines to `log` when given.
+    fn wait_ready_logged(
+        mut cmd: Command,
+        what: &Path,
+        env: &[(&str, String)],
+        marker: &'static str,
+        known_url: Option<String>,
+        fail_markers: &'static [&'static str],
+        log: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let binary = what;
+        let mut log = match log {
+            Some(path) => Some(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+            None => None,
+        };
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()));
         for (k, v) in env {
@@ -128,6 +174,10 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("{line}");
+                if let Some(file) = log.as_mut() {
+                    use std::io::Write as _;
+                    let _ = writeln!(file, "{line}");
+                }
                 if fail_markers.iter().any(|m| line.contains(m)) {
                     let _ = failed.send(Err(line));
                 }

@@ -102,10 +102,12 @@ impl Jwks {
         let mut cache = lock(&source.cache);
         match outcome {
             Ok((set, max_age)) => {
+                metrics::counter!(crate::observe::names::JWKS, "result" => "ok").increment(1);
                 tracing::info!(url = %source.url, keys = set.keys.len(), "fetched the identity provider's keys");
                 Some(cache.fetched(&self.policy, started, set, max_age))
             }
             Err(error) => {
+                metrics::counter!(crate::observe::names::JWKS, "result" => "error").increment(1);
                 let kept = cache.failed(started);
                 tracing::warn!(url = %source.url, %error, kept_last_good_set = kept.is_some(),
                     "fetching the identity provider's keys failed");

@@ -125,6 +125,19 @@ pub struct Config {
     /// [`MIN_SECRET_BYTES`] bytes; env `OVERSYNC_ADMIN_SECRET`. Without it the route does not exist (404).
     #[serde(default)]
     pub admin_secret: Option<String>,
+    /// Native: serve Prometheus metrics at `GET /metrics` on this address of their own (e.g. `127.0.0.1:9464`),
+    /// off the public port (docs/operations.md); env `OVERSYNC_METRICS_LISTEN`. Without it and `metrics_secret`
+    /// no metrics are recorded.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// Native: serve `GET /metrics` on the public port too, to a bearer of this secret (at least
+    /// [`MIN_SECRET_BYTES`] bytes); env `OVERSYNC_METRICS_SECRET`.
+    #[serde(default)]
+    pub metrics_secret: Option<String>,
+    /// `text` (default) or `json`: one JSON object per log line (docs/operations.md §3); env
+    /// `OVERSYNC_LOG_FORMAT`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
     /// Memberships a scope-aware download serves (docs/sharing.md §8): the first this many by name; the page
     /// counts the rest in `scopes_omitted`; env `OVERSYNC_MAX_SCOPES_PER_USER`.
     #[serde(default = "default_scopes_per_user")]
@@ -302,6 +315,10 @@ fn default_compact_interval() -> u64 {
 fn default_compact_batch() -> i64 {
     1000
 }
+fn default_log_format() -> String {
+    "text".into()
+}
+
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -479,6 +496,15 @@ impl Config {
         if let Some((_, v)) = var("ADMIN_SECRET") {
             self.admin_secret = Some(v).filter(|v| !v.is_empty());
         }
+        if let Some((_, v)) = var("METRICS_LISTEN") {
+            self.metrics_listen = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some((_, v)) = var("METRICS_SECRET") {
+            self.metrics_secret = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some((_, v)) = var("LOG_FORMAT") {
+            self.log_format = v;
+        }
         if let Some((n, v)) = var("DEV_SIGNIN") {
             self.dev_signin = parse_env(&n, &v, "boolean")?;
         }
@@ -587,6 +613,11 @@ impl Config {
         Ok(())
     }
 
+    /// Whether metrics are recorded and served (natively: `metrics_listen` or `metrics_secret` is set).
+    pub fn metrics_on(&self) -> bool {
+        self.metrics_listen.is_some() || self.metrics_secret.is_some()
+    }
+
     /// The request body limit: `max_request_bytes` if set, else what a full batch of full payloads can need plus
     /// 1 KiB of envelope per change and 64 KiB for the rest, or 64 MiB when the batch or payload size is
     /// unlimited (PROTOCOL.md §6.8 asks for at least batch × payload, because classic clients do not re-chunk on
@@ -631,6 +662,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 setting: "admin_secret",
                 problem: "at least 32 bytes are required (e.g. `openssl rand -base64 48`)",
+            });
+        }
+        if self.metrics_secret.as_ref().is_some_and(|s| s.len() < MIN_SECRET_BYTES) {
+            return Err(ConfigError::Invalid {
+                setting: "metrics_secret",
+                problem: "at least 32 bytes are required (e.g. `openssl rand -base64 48`)",
+            });
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid {
+                setting: "log_format",
+                problem: "`text` or `json` expected",
             });
         }
         if self.dev_signin && !self.dev_signin_allow_remote && !is_loopback(&self.listen) {

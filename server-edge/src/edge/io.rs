@@ -2,6 +2,7 @@
 //! [`Response`], byte streams read within a limit, and log lines to the Worker's console.
 
 use std::io::Write;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use worker::ByteStream;
@@ -69,5 +70,42 @@ impl Drop for ConsoleLine {
         if !line.is_empty() {
             worker::console_error!("{line}");
         }
+    }
+}
+
+/// The Analytics Engine dataset binding (optional, `[[analytics_engine_datasets]]` in wrangler.toml).
+pub const ANALYTICS_BINDING: &str = "OVERSYNC_ANALYTICS";
+
+/// A request's report on the Worker (docs/operations.md §4): with `log_format = "json"` one JSON line on the
+/// console, and with the Analytics Engine binding one data point — index the route; blobs route, status class,
+/// error code, refusal cause, method; doubles ms, status, applied, conflicts, invalid, page bytes, snapshot rows.
+pub fn report(env: &worker::Env, r: &crate::observe::Report, method: &str, status: u16, elapsed: Duration, json: bool) {
+    if json {
+        worker::console_log!("{}", r.json_line(method, status, elapsed, js_sys::Date::now()));
+    }
+    let Ok(dataset) = env.analytics_engine(ANALYTICS_BINDING) else {
+        return;
+    };
+    let point = worker::AnalyticsEngineDataPointBuilder::new()
+        .indexes([r.route])
+        .blobs([
+            r.route,
+            crate::observe::status_class(status),
+            r.code.unwrap_or_default(),
+            r.refusal.unwrap_or_default(),
+            method,
+        ])
+        .doubles([
+            elapsed.as_secs_f64() * 1000.0,
+            f64::from(status),
+            f64::from(r.applied),
+            f64::from(r.conflicts),
+            f64::from(r.invalid_total()),
+            r.read.map_or(0.0, |x| x.1 as f64),
+            r.snapshot_rows as f64,
+        ])
+        .build();
+    if let Err(e) = dataset.write_data_point(&point) {
+        tracing::warn!(error = %e, "writing the request's data point");
     }
 }

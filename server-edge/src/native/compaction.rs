@@ -29,7 +29,11 @@ pub(super) async fn run(pool: deadpool_postgres::Pool, h: Horizons, interval: Du
                 "compaction step"
             );
         };
-        match pass(client, &h, MAX_STEPS, &mut progress).await {
+        let done = pass(client, &h, MAX_STEPS, &mut progress).await;
+        if let Ok(t) = &done {
+            t.record();
+        }
+        match done {
             Ok(t) if t.compacted + t.pruned + t.expired > 0 => tracing::info!(
                 compacted = t.compacted,
                 receipts = t.receipts,

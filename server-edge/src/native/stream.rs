@@ -89,6 +89,7 @@ async fn serve(
     let (svc, rt) = (&state.service, &state.runtime);
     // A stream counts as a watch: one share per user for both.
     let _slot = svc.admission.watch(&who.user_id)?;
+    let _open = crate::observe::Open::new(crate::observe::names::STREAMS);
     let hub = rt.hub.clone();
     let mut notices = hub.as_deref().map(|h| h.subscribe(&who.user_id));
     let mut closing = state.closing.subscribe();

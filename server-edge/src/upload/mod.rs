@@ -215,11 +215,11 @@ async fn attempts<R: Runtime>(
             Ok(Some((decided, highest))) => return Ok((decided, highest, members)),
             Ok(None) if scoped && stale >= STALE_READS => return Err(ApiError::Busy(crate::error::RETRY_AFTER_S)),
             Ok(None) => {
-                tracing::debug!(user = %who.user_id, stale, "upload read went stale; reading again");
+                tracing::debug!(stale, "upload read went stale; reading again");
                 stale += 1;
             }
             Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
-                tracing::info!(user = %who.user_id, attempt, error = %e, "upload transaction retried");
+                tracing::info!(attempt, error = %e, "upload transaction retried");
                 rt.sleep(Duration::from_millis(20 * u64::from(attempt * attempt))).await;
                 attempt += 1;
             }
@@ -307,8 +307,23 @@ async fn run(
     else {
         return Ok(None);
     };
+    count_replays(&plan.outcomes, plan.writes.iter().map(|w| w.index));
     let decided = to_statuses(plan.outcomes, prepared, &payloads);
     Ok(Some((decided, top)))
+}
+
+/// Counts the replays among written outcomes (docs/operations.md): `applied` with a version, but not written now.
+/// Inside a transaction that may still roll back, a rare over-count.
+fn count_replays(outcomes: &[Option<Outcome>], written: impl Iterator<Item = usize>) {
+    let written: std::collections::HashSet<usize> = written.collect();
+    let replays = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| matches!(o, Some(Outcome::Applied(Some(_)))) && !written.contains(i))
+        .count();
+    if replays > 0 {
+        metrics::counter!(crate::observe::names::REPLAYS).increment(replays as u64);
+    }
 }
 
 /// The statuses of decided outcomes, in request order; conflicts carry their row's payload from `payloads`.

@@ -22,7 +22,7 @@ use super::materialize::materialization;
 use super::plan::{Outcome, Prepared, RowKey, RowMeta, Write, decide};
 use super::route::{Place, payload_scope, places, route, scope_of};
 use super::store::{self, Read, WriteSet, Written};
-use super::{Decided, to_statuses};
+use super::{Decided, count_replays, to_statuses};
 use crate::auth::Principal;
 use crate::registry::Registry;
 use crate::schema::claims::CLAIM_SQL;
@@ -342,5 +342,7 @@ pub(super) async fn run(
         None => store::max_server_id(&tx, user).await?,
     };
     tx.commit().await?;
+    let written = planned.iter().flat_map(|(_, _, writes)| writes.iter().map(|w| w.index));
+    count_replays(&outcomes, written);
     Ok(Some((to_statuses(outcomes, prepared, &payloads), top)))
 }

@@ -296,7 +296,8 @@ pub async fn write(
             }
             "failures" => {
                 let (count, first): (i64, &str) = (r.get(4), r.get(5));
-                tracing::warn!(user, count, first, "materialisation failed; changes stay applied");
+                metrics::counter!(crate::observe::names::MATERIALIZE_FAILURES).increment(count.max(0) as u64);
+                tracing::warn!(count, first, "materialisation failed; changes stay applied");
             }
             "top" => top = r.get(4),
             other => unreachable!("upload_write_v4 answered a {other} row"),

@@ -30,6 +30,7 @@ mod isolation;
 mod jwks;
 mod limits;
 mod materialize;
+mod ops;
 mod ordering;
 mod page_budget;
 mod push;

@@ -125,7 +125,7 @@ fn init_sql() -> &'static str {
     })
 }
 
-fn database_url() -> String {
+pub fn database_url() -> String {
     DB.get_or_init(|| oversync_tests::pg::database("oversync_it").expect("test database"))
         .clone()
 }
@@ -199,24 +199,33 @@ pub fn start_cold(db_url: &str, extra: &str) -> anyhow::Result<Server> {
         ];
         oversync_tests::edge::start_wrangler(db_url, &vars)
     } else {
-        let sql_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("init.sql");
-        std::fs::write(&sql_path, init_sql()).expect("write init.sql");
-        let config = format!(
-            "listen = \"127.0.0.1:0\"\n{pool}init_sql = {:?}\n{settings}",
-            sql_path.display().to_string(),
-            pool = if extra.contains("pool_size") {
-                ""
-            } else {
-                "pool_size = 24\n"
-            },
-        );
         let env = [("DATABASE_URL", db_url.to_owned()), ("JWT_SECRET", SECRET.to_owned())];
         Server::start_native(
             std::path::Path::new(env!("CARGO_BIN_EXE_oversync-server")),
-            &config,
+            &native_config(extra),
             &env,
         )
     }
+}
+
+/// The native server's configuration file for the test settings plus `extra`.
+pub fn native_config(extra: &str) -> String {
+    let signin = if extra.contains("dev_signin") {
+        ""
+    } else {
+        "dev_signin = true"
+    };
+    let sql_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("init.sql");
+    std::fs::write(&sql_path, init_sql()).expect("write init.sql");
+    format!(
+        "listen = \"127.0.0.1:0\"\n{pool}init_sql = {:?}\n{signin}\n{extra}\n{TABLES}",
+        sql_path.display().to_string(),
+        pool = if extra.contains("pool_size") {
+            ""
+        } else {
+            "pool_size = 24\n"
+        },
+    )
 }
 
 /// The server with the default test configuration plus `extra` settings, started once per variant.
