@@ -53,3 +53,51 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     };
     assert_eq!((rows, distinct), (60, 60), "each change applied exactly once");
 }
+
+/// `/ready` follows the database (issue 37): ready while it answers, 503 `not_ready` with `database: unreachable`
+/// once it stops (after at most the one second an answer is reused), ready again once it is back; `/health` stays
+/// 200 throughout (the process answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_flips_when_postgres_stops_and_comes_back() {
+    let mut cluster = OwnCluster::start().expect("own cluster");
+    let w = world_on(cluster.database("oversync_ready").expect("database"), |_| {}).await;
+    let http = reqwest::Client::new();
+    let ready = |http: reqwest::Client, base: String| async move {
+        let r = http.get(format!("{base}/ready")).send().await.expect("ready");
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.expect("json"))
+    };
+    let until = |want: u16| {
+        let (http, base) = (http.clone(), w.base.clone());
+        async move {
+            for _ in 0..100 {
+                let (status, body) = ready(http.clone(), base.clone()).await;
+                if status == want {
+                    return body;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            panic!("/ready never answered {want}");
+        }
+    };
+    let up = until(200).await;
+    assert_eq!((&up["database"], &up["schema"], &up["listener"]), (&"ok".into(), &"ok".into(), &"connected".into()));
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop().expect("stop postgres");
+        cluster
+    })
+    .await
+    .unwrap();
+    let down = until(503).await;
+    assert_eq!((&down["status"], &down["database"]), (&"not_ready".into(), &"unreachable".into()), "{down}");
+    let health = http.get(format!("{}/health", w.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200, "liveness does not follow the database");
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again().expect("start postgres");
+        cluster
+    })
+    .await
+    .unwrap();
+    let back = until(200).await;
+    assert_eq!(back["database"], "ok", "{back}");
+}
