@@ -65,6 +65,19 @@ ensure_chromium() {
   apt_install chromium chromium-driver || { sleep 5; apt_install chromium chromium-driver; }
 }
 
+# Debian's Prometheus (and promtool) for the operations test: a real scrape of the native server's /metrics, the
+# dashboard's queries run against it, and the alert rules checked. Its packaged service is not started.
+ensure_prometheus() {
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
+  say "installing Prometheus"
+  local policy=/usr/sbin/policy-rc.d made=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod +x "$policy" && made=1
+  fi
+  apt_install --no-install-recommends prometheus || { sleep 5; apt_install --no-install-recommends prometheus; }
+  [ "$made" = 0 ] || as_root rm -f "$policy"
+}
+
 # Debian's Firefox ESR for the browser suite's second engine (driven by puppeteer-core over WebDriver BiDi).
 ensure_firefox() {
   [ -x "${FIREFOX:-/usr/bin/firefox-esr}" ] && return 0

@@ -375,6 +375,20 @@ mod tests {
         assert_ne!(request_id(None), request_id(None));
     }
 
+    /// docs/operations.md's table lists every metric with its type, labels and meaning, and nothing else.
+    #[test]
+    fn the_operations_guide_documents_every_metric() {
+        let doc = include_str!("../../docs/operations.md");
+        for &(name, kind, labels, help) in METRICS {
+            let kind = format!("{kind:?}").to_lowercase();
+            let labels = if labels.is_empty() { "—" } else { labels };
+            let row = format!("| `{name}` | {kind} | {labels} | {help} |");
+            assert!(doc.contains(&row), "docs/operations.md lacks the row\n{row}");
+        }
+        let rows = doc.lines().filter(|l| l.starts_with("| `oversync_")).count();
+        assert_eq!(rows, METRICS.len(), "a documented metric the server does not have");
+    }
+
     #[test]
     fn statuses_are_counted_by_outcome_and_reason() {
         let mut r = Report::default();

@@ -16,6 +16,7 @@ mod multi_device;
 mod overload;
 mod page_budget;
 mod pg_restart;
+mod prometheus;
 mod proxy_faults;
 mod regressions;
 mod rejections;

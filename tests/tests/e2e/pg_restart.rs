@@ -81,7 +81,10 @@ async fn readiness_flips_when_postgres_stops_and_comes_back() {
         }
     };
     let up = until(200).await;
-    assert_eq!((&up["database"], &up["schema"], &up["listener"]), (&"ok".into(), &"ok".into(), &"connected".into()));
+    assert_eq!(
+        (&up["database"], &up["schema"], &up["listener"]),
+        (&"ok".into(), &"ok".into(), &"connected".into())
+    );
     let mut cluster = tokio::task::spawn_blocking(move || {
         cluster.stop().expect("stop postgres");
         cluster
@@ -89,7 +92,11 @@ async fn readiness_flips_when_postgres_stops_and_comes_back() {
     .await
     .unwrap();
     let down = until(503).await;
-    assert_eq!((&down["status"], &down["database"]), (&"not_ready".into(), &"unreachable".into()), "{down}");
+    assert_eq!(
+        (&down["status"], &down["database"]),
+        (&"not_ready".into(), &"unreachable".into()),
+        "{down}"
+    );
     let health = http.get(format!("{}/health", w.base)).send().await.unwrap();
     assert_eq!(health.status(), 200, "liveness does not follow the database");
     let _cluster = tokio::task::spawn_blocking(move || {
