@@ -297,9 +297,9 @@ impl Report {
 impl Report {
     /// The request's log line as one JSON object, as the native server's `log_format = "json"` writes it (the
     /// Worker's console has no `tracing` JSON formatter).
-    pub fn json_line(&self, method: &str, status: u16, elapsed: Duration, time_ms: f64) -> String {
+    pub fn json_line(&self, method: &str, status: u16, elapsed: Duration, timestamp: &str) -> String {
         serde_json::json!({
-            "timestamp": time_ms,
+            "timestamp": timestamp,
             "level": "INFO",
             "message": "request",
             "request_id": self.request_id,
@@ -387,6 +387,36 @@ mod tests {
         }
         let rows = doc.lines().filter(|l| l.starts_with("| `oversync_")).count();
         assert_eq!(rows, METRICS.len(), "a documented metric the server does not have");
+    }
+
+    /// The Worker's JSON line has the native line's fields (docs/operations.md §3).
+    #[test]
+    fn the_workers_json_line_has_the_native_fields() {
+        let r = Report {
+            request_id: "r1".into(),
+            route: "upload",
+            applied: 2,
+            ..Report::default()
+        };
+        let line: serde_json::Value =
+            serde_json::from_str(&r.json_line("POST", 200, Duration::from_millis(3), "2026-12-07T00:00:00Z")).unwrap();
+        for key in [
+            "timestamp",
+            "level",
+            "message",
+            "request_id",
+            "method",
+            "route",
+            "status",
+            "ms",
+            "code",
+        ] {
+            assert!(line.get(key).is_some(), "{key} missing: {line}");
+        }
+        assert_eq!(
+            (&line["applied"], &line["ms"]),
+            (&serde_json::json!(2), &serde_json::json!(3.0))
+        );
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub fn start_wrangler_with(
     // The users' change hubs (`/sync/stream`), as in the repository's wrangler.toml.
     let hubs: toml::Table = toml::from_str(HUB_CONFIG).expect("hub configuration");
     doc.extend(hubs);
+    // Request metrics to Analytics Engine (docs/operations.md §4): `wrangler dev` simulates the dataset, so every
+    // test request runs the write path.
+    let analytics: toml::Table = toml::from_str(ANALYTICS_CONFIG).expect("analytics configuration");
+    doc.extend(analytics);
     let vars: toml::Table = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), toml::Value::from(v.as_str())))
@@ -133,6 +137,13 @@ class_name = "UserHub"
 [[migrations]]
 tag = "v1"
 new_sqlite_classes = ["UserHub"]
+"#;
+
+/// The Analytics Engine binding, as commented in `wrangler.toml`.
+pub const ANALYTICS_CONFIG: &str = r#"
+[[analytics_engine_datasets]]
+binding = "OVERSYNC_ANALYTICS"
+dataset = "oversync_requests"
 "#;
 
 /// The `compatibility_date` used for tests; kept equal to the one in `wrangler.toml`.

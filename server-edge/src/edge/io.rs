@@ -81,7 +81,9 @@ pub const ANALYTICS_BINDING: &str = "OVERSYNC_ANALYTICS";
 /// error code, refusal cause, method; doubles ms, status, applied, conflicts, invalid, page bytes, snapshot rows.
 pub fn report(env: &worker::Env, r: &crate::observe::Report, method: &str, status: u16, elapsed: Duration, json: bool) {
     if json {
-        worker::console_log!("{}", r.json_line(method, status, elapsed, js_sys::Date::now()));
+        let now = js_sys::Date::new_0().to_iso_string();
+        let line = r.json_line(method, status, elapsed, &String::from(now));
+        worker::console_log!("{line}");
     }
     let Ok(dataset) = env.analytics_engine(ANALYTICS_BINDING) else {
         return;
