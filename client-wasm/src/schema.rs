@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS _sync_scope_info (id INTEGER PRIMARY KEY CHECK (id = 
 
 /// Bumped when the generated trigger SQL changes, so existing databases get the new triggers at start-up.
 /// 2: deferred payload and base; 3: the capture log (`triggers` module docs).
-const TRIGGER_FORMAT: u32 = 3;
+pub const TRIGGER_FORMAT: u32 = 3;
 
 /// Creates the sync tables and the single info row (with `source_id` as the device id) if missing.
 pub fn create(conn: &Connection, source_id: &str) -> rusqlite::Result<()> {

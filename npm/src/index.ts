@@ -4,7 +4,7 @@
 import { INITIAL_STATUS, toWire, type PageRequest, type WireError, type WorkerMessage, type Op } from './messages.js';
 import { sameRows } from './rows.js';
 import { fileName, removeFiles } from './files.js';
-import type { Conflict, ConflictContext, ConflictDecision, ErrorCode, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, ScopeStatus, SyncStatus, TableOption } from './types.js';
+import type { Conflict, ConflictContext, ConflictDecision, CycleRecord, Diagnostics, ErrorCode, ExecResult, LogEntry, LogLevel, Params, Rejection, Row, ScopeStatus, SyncStatus, TableOption } from './types.js';
 
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
@@ -494,6 +494,52 @@ export class SyncClient<DB = any> {
   /** The shared scopes this database holds (also in `status.scopes`): `{ scope, role, state, rows }`. */
   scopes(): Promise<ScopeStatus[]> {
     return this.call('scopes', []) as Promise<ScopeStatus[]>;
+  }
+
+  /**
+   * A sync inspector's view of this database for a bug report or a debug panel (docs/operations.md §6): the queue
+   * and its oldest change, the cursor and the server's top, the last cycles (when, how long, what moved, errors
+   * with codes), the realtime path and its reconnects, each synced table's rows, the database's size and the
+   * browser's storage estimate, the versions. No row contents. `JSON.stringify` it to export.
+   */
+  async diagnostics(): Promise<Diagnostics> {
+    type Engine = Omit<Diagnostics, 'generatedAt' | 'versions' | 'queue' | 'storage'> & {
+      pending: number; parked: number; rejected: number; oldestPendingAt: string | null;
+      databaseBytes: number; freeBytes: number; sqliteVersion: string; engineVersion: string; triggerFormat: number;
+      cycles: CycleRecord[];
+    };
+    const d = (await this.call('diagnostics', [])) as Engine;
+    const storage = typeof navigator === 'undefined' ? undefined : navigator.storage;
+    const estimate = typeof storage?.estimate === 'function' ? await storage.estimate().catch(() => null) : null;
+    const persisted = typeof storage?.persisted === 'function' ? await storage.persisted().catch(() => null) : null;
+    const oldest = d.oldestPendingAt ? Date.parse(d.oldestPendingAt) : NaN;
+    return {
+      generatedAt: new Date().toISOString(),
+      versions: { engine: d.engineVersion, sqlite: d.sqliteVersion, triggerFormat: d.triggerFormat },
+      deviceId: d.deviceId,
+      queue: {
+        pending: d.pending,
+        parked: d.parked,
+        rejected: d.rejected,
+        oldestPendingAt: d.oldestPendingAt,
+        oldestPendingAgeMs: Number.isNaN(oldest) ? null : Math.max(0, Date.now() - oldest),
+      },
+      cursor: d.cursor,
+      serverTop: d.serverTop === null ? null : Math.max(d.serverTop, d.cursor),
+      hydrated: d.hydrated,
+      lastSyncedAt: d.lastSyncedAt,
+      cycles: d.cycles,
+      realtime: d.realtime,
+      tables: d.tables,
+      storage: {
+        kind: d.status.storage,
+        databaseBytes: d.databaseBytes,
+        freeBytes: d.freeBytes,
+        estimate: estimate ? { usage: estimate.usage ?? 0, quota: estimate.quota ?? 0 } : null,
+        persisted,
+      },
+      status: { ...d.status, owner: this.current.owner },
+    };
   }
 
   /** Changes the server rejected for good (also in `status.rejections`), oldest first. */

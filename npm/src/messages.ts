@@ -44,6 +44,7 @@ export type Op =
   | 'sync'
   | 'status'
   | 'rejections'
+  | 'diagnostics'
   | 'scopes'
   | 'retryParked'
   | 'retryRejected'

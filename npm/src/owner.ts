@@ -6,6 +6,7 @@ import type { Op } from './messages.js';
 import { chooseStorage, coded, storageFailure, watchIdb, type StorageChoice, type StorageKind } from './storage.js';
 import type { Conflict, ConflictContext, ConflictDecision, ErrorCode, LogEntry, LogLevel, Rejection, ScopeStatus, SyncStatus } from './types.js';
 import { realtimeLoop } from './realtime.js';
+import { Inspector, cycleRecord } from './diagnostics.js';
 import type { RealtimeMode } from './watch.js';
 
 /** What the owner needs from its worker. */
@@ -82,6 +83,8 @@ export class Owner {
   private wasOnline = true;
   /** The stream was open and went away: its next opening starts a cycle at once, backoff or not. */
   private streamLost = false;
+  /** The recent cycles, the realtime path and the server's top, for `diagnostics`. */
+  private inspector = new Inspector();
 
   constructor(private opts: OwnerOptions, private hooks: OwnerHooks) {}
 
@@ -178,7 +181,9 @@ export class Owner {
         this.schedule.onDemand(Date.now());
         this.tick();
       },
+      seen: (top: number) => this.inspector.seen(top),
       mode: (mode: RealtimeMode) => {
+        this.inspector.switched(mode);
         if (mode !== this.realtimeMode) this.log('info', `realtime: ${mode}`, { mode });
         const back = mode === 'stream' && this.streamLost;
         this.streamLost = this.realtimeMode === 'stream' && mode === 'timer';
@@ -283,6 +288,8 @@ export class Owner {
         return this.currentStatus();
       case 'rejections':
         return db.rejections();
+      case 'diagnostics':
+        return { ...(db.diagnostics() as object), ...this.inspector.snapshot(), status: this.currentStatus() };
       case 'scopes':
         return db.scopes();
       case 'retryRejected':
@@ -520,6 +527,7 @@ export class Owner {
     let failure: unknown = null;
     const started = performance.now();
     const hydrating = !this.db.status().hydrated;
+    const cursorBefore = (this.db.status() as { cursor: number }).cursor;
     let report: { applied?: number; conflicts?: number; rejected?: number; retried?: number } = {};
     this.log('debug', 'sync cycle start', { pending: this.unsent(), hydrating });
     try {
@@ -564,6 +572,8 @@ export class Owner {
       // An overloaded server's Retry-After (429, 503) is a floor under the backoff.
       this.schedule.finish(Date.now(), ok, (failure as { retryAfterMs?: number } | null)?.retryAfterMs);
       this.flushChanges();
+      const cursorAfter = (this.db.status() as { cursor: number }).cursor;
+      this.inspector.cycle(cycleRecord(started, hydrating, [cursorBefore, cursorAfter], report, ok ? null : this.cycleError));
       const conflicts = this.db.takeConflicts() as Conflict[];
       if (conflicts.length) {
         this.conflictLog = [...this.conflictLog, ...conflicts].slice(-100);

@@ -102,6 +102,7 @@ export async function streamLoop(host: WatchHost): Promise<'aborted' | 'unavaila
   let latest = -1;
   let waking: Promise<void> | null = null;
   const onTop = (top: number) => {
+    host.seen?.(top);
     latest = Math.max(latest, top);
     if (waking || latest <= host.cursor()) return;
     waking = (async () => {

@@ -210,3 +210,73 @@ export interface SyncStatus {
   /** This tab's worker owns the database (others go through it). */
   owner: boolean;
 }
+
+/** One sync cycle, as {@link Diagnostics.cycles} keeps it. */
+export interface CycleRecord {
+  /** ISO time it started. */
+  at: string;
+  /** How long it took. */
+  ms: number;
+  /** It ended without an error. */
+  ok: boolean;
+  /** It began with a hydration (or a re-hydration). */
+  hydrating: boolean;
+  /** Changes the server applied. */
+  uploaded: number;
+  /** Conflicts it resolved. */
+  conflicts: number;
+  /** Changes the server rejected for good. */
+  rejected: number;
+  /** The download cursor before and after: how far the server's changes moved it. */
+  cursorBefore: number;
+  cursorAfter: number;
+  /** Its error with the stable code, if it failed. */
+  error: { code: ErrorCode; message: string } | null;
+}
+
+/**
+ * A sync inspector's view of this database (`db.diagnostics()`): everything a bug report about sync needs, and
+ * nothing of the rows' contents. Serialisable as JSON.
+ */
+export interface Diagnostics {
+  /** ISO time it was taken. */
+  generatedAt: string;
+  versions: { engine: string; sqlite: string; triggerFormat: number };
+  /** This database's device id (the `did` of its tokens). */
+  deviceId: string;
+  queue: {
+    /** Local changes waiting for upload (parked ones included). */
+    pending: number;
+    /** Parked after repeated failures (`retryParked`). */
+    parked: number;
+    /** Rejected for good by the server (`rejections()`). */
+    rejected: number;
+    /** When the oldest waiting change was made, and how long ago (ms). */
+    oldestPendingAt: string | null;
+    oldestPendingAgeMs: number | null;
+  };
+  /** The download cursor (the highest `server_id` applied). */
+  cursor: number;
+  /** The highest top the server announced (stream, long-poll) or a cycle reached; `null` before any. */
+  serverTop: number | null;
+  hydrated: boolean;
+  lastSyncedAt: string | null;
+  /** The last sync cycles this tab's worker ran while it owned the database (at most 20), newest last. */
+  cycles: CycleRecord[];
+  /** The realtime path, how often it came back after being lost, and since when it is the current one. */
+  realtime: { mode: 'stream' | 'long_poll' | 'timer'; reconnects: number; since: string | null };
+  /** Each synced table: its rows and its rows with a change waiting. */
+  tables: { table: string; rows: number; pending: number }[];
+  storage: {
+    kind: StorageKind | null;
+    /** The database's size (pages × page size) and its free pages. */
+    databaseBytes: number;
+    freeBytes: number;
+    /** `navigator.storage.estimate()` for the whole origin, where the browser has it. */
+    estimate: { usage: number; quota: number } | null;
+    /** `navigator.storage.persisted()`, where the browser has it. */
+    persisted: boolean | null;
+  };
+  /** The status at the same moment. */
+  status: SyncStatus;
+}

@@ -23,6 +23,8 @@ export interface WatchHost {
   probe(): void;
   /** Which path is in use (status `realtime`). */
   mode(mode: RealtimeMode): void;
+  /** The server said its log's top is at least `top` (a stream frame, a long-poll's `latest_server_id`). */
+  seen?(top: number): void;
 }
 
 /** How other devices' changes reach this one: pushed over a stream, long-polled, or by the periodic timer. */
@@ -84,8 +86,9 @@ export async function watchLoop(host: WatchHost): Promise<void> {
         continue;
       }
       if (!r.ok) throw new Error(`watch: ${r.status}`);
-      const body = (await r.json()) as { changed: boolean };
+      const body = (await r.json()) as { changed: boolean; latest_server_id?: number };
       failures = 0;
+      if (body.changed && typeof body.latest_server_id === 'number') host.seen?.(body.latest_server_id);
       if (body.changed) {
         await host.wake();
         // The cycle did not get past the change (it failed): do not spin on the same hint.

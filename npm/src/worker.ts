@@ -22,7 +22,7 @@ type Pending = {
 };
 
 /** Operations that change nothing: safe to send again to a new owner. */
-const READS = new Set<Op>(['query', 'tablesRead', 'status', 'rejections', 'scopes']);
+const READS = new Set<Op>(['query', 'tablesRead', 'status', 'rejections', 'scopes', 'diagnostics']);
 
 const ownerLost = () =>
   Object.assign(new Error('the tab that owned the database went away; the outcome of this write is unknown'), {

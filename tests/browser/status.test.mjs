@@ -320,3 +320,58 @@ test('a value the server’s column cannot hold as sent is rejected naming the c
   assert.equal(rejected.pending, 0, 'the good row uploaded');
   await ctx.close();
 });
+
+test('diagnostics() tells what happened: the queue and its age, each cycle with its error code, tables, cursor, storage, versions', async () => {
+  const web = await origin();
+  const { ctx, page, problems } = await loadPage(web);
+  await page.evaluate((x) => window.openDb('diagnosed', x), slow);
+  await page.evaluate(() => window.db.waitForFirstSync());
+  const d0 = await page.evaluate(() => window.db.diagnostics());
+  assert.equal(d0.cycles.at(-1).ok, true, JSON.stringify(d0.cycles));
+  assert.equal(d0.cycles[0].hydrating, true, 'the first cycle hydrated');
+  // Three rows written and uploaded.
+  await page.evaluate(async () => {
+    for (let i = 0; i < 3; i++) {
+      await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), `d${i}`, 'd@example.com']);
+    }
+    await window.db.sync();
+  });
+  const d1 = await page.evaluate(() => window.db.diagnostics());
+  const last = d1.cycles.at(-1);
+  assert.deepEqual([last.ok, last.uploaded, last.error], [true, 3, null], JSON.stringify(last));
+  assert.ok(last.cursorAfter > last.cursorBefore && last.ms >= 0 && Date.parse(last.at) > 0, JSON.stringify(last));
+  assert.deepEqual(d1.queue, { pending: 0, parked: 0, rejected: 0, oldestPendingAt: null, oldestPendingAgeMs: null });
+  assert.deepEqual(d1.tables.find((t) => t.table === 'users'), { table: 'users', rows: 3, pending: 0 });
+  assert.equal(d1.cursor, last.cursorAfter);
+  assert.ok(d1.serverTop >= d1.cursor, JSON.stringify(d1));
+  assert.equal(d1.storage.kind, engine === 'webkit' ? 'idb' : 'opfs');
+  assert.ok(d1.storage.databaseBytes >= 4096, JSON.stringify(d1.storage));
+  assert.ok(d1.storage.estimate === null || d1.storage.estimate.quota > 0, JSON.stringify(d1.storage));
+  assert.match(d1.versions.engine, /^\d+\.\d+\.\d+/);
+  assert.match(d1.versions.sqlite, /^3\./);
+  assert.equal(d1.status.pending, 0);
+  assert.ok(['stream', 'long_poll', 'timer'].includes(d1.realtime.mode));
+  // Offline: two writes wait, and the failed cycle is recorded with its code.
+  await page.evaluate(() => window.db.simulateOffline(true));
+  await page.evaluate(async () => {
+    for (let i = 0; i < 2; i++) {
+      await window.db.exec('INSERT INTO users (id, name, email) VALUES (?, ?, ?)', [window.uuid(), `o${i}`, 'o@example.com']);
+    }
+    await window.db.sync().catch(() => undefined);
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  const d2 = await page.evaluate(() => window.db.diagnostics());
+  assert.equal(d2.queue.pending, 2);
+  assert.ok(d2.queue.oldestPendingAgeMs >= 0 && Date.parse(d2.queue.oldestPendingAt) > 0, JSON.stringify(d2.queue));
+  assert.deepEqual(d2.tables.find((t) => t.table === 'users'), { table: 'users', rows: 5, pending: 2 });
+  assert.equal(d2.cycles.at(-1).ok, false);
+  assert.equal(d2.cycles.at(-1).error.code, 'NETWORK');
+  assert.ok(d2.cycles.length <= 20);
+  // Serialisable for a bug report, and holds no row contents.
+  const json = await page.evaluate(async () => JSON.stringify(await window.db.diagnostics()));
+  assert.ok(!json.includes('o@example.com'), 'no row contents');
+  await page.evaluate(() => window.db.simulateOffline(false));
+  await page.evaluate(() => window.db.close());
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});

@@ -6,6 +6,7 @@ import { StatusBar } from './StatusBar.jsx';
 import { Posts } from './Posts.jsx';
 import { Activity } from './Activity.jsx';
 import { Teams } from './Teams.jsx';
+import { Inspector } from './Inspector.jsx';
 
 const KEY = 'journal-user';
 
@@ -71,6 +72,7 @@ export function App() {
       {db && <Posts db={db} user={user} />}
       {db && <Teams db={db} user={user} />}
       {db && <Activity db={db} notices={notices} />}
+      {db && <Inspector db={db} />}
     </div>
   );
 }

@@ -17,6 +17,7 @@ use crate::transport::{Credentials, NetworkError, Reply, Transport};
 use crate::triggers::{TableShape, quote};
 
 mod apply;
+mod diagnostics;
 mod outcome;
 mod pace;
 mod rehydrate;
@@ -30,6 +31,7 @@ pub use status::{LastError, Status, StatusReader, sqlite_code};
 mod upload;
 mod write;
 
+pub use diagnostics::{Diagnostics, TableDiagnostics};
 pub use scopes::ScopeStatus;
 pub use upload::UploadReport;
 
@@ -464,6 +466,11 @@ impl<T: Transport> Engine<T> {
     /// Pending, parked and rejected counts, the cursor and the last error.
     pub fn status(&self) -> Result<Status, SyncError> {
         self.status_reader().read()
+    }
+
+    /// The device's sync state for an inspector ([`Diagnostics`]).
+    pub fn diagnostics(&self) -> Result<Diagnostics, SyncError> {
+        Diagnostics::read(&self.conn)
     }
 
     /// The status, readable while a cycle holds the engine (hosts keep no status of their own).

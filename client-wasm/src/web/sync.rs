@@ -96,6 +96,25 @@ impl Database {
         )))
     }
 
+    /// What an inspector shows of the database (oversync-web adds the cycles, realtime and the browser's storage):
+    /// `{ pending, parked, rejected, oldestPendingAt, cursor, windowUntil, hydrated, lastSyncedAt, deviceId,
+    /// tables: [{ table, rows, pending }], databaseBytes, freeBytes, sqliteVersion, engineVersion, triggerFormat }`.
+    pub fn diagnostics(&self) -> Result<JsValue, JsValue> {
+        let d = crate::engine::Diagnostics::read(&self.conn).map_err(|e| error::sync(&e))?;
+        let tables: Vec<Value> = d
+            .tables
+            .iter()
+            .map(|t| json!({"table": t.table, "rows": t.rows, "pending": t.pending}))
+            .collect();
+        Ok(to_js(&json!({
+            "pending": d.status.pending, "parked": d.status.parked, "rejected": d.status.rejected,
+            "oldestPendingAt": d.oldest_pending_at, "cursor": d.status.cursor, "windowUntil": d.window_until,
+            "hydrated": d.status.hydrated, "lastSyncedAt": d.status.last_synced, "deviceId": d.device_id,
+            "tables": tables, "databaseBytes": d.database_bytes, "freeBytes": d.free_bytes,
+            "sqliteVersion": d.sqlite_version, "engineVersion": d.engine_version, "triggerFormat": d.trigger_format,
+        })))
+    }
+
     /// Changes the server rejected for good: `[{ id, table, pk, reason, message }]`, oldest first.
     pub fn rejections(&self) -> Result<JsValue, JsValue> {
         let list = Rejected::read_all(&self.conn).map_err(|e| error::sync(&e))?;

@@ -96,3 +96,33 @@ async fn a_first_sync_of_a_table_the_server_does_not_sync_fails_with_config_nami
         "{err}"
     );
 }
+
+/// `Diagnostics` (issue 37, what `db.diagnostics()` shows): the queue and its oldest change, the cursor and the
+/// server's top, each synced table's rows and pending rows, the file's size and the versions — before and after a
+/// sync.
+#[tokio::test]
+async fn diagnostics_show_the_queue_the_cursor_and_each_table() {
+    let w = world(|_| {}).await;
+    let mut d = device(&w, &name()).await;
+    let (a, b) = (id(), id());
+    add_user(&d, &a, "a");
+    add_user(&d, &b, "b");
+    add_post(&d, &id(), &a);
+    let before = d.diagnostics().unwrap();
+    assert_eq!((before.status.pending, before.status.cursor), (3, 0));
+    assert!(before.oldest_pending_at.as_deref().is_some_and(|t| t.ends_with('Z')), "{before:?}");
+    let table = |x: &oversync_client::engine::Diagnostics, t: &str| {
+        let found = x.tables.iter().find(|r| r.table == t).unwrap_or_else(|| panic!("{t} in {x:?}"));
+        (found.rows, found.pending)
+    };
+    assert_eq!((table(&before, "users"), table(&before, "posts")), ((2, 2), (1, 1)));
+    assert!(before.database_bytes >= 4096 && before.free_bytes >= 0, "{before:?}");
+    assert_eq!(before.engine_version, env!("CARGO_PKG_VERSION"));
+    assert!(before.sqlite_version.starts_with('3'), "{before:?}");
+    assert_eq!(before.device_id.len(), 36, "{before:?}");
+    d.sync().await.unwrap();
+    let after = d.diagnostics().unwrap();
+    assert_eq!((after.status.pending, after.oldest_pending_at.as_deref()), (0, None));
+    assert_eq!(table(&after, "users"), (2, 0));
+    assert!(after.status.cursor > 0 && after.window_until == 0, "caught up: {after:?}");
+}
