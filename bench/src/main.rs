@@ -1,4 +1,4 @@
-//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9|p10|p11|p12|p13|p14]`: server throughput and latency against ceilings measured side by side
+//! `oversync-bench [--short] [--out FILE] [--only p1|p2|p2e|p3|p3e|p3l|p4|p6|p8|p9|p10|p11|p12|p13|p14|p15]`: server throughput and latency against ceilings measured side by side
 //! in the same run, on the same database (issue: benchmarks). Medians of repeated runs; ratios, not lone times.
 //!
 //! - P1 upload: batches of 200 upserts (100 users + 100 posts referencing them, children first), 1 device and
@@ -12,6 +12,7 @@
 //! - Growth: P1/P2 with 10k, 100k and 1M rows already in the user's log, and a window full of own changes.
 //! - P12 (`--only p12`): shared data, a download for a user in 1, 10 and 1,000 scopes and a scope's backfill.
 //! - P13 backend writes (`backend.rs`), P14 bounded history (`history.rs`, on a database of its own).
+//! - P15 (`--only p15`): metrics off vs on, native server processes in alternating rounds (`metrics_cost.rs`).
 //!
 //! The browser measures (P3 in OPFS, P4 in wasm, P5, P7) are `bench/browser/run.mjs`; `bench/run` runs both.
 
@@ -28,6 +29,7 @@ mod growth;
 mod history;
 mod hydrate;
 mod hydrate_local;
+mod metrics_cost;
 mod propagate;
 mod scopes;
 mod stream;
@@ -185,6 +187,16 @@ async fn main() -> anyhow::Result<()> {
                 r.wake_max_ms
             );
         }
+        return Ok(());
+    }
+    if only.as_deref() == Some("p15") {
+        // `P15_ROUNDS=n`: more alternating rounds (default 6; 2 with --short).
+        let rounds = std::env::var("P15_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if short { 2 } else { 6 });
+        let r = metrics_cost::p15(&db_url, rounds, per_device * 10, samples).await?;
+        println!("{}", r.line());
         return Ok(());
     }
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../server-edge/demo/demo.toml");

@@ -110,9 +110,16 @@ async fn diagnostics_show_the_queue_the_cursor_and_each_table() {
     add_post(&d, &id(), &a);
     let before = d.diagnostics().unwrap();
     assert_eq!((before.status.pending, before.status.cursor), (3, 0));
-    assert!(before.oldest_pending_at.as_deref().is_some_and(|t| t.ends_with('Z')), "{before:?}");
+    assert!(
+        before.oldest_pending_at.as_deref().is_some_and(|t| t.ends_with('Z')),
+        "{before:?}"
+    );
     let table = |x: &oversync_client::engine::Diagnostics, t: &str| {
-        let found = x.tables.iter().find(|r| r.table == t).unwrap_or_else(|| panic!("{t} in {x:?}"));
+        let found = x
+            .tables
+            .iter()
+            .find(|r| r.table == t)
+            .unwrap_or_else(|| panic!("{t} in {x:?}"));
         (found.rows, found.pending)
     };
     assert_eq!((table(&before, "users"), table(&before, "posts")), ((2, 2), (1, 1)));
@@ -124,5 +131,8 @@ async fn diagnostics_show_the_queue_the_cursor_and_each_table() {
     let after = d.diagnostics().unwrap();
     assert_eq!((after.status.pending, after.oldest_pending_at.as_deref()), (0, None));
     assert_eq!(table(&after, "users"), (2, 0));
-    assert!(after.status.cursor > 0 && after.window_until == 0, "caught up: {after:?}");
+    assert!(
+        after.status.cursor > 0 && after.window_until == 0,
+        "caught up: {after:?}"
+    );
 }
