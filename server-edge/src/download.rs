@@ -13,8 +13,13 @@ use crate::schema::read::{DOWNLOAD_SCOPED_SQL, DOWNLOAD_SQL, page_budget};
 use crate::schema::scopes::scope_source;
 
 /// Serves one download page on `conn` (of a ready database), cut at `max_page_bytes` of payload: the body of the
-/// 200 response, a `DownloadResponse` in JSON.
-pub async fn download(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &Settings) -> Result<String, ApiError> {
+/// 200 response, a `DownloadResponse` in JSON, and how many changes it holds.
+pub async fn download(
+    conn: &impl Conn,
+    who: &Principal,
+    q: &DownloadQuery,
+    s: &Settings,
+) -> Result<(String, i64), ApiError> {
     if q.scopes {
         return scoped(conn, who, q, s).await;
     }
@@ -60,8 +65,9 @@ fn first(rows: &[tokio_postgres::Row]) -> Result<&tokio_postgres::Row, ApiError>
         .ok_or_else(|| ApiError::Download("the page function returned no row".into()))
 }
 
-/// The page's JSON from the page functions' first seven columns, with `extra` fields at its end.
-fn page_json(r: &tokio_postgres::Row, q: &DownloadQuery, extra: &str) -> Result<String, ApiError> {
+/// The page's JSON from the page functions' first seven columns, with `extra` fields at its end, and its number of
+/// changes (the rows read before the byte cut, without the marker row past `limit`).
+fn page_json(r: &tokio_postgres::Row, q: &DownloadQuery, extra: &str) -> Result<(String, i64), ApiError> {
     let page = Page {
         top: r.get(0),
         window_until: r.get(1),
@@ -72,15 +78,16 @@ fn page_json(r: &tokio_postgres::Row, q: &DownloadQuery, extra: &str) -> Result<
     };
     let changes: &str = r.get(5);
     let (has_more, next_after) = page.cursor(q.after, q.limit);
-    Ok(format!(
+    let json = format!(
         r#"{{"changes":[{changes}],"has_more":{has_more},"next_after":{next_after},"window_until":{}{extra}}}"#,
         page.window_until
-    ))
+    );
+    Ok((json, page.read.min(q.limit)))
 }
 
 /// The scope-aware page: the classic page's fields, the memberships when they changed since the client's
 /// `scope_event`, and the newest membership event.
-async fn scoped(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &Settings) -> Result<String, ApiError> {
+async fn scoped(conn: &impl Conn, who: &Principal, q: &DownloadQuery, s: &Settings) -> Result<(String, i64), ApiError> {
     let max_scopes = i64::try_from(s.max_scopes_per_user).unwrap_or(i64::MAX);
     let timeout = format!("{}ms", s.lock_timeout_ms);
     let scoped_source = scope_source(&who.user_id, &who.source_id);

@@ -167,13 +167,9 @@ impl ApiError {
         }
     }
 
-    /// The envelope response; 5xx causes are logged here.
+    /// The envelope response (exactly §4.7's: the request's id travels in the `X-Request-Id` header); 5xx causes
+    /// are logged here, inside the request's span, so with its id.
     pub fn into_response(self) -> Response {
-        self.into_response_for(None)
-    }
-
-    /// [`ApiError::into_response`] with the request's id in the envelope.
-    pub fn into_response_for(self, request_id: Option<&str>) -> Response {
         let (status, code, message) = self.parts();
         // A busy answer is load shedding, not a failure: no error line per shed request.
         // (A missing key set is logged where the fetch failed.)
@@ -191,7 +187,6 @@ impl ApiError {
         if let Self::HistoryPruned(h) = self {
             body.horizon = Some(h);
         }
-        body.request_id = request_id.map(str::to_owned);
         let mut resp = Response::json(status, &body);
         if let Some(s) = retry_after {
             resp.headers.push(("retry-after", s.to_string()));

@@ -45,9 +45,16 @@ async fn session(hub: &ChangeHub, db: &tokio_postgres::Config) -> Result<(), tok
         let mut messages = futures_util::stream::poll_fn(|cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             if let AsyncMessage::Notification(n) = message? {
-                metrics::counter!(crate::observe::names::NOTICES).increment(1);
                 match serde_json::from_str::<(String, String, i64)>(n.payload()) {
-                    Ok((user, source, top)) => hub.publish(&user, &source, top),
+                    Ok((user, source, top)) => {
+                        let kind = match source.as_str() {
+                            oversync_protocol::wire::BACKEND_SOURCE => "backend",
+                            "membership" => "membership",
+                            _ => "device",
+                        };
+                        metrics::counter!(crate::observe::names::NOTICES, "kind" => kind).increment(1);
+                        hub.publish(&user, &source, top);
+                    }
                     Err(e) => tracing::warn!(error = %e, "unreadable change notification"),
                 }
             }

@@ -60,10 +60,10 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
         "Bytes of the pages served: download, snapshot.",
     ),
     (
-        names::SNAPSHOT_ROWS,
+        names::READ_ROWS,
         Kind::Counter,
-        "",
-        "Rows of the snapshot pages served.",
+        "kind",
+        "Changes of the download pages and rows of the snapshot pages served.",
     ),
     (
         names::REFUSALS,
@@ -83,8 +83,8 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
     (
         names::NOTICES,
         Kind::Counter,
-        "",
-        "Change notifications received on the LISTEN connection.",
+        "kind",
+        "Change notifications received on the LISTEN connection: device, backend, membership.",
     ),
     (
         names::JWKS,
@@ -147,7 +147,7 @@ pub mod names {
     pub const REPLAYS: &str = "oversync_upload_replays_total";
     pub const PAGES: &str = "oversync_read_pages_total";
     pub const READ_BYTES: &str = "oversync_read_bytes_total";
-    pub const SNAPSHOT_ROWS: &str = "oversync_snapshot_rows_total";
+    pub const READ_ROWS: &str = "oversync_read_rows_total";
     pub const REFUSALS: &str = "oversync_refusals_total";
     pub const ERRORS: &str = "oversync_errors_total";
     pub const WATCHES: &str = "oversync_watches_open";
@@ -214,8 +214,8 @@ pub struct Report {
     pub invalid: [u32; REASONS.len() + 1],
     /// A read's kind (`download`, `snapshot`) and the bytes of its page.
     pub read: Option<(&'static str, u64)>,
-    /// A snapshot page's rows.
-    pub snapshot_rows: u64,
+    /// A download page's changes or a snapshot page's rows.
+    pub rows: u64,
 }
 
 impl Report {
@@ -270,8 +270,8 @@ impl Report {
             counter!(names::PAGES, "kind" => kind).increment(1);
             counter!(names::READ_BYTES, "kind" => kind).increment(bytes);
         }
-        if self.snapshot_rows > 0 {
-            counter!(names::SNAPSHOT_ROWS).increment(self.snapshot_rows);
+        if let Some((kind, _)) = self.read.filter(|_| self.rows > 0) {
+            counter!(names::READ_ROWS, "kind" => kind).increment(self.rows);
         }
     }
 
@@ -289,6 +289,7 @@ impl Report {
             conflicts = self.conflicts,
             invalid = self.invalid_total(),
             bytes = self.read.map_or(0, |r| r.1),
+            rows = self.rows,
             "request"
         );
     }
@@ -312,6 +313,7 @@ impl Report {
             "conflicts": self.conflicts,
             "invalid": self.invalid_total(),
             "bytes": self.read.map_or(0, |r| r.1),
+            "rows": self.rows,
         })
         .to_string()
     }

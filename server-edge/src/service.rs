@@ -212,7 +212,7 @@ impl Service {
                 Err(e) => {
                     report.code = Some(e.parts().1);
                     report.refusal = e.refusal();
-                    e.into_response_for(Some(&report.request_id))
+                    e.into_response()
                 }
             }
         }
@@ -409,14 +409,16 @@ impl Service {
                 let q = DownloadQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
                 let (_slot, _turn) = self.read_turn(rt, who).await?;
                 let conn = self.ready_conn(rt).await?;
-                Response::json_text(200, download::download(&conn, who, &q, &self.settings).await?)
+                let (page, rows) = download::download(&conn, who, &q, &self.settings).await?;
+                report.rows = rows.max(0) as u64;
+                Response::json_text(200, page)
             }
             Route::Snapshot => {
                 let q = SnapshotQuery::from_query(query).map_err(ApiError::InvalidRequest)?;
                 let (_slot, _turn) = self.read_turn(rt, who).await?;
                 let conn = self.ready_conn(rt).await?;
                 let page = crate::snapshot::snapshot(&conn, who, &q, self.settings.max_page_bytes).await?;
-                report.snapshot_rows = page.rows.len() as u64;
+                report.rows = page.rows.len() as u64;
                 Response::json(200, &page)
             }
             Route::Watch => {

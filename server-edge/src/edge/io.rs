@@ -78,7 +78,7 @@ pub const ANALYTICS_BINDING: &str = "OVERSYNC_ANALYTICS";
 
 /// A request's report on the Worker (docs/operations.md §4): with `log_format = "json"` one JSON line on the
 /// console, and with the Analytics Engine binding one data point — index the route; blobs route, status class,
-/// error code, refusal cause, method; doubles ms, status, applied, conflicts, invalid, page bytes, snapshot rows.
+/// error code, refusal cause, method; doubles ms, status, applied, conflicts, invalid, page bytes, page rows.
 pub fn report(env: &worker::Env, r: &crate::observe::Report, method: &str, status: u16, elapsed: Duration, json: bool) {
     if json {
         let now = js_sys::Date::new_0().to_iso_string();
@@ -104,7 +104,7 @@ pub fn report(env: &worker::Env, r: &crate::observe::Report, method: &str, statu
             f64::from(r.conflicts),
             f64::from(r.invalid_total()),
             r.read.map_or(0.0, |x| x.1 as f64),
-            r.snapshot_rows as f64,
+            r.rows as f64,
         ])
         .build();
     if let Err(e) = dataset.write_data_point(&point) {

@@ -108,7 +108,7 @@ async fn configured_origins_get_cors_headers_and_preflights_need_no_auth() {
     assert_eq!(h["access-control-allow-methods"], "GET, POST, OPTIONS");
     assert_eq!(
         h["access-control-allow-headers"],
-        "Authorization, Content-Type, Accept, Oversync-Device-Id"
+        "Authorization, Content-Type, Accept, Oversync-Device-Id, X-Request-Id"
     );
 
     // Every response to a configured origin carries the header, errors included.

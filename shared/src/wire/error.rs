@@ -13,10 +13,6 @@ pub struct ErrorBody {
     /// removed tombstones may have been missed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub horizon: Option<i64>,
-    /// The request's id (the client's `X-Request-Id`, or one the server made up; also in the response's
-    /// `X-Request-Id` header and the server's log line): a user's report is matched by it (docs/operations.md).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
 }
 
 impl ErrorBody {
@@ -26,7 +22,6 @@ impl ErrorBody {
             error: error.into(),
             message: message.into(),
             horizon: None,
-            request_id: None,
         }
     }
 }
