@@ -40,6 +40,7 @@ impl Transport for Pages {
             status: 200,
             body,
             retry_after: None,
+            request_id: None,
         })
     }
 }

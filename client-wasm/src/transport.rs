@@ -26,8 +26,8 @@ impl<'a> Credentials<'a> {
     }
 }
 
-/// A response: status, body bytes and the server's retry hint.
-#[derive(Debug, Clone)]
+/// A response: status, body bytes, the server's retry hint and its request id.
+#[derive(Debug, Clone, Default)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
@@ -35,6 +35,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// The `Retry-After` header (an overloaded server's 429 or 503), parsed by [`retry_after`].
     pub retry_after: Option<Duration>,
+    /// The `X-Request-Id` header: the id of the server's log line for this request (docs/operations.md §3).
+    pub request_id: Option<String>,
 }
 
 /// Parses a `Retry-After` value in its delay-seconds form (`"5"`). The HTTP-date form yields `None`: this
@@ -125,11 +127,17 @@ impl HttpTransport {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(retry_after);
+        let request_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = resp.bytes().await.map_err(|e| NetworkError(e.to_string()))?.to_vec();
         Ok(Reply {
             status,
             body,
             retry_after,
+            request_id,
         })
     }
 }

@@ -28,6 +28,11 @@ export class OversyncError extends Error {
    * `PROTOCOL` errors of a sync cycle; the message names it too.
    */
   readonly url?: string;
+  /**
+   * The server's `X-Request-Id` of the failed request, for `HTTP` errors: the id of the server's log line for it
+   * (docs/operations.md §3); put it in a bug report. The message names it too.
+   */
+  readonly requestId?: string;
   constructor(e: WireError) {
     super(e.message);
     this.name = 'OversyncError';
@@ -36,6 +41,7 @@ export class OversyncError extends Error {
     if (e.sqliteCode !== undefined) this.sqliteCode = e.sqliteCode;
     if (e.retryAfterMs !== undefined) this.retryAfterMs = e.retryAfterMs;
     if (e.url !== undefined) this.url = e.url;
+    if (e.requestId !== undefined) this.requestId = e.requestId;
   }
 }
 

@@ -63,6 +63,8 @@ export type WireError = {
   retryAfterMs?: number;
   /** The request's URL (without its query), for errors that came from one. */
   url?: string;
+  /** The server's `X-Request-Id`, for `HTTP` errors. */
+  requestId?: string;
 };
 
 /** Worker → page. */
@@ -100,13 +102,14 @@ export type PeerMessage =
 /** Turns anything thrown into a WireError (wasm errors carry `code`). */
 export function toWire(e: unknown): WireError {
   if (e && typeof e === 'object') {
-    const o = e as { message?: unknown; code?: unknown; status?: unknown; name?: unknown; sqliteCode?: unknown; retryAfterMs?: unknown; url?: unknown };
+    const o = e as { message?: unknown; code?: unknown; status?: unknown; name?: unknown; sqliteCode?: unknown; retryAfterMs?: unknown; url?: unknown; requestId?: unknown };
     const code = typeof o.code === 'string' ? o.code : typeof o.name === 'string' ? jsCode(o.name) : 'INTERNAL';
     const out: WireError = { message: String(o.message ?? e), code };
     if (typeof o.status === 'number') out.status = o.status;
     if (typeof o.sqliteCode === 'number') out.sqliteCode = o.sqliteCode;
     if (typeof o.retryAfterMs === 'number') out.retryAfterMs = o.retryAfterMs;
     if (typeof o.url === 'string') out.url = o.url;
+    if (typeof o.requestId === 'string') out.requestId = o.requestId;
     return out;
   }
   return { message: String(e), code: 'INTERNAL' };

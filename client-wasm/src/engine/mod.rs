@@ -126,7 +126,7 @@ pub enum SyncError {
     #[error("authentication failed{}", reason(.0))]
     Unauthorized(String),
     /// Another non-200 answer.
-    #[error("server answered {status}{}", describe_body(body))]
+    #[error("server answered {status}{}{}", describe_body(body), request_tag(request_id.as_deref()))]
     Http {
         /// Status code.
         status: u16,
@@ -134,6 +134,8 @@ pub enum SyncError {
         body: String,
         /// The server's `Retry-After` (an overloaded server's 429 or 503): wait at least this long.
         retry_after: Option<Duration>,
+        /// The server's `X-Request-Id` for the request: what its log line says (a user's report is matched by it).
+        request_id: Option<String>,
     },
     /// The server's answer does not follow the protocol (e.g. wrong number of statuses).
     #[error("protocol violation: {0}")]
@@ -193,6 +195,7 @@ impl SyncError {
             status: reply.status,
             body: String::from_utf8_lossy(&reply.body).into(),
             retry_after: reply.retry_after,
+            request_id: reply.request_id.clone(),
         }
     }
 
@@ -690,6 +693,11 @@ fn reason(r: &str) -> String {
 
 /// An error answer's body for a message: the envelope's code and message, "an HTML page", or its first 200
 /// characters.
+/// ` (request id …)` when the server named its log line for the request.
+fn request_tag(id: Option<&str>) -> String {
+    id.map(|id| format!(" (request id {id})")).unwrap_or_default()
+}
+
 fn describe_body(body: &str) -> String {
     if let Some((code, message)) = envelope(body.as_bytes()) {
         return format!(" {code}: {message}");

@@ -46,10 +46,16 @@ pub(crate) fn sync(e: &SyncError) -> JsValue {
         set(&err, "status", &401.into());
     }
     if let SyncError::Http {
-        status, retry_after, ..
+        status,
+        retry_after,
+        request_id,
+        ..
     } = e
     {
         set(&err, "status", &(*status).into());
+        if let Some(id) = request_id {
+            set(&err, "requestId", &id.into());
+        }
         if let Some(wait) = retry_after {
             set(&err, "retryAfterMs", &(wait.as_millis() as f64).into());
         }

@@ -68,10 +68,12 @@ impl HostTransport {
             let status = resp.status();
             // Readable cross-origin only if the server exposes it (`Access-Control-Expose-Headers`).
             let retry_after = resp.headers().get("retry-after").as_deref().and_then(retry_after);
+            let request_id = resp.headers().get("x-request-id");
             Ok::<_, gloo_net::Error>(Reply {
                 status,
                 body: resp.binary().await?,
                 retry_after,
+                request_id,
             })
         }
         .await;

@@ -34,6 +34,7 @@ impl Scripted {
             status,
             body: body.into_bytes(),
             retry_after: None,
+            request_id: None,
         })
     }
 }

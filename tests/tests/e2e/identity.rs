@@ -140,6 +140,7 @@ impl Scripted {
             status,
             body: body.to_string().into_bytes(),
             retry_after: None,
+            request_id: None,
         })
     }
 }

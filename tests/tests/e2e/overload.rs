@@ -52,6 +52,7 @@ fn reply(status: u16, body: serde_json::Value, retry_after: Option<u64>) -> Repl
         status,
         body: body.to_string().into_bytes(),
         retry_after: retry_after.map(Duration::from_secs),
+        request_id: None,
     }
 }
 

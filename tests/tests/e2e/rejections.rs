@@ -136,3 +136,22 @@ async fn diagnostics_show_the_queue_the_cursor_and_each_table() {
         "caught up: {after:?}"
     );
 }
+
+/// An HTTP error names the server's request id (issue 37, docs/operations.md §3): the engine's error carries the
+/// `X-Request-Id` the real server answered with (its log line's id), and its message says it.
+#[tokio::test]
+async fn an_http_error_carries_the_servers_request_id() {
+    let w = world(|c| c.max_request_bytes = Some(8192)).await;
+    let mut d = device(&w, &name()).await;
+    add_user(&d, &id(), &"x".repeat(20_000));
+    let e = d.sync().await.unwrap_err();
+    match &e {
+        oversync_client::engine::SyncError::Http {
+            status: 413,
+            request_id: Some(id),
+            ..
+        } => assert_eq!(id.len(), 32, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("(request id "), "{e}");
+}

@@ -68,6 +68,7 @@ impl Transport for Flaky {
                 status: 404,
                 body: br#"{"error":"not_found","message":"Not found"}"#.to_vec(),
                 retry_after: None,
+                request_id: None,
             });
         }
         let hook = self
