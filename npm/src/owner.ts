@@ -526,8 +526,8 @@ export class Owner {
     let ok = false;
     let failure: unknown = null;
     const started = performance.now();
-    const hydrating = !this.db.status().hydrated;
-    const cursorBefore = (this.db.status() as { cursor: number }).cursor;
+    const before = this.db.status() as { hydrated: boolean; cursor: number };
+    const [hydrating, cursorBefore] = [!before.hydrated, before.cursor];
     let report: { applied?: number; conflicts?: number; rejected?: number; retried?: number } = {};
     this.log('debug', 'sync cycle start', { pending: this.unsent(), hydrating });
     try {

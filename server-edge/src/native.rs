@@ -175,7 +175,7 @@ fn router(
     if let Some(e) = guarded_metrics {
         api = api.route(
             "/metrics",
-            axum::routing::get(move |headers| prometheus::guarded(axum::extract::State(e), headers)),
+            axum::routing::get(move |headers| prometheus::guarded_route(axum::extract::State(e), headers)),
         );
     }
     let api = api.fallback(handle).with_state(state);
@@ -350,7 +350,6 @@ pub struct Bound {
     compaction: Option<tokio::task::JoinHandle<()>>,
     /// The metrics exporter (with `metrics_listen` or `metrics_secret`) and the `metrics_listen` socket.
     metrics: Option<(prometheus::Exporter, Option<tokio::net::TcpListener>)>,
-    guarded_metrics: bool,
 }
 
 impl Bound {
@@ -452,7 +451,6 @@ impl Bound {
             notifications,
             compaction,
             metrics,
-            guarded_metrics: cfg.metrics_secret.is_some(),
         })
     }
 
@@ -469,7 +467,7 @@ impl Bound {
                 }
             })
         });
-        let guarded = exporter.filter(|_| self.guarded_metrics);
+        let guarded = exporter.filter(prometheus::Exporter::guarded);
         let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;

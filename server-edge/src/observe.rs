@@ -183,8 +183,8 @@ impl Drop for Open {
     }
 }
 
-/// The reasons counted by name; any other is counted as `other`.
-const REASONS: [Reason; 8] = [
+/// The reasons counted by name (their wire strings are the labels); any other is counted as `other`.
+static REASONS: [Reason; 8] = [
     Reason::BadPayload,
     Reason::UnregisteredTable,
     Reason::FkMissing,
@@ -262,15 +262,13 @@ impl Report {
         if self.invalid_total() > 0 {
             counter!(names::CHANGES, "outcome" => "invalid").increment(self.invalid_total().into());
             for (i, &n) in self.invalid.iter().enumerate().filter(|(_, n)| **n > 0) {
-                let reason = REASONS.get(i).map_or("other", reason_label);
+                let reason = REASONS.get(i).map_or("other", Reason::as_str);
                 counter!(names::INVALID, "reason" => reason).increment(n.into());
             }
         }
         if let Some((kind, bytes)) = self.read {
             counter!(names::PAGES, "kind" => kind).increment(1);
             counter!(names::READ_BYTES, "kind" => kind).increment(bytes);
-        }
-        if let Some((kind, _)) = self.read.filter(|_| self.rows > 0) {
             counter!(names::READ_ROWS, "kind" => kind).increment(self.rows);
         }
     }
@@ -293,9 +291,7 @@ impl Report {
             "request"
         );
     }
-}
 
-impl Report {
     /// The request's log line as one JSON object, as the native server's `log_format = "json"` writes it (the
     /// Worker's console has no `tracing` JSON formatter).
     pub fn json_line(&self, method: &str, status: u16, elapsed: Duration, timestamp: &str) -> String {
@@ -327,20 +323,6 @@ pub fn status_class(status: u16) -> &'static str {
         3 => "3xx",
         4 => "4xx",
         _ => "5xx",
-    }
-}
-
-fn reason_label(r: &Reason) -> &'static str {
-    match r {
-        Reason::BadPayload => "bad_payload",
-        Reason::UnregisteredTable => "unregistered_table",
-        Reason::FkMissing => "fk_missing",
-        Reason::PrecheckError => "precheck_error",
-        Reason::InternalError => "internal_error",
-        Reason::BatchTooLarge => "batch_too_large",
-        Reason::ScopeForbidden => "scope_forbidden",
-        Reason::ReadOnlyTable => "read_only_table",
-        Reason::Other(_) => "other",
     }
 }
 

@@ -47,17 +47,15 @@ pub struct Probe {
 
 impl Probe {
     /// Answers `/ready` at `now`: the last answer if it is younger than [`REUSE`] or another probe runs, else a
-    /// fresh one.
+    /// fresh one (before the first answer, every probe runs).
     pub async fn check<R: Runtime>(&self, rt: &R, db: &Readiness, now: Duration) -> Response {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let fresh = last.as_ref().is_some_and(|(at, _)| now.saturating_sub(*at) < REUSE);
-        let answer = match last {
-            Some((_, a)) if fresh || self.running.swap(true, Ordering::AcqRel) => a,
-            _ => {
-                let _ = self.running.swap(true, Ordering::AcqRel);
+        let answer = match (last, Probing::start(&self.running)) {
+            (Some((at, a)), _) if now.saturating_sub(at) < REUSE => a,
+            (Some((_, a)), None) => a,
+            (_, _probing) => {
                 let a = probe(rt, db).await;
                 *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, a.clone()));
-                self.running.store(false, Ordering::Release);
                 a
             }
         };
@@ -67,6 +65,21 @@ impl Probe {
             resp.headers.push(("retry-after", "1".into()));
         }
         resp
+    }
+}
+
+/// The one running probe; ends with it, also when the request is dropped half way (a client that went away).
+struct Probing<'a>(&'a AtomicBool);
+
+impl<'a> Probing<'a> {
+    fn start(running: &'a AtomicBool) -> Option<Self> {
+        (!running.swap(true, Ordering::AcqRel)).then_some(Self(running))
+    }
+}
+
+impl Drop for Probing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -59,6 +59,11 @@ impl Exporter {
         self.handle.render()
     }
 
+    /// Whether `/metrics` is also served on the public port (to a bearer of `metrics_secret`).
+    pub(super) fn guarded(&self) -> bool {
+        self.secret.is_some()
+    }
+
     /// `GET /metrics` on the `metrics_listen` address.
     pub(super) fn router(self) -> axum::Router {
         axum::Router::new()
@@ -90,7 +95,7 @@ async fn open(State(e): State<Exporter>) -> Answer {
 }
 
 /// `GET /metrics` on the public port: only to a bearer of `metrics_secret` (compared in constant time).
-pub(super) async fn guarded(State(e): State<Exporter>, headers: axum::http::HeaderMap) -> Answer {
+pub(super) async fn guarded_route(State(e): State<Exporter>, headers: axum::http::HeaderMap) -> Answer {
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let secret = e.secret.as_deref().unwrap_or_default();
     if secret.is_empty() || !crate::admin::authorized(given, secret) {
