@@ -125,6 +125,20 @@ fn init_sql() -> &'static str {
     })
 }
 
+/// The start-up SQL as a file for the native server, written once per test process: written again per server, a
+/// server starting while another test rewrote it could read it truncated and skip creating the business tables.
+fn init_sql_file() -> &'static std::path::Path {
+    static FILE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let path = dir.join(format!("init-{}.sql", std::process::id()));
+        let partial = dir.join(format!("init-{}.sql.partial", std::process::id()));
+        std::fs::write(&partial, init_sql()).expect("write init.sql");
+        std::fs::rename(&partial, &path).expect("rename init.sql");
+        path
+    })
+}
+
 pub fn database_url() -> String {
     DB.get_or_init(|| oversync_tests::pg::database("oversync_it").expect("test database"))
         .clone()
@@ -215,8 +229,7 @@ pub fn native_config(extra: &str) -> String {
     } else {
         "dev_signin = true"
     };
-    let sql_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("init.sql");
-    std::fs::write(&sql_path, init_sql()).expect("write init.sql");
+    let sql_path = init_sql_file();
     format!(
         "listen = \"127.0.0.1:0\"\n{pool}init_sql = {:?}\n{signin}\n{extra}\n{TABLES}",
         sql_path.display().to_string(),
